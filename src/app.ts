@@ -1,0 +1,47 @@
+import express, { Express } from 'express';
+import helmet from 'helmet';
+import type { Container } from './container';
+import { registerRoutes } from './http/register-routes';
+import type { RouteDef } from './http/route';
+import { adminAuth } from './middleware/admin-auth';
+import { customerAuth } from './middleware/customer-auth';
+import { errorHandler, notFound } from './middleware/error-handler';
+import { httpLogger } from './middleware/http-logger';
+import { requestId } from './middleware/request-id';
+import { apiKeysRoutes } from './modules/api-keys/api-keys-routes';
+import { auditRoutes } from './modules/audit/audit-routes';
+import { customersRoutes } from './modules/customers/customers-routes';
+import { healthRoutes } from './modules/health/health-routes';
+
+/** The route table: every route the service answers, with its authentication. */
+export function routeTable(c: Container): RouteDef[] {
+  return [
+    ...healthRoutes(c.db, c.startedAt),
+    ...customersRoutes(c.customers),
+    ...apiKeysRoutes(c.apiKeys),
+    ...auditRoutes(c.audit),
+  ];
+}
+
+/** The middleware order, and nothing else: no listen(), no connections opened here. */
+export function createApp(c: Container): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', c.config.trustProxy);
+  app.set('query parser', 'simple');
+
+  app.use(requestId());
+  app.use(httpLogger(c.logger));
+  app.use(helmet());
+
+  registerRoutes(app, routeTable(c), {
+    adminAuth: adminAuth(c.adminTokens, c.audit),
+    customerAuth: customerAuth(c.verifier),
+    jsonBodyLimit: c.config.jsonBodyLimit,
+    audit: c.audit,
+  });
+
+  app.use(notFound);
+  app.use(errorHandler(c.logger));
+  return app;
+}

@@ -1,0 +1,46 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Knex } from 'knex';
+
+/** migrations/ at the project root, from both src/db (tsx, jest) and dist/src/db (compiled). */
+export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
+
+/**
+ * Migration names are stored without their extension, so the same database can be
+ * migrated from the TypeScript sources (dev, tests) and from the compiled build.
+ */
+export class ProjectMigrationSource implements Knex.MigrationSource<string> {
+  constructor(private readonly dir = MIGRATIONS_DIR) {}
+
+  async getMigrations(): Promise<string[]> {
+    const files = fs
+      .readdirSync(this.dir)
+      .filter((f) => /\.(ts|js)$/.test(f) && !f.endsWith('.d.ts'))
+      .map((f) => f.replace(/\.(ts|js)$/, ''));
+    return [...new Set(files)].sort();
+  }
+
+  getMigrationName(name: string): string {
+    return name;
+  }
+
+  async getMigration(name: string): Promise<Knex.Migration> {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(path.join(this.dir, name)) as Knex.Migration;
+  }
+}
+
+export const migrationConfig = (): Knex.MigratorConfig => ({
+  migrationSource: new ProjectMigrationSource(),
+  tableName: 'knex_migrations',
+});
+
+export async function migrateLatest(db: Knex): Promise<string[]> {
+  const [, applied] = (await db.migrate.latest(migrationConfig())) as [number, string[]];
+  return applied;
+}
+
+export async function pendingMigrations(db: Knex): Promise<string[]> {
+  const [, pending] = (await db.migrate.list(migrationConfig())) as [unknown[], { file: string }[]];
+  return pending.map((p) => p.file);
+}

@@ -1,0 +1,16 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Outside production, a missing ADMIN_API_TOKEN means one is generated once, kept in
+ * DATA_DIR/admin-token (mode 0600) and reused on later starts.
+ */
+export function loadOrCreateDevAdminToken(dataDir: string): { token: string; file: string; created: boolean } {
+  const file = path.resolve(dataDir, 'admin-token');
+  if (fs.existsSync(file)) return { token: fs.readFileSync(file, 'utf8').trim(), file, created: false };
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const token = randomBytes(32).toString('hex');
+  fs.writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  return { token, file, created: true };
+}

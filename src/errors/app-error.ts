@@ -1,0 +1,69 @@
+/**
+ * The one closed list of error codes. Each maps to exactly one HTTP status here;
+ * the error middleware is the only place that turns an error into a response.
+ */
+export const ERROR_STATUS = {
+  INVALID_JSON: 400,
+  BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  EMAIL_TAKEN: 409,
+  CUSTOMER_DELETED: 409,
+  TOO_MANY_KEYS: 409,
+  IDEMPOTENCY_CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  VALIDATION_FAILED: 422,
+  RATE_LIMITED: 429,
+  INTERNAL_ERROR: 500,
+  BAD_GATEWAY: 502,
+  SERVICE_UNAVAILABLE: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export interface FieldProblem {
+  path: string;
+  message: string;
+}
+
+export class AppError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: unknown,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'AppError';
+    this.status = ERROR_STATUS[code];
+  }
+}
+
+export class ValidationError extends AppError {
+  constructor(message: string, problems: FieldProblem[]) {
+    super('VALIDATION_FAILED', message, problems);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(what: string) {
+    super('NOT_FOUND', `${what} not found`);
+  }
+}
+
+/** Deliberately says nothing about why: no key, bad key, revoked key all look the same. */
+export class UnauthorizedError extends AppError {
+  constructor() {
+    super('UNAUTHORIZED', 'Missing or invalid credentials');
+  }
+}
+
+export class ServiceUnavailableError extends AppError {
+  constructor(message = 'The service is temporarily unavailable; retry shortly', options?: { cause?: unknown }) {
+    super('SERVICE_UNAVAILABLE', message, undefined, options);
+  }
+}

@@ -1,0 +1,51 @@
+import type { Express, RequestHandler } from 'express';
+import { NotFoundError } from '../errors/app-error';
+import { contextOf } from '../middleware/context';
+import { jsonBody } from '../middleware/json-body';
+import { toAppError } from '../middleware/error-handler';
+import type { AuditService } from '../modules/audit/audit-service';
+import type { RouteDef } from './route';
+import { parseInput } from './validation';
+
+export interface RouteDeps {
+  adminAuth: RequestHandler;
+  customerAuth: RequestHandler;
+  jsonBodyLimit: string;
+  audit: AuditService;
+}
+
+/**
+ * Wires each row of the route table in one fixed order:
+ * authenticate -> read the JSON body -> validate params, query, body -> handle.
+ * Authentication comes first so an unauthenticated caller learns nothing about validation.
+ */
+export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: RouteDeps): void {
+  for (const r of routes) {
+    const chain: RequestHandler[] = [];
+    if (r.auth === 'admin') chain.push(deps.adminAuth);
+    if (r.auth === 'customer') chain.push(deps.customerAuth);
+    if (r.body) chain.push(...jsonBody(deps.jsonBodyLimit));
+    chain.push(async (req, res) => {
+      const ctx = contextOf(req);
+      try {
+        const params = r.params ? r.params.safeParse(req.params) : { success: true as const, data: req.params };
+        // A malformed id names nothing that exists.
+        if (!params.success) throw new NotFoundError('Resource');
+        const query = r.query ? parseInput(r.query, req.query, 'query') : {};
+        const body = r.body ? parseInput(r.body, req.body ?? {}, 'body') : undefined;
+        await r.handle({ params: params.data, query, body, principal: res.locals.principal ?? null, ctx, req }, res);
+      } catch (err) {
+        if (r.auditAction && r.auth === 'admin') {
+          await deps.audit.recordDetached(ctx, {
+            action: r.auditAction,
+            outcome: 'failure',
+            targetId: typeof req.params.id === 'string' ? req.params.id.slice(0, 64) : null,
+            details: { code: toAppError(err).code },
+          });
+        }
+        throw err;
+      }
+    });
+    app[r.method](r.path, ...chain);
+  }
+}

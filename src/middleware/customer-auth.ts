@@ -1,0 +1,13 @@
+import type { RequestHandler } from 'express';
+import type { KeyVerifier } from '../modules/api-keys/key-verifier';
+import { contextOf } from './context';
+
+/** X-API-Key: the customer is taken from the verified key, never from the path or body. */
+export function customerAuth(verifier: KeyVerifier): RequestHandler {
+  return async (req, res, next) => {
+    const principal = await verifier.verify(req.get('x-api-key'), contextOf(req));
+    res.locals.principal = principal;
+    res.locals.actor = { actor: 'customer', actorId: principal.customerId };
+    next();
+  };
+}

@@ -1,0 +1,59 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import { isDatabaseUnavailable } from '../db/db-errors';
+import { AppError, ServiceUnavailableError } from '../errors/app-error';
+
+/** Errors raised by body-parser carry a `type`; map them to our codes. */
+function fromBodyParser(err: { type?: string; status?: number }): AppError | null {
+  switch (err.type) {
+    case 'entity.parse.failed':
+      return new AppError('INVALID_JSON', 'Request body is not valid JSON');
+    case 'entity.too.large':
+      return new AppError('PAYLOAD_TOO_LARGE', 'Request body is too large');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new AppError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported body encoding or charset');
+    case 'request.aborted':
+    case 'request.size.invalid':
+    case 'stream.encoding.set':
+    case 'stream.not.readable':
+    case 'parameters.too.many':
+      return new AppError('BAD_REQUEST', 'The request body could not be read');
+    default:
+      return null;
+  }
+}
+
+export function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  const fromParser = fromBodyParser(err as { type?: string });
+  if (fromParser) return fromParser;
+  if (isDatabaseUnavailable(err)) return new ServiceUnavailableError(undefined, { cause: err });
+  return new AppError('INTERNAL_ERROR', 'Internal server error', undefined, { cause: err });
+}
+
+export const notFound: RequestHandler = (req) => {
+  throw new AppError('NOT_FOUND', `No route for ${req.method} ${req.path}`);
+};
+
+/** The one place an error becomes a response: always the same JSON envelope. */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, next) => {
+    if (res.headersSent) return next(err);
+    const e = toAppError(err);
+    res.locals.errorCode = e.code;
+    if (e.status >= 500) {
+      // Unknown errors: details to the log with the request id, a generic message to the caller.
+      (req.log ?? logger).error({ err, requestId: req.id, code: e.code }, 'request failed');
+    }
+    if (e.code === 'SERVICE_UNAVAILABLE') res.setHeader('Retry-After', '5');
+    res.status(e.status).json({
+      error: {
+        code: e.code,
+        message: e.message,
+        requestId: req.id,
+        ...(e.details !== undefined ? { details: e.details } : {}),
+      },
+    });
+  };
+}

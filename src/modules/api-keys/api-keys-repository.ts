@@ -1,0 +1,138 @@
+import type { Knex } from 'knex';
+import type { ApiKeyRow } from '../../db/tables';
+
+export interface ApiKey {
+  id: string;
+  customerId: string;
+  name: string | null;
+  start: string;
+  createdAt: Date;
+  lastUsedAt: Date | null;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+}
+
+/** What verification needs: the hash, and every reason the key might be refused. */
+export interface KeyCandidate {
+  id: string;
+  secretHash: string;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  customerStatus: 'active' | 'deleted';
+}
+
+const PUBLIC_COLUMNS = ['id', 'customer_id', 'name', 'start', 'created_at', 'last_used_at', 'expires_at', 'revoked_at'] as const;
+
+type PublicRow = Pick<ApiKeyRow, (typeof PUBLIC_COLUMNS)[number]>;
+
+const toApiKey = (r: PublicRow): ApiKey => ({
+  id: r.id,
+  customerId: r.customer_id,
+  name: r.name,
+  start: r.start,
+  createdAt: r.created_at,
+  lastUsedAt: r.last_used_at,
+  expiresAt: r.expires_at,
+  revokedAt: r.revoked_at,
+});
+
+/** Neither revoked nor past its expiry, by the database's clock. */
+const activeKeys = (db: Knex, customerId: string) =>
+  db('api_keys')
+    .where({ customer_id: customerId })
+    .whereNull('revoked_at')
+    .andWhere((w) => w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()));
+
+export function createApiKeysRepository() {
+  return {
+    async insert(
+      db: Knex,
+      k: { id: string; customerId: string; name: string | null; secretHash: string; start: string },
+    ): Promise<ApiKey> {
+      const [row] = await db<ApiKeyRow>('api_keys')
+        .insert({ id: k.id, customer_id: k.customerId, name: k.name, secret_hash: k.secretHash, start: k.start })
+        .returning([...PUBLIC_COLUMNS]);
+      return toApiKey(row as PublicRow);
+    },
+
+    async listForCustomer(db: Knex, customerId: string): Promise<ApiKey[]> {
+      const rows = await db<ApiKeyRow>('api_keys')
+        .select([...PUBLIC_COLUMNS])
+        .where({ customer_id: customerId })
+        .orderBy('id', 'desc');
+      return (rows as PublicRow[]).map(toApiKey);
+    },
+
+    async findForCustomer(db: Knex, customerId: string, keyId: string): Promise<ApiKey | null> {
+      const row = await db<ApiKeyRow>('api_keys')
+        .select([...PUBLIC_COLUMNS])
+        .where({ id: keyId, customer_id: customerId })
+        .first();
+      return row ? toApiKey(row as PublicRow) : null;
+    },
+
+    async countActive(db: Knex, customerId: string): Promise<number> {
+      const row = await activeKeys(db, customerId)
+        .count<{ n: string }>({ n: '*' })
+        .first();
+      return Number(row?.n ?? 0);
+    },
+
+    /**
+     * Ends the active keys of a customer: revoked now, or, with a grace period, expiring
+     * then (a key already expiring sooner keeps its earlier expiry). Returns their ids.
+     */
+    async endActive(db: Knex, customerId: string, graceSeconds: number, exceptId?: string): Promise<string[]> {
+      const q = activeKeys(db, customerId);
+      if (exceptId) q.whereNot('id', exceptId);
+      const rows =
+        graceSeconds > 0
+          ? await q.update(
+              {
+                expires_at: db.raw(
+                  "least(coalesce(expires_at, 'infinity'::timestamptz), now() + make_interval(secs => ?))",
+                  [graceSeconds],
+                ),
+              },
+              ['id'],
+            )
+          : await q.update({ revoked_at: db.fn.now() }, ['id']);
+      return (rows as { id: string }[]).map((r) => r.id);
+    },
+
+    async revoke(db: Knex, customerId: string, keyId: string): Promise<ApiKey | null> {
+      const [row] = await db<ApiKeyRow>('api_keys')
+        .where({ id: keyId, customer_id: customerId })
+        .update({ revoked_at: db.raw('coalesce(revoked_at, now())') as unknown as Date }, [...PUBLIC_COLUMNS]);
+      return row ? toApiKey(row as PublicRow) : null;
+    },
+
+    /** One indexed lookup by (customer, start); usually one candidate, so one bcrypt. */
+    async findCandidates(db: Knex, customerId: string, start: string): Promise<KeyCandidate[]> {
+      const rows = await db('api_keys as k')
+        .join('customers as c', 'c.id', 'k.customer_id')
+        .select('k.id', 'k.secret_hash', 'k.expires_at', 'k.revoked_at', 'c.status')
+        .where({ 'k.customer_id': customerId, 'k.start': start });
+      return rows.map((r: { id: string; secret_hash: string; expires_at: Date | null; revoked_at: Date | null; status: 'active' | 'deleted' }) => ({
+        id: r.id,
+        secretHash: r.secret_hash,
+        expiresAt: r.expires_at,
+        revokedAt: r.revoked_at,
+        customerStatus: r.status,
+      }));
+    },
+
+    /** Batched last-used stamps: one statement for many keys, never moving a stamp backwards. */
+    async touchLastUsed(db: Knex, stamps: { id: string; at: Date }[]): Promise<void> {
+      if (stamps.length === 0) return;
+      const values = stamps.map(() => '(?::uuid, ?::timestamptz)').join(', ');
+      await db.raw(
+        `update api_keys k set last_used_at = greatest(coalesce(k.last_used_at, v.at), v.at)
+           from (values ${values}) as v(id, at) where k.id = v.id`,
+        stamps.flatMap((s) => [s.id, s.at.toISOString()]),
+      );
+    },
+  };
+}
+
+export type ApiKeysRepository = ReturnType<typeof createApiKeysRepository>;

@@ -1,0 +1,134 @@
+import bcrypt from 'bcrypt';
+import type { Knex } from 'knex';
+import { AppError, NotFoundError } from '../../errors/app-error';
+import { uuidv7 } from '../../lib/ids';
+import type { ActorContext } from '../../lib/request-context';
+import type { AuditService } from '../audit/audit-service';
+import type { CustomersRepository } from '../customers/customers-repository';
+import type { ApiKey, ApiKeysRepository } from './api-keys-repository';
+import { displayStart, generateKey } from './key-format';
+import type { KeyInvalidation } from './key-invalidation';
+
+export interface PreparedKey {
+  id: string;
+  customerId: string;
+  /** The whole key, to hand to the caller once. Never stored, never logged. */
+  key: string;
+  start: string;
+  secretHash: string;
+}
+
+export interface IssueOptions {
+  name?: string | null;
+  /** Older active keys stay valid this long; 0 revokes them now. */
+  gracePeriodSeconds?: number;
+  /** Add a key beside the active ones instead of rotating them. */
+  keepExisting?: boolean;
+}
+
+export interface ApiKeysServiceDeps {
+  db: Knex;
+  repo: ApiKeysRepository;
+  customers: CustomersRepository;
+  audit: AuditService;
+  invalidation: KeyInvalidation;
+  bcryptCost: number;
+  maxActiveKeys: number;
+}
+
+export function createApiKeysService(deps: ApiKeysServiceDeps) {
+  const { db, repo, customers, audit, invalidation, bcryptCost, maxActiveKeys } = deps;
+
+  /** bcrypt runs here, before any transaction opens, so no row lock waits on it. */
+  async function prepare(customerId: string): Promise<PreparedKey> {
+    const { key, secret, start } = generateKey(customerId);
+    return { id: uuidv7(), customerId, key, start, secretHash: await bcrypt.hash(secret, bcryptCost) };
+  }
+
+  async function insertPrepared(trx: Knex, ctx: ActorContext, p: PreparedKey, name: string | null, details: Record<string, unknown> = {}): Promise<ApiKey> {
+    const created = await repo.insert(trx, { id: p.id, customerId: p.customerId, name, secretHash: p.secretHash, start: p.start });
+    await audit.record(trx, ctx, {
+      action: 'api_key.issue',
+      outcome: 'success',
+      targetType: 'api_key',
+      targetId: created.id,
+      details: { customer_id: p.customerId, start: displayStart(p.customerId, p.start), ...details },
+    });
+    return created;
+  }
+
+  async function lockLiveCustomer(trx: Knex, customerId: string) {
+    const customer = await customers.findById(trx, customerId, { forUpdate: true });
+    if (!customer) throw new NotFoundError('Customer');
+    if (customer.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
+    return customer;
+  }
+
+  return {
+    prepare,
+    insertPrepared,
+
+    async issue(ctx: ActorContext, customerId: string, opts: IssueOptions) {
+      const prepared = await prepare(customerId);
+      const grace = opts.gracePeriodSeconds ?? 0;
+      const mode = opts.keepExisting ? 'add' : 'rotate';
+      let endedKeyIds: string[] = [];
+      const key = await db.transaction(async (trx) => {
+        await lockLiveCustomer(trx, customerId);
+        const active = await repo.countActive(trx, customerId);
+        // Keys kept (added beside, or left valid through a grace period) count toward the limit.
+        const kept = mode === 'add' || grace > 0 ? active : 0;
+        if (kept + 1 > maxActiveKeys) {
+          throw new AppError(
+            'TOO_MANY_KEYS',
+            `A customer may have at most ${maxActiveKeys} active keys; revoke one, or rotate without a grace period`,
+          );
+        }
+        if (mode === 'rotate') {
+          endedKeyIds = await repo.endActive(trx, customerId, grace);
+          if (endedKeyIds.length > 0) await invalidation.publish(trx, { customerId, keyIds: endedKeyIds });
+        }
+        return insertPrepared(trx, ctx, prepared, opts.name ?? null, {
+          mode,
+          grace_period_seconds: grace,
+          ended_key_ids: endedKeyIds,
+        });
+      });
+      invalidation.evictLocal({ customerId, keyIds: endedKeyIds });
+      return { apiKey: prepared.key, key, endedKeyIds };
+    },
+
+    async list(customerId: string): Promise<ApiKey[]> {
+      if (!(await customers.findById(db, customerId))) throw new NotFoundError('Customer');
+      return repo.listForCustomer(db, customerId);
+    },
+
+    async revoke(ctx: ActorContext, customerId: string, keyId: string): Promise<ApiKey> {
+      const key = await db.transaction(async (trx) => {
+        const before = await repo.findForCustomer(trx, customerId, keyId);
+        if (!before) throw new NotFoundError('API key');
+        const revoked = (await repo.revoke(trx, customerId, keyId))!;
+        await invalidation.publish(trx, { customerId, keyIds: [keyId] });
+        await audit.record(trx, ctx, {
+          action: 'api_key.revoke',
+          outcome: 'success',
+          targetType: 'api_key',
+          targetId: keyId,
+          details: { customer_id: customerId, already_revoked: before.revokedAt !== null },
+        });
+        return revoked;
+      });
+      invalidation.evictLocal({ customerId, keyIds: [keyId] });
+      return key;
+    },
+
+    /** For a customer's deletion, inside its transaction; the caller evicts after commit. */
+    async revokeAllInTransaction(trx: Knex, customerId: string): Promise<string[]> {
+      const ids = await repo.endActive(trx, customerId, 0);
+      await invalidation.publish(trx, { customerId, keyIds: null });
+      return ids;
+    },
+  };
+}
+
+export type ApiKeysService = ReturnType<typeof createApiKeysService>;

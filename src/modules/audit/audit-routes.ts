@@ -1,0 +1,33 @@
+import { defineRoute } from '../../http/route';
+import { decodeCursor, page } from '../../lib/pagination';
+import type { AuditService } from './audit-service';
+import { auditJson, listAuditQuery } from './audit-schemas';
+
+export function auditRoutes(audit: AuditService) {
+  return [
+    defineRoute({
+      method: 'get',
+      path: '/api/audit',
+      auth: 'admin',
+      summary: 'Read the audit log, newest first, with filters',
+      query: listAuditQuery,
+      async handle({ query }, res) {
+        const rows = await audit.list({
+          actor: query.actor,
+          actorId: query.actor_id,
+          action: query.action,
+          outcome: query.outcome,
+          targetId: query.target_id,
+          customerId: query.customer_id,
+          requestId: query.request_id,
+          from: query.from,
+          to: query.to,
+          beforeId: decodeCursor(query.cursor, (id) => /^\d{1,19}$/.test(id)),
+          limit: query.limit + 1,
+        });
+        const { items, nextCursor } = page(rows, query.limit);
+        res.json({ data: items.map(auditJson), next_cursor: nextCursor });
+      },
+    }),
+  ];
+}

@@ -1,0 +1,82 @@
+import type { Knex } from 'knex';
+import type { CustomerRow } from '../../db/tables';
+
+export interface Customer {
+  id: string;
+  email: string;
+  companyName: string;
+  stripeCustomerId: string | null;
+  status: 'active' | 'deleted';
+  createdAt: Date;
+  updatedAt: Date;
+  deletedAt: Date | null;
+}
+
+export interface CustomerFilter {
+  status?: 'active' | 'deleted';
+  email?: string;
+  beforeId?: string;
+  limit: number;
+}
+
+export const EMAIL_UNIQUE_INDEX = 'customers_email_active_unique';
+
+const toCustomer = (r: CustomerRow): Customer => ({
+  id: r.id,
+  email: r.email,
+  companyName: r.company_name,
+  stripeCustomerId: r.stripe_customer_id,
+  status: r.status,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+  deletedAt: r.deleted_at,
+});
+
+export function createCustomersRepository() {
+  return {
+    async insert(db: Knex, c: { id: string; email: string; companyName: string }): Promise<Customer> {
+      const [row] = await db<CustomerRow>('customers')
+        .insert({ id: c.id, email: c.email, company_name: c.companyName })
+        .returning('*');
+      return toCustomer(row as CustomerRow);
+    },
+
+    async findById(db: Knex, id: string, opts: { forUpdate?: boolean } = {}): Promise<Customer | null> {
+      const q = db<CustomerRow>('customers').where({ id }).first();
+      if (opts.forUpdate) q.forUpdate();
+      const row = await q;
+      return row ? toCustomer(row) : null;
+    },
+
+    /** Newest first (ids are UUIDv7, so id order is creation order). */
+    async list(db: Knex, f: CustomerFilter): Promise<Customer[]> {
+      const q = db<CustomerRow>('customers').select('*').orderBy('id', 'desc').limit(f.limit);
+      if (f.status) q.where('status', f.status);
+      if (f.email) q.whereRaw('lower(email) = lower(?)', [f.email]);
+      if (f.beforeId) q.where('id', '<', f.beforeId);
+      return (await q).map(toCustomer);
+    },
+
+    async update(db: Knex, id: string, patch: { email?: string; companyName?: string }): Promise<Customer> {
+      const [row] = await db<CustomerRow>('customers')
+        .where({ id })
+        .update({
+          ...(patch.email !== undefined ? { email: patch.email } : {}),
+          ...(patch.companyName !== undefined ? { company_name: patch.companyName } : {}),
+          updated_at: db.fn.now() as unknown as Date,
+        })
+        .returning('*');
+      return toCustomer(row as CustomerRow);
+    },
+
+    async markDeleted(db: Knex, id: string): Promise<Customer> {
+      const [row] = await db<CustomerRow>('customers')
+        .where({ id })
+        .update({ status: 'deleted', deleted_at: db.fn.now() as unknown as Date, updated_at: db.fn.now() as unknown as Date })
+        .returning('*');
+      return toCustomer(row as CustomerRow);
+    },
+  };
+}
+
+export type CustomersRepository = ReturnType<typeof createCustomersRepository>;

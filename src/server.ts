@@ -1,0 +1,85 @@
+import dotenv from 'dotenv';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app';
+import { Config, ConfigError, loadConfig } from './config';
+import { buildContainer } from './container';
+import { migrateLatest } from './db/migration-source';
+import { openDatabase } from './db/open-database';
+import { loadOrCreateDevAdminToken } from './dev-admin-token';
+import { createLogger } from './logger';
+
+/** Composition root: config -> database -> migrations -> services -> app -> listen -> graceful shutdown. */
+async function main(): Promise<void> {
+  dotenv.config({ quiet: true });
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\nThe service did not start. See .env.example for every setting.\n`);
+    process.exit(1);
+  }
+  const logger = createLogger(config);
+
+  if (config.adminTokens.length === 0) {
+    const dev = loadOrCreateDevAdminToken(config.dataDir);
+    if (dev.created) {
+      process.stdout.write(
+        `\nNo ADMIN_API_TOKEN set: generated an admin token for development.\n\n  ${dev.token}\n\n` +
+          `It is kept in ${dev.file} and will not be printed again. Set ADMIN_API_TOKEN to use your own.\n\n`,
+      );
+    } else {
+      logger.info({ file: dev.file }, 'no ADMIN_API_TOKEN set: using the development admin token kept in this file');
+    }
+    config = Object.freeze({ ...config, adminTokens: [dev.token] });
+  }
+
+  const database = await openDatabase(config, logger);
+  if (config.migrateOnStart) {
+    const applied = await migrateLatest(database.db);
+    logger.info({ applied }, applied.length ? 'migrations applied' : 'migrations current');
+  }
+  const container = buildContainer({ config, db: database.db, logger });
+  await container.start(database.url);
+  const app = createApp(container);
+
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(config.port, config.host, () => resolve(s));
+    s.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  logger.info({ port, host: config.host, env: config.env }, `billing service listening on http://${config.host}:${port}`);
+
+  let stopping = false;
+  const shutdown = async (reason: string, code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ reason }, 'shutting down: no new connections; finishing requests in flight');
+    // Requests in flight finish; idle keep-alive sockets close now; stragglers are cut at the deadline.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const deadline = setTimeout(() => {
+      logger.warn('shutdown deadline reached; closing remaining connections');
+      server.closeAllConnections();
+    }, config.shutdownTimeoutSeconds * 1000);
+    deadline.unref();
+    await closed;
+    await container.stop();
+    await database.close();
+    logger.info('stopped');
+    logger.flush?.();
+    process.exit(code);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('unhandledRejection', (err) => {
+    logger.fatal({ err }, 'unhandled rejection');
+    void shutdown('unhandledRejection', 1);
+  });
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`Failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});
