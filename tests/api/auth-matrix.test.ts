@@ -1,0 +1,165 @@
+/**
+ * The authorisation matrix, generated from the route table: a route added to the table
+ * is checked here without anyone remembering to, and a route without a sample request fails.
+ */
+import request from 'supertest';
+import { routeTable } from '../../src/app';
+import type { RouteDef } from '../../src/http/route';
+import { expectError } from '../helpers/envelope';
+import { CreatedCustomer, createCustomer, deleteCustomer, issueKey, revokeKey, wrongSecretKey } from '../helpers/factories';
+import { createTestApp, newAdminToken, TestApp } from '../helpers/test-app';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await createTestApp();
+});
+afterAll(() => t.close());
+
+/** A valid request for each route: path parameters filled with fresh rows, and a body. */
+const samples: Record<string, (t: TestApp) => Promise<{ path: string; body?: object }>> = {
+  'GET /health': async () => ({ path: '/health' }),
+  'GET /ready': async () => ({ path: '/ready' }),
+  'POST /api/customers': async () => ({ path: '/api/customers', body: { email: `m-${Date.now()}-${Math.random()}@example.com`, company_name: 'M' } }),
+  'GET /api/customers': async () => ({ path: '/api/customers' }),
+  'GET /api/customers/:id': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}` }),
+  'PATCH /api/customers/:id': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}`, body: { company_name: 'New name' } }),
+  'DELETE /api/customers/:id': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}` }),
+  'POST /api/customers/:id/keys': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/keys`, body: {} }),
+  'GET /api/customers/:id/keys': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/keys` }),
+  'DELETE /api/customers/:id/keys/:keyId': async (t) => {
+    const c = await createCustomer(t);
+    return { path: `/api/customers/${c.id}/keys/${c.keyId}` };
+  },
+  'GET /api/audit': async () => ({ path: '/api/audit' }),
+  'GET /api/me': async () => ({ path: '/api/me' }),
+};
+
+const name = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
+
+function send(r: RouteDef, path: string, body: object | undefined, headers: Record<string, string>) {
+  let req = request(t.app)[r.method](path);
+  for (const [k, v] of Object.entries(headers)) req = req.set(k, v);
+  return body !== undefined ? req.send(body) : req;
+}
+
+const routes = () => routeTable(t.c);
+
+describe('route table', () => {
+  test('when a route is in the table, then it has a sample request here', () => {
+    const missing = routes().map(name).filter((n) => !samples[n]);
+    expect(missing).toEqual([]);
+  });
+});
+
+describe('admin routes', () => {
+  let customer: CreatedCustomer;
+  beforeAll(async () => {
+    customer = await createCustomer(t);
+  });
+
+  test.each([
+    ['no credentials', () => ({})],
+    ['a wrong token', () => ({ Authorization: `Bearer ${'0'.repeat(63)}1` })],
+    ['the token under another scheme', () => ({ Authorization: `Basic ${t.adminToken}` })],
+    ['a customer key in X-API-Key', () => ({ 'X-API-Key': customer.apiKey })],
+    ['a customer key as the bearer token', () => ({ Authorization: `Bearer ${customer.apiKey}` })],
+  ])('when called with %s, then every admin route answers 401 in the envelope', async (_label, headers) => {
+    for (const r of routes().filter((r) => r.auth === 'admin')) {
+      const s = await samples[name(r)]!(t);
+      const res = await send(r, s.path, s.body, headers());
+      expectError(res, 401, 'UNAUTHORIZED');
+      expect(res.headers['www-authenticate']).toMatch(/^Bearer/);
+    }
+  });
+
+  test('when called with the admin token, then every admin route succeeds', async () => {
+    for (const r of routes().filter((r) => r.auth === 'admin')) {
+      const s = await samples[name(r)]!(t);
+      const res = await send(r, s.path, s.body, { Authorization: `Bearer ${t.adminToken}` });
+      expect([name(r), res.status]).toEqual([name(r), r.method === 'post' ? 201 : 200]);
+    }
+  });
+
+  test('when several tokens are configured, then each is accepted (rotation without downtime)', async () => {
+    const [old, next] = [newAdminToken(), newAdminToken()];
+    const two = await createTestApp({ ADMIN_API_TOKEN: `${old}, ${next}` });
+    try {
+      for (const token of [old, next]) {
+        expect((await request(two.app).get('/api/customers').set('Authorization', `Bearer ${token}`)).status).toBe(200);
+      }
+      expectError(await request(two.app).get('/api/customers').set('Authorization', `Bearer ${t.adminToken}`), 401, 'UNAUTHORIZED');
+    } finally {
+      await two.close();
+    }
+  });
+});
+
+describe('customer routes', () => {
+  let a: CreatedCustomer;
+  let b: CreatedCustomer;
+  const bad: Record<string, () => Promise<Record<string, string>>> = {};
+
+  beforeAll(async () => {
+    a = await createCustomer(t);
+    b = await createCustomer(t);
+    Object.assign(bad, {
+      'no key': async () => ({}),
+      'an empty key': async () => ({ 'X-API-Key': '' }),
+      'a malformed key': async () => ({ 'X-API-Key': 'cust_not-a-key' }),
+      'a key with a bad customer id': async () => ({ 'X-API-Key': `cust_${'z'.repeat(36)}_${'A'.repeat(43)}` }),
+      'a wrong secret': async () => ({ 'X-API-Key': wrongSecretKey(a.id) }),
+      'an unknown customer': async () => ({ 'X-API-Key': wrongSecretKey('01900000-0000-7000-8000-000000000000') }),
+      'a revoked key': async () => {
+        const c = await createCustomer(t);
+        await request(t.app).get('/api/me').set('X-API-Key', c.apiKey).expect(200); // cached first
+        await revokeKey(t, c.id, c.keyId);
+        return { 'X-API-Key': c.apiKey };
+      },
+      'an expired key': async () => {
+        const c = await createCustomer(t);
+        await issueKey(t, c.id, { grace_period_seconds: 1 });
+        await request(t.app).get('/api/me').set('X-API-Key', c.apiKey).expect(200);
+        await new Promise((r) => setTimeout(r, 1100));
+        return { 'X-API-Key': c.apiKey };
+      },
+      "a deleted customer's key": async () => {
+        const c = await createCustomer(t);
+        await request(t.app).get('/api/me').set('X-API-Key', c.apiKey).expect(200);
+        await deleteCustomer(t, c.id);
+        return { 'X-API-Key': c.apiKey };
+      },
+      'the admin token as a bearer': async () => ({ Authorization: `Bearer ${t.adminToken}` }),
+      'the admin token as the key': async () => ({ 'X-API-Key': t.adminToken }),
+    });
+  });
+
+  test('when called with a bad credential of any kind, then every customer route answers 401 in the envelope', async () => {
+    for (const r of routes().filter((r) => r.auth === 'customer')) {
+      for (const [label, headers] of Object.entries(bad)) {
+        const s = await samples[name(r)]!(t);
+        const res = await send(r, s.path, s.body, await headers());
+        expect([name(r), label, res.status]).toEqual([name(r), label, 401]);
+        expectError(res, 401, 'UNAUTHORIZED');
+      }
+    }
+  });
+
+  test("when called with another customer's key, then no customer route shows the first customer's data", async () => {
+    for (const r of routes().filter((r) => r.auth === 'customer')) {
+      const s = await samples[name(r)]!(t);
+      const res = await send(r, s.path, s.body, { 'X-API-Key': b.apiKey });
+      expect(res.status).toBeLessThan(300);
+      const text = JSON.stringify(res.body);
+      expect(text).not.toContain(a.id);
+      expect(text).not.toContain(a.email);
+    }
+  });
+
+  test('when called with a valid key, then every customer route succeeds', async () => {
+    for (const r of routes().filter((r) => r.auth === 'customer')) {
+      const s = await samples[name(r)]!(t);
+      const res = await send(r, s.path, s.body, { 'X-API-Key': a.apiKey });
+      expect([name(r), res.status]).toEqual([name(r), r.method === 'post' ? 201 : 200]);
+    }
+  });
+});

@@ -1,0 +1,49 @@
+import { randomBytes } from 'node:crypto';
+import request from 'supertest';
+import type { TestApp } from './test-app';
+
+export const uniqueEmail = (tag = 'customer') => `${tag}-${randomBytes(6).toString('hex')}@example.com`;
+
+export interface CreatedCustomer {
+  id: string;
+  email: string;
+  apiKey: string;
+  keyId: string;
+}
+
+/** Creates a customer through the API, as an admin would. */
+export async function createCustomer(t: TestApp, overrides: { email?: string; company_name?: string } = {}): Promise<CreatedCustomer> {
+  const email = overrides.email ?? uniqueEmail();
+  const res = await request(t.app)
+    .post('/api/customers')
+    .set('Authorization', `Bearer ${t.adminToken}`)
+    .send({ email, company_name: overrides.company_name ?? 'Acme Ltd' });
+  if (res.status !== 201) throw new Error(`createCustomer: ${res.status} ${JSON.stringify(res.body)}`);
+  return { id: res.body.customer.id, email, apiKey: res.body.api_key, keyId: res.body.key.id };
+}
+
+export async function issueKey(t: TestApp, customerId: string, body: Record<string, unknown> = {}) {
+  const res = await request(t.app)
+    .post(`/api/customers/${customerId}/keys`)
+    .set('Authorization', `Bearer ${t.adminToken}`)
+    .send(body);
+  if (res.status !== 201) throw new Error(`issueKey: ${res.status} ${JSON.stringify(res.body)}`);
+  return { apiKey: res.body.api_key as string, keyId: res.body.key.id as string, body: res.body };
+}
+
+export async function revokeKey(t: TestApp, customerId: string, keyId: string) {
+  const res = await request(t.app)
+    .delete(`/api/customers/${customerId}/keys/${keyId}`)
+    .set('Authorization', `Bearer ${t.adminToken}`);
+  if (res.status !== 200) throw new Error(`revokeKey: ${res.status} ${JSON.stringify(res.body)}`);
+}
+
+export async function deleteCustomer(t: TestApp, customerId: string) {
+  const res = await request(t.app).delete(`/api/customers/${customerId}`).set('Authorization', `Bearer ${t.adminToken}`);
+  if (res.status !== 200) throw new Error(`deleteCustomer: ${res.status} ${JSON.stringify(res.body)}`);
+}
+
+/** A key with the right shape and customer id but a secret that was never issued. */
+export function wrongSecretKey(customerId: string): string {
+  return `cust_${customerId}_${randomBytes(32).toString('base64url')}`;
+}
