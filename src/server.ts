@@ -58,6 +58,8 @@ async function main(): Promise<void> {
     logger.info({ reason }, 'shutting down: no new connections; finishing requests in flight');
     // Requests in flight finish; idle keep-alive sockets close now; stragglers are cut at the deadline.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // A keep-alive socket turns idle once its last response is sent: close it then, not at its timeout.
+    const sweeper = setInterval(() => server.closeIdleConnections(), 100);
     server.closeIdleConnections();
     const deadline = setTimeout(() => {
       logger.warn('shutdown deadline reached; closing remaining connections');
@@ -65,6 +67,7 @@ async function main(): Promise<void> {
     }, config.shutdownTimeoutSeconds * 1000);
     deadline.unref();
     await closed;
+    clearInterval(sweeper);
     await container.stop();
     await database.close();
     logger.info('stopped');

@@ -1,5 +1,6 @@
 import knexFactory, { Knex } from 'knex';
 import pg from 'pg';
+import type { Logger } from 'pino';
 
 // Return bigint (int8) and numeric as strings, never lossy JS numbers; counts we
 // know are small are cast in SQL. Dates stay Date objects.
@@ -9,10 +10,22 @@ export interface KnexOptions {
   url: string;
   poolMax: number;
   applicationName?: string;
+  /** Where knex's own warnings go (otherwise the console). */
+  logger?: Logger;
 }
 
-export function createKnex({ url, poolMax, applicationName = 'billing-service' }: KnexOptions): Knex {
+export function createKnex({ url, poolMax, applicationName = 'billing-service', logger }: KnexOptions): Knex {
   return knexFactory({
+    ...(logger
+      ? {
+          log: {
+            warn: (m: unknown) => logger.warn({ knex: String(m) }, 'knex warning'),
+            error: (m: unknown) => logger.error({ knex: String(m) }, 'knex error'),
+            deprecate: (m: unknown) => logger.warn({ knex: String(m) }, 'knex deprecation'),
+            debug: (m: unknown) => logger.debug({ knex: m }, 'knex debug'),
+          },
+        }
+      : {}),
     client: 'pg',
     connection: { connectionString: url, application_name: applicationName },
     pool: { min: 0, max: poolMax },

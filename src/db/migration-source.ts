@@ -41,6 +41,7 @@ export async function migrateLatest(db: Knex): Promise<string[]> {
 }
 
 export async function pendingMigrations(db: Knex): Promise<string[]> {
-  const [, pending] = (await db.migrate.list(migrationConfig())) as [unknown[], { file: string }[]];
-  return pending.map((p) => p.file);
+  // With a custom source, knex lists pending migrations as the source's own items (names here).
+  const [, pending] = (await db.migrate.list(migrationConfig())) as [unknown[], (string | { file: string })[]];
+  return pending.map((p) => (typeof p === 'string' ? p : p.file));
 }

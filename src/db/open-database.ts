@@ -28,7 +28,7 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Open
     stopEmbedded = pg.stop;
     logger.info({ dataDir: config.dataDir, ms: Date.now() - started }, 'embedded PostgreSQL started (no DATABASE_URL set)');
   }
-  const db = createKnex({ url, poolMax: config.dbPoolMax });
+  const db = createKnex({ url, poolMax: config.dbPoolMax, logger });
   return {
     url,
     db,

@@ -28,11 +28,15 @@ export function testDatabaseUrl(): string {
 export const newAdminToken = () => randomBytes(32).toString('hex');
 
 /** The real app and services on the test database, with a low bcrypt cost and captured logs. */
-export async function createTestApp(env: Record<string, string> = {}, opts: { now?: () => number } = {}): Promise<TestApp> {
+export async function createTestApp(
+  env: Record<string, string> = {},
+  opts: { now?: () => number; databaseUrl?: string } = {},
+): Promise<TestApp> {
+  const databaseUrl = opts.databaseUrl ?? testDatabaseUrl();
   const adminToken = newAdminToken();
   const config = loadConfig({
     NODE_ENV: 'test',
-    DATABASE_URL: testDatabaseUrl(),
+    DATABASE_URL: databaseUrl,
     ADMIN_API_TOKEN: adminToken,
     BCRYPT_COST: '4',
     LOG_LEVEL: 'info',
@@ -46,7 +50,7 @@ export async function createTestApp(env: Record<string, string> = {}, opts: { no
     },
   });
   const logger = createLogger(config, sink);
-  const db = createKnex({ url: testDatabaseUrl(), poolMax: 5 });
+  const db = createKnex({ url: databaseUrl, poolMax: 5, logger });
   let bcrypt = 0;
   const c = buildContainer({ config, db, logger, now: opts.now, onBcrypt: () => void bcrypt++ });
   return {

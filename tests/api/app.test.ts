@@ -1,0 +1,107 @@
+import request from 'supertest';
+import { expectError } from '../helpers/envelope';
+import { createCustomer } from '../helpers/factories';
+import { createTestApp, TestApp, testDatabaseUrl } from '../helpers/test-app';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await createTestApp();
+});
+afterAll(() => t.close());
+
+describe('health and readiness', () => {
+  test('when the service runs, then /health answers without credentials', async () => {
+    const res = await request(t.app).get('/health');
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe('ok');
+  });
+
+  test('when the database is up and migrated, then /ready answers 200', async () => {
+    const res = await request(t.app).get('/ready');
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: 'ready', checks: { database: 'ok', migrations: 'current' } });
+  });
+
+  test('when migrations are pending, then /ready answers 503 naming them', async () => {
+    const name = `ready_${Date.now()}_${process.pid}`;
+    await t.db.raw('create database ??', [name]);
+    const url = new URL(testDatabaseUrl());
+    url.pathname = `/${name}`;
+    const fresh = await createTestApp({}, { databaseUrl: url.toString() });
+    try {
+      const res = await request(fresh.app).get('/ready');
+      expectError(res, 503, 'SERVICE_UNAVAILABLE');
+      expect(res.body.error.details.pending_migrations).toContain('20261127000001_create_customers');
+    } finally {
+      await fresh.close();
+      await t.db.raw('drop database ?? with (force)', [name]);
+    }
+  });
+});
+
+describe('when the database is unreachable', () => {
+  let down: TestApp;
+  beforeAll(async () => {
+    down = await createTestApp({}, { databaseUrl: 'postgres://postgres@127.0.0.1:1/none' });
+  });
+  afterAll(() => down.close());
+
+  test('then /ready and data routes answer 503 in the envelope, never a 500 or a stack', async () => {
+    expectError(await request(down.app).get('/ready'), 503, 'SERVICE_UNAVAILABLE');
+    const list = await request(down.app).get('/api/customers').set('Authorization', `Bearer ${down.adminToken}`);
+    expectError(list, 503, 'SERVICE_UNAVAILABLE');
+    expect(list.headers['retry-after']).toBe('5');
+    const me = await request(down.app).get('/api/me').set('X-API-Key', `cust_01900000-0000-7000-8000-000000000000_${'A'.repeat(43)}`);
+    expectError(me, 503, 'SERVICE_UNAVAILABLE');
+    expect(JSON.stringify(list.body)).not.toMatch(/ECONNREFUSED|at .*\.ts/);
+  });
+});
+
+describe('errors and headers', () => {
+  test('when a route does not exist, then 404 in the envelope', async () => {
+    expectError(await request(t.app).get('/nope'), 404, 'NOT_FOUND');
+    expectError(await request(t.app).put('/api/customers'), 404, 'NOT_FOUND');
+  });
+
+  test('when a sane X-Request-Id is sent, then it is echoed and used in errors', async () => {
+    const res = await request(t.app).get('/nope').set('X-Request-Id', 'trace-abc_123.4:5');
+    expect(res.headers['x-request-id']).toBe('trace-abc_123.4:5');
+    expect(res.body.error.requestId).toBe('trace-abc_123.4:5');
+  });
+
+  test.each([['x'.repeat(200)], ['bad id with spaces'], ['<script>'], ['a\u00e9']])(
+    'when the X-Request-Id is %j, then a fresh one replaces it',
+    async (incoming) => {
+      const res = await request(t.app).get('/health').set('X-Request-Id', incoming);
+      expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    },
+  );
+
+  test('when any response is sent, then helmet’s security headers are on it and X-Powered-By is not', async () => {
+    for (const res of [await request(t.app).get('/health'), await request(t.app).get('/api/me')]) {
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+      expect(res.headers['strict-transport-security']).toMatch(/max-age=/);
+      expect(res.headers['content-security-policy']).toContain("default-src 'self'");
+      expect(res.headers['x-frame-options']).toBe('SAMEORIGIN');
+      expect(res.headers['x-powered-by']).toBeUndefined();
+    }
+  });
+
+  test('when an unexpected error happens, then 500 INTERNAL_ERROR with a generic message, details only in the log', async () => {
+    const c = await createCustomer(t);
+    const original = t.c.customers.get;
+    t.c.customers.get = async () => {
+      throw new Error('secret internal detail');
+    };
+    try {
+      const res = await request(t.app).get(`/api/customers/${c.id}`).set('Authorization', `Bearer ${t.adminToken}`);
+      expectError(res, 500, 'INTERNAL_ERROR');
+      expect(res.body.error.message).toBe('Internal server error');
+      expect(JSON.stringify(res.body)).not.toContain('secret internal detail');
+      const line = t.logs.find((l) => l.includes('secret internal detail'));
+      expect(line).toContain(res.body.error.requestId);
+    } finally {
+      t.c.customers.get = original;
+    }
+  });
+});

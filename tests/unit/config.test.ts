@@ -1,0 +1,92 @@
+import { ConfigError, loadConfig } from '../../src/config';
+
+const strong = 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7';
+const prod = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing' };
+
+function problems(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected the configuration to be refused');
+}
+
+describe('production refuses to start without what it needs', () => {
+  test('when DATABASE_URL is missing, then the message names it', () => {
+    expect(problems({ NODE_ENV: 'production', ADMIN_API_TOKEN: strong })).toMatch(/DATABASE_URL: required when NODE_ENV=production/);
+  });
+
+  test('when ADMIN_API_TOKEN is missing, then the message names it and says how to make one', () => {
+    expect(problems(prod)).toMatch(/ADMIN_API_TOKEN: required.*openssl rand -hex 32/);
+  });
+
+  test.each([
+    ['too short', 'a3f1c9e27b4d8f60c5e1a9b7', /too short/],
+    ['one repeated character', 'a'.repeat(64), /entropy/],
+    ['a repeated word', 'password'.repeat(5), /entropy/],
+    ['a repeated pattern', 'ab12cd34'.repeat(5), /entropy/],
+    ['a well-known sequence', 'changeme-changeme-please-Xy7!kQ2#', /entropy/],
+    ['spaces inside', 'a3f1c9e27b4d8f60 c5e1a9b7d3f2e8c4a6b0d9e1', /printable/],
+  ])('when ADMIN_API_TOKEN is %s, then it is refused with the reason', (_label, token, reason) => {
+    const message = problems({ ...prod, ADMIN_API_TOKEN: token });
+    expect(message).toMatch(reason);
+    expect(message).not.toContain(token); // a setting's value is never echoed
+  });
+
+  test('when one of several tokens is weak, then the message says which', () => {
+    expect(problems({ ...prod, ADMIN_API_TOKEN: `${strong},short` })).toMatch(/ADMIN_API_TOKEN \(token 2\): too short/);
+  });
+
+  test('when everything is right, then the config is parsed, typed and frozen', () => {
+    const other = 'Zq7vX2pL9sK4mN8rT1wY6uB3cF5hJ0dG_-aE'; // 36 base64url characters from a generator
+    const c = loadConfig({ ...prod, ADMIN_API_TOKEN: ` ${strong} , ${other} ` });
+    expect(c.adminTokens).toEqual([strong, other]);
+    expect(c.env).toBe('production');
+    expect(c.logPretty).toBe(false);
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.adminTokens)).toBe(true);
+  });
+});
+
+describe('settings are validated', () => {
+  test('when the defaults apply, then they are the documented ones', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      env: 'development',
+      port: 3000,
+      dataDir: './.data',
+      databaseUrl: undefined,
+      adminTokens: [],
+      logLevel: 'info',
+      bcryptCost: 12,
+      jsonBodyLimit: '100kb',
+      migrateOnStart: true,
+      trustProxy: false,
+    });
+  });
+
+  test.each([
+    [{ PORT: 'eighty' }, /PORT/],
+    [{ PORT: '70000' }, /PORT/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL: must be a postgres/],
+    [{ BCRYPT_COST: '3' }, /BCRYPT_COST/],
+    [{ JSON_BODY_LIMIT: 'huge' }, /JSON_BODY_LIMIT/],
+    [{ MIGRATE_ON_START: 'maybe' }, /MIGRATE_ON_START/],
+    [{ NODE_ENV: 'staging' }, /NODE_ENV/],
+  ])('when %j, then the message names the setting', (env, name) => {
+    expect(problems(env)).toMatch(name);
+  });
+
+  test('when a setting is present but empty, then it counts as unset', () => {
+    expect(loadConfig({ PORT: '', DATABASE_URL: '  ', ADMIN_API_TOKEN: '' })).toMatchObject({ port: 3000, databaseUrl: undefined, adminTokens: [] });
+  });
+
+  test('when TRUST_PROXY is a hop count or subnets, then it is parsed for express', () => {
+    expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toEqual(['loopback', '10.0.0.0/8']);
+  });
+});
