@@ -1,0 +1,39 @@
+import type { Knex } from 'knex';
+import { createKnex } from '../../src/db/knex';
+import { migrateLatest, migrationConfig, pendingMigrations } from '../../src/db/migration-source';
+import { testDatabaseUrl } from '../helpers/test-app';
+
+let admin: Knex;
+let db: Knex;
+const name = `migrations_${Date.now()}_${process.pid}`;
+
+beforeAll(async () => {
+  admin = createKnex({ url: testDatabaseUrl(), poolMax: 1 });
+  await admin.raw('create database ??', [name]);
+  const url = new URL(testDatabaseUrl());
+  url.pathname = `/${name}`;
+  db = createKnex({ url: url.toString(), poolMax: 2 });
+});
+afterAll(async () => {
+  await db.destroy();
+  await admin.raw('drop database ?? with (force)', [name]);
+  await admin.destroy();
+});
+
+const tables = async () =>
+  (await db('information_schema.tables').where({ table_schema: 'public' }).whereNot('table_name', 'like', 'knex_%').pluck('table_name')).sort();
+
+test('when every migration is applied, rolled back and applied again, then the schema comes back the same', async () => {
+  expect((await pendingMigrations(db)).length).toBeGreaterThan(0);
+  const applied = await migrateLatest(db);
+  expect(applied.length).toBeGreaterThan(0);
+  expect(await pendingMigrations(db)).toEqual([]);
+  const schema = await tables();
+  expect(schema).toEqual(expect.arrayContaining(['api_keys', 'audit_log', 'customers']));
+
+  await db.migrate.rollback(migrationConfig(), true);
+  expect(await tables()).toEqual([]);
+
+  expect(await migrateLatest(db)).toEqual(applied);
+  expect(await tables()).toEqual(schema);
+});
