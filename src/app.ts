@@ -12,6 +12,8 @@ import { apiKeysRoutes } from './modules/api-keys/api-keys-routes';
 import { auditRoutes } from './modules/audit/audit-routes';
 import { customersRoutes } from './modules/customers/customers-routes';
 import { healthRoutes } from './modules/health/health-routes';
+import { forwardingRoutes } from './modules/usage/forwarding-routes';
+import { usageRoutes } from './modules/usage/usage-routes';
 
 /** The route table: every route the service answers, with its authentication. */
 export function routeTable(c: Container): RouteDef[] {
@@ -20,6 +22,8 @@ export function routeTable(c: Container): RouteDef[] {
     ...customersRoutes(c.customers),
     ...apiKeysRoutes(c.apiKeys),
     ...auditRoutes(c.audit),
+    ...usageRoutes(c.usage, c.usageSchemas, c.config.usage.bodyLimit),
+    ...forwardingRoutes(c.forwarding),
   ];
 }
 

@@ -47,6 +47,30 @@ const schema = z.object({
   LAST_USED_FLUSH_SECONDS: int(1, 3600).default(30),
   TRUST_PROXY: trustProxy.default(false),
   SHUTDOWN_TIMEOUT_SECONDS: int(1, 300).default(10),
+
+  USAGE_METRICS: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,62}(\s*,\s*[a-z][a-z0-9_]{0,62})*$/, 'comma-separated metric names: lowercase letters, digits, _')
+    .default('api_calls'),
+  USAGE_METER_EVENTS: z
+    .string()
+    .regex(/^([a-z][a-z0-9_]*:[A-Za-z0-9_.-]{1,100})(\s*,\s*[a-z][a-z0-9_]*:[A-Za-z0-9_.-]{1,100})*$/, 'comma-separated metric:event_name pairs')
+    .optional(),
+  USAGE_MAX_BATCH: int(1, 10_000).default(1000),
+  USAGE_BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'must look like 1mb or 512kb').default('1mb'),
+
+  STRIPE_SECRET_KEY: z.string().regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, 'must be a Stripe secret or restricted key (sk_… or rk_…)').optional(),
+  STRIPE_API_BASE: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  STRIPE_TIMEOUT_MS: int(100, 120_000).default(10_000),
+
+  FORWARDER_ENABLED: bool.default(true),
+  FORWARDER_INTERVAL_MS: int(10, 3_600_000).default(1000),
+  FORWARDER_BATCH_SIZE: int(1, 1000).default(100),
+  FORWARDER_CONCURRENCY: int(1, 64).default(8),
+  FORWARDER_MAX_ATTEMPTS: int(1, 100).default(10),
+  FORWARDER_BACKOFF_BASE_MS: int(1, 3_600_000).default(2000),
+  FORWARDER_BACKOFF_MAX_MS: int(1, 86_400_000).default(3_600_000),
+  FORWARDER_LEASE_SECONDS: int(5, 3600).default(300),
 });
 
 type Parsed = z.infer<typeof schema>;
@@ -72,6 +96,29 @@ export interface Config {
   readonly lastUsedFlushSeconds: number;
   readonly trustProxy: boolean | number | string[];
   readonly shutdownTimeoutSeconds: number;
+  readonly usage: {
+    readonly metrics: readonly string[];
+    /** Stripe meter event_name for each metric (default: the metric's own name). */
+    readonly meterEvents: Readonly<Record<string, string>>;
+    readonly maxBatch: number;
+    readonly bodyLimit: string;
+  };
+  readonly stripe: {
+    /** Unset: Stripe is off; everything works locally and nothing is sent. */
+    readonly secretKey: string | undefined;
+    readonly apiBase: string | undefined;
+    readonly timeoutMs: number;
+  };
+  readonly forwarder: {
+    readonly enabled: boolean;
+    readonly intervalMs: number;
+    readonly batchSize: number;
+    readonly concurrency: number;
+    readonly maxAttempts: number;
+    readonly backoffBaseMs: number;
+    readonly backoffMaxMs: number;
+    readonly leaseSeconds: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -112,7 +159,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
   }
   const c = result.data;
+  const metrics = [...new Set(c.USAGE_METRICS.split(',').map((m) => m.trim()))];
+  const meterEvents: Record<string, string> = Object.fromEntries(metrics.map((m) => [m, m]));
   const problems = productionProblems(c);
+  for (const pair of (c.USAGE_METER_EVENTS ?? '').split(',').filter((p) => p.trim())) {
+    const [metric, eventName] = pair.split(':').map((s) => s.trim()) as [string, string];
+    if (!metrics.includes(metric)) problems.push(`USAGE_METER_EVENTS: "${metric}" is not in USAGE_METRICS`);
+    meterEvents[metric] = eventName;
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
     env: c.NODE_ENV,
@@ -134,5 +188,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     lastUsedFlushSeconds: c.LAST_USED_FLUSH_SECONDS,
     trustProxy: c.TRUST_PROXY,
     shutdownTimeoutSeconds: c.SHUTDOWN_TIMEOUT_SECONDS,
+    usage: Object.freeze({
+      metrics: Object.freeze(metrics),
+      meterEvents: Object.freeze(meterEvents),
+      maxBatch: c.USAGE_MAX_BATCH,
+      bodyLimit: c.USAGE_BODY_LIMIT.toLowerCase(),
+    }),
+    stripe: Object.freeze({ secretKey: c.STRIPE_SECRET_KEY, apiBase: c.STRIPE_API_BASE, timeoutMs: c.STRIPE_TIMEOUT_MS }),
+    forwarder: Object.freeze({
+      enabled: c.FORWARDER_ENABLED,
+      intervalMs: c.FORWARDER_INTERVAL_MS,
+      batchSize: c.FORWARDER_BATCH_SIZE,
+      concurrency: c.FORWARDER_CONCURRENCY,
+      maxAttempts: c.FORWARDER_MAX_ATTEMPTS,
+      backoffBaseMs: c.FORWARDER_BACKOFF_BASE_MS,
+      backoffMaxMs: c.FORWARDER_BACKOFF_MAX_MS,
+      leaseSeconds: c.FORWARDER_LEASE_SECONDS,
+    }),
   });
 }

@@ -12,6 +12,14 @@ import { createAuditRepository } from './modules/audit/audit-repository';
 import { createAuditService } from './modules/audit/audit-service';
 import { createCustomersRepository } from './modules/customers/customers-repository';
 import { createCustomersService } from './modules/customers/customers-service';
+import { createForwarderRepository } from './modules/usage/forwarder-repository';
+import { createForwardingService } from './modules/usage/forwarding-service';
+import { createUsageForwarder } from './modules/usage/usage-forwarder';
+import { createUsageRepository } from './modules/usage/usage-repository';
+import { usageSchemas } from './modules/usage/usage-schemas';
+import { createUsageService } from './modules/usage/usage-service';
+import { createStripeClient } from './stripe/stripe-client';
+import type { StripePort } from './stripe/stripe-port';
 
 export interface ContainerOptions {
   config: Config;
@@ -19,10 +27,12 @@ export interface ContainerOptions {
   logger: Logger;
   now?: () => number;
   onBcrypt?: () => void;
+  /** Defaults to the real stripe-node client (or the disabled port when STRIPE_SECRET_KEY is unset). */
+  stripe?: StripePort;
 }
 
 /** Builds every service from its dependencies. server.ts and the tests both call this. */
-export function buildContainer({ config, db, logger, now, onBcrypt }: ContainerOptions) {
+export function buildContainer({ config, db, logger, now, onBcrypt, stripe = createStripeClient(config) }: ContainerOptions) {
   const auditRepo = createAuditRepository();
   const keysRepo = createApiKeysRepository();
   const customersRepo = createCustomersRepository();
@@ -42,6 +52,17 @@ export function buildContainer({ config, db, logger, now, onBcrypt }: ContainerO
     maxActiveKeys: config.maxActiveKeysPerCustomer,
   });
   const customers = createCustomersService({ db, repo: customersRepo, apiKeys, audit, invalidation });
+  const usage = createUsageService({ db, repo: createUsageRepository(), customers: customersRepo, stripeEnabled: stripe.enabled, now });
+  const forwarderRepo = createForwarderRepository();
+  const forwarder = createUsageForwarder({
+    db,
+    repo: forwarderRepo,
+    stripe,
+    logger: logger.child({ component: 'usage-forwarder' }),
+    settings: config.forwarder,
+    meterEvents: config.usage.meterEvents,
+  });
+  const forwarding = createForwardingService({ db, repo: forwarderRepo, audit, stripeEnabled: stripe.enabled });
 
   return {
     config,
@@ -56,14 +77,23 @@ export function buildContainer({ config, db, logger, now, onBcrypt }: ContainerO
     verifier,
     apiKeys,
     customers,
+    stripe,
+    usage,
+    usageSchemas: usageSchemas(config.usage.metrics, config.usage.maxBatch, now ?? Date.now),
+    forwarder,
+    forwarding,
 
-    /** Background work: batched last-used writes, cross-instance cache eviction. */
+    /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder. */
     async start(databaseUrl: string): Promise<void> {
       lastUsed.start();
       await invalidation.listen(databaseUrl);
+      forwarder.start();
     },
 
+    /** After the HTTP server closed: finish writes under way, then stop background work. */
     async stop(): Promise<void> {
+      await usage.drained();
+      await forwarder.stop();
       await invalidation.stop();
       await lastUsed.stop();
     },

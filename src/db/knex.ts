@@ -2,9 +2,11 @@ import knexFactory, { Knex } from 'knex';
 import pg from 'pg';
 import type { Logger } from 'pino';
 
-// Return bigint (int8) and numeric as strings, never lossy JS numbers; counts we
+// Return bigint (int8) and numeric (the default) as strings, never lossy JS numbers; counts we
 // know are small are cast in SQL. Dates stay Date objects.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v: string) => v);
+// Calendar days stay 'YYYY-MM-DD' strings: a Date would shift them into the local time zone.
+pg.types.setTypeParser(pg.types.builtins.DATE, (v: string) => v);
 
 export interface KnexOptions {
   url: string;

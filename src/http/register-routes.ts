@@ -24,7 +24,7 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
     const chain: RequestHandler[] = [];
     if (r.auth === 'admin') chain.push(deps.adminAuth);
     if (r.auth === 'customer') chain.push(deps.customerAuth);
-    if (r.body) chain.push(...jsonBody(deps.jsonBodyLimit));
+    if (r.body) chain.push(...jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));
     chain.push(async (req, res) => {
       const ctx = contextOf(req);
       try {

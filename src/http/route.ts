@@ -35,6 +35,8 @@ export interface RouteDef {
   /** Audit action name for admin writes; a failed attempt is audited under it too. */
   auditAction?: string;
   body?: z.ZodType;
+  /** Overrides JSON_BODY_LIMIT for this route (batch uploads). */
+  bodyLimit?: string;
   query?: z.ZodType;
   params?: z.ZodType;
   handle(input: RouteInput<AuthKind, unknown, unknown, unknown>, res: Response): unknown;
@@ -54,6 +56,7 @@ export function defineRoute<
   summary: string;
   auditAction?: string;
   body?: B;
+  bodyLimit?: string;
   query?: Q;
   params?: P;
   handle(input: RouteInput<A, z.output<B>, z.output<Q>, z.output<P>>, res: Response): unknown;

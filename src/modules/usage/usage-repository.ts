@@ -1,0 +1,189 @@
+import type { Knex } from 'knex';
+import { trimDecimal } from './quantity';
+
+export type ForwardingState = 'pending' | 'sent' | 'failed' | 'local';
+
+export interface UsageEvent {
+  id: string;
+  customerId: string;
+  metric: string;
+  quantity: string;
+  occurredAt: Date;
+  idempotencyKey: string;
+  receivedAt: Date;
+}
+
+export interface NewUsageEvent {
+  id: string;
+  customerId: string;
+  metric: string;
+  quantity: string;
+  occurredAt: Date;
+  idempotencyKey: string;
+  requestHash: string;
+}
+
+export interface StoredEvent extends UsageEvent {
+  requestHash: string;
+}
+
+export interface TotalsQuery {
+  customerId?: string;
+  metric?: string;
+  from: Date;
+  to: Date;
+  groupBy: ('customer' | 'metric' | 'day')[];
+}
+
+export interface TotalsRow {
+  customerId?: string;
+  metric?: string;
+  day?: string;
+  quantity: string;
+  events: number;
+}
+
+interface EventRow {
+  id: string;
+  customer_id: string;
+  metric: string;
+  quantity: string;
+  occurred_at: Date;
+  idempotency_key: string;
+  received_at: Date;
+  request_hash?: string;
+}
+
+const toEvent = (r: EventRow): UsageEvent => ({
+  id: r.id,
+  customerId: r.customer_id,
+  metric: r.metric,
+  quantity: trimDecimal(r.quantity),
+  occurredAt: r.occurred_at,
+  idempotencyKey: r.idempotency_key,
+  receivedAt: r.received_at,
+});
+
+/**
+ * One statement: insert the new events (duplicates skipped by the unique constraint, which
+ * decides under concurrency) and add exactly the inserted ones to the daily totals. Arrays
+ * through unnest keep the SQL text constant whatever the batch size. Rows go in key order so
+ * concurrent batches take locks in the same order.
+ */
+const INSERT_SQL = `
+with input as (
+  select * from unnest(?::uuid[], ?::uuid[], ?::text[], ?::numeric[], ?::timestamptz[], ?::text[], ?::text[])
+    as t(id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash)
+  order by customer_id, idempotency_key
+), ins as (
+  insert into usage_events (id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, state, next_attempt_at)
+  select id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, ?::text,
+         case when ?::text = 'pending' then now() end
+    from input
+  on conflict (customer_id, idempotency_key) do nothing
+  returning id, customer_id, metric, quantity, occurred_at, idempotency_key, received_at
+), roll as (
+  insert into usage_daily (customer_id, metric, day, quantity, events)
+  select customer_id, metric, (occurred_at at time zone 'UTC')::date, sum(quantity), count(*)
+    from ins group by 1, 2, 3 order by 1, 2, 3
+  on conflict (customer_id, metric, day) do update
+    set quantity = usage_daily.quantity + excluded.quantity, events = usage_daily.events + excluded.events
+)
+select id, customer_id, metric, quantity::text as quantity, occurred_at, idempotency_key, received_at from ins`;
+
+const DAY_MS = 24 * 3600 * 1000;
+const floorDay = (d: Date) => new Date(Math.floor(d.getTime() / DAY_MS) * DAY_MS);
+const ceilDay = (d: Date) => new Date(Math.ceil(d.getTime() / DAY_MS) * DAY_MS);
+const isoDay = (d: Date) => d.toISOString().slice(0, 10);
+
+const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } as const;
+
+export function createUsageRepository() {
+  return {
+    /** Returns the rows actually inserted; events whose key already existed are absent. */
+    async insert(db: Knex, events: NewUsageEvent[], state: ForwardingState): Promise<UsageEvent[]> {
+      if (events.length === 0) return [];
+      const result = await db.raw(INSERT_SQL, [
+        events.map((e) => e.id),
+        events.map((e) => e.customerId),
+        events.map((e) => e.metric),
+        events.map((e) => e.quantity),
+        events.map((e) => e.occurredAt.toISOString()),
+        events.map((e) => e.idempotencyKey),
+        events.map((e) => e.requestHash),
+        state,
+        state,
+      ]);
+      return (result.rows as EventRow[]).map(toEvent);
+    },
+
+    async findByKeys(db: Knex, keys: { customerId: string; idempotencyKey: string }[]): Promise<StoredEvent[]> {
+      if (keys.length === 0) return [];
+      const result = await db.raw(
+        `select e.id, e.customer_id, e.metric, e.quantity::text as quantity, e.occurred_at, e.idempotency_key, e.received_at, e.request_hash
+           from usage_events e
+           join unnest(?::uuid[], ?::text[]) as k(customer_id, idempotency_key)
+             on e.customer_id = k.customer_id and e.idempotency_key = k.idempotency_key`,
+        [keys.map((k) => k.customerId), keys.map((k) => k.idempotencyKey)],
+      );
+      return (result.rows as Required<EventRow>[]).map((r) => ({ ...toEvent(r), requestHash: r.request_hash }));
+    },
+
+    /**
+     * Totals over [from, to): whole UTC days from the daily table, the partial days at either
+     * end from the events themselves. Exact, and the cost grows with days, not events.
+     */
+    async totals(db: Knex, q: TotalsQuery): Promise<TotalsRow[]> {
+      let fullStart = ceilDay(q.from);
+      let fullEnd = floorDay(q.to);
+      let edges: [Date, Date][];
+      if (fullStart < fullEnd) {
+        edges = [[q.from, fullStart], [fullEnd, q.to]];
+      } else {
+        fullStart = fullEnd = floorDay(q.from);
+        edges = [[q.from, q.to]];
+      }
+      const filters = (alias: string) => {
+        const parts: string[] = [];
+        const bindings: string[] = [];
+        if (q.customerId) {
+          parts.push(`${alias}.customer_id = ?`);
+          bindings.push(q.customerId);
+        }
+        if (q.metric) {
+          parts.push(`${alias}.metric = ?`);
+          bindings.push(q.metric);
+        }
+        return { sql: parts.map((p) => ` and ${p}`).join(''), bindings };
+      };
+      const daily = filters('d');
+      const raw = filters('e');
+      const edgeSql = edges.map(() => '(e.occurred_at >= ? and e.occurred_at < ?)').join(' or ');
+      const cols = q.groupBy.map((g) => GROUP_COLUMNS[g]);
+      const select = cols.length ? `${cols.join(', ')}, ` : '';
+      const group = cols.length ? `group by ${cols.join(', ')} order by ${cols.join(', ')}` : '';
+      const result = await db.raw(
+        `with src as (
+           select d.customer_id, d.metric, d.day, d.quantity, d.events
+             from usage_daily d where d.day >= ?::date and d.day < ?::date${daily.sql}
+           union all
+           select e.customer_id, e.metric, (e.occurred_at at time zone 'UTC')::date, e.quantity, 1
+             from usage_events e where (${edgeSql})${raw.sql}
+         )
+         select ${select}sum(quantity)::text as quantity, sum(events)::bigint as events from src ${group}`,
+        [isoDay(fullStart), isoDay(fullEnd), ...daily.bindings, ...edges.flat().map((d) => d.toISOString()), ...raw.bindings],
+      );
+      return (result.rows as { customer_id?: string; metric?: string; day?: string; quantity: string | null; events: string | null }[])
+        .filter((r) => r.quantity !== null)
+        .map((r) => ({
+          ...(r.customer_id !== undefined ? { customerId: r.customer_id } : {}),
+          ...(r.metric !== undefined ? { metric: r.metric } : {}),
+          ...(r.day !== undefined ? { day: r.day } : {}),
+          quantity: trimDecimal(r.quantity!),
+          events: Number(r.events),
+        }));
+    },
+  };
+}
+
+export type UsageRepository = ReturnType<typeof createUsageRepository>;
