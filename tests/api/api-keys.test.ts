@@ -196,6 +196,34 @@ describe('verification cost', () => {
   });
 });
 
+describe('cache re-checks', () => {
+  test('when the TTL has passed, then a cached key is re-checked by id without bcrypt, and a missed revocation is honoured', async () => {
+    const kept = await createCustomer(t);
+    const missed = await createCustomer(t);
+    await me(kept.apiKey).expect(200);
+    await me(missed.apiKey).expect(200);
+    const bcryptBefore = t.bcryptCalls();
+    // A revocation this instance never hears of (as if its LISTEN connection were down).
+    await t.db('api_keys').where({ id: missed.keyId }).update({ revoked_at: new Date() });
+    await me(missed.apiKey).expect(200); // within the TTL: the documented bound on staleness
+
+    skewMs = 3601_000;
+    try {
+      const lookups: string[] = [];
+      const onQuery = (q: { sql: string }) => /from "api_keys"/.test(q.sql) && lookups.push(q.sql);
+      t.db.on('query', onQuery);
+      await me(kept.apiKey).expect(200);
+      await me(kept.apiKey).expect(200); // re-checked once, then cached again
+      expectError(await me(missed.apiKey), 401, 'UNAUTHORIZED');
+      t.db.off('query', onQuery);
+      expect(lookups).toHaveLength(2);
+      expect(t.bcryptCalls()).toBe(bcryptBefore);
+    } finally {
+      skewMs = 0;
+    }
+  });
+});
+
 describe('several instances', () => {
   test('when a key is revoked on one instance, then another instance that cached it refuses it promptly', async () => {
     const url = process.env.TEST_DATABASE_URL!;

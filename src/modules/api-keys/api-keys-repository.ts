@@ -122,6 +122,16 @@ export function createApiKeysRepository() {
       }));
     },
 
+    /** The state of one key and its customer: the cheap re-check of a cached verdict. */
+    async findState(db: Knex, keyId: string): Promise<Omit<KeyCandidate, 'secretHash'> | null> {
+      const r = await db('api_keys as k')
+        .join('customers as c', 'c.id', 'k.customer_id')
+        .select('k.id', 'k.expires_at', 'k.revoked_at', 'c.status')
+        .where('k.id', keyId)
+        .first();
+      return r ? { id: r.id, expiresAt: r.expires_at, revokedAt: r.revoked_at, customerStatus: r.status } : null;
+    },
+
     /** Batched last-used stamps: one statement for many keys, never moving a stamp backwards. */
     async touchLastUsed(db: Knex, stamps: { id: string; at: Date }[]): Promise<void> {
       if (stamps.length === 0) return;

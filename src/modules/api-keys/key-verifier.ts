@@ -7,7 +7,7 @@ import type { AuditService } from '../audit/audit-service';
 import type { ApiKeysRepository, KeyCandidate } from './api-keys-repository';
 import { keyFingerprint, parseKey } from './key-format';
 import type { LastUsedTracker } from './last-used-tracker';
-import type { CachedVerdict, VerificationCache } from './verification-cache';
+import type { CacheEntry, CachedVerdict, VerificationCache } from './verification-cache';
 
 export interface CustomerPrincipal {
   customerId: string;
@@ -37,14 +37,15 @@ export interface KeyVerifierDeps {
 
 /**
  * Checks a presented X-API-Key, always in the same order:
- * shape (no bcrypt, no database) -> cache -> one indexed lookup -> bcrypt -> key and
- * customer state. Every failure is the same 401 to the caller; the reason goes to the audit log.
+ * shape (no bcrypt, no database) -> cache (a stale positive verdict is re-checked by key id,
+ * without bcrypt) -> one indexed lookup -> bcrypt -> key and customer state. Every failure is the same 401 to the caller; the reason goes to the audit log.
  * State checks run after bcrypt so unknown, wrong, revoked and expired keys take similar time.
  */
 export function createKeyVerifier(deps: KeyVerifierDeps) {
   const { db, repo, cache, audit, lastUsed, bcryptCost } = deps;
   const now = deps.now ?? Date.now;
   const inFlight = new Map<string, Promise<CachedVerdict>>();
+  const rechecks = new Map<string, Promise<CachedVerdict>>();
   let dummyHash: Promise<string> | null = null;
 
   const compare = (secret: string, hash: string) => {
@@ -58,11 +59,31 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
     await compare(secret, await dummyHash);
   }
 
-  function judge(c: KeyCandidate): FailureReason | null {
+  function judge(c: Omit<KeyCandidate, 'secretHash'>): FailureReason | null {
     if (c.revokedAt) return 'revoked';
     if (c.expiresAt && c.expiresAt.getTime() <= now()) return 'expired';
     if (c.customerStatus !== 'active') return 'customer_deleted';
     return null;
+  }
+
+  /** A cached positive verdict past its TTL: one primary-key lookup, never bcrypt. */
+  function recheck(fp: string, hit: CacheEntry): Promise<CachedVerdict> {
+    let pending = rechecks.get(fp);
+    if (!pending) {
+      const generation = cache.generation;
+      pending = repo
+        .findState(db, hit.keyId!)
+        .then((state): CachedVerdict => {
+          const reason = state ? judge(state) : 'unknown_key';
+          return reason
+            ? { ok: false, customerId: hit.customerId, keyId: hit.keyId, keyExpiresAt: null, reason }
+            : { ok: true, customerId: hit.customerId, keyId: hit.keyId, keyExpiresAt: state!.expiresAt?.getTime() ?? null };
+        })
+        .finally(() => rechecks.delete(fp));
+      rechecks.set(fp, pending);
+      pending.then((v) => cache.set(fp, v, generation), () => undefined);
+    }
+    return pending;
   }
 
   async function verifyUncached(customerId: string, secret: string, start: string): Promise<CachedVerdict> {
@@ -94,12 +115,14 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
       if (!parsed) return fail(ctx, 'malformed', null, null);
 
       const fp = keyFingerprint(presented);
-      const hit = cache.get(fp);
+      let hit: CachedVerdict | undefined = cache.get(fp);
+      if (hit?.ok && hit.keyExpiresAt !== null && hit.keyExpiresAt <= now()) {
+        hit = { ...hit, ok: false, reason: 'expired' };
+        cache.set(fp, hit);
+      } else if (hit?.ok && now() >= (hit as CacheEntry).checkAfter) {
+        hit = await recheck(fp, hit as CacheEntry);
+      }
       if (hit) {
-        if (hit.ok && hit.keyExpiresAt !== null && hit.keyExpiresAt <= now()) {
-          cache.set(fp, { ...hit, ok: false, reason: 'expired' });
-          return fail(ctx, 'expired', hit.customerId, hit.keyId, true);
-        }
         if (!hit.ok) return fail(ctx, (hit.reason ?? 'wrong_secret') as FailureReason, hit.customerId, hit.keyId, true);
         lastUsed.touch(hit.keyId!, new Date(now()));
         return { customerId: hit.customerId, keyId: hit.keyId! };

@@ -1,26 +1,29 @@
 /**
- * Remembers verdicts on presented keys (by SHA-256 of the key) so bcrypt runs once per
- * key per TTL. Positive entries make the hot path free of bcrypt and of the database;
- * negative entries make a retried revoked or wrong key cost nothing either (a failed
- * secret can never become valid: secrets are random and never reused).
- * Bounded in size; oldest entries go first. Revocation evicts by key or customer at once.
+ * Remembers verdicts on presented keys (by SHA-256 of the key) so bcrypt runs once per key,
+ * not once per request. Positive verdicts must be re-checked against the database (a cheap
+ * primary-key lookup, never bcrypt: a key's hash never changes) once their TTL has passed, so
+ * a revocation missed by an instance is honoured within API_KEY_CACHE_TTL_SECONDS. Negative
+ * verdicts are final (a refused secret can never become valid: secrets are random and never
+ * reused), so a retried revoked or wrong key costs nothing either.
+ * Bounded in size; the oldest entries go first. Revocation evicts by key or customer at once.
  */
 export interface CachedVerdict {
   ok: boolean;
   customerId: string;
   keyId: string | null;
-  /** The key's own expiry, if any: a cached entry never outlives it. */
+  /** The key's own expiry, if any: a positive verdict never outlives it. */
   keyExpiresAt: number | null;
   /** Why a negative verdict failed, for the audit trail. */
   reason?: string;
 }
 
-interface Entry extends CachedVerdict {
-  cachedUntil: number;
+export interface CacheEntry extends CachedVerdict {
+  /** After this, a positive verdict is re-checked against the database before use. */
+  checkAfter: number;
 }
 
 export class VerificationCache {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new Map<string, CacheEntry>();
   /**
    * Bumped by every eviction. A verification that started before an eviction must not
    * cache its (possibly revoked) verdict: it passes the generation it saw to set().
@@ -33,14 +36,8 @@ export class VerificationCache {
     private readonly now: () => number = Date.now,
   ) {}
 
-  get(fingerprint: string): CachedVerdict | undefined {
-    const e = this.entries.get(fingerprint);
-    if (!e) return undefined;
-    if (this.now() >= e.cachedUntil) {
-      this.entries.delete(fingerprint);
-      return undefined;
-    }
-    return e;
+  get(fingerprint: string): CacheEntry | undefined {
+    return this.entries.get(fingerprint);
   }
 
   get generation(): number {
@@ -54,7 +51,7 @@ export class VerificationCache {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
     }
-    this.entries.set(fingerprint, { ...verdict, cachedUntil: this.now() + this.ttlMs });
+    this.entries.set(fingerprint, { ...verdict, checkAfter: this.now() + this.ttlMs });
   }
 
   evictKeys(keyIds: readonly string[]): void {
