@@ -29,13 +29,16 @@ export async function up(knex: Knex): Promise<void> {
   await knex.raw("create index usage_events_failed_idx on usage_events (id) where state = 'failed'");
 
   // Daily totals kept in the same statement as each insert, so reads sum days, not events.
+  // Striped: each statement adds to one of several shard rows, so concurrent writers for one
+  // customer do not queue on a single row lock; reads sum the shards.
   await knex.schema.createTable('usage_daily', (t) => {
     t.uuid('customer_id').notNullable().references('id').inTable('customers').onDelete('RESTRICT');
     t.text('metric').notNullable();
     t.date('day').notNullable();
+    t.smallint('shard').notNullable();
     t.decimal('quantity', 26, 6).notNullable();
     t.bigInteger('events').notNullable();
-    t.primary(['customer_id', 'metric', 'day']);
+    t.primary(['customer_id', 'metric', 'day', 'shard']);
     t.index(['day'], 'usage_daily_day_idx');
   });
 }

@@ -50,7 +50,7 @@ describe('POST /api/usage: one event', () => {
     expect(new Set(results.map((r) => r.body.event.id)).size).toBe(1);
     expect(await rows(c)).toHaveLength(1);
     const daily = await t.db('usage_daily').where({ customer_id: c.id });
-    expect(daily).toEqual([expect.objectContaining({ metric: 'api_calls', quantity: '3.000000', events: '1' })]);
+    expect(daily).toEqual([expect.objectContaining({ metric: 'api_calls', quantity: '3.000000', events: '1' })]); // one shard row
   });
 
   test('when a key is reused with a different body, then 409 IDEMPOTENCY_CONFLICT and nothing changes', async () => {
@@ -320,8 +320,10 @@ describe('reading usage', () => {
 
   test('when daily totals are compared with the raw events, then they agree', async () => {
     const { rows: mismatches } = await t.db.raw(`
-      select d.customer_id, d.metric, d.day from usage_daily d
-      left join (select customer_id, metric, (occurred_at at time zone 'UTC')::date as day, sum(quantity) q, count(*) n
+      select d.customer_id, d.metric, d.day
+        from (select customer_id, metric, day, sum(quantity) as quantity, sum(events) as events
+                from usage_daily group by 1, 2, 3) d
+      full join (select customer_id, metric, (occurred_at at time zone 'UTC')::date as day, sum(quantity) q, count(*) n
                    from usage_events group by 1, 2, 3) e using (customer_id, metric, day)
       where e.q is distinct from d.quantity or e.n is distinct from d.events`);
     expect(mismatches).toEqual([]);

@@ -83,13 +83,16 @@ with input as (
   on conflict (customer_id, idempotency_key) do nothing
   returning id, customer_id, metric, quantity, occurred_at, idempotency_key, received_at
 ), roll as (
-  insert into usage_daily (customer_id, metric, day, quantity, events)
-  select customer_id, metric, (occurred_at at time zone 'UTC')::date, sum(quantity), count(*)
+  insert into usage_daily (customer_id, metric, day, shard, quantity, events)
+  select customer_id, metric, (occurred_at at time zone 'UTC')::date, ?::smallint, sum(quantity), count(*)
     from ins group by 1, 2, 3 order by 1, 2, 3
-  on conflict (customer_id, metric, day) do update
+  on conflict (customer_id, metric, day, shard) do update
     set quantity = usage_daily.quantity + excluded.quantity, events = usage_daily.events + excluded.events
 )
 select id, customer_id, metric, quantity::text as quantity, occurred_at, idempotency_key, received_at from ins`;
+
+/** Stripes of usage_daily: enough that concurrent statements rarely pick the same row. */
+const ROLLUP_SHARDS = 16;
 
 const DAY_MS = 24 * 3600 * 1000;
 const floorDay = (d: Date) => new Date(Math.floor(d.getTime() / DAY_MS) * DAY_MS);
@@ -113,6 +116,7 @@ export function createUsageRepository() {
         events.map((e) => e.requestHash),
         state,
         state,
+        Math.floor(Math.random() * ROLLUP_SHARDS),
       ]);
       return (result.rows as EventRow[]).map(toEvent);
     },
@@ -134,14 +138,16 @@ export function createUsageRepository() {
      * end from the events themselves. Exact, and the cost grows with days, not events.
      */
     async totals(db: Knex, q: TotalsQuery): Promise<TotalsRow[]> {
-      let fullStart = ceilDay(q.from);
-      let fullEnd = floorDay(q.to);
-      let edges: [Date, Date][];
-      if (fullStart < fullEnd) {
-        edges = [[q.from, fullStart], [fullEnd, q.to]];
+      // Whole days [dayFrom, dayTo) come from usage_daily; the ragged ends from the events.
+      let dayFrom = ceilDay(q.from);
+      let dayTo = floorDay(q.to);
+      const edges: [Date, Date][] = [];
+      if (dayFrom < dayTo) {
+        if (q.from < dayFrom) edges.push([q.from, dayFrom]);
+        if (dayTo < q.to) edges.push([dayTo, q.to]);
       } else {
-        fullStart = fullEnd = floorDay(q.from);
-        edges = [[q.from, q.to]];
+        dayFrom = dayTo = q.from;
+        edges.push([q.from, q.to]);
       }
       const filters = (alias: string) => {
         const parts: string[] = [];
@@ -156,22 +162,28 @@ export function createUsageRepository() {
         }
         return { sql: parts.map((p) => ` and ${p}`).join(''), bindings };
       };
-      const daily = filters('d');
-      const raw = filters('e');
-      const edgeSql = edges.map(() => '(e.occurred_at >= ? and e.occurred_at < ?)').join(' or ');
+      const branches: string[] = [];
+      const bindings: string[] = [];
+      if (dayFrom < dayTo) {
+        const f = filters('d');
+        branches.push(`select d.customer_id, d.metric, d.day, d.quantity, d.events
+             from usage_daily d where d.day >= ?::date and d.day < ?::date${f.sql}`);
+        bindings.push(isoDay(dayFrom), isoDay(dayTo), ...f.bindings);
+      }
+      for (const [a, b] of edges) {
+        // One range scan per edge: an OR of ranges can defeat the (customer_id, occurred_at) index.
+        const f = filters('e');
+        branches.push(`select e.customer_id, e.metric, (e.occurred_at at time zone 'UTC')::date, e.quantity, 1
+             from usage_events e where e.occurred_at >= ? and e.occurred_at < ?${f.sql}`);
+        bindings.push(a.toISOString(), b.toISOString(), ...f.bindings);
+      }
       const cols = q.groupBy.map((g) => GROUP_COLUMNS[g]);
       const select = cols.length ? `${cols.join(', ')}, ` : '';
       const group = cols.length ? `group by ${cols.join(', ')} order by ${cols.join(', ')}` : '';
       const result = await db.raw(
-        `with src as (
-           select d.customer_id, d.metric, d.day, d.quantity, d.events
-             from usage_daily d where d.day >= ?::date and d.day < ?::date${daily.sql}
-           union all
-           select e.customer_id, e.metric, (e.occurred_at at time zone 'UTC')::date, e.quantity, 1
-             from usage_events e where (${edgeSql})${raw.sql}
-         )
+        `with src(customer_id, metric, day, quantity, events) as (${branches.join(' union all ')})
          select ${select}sum(quantity)::text as quantity, sum(events)::bigint as events from src ${group}`,
-        [isoDay(fullStart), isoDay(fullEnd), ...daily.bindings, ...edges.flat().map((d) => d.toISOString()), ...raw.bindings],
+        bindings,
       );
       return (result.rows as { customer_id?: string; metric?: string; day?: string; quantity: string | null; events: string | null }[])
         .filter((r) => r.quantity !== null)

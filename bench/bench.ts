@@ -1,0 +1,219 @@
+/**
+ * npm run bench: the service against a naive baseline on the same embedded PostgreSQL.
+ *
+ * Both servers run as child processes; autocannon loads them from this process. Runs alternate
+ * baseline and service within each round (the order flips every round), and ratios are taken
+ * within a round only: these machines drift by 20-30% between runs. The reported figures are
+ * medians over rounds.
+ *
+ * Settings: BENCH_ROUNDS (3), BENCH_DURATION seconds per run (10), BENCH_WARMUP seconds (3),
+ * BENCH_CONNECTIONS (50), BENCH_OUT (a JSON file to write).
+ */
+import autocannon from 'autocannon';
+import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const DURATION = Number(process.env.BENCH_DURATION ?? 10);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const BATCH = 100;
+const root = path.resolve(__dirname, '..');
+
+interface Run {
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function startNode(script: string, env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--require', 'tsx/cjs', script], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const onData = (d: Buffer) => {
+      seen += d.toString();
+      if (ready.test(seen)) {
+        // From here on its output is drained and dropped, as a log shipper would take it.
+        child.stdout!.removeListener('data', onData);
+        child.stdout!.resume();
+        resolve(child);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (d) => (seen += d.toString()));
+    child.on('exit', (code) => reject(new Error(`${script} exited ${code}:\n${seen}`)));
+  });
+}
+
+let counter = 0;
+const uniqueKey = (tag: string) => `${tag}-${process.pid}-${++counter}`;
+
+function load(url: string, request: autocannon.Request, duration: number): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    autocannon({ url, connections: CONNECTIONS, duration, requests: [request] }, (err, r) => {
+      if (err) return reject(err);
+      resolve({ rps: r.requests.average, p50_ms: r.latency.p50, p99_ms: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts });
+    });
+  });
+}
+
+const singleBody = (tag: string) => JSON.stringify({ metric: 'api_calls', quantity: 1, idempotency_key: uniqueKey(tag) });
+const batchBody = (tag: string) =>
+  JSON.stringify({ events: Array.from({ length: BATCH }, () => ({ metric: 'api_calls', quantity: 1, idempotency_key: uniqueKey(tag) })) });
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+async function main(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-bench-'));
+  fs.chmodSync(dir, 0o755);
+  console.log(`embedded PostgreSQL in ${dir}`);
+  const pg = await startEmbeddedPostgres({ dataDir: dir, port: 0, persistent: false, database: 'billing_bench' });
+  const children: ChildProcess[] = [];
+  try {
+    const adminToken = randomBytes(32).toString('hex');
+    const [servicePort, baselinePort] = [await freePort(), await freePort()];
+    children.push(
+      await startNode(
+        'src/server.ts',
+        {
+          NODE_ENV: 'production',
+          DATABASE_URL: pg.url,
+          ADMIN_API_TOKEN: adminToken,
+          PORT: String(servicePort),
+          HOST: '127.0.0.1',
+          LOG_LEVEL: 'info',
+          DB_POOL_MAX: '10',
+          // Every limit raised so the benchmark measures the work, not the limiter.
+          RATE_LIMIT_API: '100000000/1m',
+          RATE_LIMIT_USAGE: '100000000/1m',
+          RATE_LIMIT_ADMIN: '100000000/1m',
+          RATE_LIMIT_AUTH_FAILURES: '100000000/1m',
+        },
+        /listening/,
+      ),
+    );
+    const base = `http://127.0.0.1:${servicePort}`;
+    const created = await fetch(`${base}/api/customers`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${adminToken}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ email: 'bench@example.com', company_name: 'Bench' }),
+    }).then((r) => r.json() as Promise<{ customer: { id: string }; api_key: string }>);
+    const apiKey = created.api_key;
+
+    const client = new Client({ connectionString: pg.url });
+    await client.connect();
+    await client.query('create table bench_baseline_events (like usage_events including all)');
+    await client.end();
+    children.push(
+      await startNode(
+        'bench/baseline-server.ts',
+        { DATABASE_URL: pg.url, PORT: String(baselinePort), DB_POOL_MAX: '10', BENCH_CUSTOMER_ID: created.customer.id },
+        /baseline listening/,
+      ),
+    );
+    const baseline = `http://127.0.0.1:${baselinePort}`;
+
+    const json = { 'content-type': 'application/json' };
+    const auth = { ...json, 'x-api-key': apiKey };
+    const scenarios = {
+      baseline_single: (d: number) =>
+        load(baseline, { method: 'POST', path: '/usage', headers: json, setupRequest: (r) => ({ ...r, body: singleBody('b') }) }, d),
+      usage_single: (d: number) =>
+        load(base, { method: 'POST', path: '/api/usage', headers: auth, setupRequest: (r) => ({ ...r, body: singleBody('s') }) }, d),
+      baseline_batch: (d: number) =>
+        load(baseline, { method: 'POST', path: '/usage/batch', headers: json, setupRequest: (r) => ({ ...r, body: batchBody('bb') }) }, d),
+      usage_batch: (d: number) =>
+        load(base, { method: 'POST', path: '/api/usage', headers: auth, setupRequest: (r) => ({ ...r, body: batchBody('sb') }) }, d),
+      usage_read: (d: number) => load(base, { method: 'GET', path: '/api/usage', headers: { 'x-api-key': apiKey } }, d),
+    };
+
+    console.log(`warm-up: ${WARMUP}s each`);
+    for (const run of Object.values(scenarios)) await run(WARMUP);
+
+    const rounds: Record<keyof typeof scenarios, Run>[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const order: (keyof typeof scenarios)[][] = [
+        ['baseline_single', 'usage_single'],
+        ['baseline_batch', 'usage_batch'],
+      ];
+      const round = {} as Record<keyof typeof scenarios, Run>;
+      for (const pair of order) {
+        for (const name of i % 2 === 0 ? pair : [...pair].reverse()) {
+          round[name] = await scenarios[name](DURATION);
+          console.log(`round ${i + 1} ${name.padEnd(16)} ${Math.round(round[name].rps)} req/s  p50 ${round[name].p50_ms} ms  p99 ${round[name].p99_ms} ms${round[name].non2xx || round[name].errors ? `  non-2xx ${round[name].non2xx} errors ${round[name].errors}` : ''}`);
+        }
+      }
+      round.usage_read = await scenarios.usage_read(DURATION);
+      console.log(`round ${i + 1} usage_read       ${Math.round(round.usage_read.rps)} req/s  p99 ${round.usage_read.p99_ms} ms`);
+      rounds.push(round);
+    }
+
+    const med = (name: keyof typeof scenarios, f: keyof Run) => median(rounds.map((r) => r[name][f]));
+    const singleRatios = rounds.map((r) => r.usage_single.rps / r.baseline_single.rps);
+    const batchRatios = rounds.map((r) => r.usage_batch.rps / r.baseline_batch.rps);
+    const failures = rounds.flatMap((r) => Object.entries(r)).filter(([, v]) => v.non2xx > 0 || v.errors > 0);
+    const result = {
+      baseline_single: { rps: Math.round(med('baseline_single', 'rps')), p50_ms: med('baseline_single', 'p50_ms'), p99_ms: med('baseline_single', 'p99_ms') },
+      baseline_batch: { events_per_s: Math.round(med('baseline_batch', 'rps') * BATCH) },
+      usage_single: {
+        rps: Math.round(med('usage_single', 'rps')),
+        p50_ms: med('usage_single', 'p50_ms'),
+        p99_ms: med('usage_single', 'p99_ms'),
+        ratio: round2(median(singleRatios)),
+      },
+      usage_batch: { events_per_s: Math.round(med('usage_batch', 'rps') * BATCH), p99_ms: med('usage_batch', 'p99_ms'), ratio: round2(median(batchRatios)) },
+      usage_read: { rps: Math.round(med('usage_read', 'rps')), p99_ms: med('usage_read', 'p99_ms') },
+      settings: { rounds: ROUNDS, duration_s: DURATION, connections: CONNECTIONS, batch: BATCH, cpus: os.cpus().length },
+      per_round_ratios: { single: singleRatios.map(round2), batch: batchRatios.map(round2) },
+      failed_requests: failures.length,
+    };
+
+    console.log('\n| measure | baseline | service | ratio (median of rounds) |');
+    console.log('| --- | --- | --- | --- |');
+    console.log(`| single event POST, req/s | ${result.baseline_single.rps} | ${result.usage_single.rps} | ${result.usage_single.ratio} |`);
+    console.log(`| single event p50 / p99, ms | ${result.baseline_single.p50_ms} / ${result.baseline_single.p99_ms} | ${result.usage_single.p50_ms} / ${result.usage_single.p99_ms} | |`);
+    console.log(`| 100-event batch, events/s | ${result.baseline_batch.events_per_s} | ${result.usage_batch.events_per_s} | ${result.usage_batch.ratio} |`);
+    console.log(`| GET /api/usage, req/s (p99 ms) | | ${result.usage_read.rps} (${result.usage_read.p99_ms}) | |`);
+    if (failures.length) console.log(`\nWARNING: ${failures.length} run(s) had non-2xx responses or errors`);
+    if (process.env.BENCH_OUT) {
+      fs.writeFileSync(process.env.BENCH_OUT, `${JSON.stringify(result, null, 2)}\n`);
+      console.log(`\nwrote ${process.env.BENCH_OUT}`);
+    }
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.on('exit', r)))));
+    await pg.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
