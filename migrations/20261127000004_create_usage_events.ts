@@ -38,12 +38,71 @@ export async function up(knex: Knex): Promise<void> {
     t.smallint('shard').notNullable();
     t.decimal('quantity', 26, 6).notNullable();
     t.bigInteger('events').notNullable();
-    t.primary(['customer_id', 'metric', 'day', 'shard']);
+    t.primary(['customer_id', 'metric', 'day', 'shard'], { constraintName: 'usage_daily_pkey' });
     t.index(['day'], 'usage_daily_day_idx');
   });
+
+  // A batch of one customer's events in one round trip and one atomic statement: insert what is
+  // new; if some keys were already there, look again with a fresh snapshot (so concurrent inserts
+  // of the same keys are seen) and refuse the whole batch if any is stored with another body.
+  // Raising rolls back the insert and the daily totals. Times travel as epoch milliseconds.
+  await knex.raw(`
+    create function ingest_usage_batch(
+      p_customer_id uuid, p_ids uuid[], p_metrics text[], p_quantities numeric[],
+      p_occurred_ms bigint[], p_keys text[], p_hashes text[], p_state text)
+    returns table (id uuid, idempotency_key text, created boolean)
+    language plpgsql volatile as $fn$
+    #variable_conflict use_column
+    declare
+      inserted int;
+    begin
+      return query
+      with input as (
+        select * from unnest(p_ids, p_metrics, p_quantities, p_occurred_ms, p_keys, p_hashes)
+          as t(id, metric, quantity, occurred_ms, idempotency_key, request_hash)
+        order by t.idempotency_key
+      ), ins as (
+        insert into usage_events as e (id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, state, next_attempt_at)
+        select i.id, p_customer_id, i.metric, i.quantity, timestamptz 'epoch' + i.occurred_ms * interval '1 millisecond', i.idempotency_key, i.request_hash, p_state,
+               case when p_state = 'pending' then now() end
+          from input i
+        on conflict on constraint usage_events_customer_idempotency_unique do nothing
+        returning e.id, e.metric, e.quantity, e.occurred_at, e.idempotency_key
+      ), roll as (
+        insert into usage_daily as d (customer_id, metric, day, shard, quantity, events)
+        select p_customer_id, ins.metric, (ins.occurred_at at time zone 'UTC')::date,
+               coalesce(nullif(current_setting('billing.rollup_shard', true), ''), '0')::smallint,
+               sum(ins.quantity), count(*)
+          from ins group by 2, 3 order by 2, 3
+        on conflict on constraint usage_daily_pkey do update
+          set quantity = d.quantity + excluded.quantity, events = d.events + excluded.events
+      )
+      select ins.id, ins.idempotency_key, true from ins;
+
+      get diagnostics inserted = row_count;
+      if inserted = (select count(distinct k) from unnest(p_keys) as k) then
+        return; -- every key was new: nothing to compare
+      end if;
+
+      if exists (
+        select 1 from unnest(p_keys, p_hashes) as k(idempotency_key, request_hash)
+          join usage_events e on e.customer_id = p_customer_id and e.idempotency_key = k.idempotency_key
+         where e.request_hash <> k.request_hash
+      ) then
+        raise exception 'an idempotency key was already used with a different event' using errcode = 'BL409';
+      end if;
+
+      return query
+      select e.id, e.idempotency_key, false
+        from unnest(p_keys) as k(idempotency_key)
+        join usage_events e on e.customer_id = p_customer_id and e.idempotency_key = k.idempotency_key
+       where not (e.xmin = pg_current_xact_id()::xid);
+    end
+    $fn$`);
 }
 
 export async function down(knex: Knex): Promise<void> {
+  await knex.raw('drop function ingest_usage_batch(uuid, uuid[], text[], numeric[], bigint[], text[], text[], text)');
   await knex.schema.dropTable('usage_daily');
   await knex.schema.dropTable('usage_events');
 }

@@ -35,7 +35,11 @@ export function createLogger(
   if (config.logPretty && prettyAvailable()) {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } });
   }
-  return pino(options);
+  // Buffered: lines are written in 4 KiB chunks, not one write() per request line. The buffer
+  // is flushed every second, on graceful shutdown (logger.flush) and by pino on process exit.
+  const logger = pino(options, pino.destination({ dest: 1, minLength: 4096, sync: false }));
+  setInterval(() => logger.flush(), 1000).unref();
+  return logger;
 }
 
 function prettyAvailable(): boolean {

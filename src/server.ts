@@ -50,6 +50,7 @@ async function main(): Promise<void> {
   });
   const { port } = server.address() as AddressInfo;
   logger.info({ port, host: config.host, env: config.env }, `billing service listening on http://${config.host}:${port}`);
+  logger.flush();
 
   let stopping = false;
   const shutdown = async (reason: string, code = 0) => {

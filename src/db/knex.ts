@@ -16,7 +16,13 @@ export interface KnexOptions {
   logger?: Logger;
 }
 
+/** How many stripes each daily usage total has (see usage_daily). */
+export const ROLLUP_SHARDS = 16;
+
 export function createKnex({ url, poolMax, applicationName = 'billing-service', logger }: KnexOptions): Knex {
+  // Each pooled connection adds to its own stripe of the daily totals, so two statements from
+  // this instance never wait on each other's row lock. The random start spreads instances.
+  let nextShard = Math.floor(Math.random() * ROLLUP_SHARDS);
   return knexFactory({
     ...(logger
       ? {
@@ -30,7 +36,14 @@ export function createKnex({ url, poolMax, applicationName = 'billing-service', 
       : {}),
     client: 'pg',
     connection: { connectionString: url, application_name: applicationName },
-    pool: { min: 0, max: poolMax },
+    pool: {
+      min: 0,
+      max: poolMax,
+      afterCreate(conn: pg.Client, done: (err: Error | null, conn: pg.Client) => void) {
+        const shard = nextShard++ % ROLLUP_SHARDS;
+        conn.query(`set billing.rollup_shard = ${shard}`, (err: Error | null) => done(err, conn));
+      },
+    },
     // Fail fast when the database is away: a request gets a 503, not a hang.
     acquireConnectionTimeout: 5_000,
   });

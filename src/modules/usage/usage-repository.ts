@@ -27,6 +27,13 @@ export interface StoredEvent extends UsageEvent {
   requestHash: string;
 }
 
+/** What a batch insert says of each key: the stored event's id, and whether it is new. */
+export interface BatchOutcome {
+  id: string;
+  idempotencyKey: string;
+  created: boolean;
+}
+
 export interface TotalsQuery {
   customerId?: string;
   metric?: string;
@@ -84,15 +91,15 @@ with input as (
   returning id, customer_id, metric, quantity, occurred_at, idempotency_key, received_at
 ), roll as (
   insert into usage_daily (customer_id, metric, day, shard, quantity, events)
-  select customer_id, metric, (occurred_at at time zone 'UTC')::date, ?::smallint, sum(quantity), count(*)
+  select customer_id, metric, (occurred_at at time zone 'UTC')::date,
+         coalesce(nullif(current_setting('billing.rollup_shard', true), ''), '0')::smallint, sum(quantity), count(*)
     from ins group by 1, 2, 3 order by 1, 2, 3
   on conflict (customer_id, metric, day, shard) do update
     set quantity = usage_daily.quantity + excluded.quantity, events = usage_daily.events + excluded.events
 )
-select id, customer_id, metric, quantity::text as quantity, occurred_at, idempotency_key, received_at from ins`;
+select id, customer_id, idempotency_key, floor(extract(epoch from received_at) * 1000)::bigint as received_ms from ins`;
 
-/** Stripes of usage_daily: enough that concurrent statements rarely pick the same row. */
-const ROLLUP_SHARDS = 16;
+export const IDEMPOTENCY_CONFLICT_SQLSTATE = 'BL409';
 
 const DAY_MS = 24 * 3600 * 1000;
 const floorDay = (d: Date) => new Date(Math.floor(d.getTime() / DAY_MS) * DAY_MS);
@@ -103,7 +110,10 @@ const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } 
 
 export function createUsageRepository() {
   return {
-    /** Returns the rows actually inserted; events whose key already existed are absent. */
+    /**
+     * Returns the events actually inserted (built from the input plus the stored id and
+     * received_at, so little comes back over the wire); events whose key existed are absent.
+     */
     async insert(db: Knex, events: NewUsageEvent[], state: ForwardingState): Promise<UsageEvent[]> {
       if (events.length === 0) return [];
       const result = await db.raw(INSERT_SQL, [
@@ -116,9 +126,43 @@ export function createUsageRepository() {
         events.map((e) => e.requestHash),
         state,
         state,
-        Math.floor(Math.random() * ROLLUP_SHARDS),
       ]);
-      return (result.rows as EventRow[]).map(toEvent);
+      const byId = new Map(events.map((e) => [e.id, e]));
+      return (result.rows as { id: string; received_ms: string }[]).map((r) => {
+        const e = byId.get(r.id)!;
+        return {
+          id: e.id,
+          customerId: e.customerId,
+          metric: e.metric,
+          quantity: e.quantity,
+          occurredAt: e.occurredAt,
+          idempotencyKey: e.idempotencyKey,
+          receivedAt: new Date(Number(r.received_ms)),
+        };
+      });
+    },
+
+    /**
+     * A whole batch in one atomic statement (see ingest_usage_batch): new events are inserted,
+     * stored ones come back as replays, and any key stored with another body fails it all
+     * with SQLSTATE BL409 (IDEMPOTENCY_CONFLICT_SQLSTATE).
+     */
+    async insertBatch(db: Knex, customerId: string, events: NewUsageEvent[], state: ForwardingState): Promise<BatchOutcome[]> {
+      const result = await db.raw('select * from ingest_usage_batch(?::uuid, ?::uuid[], ?::text[], ?::numeric[], ?::bigint[], ?::text[], ?::text[], ?::text)', [
+        customerId,
+        events.map((e) => e.id),
+        events.map((e) => e.metric),
+        events.map((e) => e.quantity),
+        events.map((e) => e.occurredAt.getTime()),
+        events.map((e) => e.idempotencyKey),
+        events.map((e) => e.requestHash),
+        state,
+      ]);
+      return (result.rows as { id: string; idempotency_key: string; created: boolean }[]).map((r) => ({
+        id: r.id,
+        idempotencyKey: r.idempotency_key,
+        created: r.created,
+      }));
     },
 
     async findByKeys(db: Knex, keys: { customerId: string; idempotencyKey: string }[]): Promise<StoredEvent[]> {

@@ -90,9 +90,9 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
         const created = recorded.filter((r) => r.created).length;
         if (created === 0) res.setHeader('Idempotent-Replayed', 'true');
         res.status(created > 0 ? 201 : 200).json({
-          events: recorded.map(recordedJson),
           created,
           replayed: recorded.length - created,
+          events: recorded.map((r) => ({ id: r.id, idempotency_key: r.idempotencyKey, replayed: !r.created })),
         });
       },
     }),

@@ -4,7 +4,7 @@ import { AppError, NotFoundError, ValidationError } from '../../errors/app-error
 import { uuidv7 } from '../../lib/ids';
 import type { CustomersRepository } from '../customers/customers-repository';
 import { createGroupCommit } from './group-commit';
-import type { ForwardingState, NewUsageEvent, StoredEvent, TotalsQuery, UsageEvent, UsageRepository } from './usage-repository';
+import { IDEMPOTENCY_CONFLICT_SQLSTATE, type BatchOutcome, type ForwardingState, type NewUsageEvent, type StoredEvent, type TotalsQuery, type UsageEvent, type UsageRepository } from './usage-repository';
 
 export interface UsageInput {
   metric: string;
@@ -31,11 +31,16 @@ export interface UsageServiceDeps {
   maxGroup?: number;
 }
 
-/** The request as given (an absent occurred_at stays absent), so a replay hashes the same. */
+/**
+ * The request as given (an absent occurred_at stays absent), so a replay hashes the same.
+ * SHA-256 cut to 128 bits: it only tells two bodies sent with one key apart.
+ */
 export function requestHash(i: UsageInput): string {
   return createHash('sha256')
-    .update(`${i.metric}\n${i.quantity}\n${i.occurredAt ? i.occurredAt.toISOString() : ''}`)
-    .digest('base64url');
+    .update(`${i.metric}\n${i.quantity}\n${i.occurredAt ? i.occurredAt.getTime() : ''}`)
+    .digest()
+    .subarray(0, 16)
+    .toString('base64url');
 }
 
 const keyOf = (customerId: string, idempotencyKey: string) => `${customerId}\u0000${idempotencyKey}`;
@@ -112,26 +117,38 @@ export function createUsageService(deps: UsageServiceDeps) {
       return outcome;
     },
 
-    /** A batch is all or nothing: one conflict and nothing of it is written. */
-    async recordBatch(customerId: string, inputs: UsageInput[]): Promise<Recorded[]> {
+    /**
+     * A batch is all or nothing: one conflict and nothing of it is written. One round trip;
+     * the answer names each event by id (the caller has the bodies it sent).
+     */
+    async recordBatch(customerId: string, inputs: UsageInput[]): Promise<BatchOutcome[]> {
       const seen = new Map<string, { index: number; hash: string }>();
       const problems: { path: string; message: string; index: number }[] = [];
-      inputs.forEach((i, index) => {
-        const prior = seen.get(i.idempotencyKey);
-        if (prior && prior.hash !== requestHash(i)) {
+      const events = inputs.map((input, index) => {
+        const e = toNew(customerId, input);
+        const prior = seen.get(e.idempotencyKey);
+        if (prior && prior.hash !== e.requestHash) {
           problems.push({ index, path: `events.${index}.idempotency_key`, message: `repeats the key of event ${prior.index} with a different body` });
-        } else if (!prior) seen.set(i.idempotencyKey, { index, hash: requestHash(i) });
+        } else if (!prior) seen.set(e.idempotencyKey, { index, hash: e.requestHash });
+        return e;
       });
       if (problems.length) throw new ValidationError('Invalid usage events', problems);
-      const events = inputs.map((i) => toNew(customerId, i));
-      return retryDeadlock(() =>
-        db.transaction(async (trx) => {
-          const outcomes = await write(trx, events);
-          const failed = outcomes.find((o): o is AppError => o instanceof AppError);
-          if (failed) throw failed; // rolls the whole batch back
-          return outcomes as Recorded[];
-        }),
-      );
+      let rows;
+      try {
+        rows = await retryDeadlock(() => repo.insertBatch(db, customerId, events, state));
+      } catch (err) {
+        if ((err as { code?: string }).code === IDEMPOTENCY_CONFLICT_SQLSTATE) throw conflict();
+        throw err;
+      }
+      const byKey = new Map(rows.map((r) => [r.idempotencyKey, r]));
+      const claimed = new Set<string>();
+      return events.map((e) => {
+        const r = byKey.get(e.idempotencyKey);
+        if (!r) throw new AppError('CONFLICT', 'The batch could not be stored; retry');
+        const created = r.created && !claimed.has(e.idempotencyKey);
+        claimed.add(e.idempotencyKey);
+        return { id: r.id, idempotencyKey: r.idempotencyKey, created };
+      });
     },
 
     async totals(q: TotalsQuery) {
