@@ -33,6 +33,8 @@ export function createApp(c: Container): Express {
   app.disable('x-powered-by');
   app.set('trust proxy', c.config.trustProxy);
   app.set('query parser', 'simple');
+  // API answers change with every write; a SHA-1 of every body buys clients nothing here.
+  app.set('etag', false);
 
   app.use(requestId());
   app.use(httpLogger(c.logger));

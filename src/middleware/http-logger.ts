@@ -1,21 +1,41 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 
-/** One line per request. Headers are logged through the logger's redaction; bodies never are. */
+type Req = IncomingMessage & { originalUrl?: string; ip?: string };
+type Res = ServerResponse & { locals?: { errorCode?: string } };
+
+/** The fields of one access-log line (reqId is bound by pino-http): no headers, no bodies, no credentials. */
+function line(req: Req, res: Res, responseTime: number) {
+  return {
+    method: req.method,
+    url: req.originalUrl ?? req.url,
+    status: res.statusCode,
+    ms: responseTime,
+    ip: req.ip,
+    ...(res.locals?.errorCode ? { errorCode: res.locals.errorCode } : {}),
+  };
+}
+
+/**
+ * One line per request when it completes. Configured to stay off the hot path: no per-request
+ * child logger carrying the whole request, no header serialisation. Redaction in the logger
+ * still covers any header object that is ever logged.
+ */
 export function httpLogger(logger: Logger) {
   return pinoHttp({
     logger,
     genReqId: (req) => req.id,
+    quietReqLogger: true,
+    quietResLogger: true,
     customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
-    customProps: (_req, res) => ({ errorCode: (res as unknown as { locals?: { errorCode?: string } }).locals?.errorCode }),
+    customSuccessMessage: () => 'request completed',
+    customErrorMessage: () => 'request failed',
     serializers: {
-      req: (req: { id: string; method: string; url: string; headers: Record<string, unknown>; remoteAddress?: string }) => ({
-        id: req.id,
-        method: req.method,
-        url: req.url,
-        headers: req.headers,
-        remoteAddress: req.remoteAddress,
-      }),
+      req: (req: Req) => ({ method: req.method, url: req.url }),
+      res: (res: Res) => ({ statusCode: res.statusCode }),
     },
+    customSuccessObject: (req, res, val: { responseTime: number }) => line(req as Req, res as Res, val.responseTime),
+    customErrorObject: (req, res, err, val: { responseTime: number }) => ({ ...line(req as Req, res as Res, val.responseTime), err }),
   });
 }
