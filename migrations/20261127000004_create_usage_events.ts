@@ -42,14 +42,33 @@ export async function up(knex: Knex): Promise<void> {
     t.index(['day'], 'usage_daily_day_idx');
   });
 
+  // Time-ordered ids made in the database (PostgreSQL 15 has no uuidv7()): a random UUID with
+  // its first 48 bits replaced by Unix milliseconds and its version bits set to 7.
+  await knex.raw(`
+    create function usage_uuidv7() returns uuid language sql volatile as $fn$
+      select encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+               placing substring(int8send(floor(extract(epoch from clock_timestamp()) * 1000)::bigint) from 3)
+               from 1 for 6), 52, 1), 53, 1), 'hex')::uuid
+    $fn$`);
+
+  // The fingerprint of a usage request as given: the first 16 bytes of SHA-256 over
+  // "metric\nquantity\noccurred_ms" (empty when occurred_at was not sent), in hex.
+  // requestHash() in usage-service.ts computes the same in the application.
+  await knex.raw(`
+    create function usage_request_hash(p_metric text, p_quantity text, p_occurred_ms bigint) returns text
+    language sql immutable as $fn$
+      select encode(substring(sha256(convert_to(p_metric || E'\\n' || p_quantity || E'\\n' || coalesce(p_occurred_ms::text, ''), 'UTF8')) from 1 for 16), 'hex')
+    $fn$`);
+
   // A batch of one customer's events in one round trip and one atomic statement: insert what is
   // new; if some keys were already there, look again with a fresh snapshot (so concurrent inserts
   // of the same keys are seen) and refuse the whole batch if any is stored with another body.
-  // Raising rolls back the insert and the daily totals. Times travel as epoch milliseconds.
+  // Raising rolls back the insert and the daily totals. Ids and fingerprints are made here, so
+  // the request carries only what the customer sent; times travel as epoch milliseconds
+  // (null: not given, so now).
   await knex.raw(`
     create function ingest_usage_batch(
-      p_customer_id uuid, p_ids uuid[], p_metrics text[], p_quantities numeric[],
-      p_occurred_ms bigint[], p_keys text[], p_hashes text[], p_state text)
+      p_customer_id uuid, p_metrics text[], p_quantities text[], p_occurred_ms bigint[], p_keys text[], p_state text)
     returns table (id uuid, idempotency_key text, created boolean)
     language plpgsql volatile as $fn$
     #variable_conflict use_column
@@ -58,13 +77,15 @@ export async function up(knex: Knex): Promise<void> {
     begin
       return query
       with input as (
-        select * from unnest(p_ids, p_metrics, p_quantities, p_occurred_ms, p_keys, p_hashes)
-          as t(id, metric, quantity, occurred_ms, idempotency_key, request_hash)
-        order by t.idempotency_key
+        select t.metric, t.quantity, t.occurred_ms, t.idempotency_key,
+               usage_request_hash(t.metric, t.quantity, t.occurred_ms) as request_hash
+          from unnest(p_metrics, p_quantities, p_occurred_ms, p_keys) as t(metric, quantity, occurred_ms, idempotency_key)
+         order by t.idempotency_key
       ), ins as (
         insert into usage_events as e (id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, state, next_attempt_at)
-        select i.id, p_customer_id, i.metric, i.quantity, timestamptz 'epoch' + i.occurred_ms * interval '1 millisecond', i.idempotency_key, i.request_hash, p_state,
-               case when p_state = 'pending' then now() end
+        select usage_uuidv7(), p_customer_id, i.metric, i.quantity::numeric,
+               coalesce(timestamptz 'epoch' + i.occurred_ms * interval '1 millisecond', now()),
+               i.idempotency_key, i.request_hash, p_state, case when p_state = 'pending' then now() end
           from input i
         on conflict on constraint usage_events_customer_idempotency_unique do nothing
         returning e.id, e.metric, e.quantity, e.occurred_at, e.idempotency_key
@@ -85,9 +106,9 @@ export async function up(knex: Knex): Promise<void> {
       end if;
 
       if exists (
-        select 1 from unnest(p_keys, p_hashes) as k(idempotency_key, request_hash)
+        select 1 from unnest(p_metrics, p_quantities, p_occurred_ms, p_keys) as k(metric, quantity, occurred_ms, idempotency_key)
           join usage_events e on e.customer_id = p_customer_id and e.idempotency_key = k.idempotency_key
-         where e.request_hash <> k.request_hash
+         where e.request_hash <> usage_request_hash(k.metric, k.quantity, k.occurred_ms)
       ) then
         raise exception 'an idempotency key was already used with a different event' using errcode = 'BL409';
       end if;
@@ -102,7 +123,9 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
-  await knex.raw('drop function ingest_usage_batch(uuid, uuid[], text[], numeric[], bigint[], text[], text[], text)');
+  await knex.raw('drop function ingest_usage_batch(uuid, text[], text[], bigint[], text[], text)');
+  await knex.raw('drop function usage_request_hash(text, text, bigint)');
+  await knex.raw('drop function usage_uuidv7()');
   await knex.schema.dropTable('usage_daily');
   await knex.schema.dropTable('usage_events');
 }

@@ -223,6 +223,26 @@ describe('POST /api/usage: a batch', () => {
     expect(res.body.error.details[0]).toMatchObject({ index: 1, path: 'events.1.idempotency_key' });
   });
 
+  test('when an event sent in a batch is replayed alone, and the other way round, then both paths recognise it', async () => {
+    const c = await createCustomer(t);
+    const e1 = { metric: 'api_calls', quantity: '2.5', idempotency_key: key() };
+    const e2 = { metric: 'storage_gb', quantity: 3, occurred_at: minutesAgo(3), idempotency_key: key() };
+    const batch = await post(c, { events: [e1, e2] });
+    expect(batch.status).toBe(201);
+    const [id1, id2] = batch.body.events.map((e: { id: string }) => e.id);
+    expect((await post(c, e1)).body.event).toMatchObject({ id: id1, replayed: true });
+    expect((await post(c, e2)).body.event).toMatchObject({ id: id2, replayed: true });
+    expectError(await post(c, { ...e1, quantity: '2.6' }), 409, 'IDEMPOTENCY_CONFLICT');
+
+    const e3 = { metric: 'api_calls', quantity: 0.75, occurred_at: minutesAgo(1), idempotency_key: key() };
+    const single = await post(c, e3);
+    expect(single.status).toBe(201);
+    const again = await post(c, { events: [e3] });
+    expect(again.status).toBe(200);
+    expect(again.body.events).toEqual([{ id: single.body.event.id, idempotency_key: e3.idempotency_key, replayed: true }]);
+    expect(await rows(c)).toHaveLength(3);
+  });
+
   test.each([[{ events: [] }], [{ events: 'x' }], [{ events: [1, 2] }], [{ events: [], extra: 1 }]])('when the batch is %j, then 422', async (body) => {
     const c = await createCustomer(t);
     expectError(await post(c, body), 422, 'VALIDATION_FAILED');

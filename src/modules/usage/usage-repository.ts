@@ -147,15 +147,19 @@ export function createUsageRepository() {
      * stored ones come back as replays, and any key stored with another body fails it all
      * with SQLSTATE BL409 (IDEMPOTENCY_CONFLICT_SQLSTATE).
      */
-    async insertBatch(db: Knex, customerId: string, events: NewUsageEvent[], state: ForwardingState): Promise<BatchOutcome[]> {
-      const result = await db.raw('select * from ingest_usage_batch(?::uuid, ?::uuid[], ?::text[], ?::numeric[], ?::bigint[], ?::text[], ?::text[], ?::text)', [
+    async insertBatch(
+      db: Knex,
+      customerId: string,
+      events: { metric: string; quantity: string; occurredAt?: Date; idempotencyKey: string }[],
+      state: ForwardingState,
+    ): Promise<BatchOutcome[]> {
+      const result = await db.raw('select * from ingest_usage_batch(?::uuid, ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text)', [
         customerId,
-        events.map((e) => e.id),
         events.map((e) => e.metric),
         events.map((e) => e.quantity),
-        events.map((e) => e.occurredAt.getTime()),
+        // null elements become SQL NULLs ("not given"); knex's types do not model that.
+        events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null)) as unknown as number[],
         events.map((e) => e.idempotencyKey),
-        events.map((e) => e.requestHash),
         state,
       ]);
       return (result.rows as { id: string; idempotency_key: string; created: boolean }[]).map((r) => ({

@@ -32,15 +32,16 @@ export interface UsageServiceDeps {
 }
 
 /**
- * The request as given (an absent occurred_at stays absent), so a replay hashes the same.
- * SHA-256 cut to 128 bits: it only tells two bodies sent with one key apart.
+ * The fingerprint of a request as given (an absent occurred_at stays absent, so a replay
+ * matches): the first 16 bytes of SHA-256 over "metric\nquantity\noccurred_ms", in hex. The
+ * database function usage_request_hash() computes the same for batches.
  */
 export function requestHash(i: UsageInput): string {
   return createHash('sha256')
     .update(`${i.metric}\n${i.quantity}\n${i.occurredAt ? i.occurredAt.getTime() : ''}`)
     .digest()
     .subarray(0, 16)
-    .toString('base64url');
+    .toString('hex');
 }
 
 const keyOf = (customerId: string, idempotencyKey: string) => `${customerId}\u0000${idempotencyKey}`;
@@ -122,27 +123,26 @@ export function createUsageService(deps: UsageServiceDeps) {
      * the answer names each event by id (the caller has the bodies it sent).
      */
     async recordBatch(customerId: string, inputs: UsageInput[]): Promise<BatchOutcome[]> {
-      const seen = new Map<string, { index: number; hash: string }>();
+      const seen = new Map<string, { index: number; body: string }>();
       const problems: { path: string; message: string; index: number }[] = [];
-      const events = inputs.map((input, index) => {
-        const e = toNew(customerId, input);
-        const prior = seen.get(e.idempotencyKey);
-        if (prior && prior.hash !== e.requestHash) {
+      inputs.forEach((i, index) => {
+        const body = `${i.metric}\n${i.quantity}\n${i.occurredAt?.getTime() ?? ''}`;
+        const prior = seen.get(i.idempotencyKey);
+        if (prior && prior.body !== body) {
           problems.push({ index, path: `events.${index}.idempotency_key`, message: `repeats the key of event ${prior.index} with a different body` });
-        } else if (!prior) seen.set(e.idempotencyKey, { index, hash: e.requestHash });
-        return e;
+        } else if (!prior) seen.set(i.idempotencyKey, { index, body });
       });
       if (problems.length) throw new ValidationError('Invalid usage events', problems);
       let rows;
       try {
-        rows = await retryDeadlock(() => repo.insertBatch(db, customerId, events, state));
+        rows = await retryDeadlock(() => repo.insertBatch(db, customerId, inputs, state));
       } catch (err) {
         if ((err as { code?: string }).code === IDEMPOTENCY_CONFLICT_SQLSTATE) throw conflict();
         throw err;
       }
       const byKey = new Map(rows.map((r) => [r.idempotencyKey, r]));
       const claimed = new Set<string>();
-      return events.map((e) => {
+      return inputs.map((e) => {
         const r = byKey.get(e.idempotencyKey);
         if (!r) throw new AppError('CONFLICT', 'The batch could not be stored; retry');
         const created = r.created && !claimed.has(e.idempotencyKey);
