@@ -2,7 +2,7 @@
  * The naive implementation the service is measured against: Express 5, express.json, a pg
  * pool, and one INSERT ... ON CONFLICT DO NOTHING per request (a 100-row multi-row INSERT for
  * a batch). No authentication, no validation, no logging. Same database, and a table with the
- * same columns and indexes as usage_events.
+ * same columns, constraints, indexes and foreign key as usage_events.
  */
 import express from 'express';
 import { Pool } from 'pg';

@@ -128,7 +128,10 @@ async function main(): Promise<void> {
 
     const client = new Client({ connectionString: pg.url });
     await client.connect();
+    // The same table as usage_events (columns, constraints, indexes, and the foreign key that
+    // LIKE does not copy), so the comparison is between implementations, not schemas.
     await client.query('create table bench_baseline_events (like usage_events including all)');
+    await client.query('alter table bench_baseline_events add foreign key (customer_id) references customers (id)');
     await client.end();
     children.push(
       await startNode(
