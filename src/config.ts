@@ -75,6 +75,9 @@ const schema = z.object({
 
 type Parsed = z.infer<typeof schema>;
 
+/** Every setting the service reads; .env.example must list each (a test checks). */
+export const SETTING_NAMES = Object.keys(schema.shape);
+
 export interface Config {
   readonly env: Parsed['NODE_ENV'];
   readonly host: string;

@@ -1,4 +1,6 @@
-import { ConfigError, loadConfig } from '../../src/config';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ConfigError, loadConfig, SETTING_NAMES } from '../../src/config';
 
 const strong = 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7';
 const prod = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing' };
@@ -88,5 +90,25 @@ describe('settings are validated', () => {
     expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
     expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
     expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toEqual(['loopback', '10.0.0.0/8']);
+  });
+});
+
+describe('.env.example', () => {
+  test('when the settings are listed, then every setting the service reads is there with a comment, and nothing else', () => {
+    const text = fs.readFileSync(path.resolve(__dirname, '../../.env.example'), 'utf8');
+    const lines = text.split('\n');
+    const listed = lines.filter((l) => /^[A-Z_]+=/.test(l)).map((l) => l.split('=')[0]);
+    expect([...listed].sort()).toEqual([...SETTING_NAMES, 'TEST_DATABASE_URL'].sort());
+    for (const name of listed) {
+      const i = lines.findIndex((l) => l.startsWith(`${name}=`));
+      const above = lines.slice(0, i).reverse().find((l) => !/^[A-Z_]+=/.test(l));
+      expect([name, above?.startsWith('#')]).toEqual([name, true]);
+    }
+  });
+
+  test('when .env.example is loaded as it is, then it is a valid configuration', () => {
+    const text = fs.readFileSync(path.resolve(__dirname, '../../.env.example'), 'utf8');
+    const env = Object.fromEntries(text.split('\n').filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    expect(() => loadConfig(env)).not.toThrow();
   });
 });
