@@ -13,19 +13,10 @@ export interface UsageEvent {
   receivedAt: Date;
 }
 
-export interface NewUsageEvent {
-  id: string;
-  customerId: string;
-  metric: string;
-  quantity: string;
-  occurredAt: Date;
-  idempotencyKey: string;
-  requestHash: string;
-}
+/** An event as the application writes it (received_at is the database's). */
+export type NewUsageEvent = Omit<UsageEvent, 'receivedAt'> & { requestHash: string };
 
-export interface StoredEvent extends UsageEvent {
-  requestHash: string;
-}
+export type StoredEvent = UsageEvent & { requestHash: string };
 
 /** What a batch insert says of each key: the stored event's id, and whether it is new. */
 export interface BatchOutcome {

@@ -79,13 +79,13 @@ export function createUsageService(deps: UsageServiceDeps) {
    * Inserts, then settles every event: inserted (created), or already stored with the same
    * hash (replay), or stored with another hash (conflict). Events sharing a key share one row.
    */
-  async function write(trx: Knex, events: NewUsageEvent[]): Promise<(Recorded | AppError)[]> {
+  async function write(events: NewUsageEvent[]): Promise<(Recorded | AppError)[]> {
     const leaders = new Map<string, NewUsageEvent>();
     for (const e of events) if (!leaders.has(keyOf(e.customerId, e.idempotencyKey))) leaders.set(keyOf(e.customerId, e.idempotencyKey), e);
-    const inserted = new Map((await repo.insert(trx, [...leaders.values()], state)).map((r) => [keyOf(r.customerId, r.idempotencyKey), r]));
+    const inserted = new Map((await repo.insert(db, [...leaders.values()], state)).map((r) => [keyOf(r.customerId, r.idempotencyKey), r]));
     const missing = [...leaders.values()].filter((e) => !inserted.has(keyOf(e.customerId, e.idempotencyKey)));
     const existing = new Map<string, StoredEvent>(
-      (await repo.findByKeys(trx, missing)).map((r) => [keyOf(r.customerId, r.idempotencyKey), r]),
+      (await repo.findByKeys(db, missing)).map((r) => [keyOf(r.customerId, r.idempotencyKey), r]),
     );
     const claimed = new Set<string>();
     return events.map((e) => {
@@ -107,7 +107,7 @@ export function createUsageService(deps: UsageServiceDeps) {
   const group = createGroupCommit<NewUsageEvent, Recorded | AppError>({
     maxInFlight: deps.maxInFlight ?? 4,
     maxBatch: deps.maxGroup ?? 1000,
-    flush: (events) => retryDeadlock(() => write(db, events)),
+    flush: (events) => retryDeadlock(() => write(events)),
   });
 
   return {
