@@ -12,6 +12,7 @@ import { apiKeysRoutes } from './modules/api-keys/api-keys-routes';
 import { auditRoutes } from './modules/audit/audit-routes';
 import { customersRoutes } from './modules/customers/customers-routes';
 import { healthRoutes } from './modules/health/health-routes';
+import { plansRoutes } from './modules/plans/plans-routes';
 import { forwardingRoutes } from './modules/usage/forwarding-routes';
 import { usageRoutes } from './modules/usage/usage-routes';
 
@@ -24,6 +25,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...auditRoutes(c.audit),
     ...usageRoutes(c.usage, c.usageSchemas, c.config.usage.bodyLimit),
     ...forwardingRoutes(c.forwarding),
+    ...plansRoutes(c.plans, c.planSchemas),
   ];
 }
 

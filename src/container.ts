@@ -18,6 +18,9 @@ import { createUsageForwarder } from './modules/usage/usage-forwarder';
 import { createUsageRepository } from './modules/usage/usage-repository';
 import { usageSchemas } from './modules/usage/usage-schemas';
 import { createUsageService } from './modules/usage/usage-service';
+import { createPlansRepository } from './modules/plans/plans-repository';
+import { planSchemas } from './modules/plans/plans-schemas';
+import { createPlansService } from './modules/plans/plans-service';
 import { createStripeClient } from './stripe/stripe-client';
 import type { StripePort } from './stripe/stripe-port';
 
@@ -63,6 +66,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     meterEvents: config.usage.meterEvents,
   });
   const forwarding = createForwardingService({ db, repo: forwarderRepo, audit, stripeEnabled: stripe.enabled });
+  const plans = createPlansService({ db, repo: createPlansRepository(), audit });
 
   return {
     config,
@@ -82,6 +86,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     usageSchemas: usageSchemas(config.usage.metrics, config.usage.maxBatch, now ?? Date.now),
     forwarder,
     forwarding,
+    plans,
+    planSchemas: planSchemas(config.usage.metrics),
 
     /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder. */
     async start(databaseUrl: string): Promise<void> {

@@ -6,7 +6,7 @@ import request from 'supertest';
 import { routeTable } from '../../src/app';
 import type { RouteDef } from '../../src/http/route';
 import { expectError } from '../helpers/envelope';
-import { CreatedCustomer, createCustomer, deleteCustomer, issueKey, revokeKey, wrongSecretKey } from '../helpers/factories';
+import { CreatedCustomer, createCustomer, createPlan, deleteCustomer, issueKey, planCode, revokeKey, wrongSecretKey } from '../helpers/factories';
 import { createTestApp, newAdminToken, TestApp } from '../helpers/test-app';
 
 let t: TestApp;
@@ -39,6 +39,11 @@ const samples: Record<string, (t: TestApp) => Promise<{ path: string; body?: obj
   'GET /api/reports/usage': async () => ({ path: '/api/reports/usage' }),
   'GET /api/reports/forwarding': async () => ({ path: '/api/reports/forwarding' }),
   'POST /api/reports/forwarding/retry': async () => ({ path: '/api/reports/forwarding/retry', body: { event_ids: ['01900000-0000-7000-8000-000000000000'] } }),
+  'POST /api/plans': async () => ({ path: '/api/plans', body: { code: planCode(), name: 'P', entitlements: { features: [], limits: {} } } }),
+  'GET /api/plans': async () => ({ path: '/api/plans' }),
+  'GET /api/plans/:code': async (t) => ({ path: `/api/plans/${await createPlan(t)}` }),
+  'PATCH /api/plans/:code': async (t) => ({ path: `/api/plans/${await createPlan(t)}`, body: { name: 'Renamed' } }),
+  'DELETE /api/plans/:code': async (t) => ({ path: `/api/plans/${await createPlan(t)}` }),
 };
 
 const name = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
@@ -83,7 +88,8 @@ describe('admin routes', () => {
     for (const r of routes().filter((r) => r.auth === 'admin')) {
       const s = await samples[name(r)]!(t);
       const res = await send(r, s.path, s.body, { Authorization: `Bearer ${t.adminToken}` });
-      expect([name(r), res.status]).toEqual([name(r), r.method === 'post' && !r.path.endsWith('/retry') ? 201 : 200]);
+      const expected = r.method === 'delete' && r.path === '/api/plans/:code' ? 204 : r.method === 'post' && !r.path.endsWith('/retry') ? 201 : 200;
+      expect([name(r), res.status]).toEqual([name(r), expected]);
     }
   });
 

@@ -47,3 +47,16 @@ export async function deleteCustomer(t: TestApp, customerId: string) {
 export function wrongSecretKey(customerId: string): string {
   return `cust_${customerId}_${randomBytes(32).toString('base64url')}`;
 }
+
+export const planCode = (tag = 'plan') => `${tag}-${randomBytes(5).toString('hex')}`;
+
+/** Creates a plan through the API; returns its code. */
+export async function createPlan(t: TestApp, overrides: Record<string, unknown> = {}): Promise<string> {
+  const code = (overrides.code as string) ?? planCode();
+  const res = await request(t.app)
+    .post('/api/plans')
+    .set('Authorization', `Bearer ${t.adminToken}`)
+    .send({ code, name: 'Pro', entitlements: { features: ['sso', 'audit-export'], limits: { projects: 10, api_calls: null }, seats: 5 }, ...overrides });
+  if (res.status !== 201) throw new Error(`createPlan: ${res.status} ${JSON.stringify(res.body)}`);
+  return code;
+}

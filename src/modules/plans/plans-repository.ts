@@ -1,0 +1,104 @@
+import type { Knex } from 'knex';
+import type { Entitlements } from './plans-schemas';
+
+export interface Plan {
+  id: string;
+  code: string;
+  name: string;
+  entitlements: Entitlements;
+  stripePriceId: string | null;
+  meteredPrices: Record<string, string>;
+  status: 'active' | 'archived';
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+interface PlanRow {
+  id: string;
+  code: string;
+  name: string;
+  entitlements: Entitlements;
+  stripe_price_id: string | null;
+  metered_prices: Record<string, string>;
+  status: 'active' | 'archived';
+  created_at: Date;
+  updated_at: Date;
+}
+
+export const PLAN_CODE_UNIQUE = 'plans_code_unique';
+
+const toPlan = (r: PlanRow): Plan => ({
+  id: r.id,
+  code: r.code,
+  name: r.name,
+  entitlements: r.entitlements,
+  stripePriceId: r.stripe_price_id,
+  meteredPrices: r.metered_prices,
+  status: r.status,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+export type PlanChanges = Partial<Pick<Plan, 'name' | 'entitlements' | 'stripePriceId' | 'meteredPrices' | 'status'>>;
+
+export function createPlansRepository() {
+  return {
+    async insert(db: Knex, p: Omit<Plan, 'createdAt' | 'updatedAt' | 'status'>): Promise<Plan> {
+      const [row] = await db<PlanRow>('plans')
+        .insert({
+          id: p.id,
+          code: p.code,
+          name: p.name,
+          entitlements: JSON.stringify(p.entitlements) as never,
+          stripe_price_id: p.stripePriceId,
+          metered_prices: JSON.stringify(p.meteredPrices) as never,
+        })
+        .returning('*');
+      return toPlan(row as PlanRow);
+    },
+
+    async findByCode(db: Knex, code: string, opts: { forUpdate?: boolean } = {}): Promise<Plan | null> {
+      const q = db<PlanRow>('plans').where({ code }).first();
+      if (opts.forUpdate) q.forUpdate();
+      const row = await q;
+      return row ? toPlan(row) : null;
+    },
+
+    async findById(db: Knex, id: string): Promise<Plan | null> {
+      const row = await db<PlanRow>('plans').where({ id }).first();
+      return row ? toPlan(row) : null;
+    },
+
+    async list(db: Knex, status?: 'active' | 'archived'): Promise<Plan[]> {
+      const q = db<PlanRow>('plans').select('*').orderBy('code');
+      if (status) q.where({ status });
+      return (await q).map(toPlan);
+    },
+
+    async update(db: Knex, id: string, c: PlanChanges): Promise<Plan> {
+      const [row] = await db<PlanRow>('plans')
+        .where({ id })
+        .update({
+          ...(c.name !== undefined ? { name: c.name } : {}),
+          ...(c.entitlements !== undefined ? { entitlements: JSON.stringify(c.entitlements) as never } : {}),
+          ...(c.stripePriceId !== undefined ? { stripe_price_id: c.stripePriceId } : {}),
+          ...(c.meteredPrices !== undefined ? { metered_prices: JSON.stringify(c.meteredPrices) as never } : {}),
+          ...(c.status !== undefined ? { status: c.status } : {}),
+          updated_at: db.fn.now() as never,
+        })
+        .returning('*');
+      return toPlan(row as PlanRow);
+    },
+
+    async countSubscriptions(db: Knex, planId: string): Promise<number> {
+      const row = await db('subscriptions').where({ plan_id: planId }).count<{ n: string }>({ n: '*' }).first();
+      return Number(row?.n ?? 0);
+    },
+
+    async remove(db: Knex, id: string): Promise<void> {
+      await db('plans').where({ id }).delete();
+    },
+  };
+}
+
+export type PlansRepository = ReturnType<typeof createPlansRepository>;

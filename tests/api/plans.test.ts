@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto';
+import request from 'supertest';
+import { uuidv7 } from '../../src/lib/ids';
+import { expectError } from '../helpers/envelope';
+import { createCustomer, createPlan, planCode } from '../helpers/factories';
+import { createTestApp, TestApp } from '../helpers/test-app';
+
+let t: TestApp;
+let admin: Record<string, string>;
+beforeAll(async () => {
+  t = await createTestApp({ USAGE_METRICS: 'api_calls,storage_gb' });
+  admin = { Authorization: `Bearer ${t.adminToken}` };
+});
+afterAll(() => t.close());
+
+const entitlements = { features: ['sso'], limits: { projects: 3, api_calls: null }, seats: 2 };
+
+test('when an admin creates a plan, then it is stored with its entitlements and prices', async () => {
+  const code = planCode();
+  const res = await request(t.app)
+    .post('/api/plans')
+    .set(admin)
+    .send({ code, name: 'Team', entitlements, stripe_price_id: 'price_123abc', metered_prices: { api_calls: 'price_meter1' } });
+  expect(res.status).toBe(201);
+  expect(res.body.plan).toMatchObject({ code, name: 'Team', entitlements, stripe_price_id: 'price_123abc', metered_prices: { api_calls: 'price_meter1' }, status: 'active' });
+  const row = await t.db('plans').where({ code }).first();
+  expect(row.entitlements).toEqual(entitlements);
+  expect((await request(t.app).get(`/api/plans/${code}`).set(admin)).body.plan.id).toBe(row.id);
+  expect((await request(t.app).get('/api/plans').set(admin)).body.data.map((p: { code: string }) => p.code)).toContain(code);
+});
+
+test('when the code is taken, then 409 PLAN_CODE_TAKEN', async () => {
+  const code = await createPlan(t);
+  expectError(await request(t.app).post('/api/plans').set(admin).send({ code, name: 'X', entitlements }), 409, 'PLAN_CODE_TAKEN');
+});
+
+test.each([
+  ['an unknown entitlement field', { entitlements: { ...entitlements, extra: 1 } }],
+  ['a negative limit', { entitlements: { ...entitlements, limits: { projects: -1 } } }],
+  ['a fractional limit', { entitlements: { ...entitlements, limits: { projects: 1.5 } } }],
+  ['a repeated feature', { entitlements: { ...entitlements, features: ['sso', 'sso'] } }],
+  ['a feature with spaces', { entitlements: { ...entitlements, features: ['single sign on'] } }],
+  ['no entitlements', { entitlements: undefined }],
+  ['a bad price id', { stripe_price_id: 'prod_123' }],
+  ['a metered price for an unknown metric', { metered_prices: { bananas: 'price_1' } }],
+  ['an uppercase code', { code: 'PRO' }],
+  ['an unknown field', { public: true }],
+])('when the plan has %s, then 422 and no row', async (_label, change) => {
+  const code = planCode();
+  const body: Record<string, unknown> = { code, name: 'X', entitlements, ...change };
+  for (const [k, v] of Object.entries(body)) if (v === undefined) delete body[k];
+  expectError(await request(t.app).post('/api/plans').set(admin).send(body), 422, 'VALIDATION_FAILED');
+  expect(await t.db('plans').where({ code: String(body.code) })).toHaveLength(0);
+});
+
+test('when a plan is changed or archived, then the change is stored and audited', async () => {
+  const code = await createPlan(t);
+  const res = await request(t.app).patch(`/api/plans/${code}`).set(admin).send({ name: 'Pro 2', status: 'archived' });
+  expect(res.status).toBe(200);
+  expect(res.body.plan).toMatchObject({ name: 'Pro 2', status: 'archived' });
+  const audit = await t.db('audit_log').where({ request_id: res.headers['x-request-id'] }).first();
+  expect(audit).toMatchObject({ action: 'plan.update', outcome: 'success', details: { code, fields: ['name', 'status'] } });
+  expect((await request(t.app).get('/api/plans').query({ status: 'archived' }).set(admin)).body.data.map((p: { code: string }) => p.code)).toContain(code);
+  expectError(await request(t.app).patch(`/api/plans/${code}`).set(admin).send({}), 422, 'VALIDATION_FAILED');
+  expectError(await request(t.app).patch('/api/plans/nope-nope').set(admin).send({ name: 'x' }), 404, 'NOT_FOUND');
+});
+
+test('when a plan no subscription uses is deleted, then it is gone; one in use is 409 and stays', async () => {
+  const unused = await createPlan(t);
+  expect((await request(t.app).delete(`/api/plans/${unused}`).set(admin)).status).toBe(204);
+  expect(await t.db('plans').where({ code: unused })).toHaveLength(0);
+
+  const used = await createPlan(t);
+  const c = await createCustomer(t);
+  const plan = await t.db('plans').where({ code: used }).first();
+  await t.db('subscriptions').insert({ id: uuidv7(), customer_id: c.id, plan_id: plan.id, status: 'canceled', stripe_subscription_id: `sub_${randomBytes(6).toString('hex')}` });
+  expectError(await request(t.app).delete(`/api/plans/${used}`).set(admin), 409, 'PLAN_IN_USE');
+  expect(await t.db('plans').where({ code: used })).toHaveLength(1);
+});
