@@ -54,7 +54,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     bcryptCost: config.bcryptCost,
     maxActiveKeys: config.maxActiveKeysPerCustomer,
   });
-  const customers = createCustomersService({ db, repo: customersRepo, apiKeys, audit, invalidation });
+  const customers = createCustomersService({ db, repo: customersRepo, apiKeys, audit, invalidation, stripe, logger });
   const usage = createUsageService({ db, repo: createUsageRepository(), customers: customersRepo, stripeEnabled: stripe.enabled, now });
   const forwarderRepo = createForwarderRepository();
   const forwarder = createUsageForwarder({

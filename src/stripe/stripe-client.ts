@@ -1,6 +1,25 @@
 import Stripe from 'stripe';
 import type { Config } from '../config';
-import { disabledStripe, MeterEventInput, StripeCallError, StripePort } from './stripe-port';
+import { disabledStripe, MeterEventInput, StripeCallError, StripePort, StripeSubscriptionState, SubscriptionStatus } from './stripe-port';
+
+const date = (seconds: number | null | undefined) => (seconds ? new Date(seconds * 1000) : null);
+
+export function toSubscriptionState(s: Stripe.Subscription): StripeSubscriptionState {
+  const items = s.items?.data ?? [];
+  const first = items[0];
+  return {
+    id: s.id,
+    stripeCustomerId: typeof s.customer === 'string' ? s.customer : s.customer.id,
+    status: s.status as SubscriptionStatus,
+    currentPeriodStart: date(first?.current_period_start),
+    currentPeriodEnd: date(first?.current_period_end),
+    cancelAtPeriodEnd: s.cancel_at_period_end,
+    canceledAt: date(s.canceled_at),
+    trialEnd: date(s.trial_end),
+    items: items.map((i) => ({ id: i.id, priceId: i.price.id })),
+    metadata: (s.metadata ?? {}) as Record<string, string>,
+  };
+}
 
 /** stripe-node pins this API version; we pin it too so an upgrade is a deliberate change. */
 export const STRIPE_API_VERSION = '2026-10-28.endive';
@@ -41,11 +60,19 @@ export function createStripeClient(config: Pick<Config, 'stripe'>): StripePort {
     telemetry: false,
     ...stripeHostOptions(apiBase),
   });
+  const call = async <T>(work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (err) {
+      throw classifyStripeError(err);
+    }
+  };
+
   return {
     enabled: true,
     async sendMeterEvent(input: MeterEventInput) {
-      try {
-        await stripe.billing.meterEvents.create(
+      await call(() =>
+        stripe.billing.meterEvents.create(
           {
             event_name: input.eventName,
             identifier: input.identifier,
@@ -53,10 +80,66 @@ export function createStripeClient(config: Pick<Config, 'stripe'>): StripePort {
             payload: { stripe_customer_id: input.stripeCustomerId, value: input.value },
           },
           { idempotencyKey: `meter-event-${input.identifier}`, maxNetworkRetries: 0 },
-        );
+        ),
+      );
+    },
+
+    async createCustomer({ customerId, email, name }) {
+      const c = await call(() =>
+        stripe.customers.create({ email, name, metadata: { customer_id: customerId } }, { idempotencyKey: `customer-create-${customerId}` }),
+      );
+      return c.id;
+    },
+
+    async updateCustomer(stripeCustomerId, changes, idempotencyKey) {
+      await call(() => stripe.customers.update(stripeCustomerId, changes, { idempotencyKey }));
+    },
+
+    async createSubscription({ idempotencyKey, stripeCustomerId, priceIds, trialDays, metadata }) {
+      const s = await call(() =>
+        stripe.subscriptions.create(
+          {
+            customer: stripeCustomerId,
+            items: priceIds.map((price) => ({ price })),
+            ...(trialDays ? { trial_period_days: trialDays } : {}),
+            metadata,
+          },
+          { idempotencyKey },
+        ),
+      );
+      return toSubscriptionState(s);
+    },
+
+    async updateSubscriptionItems(subscriptionId, items, idempotencyKey) {
+      const s = await call(() => stripe.subscriptions.update(subscriptionId, { items, proration_behavior: 'create_prorations' }, { idempotencyKey }));
+      return toSubscriptionState(s);
+    },
+
+    async cancelSubscription(subscriptionId, atPeriodEnd, idempotencyKey) {
+      const s = await call(() =>
+        atPeriodEnd
+          ? stripe.subscriptions.update(subscriptionId, { cancel_at_period_end: true }, { idempotencyKey })
+          : stripe.subscriptions.cancel(subscriptionId, {}, { idempotencyKey }),
+      );
+      return toSubscriptionState(s);
+    },
+
+    async retrieveSubscription(subscriptionId) {
+      try {
+        return toSubscriptionState(await stripe.subscriptions.retrieve(subscriptionId));
       } catch (err) {
-        throw classifyStripeError(err);
+        const e = classifyStripeError(err);
+        if (e.status === 404) return null;
+        throw e;
       }
+    },
+
+    async listSubscriptions(stripeCustomerId) {
+      const out: StripeSubscriptionState[] = [];
+      for await (const s of stripe.subscriptions.list({ customer: stripeCustomerId, status: 'all', limit: 100 })) {
+        out.push(toSubscriptionState(s));
+      }
+      return out;
     },
   };
 }

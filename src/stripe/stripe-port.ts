@@ -12,9 +12,54 @@ export interface MeterEventInput {
   occurredAt: Date;
 }
 
+export const SUBSCRIPTION_STATUSES = [
+  'incomplete',
+  'incomplete_expired',
+  'trialing',
+  'active',
+  'past_due',
+  'canceled',
+  'unpaid',
+  'paused',
+] as const;
+export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
+
+/** A Stripe subscription reduced to what we keep. Periods come from its items (API 2025-03-31+). */
+export interface StripeSubscriptionState {
+  id: string;
+  stripeCustomerId: string;
+  status: SubscriptionStatus;
+  currentPeriodStart: Date | null;
+  currentPeriodEnd: Date | null;
+  cancelAtPeriodEnd: boolean;
+  canceledAt: Date | null;
+  trialEnd: Date | null;
+  items: { id: string; priceId: string }[];
+  metadata: Record<string, string>;
+}
+
 export interface StripePort {
   readonly enabled: boolean;
   sendMeterEvent(input: MeterEventInput): Promise<void>;
+  /** Idempotent per our customer id: a retried create returns the same Stripe customer. */
+  createCustomer(input: { customerId: string; email: string; name: string }): Promise<string>;
+  updateCustomer(stripeCustomerId: string, changes: { email?: string; name?: string }, idempotencyKey: string): Promise<void>;
+  createSubscription(input: {
+    idempotencyKey: string;
+    stripeCustomerId: string;
+    priceIds: string[];
+    trialDays?: number;
+    metadata: Record<string, string>;
+  }): Promise<StripeSubscriptionState>;
+  updateSubscriptionItems(
+    subscriptionId: string,
+    items: { id?: string; price?: string; deleted?: boolean }[],
+    idempotencyKey: string,
+  ): Promise<StripeSubscriptionState>;
+  cancelSubscription(subscriptionId: string, atPeriodEnd: boolean, idempotencyKey: string): Promise<StripeSubscriptionState>;
+  /** null when Stripe has no such subscription. */
+  retrieveSubscription(subscriptionId: string): Promise<StripeSubscriptionState | null>;
+  listSubscriptions(stripeCustomerId: string): Promise<StripeSubscriptionState[]>;
 }
 
 /** A failed Stripe call, classified for retry decisions. Never carries a secret. */
@@ -31,9 +76,18 @@ export class StripeCallError extends Error {
   }
 }
 
+const off = async (): Promise<never> => {
+  throw new StripeCallError('Stripe is not configured', false);
+};
+
 export const disabledStripe: StripePort = {
   enabled: false,
-  async sendMeterEvent() {
-    throw new StripeCallError('Stripe is not configured', false);
-  },
+  sendMeterEvent: off,
+  createCustomer: off,
+  updateCustomer: off,
+  createSubscription: off,
+  updateSubscriptionItems: off,
+  cancelSubscription: off,
+  retrieveSubscription: off,
+  listSubscriptions: off,
 };

@@ -194,6 +194,8 @@ test('when two workers run at once, then no event is sent twice', async () => {
 
 test('when the customer has no Stripe customer, then its events are kept as local, never dropped', async () => {
   const c = await createCustomer(t);
+  // As if Stripe had been down when the customer was created: not linked yet.
+  await t.db('customers').where({ id: c.id }).update({ stripe_customer_id: null });
   const ids = await report(c, 2);
   expect(await t.c.forwarder.runOnce()).toMatchObject({ claimed: 2, local: 2, sent: 0 });
   expect(Object.values(await states(ids))).toEqual(['local', 'local']);

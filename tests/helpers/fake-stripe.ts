@@ -19,9 +19,26 @@ export interface RecordedRequest {
 
 type Failure = { status: number; type?: string; message?: string } | 'stall';
 
+export interface FakeSubscription {
+  id: string;
+  object: 'subscription';
+  customer: string;
+  status: string;
+  cancel_at_period_end: boolean;
+  canceled_at: number | null;
+  trial_end: number | null;
+  created: number;
+  metadata: Record<string, string>;
+  items: { object: 'list'; data: { id: string; object: 'subscription_item'; price: { id: string; object: 'price' }; current_period_start: number; current_period_end: number }[] };
+}
+
 export interface FakeStripe {
   url: string;
   requests: RecordedRequest[];
+  customers: Map<string, Record<string, unknown>>;
+  subscriptions: Map<string, FakeSubscription>;
+  /** Changes a subscription as Stripe would (e.g. a payment failed), without a request. */
+  setSubscription(id: string, patch: Partial<FakeSubscription>): FakeSubscription;
   /** The next `times` requests to paths matching `path` fail this way. */
   failNext(path: RegExp, times: number, failure: Failure): void;
   /** Every request to a matching path fails this way until cleared. */
@@ -31,7 +48,7 @@ export interface FakeStripe {
   close(): Promise<void>;
 }
 
-/** Decodes stripe-node's form encoding (a[b][c]=v, a[0]=v) into nested objects. */
+/** Decodes stripe-node's form encoding (a[b][c]=v, a[0]=v) into nested objects and arrays. */
 export function decodeForm(text: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [rawKey, value] of new URLSearchParams(text)) {
@@ -42,7 +59,14 @@ export function decodeForm(text: string): Record<string, unknown> {
       else node = (node[p] ??= {}) as Record<string, unknown>;
     });
   }
-  return out;
+  const arrays = (v: unknown): unknown => {
+    if (!v || typeof v !== 'object') return v;
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    if (keys.length > 0 && keys.every((k) => /^\d+$/.test(k))) return keys.sort((a, b) => +a - +b).map((k) => arrays(o[k]));
+    return Object.fromEntries(keys.map((k) => [k, arrays(o[k])]));
+  };
+  return arrays(out) as Record<string, unknown>;
 }
 
 const id = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`;
@@ -54,11 +78,69 @@ export async function startFakeStripe(): Promise<FakeStripe> {
   const stalled = new Set<http.ServerResponse>();
   // Stripe replays the first response for a repeated idempotency key.
   const idempotent = new Map<string, { status: number; body: unknown }>();
+  const customers = new Map<string, Record<string, unknown>>();
+  const subscriptions = new Map<string, FakeSubscription>();
+  const notFound = (what: string, key: string) => ({ status: 404, body: { error: { type: 'invalid_request_error', code: 'resource_missing', message: `No such ${what}: '${key}'` } } });
+  const MONTH = 30 * 86400;
 
   function respond(req: RecordedRequest): { status: number; body: unknown } {
     const now = Math.floor(Date.now() / 1000);
+    const b = req.body as Record<string, any>;
+    let m: RegExpExecArray | null;
+    if (req.method === 'POST' && req.path === '/v1/customers') {
+      const c = { id: id('cus'), object: 'customer', email: b.email ?? null, name: b.name ?? null, metadata: b.metadata ?? {}, created: now };
+      customers.set(c.id, c);
+      return { status: 200, body: c };
+    }
+    if ((m = /^\/v1\/customers\/([^/]+)$/.exec(req.path))) {
+      const c = customers.get(m[1]!);
+      if (!c) return notFound('customer', m[1]!);
+      if (req.method === 'POST') Object.assign(c, b);
+      return { status: 200, body: c };
+    }
+    if (req.method === 'POST' && req.path === '/v1/subscriptions') {
+      if (!customers.has(b.customer)) return notFound('customer', b.customer);
+      const trial = b.trial_period_days ? Number(b.trial_period_days) * 86400 : 0;
+      const sub: FakeSubscription = {
+        id: id('sub'),
+        object: 'subscription',
+        customer: b.customer,
+        status: trial ? 'trialing' : 'active',
+        cancel_at_period_end: false,
+        canceled_at: null,
+        trial_end: trial ? now + trial : null,
+        created: now,
+        metadata: b.metadata ?? {},
+        items: {
+          object: 'list',
+          data: (b.items as { price: string }[]).map((i) => ({ id: id('si'), object: 'subscription_item', price: { id: i.price, object: 'price' }, current_period_start: now, current_period_end: now + (trial || MONTH) })),
+        },
+      };
+      subscriptions.set(sub.id, sub);
+      return { status: 200, body: sub };
+    }
+    if (req.method === 'GET' && req.path === '/v1/subscriptions') {
+      const data = [...subscriptions.values()].filter((s) => !b.customer || s.customer === b.customer);
+      return { status: 200, body: { object: 'list', data, has_more: false, url: '/v1/subscriptions' } };
+    }
+    if ((m = /^\/v1\/subscriptions\/([^/]+)$/.exec(req.path))) {
+      const sub = subscriptions.get(m[1]!);
+      if (!sub) return notFound('subscription', m[1]!);
+      if (req.method === 'DELETE') {
+        Object.assign(sub, { status: 'canceled', canceled_at: now, cancel_at_period_end: false });
+      } else if (req.method === 'POST') {
+        if (b.cancel_at_period_end !== undefined) sub.cancel_at_period_end = b.cancel_at_period_end === 'true';
+        for (const item of (b.items ?? []) as { id?: string; price?: string; deleted?: string }[]) {
+          const existing = sub.items.data.find((i) => i.id === item.id);
+          if (existing && item.deleted === 'true') sub.items.data = sub.items.data.filter((i) => i !== existing);
+          else if (existing && item.price) existing.price = { id: item.price, object: 'price' };
+          else if (item.price) sub.items.data.push({ id: id('si'), object: 'subscription_item', price: { id: item.price, object: 'price' }, current_period_start: now, current_period_end: now + MONTH });
+        }
+        if (b.metadata) Object.assign(sub.metadata, b.metadata);
+      }
+      return { status: 200, body: sub };
+    }
     if (req.method === 'POST' && req.path === '/v1/billing/meter_events') {
-      const b = req.body as { event_name?: string; identifier?: string; timestamp?: string; payload?: Record<string, string> };
       if (!b.event_name || !b.payload?.stripe_customer_id || b.payload.value === undefined) {
         return { status: 400, body: { error: { type: 'invalid_request_error', message: 'Missing required param: event_name or payload.' } } };
       }
@@ -121,6 +203,13 @@ export async function startFakeStripe(): Promise<FakeStripe> {
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    customers,
+    subscriptions,
+    setSubscription(subId, patch) {
+      const sub = subscriptions.get(subId);
+      if (!sub) throw new Error(`no fake subscription ${subId}`);
+      return Object.assign(sub, patch);
+    },
     failNext(path, times, failure) {
       once.push({ path, left: times, failure });
     },

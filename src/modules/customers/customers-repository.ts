@@ -69,6 +69,26 @@ export function createCustomersRepository() {
       return toCustomer(row as CustomerRow);
     },
 
+    /** Links the Stripe customer once; a concurrent link that won first is kept. */
+    async linkStripeCustomer(db: Knex, id: string, stripeCustomerId: string): Promise<Customer> {
+      await db('customers').where({ id }).whereNull('stripe_customer_id').update({ stripe_customer_id: stripeCustomerId, updated_at: db.fn.now() });
+      return (await this.findById(db, id))!;
+    },
+
+    async findByStripeId(db: Knex, stripeCustomerId: string): Promise<Customer | null> {
+      const row = await db<CustomerRow>('customers').where({ stripe_customer_id: stripeCustomerId }).first();
+      return row ? toCustomer(row) : null;
+    },
+
+    async unlinkStripeCustomer(db: Knex, stripeCustomerId: string): Promise<string | null> {
+      const [row] = await db('customers').where({ stripe_customer_id: stripeCustomerId }).update({ stripe_customer_id: null, updated_at: db.fn.now() }, ['id']);
+      return row?.id ?? null;
+    },
+
+    async withStripeCustomer(db: Knex): Promise<Customer[]> {
+      return (await db<CustomerRow>('customers').whereNotNull('stripe_customer_id').orderBy('id')).map(toCustomer);
+    },
+
     async markDeleted(db: Knex, id: string): Promise<Customer> {
       const [row] = await db<CustomerRow>('customers')
         .where({ id })

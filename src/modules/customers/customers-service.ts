@@ -1,8 +1,10 @@
 import type { Knex } from 'knex';
+import type { Logger } from 'pino';
 import { isUniqueViolation } from '../../db/db-errors';
 import { AppError, NotFoundError } from '../../errors/app-error';
 import { uuidv7 } from '../../lib/ids';
 import type { ActorContext } from '../../lib/request-context';
+import type { StripePort } from '../../stripe/stripe-port';
 import type { ApiKeysService } from '../api-keys/api-keys-service';
 import type { KeyInvalidation } from '../api-keys/key-invalidation';
 import type { AuditService } from '../audit/audit-service';
@@ -14,6 +16,8 @@ export interface CustomersServiceDeps {
   apiKeys: ApiKeysService;
   audit: AuditService;
   invalidation: KeyInvalidation;
+  stripe: StripePort;
+  logger: Logger;
 }
 
 const emailTaken = () => new AppError('EMAIL_TAKEN', 'A customer with this email already exists');
@@ -28,7 +32,7 @@ async function mapEmailConflict<T>(work: Promise<T>): Promise<T> {
 }
 
 export function createCustomersService(deps: CustomersServiceDeps) {
-  const { db, repo, apiKeys, audit, invalidation } = deps;
+  const { db, repo, apiKeys, audit, invalidation, stripe, logger } = deps;
 
   async function get(id: string): Promise<Customer> {
     const customer = await repo.findById(db, id);
@@ -36,53 +40,109 @@ export function createCustomersService(deps: CustomersServiceDeps) {
     return customer;
   }
 
+  /**
+   * The customer's Stripe customer, created if missing. The idempotency key is our customer id,
+   * so a retry after a lost answer returns the same Stripe customer instead of making a second.
+   */
+  async function ensureStripeCustomer(ctx: ActorContext, customer: Customer): Promise<Customer> {
+    if (customer.stripeCustomerId || !stripe.enabled) return customer;
+    const stripeId = await stripe.createCustomer({ customerId: customer.id, email: customer.email, name: customer.companyName });
+    const linked = await repo.linkStripeCustomer(db, customer.id, stripeId);
+    await audit.recordDetached(ctx, {
+      action: 'customer.stripe_link',
+      outcome: 'success',
+      targetType: 'customer',
+      targetId: customer.id,
+      details: { stripe_customer_id: linked.stripeCustomerId },
+    });
+    return linked;
+  }
+
+  /** Creates the customer and its first key in one transaction; the key is returned this once. */
+  async function createLocal(ctx: ActorContext, input: { email: string; companyName: string }) {
+    const id = uuidv7();
+    const prepared = await apiKeys.prepare(id);
+    return mapEmailConflict(
+      db.transaction(async (trx) => {
+        const customer = await repo.insert(trx, { id, ...input });
+        await audit.record(trx, ctx, {
+          action: 'customer.create',
+          outcome: 'success',
+          targetType: 'customer',
+          targetId: id,
+          details: { fields: ['email', 'company_name'] },
+        });
+        const key = await apiKeys.insertPrepared(trx, ctx, prepared, null, { mode: 'initial' });
+        return { customer, key, apiKey: prepared.key };
+      }),
+    );
+  }
+
+  async function updateLocal(ctx: ActorContext, id: string, patch: { email?: string; companyName?: string }): Promise<Customer> {
+    return mapEmailConflict(
+      db.transaction(async (trx) => {
+        const current = await repo.findById(trx, id, { forUpdate: true });
+        if (!current) throw new NotFoundError('Customer');
+        if (current.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
+        const updated = await repo.update(trx, id, patch);
+        await audit.record(trx, ctx, {
+          action: 'customer.update',
+          outcome: 'success',
+          targetType: 'customer',
+          targetId: id,
+          details: { fields: Object.keys(patch).filter((f) => patch[f as keyof typeof patch] !== undefined).map((f) => (f === 'companyName' ? 'company_name' : f)) },
+        });
+        return updated;
+      }),
+    );
+  }
+
   return {
     get,
+    ensureStripeCustomer,
 
     list(filter: CustomerFilter): Promise<Customer[]> {
       return repo.list(db, filter);
     },
 
-    /** Creates the customer and its first key in one transaction; the key is returned this once. */
+    /**
+     * Creates the customer locally, then its Stripe customer. If Stripe fails the customer still
+     * exists, unlinked; the link is made on first need (a subscription) or by reconciliation.
+     */
     async create(ctx: ActorContext, input: { email: string; companyName: string }) {
-      const id = uuidv7();
-      const prepared = await apiKeys.prepare(id);
-      return mapEmailConflict(
-        db.transaction(async (trx) => {
-          const customer = await repo.insert(trx, { id, ...input });
-          await audit.record(trx, ctx, {
-            action: 'customer.create',
-            outcome: 'success',
-            targetType: 'customer',
-            targetId: id,
-            details: { fields: ['email', 'company_name'] },
-          });
-          const key = await apiKeys.insertPrepared(trx, ctx, prepared, null, { mode: 'initial' });
-          return { customer, key, apiKey: prepared.key };
-        }),
-      );
+      const created = await createLocal(ctx, input);
+      try {
+        created.customer = await ensureStripeCustomer(ctx, created.customer);
+      } catch (err) {
+        logger.warn({ err, customerId: created.customer.id }, 'Stripe customer not created; it will be on first need');
+      }
+      return created;
     },
 
+    /** Email and company changes go to the Stripe customer too (best effort, logged on failure). */
     async update(ctx: ActorContext, id: string, patch: { email?: string; companyName?: string }): Promise<Customer> {
-      return mapEmailConflict(
-        db.transaction(async (trx) => {
-          const current = await repo.findById(trx, id, { forUpdate: true });
-          if (!current) throw new NotFoundError('Customer');
-          if (current.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
-          const updated = await repo.update(trx, id, patch);
-          await audit.record(trx, ctx, {
-            action: 'customer.update',
-            outcome: 'success',
-            targetType: 'customer',
-            targetId: id,
-            details: { fields: Object.keys(patch).map((f) => (f === 'companyName' ? 'company_name' : f)) },
-          });
-          return updated;
-        }),
-      );
+      const updated = await updateLocal(ctx, id, patch);
+      if (updated.stripeCustomerId && stripe.enabled) {
+        try {
+          await stripe.updateCustomer(
+            updated.stripeCustomerId,
+            {
+              ...(patch.email !== undefined ? { email: updated.email } : {}),
+              ...(patch.companyName !== undefined ? { name: updated.companyName } : {}),
+            },
+            `customer-update-${id}-${updated.updatedAt.getTime()}`,
+          );
+        } catch (err) {
+          logger.warn({ err, customerId: id }, 'Stripe customer not updated');
+        }
+      }
+      return updated;
     },
 
-    /** Soft delete: the row, its usage and its audit trail stay; every key stops working now. */
+    /**
+     * Soft delete: the row, its usage and its audit trail stay; every key stops working now.
+     * The Stripe customer is left alone (its invoices and history stay with it).
+     */
     async remove(ctx: ActorContext, id: string): Promise<Customer> {
       const result = await db.transaction(async (trx) => {
         const current = await repo.findById(trx, id, { forUpdate: true });
