@@ -13,6 +13,7 @@ import { auditRoutes } from './modules/audit/audit-routes';
 import { customersRoutes } from './modules/customers/customers-routes';
 import { healthRoutes } from './modules/health/health-routes';
 import { plansRoutes } from './modules/plans/plans-routes';
+import { subscriptionsRoutes } from './modules/subscriptions/subscriptions-routes';
 import { forwardingRoutes } from './modules/usage/forwarding-routes';
 import { usageRoutes } from './modules/usage/usage-routes';
 
@@ -26,6 +27,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...usageRoutes(c.usage, c.usageSchemas, c.config.usage.bodyLimit),
     ...forwardingRoutes(c.forwarding),
     ...plansRoutes(c.plans, c.planSchemas),
+    ...subscriptionsRoutes(c.subscriptions),
   ];
 }
 

@@ -21,6 +21,8 @@ import { createUsageService } from './modules/usage/usage-service';
 import { createPlansRepository } from './modules/plans/plans-repository';
 import { planSchemas } from './modules/plans/plans-schemas';
 import { createPlansService } from './modules/plans/plans-service';
+import { createSubscriptionsRepository } from './modules/subscriptions/subscriptions-repository';
+import { createSubscriptionsService } from './modules/subscriptions/subscriptions-service';
 import { createStripeClient } from './stripe/stripe-client';
 import type { StripePort } from './stripe/stripe-port';
 
@@ -66,7 +68,19 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     meterEvents: config.usage.meterEvents,
   });
   const forwarding = createForwardingService({ db, repo: forwarderRepo, audit, stripeEnabled: stripe.enabled });
-  const plans = createPlansService({ db, repo: createPlansRepository(), audit });
+  const plansRepo = createPlansRepository();
+  const plans = createPlansService({ db, repo: plansRepo, audit });
+  const subscriptions = createSubscriptionsService({
+    db,
+    repo: createSubscriptionsRepository(),
+    plans: plansRepo,
+    customersRepo,
+    customers,
+    stripe,
+    audit,
+    logger,
+    now,
+  });
 
   return {
     config,
@@ -87,6 +101,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     forwarder,
     forwarding,
     plans,
+    subscriptions,
     planSchemas: planSchemas(config.usage.metrics),
 
     /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder. */

@@ -6,7 +6,7 @@ import request from 'supertest';
 import { routeTable } from '../../src/app';
 import type { RouteDef } from '../../src/http/route';
 import { expectError } from '../helpers/envelope';
-import { CreatedCustomer, createCustomer, createPlan, deleteCustomer, issueKey, planCode, revokeKey, wrongSecretKey } from '../helpers/factories';
+import { CreatedCustomer, createCustomer, createPlan, deleteCustomer, issueKey, planCode, revokeKey, subscribe, wrongSecretKey } from '../helpers/factories';
 import { createTestApp, newAdminToken, TestApp } from '../helpers/test-app';
 
 let t: TestApp;
@@ -44,6 +44,17 @@ const samples: Record<string, (t: TestApp) => Promise<{ path: string; body?: obj
   'GET /api/plans/:code': async (t) => ({ path: `/api/plans/${await createPlan(t)}` }),
   'PATCH /api/plans/:code': async (t) => ({ path: `/api/plans/${await createPlan(t)}`, body: { name: 'Renamed' } }),
   'DELETE /api/plans/:code': async (t) => ({ path: `/api/plans/${await createPlan(t)}` }),
+  'POST /api/customers/:id/subscriptions': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/subscriptions`, body: { plan: await createPlan(t) } }),
+  'GET /api/customers/:id/subscriptions': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/subscriptions` }),
+  'PATCH /api/customers/:id/subscriptions/:subscriptionId': async (t) => {
+    const s = await subscribe(t);
+    return { path: `/api/customers/${s.customerId}/subscriptions/${s.id}`, body: { plan: await createPlan(t) } };
+  },
+  'DELETE /api/customers/:id/subscriptions/:subscriptionId': async (t) => {
+    const s = await subscribe(t);
+    return { path: `/api/customers/${s.customerId}/subscriptions/${s.id}` };
+  },
+  'GET /api/subscriptions': async () => ({ path: '/api/subscriptions' }),
 };
 
 const name = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;

@@ -60,3 +60,15 @@ export async function createPlan(t: TestApp, overrides: Record<string, unknown> 
   if (res.status !== 201) throw new Error(`createPlan: ${res.status} ${JSON.stringify(res.body)}`);
   return code;
 }
+
+/** A customer (new unless given) subscribed to a plan (new unless given), through the API. */
+export async function subscribe(t: TestApp, opts: { customer?: CreatedCustomer; plan?: string; body?: Record<string, unknown> } = {}) {
+  const customer = opts.customer ?? (await createCustomer(t));
+  const plan = opts.plan ?? (await createPlan(t));
+  const res = await request(t.app)
+    .post(`/api/customers/${customer.id}/subscriptions`)
+    .set('Authorization', `Bearer ${t.adminToken}`)
+    .send({ plan, ...opts.body });
+  if (res.status !== 201) throw new Error(`subscribe: ${res.status} ${JSON.stringify(res.body)}`);
+  return { id: res.body.subscription.id as string, customerId: customer.id, customer, plan, body: res.body.subscription };
+}

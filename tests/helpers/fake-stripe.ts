@@ -17,7 +17,8 @@ export interface RecordedRequest {
   at: number;
 }
 
-type Failure = { status: number; type?: string; message?: string } | 'stall';
+/** 'stall': never answers, does nothing; 'drop': does the work, then never answers (a lost response). */
+type Failure = { status: number; type?: string; message?: string } | 'stall' | 'drop';
 
 export interface FakeSubscription {
   id: string;
@@ -185,6 +186,16 @@ export async function startFakeStripe(): Promise<FakeStripe> {
         return; // never answers: the client times out
       }
       let reply: { status: number; body: unknown };
+      if (failure === 'drop') {
+        const k = `${rec.path} ${rec.idempotencyKey}`;
+        if (!rec.idempotencyKey || !idempotent.has(k)) {
+          const done = respond(rec);
+          if (rec.idempotencyKey) idempotent.set(k, done);
+        }
+        stalled.add(res);
+        res.on('close', () => stalled.delete(res));
+        return;
+      }
       if (failure) {
         reply = { status: failure.status, body: { error: { type: failure.type ?? 'api_error', message: failure.message ?? 'Injected failure' } } };
       } else if (rec.idempotencyKey && idempotent.has(`${rec.path} ${rec.idempotencyKey}`)) {

@@ -1,0 +1,145 @@
+import type { Knex } from 'knex';
+import type { StripeSubscriptionState, SubscriptionStatus } from '../../stripe/stripe-port';
+import type { Entitlements } from '../plans/plans-schemas';
+
+export interface Subscription {
+  id: string;
+  customerId: string;
+  planId: string;
+  plan: { code: string; name: string; entitlements: Entitlements };
+  stripeSubscriptionId: string | null;
+  status: SubscriptionStatus;
+  currentPeriodStart: Date | null;
+  currentPeriodEnd: Date | null;
+  cancelAtPeriodEnd: boolean;
+  canceledAt: Date | null;
+  trialEnd: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export type LocalState = Pick<
+  Subscription,
+  'status' | 'currentPeriodStart' | 'currentPeriodEnd' | 'cancelAtPeriodEnd' | 'canceledAt' | 'trialEnd'
+>;
+
+const SELECT = `s.*, p.code as plan_code, p.name as plan_name, p.entitlements as plan_entitlements`;
+
+const toSubscription = (r: Record<string, any>): Subscription => ({
+  id: r.id,
+  customerId: r.customer_id,
+  planId: r.plan_id,
+  plan: { code: r.plan_code, name: r.plan_name, entitlements: r.plan_entitlements },
+  stripeSubscriptionId: r.stripe_subscription_id,
+  status: r.status,
+  currentPeriodStart: r.current_period_start,
+  currentPeriodEnd: r.current_period_end,
+  cancelAtPeriodEnd: r.cancel_at_period_end,
+  canceledAt: r.canceled_at,
+  trialEnd: r.trial_end,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const stateColumns = (s: LocalState) => ({
+  status: s.status,
+  current_period_start: s.currentPeriodStart,
+  current_period_end: s.currentPeriodEnd,
+  cancel_at_period_end: s.cancelAtPeriodEnd,
+  canceled_at: s.canceledAt,
+  trial_end: s.trialEnd,
+});
+
+export const fromStripe = (s: StripeSubscriptionState): LocalState => ({
+  status: s.status,
+  currentPeriodStart: s.currentPeriodStart,
+  currentPeriodEnd: s.currentPeriodEnd,
+  cancelAtPeriodEnd: s.cancelAtPeriodEnd,
+  canceledAt: s.canceledAt,
+  trialEnd: s.trialEnd,
+});
+
+export function createSubscriptionsRepository() {
+  const byId = (db: Knex) => db('subscriptions as s').join('plans as p', 'p.id', 's.plan_id').select(db.raw(SELECT));
+
+  return {
+    async find(db: Knex, id: string, customerId?: string): Promise<Subscription | null> {
+      const q = byId(db).where('s.id', id);
+      if (customerId) q.where('s.customer_id', customerId);
+      const row = await q.first();
+      return row ? toSubscription(row) : null;
+    },
+
+    async findByStripeId(db: Knex, stripeSubscriptionId: string): Promise<Subscription | null> {
+      const row = await byId(db).where('s.stripe_subscription_id', stripeSubscriptionId).first();
+      return row ? toSubscription(row) : null;
+    },
+
+    async listForCustomer(db: Knex, customerId: string): Promise<Subscription[]> {
+      return (await byId(db).where('s.customer_id', customerId).orderBy('s.id', 'desc')).map(toSubscription);
+    },
+
+    async listWithStripeId(db: Knex, customerId: string): Promise<Subscription[]> {
+      return (await byId(db).where('s.customer_id', customerId).whereNotNull('s.stripe_subscription_id')).map(toSubscription);
+    },
+
+    async countForCustomer(db: Knex, customerId: string): Promise<number> {
+      const row = await db('subscriptions').where({ customer_id: customerId }).count<{ n: string }>({ n: '*' }).first();
+      return Number(row?.n ?? 0);
+    },
+
+    async insertLocal(db: Knex, s: { id: string; customerId: string; planId: string } & LocalState): Promise<void> {
+      await db('subscriptions').insert({ id: s.id, customer_id: s.customerId, plan_id: s.planId, ...stateColumns(s) });
+    },
+
+    async updateLocal(db: Knex, id: string, changes: Partial<LocalState> & { planId?: string }): Promise<void> {
+      const cols = Object.fromEntries(
+        Object.entries({
+          ...(changes.planId ? { plan_id: changes.planId } : {}),
+          ...stateColumns(changes as LocalState),
+        }).filter(([, v]) => v !== undefined),
+      );
+      await db('subscriptions').where({ id }).update({ ...cols, updated_at: db.fn.now() });
+    },
+
+    /**
+     * Stripe's state for one subscription, applied only if it is newer than what we hold
+     * (stateAt: when we read it from Stripe, ms). Inserts the row if we never saw it.
+     * Returns 'inserted', 'updated' or 'stale'.
+     */
+    async applyStripeState(
+      db: Knex,
+      a: { id: string; customerId: string; planId: string; stripeSubscriptionId: string; state: LocalState; stateAt: number },
+    ): Promise<'inserted' | 'updated' | 'stale'> {
+      const { rows } = await db.raw(
+        `insert into subscriptions as s (id, customer_id, plan_id, stripe_subscription_id, status, current_period_start,
+                                         current_period_end, cancel_at_period_end, canceled_at, trial_end, stripe_state_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         on conflict (stripe_subscription_id) do update set
+           plan_id = excluded.plan_id, status = excluded.status, current_period_start = excluded.current_period_start,
+           current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end,
+           canceled_at = excluded.canceled_at, trial_end = excluded.trial_end, stripe_state_at = excluded.stripe_state_at,
+           updated_at = now()
+         where s.stripe_state_at is null or s.stripe_state_at <= excluded.stripe_state_at
+         returning (xmax = 0) as inserted`,
+        [
+          a.id,
+          a.customerId,
+          a.planId,
+          a.stripeSubscriptionId,
+          a.state.status,
+          a.state.currentPeriodStart,
+          a.state.currentPeriodEnd,
+          a.state.cancelAtPeriodEnd,
+          a.state.canceledAt,
+          a.state.trialEnd,
+          a.stateAt,
+        ] as never,
+      );
+      if (rows.length === 0) return 'stale';
+      return rows[0].inserted ? 'inserted' : 'updated';
+    },
+  };
+}
+
+export type SubscriptionsRepository = ReturnType<typeof createSubscriptionsRepository>;

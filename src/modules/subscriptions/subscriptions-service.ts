@@ -1,0 +1,230 @@
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import { AppError, NotFoundError, ServiceUnavailableError } from '../../errors/app-error';
+import { uuidv7 } from '../../lib/ids';
+import type { ActorContext } from '../../lib/request-context';
+import { StripeCallError, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
+import type { AuditService } from '../audit/audit-service';
+import type { CustomersRepository } from '../customers/customers-repository';
+import type { CustomersService } from '../customers/customers-service';
+import type { Plan, PlansRepository } from '../plans/plans-repository';
+import { fromStripe, Subscription, SubscriptionsRepository } from './subscriptions-repository';
+
+export interface SubscriptionsServiceDeps {
+  db: Knex;
+  repo: SubscriptionsRepository;
+  plans: PlansRepository;
+  customersRepo: CustomersRepository;
+  customers: CustomersService;
+  stripe: StripePort;
+  audit: AuditService;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** A failed Stripe call as the admin sees it: nothing local was changed, and it is safe to retry. */
+export function stripeFailure(err: unknown): AppError {
+  if (!(err instanceof StripeCallError)) return err as AppError;
+  if (err.status === undefined) {
+    return new ServiceUnavailableError('Stripe did not answer in time; nothing was changed here. Retry: the retry is idempotent', { cause: err });
+  }
+  if (err.status >= 500 || err.status === 429 || err.status === 409) {
+    return new AppError('BAD_GATEWAY', `Stripe failed (${err.status}); nothing was changed here. Retry: the retry is idempotent`, undefined, { cause: err });
+  }
+  return new AppError('BAD_GATEWAY', `Stripe refused the request: ${err.message}`, undefined, { cause: err });
+}
+
+const MONTH_MS = 30 * 86_400_000;
+
+export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
+  const { db, repo, plans, customersRepo, customers, stripe, audit, logger } = deps;
+  const now = deps.now ?? Date.now;
+
+  async function liveCustomer(customerId: string) {
+    const customer = await customersRepo.findById(db, customerId);
+    if (!customer) throw new NotFoundError('Customer');
+    if (customer.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
+    return customer;
+  }
+
+  async function activePlan(code: string): Promise<Plan> {
+    const plan = await plans.findByCode(db, code);
+    if (!plan) throw new AppError('VALIDATION_FAILED', 'Unknown plan', [{ path: 'plan', message: `no plan with code "${code}"` }]);
+    if (plan.status !== 'active') throw new AppError('PLAN_ARCHIVED', `Plan "${code}" is archived: new subscriptions cannot use it`);
+    if (stripe.enabled && !plan.stripePriceId) {
+      throw new AppError('VALIDATION_FAILED', 'The plan has no Stripe price', [{ path: 'plan', message: `plan "${code}" needs a stripe_price_id while Stripe is on` }]);
+    }
+    return plan;
+  }
+
+  const priceIds = (plan: Plan) => [plan.stripePriceId!, ...Object.values(plan.meteredPrices)];
+
+  /** Which of our plans a Stripe subscription is on: by its licensed price, else the metadata we set. */
+  async function planFor(s: StripeSubscriptionState, fallback?: string): Promise<string | null> {
+    const all = await plans.list(db);
+    const byPrice = all.find((p) => p.stripePriceId && s.items.some((i) => i.priceId === p.stripePriceId));
+    if (byPrice) return byPrice.id;
+    const byCode = all.find((p) => p.code === s.metadata.plan_code);
+    return byCode?.id ?? fallback ?? null;
+  }
+
+  /**
+   * Applies Stripe's state of a subscription locally, unless we already hold a newer one.
+   * Returns what happened, or 'unmapped' when it belongs to no customer or plan of ours.
+   */
+  async function apply(s: StripeSubscriptionState, stateAt: number, trx: Knex = db) {
+    const existing = await repo.findByStripeId(trx, s.id);
+    const customer = existing
+      ? { id: existing.customerId }
+      : (await customersRepo.findByStripeId(trx, s.stripeCustomerId)) ?? (s.metadata.customer_id ? await customersRepo.findById(trx, s.metadata.customer_id) : null);
+    const planId = await planFor(s, existing?.planId);
+    if (!customer || !planId) return { outcome: 'unmapped' as const, subscriptionId: existing?.id ?? null };
+    const id = existing?.id ?? s.metadata.subscription_id ?? uuidv7();
+    const outcome = await repo.applyStripeState(trx, { id, customerId: customer.id, planId, stripeSubscriptionId: s.id, state: fromStripe(s), stateAt });
+    return { outcome, subscriptionId: id };
+  }
+
+  async function mine(customerId: string, subscriptionId: string): Promise<Subscription> {
+    const s = await repo.find(db, subscriptionId, customerId);
+    if (!s) throw new NotFoundError('Subscription');
+    return s;
+  }
+
+  async function record(ctx: ActorContext, action: string, s: Subscription, details: Record<string, unknown>) {
+    await audit.recordDetached(ctx, { action, outcome: 'success', targetType: 'subscription', targetId: s.id, details: { customer_id: s.customerId, ...details } });
+  }
+
+  return {
+    apply,
+
+    list: (customerId: string) => repo.listForCustomer(db, customerId),
+
+    async listForAdmin(customerId: string) {
+      if (!(await customersRepo.findById(db, customerId))) throw new NotFoundError('Customer');
+      return repo.listForCustomer(db, customerId);
+    },
+
+    /**
+     * Creates the subscription in Stripe first, then records it. A failed Stripe call leaves
+     * nothing here; the retry carries the same idempotency key (derived from the customer, the
+     * plan and how many subscriptions the customer already has, or the caller's own key), so
+     * Stripe answers with the subscription it may already have made instead of a second one.
+     */
+    async create(ctx: ActorContext, customerId: string, input: { planCode: string; trialDays?: number; idempotencyKey?: string }): Promise<Subscription> {
+      let customer = await liveCustomer(customerId);
+      const plan = await activePlan(input.planCode);
+      if (!stripe.enabled) {
+        const id = uuidv7();
+        const start = now();
+        const trialEnd = input.trialDays ? new Date(start + input.trialDays * 86_400_000) : null;
+        await repo.insertLocal(db, {
+          id,
+          customerId,
+          planId: plan.id,
+          status: trialEnd ? 'trialing' : 'active',
+          currentPeriodStart: new Date(start),
+          currentPeriodEnd: trialEnd ?? new Date(start + MONTH_MS),
+          cancelAtPeriodEnd: false,
+          canceledAt: null,
+          trialEnd,
+        });
+        const s = (await repo.find(db, id))!;
+        await record(ctx, 'subscription.create', s, { plan: plan.code, stripe: false });
+        return s;
+      }
+      try {
+        customer = await customers.ensureStripeCustomer(ctx, customer);
+        const n = await repo.countForCustomer(db, customerId);
+        const idempotencyKey = input.idempotencyKey
+          ? `subscription-create-${customerId}-${input.idempotencyKey}`
+          : `subscription-create-${customerId}-${plan.id}-${n}`;
+        const ourId = uuidv7();
+        const created = await stripe.createSubscription({
+          idempotencyKey,
+          stripeCustomerId: customer.stripeCustomerId!,
+          priceIds: priceIds(plan),
+          trialDays: input.trialDays,
+          metadata: { customer_id: customerId, plan_code: plan.code, subscription_id: ourId },
+        });
+        const { subscriptionId } = await apply(created, now());
+        const s = (await repo.find(db, subscriptionId!))!;
+        await record(ctx, 'subscription.create', s, { plan: plan.code, stripe_subscription_id: created.id, idempotency_key: idempotencyKey });
+        return s;
+      } catch (err) {
+        throw stripeFailure(err);
+      }
+    },
+
+    async changePlan(ctx: ActorContext, customerId: string, subscriptionId: string, planCode: string): Promise<Subscription> {
+      const current = await mine(customerId, subscriptionId);
+      const plan = await activePlan(planCode);
+      if (current.status === 'canceled' || current.status === 'incomplete_expired') {
+        throw new AppError('CONFLICT', `The subscription is ${current.status}; create a new one`);
+      }
+      if (!stripe.enabled || !current.stripeSubscriptionId) {
+        await repo.updateLocal(db, current.id, { planId: plan.id });
+      } else {
+        try {
+          const live = await stripe.retrieveSubscription(current.stripeSubscriptionId);
+          if (!live) throw new AppError('CONFLICT', 'Stripe no longer has this subscription; run reconciliation');
+          const wanted = priceIds(plan);
+          const items = [
+            ...live.items.filter((i) => !wanted.includes(i.priceId)).map((i) => ({ id: i.id, deleted: true })),
+            ...wanted.filter((p) => !live.items.some((i) => i.priceId === p)).map((price) => ({ price })),
+          ];
+          const updated = await stripe.updateSubscriptionItems(
+            current.stripeSubscriptionId,
+            items,
+            `subscription-plan-${current.id}-${plan.id}-${current.updatedAt.getTime()}`,
+          );
+          await apply(updated, now());
+        } catch (err) {
+          throw stripeFailure(err);
+        }
+      }
+      const s = (await repo.find(db, current.id))!;
+      await record(ctx, 'subscription.change_plan', s, { from: current.plan.code, to: plan.code });
+      return s;
+    },
+
+    /** At the period's end by default; at once on request. */
+    async cancel(ctx: ActorContext, customerId: string, subscriptionId: string, immediately: boolean): Promise<Subscription> {
+      const current = await mine(customerId, subscriptionId);
+      if (current.status === 'canceled') return current;
+      if (!stripe.enabled || !current.stripeSubscriptionId) {
+        await repo.updateLocal(
+          db,
+          current.id,
+          immediately ? { status: 'canceled', canceledAt: new Date(now()), cancelAtPeriodEnd: false } : { cancelAtPeriodEnd: true },
+        );
+      } else {
+        try {
+          const updated = await stripe.cancelSubscription(
+            current.stripeSubscriptionId,
+            !immediately,
+            `subscription-cancel-${current.id}-${immediately ? 'now' : 'period-end'}`,
+          );
+          await apply(updated, now());
+        } catch (err) {
+          throw stripeFailure(err);
+        }
+      }
+      const s = (await repo.find(db, current.id))!;
+      await record(ctx, 'subscription.cancel', s, { immediately });
+      return s;
+    },
+
+    /** Re-reads one subscription from Stripe and applies it (webhooks, reconciliation). */
+    async syncFromStripe(stripeSubscriptionId: string, trx: Knex = db) {
+      const live = await stripe.retrieveSubscription(stripeSubscriptionId);
+      const stateAt = now();
+      if (!live) {
+        logger.warn({ stripeSubscriptionId }, 'Stripe has no such subscription');
+        return { outcome: 'missing' as const, subscriptionId: null };
+      }
+      return apply(live, stateAt, trx);
+    },
+  };
+}
+
+export type SubscriptionsService = ReturnType<typeof createSubscriptionsService>;
