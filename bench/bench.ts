@@ -103,6 +103,7 @@ async function main(): Promise<void> {
         'src/server.ts',
         {
           NODE_ENV: 'production',
+          STRIPE_ENABLED: 'false',
           DATABASE_URL: pg.url,
           ADMIN_API_TOKEN: adminToken,
           PORT: String(servicePort),

@@ -14,6 +14,7 @@ import { customersRoutes } from './modules/customers/customers-routes';
 import { healthRoutes } from './modules/health/health-routes';
 import { plansRoutes } from './modules/plans/plans-routes';
 import { subscriptionsRoutes } from './modules/subscriptions/subscriptions-routes';
+import { stripeWebhooksRoutes } from './modules/stripe-webhooks/stripe-webhooks-routes';
 import { forwardingRoutes } from './modules/usage/forwarding-routes';
 import { usageRoutes } from './modules/usage/usage-routes';
 
@@ -28,6 +29,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...forwardingRoutes(c.forwarding),
     ...plansRoutes(c.plans, c.planSchemas),
     ...subscriptionsRoutes(c.subscriptions),
+    ...stripeWebhooksRoutes(c.webhooks),
   ];
 }
 

@@ -62,6 +62,9 @@ const schema = z.object({
   STRIPE_SECRET_KEY: z.string().regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, 'must be a Stripe secret or restricted key (sk_… or rk_…)').optional(),
   STRIPE_API_BASE: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
   STRIPE_TIMEOUT_MS: int(100, 120_000).default(10_000),
+  STRIPE_ENABLED: bool.optional(),
+  STRIPE_WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=_-]+$/, 'must be a Stripe webhook signing secret (whsec_…)').optional(),
+  STRIPE_WEBHOOK_TOLERANCE_SECONDS: int(1, 3600).default(300),
 
   FORWARDER_ENABLED: bool.default(true),
   FORWARDER_INTERVAL_MS: int(10, 3_600_000).default(1000),
@@ -107,8 +110,10 @@ export interface Config {
     readonly bodyLimit: string;
   };
   readonly stripe: {
-    /** Unset: Stripe is off; everything works locally and nothing is sent. */
+    /** Unset (or STRIPE_ENABLED=false): Stripe is off; everything works locally and nothing is sent. */
     readonly secretKey: string | undefined;
+    readonly webhookSecret: string | undefined;
+    readonly webhookToleranceSeconds: number;
     readonly apiBase: string | undefined;
     readonly timeoutMs: number;
   };
@@ -138,6 +143,18 @@ function withoutEmpty(env: NodeJS.ProcessEnv): Record<string, string> {
   return out;
 }
 
+function stripeProblems(c: Parsed): string[] {
+  const problems: string[] = [];
+  if (c.STRIPE_ENABLED === true && !c.STRIPE_SECRET_KEY) problems.push('STRIPE_SECRET_KEY: required when STRIPE_ENABLED=true');
+  if (c.NODE_ENV !== 'production' || c.STRIPE_ENABLED === false) return problems;
+  if (!c.STRIPE_SECRET_KEY) {
+    problems.push('STRIPE_SECRET_KEY: required when NODE_ENV=production (or turn Stripe off explicitly: STRIPE_ENABLED=false)');
+  } else if (!c.STRIPE_WEBHOOK_SECRET) {
+    problems.push('STRIPE_WEBHOOK_SECRET: required when Stripe is on in production (the signing secret of the webhook endpoint)');
+  }
+  return problems;
+}
+
 function productionProblems(c: Parsed): string[] {
   if (c.NODE_ENV !== 'production') return [];
   const problems: string[] = [];
@@ -164,7 +181,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const c = result.data;
   const metrics = [...new Set(c.USAGE_METRICS.split(',').map((m) => m.trim()))];
   const meterEvents: Record<string, string> = Object.fromEntries(metrics.map((m) => [m, m]));
-  const problems = productionProblems(c);
+  const problems = [...productionProblems(c), ...stripeProblems(c)];
   for (const pair of (c.USAGE_METER_EVENTS ?? '').split(',').filter((p) => p.trim())) {
     const [metric, eventName] = pair.split(':').map((s) => s.trim()) as [string, string];
     if (!metrics.includes(metric)) problems.push(`USAGE_METER_EVENTS: "${metric}" is not in USAGE_METRICS`);
@@ -197,7 +214,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxBatch: c.USAGE_MAX_BATCH,
       bodyLimit: c.USAGE_BODY_LIMIT.toLowerCase(),
     }),
-    stripe: Object.freeze({ secretKey: c.STRIPE_SECRET_KEY, apiBase: c.STRIPE_API_BASE, timeoutMs: c.STRIPE_TIMEOUT_MS }),
+    stripe: Object.freeze({
+      secretKey: c.STRIPE_ENABLED === false ? undefined : c.STRIPE_SECRET_KEY,
+      webhookSecret: c.STRIPE_WEBHOOK_SECRET,
+      webhookToleranceSeconds: c.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+      apiBase: c.STRIPE_API_BASE,
+      timeoutMs: c.STRIPE_TIMEOUT_MS,
+    }),
     forwarder: Object.freeze({
       enabled: c.FORWARDER_ENABLED,
       intervalMs: c.FORWARDER_INTERVAL_MS,

@@ -23,6 +23,8 @@ import { planSchemas } from './modules/plans/plans-schemas';
 import { createPlansService } from './modules/plans/plans-service';
 import { createSubscriptionsRepository } from './modules/subscriptions/subscriptions-repository';
 import { createSubscriptionsService } from './modules/subscriptions/subscriptions-service';
+import { createStripeEventsRepository } from './modules/stripe-webhooks/stripe-events-repository';
+import { createStripeWebhooksService } from './modules/stripe-webhooks/stripe-webhooks-service';
 import { createStripeClient } from './stripe/stripe-client';
 import type { StripePort } from './stripe/stripe-port';
 
@@ -81,6 +83,18 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     logger,
     now,
   });
+  const webhooks = createStripeWebhooksService({
+    db,
+    events: createStripeEventsRepository(),
+    subscriptions,
+    customersRepo,
+    stripe,
+    audit,
+    logger: logger.child({ component: 'stripe-webhooks' }),
+    secret: config.stripe.webhookSecret,
+    toleranceSeconds: config.stripe.webhookToleranceSeconds,
+    now,
+  });
 
   return {
     config,
@@ -102,6 +116,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     forwarding,
     plans,
     subscriptions,
+    webhooks,
     planSchemas: planSchemas(config.usage.metrics),
 
     /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder. */

@@ -1,4 +1,4 @@
-import type { Express, RequestHandler } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import { NotFoundError } from '../errors/app-error';
 import { contextOf } from '../middleware/context';
 import { jsonBody } from '../middleware/json-body';
@@ -24,7 +24,8 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
     const chain: RequestHandler[] = [];
     if (r.auth === 'admin') chain.push(deps.adminAuth);
     if (r.auth === 'customer') chain.push(deps.customerAuth);
-    if (r.body) chain.push(...jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));
+    if (r.rawBody) chain.push(express.raw({ type: 'application/json', limit: r.bodyLimit ?? deps.jsonBodyLimit }));
+    else if (r.body) chain.push(...jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));
     chain.push(async (req, res) => {
       const ctx = contextOf(req);
       try {
@@ -32,7 +33,7 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
         // A malformed id names nothing that exists.
         if (!params.success) throw new NotFoundError('Resource');
         const query = r.query ? parseInput(r.query, req.query, 'query') : {};
-        const body = r.body ? parseInput(r.body, req.body ?? {}, 'body') : undefined;
+        const body = r.rawBody ? req.body : r.body ? parseInput(r.body, req.body ?? {}, 'body') : undefined;
         await r.handle({ params: params.data, query, body, principal: res.locals.principal ?? null, ctx, req }, res);
       } catch (err) {
         if (r.auditAction && r.auth === 'admin') {

@@ -3,7 +3,8 @@ import { z } from 'zod';
 import type { ActorContext } from '../lib/request-context';
 import type { CustomerPrincipal } from '../modules/api-keys/key-verifier';
 
-export type AuthKind = 'public' | 'admin' | 'customer';
+/** 'stripe': no credential middleware; the handler checks Stripe's signature over the raw body. */
+export type AuthKind = 'public' | 'admin' | 'customer' | 'stripe';
 export type HttpMethod = 'get' | 'post' | 'patch' | 'put' | 'delete';
 
 export interface AdminPrincipal {
@@ -37,6 +38,8 @@ export interface RouteDef {
   body?: z.ZodType;
   /** Overrides JSON_BODY_LIMIT for this route (batch uploads). */
   bodyLimit?: string;
+  /** The body as raw bytes (a Buffer), never parsed: signature checks need Stripe's exact bytes. */
+  rawBody?: boolean;
   query?: z.ZodType;
   params?: z.ZodType;
   handle(input: RouteInput<AuthKind, unknown, unknown, unknown>, res: Response): unknown;
@@ -57,6 +60,7 @@ export function defineRoute<
   auditAction?: string;
   body?: B;
   bodyLimit?: string;
+  rawBody?: boolean;
   query?: Q;
   params?: P;
   handle(input: RouteInput<A, z.output<B>, z.output<Q>, z.output<P>>, res: Response): unknown;

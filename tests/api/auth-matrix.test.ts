@@ -55,6 +55,8 @@ const samples: Record<string, (t: TestApp) => Promise<{ path: string; body?: obj
     return { path: `/api/customers/${s.customerId}/subscriptions/${s.id}` };
   },
   'GET /api/subscriptions': async () => ({ path: '/api/subscriptions' }),
+  'POST /api/webhooks/stripe': async () => ({ path: '/api/webhooks/stripe', body: { id: 'evt_1', object: 'event', type: 'ping', created: 1, data: { object: {} } } }),
+  'GET /api/reports/webhooks': async () => ({ path: '/api/reports/webhooks' }),
 };
 
 const name = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
@@ -114,6 +116,20 @@ describe('admin routes', () => {
       expectError(await request(two.app).get('/api/customers').set('Authorization', `Bearer ${t.adminToken}`), 401, 'UNAUTHORIZED');
     } finally {
       await two.close();
+    }
+  });
+});
+
+describe('Stripe routes', () => {
+  test('when called with no signature, or with an admin token or customer key instead, then 400 INVALID_SIGNATURE', async () => {
+    const c = await createCustomer(t);
+    const stripeRoutes = routes().filter((r) => r.auth === 'stripe');
+    expect(stripeRoutes.length).toBeGreaterThan(0);
+    for (const r of stripeRoutes) {
+      for (const headers of [{}, { Authorization: `Bearer ${t.adminToken}` }, { 'X-API-Key': c.apiKey }, { 'Stripe-Signature': 't=1,v1=00' }]) {
+        const s = await samples[name(r)]!(t);
+        expectError(await send(r, s.path, s.body, headers), 400, 'INVALID_SIGNATURE');
+      }
     }
   });
 });

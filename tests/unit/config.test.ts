@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ConfigError, loadConfig, SETTING_NAMES } from '../../src/config';
 
 const strong = 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7';
-const prod = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing' };
+const prod = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing', STRIPE_ENABLED: 'false' };
 
 function problems(env: Record<string, string>): string {
   try {
@@ -35,6 +35,16 @@ describe('production refuses to start without what it needs', () => {
     const message = problems({ ...prod, ADMIN_API_TOKEN: token });
     expect(message).toMatch(reason);
     expect(message).not.toContain(token); // a setting's value is never echoed
+  });
+
+  test('when Stripe is not explicitly off, then production needs its key and the webhook secret', () => {
+    const base = { ...prod, ADMIN_API_TOKEN: strong, STRIPE_ENABLED: '' };
+    expect(problems(base)).toMatch(/STRIPE_SECRET_KEY: required when NODE_ENV=production \(or turn Stripe off explicitly: STRIPE_ENABLED=false\)/);
+    expect(problems({ ...base, STRIPE_SECRET_KEY: 'sk_live_abc123' })).toMatch(/STRIPE_WEBHOOK_SECRET: required/);
+    expect(() => loadConfig({ ...base, STRIPE_SECRET_KEY: 'sk_live_abc123', STRIPE_WEBHOOK_SECRET: 'whsec_abc123' })).not.toThrow();
+    expect(loadConfig({ ...prod, ADMIN_API_TOKEN: strong }).stripe.secretKey).toBeUndefined();
+    expect(problems({ STRIPE_ENABLED: 'true' })).toMatch(/STRIPE_SECRET_KEY: required when STRIPE_ENABLED=true/);
+    expect(problems({ STRIPE_SECRET_KEY: 'pk_test_123' })).toMatch(/STRIPE_SECRET_KEY: must be a Stripe secret/);
   });
 
   test('when one of several tokens is weak, then the message says which', () => {

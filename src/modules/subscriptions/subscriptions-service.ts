@@ -60,8 +60,8 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
   const priceIds = (plan: Plan) => [plan.stripePriceId!, ...Object.values(plan.meteredPrices)];
 
   /** Which of our plans a Stripe subscription is on: by its licensed price, else the metadata we set. */
-  async function planFor(s: StripeSubscriptionState, fallback?: string): Promise<string | null> {
-    const all = await plans.list(db);
+  async function planFor(trx: Knex, s: StripeSubscriptionState, fallback?: string): Promise<string | null> {
+    const all = await plans.list(trx);
     const byPrice = all.find((p) => p.stripePriceId && s.items.some((i) => i.priceId === p.stripePriceId));
     if (byPrice) return byPrice.id;
     const byCode = all.find((p) => p.code === s.metadata.plan_code);
@@ -77,7 +77,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
     const customer = existing
       ? { id: existing.customerId }
       : (await customersRepo.findByStripeId(trx, s.stripeCustomerId)) ?? (s.metadata.customer_id ? await customersRepo.findById(trx, s.metadata.customer_id) : null);
-    const planId = await planFor(s, existing?.planId);
+    const planId = await planFor(trx, s, existing?.planId);
     if (!customer || !planId) return { outcome: 'unmapped' as const, subscriptionId: existing?.id ?? null };
     const id = existing?.id ?? s.metadata.subscription_id ?? uuidv7();
     const outcome = await repo.applyStripeState(trx, { id, customerId: customer.id, planId, stripeSubscriptionId: s.id, state: fromStripe(s), stateAt });

@@ -1,0 +1,40 @@
+import { iso } from '../../http/common-schemas';
+import { defineRoute } from '../../http/route';
+import type { StripeWebhooksService } from './stripe-webhooks-service';
+
+export function stripeWebhooksRoutes(webhooks: StripeWebhooksService) {
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/api/webhooks/stripe',
+      auth: 'stripe',
+      summary: 'Stripe events, verified by their signature over the raw body; each applied once',
+      rawBody: true,
+      async handle({ body, req, ctx }, res) {
+        const result = await webhooks.handle(body, req.get('stripe-signature'), ctx);
+        res.json({ received: true, event_id: result.eventId, type: result.type, result: result.result });
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/api/reports/webhooks',
+      auth: 'admin',
+      summary: 'Stripe webhook processing: counts, and events that failed and wait for Stripe’s retry',
+      async handle(_input, res) {
+        const { counts, failing } = await webhooks.status();
+        res.json({
+          processed: counts.processed,
+          failing: counts.failing,
+          failing_events: failing.map((e) => ({
+            id: e.id,
+            type: e.type,
+            object_id: e.objectId,
+            attempts: e.attempts,
+            last_error: e.lastError,
+            received_at: iso(e.receivedAt),
+          })),
+        });
+      },
+    }),
+  ];
+}

@@ -1,0 +1,199 @@
+/**
+ * Webhooks signed with stripe-node's own test helper, delivered in order, twice, at once, late
+ * and forged, against a fake Stripe that holds the subscriptions' current state.
+ */
+import { randomBytes } from 'node:crypto';
+import Stripe from 'stripe';
+import request from 'supertest';
+import { expectError } from '../helpers/envelope';
+import { createCustomer, createPlan, subscribe } from '../helpers/factories';
+import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
+import { createTestApp, TestApp } from '../helpers/test-app';
+
+const SECRET = 'whsec_test_webhooks_secret';
+let stripe: FakeStripe;
+let t: TestApp;
+let admin: Record<string, string>;
+
+beforeAll(async () => {
+  stripe = await startFakeStripe();
+  t = await createTestApp({
+    STRIPE_SECRET_KEY: 'sk_test_webhooks',
+    STRIPE_API_BASE: stripe.url,
+    STRIPE_WEBHOOK_SECRET: SECRET,
+    STRIPE_TIMEOUT_MS: '500',
+    FORWARDER_ENABLED: 'false',
+  });
+  admin = { Authorization: `Bearer ${t.adminToken}` };
+});
+afterAll(async () => {
+  await t.close();
+  await stripe.close();
+});
+beforeEach(() => stripe.clearFailures());
+
+let clock = Math.floor(Date.now() / 1000);
+function event(type: string, object: unknown, created = ++clock) {
+  return { id: `evt_${randomBytes(10).toString('hex')}`, object: 'event', api_version: '2026-10-28.endive', created, livemode: false, pending_webhooks: 1, type, data: { object } };
+}
+
+function deliver(evt: object, opts: { secret?: string; timestamp?: number; body?: string; signature?: string | null } = {}) {
+  const payload = JSON.stringify(evt);
+  const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: opts.secret ?? SECRET, ...(opts.timestamp ? { timestamp: opts.timestamp } : {}) });
+  const req = request(t.app).post('/api/webhooks/stripe').set('Content-Type', 'application/json');
+  if (opts.signature !== null) req.set('Stripe-Signature', opts.signature ?? header);
+  return req.send(opts.body ?? payload);
+}
+
+const stripePlan = () => createPlan(t, { stripe_price_id: `price_${randomBytes(5).toString('hex')}` });
+const local = (id: string) => t.db('subscriptions').where({ id }).first();
+const eventRows = (id: string) => t.db('stripe_events').where({ id });
+const auditFor = (id: string) => t.db('audit_log').where({ target_id: id, target_type: 'stripe_event' });
+
+describe('signatures', () => {
+  test('when the signature is valid, then the event is recorded as processed', async () => {
+    const e = event('ping.unknown_type', { id: 'obj_1' });
+    const res = await deliver(e);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ received: true, event_id: e.id, type: e.type, result: 'ignored' });
+    expect((await eventRows(e.id))[0].processed_at).not.toBeNull();
+  });
+
+  test.each([
+    ['signed with another secret', { secret: 'whsec_someone_else' }],
+    ['with a tampered body', { body: JSON.stringify({ tampered: true }) }],
+    ['without a signature header', { signature: null }],
+    ['with a garbage signature', { signature: 't=1,v1=abc' }],
+    ['with a stale timestamp', { timestamp: Math.floor(Date.now() / 1000) - 3600 }],
+  ])('when an event arrives %s, then 400 and nothing is written', async (_label, opts) => {
+    const s = await subscribe(t, { plan: await stripePlan() });
+    const e = event('customer.subscription.updated', stripe.subscriptions.get(s.body.stripe_subscription_id));
+    const before = await local(s.id);
+    expectError(await deliver(e, opts), 400, 'INVALID_SIGNATURE');
+    expect(await eventRows(e.id)).toEqual([]);
+    expect(await auditFor(e.id)).toEqual([]);
+    expect(await local(s.id)).toEqual(before);
+  });
+
+  test('when the body was parsed and re-serialised before checking, then the signature no longer matches', async () => {
+    const e = event('customer.subscription.updated', { id: 'sub_x' });
+    const payload = JSON.stringify(e);
+    const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: SECRET });
+    const reserialised = JSON.stringify(JSON.parse(payload), null, 2);
+    const res = await request(t.app).post('/api/webhooks/stripe').set('Content-Type', 'application/json').set('Stripe-Signature', header).send(reserialised);
+    expectError(res, 400, 'INVALID_SIGNATURE');
+    await expect(t.c.webhooks.handle(JSON.parse(payload), header, { actor: 'stripe', actorId: null, ip: null, requestId: null })).rejects.toMatchObject({ code: 'INVALID_SIGNATURE' });
+    expect(await eventRows(e.id)).toEqual([]);
+  });
+});
+
+describe('each event applied once', () => {
+  test('when one event is delivered twice, and then ten times at once, then it has one effect', async () => {
+    const s = await subscribe(t, { plan: await stripePlan() });
+    stripe.setSubscription(s.body.stripe_subscription_id, { status: 'past_due' });
+    const e = event('invoice.payment_failed', { id: 'in_1', object: 'invoice', parent: { subscription_details: { subscription: s.body.stripe_subscription_id } } });
+    const first = await deliver(e);
+    const second = await deliver(e);
+    expect([first.body.result, second.body.result]).toEqual(['processed', 'duplicate']);
+    const many = await Promise.all(Array.from({ length: 10 }, () => deliver(e)));
+    expect(many.every((r) => r.status === 200 && r.body.result === 'duplicate')).toBe(true);
+    expect(await eventRows(e.id)).toHaveLength(1);
+    expect(await auditFor(e.id)).toHaveLength(1);
+    expect((await local(s.id)).status).toBe('past_due');
+  });
+
+  test('when a new event is delivered ten times at once, then exactly one delivery applies it', async () => {
+    const s = await subscribe(t, { plan: await stripePlan() });
+    stripe.setSubscription(s.body.stripe_subscription_id, { cancel_at_period_end: true });
+    const e = event('customer.subscription.updated', stripe.subscriptions.get(s.body.stripe_subscription_id));
+    const results = await Promise.all(Array.from({ length: 10 }, () => deliver(e)));
+    expect(results.map((r) => r.body.result).sort()).toEqual(['processed', ...Array(9).fill('duplicate')].sort());
+    expect(await auditFor(e.id)).toHaveLength(1);
+    expect((await local(s.id)).cancel_at_period_end).toBe(true);
+  });
+});
+
+describe('out of order', () => {
+  test('when an older updated event arrives after a newer one, then the newer state stays', async () => {
+    const s = await subscribe(t, { plan: await stripePlan() });
+    const subId = s.body.stripe_subscription_id;
+    const older = event('customer.subscription.updated', { ...stripe.subscriptions.get(subId), status: 'active' }, clock + 1);
+    stripe.setSubscription(subId, { status: 'past_due' });
+    const newer = event('customer.subscription.updated', { ...stripe.subscriptions.get(subId) }, clock + 2);
+    clock += 2;
+    await deliver(newer).expect(200);
+    expect((await local(s.id)).status).toBe('past_due');
+    await deliver(older).expect(200);
+    expect((await local(s.id)).status).toBe('past_due');
+  });
+
+  test('when updated arrives before created for a subscription made in Stripe, then the row is made once with the current state', async () => {
+    const c = await createCustomer(t);
+    const plan = await stripePlan();
+    const price = (await t.db('plans').where({ code: plan }).first()).stripe_price_id;
+    const stripeCustomer = (await t.db('customers').where({ id: c.id }).first()).stripe_customer_id;
+    const created = await new Stripe('sk_test_webhooks', { host: '127.0.0.1', port: Number(new URL(stripe.url).port), protocol: 'http' }).subscriptions.create({
+      customer: stripeCustomer,
+      items: [{ price }],
+    });
+    stripe.setSubscription(created.id, { status: 'past_due' });
+    const createdEvt = event('customer.subscription.created', { ...created, status: 'active' });
+    const updatedEvt = event('customer.subscription.updated', { ...stripe.subscriptions.get(created.id) });
+    await deliver(updatedEvt).expect(200);
+    await deliver(createdEvt).expect(200);
+    const rows = await t.db('subscriptions').where({ stripe_subscription_id: created.id });
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ customer_id: c.id, status: 'past_due' });
+    expect(rows[0].plan_id).toBe((await t.db('plans').where({ code: plan }).first()).id);
+  });
+});
+
+test('when a subscription goes through its whole life by webhooks, then the local state follows each step', async () => {
+  const s = await subscribe(t, { plan: await stripePlan(), body: { trial_days: 7 } });
+  const subId = s.body.stripe_subscription_id;
+  const invoice = { id: 'in_life', object: 'invoice', parent: { subscription_details: { subscription: subId } } };
+  expect((await local(s.id)).status).toBe('trialing');
+
+  const steps: [string, object, Partial<Record<string, unknown>>, string][] = [
+    ['customer.subscription.updated', { status: 'active', trial_end: null }, {}, 'active'],
+    ['invoice.payment_failed', { status: 'past_due' }, invoice, 'past_due'],
+    ['invoice.paid', { status: 'active' }, invoice, 'active'],
+    ['customer.subscription.deleted', { status: 'canceled', canceled_at: Math.floor(Date.now() / 1000) }, {}, 'canceled'],
+  ];
+  for (const [type, change, object, expected] of steps) {
+    const sub = stripe.setSubscription(subId, change);
+    const res = await deliver(event(type, Object.keys(object).length ? object : { ...sub }));
+    expect([type, res.status, res.body.result]).toEqual([type, 200, 'processed']);
+    expect([type, (await local(s.id)).status]).toEqual([type, expected]);
+  }
+  expect((await local(s.id)).canceled_at).not.toBeNull();
+  const mine = await request(t.app).get('/api/subscriptions').set('X-API-Key', s.customer.apiKey);
+  expect(mine.body.data[0]).toMatchObject({ id: s.id, status: 'canceled' });
+});
+
+test('when applying an event fails, then 500 so Stripe retries, the failure is visible to admins, and a redelivery applies it', async () => {
+  const s = await subscribe(t, { plan: await stripePlan() });
+  const subId = s.body.stripe_subscription_id;
+  stripe.setSubscription(subId, { status: 'unpaid' });
+  const e = event('customer.subscription.updated', { ...stripe.subscriptions.get(subId) });
+  stripe.failNext(new RegExp(`^/v1/subscriptions/${subId}$`), 3, { status: 500 });
+  expectError(await deliver(e), 500, 'INTERNAL_ERROR');
+  expect((await local(s.id)).status).toBe('active');
+  const [row] = await eventRows(e.id);
+  expect(row).toMatchObject({ processed_at: null, attempts: 1 });
+  expect(row.last_error).toMatch(/500/);
+  const report = await request(t.app).get('/api/reports/webhooks').set(admin);
+  expect(report.body.failing_events.map((f: { id: string }) => f.id)).toContain(e.id);
+
+  const again = await deliver(e);
+  expect(again.body.result).toBe('processed');
+  expect((await local(s.id)).status).toBe('unpaid');
+  expect((await eventRows(e.id))[0]).toMatchObject({ attempts: 2, last_error: null });
+});
+
+test('when a Stripe customer is deleted, then our customer is unlinked and keeps its data', async () => {
+  const c = await createCustomer(t);
+  const stripeId = (await t.db('customers').where({ id: c.id }).first()).stripe_customer_id;
+  await deliver(event('customer.deleted', { id: stripeId, object: 'customer', deleted: true })).expect(200);
+  expect(await t.db('customers').where({ id: c.id }).first()).toMatchObject({ stripe_customer_id: null, status: 'active' });
+});
