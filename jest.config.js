@@ -8,4 +8,7 @@ module.exports = {
   globalSetup: '<rootDir>/tests/global-setup.ts',
   globalTeardown: '<rootDir>/tests/global-teardown.ts',
   testTimeout: 30000,
+  // Test files share one database, and a few act on all of it (the usage forwarder claims any due
+  // event, reconciliation walks every linked customer): run the files one after another.
+  maxWorkers: 1,
 };

@@ -80,6 +80,20 @@ export function subscriptionsRoutes(subscriptions: SubscriptionsService) {
       },
     }),
     defineRoute({
+      method: 'post',
+      path: '/api/stripe/reconcile',
+      auth: 'admin',
+      summary: 'Re-list linked customers’ subscriptions in Stripe, repair local drift, report what changed',
+      auditAction: 'subscription.reconcile',
+      async handle({ ctx }, res) {
+        if (!subscriptions.stripeEnabled) {
+          res.json({ stripe_enabled: false, checked: 0, changes: [] });
+          return;
+        }
+        res.json({ stripe_enabled: true, ...(await subscriptions.reconcile(ctx)) });
+      },
+    }),
+    defineRoute({
       method: 'get',
       path: '/api/subscriptions',
       auth: 'customer',

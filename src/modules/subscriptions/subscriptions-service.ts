@@ -96,6 +96,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
 
   return {
     apply,
+    stripeEnabled: stripe.enabled,
 
     list: (customerId: string) => repo.listForCustomer(db, customerId),
 
@@ -212,6 +213,40 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
       const s = (await repo.find(db, current.id))!;
       await record(ctx, 'subscription.cancel', s, { immediately });
       return s;
+    },
+
+    /**
+     * Re-lists every linked customer's subscriptions in Stripe and repairs local drift: missing
+     * rows are added, stale ones updated, and rows Stripe no longer has are marked canceled.
+     * Returns what changed.
+     */
+    async reconcile(ctx: ActorContext) {
+      const changes: { subscription_id: string | null; stripe_subscription_id: string; change: string; from?: string; to?: string }[] = [];
+      let checked = 0;
+      for (const customer of await customersRepo.withStripeCustomer(db)) {
+        const live = await stripe.listSubscriptions(customer.stripeCustomerId!);
+        const seen = new Set<string>();
+        for (const s of live) {
+          seen.add(s.id);
+          checked++;
+          const before = await repo.findByStripeId(db, s.id);
+          const { outcome, subscriptionId } = await apply(s, now());
+          const after = subscriptionId ? await repo.find(db, subscriptionId) : null;
+          if (outcome === 'unmapped') changes.push({ subscription_id: null, stripe_subscription_id: s.id, change: 'unmapped: no plan of ours matches its prices' });
+          else if (!before) changes.push({ subscription_id: subscriptionId, stripe_subscription_id: s.id, change: 'added', to: s.status });
+          else if (after && (before.status !== after.status || before.cancelAtPeriodEnd !== after.cancelAtPeriodEnd || before.planId !== after.planId
+            || before.currentPeriodEnd?.getTime() !== after.currentPeriodEnd?.getTime())) {
+            changes.push({ subscription_id: before.id, stripe_subscription_id: s.id, change: 'updated', from: before.status, to: after.status });
+          }
+        }
+        for (const mineOnly of await repo.listWithStripeId(db, customer.id)) {
+          if (seen.has(mineOnly.stripeSubscriptionId!) || mineOnly.status === 'canceled') continue;
+          await repo.updateLocal(db, mineOnly.id, { status: 'canceled', canceledAt: new Date(now()), cancelAtPeriodEnd: false });
+          changes.push({ subscription_id: mineOnly.id, stripe_subscription_id: mineOnly.stripeSubscriptionId!, change: 'canceled: Stripe no longer has it', from: mineOnly.status, to: 'canceled' });
+        }
+      }
+      await audit.recordDetached(ctx, { action: 'subscription.reconcile', outcome: 'success', details: { checked, changed: changes.length } });
+      return { checked, changes };
     },
 
     /** Re-reads one subscription from Stripe and applies it (webhooks, reconciliation). */
