@@ -33,9 +33,8 @@ afterAll(async () => {
 beforeEach(() => stripe.clearFailures());
 
 let clock = Math.floor(Date.now() / 1000);
-function event(type: string, object: unknown, created = ++clock) {
-  return { id: `evt_${randomBytes(10).toString('hex')}`, object: 'event', api_version: '2026-10-28.endive', created, livemode: false, pending_webhooks: 1, type, data: { object } };
-}
+/** Events in Stripe's shape, built (and served back) by the fake. */
+const event = (type: string, object: unknown, created = ++clock) => stripe.event(type, object as Record<string, unknown>, created);
 
 function deliver(evt: object, opts: { secret?: string; timestamp?: number; body?: string; signature?: string | null } = {}) {
   const payload = JSON.stringify(evt);
@@ -91,7 +90,7 @@ describe('each event applied once', () => {
   test('when one event is delivered twice, and then ten times at once, then it has one effect', async () => {
     const s = await subscribe(t, { plan: await stripePlan() });
     stripe.setSubscription(s.body.stripe_subscription_id, { status: 'past_due' });
-    const e = event('invoice.payment_failed', { id: 'in_1', object: 'invoice', parent: { subscription_details: { subscription: s.body.stripe_subscription_id } } });
+    const e = event('invoice.payment_failed', stripe.invoice(s.body.stripe_subscription_id, 'open'));
     const first = await deliver(e);
     const second = await deliver(e);
     expect([first.body.result, second.body.result]).toEqual(['processed', 'duplicate']);
@@ -151,13 +150,12 @@ describe('out of order', () => {
 test('when a subscription goes through its whole life by webhooks, then the local state follows each step', async () => {
   const s = await subscribe(t, { plan: await stripePlan(), body: { trial_days: 7 } });
   const subId = s.body.stripe_subscription_id;
-  const invoice = { id: 'in_life', object: 'invoice', parent: { subscription_details: { subscription: subId } } };
   expect((await local(s.id)).status).toBe('trialing');
 
   const steps: [string, object, Partial<Record<string, unknown>>, string][] = [
     ['customer.subscription.updated', { status: 'active', trial_end: null }, {}, 'active'],
-    ['invoice.payment_failed', { status: 'past_due' }, invoice, 'past_due'],
-    ['invoice.paid', { status: 'active' }, invoice, 'active'],
+    ['invoice.payment_failed', { status: 'past_due' }, stripe.invoice(subId, 'open'), 'past_due'],
+    ['invoice.paid', { status: 'active' }, stripe.invoice(subId, 'paid'), 'active'],
     ['customer.subscription.deleted', { status: 'canceled', canceled_at: Math.floor(Date.now() / 1000) }, {}, 'canceled'],
   ];
   for (const [type, change, object, expected] of steps) {

@@ -33,11 +33,28 @@ export interface FakeSubscription {
   items: { object: 'list'; data: { id: string; object: 'subscription_item'; price: { id: string; object: 'price' }; current_period_start: number; current_period_end: number }[] };
 }
 
+export interface FakeEvent {
+  id: string;
+  object: 'event';
+  api_version: string;
+  created: number;
+  livemode: boolean;
+  pending_webhooks: number;
+  type: string;
+  data: { object: Record<string, unknown> };
+}
+
 export interface FakeStripe {
   url: string;
   requests: RecordedRequest[];
   customers: Map<string, Record<string, unknown>>;
   subscriptions: Map<string, FakeSubscription>;
+  prices: Map<string, Record<string, unknown>>;
+  invoices: Map<string, Record<string, unknown>>;
+  /** Builds an event in Stripe's shape and keeps it, so GET /v1/events/:id serves it. */
+  event(type: string, object: Record<string, unknown>, created?: number): FakeEvent;
+  /** An invoice of a subscription, in the API 2025-03-31+ shape (parent.subscription_details). */
+  invoice(subscriptionId: string, status: 'open' | 'paid'): Record<string, unknown>;
   /** Changes a subscription as Stripe would (e.g. a payment failed), without a request. */
   setSubscription(id: string, patch: Partial<FakeSubscription>): FakeSubscription;
   /** The next `times` requests to paths matching `path` fail this way. */
@@ -81,6 +98,10 @@ export async function startFakeStripe(): Promise<FakeStripe> {
   const idempotent = new Map<string, { status: number; body: unknown }>();
   const customers = new Map<string, Record<string, unknown>>();
   const subscriptions = new Map<string, FakeSubscription>();
+  const prices = new Map<string, Record<string, unknown>>();
+  const invoices = new Map<string, Record<string, unknown>>();
+  const events = new Map<string, FakeEvent>();
+  let eventClock = Math.floor(Date.now() / 1000);
   const notFound = (what: string, key: string) => ({ status: 404, body: { error: { type: 'invalid_request_error', code: 'resource_missing', message: `No such ${what}: '${key}'` } } });
   const MONTH = 30 * 86400;
 
@@ -88,6 +109,17 @@ export async function startFakeStripe(): Promise<FakeStripe> {
     const now = Math.floor(Date.now() / 1000);
     const b = req.body as Record<string, any>;
     let m: RegExpExecArray | null;
+    if (req.method === 'POST' && req.path === '/v1/prices') {
+      const p = { id: id('price'), object: 'price', active: true, currency: b.currency ?? 'usd', unit_amount: Number(b.unit_amount ?? 0), recurring: b.recurring ?? null, product: b.product ?? id('prod'), created: now };
+      prices.set(p.id, p);
+      return { status: 200, body: p };
+    }
+    for (const [path, store, what] of [['prices', prices, 'price'], ['invoices', invoices, 'invoice'], ['events', events as Map<string, unknown>, 'event']] as const) {
+      if (req.method === 'GET' && (m = new RegExp(`^/v1/${path}/([^/]+)$`).exec(req.path))) {
+        const found = store.get(m[1]!);
+        return found ? { status: 200, body: found } : notFound(what, m[1]!);
+      }
+    }
     if (req.method === 'POST' && req.path === '/v1/customers') {
       const c = { id: id('cus'), object: 'customer', email: b.email ?? null, name: b.name ?? null, metadata: b.metadata ?? {}, created: now };
       customers.set(c.id, c);
@@ -216,6 +248,29 @@ export async function startFakeStripe(): Promise<FakeStripe> {
     requests,
     customers,
     subscriptions,
+    prices,
+    invoices,
+    event(type, object, created = ++eventClock) {
+      const e: FakeEvent = { id: id('evt'), object: 'event', api_version: '2026-10-28.endive', created, livemode: false, pending_webhooks: 1, type, data: { object } };
+      events.set(e.id, e);
+      return e;
+    },
+    invoice(subscriptionId, status) {
+      const sub = subscriptions.get(subscriptionId);
+      const inv = {
+        id: id('in'),
+        object: 'invoice',
+        customer: sub?.customer ?? null,
+        status,
+        paid: status === 'paid',
+        amount_due: 4900,
+        currency: 'usd',
+        parent: { type: 'subscription_details', subscription_details: { subscription: subscriptionId, metadata: {} } },
+        created: Math.floor(Date.now() / 1000),
+      };
+      invoices.set(inv.id, inv);
+      return inv;
+    },
     setSubscription(subId, patch) {
       const sub = subscriptions.get(subId);
       if (!sub) throw new Error(`no fake subscription ${subId}`);
