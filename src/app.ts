@@ -51,6 +51,7 @@ export function createApp(c: Container): Express {
     customerAuth: customerAuth(c.verifier),
     jsonBodyLimit: c.config.jsonBodyLimit,
     audit: c.audit,
+    limiters: c.limiters,
   });
 
   app.use(notFound);

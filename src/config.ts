@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { checkTokenStrength } from './lib/token-strength';
+import { parseLimit } from './lib/limit-format';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -20,6 +21,19 @@ const trustProxy = z
     if (/^\d+$/.test(v)) return Number(v);
     return v.split(',').map((s) => s.trim()).filter(Boolean);
   });
+
+const limit = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const parsed = parseLimit(v);
+      if (!parsed) {
+        ctx.addIssue({ code: 'custom', message: 'must look like <max>/<window>, e.g. 100/15m, 60/1h, 5/30s' });
+        return z.NEVER;
+      }
+      return parsed;
+    });
 
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
@@ -74,6 +88,14 @@ const schema = z.object({
   FORWARDER_BACKOFF_BASE_MS: int(1, 3_600_000).default(2000),
   FORWARDER_BACKOFF_MAX_MS: int(1, 86_400_000).default(3_600_000),
   FORWARDER_LEASE_SECONDS: int(5, 3600).default(300),
+
+  RATE_LIMIT_API: limit('100/15m'),
+  RATE_LIMIT_USAGE: limit('60/1h'),
+  RATE_LIMIT_WEBHOOKS: limit('100/1m'),
+  RATE_LIMIT_ADMIN: limit('10/1h'),
+  RATE_LIMIT_AUTH_FAILURES: limit('20/15m'),
+  REDIS_URL: z.string().regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL').optional(),
+  METRICS_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
 });
 
 type Parsed = z.infer<typeof schema>;
@@ -117,6 +139,11 @@ export interface Config {
     readonly apiBase: string | undefined;
     readonly timeoutMs: number;
   };
+  readonly rateLimits: Readonly<Record<'api' | 'usage' | 'webhooks' | 'admin' | 'authFailures', { max: number; windowMs: number }>>;
+  /** Unset: rate limits are counted in each instance's memory. */
+  readonly redisUrl: string | undefined;
+  /** A token that reads /metrics only, and that the admin limiter does not count. */
+  readonly metricsToken: string | undefined;
   readonly forwarder: {
     readonly enabled: boolean;
     readonly intervalMs: number;
@@ -221,6 +248,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       apiBase: c.STRIPE_API_BASE,
       timeoutMs: c.STRIPE_TIMEOUT_MS,
     }),
+    rateLimits: Object.freeze({
+      api: c.RATE_LIMIT_API,
+      usage: c.RATE_LIMIT_USAGE,
+      webhooks: c.RATE_LIMIT_WEBHOOKS,
+      admin: c.RATE_LIMIT_ADMIN,
+      authFailures: c.RATE_LIMIT_AUTH_FAILURES,
+    }),
+    redisUrl: c.REDIS_URL,
+    metricsToken: c.METRICS_TOKEN,
     forwarder: Object.freeze({
       enabled: c.FORWARDER_ENABLED,
       intervalMs: c.FORWARDER_INTERVAL_MS,

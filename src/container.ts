@@ -27,6 +27,7 @@ import { createStripeEventsRepository } from './modules/stripe-webhooks/stripe-e
 import { createStripeWebhooksService } from './modules/stripe-webhooks/stripe-webhooks-service';
 import { createStripeClient } from './stripe/stripe-client';
 import type { StripePort } from './stripe/stripe-port';
+import { createLimiters, type LimiterName, type RedisCommander } from './middleware/rate-limits';
 
 export interface ContainerOptions {
   config: Config;
@@ -36,10 +37,13 @@ export interface ContainerOptions {
   onBcrypt?: () => void;
   /** Defaults to the real stripe-node client (or the disabled port when STRIPE_SECRET_KEY is unset). */
   stripe?: StripePort;
+  /** Shared rate-limit counters; null: each instance counts in memory. */
+  redis?: RedisCommander | null;
+  onLimited?: (name: LimiterName) => void;
 }
 
 /** Builds every service from its dependencies. server.ts and the tests both call this. */
-export function buildContainer({ config, db, logger, now, onBcrypt, stripe = createStripeClient(config) }: ContainerOptions) {
+export function buildContainer({ config, db, logger, now, onBcrypt, stripe = createStripeClient(config), redis = null, onLimited }: ContainerOptions) {
   const auditRepo = createAuditRepository();
   const keysRepo = createApiKeysRepository();
   const customersRepo = createCustomersRepository();
@@ -117,6 +121,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     plans,
     subscriptions,
     webhooks,
+    limiters: createLimiters({ config, redis, logger, onLimited }),
     planSchemas: planSchemas(config.usage.metrics),
 
     /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder. */

@@ -8,6 +8,7 @@ import { migrateLatest } from './db/migration-source';
 import { openDatabase } from './db/open-database';
 import { loadOrCreateDevAdminToken } from './dev-admin-token';
 import { createLogger } from './logger';
+import { connectRedis } from './redis';
 
 /** Composition root: config -> database -> migrations -> services -> app -> listen -> graceful shutdown. */
 async function main(): Promise<void> {
@@ -40,7 +41,10 @@ async function main(): Promise<void> {
     const applied = await migrateLatest(database.db);
     logger.info({ applied }, applied.length ? 'migrations applied' : 'migrations current');
   }
-  const container = buildContainer({ config, db: database.db, logger });
+  const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : null;
+  // Shared limits from the first request when Redis is there; never wait long for it.
+  if (redis) logger.info({ connected: await redis.ready }, 'Redis for shared rate limits');
+  const container = buildContainer({ config, db: database.db, logger, redis });
   await container.start(database.url);
   const app = createApp(container);
 
@@ -70,6 +74,7 @@ async function main(): Promise<void> {
     await closed;
     clearInterval(sweeper);
     await container.stop();
+    await redis?.close();
     await database.close();
     logger.info('stopped');
     logger.flush?.();

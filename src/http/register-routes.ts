@@ -4,6 +4,7 @@ import { contextOf } from '../middleware/context';
 import { jsonBody } from '../middleware/json-body';
 import { toAppError } from '../middleware/error-handler';
 import type { AuditService } from '../modules/audit/audit-service';
+import type { Limiters } from '../middleware/rate-limits';
 import type { RouteDef } from './route';
 import { parseInput } from './validation';
 
@@ -12,18 +13,23 @@ export interface RouteDeps {
   customerAuth: RequestHandler;
   jsonBodyLimit: string;
   audit: AuditService;
+  limiters: Limiters;
 }
 
 /**
  * Wires each row of the route table in one fixed order:
- * authenticate -> read the JSON body -> validate params, query, body -> handle.
- * Authentication comes first so an unauthenticated caller learns nothing about validation.
+ * rate limits (per IP; failed authentications per IP, before any bcrypt) -> authenticate ->
+ * per-customer limit -> read the body -> validate params, query, body -> handle.
+ * Authentication comes before the body so an unauthenticated caller learns nothing about validation.
  */
 export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: RouteDeps): void {
   for (const r of routes) {
     const chain: RequestHandler[] = [];
-    if (r.auth === 'admin') chain.push(deps.adminAuth);
-    if (r.auth === 'customer') chain.push(deps.customerAuth);
+    const { limiters } = deps;
+    if (r.auth === 'admin') chain.push(limiters.admin, limiters.authFailures, deps.adminAuth);
+    if (r.auth === 'customer') chain.push(limiters.api, limiters.authFailures, deps.customerAuth);
+    if (r.auth === 'stripe') chain.push(limiters.webhooks);
+    if (r.rateLimit === 'usage') chain.push(limiters.usage);
     if (r.rawBody) chain.push(express.raw({ type: 'application/json', limit: r.bodyLimit ?? deps.jsonBodyLimit }));
     else if (r.body) chain.push(...jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));
     chain.push(async (req, res) => {

@@ -40,6 +40,8 @@ export interface RouteDef {
   bodyLimit?: string;
   /** The body as raw bytes (a Buffer), never parsed: signature checks need Stripe's exact bytes. */
   rawBody?: boolean;
+  /** An extra limiter applied after authentication (per customer). */
+  rateLimit?: 'usage';
   query?: z.ZodType;
   params?: z.ZodType;
   handle(input: RouteInput<AuthKind, unknown, unknown, unknown>, res: Response): unknown;
@@ -61,6 +63,7 @@ export function defineRoute<
   body?: B;
   bodyLimit?: string;
   rawBody?: boolean;
+  rateLimit?: 'usage';
   query?: Q;
   params?: P;
   handle(input: RouteInput<A, z.output<B>, z.output<Q>, z.output<P>>, res: Response): unknown;

@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config';
 import { buildContainer, Container } from '../../src/container';
 import { createKnex } from '../../src/db/knex';
 import { createLogger } from '../../src/logger';
+import type { RedisCommander } from '../../src/middleware/rate-limits';
 
 export interface TestApp {
   app: Express;
@@ -16,6 +17,8 @@ export interface TestApp {
   /** Every log line the app wrote, as written (after redaction). */
   logs: string[];
   bcryptCalls(): number;
+  /** The limiters that refused a request, in order. */
+  limited: string[];
   close(): Promise<void>;
 }
 
@@ -30,7 +33,7 @@ export const newAdminToken = () => randomBytes(32).toString('hex');
 /** The real app and services on the test database, with a low bcrypt cost and captured logs. */
 export async function createTestApp(
   env: Record<string, string> = {},
-  opts: { now?: () => number; databaseUrl?: string } = {},
+  opts: { now?: () => number; databaseUrl?: string; redis?: RedisCommander | null } = {},
 ): Promise<TestApp> {
   const databaseUrl = opts.databaseUrl ?? testDatabaseUrl();
   const adminToken = newAdminToken();
@@ -40,6 +43,12 @@ export async function createTestApp(
     ADMIN_API_TOKEN: adminToken,
     BCRYPT_COST: '4',
     LOG_LEVEL: 'info',
+    // Limits are tested on their own; elsewhere they stay out of the way.
+    RATE_LIMIT_API: '1000000/1m',
+    RATE_LIMIT_USAGE: '1000000/1m',
+    RATE_LIMIT_WEBHOOKS: '1000000/1m',
+    RATE_LIMIT_ADMIN: '1000000/1m',
+    RATE_LIMIT_AUTH_FAILURES: '1000000/1m',
     ...env,
   });
   const logs: string[] = [];
@@ -52,7 +61,8 @@ export async function createTestApp(
   const logger = createLogger(config, sink);
   const db = createKnex({ url: databaseUrl, poolMax: 5, logger });
   let bcrypt = 0;
-  const c = buildContainer({ config, db, logger, now: opts.now, onBcrypt: () => void bcrypt++ });
+  const limited: string[] = [];
+  const c = buildContainer({ config, db, logger, now: opts.now, onBcrypt: () => void bcrypt++, redis: opts.redis ?? null, onLimited: (n) => void limited.push(n) });
   return {
     app: createApp(c),
     c,
@@ -60,6 +70,7 @@ export async function createTestApp(
     adminToken,
     logs,
     bcryptCalls: () => bcrypt,
+    limited,
     async close() {
       await c.stop();
       await db.destroy();

@@ -78,6 +78,7 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
       summary: 'Report usage: one event, or {events: [...]} (all or nothing); replays return the original',
       body: z.unknown(),
       bodyLimit,
+      rateLimit: 'usage',
       async handle({ body, principal, req }, res) {
         const parsed = parseUsageBody(schemas, body, req);
         if (parsed.single) {
