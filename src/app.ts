@@ -3,7 +3,7 @@ import helmet from 'helmet';
 import type { Container } from './container';
 import { registerRoutes } from './http/register-routes';
 import type { RouteDef } from './http/route';
-import { adminAuth } from './middleware/admin-auth';
+import { adminAuth, metricsAuth } from './middleware/admin-auth';
 import { customerAuth } from './middleware/customer-auth';
 import { errorHandler, notFound } from './middleware/error-handler';
 import { httpLogger } from './middleware/http-logger';
@@ -12,6 +12,7 @@ import { apiKeysRoutes } from './modules/api-keys/api-keys-routes';
 import { auditRoutes } from './modules/audit/audit-routes';
 import { customersRoutes } from './modules/customers/customers-routes';
 import { healthRoutes } from './modules/health/health-routes';
+import { defineRoute } from './http/route';
 import { plansRoutes } from './modules/plans/plans-routes';
 import { subscriptionsRoutes } from './modules/subscriptions/subscriptions-routes';
 import { stripeWebhooksRoutes } from './modules/stripe-webhooks/stripe-webhooks-routes';
@@ -30,6 +31,15 @@ export function routeTable(c: Container): RouteDef[] {
     ...plansRoutes(c.plans, c.planSchemas),
     ...subscriptionsRoutes(c.subscriptions),
     ...stripeWebhooksRoutes(c.webhooks),
+    defineRoute({
+      method: 'get',
+      path: '/metrics',
+      auth: 'metrics',
+      summary: 'Prometheus metrics (METRICS_TOKEN or an admin token)',
+      async handle(_input, res) {
+        res.type(c.metrics.registry.contentType).send(await c.metrics.registry.metrics());
+      },
+    }),
   ];
 }
 
@@ -44,10 +54,18 @@ export function createApp(c: Container): Express {
 
   app.use(requestId());
   app.use(httpLogger(c.logger));
+  app.use((req, res, next) => {
+    const end = c.metrics.httpDuration.startTimer();
+    // The route template, not the path: ids stay out of the labels.
+    res.on('finish', () => end({ method: req.method, route: req.route?.path ?? 'unmatched', status: String(res.statusCode) }));
+    next();
+  });
   app.use(helmet());
 
+  const admin = adminAuth(c.adminTokens, c.audit, (reason) => c.metrics.authFailures.inc({ kind: 'admin_token', reason }));
   registerRoutes(app, routeTable(c), {
-    adminAuth: adminAuth(c.adminTokens, c.audit),
+    adminAuth: admin,
+    metricsAuth: metricsAuth(c.config.metricsToken, admin),
     customerAuth: customerAuth(c.verifier),
     jsonBodyLimit: c.config.jsonBodyLimit,
     audit: c.audit,

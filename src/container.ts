@@ -28,6 +28,7 @@ import { createStripeWebhooksService } from './modules/stripe-webhooks/stripe-we
 import { createStripeClient } from './stripe/stripe-client';
 import type { StripePort } from './stripe/stripe-port';
 import { createLimiters, type LimiterName, type RedisCommander } from './middleware/rate-limits';
+import { createMetrics } from './metrics';
 
 export interface ContainerOptions {
   config: Config;
@@ -44,6 +45,7 @@ export interface ContainerOptions {
 
 /** Builds every service from its dependencies. server.ts and the tests both call this. */
 export function buildContainer({ config, db, logger, now, onBcrypt, stripe = createStripeClient(config), redis = null, onLimited }: ContainerOptions) {
+  const metrics = createMetrics();
   const auditRepo = createAuditRepository();
   const keysRepo = createApiKeysRepository();
   const customersRepo = createCustomersRepository();
@@ -52,7 +54,17 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   const cache = new VerificationCache(config.apiKeyCacheTtlSeconds * 1000, config.apiKeyCacheMaxEntries, now);
   const invalidation = createKeyInvalidation({ cache, logger });
   const lastUsed = createLastUsedTracker({ db, repo: keysRepo, logger, intervalMs: config.lastUsedFlushSeconds * 1000 });
-  const verifier = createKeyVerifier({ db, repo: keysRepo, cache, audit, lastUsed, bcryptCost: config.bcryptCost, now, onBcrypt });
+  const verifier = createKeyVerifier({
+    db,
+    repo: keysRepo,
+    cache,
+    audit,
+    lastUsed,
+    bcryptCost: config.bcryptCost,
+    now,
+    onBcrypt,
+    onFailure: (reason) => metrics.authFailures.inc({ kind: 'customer_key', reason }),
+  });
   const apiKeys = createApiKeysService({
     db,
     repo: keysRepo,
@@ -63,7 +75,14 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     maxActiveKeys: config.maxActiveKeysPerCustomer,
   });
   const customers = createCustomersService({ db, repo: customersRepo, apiKeys, audit, invalidation, stripe, logger });
-  const usage = createUsageService({ db, repo: createUsageRepository(), customers: customersRepo, stripeEnabled: stripe.enabled, now });
+  const usage = createUsageService({
+    db,
+    repo: createUsageRepository(),
+    customers: customersRepo,
+    stripeEnabled: stripe.enabled,
+    now,
+    onAccepted: (mode, n) => metrics.usageAccepted.inc({ mode }, n),
+  });
   const forwarderRepo = createForwarderRepository();
   const forwarder = createUsageForwarder({
     db,
@@ -72,7 +91,11 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     logger: logger.child({ component: 'usage-forwarder' }),
     settings: config.forwarder,
     meterEvents: config.usage.meterEvents,
+    onRun: (r) => {
+      for (const outcome of ['sent', 'retried', 'failed', 'local'] as const) if (r[outcome]) metrics.forwarderOutcomes.inc({ outcome }, r[outcome]);
+    },
   });
+  metrics.watch(db, () => forwarderRepo.stats(db));
   const forwarding = createForwardingService({ db, repo: forwarderRepo, audit, stripeEnabled: stripe.enabled });
   const plansRepo = createPlansRepository();
   const plans = createPlansService({ db, repo: plansRepo, audit });
@@ -98,6 +121,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     secret: config.stripe.webhookSecret,
     toleranceSeconds: config.stripe.webhookToleranceSeconds,
     now,
+    onOutcome: (type, outcome) => metrics.webhookEvents.inc({ type, outcome }),
   });
 
   return {
@@ -121,7 +145,16 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     plans,
     subscriptions,
     webhooks,
-    limiters: createLimiters({ config, redis, logger, onLimited }),
+    metrics,
+    limiters: createLimiters({
+      config,
+      redis,
+      logger,
+      onLimited: (name) => {
+        metrics.rateLimited.inc({ limiter: name });
+        onLimited?.(name);
+      },
+    }),
     planSchemas: planSchemas(config.usage.metrics),
 
     /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder. */

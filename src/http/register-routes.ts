@@ -11,6 +11,7 @@ import { parseInput } from './validation';
 export interface RouteDeps {
   adminAuth: RequestHandler;
   customerAuth: RequestHandler;
+  metricsAuth: RequestHandler;
   jsonBodyLimit: string;
   audit: AuditService;
   limiters: Limiters;
@@ -29,6 +30,7 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
     if (r.auth === 'admin') chain.push(limiters.admin, limiters.authFailures, deps.adminAuth);
     if (r.auth === 'customer') chain.push(limiters.api, limiters.authFailures, deps.customerAuth);
     if (r.auth === 'stripe') chain.push(limiters.webhooks);
+    if (r.auth === 'metrics') chain.push(limiters.admin, limiters.authFailures, deps.metricsAuth);
     if (r.rateLimit === 'usage') chain.push(limiters.usage);
     if (r.rawBody) chain.push(express.raw({ type: 'application/json', limit: r.bodyLimit ?? deps.jsonBodyLimit }));
     else if (r.body) chain.push(...jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));

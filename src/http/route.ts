@@ -3,8 +3,11 @@ import { z } from 'zod';
 import type { ActorContext } from '../lib/request-context';
 import type { CustomerPrincipal } from '../modules/api-keys/key-verifier';
 
-/** 'stripe': no credential middleware; the handler checks Stripe's signature over the raw body. */
-export type AuthKind = 'public' | 'admin' | 'customer' | 'stripe';
+/**
+ * 'stripe': no credential middleware; the handler checks Stripe's signature over the raw body.
+ * 'metrics': METRICS_TOKEN or an admin token.
+ */
+export type AuthKind = 'public' | 'admin' | 'customer' | 'stripe' | 'metrics';
 export type HttpMethod = 'get' | 'post' | 'patch' | 'put' | 'delete';
 
 export interface AdminPrincipal {
@@ -12,7 +15,7 @@ export interface AdminPrincipal {
   actorId: string;
 }
 
-type PrincipalFor<A extends AuthKind> = A extends 'admin'
+type PrincipalFor<A extends AuthKind> = A extends 'admin' | 'metrics'
   ? AdminPrincipal
   : A extends 'customer'
     ? CustomerPrincipal

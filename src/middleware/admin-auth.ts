@@ -32,11 +32,12 @@ export function bearerToken(header: string | undefined): string | undefined {
   return m?.[1];
 }
 
-export function adminAuth(verifier: AdminTokenVerifier, audit: AuditService): RequestHandler {
+export function adminAuth(verifier: AdminTokenVerifier, audit: AuditService, onFailure?: (reason: string) => void): RequestHandler {
   return async (req, res, next) => {
     const token = bearerToken(req.get('authorization'));
     const fingerprint = token ? verifier.match(token) : null;
     if (!fingerprint) {
+      onFailure?.(token ? 'invalid' : 'missing');
       await audit.recordDetached(
         { ...contextOf(req), actor: 'admin', actorId: null },
         { action: 'auth.admin_token', outcome: 'failure', details: { reason: token ? 'invalid' : 'missing' } },
@@ -47,5 +48,18 @@ export function adminAuth(verifier: AdminTokenVerifier, audit: AuditService): Re
     res.locals.principal = { actorId: fingerprint };
     res.locals.actor = { actor: 'admin', actorId: fingerprint };
     next();
+  };
+}
+
+/** Prometheus reads /metrics with METRICS_TOKEN (compared in constant time); an admin token works too. */
+export function metricsAuth(metricsToken: string | undefined, admin: RequestHandler): RequestHandler {
+  const verifier = metricsToken ? createAdminTokenVerifier([metricsToken]) : null;
+  return (req, res, next) => {
+    const token = bearerToken(req.get('authorization'));
+    if (verifier && token && verifier.match(token)) {
+      res.locals.principal = { actorId: 'metrics' };
+      return next();
+    }
+    return admin(req, res, next);
   };
 }

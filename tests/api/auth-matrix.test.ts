@@ -58,6 +58,7 @@ const samples: Record<string, (t: TestApp) => Promise<{ path: string; body?: obj
   'POST /api/webhooks/stripe': async () => ({ path: '/api/webhooks/stripe', body: { id: 'evt_1', object: 'event', type: 'ping', created: 1, data: { object: {} } } }),
   'GET /api/reports/webhooks': async () => ({ path: '/api/reports/webhooks' }),
   'POST /api/stripe/reconcile': async () => ({ path: '/api/stripe/reconcile' }),
+  'GET /metrics': async () => ({ path: '/metrics' }),
 };
 
 const name = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
@@ -90,7 +91,7 @@ describe('admin routes', () => {
     ['a customer key in X-API-Key', () => ({ 'X-API-Key': customer.apiKey })],
     ['a customer key as the bearer token', () => ({ Authorization: `Bearer ${customer.apiKey}` })],
   ])('when called with %s, then every admin route answers 401 in the envelope', async (_label, headers) => {
-    for (const r of routes().filter((r) => r.auth === 'admin')) {
+    for (const r of routes().filter((r) => (r.auth === 'admin' || r.auth === 'metrics'))) {
       const s = await samples[name(r)]!(t);
       const res = await send(r, s.path, s.body, headers());
       expectError(res, 401, 'UNAUTHORIZED');
@@ -99,7 +100,7 @@ describe('admin routes', () => {
   });
 
   test('when called with the admin token, then every admin route succeeds', async () => {
-    for (const r of routes().filter((r) => r.auth === 'admin')) {
+    for (const r of routes().filter((r) => (r.auth === 'admin' || r.auth === 'metrics'))) {
       const s = await samples[name(r)]!(t);
       const res = await send(r, s.path, s.body, { Authorization: `Bearer ${t.adminToken}` });
       const actions = ['/api/reports/forwarding/retry', '/api/stripe/reconcile'];

@@ -33,6 +33,8 @@ export interface KeyVerifierDeps {
   now?: () => number;
   /** Observes each bcrypt comparison (metrics, and tests that count them). */
   onBcrypt?: () => void;
+  /** Observes each refusal (metrics). */
+  onFailure?: (reason: FailureReason) => void;
 }
 
 /**
@@ -101,6 +103,7 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
   }
 
   async function fail(ctx: ActorContext, reason: FailureReason, customerId: string | null, keyId: string | null, cached = false): Promise<never> {
+    deps.onFailure?.(reason);
     await audit.recordDetached(
       { ...ctx, actor: 'customer', actorId: customerId },
       { action: 'auth.customer_key', outcome: 'failure', targetType: keyId ? 'api_key' : undefined, targetId: keyId, details: { reason, ...(cached ? { cached: true } : {}) } },

@@ -53,6 +53,8 @@ export interface StripeWebhooksDeps {
   secret: string | undefined;
   toleranceSeconds: number;
   now?: () => number;
+  /** Observes each delivery's outcome (metrics). */
+  onOutcome?: (type: string, outcome: 'processed' | 'duplicate' | 'ignored' | 'failed' | 'invalid_signature') => void;
 }
 
 /**
@@ -98,30 +100,16 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
 
   return {
     async handle(raw: unknown, signature: string | undefined, ctx: ActorContext): Promise<WebhookResult> {
-      const event = verify(raw, signature);
-      const header: EventHeader = { id: event.id, type: event.type, created: event.created, objectId: (event.data.object as { id?: string }).id ?? null };
-      if (await events.isProcessed(db, event.id)) return { eventId: event.id, type: event.type, result: 'duplicate' };
-
-      const handled = HANDLED_EVENTS.includes(event.type);
-      const stripeCtx: ActorContext = { ...ctx, actor: 'stripe', actorId: event.id };
+      let result: WebhookResult;
       try {
-        const subscriptionId = handled ? subscriptionIdOf(event) : null;
-        const live = subscriptionId && stripe.enabled ? await stripe.retrieveSubscription(subscriptionId) : null;
-        const readAt = now();
-        const claimed = await db.transaction(async (trx) => {
-          if (!(await events.claim(trx, header))) return false;
-          if (handled) await apply(trx, event, live, readAt, stripeCtx);
-          await events.markProcessed(trx, event.id);
-          return true;
-        });
-        if (!claimed) return { eventId: event.id, type: event.type, result: 'duplicate' };
-        return { eventId: event.id, type: event.type, result: handled ? 'processed' : 'ignored' };
+        result = await handleVerified(verify(raw, signature), ctx);
       } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        logger.error({ err, eventId: event.id, type: event.type }, 'Stripe webhook failed; Stripe will retry it');
-        await events.recordFailure(db, header, message).catch((e: unknown) => logger.error({ err: e }, 'could not record the webhook failure'));
-        throw new AppError('INTERNAL_ERROR', 'The event could not be applied; Stripe will retry it', undefined, { cause: err });
+        const invalid = err instanceof AppError && err.code === 'INVALID_SIGNATURE';
+        deps.onOutcome?.(invalid ? 'unknown' : ((err as { eventType?: string }).eventType ?? 'unknown'), invalid ? 'invalid_signature' : 'failed');
+        throw err;
       }
+      deps.onOutcome?.(result.type, result.result);
+      return result;
     },
 
     async status() {
@@ -129,6 +117,34 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
       return { counts, failing };
     },
   };
+
+  async function handleVerified(event: Stripe.Event, ctx: ActorContext): Promise<WebhookResult> {
+    const header: EventHeader = { id: event.id, type: event.type, created: event.created, objectId: (event.data.object as { id?: string }).id ?? null };
+    if (await events.isProcessed(db, event.id)) return { eventId: event.id, type: event.type, result: 'duplicate' };
+
+    const handled = HANDLED_EVENTS.includes(event.type);
+    const stripeCtx: ActorContext = { ...ctx, actor: 'stripe', actorId: event.id };
+    try {
+      const subscriptionId = handled ? subscriptionIdOf(event) : null;
+      const live = subscriptionId && stripe.enabled ? await stripe.retrieveSubscription(subscriptionId) : null;
+      const readAt = now();
+      const claimed = await db.transaction(async (trx) => {
+        if (!(await events.claim(trx, header))) return false;
+        if (handled) await apply(trx, event, live, readAt, stripeCtx);
+        await events.markProcessed(trx, event.id);
+        return true;
+      });
+      if (!claimed) return { eventId: event.id, type: event.type, result: 'duplicate' };
+      return { eventId: event.id, type: event.type, result: handled ? 'processed' : 'ignored' };
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      logger.error({ err, eventId: event.id, type: event.type }, 'Stripe webhook failed; Stripe will retry it');
+      await events.recordFailure(db, header, message).catch((e: unknown) => logger.error({ err: e }, 'could not record the webhook failure'));
+      throw Object.assign(new AppError('INTERNAL_ERROR', 'The event could not be applied; Stripe will retry it', undefined, { cause: err }), {
+        eventType: event.type,
+      });
+    }
+  }
 }
 
 export type StripeWebhooksService = ReturnType<typeof createStripeWebhooksService>;

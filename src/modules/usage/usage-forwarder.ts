@@ -13,6 +13,8 @@ export interface ForwarderDeps {
   settings: Config['forwarder'];
   meterEvents: Config['usage']['meterEvents'];
   random?: () => number;
+  /** Observes each batch's outcome (metrics). */
+  onRun?: (summary: RunSummary) => void;
 }
 
 export interface RunSummary {
@@ -92,6 +94,7 @@ export function createUsageForwarder(deps: ForwarderDeps) {
     await repo.release(db, unattempted);
     s.released = unattempted.length;
     if (s.claimed > 0) logger.info({ ...s }, 'usage forwarding batch');
+    deps.onRun?.(s);
     return s;
   }
 

@@ -29,6 +29,8 @@ export interface UsageServiceDeps {
   now?: () => number;
   maxInFlight?: number;
   maxGroup?: number;
+  /** Observes events stored (not replays), for metrics. */
+  onAccepted?: (mode: 'single' | 'batch', count: number) => void;
 }
 
 /**
@@ -115,6 +117,7 @@ export function createUsageService(deps: UsageServiceDeps) {
     async recordOne(customerId: string, input: UsageInput): Promise<Recorded> {
       const outcome = await group.submit(toNew(customerId, input));
       if (outcome instanceof Error) throw outcome;
+      if (outcome.created) deps.onAccepted?.('single', 1);
       return outcome;
     },
 
@@ -140,6 +143,7 @@ export function createUsageService(deps: UsageServiceDeps) {
         if ((err as { code?: string }).code === IDEMPOTENCY_CONFLICT_SQLSTATE) throw conflict();
         throw err;
       }
+      deps.onAccepted?.('batch', rows.filter((r) => r.created).length);
       const byKey = new Map(rows.map((r) => [r.idempotencyKey, r]));
       const claimed = new Set<string>();
       return inputs.map((e) => {

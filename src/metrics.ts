@@ -1,0 +1,86 @@
+import type { Knex } from 'knex';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The service's Prometheus metrics, in a registry of its own (one per app, so tests and several
+ * apps in one process never collide). Gauges that need the database are read at scrape time.
+ */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  return {
+    registry,
+    httpDuration: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request duration by method, route template and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    authFailures: new Counter({
+      name: 'auth_failures_total',
+      help: 'Refused authentications by kind (customer_key, admin_token) and reason',
+      labelNames: ['kind', 'reason'] as const,
+      registers: [registry],
+    }),
+    rateLimited: new Counter({
+      name: 'rate_limited_total',
+      help: 'Requests refused by a rate limiter',
+      labelNames: ['limiter'] as const,
+      registers: [registry],
+    }),
+    usageAccepted: new Counter({
+      name: 'usage_events_accepted_total',
+      help: 'Usage events stored (replays not counted), by how they came (single, batch)',
+      labelNames: ['mode'] as const,
+      registers: [registry],
+    }),
+    forwarderOutcomes: new Counter({
+      name: 'usage_forwarder_events_total',
+      help: 'Usage events handled by the forwarder, by outcome (sent, retried, failed, local)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    webhookEvents: new Counter({
+      name: 'stripe_webhook_events_total',
+      help: 'Stripe webhook deliveries by event type and outcome (processed, duplicate, ignored, failed, invalid_signature)',
+      labelNames: ['type', 'outcome'] as const,
+      registers: [registry],
+    }),
+
+    /** Gauges read from the database and the pool when Prometheus scrapes. */
+    watch(db: Knex, backlog: () => Promise<{ pending: number; due: number; failed: number; oldestPendingAt: Date | null }>) {
+      const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number } }).pool;
+      new Gauge({
+        name: 'db_pool_connections',
+        help: 'Database pool connections by state (used, free, waiting)',
+        labelNames: ['state'] as const,
+        registers: [registry],
+        collect() {
+          this.set({ state: 'used' }, pool?.numUsed() ?? 0);
+          this.set({ state: 'free' }, pool?.numFree() ?? 0);
+          this.set({ state: 'waiting' }, pool?.numPendingAcquires() ?? 0);
+        },
+      });
+      new Gauge({
+        name: 'usage_forwarder_backlog',
+        help: 'Usage events waiting for Stripe (pending, due now) and parked as failed',
+        labelNames: ['state'] as const,
+        registers: [registry],
+        async collect() {
+          try {
+            const b = await backlog();
+            this.set({ state: 'pending' }, b.pending);
+            this.set({ state: 'due' }, b.due);
+            this.set({ state: 'failed' }, b.failed);
+          } catch {
+            // The database is away: the scrape still answers, without these values.
+          }
+        },
+      });
+    },
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
