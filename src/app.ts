@@ -13,15 +13,45 @@ import { auditRoutes } from './modules/audit/audit-routes';
 import { customersRoutes } from './modules/customers/customers-routes';
 import { healthRoutes } from './modules/health/health-routes';
 import { defineRoute } from './http/route';
+import { buildOpenApi, renderDocsPage } from './http/openapi';
 import { plansRoutes } from './modules/plans/plans-routes';
 import { subscriptionsRoutes } from './modules/subscriptions/subscriptions-routes';
 import { stripeWebhooksRoutes } from './modules/stripe-webhooks/stripe-webhooks-routes';
 import { forwardingRoutes } from './modules/usage/forwarding-routes';
 import { usageRoutes } from './modules/usage/usage-routes';
 
+/** /openapi.json and /docs describe the whole table, themselves included. */
+function docsRoutes(table: () => RouteDef[]): RouteDef[] {
+  let spec: ReturnType<typeof buildOpenApi> | null = null;
+  let page: string | null = null;
+  const document = () => (spec ??= buildOpenApi(table(), process.env.npm_package_version ?? '0.1.0'));
+  return [
+    defineRoute({
+      method: 'get',
+      path: '/openapi.json',
+      auth: 'public',
+      summary: 'The OpenAPI 3.1 document of this API',
+      handle(_input, res) {
+        res.json(document());
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/docs',
+      auth: 'public',
+      summary: 'A readable API reference',
+      handle(_input, res) {
+        // The page carries its own inline styles: allow them, nothing else.
+        res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'");
+        res.type('html').send((page ??= renderDocsPage(document())));
+      },
+    }),
+  ];
+}
+
 /** The route table: every route the service answers, with its authentication. */
 export function routeTable(c: Container): RouteDef[] {
-  return [
+  const table: RouteDef[] = [
     ...healthRoutes(c.db, c.startedAt),
     ...customersRoutes(c.customers),
     ...apiKeysRoutes(c.apiKeys),
@@ -41,6 +71,8 @@ export function routeTable(c: Container): RouteDef[] {
       },
     }),
   ];
+  table.push(...docsRoutes(() => table));
+  return table;
 }
 
 /** The middleware order, and nothing else: no listen(), no connections opened here. */

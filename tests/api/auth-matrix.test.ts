@@ -59,6 +59,8 @@ const samples: Record<string, (t: TestApp) => Promise<{ path: string; body?: obj
   'GET /api/reports/webhooks': async () => ({ path: '/api/reports/webhooks' }),
   'POST /api/stripe/reconcile': async () => ({ path: '/api/stripe/reconcile' }),
   'GET /metrics': async () => ({ path: '/metrics' }),
+  'GET /openapi.json': async () => ({ path: '/openapi.json' }),
+  'GET /docs': async () => ({ path: '/docs' }),
 };
 
 const name = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;

@@ -1,0 +1,144 @@
+import { z } from 'zod';
+import { ERROR_STATUS } from '../errors/app-error';
+import type { AuthKind, RouteDef } from './route';
+
+type JsonSchema = Record<string, unknown>;
+
+/** The request side of a schema: what a caller sends, before our transforms. */
+const toSchema = (s: z.ZodType): JsonSchema => {
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
+  return rest;
+};
+
+const SECURITY: Record<AuthKind, Record<string, string[]>[]> = {
+  public: [],
+  admin: [{ adminToken: [] }],
+  metrics: [{ metricsToken: [] }, { adminToken: [] }],
+  customer: [{ customerKey: [] }],
+  stripe: [{ stripeSignature: [] }],
+};
+
+const errorsFor = (r: RouteDef): number[] => {
+  const statuses = new Set<number>([500]);
+  if (r.auth !== 'public') statuses.add(r.auth === 'stripe' ? 400 : 401).add(429);
+  if (r.body || r.query) statuses.add(422);
+  if (r.body) statuses.add(400).add(413).add(415);
+  if (r.params) statuses.add(404);
+  if (r.method !== 'get') statuses.add(409);
+  if (r.path === '/ready' || r.auth !== 'public') statuses.add(503);
+  return [...statuses].sort();
+};
+
+/**
+ * OpenAPI 3.1, generated from the route table: every route the app serves is here, with the
+ * same zod schemas that validate its requests.
+ */
+export function buildOpenApi(routes: readonly RouteDef[], version: string) {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const path = r.path.replace(/:(\w+)/g, '{$1}');
+    const parameters: unknown[] = [];
+    for (const [where, schema] of [['path', r.params], ['query', r.query]] as const) {
+      if (!schema) continue;
+      const json = toSchema(schema) as { properties?: Record<string, JsonSchema>; required?: string[] };
+      for (const [name, prop] of Object.entries(json.properties ?? {})) {
+        parameters.push({ name, in: where, required: where === 'path' || (json.required ?? []).includes(name), schema: prop });
+      }
+    }
+    const operation: Record<string, unknown> = {
+      summary: r.summary,
+      operationId: `${r.method}_${r.path.replace(/[/:]+/g, '_').replace(/^_|_$/g, '') || 'root'}`,
+      tags: [r.path.split('/')[2] ?? r.path.split('/')[1] ?? 'service'],
+      security: SECURITY[r.auth],
+      ...(parameters.length ? { parameters } : {}),
+      ...(r.rawBody
+        ? { requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'A Stripe event, exactly as Stripe sent it' } } } } }
+        : r.body
+          ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(r.body) } } } }
+          : {}),
+      responses: {
+        [r.method === 'post' && !/retry|reconcile|webhooks/.test(r.path) ? '201' : r.method === 'delete' && r.path.startsWith('/api/plans') ? '204' : '200']: {
+          description: 'Success',
+          ...(r.path === '/metrics' ? { content: { 'text/plain': { schema: { type: 'string' } } } } : {}),
+        },
+        ...Object.fromEntries(errorsFor(r).map((s) => [String(s), { $ref: `#/components/responses/Error${s}` }])),
+      },
+    };
+    (paths[path] ??= {})[r.method] = operation;
+  }
+
+  const codesByStatus = new Map<number, string[]>();
+  for (const [code, status] of Object.entries(ERROR_STATUS)) codesByStatus.set(status, [...(codesByStatus.get(status) ?? []), code]);
+
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Billing service',
+      version,
+      description: 'Customers, API keys, usage metering, plans, subscriptions and Stripe webhooks. Every error is one JSON envelope.',
+      license: { name: 'UNLICENSED', identifier: 'UNLICENSED' },
+    },
+    servers: [{ url: '/' }],
+    paths,
+    components: {
+      securitySchemes: {
+        adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_API_TOKEN (one of them)' },
+        metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN' },
+        customerKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'cust_<customerId>_<secret>' },
+        stripeSignature: { type: 'apiKey', in: 'header', name: 'Stripe-Signature', description: 'Stripe’s signature over the raw body' },
+      },
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['error'],
+          additionalProperties: false,
+          properties: {
+            error: {
+              type: 'object',
+              required: ['code', 'message', 'requestId'],
+              properties: {
+                code: { type: 'string', enum: Object.keys(ERROR_STATUS) },
+                message: { type: 'string' },
+                requestId: { type: 'string' },
+                details: {},
+              },
+            },
+          },
+        },
+      },
+      responses: Object.fromEntries(
+        [...codesByStatus.entries()].map(([status, codes]) => [
+          `Error${status}`,
+          {
+            description: `Error: ${codes.join(', ')}`,
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+          },
+        ]),
+      ),
+    },
+  };
+}
+
+/** A readable reference page with no outside assets (the service may run without internet access). */
+export function renderDocsPage(spec: ReturnType<typeof buildOpenApi>): string {
+  const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+  const rows = Object.entries(spec.paths)
+    .flatMap(([path, ops]) =>
+      Object.entries(ops).map(([method, op]) => {
+        const o = op as { summary: string; security: Record<string, unknown>[]; requestBody?: unknown; parameters?: unknown[] };
+        const auth = o.security.length ? o.security.map((s) => Object.keys(s).join('+')).join(' or ') : 'none';
+        const schema = o.requestBody ?? (o.parameters ? { parameters: o.parameters } : null);
+        return `<section><h3><span class="m ${method}">${method.toUpperCase()}</span> <code>${esc(path)}</code></h3>
+<p>${esc(o.summary)}</p><p class="auth">Authentication: ${esc(auth)}</p>${schema ? `<details><summary>Request</summary><pre>${esc(JSON.stringify(schema, null, 2))}</pre></details>` : ''}</section>`;
+      }),
+    )
+    .join('\n');
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(spec.info.title)} API</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:960px;margin:2rem auto;padding:0 1rem;color:#222}
+section{border-top:1px solid #ddd;padding:.5rem 0}h3{margin:.3rem 0}.m{display:inline-block;min-width:4.5rem;font-size:.8rem;padding:.1rem .4rem;border-radius:3px;color:#fff;background:#555}
+.get{background:#2b6cb0}.post{background:#2f855a}.patch{background:#b7791f}.delete{background:#c53030}.auth{color:#555;font-size:.9rem}pre{background:#f6f6f6;padding:.6rem;overflow:auto}</style></head>
+<body><h1>${esc(spec.info.title)} API <small>${esc(spec.info.version)}</small></h1>
+<p>${esc(spec.info.description)} The machine-readable document is at <a href="/openapi.json">/openapi.json</a>.</p>
+<p>Errors: <code>{"error": {"code", "message", "requestId", "details"?}}</code> with codes ${spec.components.schemas.Error.properties.error.properties.code.enum.map((c) => `<code>${c}</code>`).join(', ')}.</p>
+${rows}</body></html>`;
+}
