@@ -1,0 +1,48 @@
+import { runChecks, type Probes } from '../../src/cli/preflight-checks';
+
+const good = {
+  NODE_ENV: 'production',
+  DATABASE_URL: 'postgres://u:p@db:5432/billing',
+  ADMIN_API_TOKEN: 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7',
+  STRIPE_SECRET_KEY: 'rk_live_abc123',
+  STRIPE_WEBHOOK_SECRET: 'whsec_abc',
+  METRICS_TOKEN: 'f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f',
+  TRUST_PROXY: '1',
+  REDIS_URL: 'redis://redis:6379',
+};
+const probes = (over: Partial<Probes> = {}): Probes => ({
+  migrations: async () => ({ pending: [] }),
+  redis: async () => null,
+  audit: async () => ({ high: 0 }),
+  ...over,
+});
+const failed = (rs: { ok: boolean; name: string; detail: string }[]) => rs.filter((r) => !r.ok).map((r) => `${r.name}: ${r.detail}`);
+
+test('when everything is in order, then every check passes', async () => {
+  expect(failed(await runChecks(good, probes(), 3))).toEqual([]);
+});
+
+test('when the configuration is weak, then each problem fails with its fix', async () => {
+  const r = await runChecks({ ...good, ADMIN_API_TOKEN: 'short', STRIPE_WEBHOOK_SECRET: '' }, probes(), 1);
+  expect(failed(r).join('\n')).toMatch(/ADMIN_API_TOKEN: too short.*openssl rand -hex 32/);
+  expect(failed(r).join('\n')).toMatch(/STRIPE_WEBHOOK_SECRET: required/);
+});
+
+test.each([
+  ['no TLS proxy', { TRUST_PROXY: 'false' }, 3, /behind a TLS proxy/],
+  ['several instances without Redis', { REDIS_URL: '' }, 3, /shared rate limits: 3 instances without REDIS_URL/],
+  ['a test Stripe key', { STRIPE_SECRET_KEY: 'sk_test_123' }, 1, /Stripe key is a live key/],
+  ['no metrics token', { METRICS_TOKEN: '' }, 1, /metrics token set/],
+  ['debug logs', { LOG_LEVEL: 'debug' }, 1, /log level: LOG_LEVEL=debug: use info/],
+  ['not production', { NODE_ENV: 'development' }, 1, /NODE_ENV is production: set NODE_ENV=production/],
+])('when there is %s, then that check fails', async (_label, change, instances, pattern) => {
+  expect(failed(await runChecks({ ...good, ...change }, probes(), instances)).join('\n')).toMatch(pattern);
+});
+
+test('when the database, Redis or npm audit report trouble, then those checks fail', async () => {
+  const r = await runChecks(good, probes({ migrations: async () => ({ pending: ['20261127000007_create_stripe_events'] }), redis: async () => 'ECONNREFUSED', audit: async () => ({ high: 2 }) }), 2);
+  const text = failed(r).join('\n');
+  expect(text).toMatch(/pending: 20261127000007_create_stripe_events; run npm run migrate/);
+  expect(text).toMatch(/Redis at REDIS_URL does not answer: ECONNREFUSED/);
+  expect(text).toMatch(/2 high or critical advisories/);
+});
