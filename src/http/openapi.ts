@@ -26,6 +26,7 @@ const errorsFor = (r: RouteDef): number[] => {
   if (r.params) statuses.add(404);
   if (r.method !== 'get') statuses.add(409);
   if (r.path === '/ready' || r.auth !== 'public') statuses.add(503);
+  if (r.path.includes('/subscriptions') && r.method !== 'get') statuses.add(502);
   return [...statuses].sort();
 };
 
@@ -62,13 +63,17 @@ export function buildOpenApi(routes: readonly RouteDef[], version: string) {
           ...(r.path === '/metrics' ? { content: { 'text/plain': { schema: { type: 'string' } } } } : {}),
         },
         ...Object.fromEntries(errorsFor(r).map((s) => [String(s), { $ref: `#/components/responses/Error${s}` }])),
+        '4XX': { $ref: '#/components/responses/ClientError' },
       },
     };
     (paths[path] ??= {})[r.method] = operation;
   }
 
+  const used = new Set(routes.flatMap(errorsFor));
   const codesByStatus = new Map<number, string[]>();
-  for (const [code, status] of Object.entries(ERROR_STATUS)) codesByStatus.set(status, [...(codesByStatus.get(status) ?? []), code]);
+  for (const [code, status] of Object.entries(ERROR_STATUS)) {
+    if (used.has(status)) codesByStatus.set(status, [...(codesByStatus.get(status) ?? []), code]);
+  }
 
   return {
     openapi: '3.1.0',
@@ -106,15 +111,21 @@ export function buildOpenApi(routes: readonly RouteDef[], version: string) {
           },
         },
       },
-      responses: Object.fromEntries(
-        [...codesByStatus.entries()].map(([status, codes]) => [
-          `Error${status}`,
-          {
-            description: `Error: ${codes.join(', ')}`,
-            content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-          },
-        ]),
-      ),
+      responses: {
+        ...Object.fromEntries(
+          [...codesByStatus.entries()].map(([status, codes]) => [
+            `Error${status}`,
+            {
+              description: `Error: ${codes.join(', ')}`,
+              content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+            },
+          ]),
+        ),
+        ClientError: {
+          description: 'Any other client error, in the same envelope',
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+        },
+      },
     },
   };
 }
