@@ -12,6 +12,7 @@ import { apiKeysRoutes } from './modules/api-keys/api-keys-routes';
 import { auditRoutes } from './modules/audit/audit-routes';
 import { customersRoutes } from './modules/customers/customers-routes';
 import { healthRoutes } from './modules/health/health-routes';
+import { responses } from './http/response-schemas';
 import { defineRoute } from './http/route';
 import { buildOpenApi, renderDocsPage } from './http/openapi';
 import { plansRoutes } from './modules/plans/plans-routes';
@@ -31,6 +32,7 @@ function docsRoutes(table: () => RouteDef[]): RouteDef[] {
       path: '/openapi.json',
       auth: 'public',
       summary: 'The OpenAPI 3.1 document of this API',
+      response: responses.openapi,
       handle(_input, res) {
         res.json(document());
       },
@@ -40,6 +42,7 @@ function docsRoutes(table: () => RouteDef[]): RouteDef[] {
       path: '/docs',
       auth: 'public',
       summary: 'A readable API reference',
+      response: responses.text,
       handle(_input, res) {
         // The page carries its own inline styles: allow them, nothing else.
         res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'");
@@ -66,6 +69,7 @@ export function routeTable(c: Container): RouteDef[] {
       path: '/metrics',
       auth: 'metrics',
       summary: 'Prometheus metrics (METRICS_TOKEN or an admin token)',
+      response: responses.text,
       async handle(_input, res) {
         res.type(c.metrics.registry.contentType).send(await c.metrics.registry.metrics());
       },

@@ -4,11 +4,18 @@ import type { AuthKind, RouteDef } from './route';
 
 type JsonSchema = Record<string, unknown>;
 
-/** The request side of a schema: what a caller sends, before our transforms. */
-const toSchema = (s: z.ZodType): JsonSchema => {
-  const { $schema: _ignored, ...rest } = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
+/** The request side of a schema (what a caller sends, before our transforms), or the response side. */
+const toSchema = (s: z.ZodType, io: 'input' | 'output' = 'input'): JsonSchema => {
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as JsonSchema;
   return rest;
 };
+
+function successContent(r: RouteDef): Record<string, unknown> {
+  if (r.path === '/metrics') return { content: { 'text/plain': { schema: { type: 'string' } } } };
+  if (r.path === '/docs') return { content: { 'text/html': { schema: { type: 'string' } } } };
+  if (r.method === 'delete' && r.path.startsWith('/api/plans')) return {};
+  return { content: { 'application/json': { schema: toSchema(r.response, 'output') } } };
+}
 
 const SECURITY: Record<AuthKind, Record<string, string[]>[]> = {
   public: [],
@@ -60,7 +67,7 @@ export function buildOpenApi(routes: readonly RouteDef[], version: string) {
       responses: {
         [r.method === 'post' && !/retry|reconcile|webhooks/.test(r.path) ? '201' : r.method === 'delete' && r.path.startsWith('/api/plans') ? '204' : '200']: {
           description: 'Success',
-          ...(r.path === '/metrics' ? { content: { 'text/plain': { schema: { type: 'string' } } } } : {}),
+          ...successContent(r),
         },
         ...Object.fromEntries(errorsFor(r).map((s) => [String(s), { $ref: `#/components/responses/Error${s}` }])),
         '4XX': { $ref: '#/components/responses/ClientError' },

@@ -36,6 +36,8 @@ export interface RouteDef {
   path: string;
   auth: AuthKind;
   summary: string;
+  /** The shape of a successful response: documented, and checked against real responses in tests. */
+  response: z.ZodType;
   /** Audit action name for admin writes; a failed attempt is audited under it too. */
   auditAction?: string;
   body?: z.ZodType;
@@ -62,6 +64,7 @@ export function defineRoute<
   path: string;
   auth: A;
   summary: string;
+  response: z.ZodType;
   auditAction?: string;
   body?: B;
   bodyLimit?: string;

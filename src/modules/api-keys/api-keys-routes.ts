@@ -1,3 +1,4 @@
+import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import { idParams } from '../../http/common-schemas';
 import type { ApiKeysService } from './api-keys-service';
@@ -10,6 +11,7 @@ export function apiKeysRoutes(apiKeys: ApiKeysService) {
       path: '/api/customers/:id/keys',
       auth: 'admin',
       summary: 'Issue a key: rotate (older keys revoked, or kept for a grace period) or add one beside them',
+      response: responses.issuedKey,
       auditAction: 'api_key.issue',
       params: idParams,
       body: issueKeyBody,
@@ -27,6 +29,7 @@ export function apiKeysRoutes(apiKeys: ApiKeysService) {
       path: '/api/customers/:id/keys',
       auth: 'admin',
       summary: 'List a customer’s keys (never a secret or hash)',
+      response: responses.keys,
       params: idParams,
       async handle({ params }, res) {
         res.json({ data: (await apiKeys.list(params.id)).map(keyJson) });
@@ -37,6 +40,7 @@ export function apiKeysRoutes(apiKeys: ApiKeysService) {
       path: '/api/customers/:id/keys/:keyId',
       auth: 'admin',
       summary: 'Revoke a key at once, on every instance',
+      response: responses.key,
       auditAction: 'api_key.revoke',
       params: keyParams,
       async handle({ params, ctx }, res) {

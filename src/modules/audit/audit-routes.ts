@@ -1,3 +1,4 @@
+import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import { decodeCursor, page } from '../../lib/pagination';
 import type { AuditService } from './audit-service';
@@ -10,6 +11,7 @@ export function auditRoutes(audit: AuditService) {
       path: '/api/audit',
       auth: 'admin',
       summary: 'Read the audit log, newest first, with filters',
+      response: responses.audit,
       query: listAuditQuery,
       async handle({ query }, res) {
         const rows = await audit.list({

@@ -1,3 +1,4 @@
+import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import { idParams } from '../../http/common-schemas';
 import { decodeCursor, page } from '../../lib/pagination';
@@ -14,6 +15,7 @@ export function customersRoutes(customers: CustomersService) {
       path: '/api/customers',
       auth: 'admin',
       summary: 'Create a customer and its first API key (shown this once)',
+      response: responses.createdCustomer,
       auditAction: 'customer.create',
       body: createCustomerBody,
       async handle({ body, ctx }, res) {
@@ -26,6 +28,7 @@ export function customersRoutes(customers: CustomersService) {
       path: '/api/customers',
       auth: 'admin',
       summary: 'List customers, newest first',
+      response: responses.customers,
       query: listCustomersQuery,
       async handle({ query }, res) {
         const rows = await customers.list({
@@ -43,6 +46,7 @@ export function customersRoutes(customers: CustomersService) {
       path: '/api/customers/:id',
       auth: 'admin',
       summary: 'Get a customer',
+      response: responses.customer,
       params: idParams,
       async handle({ params }, res) {
         res.json({ customer: customerJson(await customers.get(params.id)) });
@@ -53,6 +57,7 @@ export function customersRoutes(customers: CustomersService) {
       path: '/api/customers/:id',
       auth: 'admin',
       summary: 'Change a customer’s email or company name',
+      response: responses.customer,
       auditAction: 'customer.update',
       params: idParams,
       body: updateCustomerBody,
@@ -66,6 +71,7 @@ export function customersRoutes(customers: CustomersService) {
       path: '/api/customers/:id',
       auth: 'admin',
       summary: 'Soft-delete a customer: every key revoked at once, usage and audit kept',
+      response: responses.customer,
       auditAction: 'customer.delete',
       params: idParams,
       async handle({ params, ctx }, res) {
@@ -77,6 +83,7 @@ export function customersRoutes(customers: CustomersService) {
       path: '/api/me',
       auth: 'customer',
       summary: 'The customer the presented key belongs to',
+      response: responses.me,
       async handle({ principal }, res) {
         const customer = await customers.get(principal.customerId);
         // A deletion racing this request: the key is already revoked, so answer as for any bad key.

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { pendingMigrations } from '../../db/migration-source';
 import { AppError } from '../../errors/app-error';
+import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 
 export function healthRoutes(db: Knex, startedAt: number) {
@@ -10,6 +11,7 @@ export function healthRoutes(db: Knex, startedAt: number) {
       path: '/health',
       auth: 'public',
       summary: 'Liveness: the process answers',
+      response: responses.health,
       handle(_input, res) {
         res.json({ status: 'ok', uptime_seconds: Math.round((Date.now() - startedAt) / 1000) });
       },
@@ -19,6 +21,7 @@ export function healthRoutes(db: Knex, startedAt: number) {
       path: '/ready',
       auth: 'public',
       summary: 'Readiness: the database answers and every migration is applied',
+      response: responses.ready,
       async handle(_input, res) {
         let pending: string[];
         try {

@@ -1,3 +1,4 @@
+import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import type { PlansService } from './plans-service';
 import { planJson, planParams, planSchemas } from './plans-schemas';
@@ -9,6 +10,7 @@ export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof plan
       path: '/api/plans',
       auth: 'admin',
       summary: 'Create a plan: code, name, entitlements, Stripe prices',
+      response: responses.plan,
       auditAction: 'plan.create',
       body: schemas.create,
       async handle({ body, ctx }, res) {
@@ -27,6 +29,7 @@ export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof plan
       path: '/api/plans',
       auth: 'admin',
       summary: 'List plans by code',
+      response: responses.plans,
       query: schemas.list,
       async handle({ query }, res) {
         res.json({ data: (await plans.list(query.status)).map(planJson) });
@@ -37,6 +40,7 @@ export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof plan
       path: '/api/plans/:code',
       auth: 'admin',
       summary: 'Get a plan',
+      response: responses.plan,
       params: planParams,
       async handle({ params }, res) {
         res.json({ plan: planJson(await plans.get(params.code)) });
@@ -47,6 +51,7 @@ export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof plan
       path: '/api/plans/:code',
       auth: 'admin',
       summary: 'Change a plan, or archive it (status "archived")',
+      response: responses.plan,
       auditAction: 'plan.update',
       params: planParams,
       body: schemas.update,
@@ -66,6 +71,7 @@ export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof plan
       path: '/api/plans/:code',
       auth: 'admin',
       summary: 'Delete a plan no subscription uses (409 PLAN_IN_USE otherwise: archive it)',
+      response: responses.noContent,
       auditAction: 'plan.delete',
       params: planParams,
       async handle({ params, ctx }, res) {

@@ -1,4 +1,5 @@
 import { iso } from '../../http/common-schemas';
+import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import type { StripeWebhooksService } from './stripe-webhooks-service';
 
@@ -9,6 +10,7 @@ export function stripeWebhooksRoutes(webhooks: StripeWebhooksService) {
       path: '/api/webhooks/stripe',
       auth: 'stripe',
       summary: 'Stripe events, verified by their signature over the raw body; each applied once',
+      response: responses.webhook,
       rawBody: true,
       async handle({ body, req, ctx }, res) {
         const result = await webhooks.handle(body, req.get('stripe-signature'), ctx);
@@ -20,6 +22,7 @@ export function stripeWebhooksRoutes(webhooks: StripeWebhooksService) {
       path: '/api/reports/webhooks',
       auth: 'admin',
       summary: 'Stripe webhook processing: counts, and events that failed and wait for Stripe’s retry',
+      response: responses.webhooks,
       async handle(_input, res) {
         const { counts, failing } = await webhooks.status();
         res.json({

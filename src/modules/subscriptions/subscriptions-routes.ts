@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { iso, uuid } from '../../http/common-schemas';
+import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import { planCode } from '../plans/plans-schemas';
 import type { Subscription } from './subscriptions-repository';
@@ -30,6 +31,7 @@ export function subscriptionsRoutes(subscriptions: SubscriptionsService) {
       path: '/api/customers/:id/subscriptions',
       auth: 'admin',
       summary: 'Subscribe a customer to a plan (in Stripe when Stripe is on); an Idempotency-Key header is honoured',
+      response: responses.subscription,
       auditAction: 'subscription.create',
       params: customerParams,
       body: z.strictObject({ plan: planCode, trial_days: z.number().int().min(1).max(730).optional() }),
@@ -48,6 +50,7 @@ export function subscriptionsRoutes(subscriptions: SubscriptionsService) {
       path: '/api/customers/:id/subscriptions',
       auth: 'admin',
       summary: 'A customer’s subscriptions, newest first',
+      response: responses.subscriptions,
       params: customerParams,
       async handle({ params }, res) {
         res.json({ data: (await subscriptions.listForAdmin(params.id)).map(subscriptionJson) });
@@ -58,6 +61,7 @@ export function subscriptionsRoutes(subscriptions: SubscriptionsService) {
       path: '/api/customers/:id/subscriptions/:subscriptionId',
       auth: 'admin',
       summary: 'Move a subscription to another plan (prorated in Stripe)',
+      response: responses.subscription,
       auditAction: 'subscription.change_plan',
       params: subscriptionParams,
       body: z.strictObject({ plan: planCode }),
@@ -71,6 +75,7 @@ export function subscriptionsRoutes(subscriptions: SubscriptionsService) {
       path: '/api/customers/:id/subscriptions/:subscriptionId',
       auth: 'admin',
       summary: 'Cancel at the end of the period, or at once with ?immediately=true',
+      response: responses.subscription,
       auditAction: 'subscription.cancel',
       params: subscriptionParams,
       query: z.strictObject({ immediately: z.enum(['true', 'false']).default('false') }),
@@ -84,6 +89,7 @@ export function subscriptionsRoutes(subscriptions: SubscriptionsService) {
       path: '/api/stripe/reconcile',
       auth: 'admin',
       summary: 'Re-list linked customers’ subscriptions in Stripe, repair local drift, report what changed',
+      response: responses.reconciled,
       auditAction: 'subscription.reconcile',
       async handle({ ctx }, res) {
         if (!subscriptions.stripeEnabled) {
@@ -98,6 +104,7 @@ export function subscriptionsRoutes(subscriptions: SubscriptionsService) {
       path: '/api/subscriptions',
       auth: 'customer',
       summary: 'The calling customer’s own subscriptions',
+      response: responses.subscriptions,
       async handle({ principal }, res) {
         res.json({ data: (await subscriptions.list(principal.customerId)).map(subscriptionJson) });
       },

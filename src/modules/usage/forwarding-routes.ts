@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { iso, uuid } from '../../http/common-schemas';
+import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import type { ForwardingService } from './forwarding-service';
 
@@ -14,6 +15,7 @@ export function forwardingRoutes(forwarding: ForwardingService) {
       path: '/api/reports/forwarding',
       auth: 'admin',
       summary: 'The usage outbox towards Stripe: backlog, failures, and the latest failed events',
+      response: responses.forwarding,
       async handle(_input, res) {
         const { stripeEnabled, stats, failures } = await forwarding.status();
         res.json({
@@ -41,6 +43,7 @@ export function forwardingRoutes(forwarding: ForwardingService) {
       path: '/api/reports/forwarding/retry',
       auth: 'admin',
       summary: 'Queue failed usage events for forwarding again (all, or the ids given)',
+      response: responses.retried,
       auditAction: 'usage.forwarding_retry',
       body: retryBody,
       async handle({ body, ctx }, res) {

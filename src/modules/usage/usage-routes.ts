@@ -2,6 +2,7 @@ import type { Request } from 'express';
 import { z } from 'zod';
 import { ValidationError, type FieldProblem } from '../../errors/app-error';
 import { idParams } from '../../http/common-schemas';
+import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import { problemsOf } from '../../http/validation';
 import type { UsageService, UsageInput, Recorded } from './usage-service';
@@ -76,6 +77,7 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
       path: '/api/usage',
       auth: 'customer',
       summary: 'Report usage: one event, or {events: [...]} (all or nothing); replays return the original',
+      response: responses.usagePosted,
       body: z.unknown(),
       bodyLimit,
       rateLimit: 'usage',
@@ -102,6 +104,7 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
       path: '/api/usage',
       auth: 'customer',
       summary: 'Own usage totals per metric (or per day) over a period; default the current month',
+      response: responses.totals,
       query: usagePeriodQuery,
       async handle({ query, principal }, res) {
         const p = period(query);
@@ -115,6 +118,7 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
       path: '/api/customers/:id/usage',
       auth: 'admin',
       summary: 'A customer’s usage totals per metric (or per day) over a period',
+      response: responses.totals,
       params: idParams,
       query: usagePeriodQuery,
       async handle({ query, params }, res) {
@@ -129,6 +133,7 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
       path: '/api/reports/usage',
       auth: 'admin',
       summary: 'Usage of all customers over a period, by customer or by day; JSON or CSV',
+      response: responses.report,
       query: reportQuery,
       async handle({ query }, res) {
         const p = period(query);
