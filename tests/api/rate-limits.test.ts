@@ -57,6 +57,8 @@ describe('each limiter', () => {
     await post(a).expect(201);
     expectLimited(await post(a), 'usage');
     await post(b).expect(201);
+    await sleep(1100);
+    await post(a).expect(201);
   });
 
   test('when an address passes the admin limit, then 429', async () => {
@@ -78,10 +80,12 @@ describe('each limiter', () => {
     const hook = () => request(t.app).post('/api/webhooks/stripe').set('Content-Type', 'application/json').set('X-Forwarded-For', ip).send('{}');
     for (let i = 0; i < 3; i++) expect((await hook()).status).toBe(400);
     expectLimited(await hook(), 'webhooks');
+    await sleep(1100);
+    expect((await hook()).status).toBe(400);
   });
 
   test('when an address floods wrong keys, then after the limit it is refused without running bcrypt', async () => {
-    const f = await createTestApp({ TRUST_PROXY: 'true', RATE_LIMIT_AUTH_FAILURES: '3/1m' });
+    const f = await createTestApp({ TRUST_PROXY: 'true', RATE_LIMIT_AUTH_FAILURES: '3/2s' });
     try {
       const c = await createCustomer(f);
       const ip = clientIp();
@@ -97,6 +101,9 @@ describe('each limiter', () => {
       // Successes do not spend the budget: an address with a good key is never limited by it.
       const other = clientIp();
       for (let i = 0; i < 10; i++) expect((await request(f.app).get('/api/me').set('X-Forwarded-For', other).set('X-API-Key', c.apiKey)).status).toBe(200);
+      // The window passes: the address may try again.
+      await sleep(2100);
+      expect((await bad()).status).toBe(401);
     } finally {
       await f.close();
     }
