@@ -1,27 +1,22 @@
 import type { Knex } from 'knex';
-import type { StripeSubscriptionState, SubscriptionStatus } from '../../stripe/stripe-port';
+import type { StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { Entitlements } from '../plans/plans-schemas';
 
-export interface Subscription {
+/** The state we keep of a subscription: the same fields, whether it lives in Stripe or only here. */
+export type LocalState = Pick<
+  StripeSubscriptionState,
+  'status' | 'currentPeriodStart' | 'currentPeriodEnd' | 'cancelAtPeriodEnd' | 'canceledAt' | 'trialEnd'
+>;
+
+export interface Subscription extends LocalState {
   id: string;
   customerId: string;
   planId: string;
   plan: { code: string; name: string; entitlements: Entitlements };
   stripeSubscriptionId: string | null;
-  status: SubscriptionStatus;
-  currentPeriodStart: Date | null;
-  currentPeriodEnd: Date | null;
-  cancelAtPeriodEnd: boolean;
-  canceledAt: Date | null;
-  trialEnd: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }
-
-export type LocalState = Pick<
-  Subscription,
-  'status' | 'currentPeriodStart' | 'currentPeriodEnd' | 'cancelAtPeriodEnd' | 'canceledAt' | 'trialEnd'
->;
 
 const SELECT = `s.*, p.code as plan_code, p.name as plan_name, p.entitlements as plan_entitlements`;
 
