@@ -28,7 +28,8 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
     const chain: RequestHandler[] = [];
     const { limiters } = deps;
     if (r.auth === 'admin') chain.push(limiters.admin, limiters.authFailures, deps.adminAuth);
-    if (r.auth === 'customer') chain.push(limiters.api, limiters.authFailures, deps.customerAuth);
+    // Usage has its own per-customer limit; other customer routes the general per-address one.
+    if (r.auth === 'customer') chain.push(...(r.rateLimit === 'usage' ? [] : [limiters.api]), limiters.authFailures, deps.customerAuth);
     if (r.auth === 'stripe') chain.push(limiters.webhooks);
     if (r.auth === 'metrics') chain.push(limiters.admin, limiters.authFailures, deps.metricsAuth);
     if (r.rateLimit === 'usage') chain.push(limiters.usage);

@@ -1,4 +1,4 @@
-import { MemoryStore, type IncrementResponse, type Options, type Store } from 'express-rate-limit';
+import { MemoryStore, type ClientRateLimitInfo, type IncrementResponse, type Options, type Store } from 'express-rate-limit';
 import type { Logger } from 'pino';
 
 /**
@@ -53,6 +53,13 @@ export class FallbackStore implements Store {
       }
       return local();
     }
+  }
+
+  get(key: string): Promise<ClientRateLimitInfo | undefined> {
+    return this.attempt(
+      () => this.shared.get?.(key),
+      () => this.local.get(key),
+    );
   }
 
   increment(key: string): Promise<IncrementResponse> {

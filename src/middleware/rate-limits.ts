@@ -1,4 +1,4 @@
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { ipKeyGenerator, MemoryStore, rateLimit, type Store } from 'express-rate-limit';
 import type { Logger } from 'pino';
 import { RedisStore } from 'rate-limit-redis';
@@ -47,7 +47,7 @@ export function createLimiters({ config, redis, logger, onLimited }: LimiterDeps
     return new FallbackStore(shared, name, logger);
   };
 
-  const make = (name: LimiterName, opts: { key: (req: Request) => string; countOnly401?: boolean; skip?: (req: Request) => boolean }) => {
+  const make = (name: LimiterName, opts: { key: (req: Request) => string; skip?: (req: Request) => boolean }) => {
     const { max, windowMs } = config.rateLimits[name];
     return rateLimit({
       windowMs,
@@ -58,8 +58,6 @@ export function createLimiters({ config, redis, logger, onLimited }: LimiterDeps
       store: store(name),
       keyGenerator: opts.key,
       skip: opts.skip,
-      // The failed-authentication limiter counts only refusals: a success gives its count back.
-      ...(opts.countOnly401 ? { skipSuccessfulRequests: true, requestWasSuccessful: (_req: Request, res: { statusCode: number }) => res.statusCode !== 401 } : {}),
       handler: (_req, res, next) => {
         onLimited?.(name);
         res.locals.rateLimited = name;
@@ -67,6 +65,38 @@ export function createLimiters({ config, redis, logger, onLimited }: LimiterDeps
       },
       validate: { trustProxy: false, xForwardedForHeader: false },
     });
+  };
+
+  /**
+   * Failed authentications: checked before authentication with one read of the counter, and
+   * counted only when the answer is a 401, so a successful request costs no write at all and an
+   * address over the limit is refused before any key check (no bcrypt, no query).
+   */
+  const failures = (): RequestHandler => {
+    const name: LimiterName = 'authFailures';
+    const { max, windowMs } = config.rateLimits[name];
+    const counters = store(name);
+    counters.init?.({ windowMs } as never);
+    const refuse = (res: Response, resetTime: Date | undefined) => {
+      const seconds = Math.max(1, Math.ceil(((resetTime?.getTime() ?? Date.now() + windowMs) - Date.now()) / 1000));
+      res.setHeader('Retry-After', String(seconds));
+      res.setHeader('RateLimit-Policy', `"${name}"; q=${max}; w=${Math.ceil(windowMs / 1000)}`);
+      res.setHeader('RateLimit', `"${name}"; r=0; t=${seconds}`);
+    };
+    return async (req, res, next) => {
+      const key = ipKey(req);
+      const info = await counters.get?.(key);
+      if (info && info.totalHits >= max) {
+        refuse(res, info.resetTime);
+        onLimited?.(name);
+        res.locals.rateLimited = name;
+        return next(new AppError('RATE_LIMITED', 'Too many failed authentications from this address; retry after the time in the Retry-After header'));
+      }
+      res.once('finish', () => {
+        if (res.statusCode === 401) Promise.resolve(counters.increment(key)).catch(() => undefined);
+      });
+      next();
+    };
   };
 
   return {
@@ -79,7 +109,7 @@ export function createLimiters({ config, redis, logger, onLimited }: LimiterDeps
       // Prometheus scrapes with METRICS_TOKEN every 15-60 s: that must not spend the admin budget.
       skip: (req) => !!config.metricsToken && req.get('authorization') === `Bearer ${config.metricsToken}`,
     }),
-    authFailures: make('authFailures', { key: ipKey, countOnly401: true }),
+    authFailures: failures(),
     onLimited,
   };
 }
