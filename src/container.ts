@@ -95,7 +95,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       for (const outcome of ['sent', 'retried', 'failed', 'local'] as const) if (r[outcome]) metrics.forwarderOutcomes.inc({ outcome }, r[outcome]);
     },
   });
-  metrics.watch(db, () => forwarderRepo.stats(db));
+  metrics.watch(db, () => forwarderRepo.backlog(db));
   const forwarding = createForwardingService({ db, repo: forwarderRepo, audit, stripeEnabled: stripe.enabled });
   const plansRepo = createPlansRepository();
   const plans = createPlansService({ db, repo: plansRepo, audit });

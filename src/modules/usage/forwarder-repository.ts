@@ -108,6 +108,19 @@ export function createForwarderRepository() {
       return { pending: r.pending, due: r.due, failed: r.failed, local: r.local, sent: r.sent, oldestPendingAt: r.oldest_pending_at };
     },
 
+    /** Only what the partial indexes answer cheaply: fit to run on every Prometheus scrape. */
+    async backlog(db: Knex): Promise<{ pending: number; due: number; failed: number; oldestPendingAt: Date | null }> {
+      const { rows } = await db.raw(
+        `select
+           (select count(*)::int from usage_events where state = 'pending') as pending,
+           (select count(*)::int from usage_events where state = 'pending' and next_attempt_at <= now()) as due,
+           (select count(*)::int from usage_events where state = 'failed') as failed,
+           (select min(next_attempt_at) from usage_events where state = 'pending') as oldest`,
+      );
+      const r = rows[0];
+      return { pending: r.pending, due: r.due, failed: r.failed, oldestPendingAt: r.oldest };
+    },
+
     async listFailed(db: Knex, limit: number): Promise<FailedEvent[]> {
       const rows = await db('usage_events')
         .select('id', 'customer_id', 'metric', db.raw('quantity::text as quantity'), 'occurred_at', 'attempts', 'last_error')
