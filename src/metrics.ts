@@ -50,7 +50,7 @@ export function createMetrics() {
     }),
 
     /** Gauges read from the database and the pool when Prometheus scrapes. */
-    watch(db: Knex, backlog: () => Promise<{ pending: number; due: number; failed: number; oldestPendingAt: Date | null }>) {
+    watch(db: Knex, backlog: () => Promise<{ pending: number; due: number; failed: number }>) {
       const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number } }).pool;
       new Gauge({
         name: 'db_pool_connections',

@@ -109,16 +109,14 @@ export function createForwarderRepository() {
     },
 
     /** Only what the partial indexes answer cheaply: fit to run on every Prometheus scrape. */
-    async backlog(db: Knex): Promise<{ pending: number; due: number; failed: number; oldestPendingAt: Date | null }> {
+    async backlog(db: Knex): Promise<{ pending: number; due: number; failed: number }> {
       const { rows } = await db.raw(
         `select
            (select count(*)::int from usage_events where state = 'pending') as pending,
            (select count(*)::int from usage_events where state = 'pending' and next_attempt_at <= now()) as due,
-           (select count(*)::int from usage_events where state = 'failed') as failed,
-           (select min(next_attempt_at) from usage_events where state = 'pending') as oldest`,
+           (select count(*)::int from usage_events where state = 'failed') as failed`,
       );
-      const r = rows[0];
-      return { pending: r.pending, due: r.due, failed: r.failed, oldestPendingAt: r.oldest };
+      return rows[0];
     },
 
     async listFailed(db: Knex, limit: number): Promise<FailedEvent[]> {
