@@ -104,6 +104,7 @@ async function main(): Promise<void> {
         {
           NODE_ENV: 'production',
           STRIPE_ENABLED: 'false',
+          REDIS_URL: '', // in-memory limits, as the baseline has none to share
           DATABASE_URL: pg.url,
           ADMIN_API_TOKEN: adminToken,
           PORT: String(servicePort),

@@ -22,11 +22,12 @@ interface Running {
 
 function startServer(env: Record<string, string>): Running {
   const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|ADMIN_API_TOKEN|PORT|DATA_DIR|NODE_ENV)$/.test(k)),
+    Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|ADMIN_API_TOKEN|PORT|DATA_DIR|NODE_ENV|REDIS_URL|RATE_LIMIT_\w+)$/.test(k)),
   );
   const child = spawn(process.execPath, ['--require', 'tsx/cjs', 'src/server.ts'], {
     cwd: root,
-    env: { ...inherited, LOG_PRETTY: 'false', BCRYPT_COST: '4', ...env },
+    // Memory-only limits, raised: counters in a shared Redis would outlive the run.
+    env: { ...inherited, LOG_PRETTY: 'false', BCRYPT_COST: '4', RATE_LIMIT_ADMIN: '1000/1m', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
