@@ -9,15 +9,23 @@ export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');
  * Migration names are stored without their extension, so the same database can be
  * migrated from the TypeScript sources (dev, tests) and from the compiled build.
  */
+/** The migration files never change while the process runs: read the folder once (not on every /ready). */
+const listed = new Map<string, string[]>();
+
 export class ProjectMigrationSource implements Knex.MigrationSource<string> {
   constructor(private readonly dir = MIGRATIONS_DIR) {}
 
   async getMigrations(): Promise<string[]> {
-    const files = fs
-      .readdirSync(this.dir)
-      .filter((f) => /\.(ts|js)$/.test(f) && !f.endsWith('.d.ts'))
-      .map((f) => f.replace(/\.(ts|js)$/, ''));
-    return [...new Set(files)].sort();
+    let names = listed.get(this.dir);
+    if (!names) {
+      const files = fs
+        .readdirSync(this.dir)
+        .filter((f) => /\.(ts|js)$/.test(f) && !f.endsWith('.d.ts'))
+        .map((f) => f.replace(/\.(ts|js)$/, ''));
+      names = [...new Set(files)].sort();
+      listed.set(this.dir, names);
+    }
+    return [...names];
   }
 
   getMigrationName(name: string): string {

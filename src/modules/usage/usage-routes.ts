@@ -30,6 +30,17 @@ const totalJson = (r: TotalsRow) => ({
   events: r.events,
 });
 
+/** One customer's totals over the query's period, grouped by metric or by day and metric. */
+async function customerTotals(
+  customerId: string,
+  query: { from?: Date; to?: Date; group_by: 'metric' | 'day' },
+  read: (q: { from: Date; to: Date; groupBy: ('metric' | 'day')[] }) => Promise<TotalsRow[]>,
+) {
+  const p = period(query);
+  const totals = await read({ ...p, groupBy: query.group_by === 'day' ? ['day', 'metric'] : ['metric'] });
+  return { customer_id: customerId, from: p.from.toISOString(), to: p.to.toISOString(), group_by: query.group_by, totals: totals.map(totalJson) };
+}
+
 const recordedJson = (r: Recorded) => ({ ...usageEventJson(r.event), replayed: !r.created });
 
 /** One event, or {events: [...]}; each bad item of a batch is named by its index. */
@@ -107,10 +118,7 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
       response: responses.totals,
       query: usagePeriodQuery,
       async handle({ query, principal }, res) {
-        const p = period(query);
-        const groupBy = query.group_by === 'day' ? (['day', 'metric'] as const) : (['metric'] as const);
-        const totals = await usage.totals({ customerId: principal.customerId, ...p, groupBy: [...groupBy] });
-        res.json({ customer_id: principal.customerId, from: p.from.toISOString(), to: p.to.toISOString(), group_by: query.group_by, totals: totals.map(totalJson) });
+        res.json(await customerTotals(principal.customerId, query, (q) => usage.totals({ ...q, customerId: principal.customerId })));
       },
     }),
     defineRoute({
@@ -122,10 +130,7 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
       params: idParams,
       query: usagePeriodQuery,
       async handle({ query, params }, res) {
-        const p = period(query);
-        const groupBy = query.group_by === 'day' ? (['day', 'metric'] as const) : (['metric'] as const);
-        const totals = await usage.totalsForCustomer(params.id, { ...p, groupBy: [...groupBy] });
-        res.json({ customer_id: params.id, from: p.from.toISOString(), to: p.to.toISOString(), group_by: query.group_by, totals: totals.map(totalJson) });
+        res.json(await customerTotals(params.id, query, (q) => usage.totalsForCustomer(params.id, q)));
       },
     }),
     defineRoute({
