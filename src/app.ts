@@ -93,15 +93,16 @@ export function createApp(c: Container): Express {
   app.use((req, res, next) => {
     const end = c.metrics.httpDuration.startTimer();
     // The route template, not the path: ids stay out of the labels.
-    res.on('finish', () => end({ method: req.method, route: req.route?.path ?? 'unmatched', status: String(res.statusCode) }));
+    // 'close' also comes when the client hangs up first: those count as 499, as in the access log.
+    res.once('close', () => end({ method: req.method, route: req.route?.path ?? 'unmatched', status: res.writableFinished ? String(res.statusCode) : '499' }));
     next();
   });
   app.use(helmet());
 
-  const admin = adminAuth(c.adminTokens, c.audit, (reason) => c.metrics.authFailures.inc({ kind: 'admin_token', reason }));
+  const admin = adminAuth(c.adminTokens, c.limiters.authFailures, c.audit, (reason) => c.metrics.authFailures.inc({ kind: 'admin_token', reason }));
   registerRoutes(app, routeTable(c), {
     adminAuth: admin,
-    metricsAuth: metricsAuth(c.config.metricsToken, admin),
+    metricsAuth: metricsAuth(c.metricsTokens, admin),
     customerAuth: customerAuth(c.verifier),
     jsonBodyLimit: c.config.jsonBodyLimit,
     audit: c.audit,

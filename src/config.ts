@@ -51,6 +51,7 @@ const schema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_PRETTY: bool.optional(),
   BCRYPT_COST: int(4, 15).default(12),
+  AUTH_MAX_CONCURRENT_VERIFICATIONS: int(1, 64).default(4),
   JSON_BODY_LIMIT: z
     .string()
     .regex(/^\d+(b|kb|mb)$/i, 'must look like 100kb, 1mb or 2048b')
@@ -91,6 +92,7 @@ const schema = z.object({
 
   RATE_LIMIT_API: limit('100/15m'),
   RATE_LIMIT_USAGE: limit('60/1h'),
+  RATE_LIMIT_USAGE_ADDRESS: limit('600/1m'),
   RATE_LIMIT_WEBHOOKS: limit('100/1m'),
   RATE_LIMIT_ADMIN: limit('10/1h'),
   RATE_LIMIT_AUTH_FAILURES: limit('20/15m'),
@@ -117,6 +119,8 @@ export interface Config {
   readonly logLevel: Parsed['LOG_LEVEL'];
   readonly logPretty: boolean;
   readonly bcryptCost: number;
+  /** Key verifications that need bcrypt, at once per instance; above it a fast 503. */
+  readonly authMaxConcurrentVerifications: number;
   readonly jsonBodyLimit: string;
   readonly apiKeyCacheTtlSeconds: number;
   readonly apiKeyCacheMaxEntries: number;
@@ -139,7 +143,7 @@ export interface Config {
     readonly apiBase: string | undefined;
     readonly timeoutMs: number;
   };
-  readonly rateLimits: Readonly<Record<'api' | 'usage' | 'webhooks' | 'admin' | 'authFailures', { max: number; windowMs: number }>>;
+  readonly rateLimits: Readonly<Record<'api' | 'usage' | 'usageAddress' | 'webhooks' | 'admin' | 'authFailures', { max: number; windowMs: number }>>;
   /** Unset: rate limits are counted in each instance's memory. */
   readonly redisUrl: string | undefined;
   /** A token that reads /metrics only, and that the admin limiter does not count. */
@@ -186,6 +190,11 @@ function productionProblems(c: Parsed): string[] {
   if (c.NODE_ENV !== 'production') return [];
   const problems: string[] = [];
   if (!c.DATABASE_URL) problems.push('DATABASE_URL: required when NODE_ENV=production');
+  if (c.TRUST_PROXY === true) {
+    // Every client could then name its own address in X-Forwarded-For, and every per-address
+    // limit (and the address in audit rows) would be the client's to choose.
+    problems.push('TRUST_PROXY: "true" trusts any X-Forwarded-For a client sends; set the hop count of your proxies (e.g. 1) or their addresses/subnets (e.g. loopback, 10.0.0.0/8)');
+  }
   if (c.ADMIN_API_TOKEN.length === 0) {
     problems.push('ADMIN_API_TOKEN: required when NODE_ENV=production (generate one: openssl rand -hex 32)');
   }
@@ -228,6 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: c.LOG_LEVEL,
     logPretty: c.LOG_PRETTY ?? c.NODE_ENV === 'development',
     bcryptCost: c.BCRYPT_COST,
+    authMaxConcurrentVerifications: c.AUTH_MAX_CONCURRENT_VERIFICATIONS,
     jsonBodyLimit: c.JSON_BODY_LIMIT.toLowerCase(),
     apiKeyCacheTtlSeconds: c.API_KEY_CACHE_TTL_SECONDS,
     apiKeyCacheMaxEntries: c.API_KEY_CACHE_MAX_ENTRIES,
@@ -251,6 +261,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimits: Object.freeze({
       api: c.RATE_LIMIT_API,
       usage: c.RATE_LIMIT_USAGE,
+      usageAddress: c.RATE_LIMIT_USAGE_ADDRESS,
       webhooks: c.RATE_LIMIT_WEBHOOKS,
       admin: c.RATE_LIMIT_ADMIN,
       authFailures: c.RATE_LIMIT_AUTH_FAILURES,

@@ -51,6 +51,18 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   const customersRepo = createCustomersRepository();
 
   const audit = createAuditService({ db, repo: auditRepo, logger });
+  const adminTokens = createAdminTokenVerifier(config.adminTokens);
+  const metricsTokens = createAdminTokenVerifier(config.metricsToken ? [config.metricsToken] : [], 'metrics');
+  const limiters = createLimiters({
+    config,
+    metricsTokens,
+    redis,
+    logger,
+    onLimited: (name) => {
+      metrics.rateLimited.inc({ limiter: name });
+      onLimited?.(name);
+    },
+  });
   const cache = new VerificationCache(config.apiKeyCacheTtlSeconds * 1000, config.apiKeyCacheMaxEntries, now);
   const invalidation = createKeyInvalidation({ cache, logger });
   const lastUsed = createLastUsedTracker({ db, repo: keysRepo, logger, intervalMs: config.lastUsedFlushSeconds * 1000 });
@@ -61,9 +73,12 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     audit,
     lastUsed,
     bcryptCost: config.bcryptCost,
+    guard: limiters.authFailures,
+    maxConcurrent: config.authMaxConcurrentVerifications,
     now,
     onBcrypt,
     onFailure: (reason) => metrics.authFailures.inc({ kind: 'customer_key', reason }),
+    onBusy: () => metrics.keyVerificationsBusy.inc(),
   });
   const apiKeys = createApiKeysService({
     db,
@@ -129,7 +144,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     db,
     logger,
     startedAt: Date.now(),
-    adminTokens: createAdminTokenVerifier(config.adminTokens),
+    adminTokens,
+    metricsTokens,
     audit,
     cache,
     invalidation,
@@ -146,15 +162,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     subscriptions,
     webhooks,
     metrics,
-    limiters: createLimiters({
-      config,
-      redis,
-      logger,
-      onLimited: (name) => {
-        metrics.rateLimited.inc({ limiter: name });
-        onLimited?.(name);
-      },
-    }),
+    limiters,
     planSchemas: planSchemas(config.usage.metrics),
 
     /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder. */

@@ -24,6 +24,11 @@ export function createMetrics() {
       labelNames: ['kind', 'reason'] as const,
       registers: [registry],
     }),
+    keyVerificationsBusy: new Counter({
+      name: 'key_verifications_busy_total',
+      help: 'Requests answered 503 because every bcrypt slot (AUTH_MAX_CONCURRENT_VERIFICATIONS) was taken',
+      registers: [registry],
+    }),
     rateLimited: new Counter({
       name: 'rate_limited_total',
       help: 'Requests refused by a rate limiter',

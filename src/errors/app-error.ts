@@ -35,15 +35,18 @@ export interface FieldProblem {
 
 export class AppError extends Error {
   readonly status: number;
+  /** Response headers that belong to this answer (Retry-After, RateLimit). */
+  readonly headers: Readonly<Record<string, string>>;
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly details?: unknown,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; headers?: Record<string, string> },
   ) {
     super(message, options);
     this.name = 'AppError';
     this.status = ERROR_STATUS[code];
+    this.headers = options?.headers ?? {};
   }
 }
 
@@ -67,7 +70,7 @@ export class UnauthorizedError extends AppError {
 }
 
 export class ServiceUnavailableError extends AppError {
-  constructor(message = 'The service is temporarily unavailable; retry shortly', options?: { cause?: unknown }) {
-    super('SERVICE_UNAVAILABLE', message, undefined, options);
+  constructor(message = 'The service is temporarily unavailable; retry shortly', options?: { cause?: unknown; retryAfterSeconds?: number }) {
+    super('SERVICE_UNAVAILABLE', message, undefined, { cause: options?.cause, headers: { 'Retry-After': String(options?.retryAfterSeconds ?? 5) } });
   }
 }

@@ -19,19 +19,19 @@ export interface RouteDeps {
 
 /**
  * Wires each row of the route table in one fixed order:
- * rate limits (per IP; failed authentications per IP, before any bcrypt) -> authenticate ->
- * per-customer limit -> read the body -> validate params, query, body -> handle.
+ * per-address rate limit -> authenticate (failed attempts counted by the authentication itself,
+ * before any bcrypt) -> per-customer limit -> read the body -> validate params, query, body -> handle.
  * Authentication comes before the body so an unauthenticated caller learns nothing about validation.
  */
 export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: RouteDeps): void {
   for (const r of routes) {
     const chain: RequestHandler[] = [];
     const { limiters } = deps;
-    if (r.auth === 'admin') chain.push(limiters.admin, limiters.authFailures, deps.adminAuth);
-    // Usage has its own per-customer limit; other customer routes the general per-address one.
-    if (r.auth === 'customer') chain.push(...(r.rateLimit === 'usage' ? [] : [limiters.api]), limiters.authFailures, deps.customerAuth);
+    if (r.auth === 'admin') chain.push(limiters.admin, deps.adminAuth);
+    // Usage has a roomier per-address limit (fleets behind one NAT) and its own per-customer one.
+    if (r.auth === 'customer') chain.push(r.rateLimit === 'usage' ? limiters.usageAddress : limiters.api, deps.customerAuth);
     if (r.auth === 'stripe') chain.push(limiters.webhooks);
-    if (r.auth === 'metrics') chain.push(limiters.admin, limiters.authFailures, deps.metricsAuth);
+    if (r.auth === 'metrics') chain.push(limiters.admin, deps.metricsAuth);
     if (r.rateLimit === 'usage') chain.push(limiters.usage);
     if (r.rawBody) chain.push(express.raw({ type: 'application/json', limit: r.bodyLimit ?? deps.jsonBodyLimit }));
     else if (r.body) chain.push(...jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
-import { UnauthorizedError } from '../errors/app-error';
 import type { AuditService } from '../modules/audit/audit-service';
+import { addressName, type AuthFailureGuard } from './auth-failure-guard';
 import { contextOf } from './context';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
@@ -9,20 +9,33 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest();
 export interface AdminTokenVerifier {
   /** The fingerprint of the matching token, or null. */
   match(presented: string): string | null;
+  /** Replaces the accepted tokens (a secret re-read on SIGHUP); requests after it see only these. */
+  replace(tokens: readonly string[]): void;
+  /** How many tokens are accepted. */
+  readonly size: number;
 }
 
 /**
  * Compares in constant time: both sides are hashed to 32 bytes first, so neither the
  * length nor the content of a configured token leaks, and every token is compared.
+ * `label` prefixes the fingerprint that audit rows carry (`admin:<12 hex>`).
  */
-export function createAdminTokenVerifier(tokens: readonly string[]): AdminTokenVerifier {
-  const known = tokens.map((t) => ({ digest: sha256(t), fingerprint: `admin:${sha256(t).toString('hex').slice(0, 12)}` }));
+export function createAdminTokenVerifier(tokens: readonly string[], label = 'admin'): AdminTokenVerifier {
+  const digests = (list: readonly string[]) =>
+    list.map((t) => ({ digest: sha256(t), fingerprint: `${label}:${sha256(t).toString('hex').slice(0, 12)}` }));
+  let known = digests(tokens);
   return {
     match(presented) {
       const d = sha256(presented);
       let found: string | null = null;
       for (const k of known) if (timingSafeEqual(d, k.digest) && found === null) found = k.fingerprint;
       return found;
+    },
+    replace(next) {
+      known = digests(next);
+    },
+    get size() {
+      return known.length;
     },
   };
 }
@@ -32,18 +45,26 @@ export function bearerToken(header: string | undefined): string | undefined {
   return m?.[1];
 }
 
-export function adminAuth(verifier: AdminTokenVerifier, audit: AuditService, onFailure?: (reason: string) => void): RequestHandler {
+/**
+ * A correct token is cheap to check (two SHA-256 and a constant-time compare), so it is checked
+ * first and never refused by the failed-authentication limit: bad tokens from a shared address
+ * cannot lock the admins there out. A wrong or missing one is counted, then refused: 401, or 429
+ * once the address is past the limit.
+ */
+export function adminAuth(verifier: AdminTokenVerifier, guard: AuthFailureGuard, audit: AuditService, onFailure?: (reason: string) => void): RequestHandler {
   return async (req, res, next) => {
     const token = bearerToken(req.get('authorization'));
     const fingerprint = token ? verifier.match(token) : null;
     if (!fingerprint) {
-      onFailure?.(token ? 'invalid' : 'missing');
+      const reason = token ? 'invalid' : 'missing';
+      onFailure?.(reason);
+      const refusal = await guard.fail([addressName(req.ip)]);
       await audit.recordDetached(
         { ...contextOf(req), actor: 'admin', actorId: null },
-        { action: 'auth.admin_token', outcome: 'failure', details: { reason: token ? 'invalid' : 'missing' } },
+        { action: 'auth.admin_token', outcome: 'failure', details: { reason, ...(refusal.code === 'RATE_LIMITED' ? { limited: true } : {}) } },
       );
-      res.setHeader('WWW-Authenticate', 'Bearer realm="billing-admin"');
-      throw new UnauthorizedError();
+      if (refusal.code === 'UNAUTHORIZED') res.setHeader('WWW-Authenticate', 'Bearer realm="billing-admin"');
+      throw refusal;
     }
     res.locals.principal = { actorId: fingerprint };
     res.locals.actor = { actor: 'admin', actorId: fingerprint };
@@ -52,11 +73,10 @@ export function adminAuth(verifier: AdminTokenVerifier, audit: AuditService, onF
 }
 
 /** Prometheus reads /metrics with METRICS_TOKEN (compared in constant time); an admin token works too. */
-export function metricsAuth(metricsToken: string | undefined, admin: RequestHandler): RequestHandler {
-  const verifier = metricsToken ? createAdminTokenVerifier([metricsToken]) : null;
+export function metricsAuth(metricsTokens: AdminTokenVerifier, admin: RequestHandler): RequestHandler {
   return (req, res, next) => {
     const token = bearerToken(req.get('authorization'));
-    if (verifier && token && verifier.match(token)) {
+    if (token && metricsTokens.match(token)) {
       res.locals.principal = { actorId: 'metrics' };
       return next();
     }

@@ -46,7 +46,8 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       // Unknown errors: details to the log with the request id, a generic message to the caller.
       (req.log ?? logger).error({ err, requestId: req.id, code: e.code }, 'request failed');
     }
-    if (e.code === 'SERVICE_UNAVAILABLE') res.setHeader('Retry-After', '5');
+    for (const [name, value] of Object.entries(e.headers)) res.setHeader(name, value);
+    if (e.code === 'SERVICE_UNAVAILABLE' && !res.getHeader('Retry-After')) res.setHeader('Retry-After', '5');
     res.status(e.status).json({
       error: {
         code: e.code,

@@ -5,12 +5,16 @@ import { pinoHttp } from 'pino-http';
 type Req = IncomingMessage & { originalUrl?: string; ip?: string };
 type Res = ServerResponse & { locals?: { errorCode?: string } };
 
+/** The client hung up before the whole answer was sent (nginx's 499): nothing it was told was received. */
+const aborted = (res: Res) => !res.writableFinished;
+
 /** The fields of one access-log line (reqId is bound by pino-http): no headers, no bodies, no credentials. */
 function line(req: Req, res: Res, responseTime: number) {
   return {
     method: req.method,
     url: req.originalUrl ?? req.url,
-    status: res.statusCode,
+    status: aborted(res) ? 499 : res.statusCode,
+    ...(aborted(res) ? { aborted: true } : {}),
     ms: responseTime,
     ip: req.ip,
     ...(res.locals?.errorCode ? { errorCode: res.locals.errorCode } : {}),
@@ -28,8 +32,8 @@ export function httpLogger(logger: Logger) {
     genReqId: (req) => req.id,
     quietReqLogger: true,
     quietResLogger: true,
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
-    customSuccessMessage: () => 'request completed',
+    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 || aborted(res as Res) ? 'warn' : 'info'),
+    customSuccessMessage: (_req, res) => (aborted(res as Res) ? 'request aborted' : 'request completed'),
     customErrorMessage: () => 'request failed',
     serializers: {
       req: (req: Req) => ({ method: req.method, url: req.url }),

@@ -1,12 +1,14 @@
-import type { Request, RequestHandler, Response } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { ipKeyGenerator, MemoryStore, rateLimit, type Store } from 'express-rate-limit';
 import type { Logger } from 'pino';
 import { RedisStore } from 'rate-limit-redis';
 import type { Config } from '../config';
 import { AppError } from '../errors/app-error';
+import { bearerToken, type AdminTokenVerifier } from './admin-auth';
+import { createAuthFailureGuard, type AuthFailureGuard } from './auth-failure-guard';
 import { FallbackStore } from './fallback-store';
 
-export type LimiterName = 'api' | 'usage' | 'webhooks' | 'admin' | 'authFailures';
+export type LimiterName = 'api' | 'usage' | 'usageAddress' | 'webhooks' | 'admin' | 'authFailures';
 
 /** The part of a Redis client the limiters need. */
 export interface RedisCommander {
@@ -16,9 +18,11 @@ export interface RedisCommander {
 export interface Limiters {
   api: RequestHandler;
   usage: RequestHandler;
+  usageAddress: RequestHandler;
   webhooks: RequestHandler;
   admin: RequestHandler;
-  authFailures: RequestHandler;
+  /** Failed authentications, counted before the check (see auth-failure-guard.ts). */
+  authFailures: AuthFailureGuard;
   /** Counted refusals, for metrics and tests. */
   onLimited?: (name: LimiterName) => void;
 }
@@ -26,7 +30,9 @@ export interface Limiters {
 const ipKey = (req: Request) => ipKeyGenerator(req.ip ?? 'unknown');
 
 export interface LimiterDeps {
-  config: Pick<Config, 'rateLimits' | 'metricsToken'>;
+  config: Pick<Config, 'rateLimits'>;
+  /** The admin limiter does not count requests carrying a METRICS_TOKEN (compared in constant time). */
+  metricsTokens: AdminTokenVerifier;
   redis: RedisCommander | null;
   logger: Logger;
   onLimited?: (name: LimiterName) => void;
@@ -37,7 +43,7 @@ export interface LimiterDeps {
  * Retry-After. With Redis, counters are shared by all instances; if Redis goes away each
  * limiter keeps counting in memory (per instance) instead of letting everything through.
  */
-export function createLimiters({ config, redis, logger, onLimited }: LimiterDeps): Limiters {
+export function createLimiters({ config, metricsTokens, redis, logger, onLimited }: LimiterDeps): Limiters {
   const store = (name: LimiterName): Store => {
     if (!redis) return new MemoryStore();
     const shared = new RedisStore({
@@ -63,53 +69,30 @@ export function createLimiters({ config, redis, logger, onLimited }: LimiterDeps
         res.locals.rateLimited = name;
         next(new AppError('RATE_LIMITED', 'Too many requests; retry after the time in the Retry-After header'));
       },
-      validate: { trustProxy: false, xForwardedForHeader: false },
+      // express-rate-limit's own checks stay on: they warn about a permissive `trust proxy`.
     });
-  };
-
-  /**
-   * Failed authentications: checked before authentication with one read of the counter, and
-   * counted only when the answer is a 401, so a successful request costs no write at all and an
-   * address over the limit is refused before any key check (no bcrypt, no query).
-   */
-  const failures = (): RequestHandler => {
-    const name: LimiterName = 'authFailures';
-    const { max, windowMs } = config.rateLimits[name];
-    const counters = store(name);
-    counters.init?.({ windowMs } as never);
-    const refuse = (res: Response, resetTime: Date | undefined) => {
-      const seconds = Math.max(1, Math.ceil(((resetTime?.getTime() ?? Date.now() + windowMs) - Date.now()) / 1000));
-      res.setHeader('Retry-After', String(seconds));
-      res.setHeader('RateLimit-Policy', `"${name}"; q=${max}; w=${Math.ceil(windowMs / 1000)}`);
-      res.setHeader('RateLimit', `"${name}"; r=0; t=${seconds}`);
-    };
-    return async (req, res, next) => {
-      const key = ipKey(req);
-      const info = await counters.get?.(key);
-      if (info && info.totalHits >= max) {
-        refuse(res, info.resetTime);
-        onLimited?.(name);
-        res.locals.rateLimited = name;
-        return next(new AppError('RATE_LIMITED', 'Too many failed authentications from this address; retry after the time in the Retry-After header'));
-      }
-      res.once('finish', () => {
-        if (res.statusCode === 401) Promise.resolve(counters.increment(key)).catch(() => undefined);
-      });
-      next();
-    };
   };
 
   return {
     api: make('api', { key: ipKey }),
     // Keyed after authentication: one customer, whatever addresses its instances use.
     usage: make('usage', { key: (req) => `customer:${(req.res?.locals.principal as { customerId: string }).customerId}` }),
+    // Before authentication: a flood of bad keys from one address meets this before any key check.
+    usageAddress: make('usageAddress', { key: ipKey }),
     webhooks: make('webhooks', { key: ipKey }),
     admin: make('admin', {
       key: ipKey,
       // Prometheus scrapes with METRICS_TOKEN every 15-60 s: that must not spend the admin budget.
-      skip: (req) => !!config.metricsToken && req.get('authorization') === `Bearer ${config.metricsToken}`,
+      skip: (req) => {
+        const token = bearerToken(req.get('authorization'));
+        return !!token && metricsTokens.match(token) !== null;
+      },
     }),
-    authFailures: failures(),
+    authFailures: createAuthFailureGuard({
+      store: store('authFailures'),
+      ...config.rateLimits.authFailures,
+      onLimited: () => onLimited?.('authFailures'),
+    }),
     onLimited,
   };
 }

@@ -6,7 +6,7 @@ import { createTestApp, newAdminToken, TestApp } from '../helpers/test-app';
 const metricsToken = newAdminToken();
 let t: TestApp;
 beforeAll(async () => {
-  t = await createTestApp({ METRICS_TOKEN: metricsToken, RATE_LIMIT_ADMIN: '3/1m', TRUST_PROXY: 'true' });
+  t = await createTestApp({ METRICS_TOKEN: metricsToken, RATE_LIMIT_ADMIN: '3/1m', TRUST_PROXY: '1' });
 });
 afterAll(() => t.close());
 

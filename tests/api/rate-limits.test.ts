@@ -22,7 +22,7 @@ describe('each limiter', () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await createTestApp({
-      TRUST_PROXY: 'true',
+      TRUST_PROXY: '1',
       RATE_LIMIT_API: '3/1s',
       RATE_LIMIT_USAGE: '2/1s',
       RATE_LIMIT_WEBHOOKS: '3/1s',
@@ -62,7 +62,7 @@ describe('each limiter', () => {
   });
 
   test('when an address passes the admin limit, then 429', async () => {
-    const admin = await createTestApp({ TRUST_PROXY: 'true', RATE_LIMIT_ADMIN: '3/1s' });
+    const admin = await createTestApp({ TRUST_PROXY: '1', RATE_LIMIT_ADMIN: '3/1s' });
     try {
       const ip = clientIp();
       const list = () => request(admin.app).get('/api/customers').set('Authorization', `Bearer ${admin.adminToken}`).set('X-Forwarded-For', ip);
@@ -85,7 +85,7 @@ describe('each limiter', () => {
   });
 
   test('when an address floods wrong keys, then after the limit it is refused without running bcrypt', async () => {
-    const f = await createTestApp({ TRUST_PROXY: 'true', RATE_LIMIT_AUTH_FAILURES: '3/2s' });
+    const f = await createTestApp({ TRUST_PROXY: '1', RATE_LIMIT_AUTH_FAILURES: '3/2s' });
     try {
       const c = await createCustomer(f);
       const ip = clientIp();
@@ -120,7 +120,7 @@ withRedis('with Redis (REDIS_URL)', () => {
     const [ra, rb] = [connectRedis(redisUrl!, logger), connectRedis(redisUrl!, logger)];
     expect(await ra.ready).toBe(true);
     expect(await rb.ready).toBe(true);
-    const env = { TRUST_PROXY: 'true', RATE_LIMIT_ADMIN: '3/1m' };
+    const env = { TRUST_PROXY: '1', RATE_LIMIT_ADMIN: '3/1m' };
     const a = await createTestApp(env, { redis: ra });
     const b = await createTestApp({ ...env, ADMIN_API_TOKEN: a.adminToken }, { redis: rb });
     try {
@@ -144,7 +144,7 @@ withRedis('with Redis (REDIS_URL)', () => {
     viaProxy.port = String(proxy.port);
     const redis = connectRedis(viaProxy.toString(), logger);
     expect(await redis.ready).toBe(true);
-    const t = await createTestApp({ TRUST_PROXY: 'true', RATE_LIMIT_ADMIN: '3/1m' }, { redis });
+    const t = await createTestApp({ TRUST_PROXY: '1', RATE_LIMIT_ADMIN: '3/1m' }, { redis });
     try {
       await sleep(200);
       const list = (ip: string) => request(t.app).get('/api/customers').set('Authorization', `Bearer ${t.adminToken}`).set('X-Forwarded-For', ip);

@@ -37,6 +37,13 @@ describe('production refuses to start without what it needs', () => {
     expect(message).not.toContain(token); // a setting's value is never echoed
   });
 
+  test('when TRUST_PROXY is true, then production refuses it: any client could choose its own address', () => {
+    const text = problems({ ...prod, ADMIN_API_TOKEN: strong, TRUST_PROXY: 'true' });
+    expect(text).toMatch(/TRUST_PROXY: "true" trusts any X-Forwarded-For/);
+    expect(loadConfig({ ...prod, ADMIN_API_TOKEN: strong, TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadConfig({ ...prod, ADMIN_API_TOKEN: strong, TRUST_PROXY: 'loopback' }).trustProxy).toEqual(['loopback']);
+  });
+
   test('when Stripe is not explicitly off, then production needs its key and the webhook secret', () => {
     const base = { ...prod, ADMIN_API_TOKEN: strong, STRIPE_ENABLED: '' };
     expect(problems(base)).toMatch(/STRIPE_SECRET_KEY: required when NODE_ENV=production \(or turn Stripe off explicitly: STRIPE_ENABLED=false\)/);
@@ -98,7 +105,7 @@ describe('settings are validated', () => {
 
   test('when TRUST_PROXY is a hop count or subnets, then it is parsed for express', () => {
     expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
-    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true); // allowed outside production, see below
     expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toEqual(['loopback', '10.0.0.0/8']);
   });
 });

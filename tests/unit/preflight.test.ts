@@ -30,6 +30,7 @@ test('when the configuration is weak, then each problem fails with its fix', asy
 
 test.each([
   ['no TLS proxy', { TRUST_PROXY: 'false' }, 3, /behind a TLS proxy/],
+  ['a proxy setting that trusts every X-Forwarded-For', { TRUST_PROXY: 'true' }, 1, /TRUST_PROXY: "true" trusts any X-Forwarded-For/],
   ['several instances without Redis', { REDIS_URL: '' }, 3, /shared rate limits: 3 instances without REDIS_URL/],
   ['a test Stripe key', { STRIPE_SECRET_KEY: 'sk_test_123' }, 1, /Stripe key is a live key/],
   ['no metrics token', { METRICS_TOKEN: '' }, 1, /metrics token set/],

@@ -1,7 +1,8 @@
 import bcrypt from 'bcrypt';
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
-import { UnauthorizedError } from '../../errors/app-error';
+import { AppError, ServiceUnavailableError, UnauthorizedError } from '../../errors/app-error';
+import { addressName, customerName, keyName, type AuthFailureGuard, type Reservation } from '../../middleware/auth-failure-guard';
 import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import type { ApiKeysRepository, KeyCandidate } from './api-keys-repository';
@@ -21,7 +22,13 @@ export type FailureReason =
   | 'wrong_secret'
   | 'revoked'
   | 'expired'
-  | 'customer_deleted';
+  | 'customer_deleted'
+  | 'rate_limited';
+
+export interface VerifyOptions {
+  /** True once the client has hung up: a bcrypt not yet started is then not run at all. */
+  clientGone?: () => boolean;
+}
 
 export interface KeyVerifierDeps {
   db: Knex;
@@ -30,11 +37,48 @@ export interface KeyVerifierDeps {
   audit: AuditService;
   lastUsed: LastUsedTracker;
   bcryptCost: number;
+  /** The failed-authentication limit: attempts that need bcrypt are counted before it runs. */
+  guard: AuthFailureGuard;
+  /** bcrypt verifications at once; above it a fast 503 (half at most for keys matching no live key). */
+  maxConcurrent: number;
   now?: () => number;
   /** Observes each bcrypt comparison (metrics, and tests that count them). */
   onBcrypt?: () => void;
   /** Observes each refusal (metrics). */
   onFailure?: (reason: FailureReason) => void;
+  /** Observes each verification refused because every bcrypt slot was taken (metrics). */
+  onBusy?: () => void;
+}
+
+/**
+ * How many bcrypt verifications may run at once. A key that matches no live key (a guess) may
+ * take at most half of the slots, so a flood of guesses can never take the slots real keys need.
+ */
+function createSlots(max: number) {
+  const guessMax = Math.max(1, Math.floor(max / 2));
+  let active = 0;
+  let guesses = 0;
+  return {
+    tryAcquire(guess: boolean): (() => void) | null {
+      if (active >= max || (guess && guesses >= guessMax)) return null;
+      active++;
+      if (guess) guesses++;
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        active--;
+        if (guess) guesses--;
+      };
+    },
+  };
+}
+
+/** A verification that did not run: over the failed-authentication limit, or no free slot, or nobody waiting. */
+class NotChecked extends Error {
+  constructor(readonly answer: AppError, readonly giveBack: boolean) {
+    super(answer.message);
+  }
 }
 
 /**
@@ -49,6 +93,7 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
   const inFlight = new Map<string, Promise<CachedVerdict>>();
   const rechecks = new Map<string, Promise<CachedVerdict>>();
   let dummyHash: Promise<string> | null = null;
+  const slots = createSlots(deps.maxConcurrent);
 
   const compare = (secret: string, hash: string) => {
     deps.onBcrypt?.();
@@ -88,34 +133,72 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
     return pending;
   }
 
-  async function verifyUncached(customerId: string, secret: string, start: string): Promise<CachedVerdict> {
+  /**
+   * A presented key not in the cache. The caller has already counted this attempt against its
+   * address and claimed customer. A key whose start matches a live key is checked against its
+   * own per-key count instead, so a flood of guesses from a shared address or against one customer
+   * does not lock the real keys there out; a guess past either count is refused without bcrypt.
+   */
+  async function checkUncached(customerId: string, secret: string, start: string, reservation: Reservation, names: readonly string[], opts: VerifyOptions): Promise<CachedVerdict> {
     const candidates = await repo.findCandidates(db, customerId, start);
-    if (candidates.length === 0) {
-      await burnBcrypt(secret);
-      return { ok: false, customerId, keyId: null, keyExpiresAt: null, reason: 'unknown_key' };
+    const guess = !candidates.some((c) => judge(c) === null);
+    let perKey: Reservation | null = null;
+    if (!guess) {
+      const name = keyName(customerId, start);
+      perKey = await deps.guard.reserve([name]);
+      if (perKey.over(name)) throw new NotChecked(perKey.refusal(), false);
+    } else if (names.some((n) => reservation.over(n))) {
+      throw new NotChecked(reservation.refusal(), false);
     }
-    for (const c of candidates) {
-      if (!(await compare(secret, c.secretHash))) continue;
-      const reason = judge(c);
-      return { ok: reason === null, customerId, keyId: c.id, keyExpiresAt: c.expiresAt?.getTime() ?? null, ...(reason ? { reason } : {}) };
+    // Nobody is waiting for the answer: spend nothing on it (the attempt stays counted).
+    if (opts.clientGone?.()) throw new NotChecked(new AppError('BAD_REQUEST', 'The client closed the connection'), false);
+    const release = slots.tryAcquire(guess);
+    if (!release) {
+      await perKey?.release();
+      deps.onBusy?.();
+      throw new NotChecked(new ServiceUnavailableError('Too many key verifications at once; retry shortly', { retryAfterSeconds: 1 }), true);
     }
-    return { ok: false, customerId, keyId: null, keyExpiresAt: null, reason: 'wrong_secret' };
+    try {
+      if (candidates.length === 0) {
+        await burnBcrypt(secret);
+        return { ok: false, customerId, keyId: null, keyExpiresAt: null, reason: 'unknown_key' };
+      }
+      for (const c of candidates) {
+        if (!(await compare(secret, c.secretHash))) continue;
+        const reason = judge(c);
+        if (reason === null) await perKey?.release();
+        return { ok: reason === null, customerId, keyId: c.id, keyExpiresAt: c.expiresAt?.getTime() ?? null, ...(reason ? { reason } : {}) };
+      }
+      return { ok: false, customerId, keyId: null, keyExpiresAt: null, reason: 'wrong_secret' };
+    } finally {
+      release();
+    }
   }
 
-  async function fail(ctx: ActorContext, reason: FailureReason, customerId: string | null, keyId: string | null, cached = false): Promise<never> {
+  /**
+   * A refusal: audited one row each while it is a 401. Once the limit answers 429 no row is
+   * written (rate_limited_total counts them), so a flood cannot turn into a flood of writes.
+   */
+  async function fail(ctx: ActorContext, reason: FailureReason, customerId: string | null, keyId: string | null, answer: AppError, cached = false): Promise<never> {
     deps.onFailure?.(reason);
-    await audit.recordDetached(
-      { ...ctx, actor: 'customer', actorId: customerId },
-      { action: 'auth.customer_key', outcome: 'failure', targetType: keyId ? 'api_key' : undefined, targetId: keyId, details: { reason, ...(cached ? { cached: true } : {}) } },
-    );
-    throw new UnauthorizedError();
+    if (answer.code === 'UNAUTHORIZED') {
+      await audit.recordDetached(
+        { ...ctx, actor: 'customer', actorId: customerId },
+        { action: 'auth.customer_key', outcome: 'failure', targetType: keyId ? 'api_key' : undefined, targetId: keyId, details: { reason, ...(cached ? { cached: true } : {}) } },
+      );
+    }
+    throw answer;
   }
+
+  /** A failure found without bcrypt: counted against the address (and the customer it names), then refused. */
+  const cheapFailure = (ctx: ActorContext, customerId: string | null) =>
+    deps.guard.fail(customerId ? [addressName(ctx.ip), customerName(customerId)] : [addressName(ctx.ip)]);
 
   return {
-    async verify(presented: string | undefined, ctx: ActorContext): Promise<CustomerPrincipal> {
-      if (!presented) return fail(ctx, 'missing', null, null);
+    async verify(presented: string | undefined, ctx: ActorContext, opts: VerifyOptions = {}): Promise<CustomerPrincipal> {
+      if (!presented) return fail(ctx, 'missing', null, null, await cheapFailure(ctx, null));
       const parsed = parseKey(presented);
-      if (!parsed) return fail(ctx, 'malformed', null, null);
+      if (!parsed) return fail(ctx, 'malformed', null, null, await cheapFailure(ctx, null));
 
       const fp = keyFingerprint(presented);
       let hit: CachedVerdict | undefined = cache.get(fp);
@@ -126,16 +209,19 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
         hit = await recheck(fp, hit as CacheEntry);
       }
       if (hit) {
-        if (!hit.ok) return fail(ctx, (hit.reason ?? 'wrong_secret') as FailureReason, hit.customerId, hit.keyId, true);
+        if (!hit.ok) return fail(ctx, (hit.reason ?? 'wrong_secret') as FailureReason, hit.customerId, hit.keyId, await cheapFailure(ctx, hit.customerId), true);
         lastUsed.touch(hit.keyId!, new Date(now()));
         return { customerId: hit.customerId, keyId: hit.keyId! };
       }
 
+      // Counted before anything is spent on it; a success gives it back.
+      const names = [addressName(ctx.ip), customerName(parsed.customerId)];
+      const reservation = await deps.guard.reserve(names);
       // Concurrent first uses of one key share a single lookup and bcrypt.
       let pending = inFlight.get(fp);
       if (!pending) {
         const generation = cache.generation;
-        pending = verifyUncached(parsed.customerId, parsed.secret, parsed.start).finally(() => inFlight.delete(fp));
+        pending = checkUncached(parsed.customerId, parsed.secret, parsed.start, reservation, names, opts).finally(() => inFlight.delete(fp));
         inFlight.set(fp, pending);
         pending.then((v) => cache.set(fp, v, generation), () => undefined);
         pending.then(
@@ -150,8 +236,17 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
           () => undefined,
         );
       }
-      const verdict = await pending;
-      if (!verdict.ok) return fail(ctx, verdict.reason as FailureReason, verdict.customerId, verdict.keyId);
+      let verdict: CachedVerdict;
+      try {
+        verdict = await pending;
+      } catch (err) {
+        if (!(err instanceof NotChecked)) throw err;
+        if (err.giveBack) await reservation.release();
+        if (err.answer.code === 'RATE_LIMITED') deps.onFailure?.('rate_limited');
+        throw err.answer;
+      }
+      if (!verdict.ok) return fail(ctx, verdict.reason as FailureReason, verdict.customerId, verdict.keyId, new UnauthorizedError());
+      await reservation.release();
       lastUsed.touch(verdict.keyId!, new Date(now()));
       return { customerId: verdict.customerId, keyId: verdict.keyId! };
     },
