@@ -55,7 +55,8 @@ export function createAuthFailureGuard({ store, max, windowMs, onLimited, now = 
   };
 
   async function reserve(names: readonly string[]): Promise<Reservation> {
-    const counts = await Promise.all(names.map((n) => store.increment(n)));
+    // Read each count as it was right after this increment: a store may hand back its live counter.
+    const counts = await Promise.all(names.map((n) => Promise.resolve(store.increment(n)).then(({ totalHits, resetTime }) => ({ totalHits, resetTime }))));
     const hits = new Map(names.map((n, i) => [n, counts[i]!]));
     let released = false;
     return {
