@@ -114,6 +114,7 @@ async function main(): Promise<void> {
           // Every limit raised so the benchmark measures the work, not the limiter.
           RATE_LIMIT_API: '100000000/1m',
           RATE_LIMIT_USAGE: '100000000/1m',
+          RATE_LIMIT_USAGE_ADDRESS: '100000000/1m',
           RATE_LIMIT_ADMIN: '100000000/1m',
           RATE_LIMIT_AUTH_FAILURES: '100000000/1m',
         },
