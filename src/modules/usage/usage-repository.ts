@@ -13,16 +13,28 @@ export interface UsageEvent {
   receivedAt: Date;
 }
 
-/** An event as the application writes it (received_at is the database's). */
-export type NewUsageEvent = Omit<UsageEvent, 'receivedAt'> & { requestHash: string };
-
-export type StoredEvent = UsageEvent & { requestHash: string };
-
-/** What a batch insert says of each key: the stored event's id, and whether it is new. */
-export interface BatchOutcome {
-  id: string;
+/** An event to write: what the customer sent (occurredAt absent: not given). */
+export interface EventToWrite {
+  customerId: string;
+  metric: string;
+  /** Normalised decimal string. */
+  quantity: string;
+  occurredAt?: Date;
   idempotencyKey: string;
+}
+
+/** What the write says of each event given, in the order given. */
+export interface WriteOutcome {
+  /** The stored event's id: new, or the one stored earlier under the same key. */
+  id: string;
+  /** Stored by this write (false: the key was stored before, or earlier in the same write). */
   created: boolean;
+  /** The key is stored with a different request fingerprint. */
+  conflict: boolean;
+  /** Index of the first event of this write with the same customer and key. */
+  leader: number;
+  occurredAt: Date;
+  receivedAt: Date;
 }
 
 export interface TotalsQuery {
@@ -41,56 +53,53 @@ export interface TotalsRow {
   events: number;
 }
 
-interface EventRow {
-  id: string;
-  customer_id: string;
-  metric: string;
-  quantity: string;
-  occurred_at: Date;
-  idempotency_key: string;
-  received_at: Date;
-  request_hash?: string;
-}
-
-const toEvent = (r: EventRow): UsageEvent => ({
-  id: r.id,
-  customerId: r.customer_id,
-  metric: r.metric,
-  quantity: trimDecimal(r.quantity),
-  occurredAt: r.occurred_at,
-  idempotencyKey: r.idempotency_key,
-  receivedAt: r.received_at,
-});
-
 /**
- * One statement: insert the new events (duplicates skipped by the unique constraint, which
- * decides under concurrency) and add exactly the inserted ones to the daily totals. Arrays
- * through unnest keep the SQL text constant whatever the batch size. Rows go in key order so
- * concurrent batches take locks in the same order.
+ * The one write of usage events, for single events (a group commit of many customers' events)
+ * and batches alike. In one statement:
+ * - the request fingerprint of each event (the first 16 bytes of SHA-256 over
+ *   "metric\nquantity\noccurred_ms", occurred_ms empty when not given), and its id (UUIDv7);
+ * - the insert, one row per (customer, key), in key order so concurrent writers lock in one order;
+ * - a key already stored is not inserted but locked and read back by ON CONFLICT DO UPDATE (a no-op
+ *   update), which sees a row committed after this statement's snapshot, so a concurrent writer of
+ *   the same key is always found and there is no second lookup;
+ * - the daily totals of exactly the inserted rows;
+ * - per event given: replay or conflict, by comparing fingerprints. This is the only place the
+ *   idempotency rule is written.
+ * Arrays through unnest keep the SQL text constant whatever the number of events.
  */
-const INSERT_SQL = `
-with input as (
-  select * from unnest(?::uuid[], ?::uuid[], ?::text[], ?::numeric[], ?::timestamptz[], ?::text[], ?::text[])
-    as t(id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash)
-  order by customer_id, idempotency_key
+const WRITE_SQL = `
+with given as (
+  select t.ord, t.customer_id, t.metric, t.quantity, t.occurred_ms, t.idempotency_key,
+         encode(substring(sha256(convert_to(t.metric || E'\\n' || t.quantity || E'\\n' || coalesce(t.occurred_ms::text, ''), 'UTF8')) from 1 for 16), 'hex') as request_hash
+    from unnest(?::uuid[], ?::text[], ?::text[], ?::bigint[], ?::text[]) with ordinality
+      as t(customer_id, metric, quantity, occurred_ms, idempotency_key, ord)
+), input as (
+  select distinct on (customer_id, idempotency_key) usage_uuidv7() as id, g.*
+    from given g order by customer_id, idempotency_key, ord
 ), ins as (
-  insert into usage_events (id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, state, next_attempt_at)
-  select id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, ?::text,
-         case when ?::text = 'pending' then now() end
-    from input
-  on conflict (customer_id, idempotency_key) do nothing
-  returning id, customer_id, metric, quantity, occurred_at, idempotency_key, received_at
+  insert into usage_events as e (id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, state, next_attempt_at)
+  select id, customer_id, metric, quantity::numeric, timestamptz 'epoch' + coalesce(occurred_ms, ?::bigint) * interval '1 millisecond',
+         idempotency_key, request_hash, ?::text, case when ?::text = 'pending' then now() end
+    from input order by customer_id, idempotency_key
+  on conflict on constraint usage_events_customer_idempotency_unique do update set request_hash = e.request_hash
+  returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at, e.request_hash
+), fresh as (
+  select ins.* from ins join input i on i.id = ins.id
 ), roll as (
-  insert into usage_daily (customer_id, metric, day, shard, quantity, events)
+  insert into usage_daily as d (customer_id, metric, day, shard, quantity, events)
   select customer_id, metric, (occurred_at at time zone 'UTC')::date,
          coalesce(nullif(current_setting('billing.rollup_shard', true), ''), '0')::smallint, sum(quantity), count(*)
-    from ins group by 1, 2, 3 order by 1, 2, 3
-  on conflict (customer_id, metric, day, shard) do update
-    set quantity = usage_daily.quantity + excluded.quantity, events = usage_daily.events + excluded.events
+    from fresh group by 1, 2, 3 order by 1, 2, 3
+  on conflict on constraint usage_daily_pkey do update
+    set quantity = d.quantity + excluded.quantity, events = d.events + excluded.events
 )
-select id, customer_id, idempotency_key, floor(extract(epoch from received_at) * 1000)::bigint as received_ms from ins`;
-
-export const IDEMPOTENCY_CONFLICT_SQLSTATE = 'BL409';
+select g.ord, ins.id, (ins.id = i.id and g.ord = i.ord) as created, ins.request_hash <> g.request_hash as conflict, i.ord as leader,
+       floor(extract(epoch from ins.occurred_at) * 1000)::bigint as occurred_ms,
+       floor(extract(epoch from ins.received_at) * 1000)::bigint as received_ms
+  from given g
+  join input i on i.customer_id = g.customer_id and i.idempotency_key = g.idempotency_key
+  join ins on ins.customer_id = g.customer_id and ins.idempotency_key = g.idempotency_key
+ order by g.ord`;
 
 const DAY_MS = 24 * 3600 * 1000;
 const floorDay = (d: Date) => new Date(Math.floor(d.getTime() / DAY_MS) * DAY_MS);
@@ -102,74 +111,31 @@ const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } 
 export function createUsageRepository() {
   return {
     /**
-     * Returns the events actually inserted (built from the input plus the stored id and
-     * received_at, so little comes back over the wire); events whose key existed are absent.
+     * Writes events (see WRITE_SQL) and says, for each one given, what became of it. Absent
+     * occurred_at is stored as `nowMs`. Nothing is decided here: a caller that needs all or
+     * nothing runs it in a transaction and rolls back on a conflict.
      */
-    async insert(db: Knex, events: NewUsageEvent[], state: ForwardingState): Promise<UsageEvent[]> {
+    async write(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
-      const result = await db.raw(INSERT_SQL, [
-        events.map((e) => e.id),
+      const result = await db.raw(WRITE_SQL, [
         events.map((e) => e.customerId),
-        events.map((e) => e.metric),
-        events.map((e) => e.quantity),
-        events.map((e) => e.occurredAt.toISOString()),
-        events.map((e) => e.idempotencyKey),
-        events.map((e) => e.requestHash),
-        state,
-        state,
-      ]);
-      const byId = new Map(events.map((e) => [e.id, e]));
-      return (result.rows as { id: string; received_ms: string }[]).map((r) => {
-        const e = byId.get(r.id)!;
-        return {
-          id: e.id,
-          customerId: e.customerId,
-          metric: e.metric,
-          quantity: e.quantity,
-          occurredAt: e.occurredAt,
-          idempotencyKey: e.idempotencyKey,
-          receivedAt: new Date(Number(r.received_ms)),
-        };
-      });
-    },
-
-    /**
-     * A whole batch in one atomic statement (see ingest_usage_batch): new events are inserted,
-     * stored ones come back as replays, and any key stored with another body fails it all
-     * with SQLSTATE BL409 (IDEMPOTENCY_CONFLICT_SQLSTATE).
-     */
-    async insertBatch(
-      db: Knex,
-      customerId: string,
-      events: { metric: string; quantity: string; occurredAt?: Date; idempotencyKey: string }[],
-      state: ForwardingState,
-    ): Promise<BatchOutcome[]> {
-      const result = await db.raw('select * from ingest_usage_batch(?::uuid, ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text)', [
-        customerId,
         events.map((e) => e.metric),
         events.map((e) => e.quantity),
         // null elements become SQL NULLs ("not given"); knex's types do not model that.
         events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null)) as unknown as number[],
         events.map((e) => e.idempotencyKey),
+        nowMs,
+        state,
         state,
       ]);
-      return (result.rows as { id: string; idempotency_key: string; created: boolean }[]).map((r) => ({
+      return (result.rows as { id: string; created: boolean; conflict: boolean; leader: string; occurred_ms: string; received_ms: string }[]).map((r) => ({
         id: r.id,
-        idempotencyKey: r.idempotency_key,
         created: r.created,
+        conflict: r.conflict,
+        leader: Number(r.leader) - 1,
+        occurredAt: new Date(Number(r.occurred_ms)),
+        receivedAt: new Date(Number(r.received_ms)),
       }));
-    },
-
-    async findByKeys(db: Knex, keys: { customerId: string; idempotencyKey: string }[]): Promise<StoredEvent[]> {
-      if (keys.length === 0) return [];
-      const result = await db.raw(
-        `select e.id, e.customer_id, e.metric, e.quantity::text as quantity, e.occurred_at, e.idempotency_key, e.received_at, e.request_hash
-           from usage_events e
-           join unnest(?::uuid[], ?::text[]) as k(customer_id, idempotency_key)
-             on e.customer_id = k.customer_id and e.idempotency_key = k.idempotency_key`,
-        [keys.map((k) => k.customerId), keys.map((k) => k.idempotencyKey)],
-      );
-      return (result.rows as Required<EventRow>[]).map((r) => ({ ...toEvent(r), requestHash: r.request_hash }));
     },
 
     /**
