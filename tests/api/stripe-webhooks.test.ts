@@ -366,3 +366,47 @@ describe('signature timestamps', () => {
     expect(res.body.result).toBe('ignored');
   });
 });
+
+describe('body size', () => {
+  /** A subscription update as Stripe sends it, padded to about `bytes`. */
+  function bigEvent(bytes: number) {
+    const items = Array.from({ length: 20 }, (_, i) => ({ id: `si_${i}`, object: 'subscription_item', price: { id: `price_${i}`, object: 'price', metadata: {} } }));
+    const e = event('ping.big_update', { id: 'sub_big', object: 'subscription', items: { object: 'list', data: items } });
+    const size = JSON.stringify(e).length;
+    Object.assign(e.data, { previous_attributes: { description: 'x'.repeat(Math.max(0, bytes - size - 60)) } });
+    return e;
+  }
+
+  test('when a signed event of 200 kB arrives, then it is accepted', async () => {
+    const e = bigEvent(200_000);
+    expect(JSON.stringify(e).length).toBeGreaterThan(190_000);
+    const res = await deliver(e);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ event_id: e.id, result: 'ignored' });
+    expect((await eventRows(e.id))[0].processed_at).not.toBeNull();
+  });
+
+  test('when a signed event is over WEBHOOK_BODY_LIMIT, then 413 PAYLOAD_TOO_LARGE and nothing is written', async () => {
+    const e = bigEvent(1_100_000);
+    expectError(await deliver(e), 413, 'PAYLOAD_TOO_LARGE');
+    expect(await eventRows(e.id)).toEqual([]);
+  });
+
+  test('when WEBHOOK_BODY_LIMIT is set, then the webhook route takes bodies up to it, and no more', async () => {
+    const other = await createTestApp({ STRIPE_WEBHOOK_SECRET: SECRET, FORWARDER_ENABLED: 'false', WEBHOOK_BODY_LIMIT: '300kb', JSON_BODY_LIMIT: '100kb' });
+    const send = (e: object) => {
+      const payload = JSON.stringify(e);
+      const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: SECRET });
+      return request(other.app).post('/api/webhooks/stripe').set('Content-Type', 'application/json').set('Stripe-Signature', header).send(payload);
+    };
+    try {
+      const fits = bigEvent(200_000);
+      expect((await send(fits)).body).toMatchObject({ event_id: fits.id, result: 'ignored' });
+      const over = bigEvent(400_000);
+      expectError(await send(over), 413, 'PAYLOAD_TOO_LARGE');
+      expect(await eventRows(over.id)).toEqual([]);
+    } finally {
+      await other.close();
+    }
+  });
+});
