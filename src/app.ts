@@ -63,7 +63,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...forwardingRoutes(c.forwarding),
     ...plansRoutes(c.plans, c.planSchemas),
     ...subscriptionsRoutes(c.subscriptions),
-    ...stripeWebhooksRoutes(c.webhooks),
+    ...stripeWebhooksRoutes(c.webhooks, c.config.stripe.webhookBodyLimit),
     defineRoute({
       method: 'get',
       path: '/metrics',

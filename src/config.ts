@@ -80,6 +80,7 @@ const schema = z.object({
   STRIPE_ENABLED: bool.optional(),
   STRIPE_WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=_-]+$/, 'must be a Stripe webhook signing secret (whsec_…)').optional(),
   STRIPE_WEBHOOK_TOLERANCE_SECONDS: int(1, 3600).default(300),
+  WEBHOOK_BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'must look like 1mb or 512kb').default('1mb'),
 
   FORWARDER_ENABLED: bool.default(true),
   FORWARDER_INTERVAL_MS: int(10, 3_600_000).default(1000),
@@ -140,6 +141,8 @@ export interface Config {
     readonly secretKey: string | undefined;
     readonly webhookSecret: string | undefined;
     readonly webhookToleranceSeconds: number;
+    /** Largest webhook body: Stripe's events (a subscription with many items and its previous attributes) outgrow JSON_BODY_LIMIT. */
+    readonly webhookBodyLimit: string;
     readonly apiBase: string | undefined;
     readonly timeoutMs: number;
   };
@@ -255,6 +258,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       secretKey: c.STRIPE_ENABLED === false ? undefined : c.STRIPE_SECRET_KEY,
       webhookSecret: c.STRIPE_WEBHOOK_SECRET,
       webhookToleranceSeconds: c.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+      webhookBodyLimit: c.WEBHOOK_BODY_LIMIT.toLowerCase(),
       apiBase: c.STRIPE_API_BASE,
       timeoutMs: c.STRIPE_TIMEOUT_MS,
     }),

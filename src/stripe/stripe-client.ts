@@ -9,7 +9,8 @@ export function toSubscriptionState(s: Stripe.Subscription): StripeSubscriptionS
   const first = items[0];
   return {
     id: s.id,
-    stripeCustomerId: typeof s.customer === 'string' ? s.customer : s.customer.id,
+    // Empty when absent: it then matches no customer of ours, and the subscription is ignored.
+    stripeCustomerId: typeof s.customer === 'string' ? s.customer : (s.customer?.id ?? ''),
     status: s.status as SubscriptionStatus,
     currentPeriodStart: date(first?.current_period_start),
     currentPeriodEnd: date(first?.current_period_end),

@@ -3,7 +3,8 @@ import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import type { StripeWebhooksService } from './stripe-webhooks-service';
 
-export function stripeWebhooksRoutes(webhooks: StripeWebhooksService) {
+/** bodyLimit: WEBHOOK_BODY_LIMIT; a subscription event with many items outgrows the general JSON limit. */
+export function stripeWebhooksRoutes(webhooks: StripeWebhooksService, bodyLimit: string) {
   return [
     defineRoute({
       method: 'post',
@@ -12,6 +13,7 @@ export function stripeWebhooksRoutes(webhooks: StripeWebhooksService) {
       summary: 'Stripe events, verified by their signature over the raw body; each applied once',
       response: responses.webhook,
       rawBody: true,
+      bodyLimit,
       async handle({ body, req, ctx }, res) {
         const result = await webhooks.handle(body, req.get('stripe-signature'), ctx);
         res.json({ received: true, event_id: result.eventId, type: result.type, result: result.result });

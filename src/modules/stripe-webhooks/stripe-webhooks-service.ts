@@ -1,10 +1,11 @@
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import Stripe from 'stripe';
+import { z } from 'zod';
+import { isDatabaseUnavailable } from '../../db/db-errors';
 import { AppError } from '../../errors/app-error';
 import type { ActorContext } from '../../lib/request-context';
-import type { StripeSubscriptionState } from '../../stripe/stripe-port';
-import type { StripePort } from '../../stripe/stripe-port';
+import { StripeCallError, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomersRepository } from '../customers/customers-repository';
 import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
@@ -23,17 +24,57 @@ const INVOICE_EVENTS = new Set(['invoice.paid', 'invoice.payment_failed', 'invoi
 
 export const HANDLED_EVENTS = [...SUBSCRIPTION_EVENTS, ...INVOICE_EVENTS, 'customer.deleted'];
 
+/**
+ * What every Stripe event has. A validly signed event without it can never be applied, however
+ * often Stripe retries it: it is refused with 400 and recorded (by id, when it has one) for admins.
+ */
+const eventEnvelope = z.looseObject({
+  id: z.string().min(1).max(255),
+  type: z.string().min(1).max(255),
+  created: z.number().int().nonnegative(),
+  data: z.looseObject({ object: z.looseObject({}) }),
+});
+type VerifiedEvent = z.infer<typeof eventEnvelope>;
+
+/** Stripe ids are prefix_ and letters or digits; anything else names nothing Stripe (or we) could hold. */
+const STRIPE_ID = /^[A-Za-z0-9_]{1,255}$/;
+const stripeId = (v: unknown): string | null => (typeof v === 'string' && STRIPE_ID.test(v) ? v : null);
+
 /** An invoice names its subscription under parent.subscription_details since API 2025-03-31, at the top level before. */
-function invoiceSubscriptionId(invoice: Record<string, any>): string | null {
+function invoiceSubscriptionId(invoice: Record<string, any>): unknown {
   const s = invoice.parent?.subscription_details?.subscription ?? invoice.subscription ?? null;
-  return typeof s === 'string' ? s : (s?.id ?? null);
+  return typeof s === 'string' ? s : s?.id;
 }
 
-function subscriptionIdOf(event: Stripe.Event): string | null {
-  const o = event.data.object as unknown as Record<string, any>;
-  if (SUBSCRIPTION_EVENTS.has(event.type)) return o.id ?? null;
-  if (INVOICE_EVENTS.has(event.type)) return invoiceSubscriptionId(o);
+function subscriptionIdOf(event: VerifiedEvent): string | null {
+  const o = event.data.object as Record<string, any>;
+  if (SUBSCRIPTION_EVENTS.has(event.type)) return stripeId(o.id);
+  if (INVOICE_EVENTS.has(event.type)) return stripeId(invoiceSubscriptionId(o));
   return null;
+}
+
+/** The `t=` values of a Stripe-Signature header (stripe-node uses the last one; we look at all). */
+function signatureTimestamps(header: string): number[] {
+  return header
+    .split(',')
+    .map((item) => item.split('='))
+    .filter(([k]) => k?.trim() === 't')
+    .map(([, v]) => Number(v));
+}
+
+/**
+ * What an admin may read about a failure (stripe_events.last_error): a stable code and a short
+ * message. Database errors carry their SQL and values: those go to the log only.
+ */
+function failureSummary(err: unknown): string {
+  if (err instanceof AppError) return `${err.code}: ${err.message}`;
+  if (err instanceof StripeCallError) {
+    return err.status === undefined
+      ? 'SERVICE_UNAVAILABLE: Stripe did not answer when the subscription was re-read'
+      : `BAD_GATEWAY: Stripe answered ${err.status}${err.stripeCode ? ` (${err.stripeCode})` : ''} when the subscription was re-read`;
+  }
+  if (isDatabaseUnavailable(err)) return 'SERVICE_UNAVAILABLE: the database could not be reached';
+  return 'INTERNAL_ERROR: the event could not be applied';
 }
 
 export interface WebhookResult {
@@ -59,50 +100,99 @@ export interface StripeWebhooksDeps {
 
 /**
  * Stripe webhooks, applied once each and in any order:
- * 1. the signature is checked over the raw body (400 and nothing written if it fails);
- * 2. an event already processed is acknowledged and ignored;
- * 3. the subscription it concerns is re-read from Stripe, outside any transaction: whatever order
+ * 1. the signature is checked over the raw body, and its timestamp must be neither older nor
+ *    newer than the tolerance (400 and nothing written if not); stripe-node checks only age;
+ * 2. a signed event without the envelope every event has (id, type, created, data.object) is a
+ *    400, recorded as failing so admins see it;
+ * 3. an event already processed is acknowledged and ignored;
+ * 4. the subscription it concerns is re-read from Stripe, outside any transaction: whatever order
  *    events arrive in, we apply Stripe's current state, never the (possibly older) copy in the event,
  *    and a state read earlier never overwrites one read later (stripe_state_at);
- * 4. the event id is recorded in the same transaction as its effect.
- * A handler that fails answers 500 so Stripe retries; the failure is logged and kept for admins.
+ * 5. the event id is recorded in the same transaction as its effect. Objects that are not ours
+ *    (other integrations share the Stripe account) are recorded as ignored, with the reason in the
+ *    audit row: retrying them would never change the answer.
+ * A handler that fails answers 500 so Stripe retries; the failure is logged, and kept for admins
+ * as a code and a short message.
  */
 export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
   const { db, events, subscriptions, customersRepo, stripe, audit, logger } = deps;
   const now = deps.now ?? Date.now;
 
-  function verify(raw: unknown, signature: string | undefined): Stripe.Event {
+  function verify(raw: unknown, signature: string | undefined): unknown {
     if (!deps.secret) throw new AppError('INVALID_SIGNATURE', 'Webhooks are not configured (STRIPE_WEBHOOK_SECRET)');
     if (!Buffer.isBuffer(raw) || raw.length === 0) throw new AppError('INVALID_SIGNATURE', 'The webhook body must be the raw JSON Stripe sent');
     if (!signature) throw new AppError('INVALID_SIGNATURE', 'Missing Stripe-Signature header');
+    let payload: unknown;
     try {
       // receivedAt is in milliseconds.
-      return Stripe.webhooks.constructEvent(raw, signature, deps.secret, deps.toleranceSeconds, undefined, now());
-    } catch {
+      payload = Stripe.webhooks.constructEvent(raw, signature, deps.secret, deps.toleranceSeconds, undefined, now());
+    } catch (err) {
+      if (err instanceof Stripe.errors.StripeSignatureVerificationError) {
+        throw new AppError('INVALID_SIGNATURE', 'Invalid Stripe signature, or a timestamp outside the tolerance');
+      }
+      // Signed, but not JSON (or not a webhook event): nothing to record it by.
+      logger.warn({ err: { message: (err as Error).message } }, 'malformed Stripe event: the signed body is not a JSON event');
+      throw new AppError('BAD_REQUEST', 'Malformed Stripe event: the body is not a JSON event');
+    }
+    // A signature dated in the future would stay replayable until that date plus the tolerance.
+    const latest = Math.floor(now() / 1000) + deps.toleranceSeconds;
+    if (signatureTimestamps(signature).some((t) => !Number.isFinite(t) || t > latest)) {
       throw new AppError('INVALID_SIGNATURE', 'Invalid Stripe signature, or a timestamp outside the tolerance');
     }
+    return payload;
   }
 
-  async function apply(trx: Knex, event: Stripe.Event, live: StripeSubscriptionState | null, readAt: number, ctx: ActorContext) {
-    const details: Record<string, unknown> = { event_id: event.id };
-    if (event.type === 'customer.deleted') {
-      const stripeCustomerId = (event.data.object as { id: string }).id;
-      details.customer_id = await customersRepo.unlinkStripeCustomer(trx, stripeCustomerId);
-      details.stripe_customer_id = stripeCustomerId;
-    } else if (live) {
-      const { outcome, subscriptionId } = await subscriptions.apply(live, readAt, trx);
-      Object.assign(details, { subscription_id: subscriptionId, stripe_subscription_id: live.id, status: live.status, applied: outcome });
-    } else {
-      details.applied = 'nothing';
+  /** A signed event we cannot apply: recorded by its id when it has one, else logged; always a 400. */
+  async function refuseMalformed(payload: unknown, issues: z.core.$ZodIssue[]): Promise<never> {
+    const reason = `malformed event: ${issues.map((i) => (i.path.length ? i.path.join('.') : 'the body')).filter((p, i, all) => all.indexOf(p) === i).join(', ')} missing or invalid`;
+    const p = (payload && typeof payload === 'object' && !Array.isArray(payload) ? payload : {}) as Record<string, unknown>;
+    const id = typeof p.id === 'string' && p.id.length > 0 && p.id.length <= 255 ? p.id : null;
+    logger.warn({ eventId: id, id: id ?? (typeof p.id === 'string' ? p.id.slice(0, 64) : typeof p.id), reason }, 'malformed Stripe event refused');
+    if (id) {
+      const header: EventHeader = {
+        id,
+        type: typeof p.type === 'string' && p.type ? p.type.slice(0, 255) : '(missing)',
+        created: Number.isSafeInteger(p.created) && (p.created as number) >= 0 ? (p.created as number) : 0,
+        objectId: null,
+      };
+      await events.recordFailure(db, header, `BAD_REQUEST: ${reason}`).catch((err: unknown) => logger.error({ err, eventId: id }, 'could not record the malformed event'));
     }
+    throw new AppError('BAD_REQUEST', `Malformed Stripe event: ${reason}`);
+  }
+
+  type Applied = { result: 'processed' } | { result: 'ignored'; reason: string };
+
+  async function apply(trx: Knex, event: VerifiedEvent, live: StripeSubscriptionState | null, readAt: number, ctx: ActorContext): Promise<Applied> {
+    const details: Record<string, unknown> = { event_id: event.id };
+    let applied: Applied = { result: 'processed' };
+    if (event.type === 'customer.deleted') {
+      const stripeCustomerId = stripeId(event.data.object.id);
+      const customerId = stripeCustomerId ? await customersRepo.unlinkStripeCustomer(trx, stripeCustomerId) : null;
+      Object.assign(details, { customer_id: customerId, stripe_customer_id: stripeCustomerId });
+      if (!customerId) applied = { result: 'ignored', reason: 'no customer of ours is linked to this Stripe customer' };
+    } else if (live) {
+      const r = await subscriptions.apply(live, readAt, trx);
+      Object.assign(details, { subscription_id: r.subscriptionId, stripe_subscription_id: live.id, status: live.status, applied: r.outcome });
+      if (r.outcome === 'ignored') applied = { result: 'ignored', reason: r.reason };
+    } else {
+      applied = {
+        result: 'ignored',
+        reason: !stripe.enabled ? 'Stripe is off' : subscriptionIdOf(event) ? 'Stripe has no such subscription' : 'it names no subscription',
+      };
+    }
+    if (applied.result === 'ignored') details.ignored = applied.reason;
     await audit.record(trx, ctx, { action: `stripe.${event.type}`, outcome: 'success', targetType: 'stripe_event', targetId: event.id, details });
+    return applied;
   }
 
   return {
     async handle(raw: unknown, signature: string | undefined, ctx: ActorContext): Promise<WebhookResult> {
       let result: WebhookResult;
       try {
-        result = await handleVerified(verify(raw, signature), ctx);
+        const payload = verify(raw, signature);
+        const parsed = eventEnvelope.safeParse(payload);
+        if (!parsed.success) await refuseMalformed(payload, parsed.error.issues);
+        result = await handleVerified(parsed.data!, ctx);
       } catch (err) {
         const invalid = err instanceof AppError && err.code === 'INVALID_SIGNATURE';
         deps.onOutcome?.(invalid ? 'unknown' : ((err as { eventType?: string }).eventType ?? 'unknown'), invalid ? 'invalid_signature' : 'failed');
@@ -118,8 +208,9 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
     },
   };
 
-  async function handleVerified(event: Stripe.Event, ctx: ActorContext): Promise<WebhookResult> {
-    const header: EventHeader = { id: event.id, type: event.type, created: event.created, objectId: (event.data.object as { id?: string }).id ?? null };
+  async function handleVerified(event: VerifiedEvent, ctx: ActorContext): Promise<WebhookResult> {
+    const objectId = typeof event.data.object.id === 'string' ? event.data.object.id.slice(0, 255) : null;
+    const header: EventHeader = { id: event.id, type: event.type, created: event.created, objectId };
     if (await events.isProcessed(db, event.id)) return { eventId: event.id, type: event.type, result: 'duplicate' };
 
     const handled = HANDLED_EVENTS.includes(event.type);
@@ -128,18 +219,17 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
       const subscriptionId = handled ? subscriptionIdOf(event) : null;
       const live = subscriptionId && stripe.enabled ? await stripe.retrieveSubscription(subscriptionId) : null;
       const readAt = now();
-      const claimed = await db.transaction(async (trx) => {
-        if (!(await events.claim(trx, header))) return false;
-        if (handled) await apply(trx, event, live, readAt, stripeCtx);
+      const applied = await db.transaction(async (trx): Promise<Applied | null> => {
+        if (!(await events.claim(trx, header))) return null;
+        const a: Applied = handled ? await apply(trx, event, live, readAt, stripeCtx) : { result: 'ignored', reason: 'not an event type we handle' };
         await events.markProcessed(trx, event.id);
-        return true;
+        return a;
       });
-      if (!claimed) return { eventId: event.id, type: event.type, result: 'duplicate' };
-      return { eventId: event.id, type: event.type, result: handled ? 'processed' : 'ignored' };
+      if (!applied) return { eventId: event.id, type: event.type, result: 'duplicate' };
+      return { eventId: event.id, type: event.type, result: applied.result };
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
       logger.error({ err, eventId: event.id, type: event.type }, 'Stripe webhook failed; Stripe will retry it');
-      await events.recordFailure(db, header, message).catch((e: unknown) => logger.error({ err: e }, 'could not record the webhook failure'));
+      await events.recordFailure(db, header, failureSummary(err)).catch((e: unknown) => logger.error({ err: e, eventId: event.id }, 'could not record the webhook failure'));
       throw Object.assign(new AppError('INTERNAL_ERROR', 'The event could not be applied; Stripe will retry it', undefined, { cause: err }), {
         eventType: event.type,
       });

@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { AppError, NotFoundError, ServiceUnavailableError } from '../../errors/app-error';
-import { uuidv7 } from '../../lib/ids';
+import { UUID_RE, uuidv7 } from '../../lib/ids';
+import { isDatabaseUnavailable } from '../../db/db-errors';
 import type { ActorContext } from '../../lib/request-context';
 import { StripeCallError, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { AuditService } from '../audit/audit-service';
@@ -69,18 +70,51 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
   }
 
   /**
-   * Applies Stripe's state of a subscription locally, unless we already hold a newer one.
-   * Returns what happened, or 'unmapped' when it belongs to no customer or plan of ours.
+   * Why a subscription we never recorded is not ours, checked before its metadata reaches a query:
+   * other integrations in the same Stripe account keep their own ids there ("10234", "SUB-2291"),
+   * and ours are UUIDs.
    */
-  async function apply(s: StripeSubscriptionState, stateAt: number, trx: Knex = db) {
+  function foreignMetadata(s: StripeSubscriptionState): string | null {
+    for (const key of ['customer_id', 'subscription_id'] as const) {
+      const v: unknown = s.metadata[key];
+      if (v !== undefined && !(typeof v === 'string' && UUID_RE.test(v))) return `metadata.${key} is not one of our ids`;
+    }
+    return null;
+  }
+
+  /** Our id for a subscription we never recorded: the one we put in its metadata, unless another row holds it. */
+  async function newId(trx: Knex, s: StripeSubscriptionState): Promise<string> {
+    const wanted = s.metadata.subscription_id;
+    if (!wanted) return uuidv7();
+    const taken = await repo.find(trx, wanted);
+    return taken && taken.stripeSubscriptionId !== s.id ? uuidv7() : wanted;
+  }
+
+  /**
+   * Applies Stripe's state of a subscription locally, unless we already hold a newer one.
+   * Returns what happened, or 'ignored' and why when it is not ours (another integration's, or
+   * of no customer or plan of ours).
+   */
+  async function apply(
+    s: StripeSubscriptionState,
+    stateAt: number,
+    trx: Knex = db,
+  ): Promise<{ outcome: 'inserted' | 'updated' | 'stale'; subscriptionId: string } | { outcome: 'ignored'; reason: string; subscriptionId: string | null }> {
     const existing = await repo.findByStripeId(trx, s.id);
-    const customer = existing
-      ? { id: existing.customerId }
-      : (await customersRepo.findByStripeId(trx, s.stripeCustomerId)) ?? (s.metadata.customer_id ? await customersRepo.findById(trx, s.metadata.customer_id) : null);
+    let customerId = existing?.customerId;
+    if (!existing) {
+      const foreign = foreignMetadata(s);
+      if (foreign) return { outcome: 'ignored', reason: foreign, subscriptionId: null };
+      const customer =
+        (await customersRepo.findByStripeId(trx, s.stripeCustomerId)) ??
+        (s.metadata.customer_id ? await customersRepo.findById(trx, s.metadata.customer_id) : null);
+      if (!customer) return { outcome: 'ignored', reason: 'no customer of ours has its Stripe customer', subscriptionId: null };
+      customerId = customer.id;
+    }
     const planId = await planFor(trx, s, existing?.planId);
-    if (!customer || !planId) return { outcome: 'unmapped' as const, subscriptionId: existing?.id ?? null };
-    const id = existing?.id ?? s.metadata.subscription_id ?? uuidv7();
-    const outcome = await repo.applyStripeState(trx, { id, customerId: customer.id, planId, stripeSubscriptionId: s.id, state: fromStripe(s), stateAt });
+    if (!planId) return { outcome: 'ignored', reason: 'no plan of ours matches its prices', subscriptionId: existing?.id ?? null };
+    const id = existing?.id ?? (await newId(trx, s));
+    const outcome = await repo.applyStripeState(trx, { id, customerId: customerId!, planId, stripeSubscriptionId: s.id, state: fromStripe(s), stateAt });
     return { outcome, subscriptionId: id };
   }
 
@@ -230,9 +264,21 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
           seen.add(s.id);
           checked++;
           const before = await repo.findByStripeId(db, s.id);
-          const { outcome, subscriptionId } = await apply(s, now());
+          let applied: Awaited<ReturnType<typeof apply>>;
+          try {
+            applied = await apply(s, now());
+          } catch (err) {
+            // One subscription that cannot be applied must not stop the repair of the others; a
+            // database that is gone stops it all. The detail (SQL included) goes to the log only.
+            if (isDatabaseUnavailable(err)) throw err;
+            logger.error({ err, stripeSubscriptionId: s.id }, 'reconciliation could not apply a subscription');
+            const code = err instanceof AppError ? `${err.code}: ${err.message}` : 'INTERNAL_ERROR: the subscription could not be applied';
+            changes.push({ subscription_id: before?.id ?? null, stripe_subscription_id: s.id, change: `failed: ${code}` });
+            continue;
+          }
+          const { subscriptionId } = applied;
           const after = subscriptionId ? await repo.find(db, subscriptionId) : null;
-          if (outcome === 'unmapped') changes.push({ subscription_id: null, stripe_subscription_id: s.id, change: 'unmapped: no plan of ours matches its prices' });
+          if (applied.outcome === 'ignored') changes.push({ subscription_id: subscriptionId, stripe_subscription_id: s.id, change: `ignored: ${applied.reason}` });
           else if (!before) changes.push({ subscription_id: subscriptionId, stripe_subscription_id: s.id, change: 'added', to: s.status });
           else if (after && (before.status !== after.status || before.cancelAtPeriodEnd !== after.cancelAtPeriodEnd || before.planId !== after.planId
             || before.currentPeriodEnd?.getTime() !== after.currentPeriodEnd?.getTime())) {
