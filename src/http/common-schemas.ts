@@ -1,7 +1,29 @@
 import { z } from 'zod';
-import { UUID_RE } from '../lib/ids';
+import { REQUEST_ID_RE, UUID_RE } from '../lib/ids';
 
 export const uuid = z.string().regex(UUID_RE, 'must be a UUID');
+
+/**
+ * Filters on ids: a value that cannot be one of our ids is refused (422) before any query, so
+ * nothing a caller types reaches PostgreSQL unchecked (a NUL in a text parameter is a 500 there).
+ */
+const UUID = UUID_RE.source.slice(1, -1);
+const STRIPE_ID = '[a-z]{1,10}_[A-Za-z0-9_]{1,250}';
+/** What audit rows name as a target: our rows by UUID, Stripe events by their id. */
+export const targetId = z.string().regex(new RegExp(`^(?:${UUID}|${STRIPE_ID})$`), 'must be a UUID or a Stripe id');
+/** Who acted: a customer (UUID), an admin token's fingerprint, or a Stripe event. */
+export const actorId = z
+  .string()
+  .regex(new RegExp(`^(?:${UUID}|admin:[0-9a-f]{12}|${STRIPE_ID})$`), 'must be a customer id, admin:<12 hex> or a Stripe event id');
+export const requestIdFilter = z.string().regex(REQUEST_ID_RE, '1-128 characters of A-Z a-z 0-9 . _ : -');
+
+/** A search term typed by a person: bounded, no control characters. */
+export const searchText = (max: number) =>
+  z
+    .string()
+    .trim()
+    .max(max, `must be at most ${max} characters`)
+    .regex(/^[^\p{Cc}]*$/u, 'must not contain control characters');
 
 /** Free text a person typed: trimmed, bounded, no control characters. */
 export const text = (max: number) =>
