@@ -25,14 +25,20 @@ export const searchText = (max: number) =>
     .max(max, `must be at most ${max} characters`)
     .regex(/^[^\p{Cc}]*$/u, 'must not contain control characters');
 
-/** Free text a person typed: trimmed, bounded, no control characters. */
+/**
+ * Free text a person typed (names shown in the Dashboard and sent to Stripe): trimmed, bounded, no
+ * control characters and no invisible format characters (Unicode Cf: U+202E right-to-left override,
+ * U+200B zero-width space, U+FEFF, ...), which make one name look like another. Checked before the
+ * trim, which would silently drop a U+FEFF at either end; unpaired surrogates (Cs) cannot be stored as
+ * UTF-8 and are refused too.
+ */
 export const text = (max: number) =>
   z
     .string()
+    .regex(/^[^\p{Cc}\p{Cf}\p{Cs}]*$/u, 'must not contain control or invisible formatting characters')
     .trim()
     .min(1, 'must not be empty')
-    .max(max, `must be at most ${max} characters`)
-    .regex(/^[^\p{Cc}]*$/u, 'must not contain control characters');
+    .max(max, `must be at most ${max} characters`);
 
 export const email = z.string().trim().max(254, 'must be at most 254 characters').pipe(z.email('must be a valid email address'));
 
