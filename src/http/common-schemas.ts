@@ -40,6 +40,25 @@ export const text = (max: number) =>
     .min(1, 'must not be empty')
     .max(max, `must be at most ${max} characters`);
 
+/** Names that become object keys in our code or a client's, and there reach a prototype. */
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+export const notReserved = (name: string) => !RESERVED_KEYS.has(name);
+
+/**
+ * A record that refuses reserved keys with a 422. JSON.parse keeps "__proto__" as an own key, but
+ * zod's record skips it without a word (so a limit would vanish silently): look at the raw keys
+ * before the record does.
+ */
+export const safeRecord = <T extends z.ZodType>(record: T) =>
+  z.preprocess((value, ctx) => {
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      for (const key of Object.keys(value)) {
+        if (!notReserved(key)) ctx.addIssue({ code: 'custom', message: `"${key}" is a reserved name`, path: [key], input: value });
+      }
+    }
+    return value;
+  }, record);
+
 export const email = z.string().trim().max(254, 'must be at most 254 characters').pipe(z.email('must be a valid email address'));
 
 export const idParams = z.object({ id: uuid });
