@@ -62,7 +62,7 @@ function docsRoutes(table: () => RouteDef[], mode: Config['apiDocs']): RouteDef[
 /** The route table: every route the service answers, with its authentication. */
 export function routeTable(c: Container): RouteDef[] {
   const table: RouteDef[] = [
-    ...healthRoutes(c.db, c.startedAt),
+    ...healthRoutes(c.readiness, c.startedAt),
     ...customersRoutes(c.customers),
     ...apiKeysRoutes(c.apiKeys),
     ...auditRoutes(c.audit),

@@ -1,6 +1,7 @@
 import request from 'supertest';
 import { expectError } from '../helpers/envelope';
 import { createCustomer } from '../helpers/factories';
+import { migrateLatest } from '../../src/db/migration-source';
 import { createTestApp, TestApp, testDatabaseUrl } from '../helpers/test-app';
 
 let t: TestApp;
@@ -32,6 +33,69 @@ describe('health and readiness', () => {
       const res = await request(fresh.app).get('/ready');
       expectError(res, 503, 'SERVICE_UNAVAILABLE');
       expect(res.body.error.details.pending_migrations).toContain('20261127000001_create_customers');
+    } finally {
+      await fresh.close();
+      await t.db.raw('drop database ?? with (force)', [name]);
+    }
+  });
+});
+
+describe('when /ready is called often', () => {
+  let r: TestApp;
+  let clock = Date.now();
+  const checks: string[] = [];
+  beforeAll(async () => {
+    // A clock that moves only when the test moves it: "within a second" is exact.
+    r = await createTestApp({}, { now: () => clock });
+    r.db.on('query', (q: { sql: string }) => {
+      if (q.sql === 'select 1') checks.push(q.sql);
+    });
+  });
+  afterAll(() => r.close());
+
+  const burst = async (concurrent: number) => {
+    const all = await Promise.all(Array.from({ length: concurrent }, () => request(r.app).get('/ready')));
+    return all.map((res) => res.status);
+  };
+
+  test('then concurrent and repeated calls within a second share one check, and after the second a new one runs', async () => {
+    expect(await burst(50)).toEqual(Array(50).fill(200));
+    expect(checks).toHaveLength(1);
+    for (let i = 0; i < 20; i++) await request(r.app).get('/ready').expect(200);
+    clock += 999;
+    expect(await burst(20)).toEqual(Array(20).fill(200));
+    expect(checks).toHaveLength(1);
+
+    clock += 1;
+    expect(await burst(20)).toEqual(Array(20).fill(200));
+    expect(checks).toHaveLength(2);
+    clock += 1000;
+    await request(r.app).get('/ready').expect(200);
+    expect(checks).toHaveLength(3);
+  });
+
+  test('then a failed check is reused for that second too, and a check after it sees the repair', async () => {
+    const name = `ready_cache_${Date.now()}_${process.pid}`;
+    await t.db.raw('create database ??', [name]);
+    const url = new URL(testDatabaseUrl());
+    url.pathname = `/${name}`;
+    let now = Date.now();
+    const fresh = await createTestApp({}, { databaseUrl: url.toString(), now: () => now });
+    let runs = 0;
+    fresh.db.on('query', (q: { sql: string }) => void (q.sql === 'select 1' && runs++));
+    try {
+      const first = await Promise.all(Array.from({ length: 20 }, () => request(fresh.app).get('/ready')));
+      for (const res of first) expectError(res, 503, 'SERVICE_UNAVAILABLE');
+      expect(runs).toBe(1);
+      await migrateLatest(fresh.db);
+      now += 500;
+      const cached = await request(fresh.app).get('/ready');
+      expectError(cached, 503, 'SERVICE_UNAVAILABLE');
+      expect(cached.body.error.details.pending_migrations).toContain('20261127000001_create_customers');
+      expect(runs).toBe(1);
+      now += 500;
+      await request(fresh.app).get('/ready').expect(200);
+      expect(runs).toBe(2);
     } finally {
       await fresh.close();
       await t.db.raw('drop database ?? with (force)', [name]);
