@@ -5,6 +5,7 @@ import { migrateLatest } from '../../src/db/migration-source';
 import { createTestApp, TestApp, testDatabaseUrl } from '../helpers/test-app';
 
 let t: TestApp;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 beforeAll(async () => {
   t = await createTestApp();
 });
@@ -127,17 +128,26 @@ describe('errors and headers', () => {
     expectError(await request(t.app).put('/api/customers'), 404, 'NOT_FOUND');
   });
 
-  test('when a sane X-Request-Id is sent, then it is echoed and used in errors', async () => {
+  test('when a sane X-Request-Id is sent, then it is not taken as ours: the header and the envelope carry our own UUID', async () => {
     const res = await request(t.app).get('/nope').set('X-Request-Id', 'trace-abc_123.4:5');
-    expect(res.headers['x-request-id']).toBe('trace-abc_123.4:5');
-    expect(res.body.error.requestId).toBe('trace-abc_123.4:5');
+    expect(res.headers['x-request-id']).toMatch(UUID);
+    expect(res.body.error.requestId).toBe(res.headers['x-request-id']);
+    expect(JSON.stringify(res.headers)).not.toContain('trace-abc_123.4:5');
+  });
+
+  test('when two requests send the same X-Request-Id, then each still gets an id of its own', async () => {
+    const a = await request(t.app).get('/health').set('X-Request-Id', 'same-id');
+    const b = await request(t.app).get('/health').set('X-Request-Id', a.headers['x-request-id']!);
+    expect(a.headers['x-request-id']).toMatch(UUID);
+    expect(b.headers['x-request-id']).toMatch(UUID);
+    expect(b.headers['x-request-id']).not.toBe(a.headers['x-request-id']);
   });
 
   test.each([['x'.repeat(200)], ['bad id with spaces'], ['<script>'], ['a\u00e9']])(
-    'when the X-Request-Id is %j, then a fresh one replaces it',
+    'when the X-Request-Id is %j, then our own id is used',
     async (incoming) => {
       const res = await request(t.app).get('/health').set('X-Request-Id', incoming);
-      expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      expect(res.headers['x-request-id']).toMatch(UUID);
     },
   );
 

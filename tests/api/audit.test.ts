@@ -80,6 +80,59 @@ describe('what is audited', () => {
   });
 });
 
+describe('request ids in audit rows', () => {
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+  test('when a caller sends another request’s id as X-Request-Id, then its row gets our own id, and the client’s is kept beside it', async () => {
+    const first = await request(t.app).get('/api/me');
+    const victim = first.headers['x-request-id']!;
+    expect(victim).toMatch(UUID);
+    const reuse = await request(t.app).get('/api/me').set('X-Request-Id', victim);
+    const ours = reuse.headers['x-request-id']!;
+    expect(ours).toMatch(UUID);
+    expect(ours).not.toBe(victim);
+    expect(reuse.body.error.requestId).toBe(ours);
+
+    const victimRows = await rowsFor(victim);
+    expect(victimRows).toHaveLength(1);
+    expect(victimRows[0].client_request_id).toBeNull();
+    const reuseRows = await rowsFor(ours);
+    expect(reuseRows).toHaveLength(1);
+    expect(reuseRows[0]).toMatchObject({ action: 'auth.customer_key', request_id: ours, client_request_id: victim });
+  });
+
+  test('when an admin change carries a client id, then the row written with the change holds both ids, and the audit log filters by either', async () => {
+    const clientId = `deploy-42:step.${Date.now()}`;
+    const res = await request(t.app).post('/api/customers').set(admin).set('X-Request-Id', clientId).send({ email: `rid-${Date.now()}@example.com`, company_name: 'Rid' });
+    expect(res.status).toBe(201);
+    const ours = res.headers['x-request-id']!;
+    const [row] = await t.db('audit_log').where({ action: 'customer.create', target_id: res.body.customer.id });
+    expect(row).toMatchObject({ request_id: ours, client_request_id: clientId });
+
+    const byClient = await request(t.app).get('/api/audit').query({ client_request_id: clientId }).set(admin);
+    expect(byClient.status).toBe(200);
+    // The customer and its first key: two rows, one request.
+    const sameRequest = (await rowsFor(ours)).map((r) => r.id).reverse();
+    expect(sameRequest).toContain(row.id);
+    expect(byClient.body.data.map((r: { id: string }) => r.id)).toEqual(sameRequest);
+    for (const r of byClient.body.data) expect(r).toMatchObject({ request_id: ours, client_request_id: clientId });
+    const byOurs = await request(t.app).get('/api/audit').query({ request_id: ours }).set(admin);
+    expect(byOurs.body.data.map((r: { id: string }) => r.id)).toEqual(sameRequest);
+    expect((await request(t.app).get('/api/audit').query({ request_id: clientId }).set(admin)).body.data).toEqual([]);
+  });
+
+  test.each([['x'.repeat(129)], ['has spaces'], ['<script>']])('when the client id is %j, then it is not kept', async (incoming) => {
+    const res = await request(t.app).get('/api/me').set('X-Request-Id', incoming);
+    const rows = await rowsFor(res.headers['x-request-id']);
+    expect(rows).toHaveLength(1);
+    expect(rows[0].client_request_id).toBeNull();
+  });
+
+  test.each([[{ client_request_id: 'has spaces' }], [{ client_request_id: 'x'.repeat(129) }], [{ client_request_id: 'a\u0000' }]])('when filtering by client id %j, then 422', async (query) => {
+    expectError(await request(t.app).get('/api/audit').query(query).set(admin), 422, 'VALIDATION_FAILED');
+  });
+});
+
 describe('GET /api/audit', () => {
   test('when filtered by customer, action and outcome, then only matching rows come back, newest first', async () => {
     const c = await createCustomer(t);

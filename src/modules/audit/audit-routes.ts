@@ -23,6 +23,7 @@ export function auditRoutes(audit: AuditService) {
           targetId: query.target_id,
           customerId: query.customer_id,
           requestId: query.request_id,
+          clientRequestId: query.client_request_id,
           from: query.from,
           to: query.to,
           beforeId: decodeCursor(query.cursor, isBigserialId),

@@ -11,6 +11,7 @@ export const listAuditQuery = z.strictObject({
   target_id: targetId.optional(),
   customer_id: uuid.optional(),
   request_id: requestIdFilter.optional(),
+  client_request_id: requestIdFilter.optional(),
   from: isoDate.optional(),
   to: isoDate.optional(),
   ...paginationQuery,
@@ -27,5 +28,6 @@ export const auditJson = (e: AuditEntry) => ({
   target_id: e.targetId,
   ip: e.ip,
   request_id: e.requestId,
+  client_request_id: e.clientRequestId,
   details: e.details,
 });
