@@ -1,5 +1,6 @@
 import express, { Express } from 'express';
 import helmet from 'helmet';
+import type { Config } from './config';
 import type { Container } from './container';
 import { registerRoutes } from './http/register-routes';
 import type { RouteDef } from './http/route';
@@ -21,8 +22,14 @@ import { stripeWebhooksRoutes } from './modules/stripe-webhooks/stripe-webhooks-
 import { forwardingRoutes } from './modules/usage/forwarding-routes';
 import { usageRoutes } from './modules/usage/usage-routes';
 
-/** /openapi.json and /docs describe the whole table, themselves included. */
-function docsRoutes(table: () => RouteDef[]): RouteDef[] {
+/**
+ * /openapi.json and /docs describe the whole table, themselves included. API_DOCS decides who may
+ * read them: anyone, admins (the route table says so, so the authorisation matrix covers them), or
+ * nobody (not registered: a 404 like any unknown path).
+ */
+function docsRoutes(table: () => RouteDef[], mode: Config['apiDocs']): RouteDef[] {
+  if (mode === 'off') return [];
+  const auth = mode === 'admin' ? 'admin' : 'public';
   let spec: ReturnType<typeof buildOpenApi> | null = null;
   let page: string | null = null;
   const document = () => (spec ??= buildOpenApi(table(), process.env.npm_package_version ?? '0.1.0'));
@@ -30,7 +37,7 @@ function docsRoutes(table: () => RouteDef[]): RouteDef[] {
     defineRoute({
       method: 'get',
       path: '/openapi.json',
-      auth: 'public',
+      auth,
       summary: 'The OpenAPI 3.1 document of this API',
       response: responses.openapi,
       handle(_input, res) {
@@ -40,7 +47,7 @@ function docsRoutes(table: () => RouteDef[]): RouteDef[] {
     defineRoute({
       method: 'get',
       path: '/docs',
-      auth: 'public',
+      auth,
       summary: 'A readable API reference',
       response: responses.text,
       handle(_input, res) {
@@ -55,7 +62,7 @@ function docsRoutes(table: () => RouteDef[]): RouteDef[] {
 /** The route table: every route the service answers, with its authentication. */
 export function routeTable(c: Container): RouteDef[] {
   const table: RouteDef[] = [
-    ...healthRoutes(c.db, c.startedAt),
+    ...healthRoutes(c.readiness, c.startedAt),
     ...customersRoutes(c.customers),
     ...apiKeysRoutes(c.apiKeys),
     ...auditRoutes(c.audit),
@@ -75,7 +82,7 @@ export function routeTable(c: Container): RouteDef[] {
       },
     }),
   ];
-  table.push(...docsRoutes(() => table));
+  table.push(...docsRoutes(() => table, c.config.apiDocs));
   return table;
 }
 

@@ -99,6 +99,7 @@ const schema = z.object({
   RATE_LIMIT_AUTH_FAILURES: limit('20/15m'),
   REDIS_URL: z.string().regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL').optional(),
   METRICS_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
+  API_DOCS: z.enum(['public', 'admin', 'off']).optional(),
 });
 
 type Parsed = z.infer<typeof schema>;
@@ -151,6 +152,8 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** A token that reads /metrics only, and that the admin limiter does not count. */
   readonly metricsToken: string | undefined;
+  /** /openapi.json and /docs: without credentials, with an admin token, or not served at all. */
+  readonly apiDocs: 'public' | 'admin' | 'off';
   readonly forwarder: {
     readonly enabled: boolean;
     readonly intervalMs: number;
@@ -272,6 +275,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }),
     redisUrl: c.REDIS_URL,
     metricsToken: c.METRICS_TOKEN,
+    apiDocs: c.API_DOCS ?? (c.NODE_ENV === 'production' ? 'admin' : 'public'),
     forwarder: Object.freeze({
       enabled: c.FORWARDER_ENABLED,
       intervalMs: c.FORWARDER_INTERVAL_MS,

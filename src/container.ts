@@ -29,6 +29,7 @@ import { createStripeClient } from './stripe/stripe-client';
 import type { StripePort } from './stripe/stripe-port';
 import { createLimiters, type LimiterName, type RedisCommander } from './middleware/rate-limits';
 import { createMetrics } from './metrics';
+import { createReadinessCheck } from './modules/health/readiness-check';
 
 export interface ContainerOptions {
   config: Config;
@@ -144,6 +145,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     db,
     logger,
     startedAt: Date.now(),
+    readiness: createReadinessCheck({ db, now }),
     adminTokens,
     metricsTokens,
     audit,

@@ -36,5 +36,6 @@ export interface AuditLogRow {
   target_id: string | null;
   ip: string | null;
   request_id: string | null;
+  client_request_id: string | null;
   details: Record<string, unknown>;
 }

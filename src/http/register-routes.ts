@@ -6,6 +6,7 @@ import { toAppError } from '../middleware/error-handler';
 import type { AuditService } from '../modules/audit/audit-service';
 import type { Limiters } from '../middleware/rate-limits';
 import type { RouteDef } from './route';
+import { UUID_RE } from '../lib/ids';
 import { parseInput } from './validation';
 
 export interface RouteDeps {
@@ -49,7 +50,8 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
           await deps.audit.recordDetached(ctx, {
             action: r.auditAction,
             outcome: 'failure',
-            targetId: typeof req.params.id === 'string' ? req.params.id.slice(0, 64) : null,
+            // Only an id that can name something: a path may carry anything (a NUL would fail the write).
+            targetId: typeof req.params.id === 'string' && UUID_RE.test(req.params.id) ? req.params.id : null,
             details: { code: toAppError(err).code },
           });
         }

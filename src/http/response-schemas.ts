@@ -45,6 +45,7 @@ const auditEntry = obj({
   target_id: z.string().nullable(),
   ip: z.string().nullable(),
   request_id: z.string().nullable(),
+  client_request_id: z.string().nullable(),
   details: z.record(z.string(), z.unknown()),
 });
 

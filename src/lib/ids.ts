@@ -13,3 +13,10 @@ export function uuidv7(now = Date.now()): string {
 }
 
 export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** audit_log ids are bigserial: 1 up to PostgreSQL's bigint maximum. */
+const MAX_BIGINT = 9223372036854775807n;
+export const isBigserialId = (s: string): boolean => /^[1-9]\d{0,18}$/.test(s) && BigInt(s) <= MAX_BIGINT;
+
+/** The shape of every request id an audit row may hold: ours (UUIDs), or a client's sane one. */
+export const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -8,7 +8,10 @@ export interface ActorContext {
   actor: AuditActor;
   actorId: string | null;
   ip: string | null;
+  /** Ours, always. */
   requestId: string | null;
+  /** The client's X-Request-Id when it was sane, for correlation only (absent: none). */
+  clientRequestId?: string | null;
 }
 
 export const systemContext = (requestId: string | null = null): ActorContext => ({
@@ -16,4 +19,5 @@ export const systemContext = (requestId: string | null = null): ActorContext => 
   actorId: null,
   ip: null,
   requestId,
+  clientRequestId: null,
 });

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 
-type Req = IncomingMessage & { originalUrl?: string; ip?: string };
+type Req = IncomingMessage & { originalUrl?: string; ip?: string; clientRequestId?: string };
 type Res = ServerResponse & { locals?: { errorCode?: string } };
 
 /** The client hung up before the whole answer was sent (nginx's 499): nothing it was told was received. */
@@ -17,6 +17,7 @@ function line(req: Req, res: Res, responseTime: number) {
     ...(aborted(res) ? { aborted: true } : {}),
     ms: responseTime,
     ip: req.ip,
+    ...(req.clientRequestId ? { clientRequestId: req.clientRequestId } : {}),
     ...(res.locals?.errorCode ? { errorCode: res.locals.errorCode } : {}),
   };
 }

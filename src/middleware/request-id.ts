@@ -1,15 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
+import { REQUEST_ID_RE } from '../lib/ids';
 
-/** An incoming X-Request-Id is kept only if it is short and plain; anything else is replaced. */
-const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+declare module 'http' {
+  interface IncomingMessage {
+    /** The client's own X-Request-Id, when it was sane: kept for correlation, never used as ours. */
+    clientRequestId?: string;
+  }
+}
 
+/**
+ * Every request gets the service's own id (a UUID): in X-Request-Id, error envelopes, logs and audit
+ * rows. A client's X-Request-Id is never taken as ours (a caller could reuse another request's id
+ * and blur the audit trail); when it is short and plain it is kept beside ours, as clientRequestId.
+ */
 export function requestId(): RequestHandler {
   return (req, res, next) => {
     const incoming = req.get('x-request-id');
-    const id = incoming && SANE_ID.test(incoming) ? incoming : randomUUID();
-    req.id = id;
-    res.setHeader('X-Request-Id', id);
+    if (incoming !== undefined && REQUEST_ID_RE.test(incoming)) req.clientRequestId = incoming;
+    req.id = randomUUID();
+    res.setHeader('X-Request-Id', req.id);
     next();
   };
 }

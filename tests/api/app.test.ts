@@ -1,9 +1,11 @@
 import request from 'supertest';
 import { expectError } from '../helpers/envelope';
 import { createCustomer } from '../helpers/factories';
+import { migrateLatest } from '../../src/db/migration-source';
 import { createTestApp, TestApp, testDatabaseUrl } from '../helpers/test-app';
 
 let t: TestApp;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 beforeAll(async () => {
   t = await createTestApp();
 });
@@ -39,6 +41,69 @@ describe('health and readiness', () => {
   });
 });
 
+describe('when /ready is called often', () => {
+  let r: TestApp;
+  let clock = Date.now();
+  const checks: string[] = [];
+  beforeAll(async () => {
+    // A clock that moves only when the test moves it: "within a second" is exact.
+    r = await createTestApp({}, { now: () => clock });
+    r.db.on('query', (q: { sql: string }) => {
+      if (q.sql === 'select 1') checks.push(q.sql);
+    });
+  });
+  afterAll(() => r.close());
+
+  const burst = async (concurrent: number) => {
+    const all = await Promise.all(Array.from({ length: concurrent }, () => request(r.app).get('/ready')));
+    return all.map((res) => res.status);
+  };
+
+  test('then concurrent and repeated calls within a second share one check, and after the second a new one runs', async () => {
+    expect(await burst(50)).toEqual(Array(50).fill(200));
+    expect(checks).toHaveLength(1);
+    for (let i = 0; i < 20; i++) await request(r.app).get('/ready').expect(200);
+    clock += 999;
+    expect(await burst(20)).toEqual(Array(20).fill(200));
+    expect(checks).toHaveLength(1);
+
+    clock += 1;
+    expect(await burst(20)).toEqual(Array(20).fill(200));
+    expect(checks).toHaveLength(2);
+    clock += 1000;
+    await request(r.app).get('/ready').expect(200);
+    expect(checks).toHaveLength(3);
+  });
+
+  test('then a failed check is reused for that second too, and a check after it sees the repair', async () => {
+    const name = `ready_cache_${Date.now()}_${process.pid}`;
+    await t.db.raw('create database ??', [name]);
+    const url = new URL(testDatabaseUrl());
+    url.pathname = `/${name}`;
+    let now = Date.now();
+    const fresh = await createTestApp({}, { databaseUrl: url.toString(), now: () => now });
+    let runs = 0;
+    fresh.db.on('query', (q: { sql: string }) => void (q.sql === 'select 1' && runs++));
+    try {
+      const first = await Promise.all(Array.from({ length: 20 }, () => request(fresh.app).get('/ready')));
+      for (const res of first) expectError(res, 503, 'SERVICE_UNAVAILABLE');
+      expect(runs).toBe(1);
+      await migrateLatest(fresh.db);
+      now += 500;
+      const cached = await request(fresh.app).get('/ready');
+      expectError(cached, 503, 'SERVICE_UNAVAILABLE');
+      expect(cached.body.error.details.pending_migrations).toContain('20261127000001_create_customers');
+      expect(runs).toBe(1);
+      now += 500;
+      await request(fresh.app).get('/ready').expect(200);
+      expect(runs).toBe(2);
+    } finally {
+      await fresh.close();
+      await t.db.raw('drop database ?? with (force)', [name]);
+    }
+  });
+});
+
 describe('when the database is unreachable', () => {
   let down: TestApp;
   beforeAll(async () => {
@@ -63,17 +128,29 @@ describe('errors and headers', () => {
     expectError(await request(t.app).put('/api/customers'), 404, 'NOT_FOUND');
   });
 
-  test('when a sane X-Request-Id is sent, then it is echoed and used in errors', async () => {
+  test('when a sane X-Request-Id is sent, then it is not taken as ours: the header and the envelope carry our own UUID', async () => {
     const res = await request(t.app).get('/nope').set('X-Request-Id', 'trace-abc_123.4:5');
-    expect(res.headers['x-request-id']).toBe('trace-abc_123.4:5');
-    expect(res.body.error.requestId).toBe('trace-abc_123.4:5');
+    expect(res.headers['x-request-id']).toMatch(UUID);
+    expect(res.body.error.requestId).toBe(res.headers['x-request-id']);
+    expect(JSON.stringify(res.headers)).not.toContain('trace-abc_123.4:5');
+    // The client's id is kept beside ours in the access log, to correlate with the caller's logs.
+    const line = t.logs.map((l) => JSON.parse(l)).find((l) => l.reqId === res.headers['x-request-id'] && l.msg === 'request completed');
+    expect(line).toMatchObject({ clientRequestId: 'trace-abc_123.4:5', status: 404 });
+  });
+
+  test('when two requests send the same X-Request-Id, then each still gets an id of its own', async () => {
+    const a = await request(t.app).get('/health').set('X-Request-Id', 'same-id');
+    const b = await request(t.app).get('/health').set('X-Request-Id', a.headers['x-request-id']!);
+    expect(a.headers['x-request-id']).toMatch(UUID);
+    expect(b.headers['x-request-id']).toMatch(UUID);
+    expect(b.headers['x-request-id']).not.toBe(a.headers['x-request-id']);
   });
 
   test.each([['x'.repeat(200)], ['bad id with spaces'], ['<script>'], ['a\u00e9']])(
-    'when the X-Request-Id is %j, then a fresh one replaces it',
+    'when the X-Request-Id is %j, then our own id is used',
     async (incoming) => {
       const res = await request(t.app).get('/health').set('X-Request-Id', incoming);
-      expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      expect(res.headers['x-request-id']).toMatch(UUID);
     },
   );
 

@@ -11,6 +11,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
+const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64url');
 const rowsFor = (requestId: string | undefined) => t.db('audit_log').where({ request_id: requestId }).orderBy('id');
 
 describe('what is audited', () => {
@@ -79,6 +80,59 @@ describe('what is audited', () => {
   });
 });
 
+describe('request ids in audit rows', () => {
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+  test('when a caller sends another request’s id as X-Request-Id, then its row gets our own id, and the client’s is kept beside it', async () => {
+    const first = await request(t.app).get('/api/me');
+    const victim = first.headers['x-request-id']!;
+    expect(victim).toMatch(UUID);
+    const reuse = await request(t.app).get('/api/me').set('X-Request-Id', victim);
+    const ours = reuse.headers['x-request-id']!;
+    expect(ours).toMatch(UUID);
+    expect(ours).not.toBe(victim);
+    expect(reuse.body.error.requestId).toBe(ours);
+
+    const victimRows = await rowsFor(victim);
+    expect(victimRows).toHaveLength(1);
+    expect(victimRows[0].client_request_id).toBeNull();
+    const reuseRows = await rowsFor(ours);
+    expect(reuseRows).toHaveLength(1);
+    expect(reuseRows[0]).toMatchObject({ action: 'auth.customer_key', request_id: ours, client_request_id: victim });
+  });
+
+  test('when an admin change carries a client id, then the row written with the change holds both ids, and the audit log filters by either', async () => {
+    const clientId = `deploy-42:step.${Date.now()}`;
+    const res = await request(t.app).post('/api/customers').set(admin).set('X-Request-Id', clientId).send({ email: `rid-${Date.now()}@example.com`, company_name: 'Rid' });
+    expect(res.status).toBe(201);
+    const ours = res.headers['x-request-id']!;
+    const [row] = await t.db('audit_log').where({ action: 'customer.create', target_id: res.body.customer.id });
+    expect(row).toMatchObject({ request_id: ours, client_request_id: clientId });
+
+    const byClient = await request(t.app).get('/api/audit').query({ client_request_id: clientId }).set(admin);
+    expect(byClient.status).toBe(200);
+    // The customer and its first key: two rows, one request.
+    const sameRequest = (await rowsFor(ours)).map((r) => r.id).reverse();
+    expect(sameRequest).toContain(row.id);
+    expect(byClient.body.data.map((r: { id: string }) => r.id)).toEqual(sameRequest);
+    for (const r of byClient.body.data) expect(r).toMatchObject({ request_id: ours, client_request_id: clientId });
+    const byOurs = await request(t.app).get('/api/audit').query({ request_id: ours }).set(admin);
+    expect(byOurs.body.data.map((r: { id: string }) => r.id)).toEqual(sameRequest);
+    expect((await request(t.app).get('/api/audit').query({ request_id: clientId }).set(admin)).body.data).toEqual([]);
+  });
+
+  test.each([['x'.repeat(129)], ['has spaces'], ['<script>']])('when the client id is %j, then it is not kept', async (incoming) => {
+    const res = await request(t.app).get('/api/me').set('X-Request-Id', incoming);
+    const rows = await rowsFor(res.headers['x-request-id']);
+    expect(rows).toHaveLength(1);
+    expect(rows[0].client_request_id).toBeNull();
+  });
+
+  test.each([[{ client_request_id: 'has spaces' }], [{ client_request_id: 'x'.repeat(129) }], [{ client_request_id: 'a\u0000' }]])('when filtering by client id %j, then 422', async (query) => {
+    expectError(await request(t.app).get('/api/audit').query(query).set(admin), 422, 'VALIDATION_FAILED');
+  });
+});
+
 describe('GET /api/audit', () => {
   test('when filtered by customer, action and outcome, then only matching rows come back, newest first', async () => {
     const c = await createCustomer(t);
@@ -114,7 +168,47 @@ describe('GET /api/audit', () => {
     expect(miss.body.data).toHaveLength(0);
   });
 
-  test.each([[{ actor: 'robot' }], [{ from: 'yesterday' }], [{ limit: '1000' }], [{ cursor: 'abc' }], [{ outcome: 'maybe' }]])(
+  test('when the cursor is the largest id PostgreSQL can hold, then the page is read from there', async () => {
+    const res = await request(t.app).get('/api/audit').query({ cursor: b64('9223372036854775807'), limit: 1 }).set(admin);
+    expect(res.status).toBe(200);
+    expect(res.body.data).toHaveLength(1);
+  });
+
+  test('when filtered by the ids an audit row holds, then each filter is accepted and matches', async () => {
+    const c = await createCustomer(t);
+    const created = (await t.db('audit_log').where({ action: 'customer.create', target_id: c.id }).first())!;
+    for (const query of [{ target_id: c.id }, { actor_id: created.actor_id }, { customer_id: c.id }, { request_id: created.request_id }] as Record<string, string>[]) {
+      const res = await request(t.app).get('/api/audit').query({ ...query, action: 'customer.create' }).set(admin);
+      expect([query, res.status]).toEqual([query, 200]);
+      expect(res.body.data.map((r: { id: string }) => r.id)).toContain(created.id);
+      // Only the admin's own fingerprint is shared by other rows.
+      if (!query.actor_id) expect(res.body.data).toHaveLength(1);
+    }
+  });
+
+  test.each([
+    [{ actor: 'robot' }],
+    [{ from: 'yesterday' }],
+    [{ limit: '1000' }],
+    [{ cursor: 'abc' }],
+    [{ outcome: 'maybe' }],
+    [{ cursor: '99999999999999999999' }],
+    [{ cursor: b64('9223372036854775808') }],
+    [{ cursor: b64('9999999999999999999') }],
+    [{ cursor: b64('99999999999999999999') }],
+    [{ cursor: b64('-1') }],
+    [{ cursor: b64('0') }],
+    [{ cursor: b64('1e5') }],
+    [{ customer_id: '1e5' }],
+    [{ customer_id: '01900000-0000-7000-8000-00000000000g' }],
+    [{ target_id: '-1' }],
+    [{ target_id: 'a\u0000b' }],
+    [{ actor_id: '99999999999999999999' }],
+    [{ actor_id: 'admin:xyz' }],
+    [{ request_id: 'a b' }],
+    [{ request_id: '\u0000' }],
+    [{ action: 'x\u0000' }],
+  ])(
     'when the query is %j, then 422',
     async (query) => {
       expectError(await request(t.app).get('/api/audit').query(query).set(admin), 422, 'VALIDATION_FAILED');

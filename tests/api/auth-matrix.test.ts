@@ -13,7 +13,8 @@ import { createTestApp, newAdminToken, TestApp } from '../helpers/test-app';
 let t: TestApp;
 let skewMs = 0;
 beforeAll(async () => {
-  t = await createTestApp({}, { now: () => Date.now() + skewMs });
+  // API_DOCS=admin puts /openapi.json and /docs in the admin rows of the matrix too.
+  t = await createTestApp({ API_DOCS: 'admin' }, { now: () => Date.now() + skewMs });
 });
 afterAll(() => t.close());
 

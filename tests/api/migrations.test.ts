@@ -37,3 +37,22 @@ test('when every migration is applied, rolled back and applied again, then the s
   expect(await migrateLatest(db)).toEqual(applied);
   expect(await tables()).toEqual(schema);
 });
+
+test('when the audit log’s client request id is rolled back on its own, then only its column and index go, and it comes back', async () => {
+  await migrateLatest(db);
+  const name = '20261128090000_add_client_request_id_to_audit_log';
+  const columns = async () => Object.keys(await db('audit_log').columnInfo()).sort();
+  const indexes = async () => (await db('pg_indexes').where({ tablename: 'audit_log' }).pluck('indexname')).sort();
+  const [withColumn, withIndex] = [await columns(), await indexes()];
+  expect(withColumn).toContain('client_request_id');
+  expect(withIndex).toContain('audit_log_client_request_idx');
+
+  await db.migrate.down({ ...migrationConfig(), name });
+  expect(await pendingMigrations(db)).toEqual([name]);
+  expect(await columns()).toEqual(withColumn.filter((c) => c !== 'client_request_id'));
+  expect(await indexes()).toEqual(withIndex.filter((i) => i !== 'audit_log_client_request_idx'));
+
+  await migrateLatest(db);
+  expect(await columns()).toEqual(withColumn);
+  expect(await indexes()).toEqual(withIndex);
+});

@@ -77,3 +77,44 @@ test('when a plan no subscription uses is deleted, then it is gone; one in use i
   expectError(await request(t.app).delete(`/api/plans/${used}`).set(admin), 409, 'PLAN_IN_USE');
   expect(await t.db('plans').where({ code: used })).toHaveLength(1);
 });
+
+describe('when entitlements or prices carry prototype names as keys (sent as raw JSON, which keeps "__proto__")', () => {
+  const cases: [string, string, string][] = [
+    ['a "__proto__" limit', '"limits": {"projects": 3, "__proto__": 5}', 'entitlements.limits.__proto__'],
+    ['a "__proto__" limit holding an object', '"limits": {"__proto__": {"isAdmin": true}}', 'entitlements.limits.__proto__'],
+    ['a "constructor" limit', '"limits": {"constructor": 1}', 'entitlements.limits.constructor'],
+    ['a "prototype" limit', '"limits": {"prototype": 1}', 'entitlements.limits.prototype'],
+    ['a "constructor" feature', '"features": ["sso", "constructor"], "limits": {}', 'entitlements.features.1'],
+    ['a "prototype" feature', '"features": ["prototype"], "limits": {}', 'entitlements.features.0'],
+    ['a "__proto__" feature', '"features": ["__proto__"], "limits": {}', 'entitlements.features.0'],
+  ];
+  const withDefaults = (inner: string) => `{${inner.includes('"features"') ? '' : '"features": [], '}${inner}}`;
+
+  test.each(cases)('then creating a plan with %s is a 422 naming it, and no plan is stored', async (_label, inner, path) => {
+    const code = planCode();
+    const res = await request(t.app).post('/api/plans').set(admin).set('Content-Type', 'application/json')
+      .send(`{"code": "${code}", "name": "Proto", "entitlements": ${withDefaults(inner)}}`);
+    expectError(res, 422, 'VALIDATION_FAILED');
+    expect(res.body.error.details).toContainEqual({ path, message: expect.stringMatching(/"(__proto__|constructor|prototype)" is a reserved name/) });
+    expect(await t.db('plans').where({ code })).toHaveLength(0);
+    expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
+  });
+
+  test.each(cases)('then changing a plan to %s is a 422, and the plan is unchanged', async (_label, inner, path) => {
+    const code = await createPlan(t);
+    const before = (await t.db('plans').where({ code }).first()).entitlements;
+    const res = await request(t.app).patch(`/api/plans/${code}`).set(admin).set('Content-Type', 'application/json').send(`{"entitlements": ${withDefaults(inner)}}`);
+    expectError(res, 422, 'VALIDATION_FAILED');
+    expect(res.body.error.details.map((d: { path: string }) => d.path)).toContain(path);
+    expect((await t.db('plans').where({ code }).first()).entitlements).toEqual(before);
+  });
+
+  test('then metered prices keyed "__proto__" are a 422, not silently dropped', async () => {
+    const code = planCode();
+    const res = await request(t.app).post('/api/plans').set(admin).set('Content-Type', 'application/json')
+      .send(`{"code": "${code}", "name": "Proto", "entitlements": {"features": [], "limits": {}}, "metered_prices": {"__proto__": "price_1"}}`);
+    expectError(res, 422, 'VALIDATION_FAILED');
+    expect(res.body.error.details).toContainEqual({ path: 'metered_prices.__proto__', message: '"__proto__" is a reserved name' });
+    expect(await t.db('plans').where({ code })).toHaveLength(0);
+  });
+});

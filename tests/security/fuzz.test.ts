@@ -4,6 +4,7 @@
  */
 import fc from 'fast-check';
 import request from 'supertest';
+import type { z } from 'zod';
 import { routeTable } from '../../src/app';
 import type { RouteDef } from '../../src/http/route';
 import { createCustomer, type CreatedCustomer } from '../helpers/factories';
@@ -94,6 +95,60 @@ test('when any route gets random query strings and headers, then never a 500', a
       }),
       { numRuns: 10 },
     );
+  }
+}, 120_000);
+
+/** Valid strings, but none of them one of our ids: numbers past bigint, signs, exponents, near-UUIDs, NULs. */
+const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64url');
+const NOT_OUR_IDS = [
+  '99999999999999999999',
+  '9223372036854775808',
+  '-1',
+  '0',
+  '1e5',
+  '01900000-0000-7000-8000-00000000000g',
+  '01900000-0000-7000-8000-0000000000000',
+  '{01900000-0000-7000-8000-000000000000}',
+  'a\u0000b',
+  '\u0000',
+  'evt_1\u0000',
+  b64('9999999999999999999'),
+  b64('99999999999999999999'),
+  b64('-1'),
+  b64('0'),
+  b64('1e5'),
+  b64('01900000-0000-7000-8000-00000000000g'),
+];
+/**
+ * Request ids are the exception: older audit rows hold a client's id of any sane shape, so only a
+ * value outside that shape cannot match.
+ */
+const cannotMatch = (name: string, v: string) =>
+  /request_id$/.test(name) ? !/^[A-Za-z0-9._:-]{1,128}$/.test(v) : name === 'cursor' || name.endsWith('_id');
+
+test('when an id-like query parameter holds something that cannot be one of our ids, then 422 VALIDATION_FAILED; other parameters never a 500', async () => {
+  for (const r of routeTable(t.c)) {
+    if (!r.query) continue;
+    const { path, body } = await samples[routeName(r)]!(t);
+    for (const name of Object.keys((r.query as z.ZodObject).shape)) {
+      for (const v of NOT_OUR_IDS) {
+        const res = await request(t.app)[r.method](path).query({ [name]: v }).set(auth(r)).send(body);
+        const seen = [routeName(r), name, v, res.status];
+        if (cannotMatch(name, v)) expect([...seen, res.body.error?.code]).toEqual([routeName(r), name, v, 422, 'VALIDATION_FAILED']);
+        else expect(seen).toEqual([routeName(r), name, v, res.status < 500 ? res.status : 'not a 500']);
+        if (res.status >= 400) expect(Object.keys(res.body)).toEqual(['error']);
+      }
+    }
+  }
+}, 120_000);
+
+test('when a path id cannot be one of our ids, then 404 in the envelope, never a 500', async () => {
+  for (const r of routeTable(t.c).filter((x) => x.path.includes(':'))) {
+    const { body } = await samples[routeName(r)]!(t);
+    for (const v of NOT_OUR_IDS) {
+      const res = await request(t.app)[r.method](r.path.replace(/:\w+/g, encodeURIComponent(v))).set(auth(r)).send(body);
+      expect([routeName(r), v, res.status, res.body.error?.code]).toEqual([routeName(r), v, 404, 'NOT_FOUND']);
+    }
   }
 }, 120_000);
 

@@ -103,6 +103,15 @@ describe('settings are validated', () => {
     expect(loadConfig({ PORT: '', DATABASE_URL: '  ', ADMIN_API_TOKEN: '' })).toMatchObject({ port: 3000, databaseUrl: undefined, adminTokens: [] });
   });
 
+  test('when API_DOCS is unset, then the API description is public in development and test, admin in production', () => {
+    expect(loadConfig({}).apiDocs).toBe('public');
+    expect(loadConfig({ NODE_ENV: 'test' }).apiDocs).toBe('public');
+    expect(loadConfig({ ...prod, ADMIN_API_TOKEN: strong }).apiDocs).toBe('admin');
+    expect(loadConfig({ ...prod, ADMIN_API_TOKEN: strong, API_DOCS: 'off' }).apiDocs).toBe('off');
+    expect(loadConfig({ ...prod, ADMIN_API_TOKEN: strong, API_DOCS: 'public' }).apiDocs).toBe('public');
+    expect(problems({ API_DOCS: 'everyone' })).toMatch(/API_DOCS/);
+  });
+
   test('when TRUST_PROXY is a hop count or subnets, then it is parsed for express', () => {
     expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
     expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true); // allowed outside production, see below

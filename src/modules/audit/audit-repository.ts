@@ -12,6 +12,7 @@ export interface AuditEntry {
   targetId: string | null;
   ip: string | null;
   requestId: string | null;
+  clientRequestId: string | null;
   details: Record<string, unknown>;
 }
 
@@ -26,6 +27,7 @@ export interface AuditFilter {
   /** Rows about a customer: as target, as actor, or named in the details (its keys). */
   customerId?: string;
   requestId?: string;
+  clientRequestId?: string;
   from?: Date;
   to?: Date;
   beforeId?: string;
@@ -43,6 +45,7 @@ const toEntry = (r: AuditLogRow): AuditEntry => ({
   targetId: r.target_id,
   ip: r.ip,
   requestId: r.request_id,
+  clientRequestId: r.client_request_id,
   details: r.details,
 });
 
@@ -60,6 +63,7 @@ export function createAuditRepository() {
           target_id: e.targetId,
           ip: e.ip,
           request_id: e.requestId,
+          client_request_id: e.clientRequestId,
           details: JSON.stringify(e.details) as unknown as Record<string, unknown>,
         })),
       );
@@ -78,6 +82,7 @@ export function createAuditRepository() {
         q.where((w) => w.where('target_id', id).orWhere('actor_id', id).orWhereRaw("details->>'customer_id' = ?", [id]));
       }
       if (f.requestId) q.where('request_id', f.requestId);
+      if (f.clientRequestId) q.where('client_request_id', f.clientRequestId);
       if (f.from) q.where('at', '>=', f.from);
       if (f.to) q.where('at', '<', f.to);
       if (f.beforeId) q.where('id', '<', f.beforeId);

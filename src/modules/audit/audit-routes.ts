@@ -1,5 +1,6 @@
 import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
+import { isBigserialId } from '../../lib/ids';
 import { decodeCursor, page } from '../../lib/pagination';
 import type { AuditService } from './audit-service';
 import { auditJson, listAuditQuery } from './audit-schemas';
@@ -22,9 +23,10 @@ export function auditRoutes(audit: AuditService) {
           targetId: query.target_id,
           customerId: query.customer_id,
           requestId: query.request_id,
+          clientRequestId: query.client_request_id,
           from: query.from,
           to: query.to,
-          beforeId: decodeCursor(query.cursor, (id) => /^\d{1,19}$/.test(id)),
+          beforeId: decodeCursor(query.cursor, isBigserialId),
           limit: query.limit + 1,
         });
         const { items, nextCursor } = page(rows, query.limit);

@@ -1,16 +1,17 @@
 import { z } from 'zod';
-import { isoDate, iso } from '../../http/common-schemas';
+import { actorId, isoDate, iso, requestIdFilter, targetId, uuid } from '../../http/common-schemas';
 import { paginationQuery } from '../../lib/pagination';
 import type { AuditEntry } from './audit-repository';
 
 export const listAuditQuery = z.strictObject({
   actor: z.enum(['admin', 'customer', 'stripe', 'system']).optional(),
-  actor_id: z.string().max(200).optional(),
-  action: z.string().max(100).optional(),
+  actor_id: actorId.optional(),
+  action: z.string().regex(/^[a-z][a-z0-9_.]{0,99}$/, 'lowercase letters, digits, _ and . (at most 100)').optional(),
   outcome: z.enum(['success', 'failure', 'denied']).optional(),
-  target_id: z.string().max(200).optional(),
-  customer_id: z.string().max(200).optional(),
-  request_id: z.string().max(200).optional(),
+  target_id: targetId.optional(),
+  customer_id: uuid.optional(),
+  request_id: requestIdFilter.optional(),
+  client_request_id: requestIdFilter.optional(),
   from: isoDate.optional(),
   to: isoDate.optional(),
   ...paginationQuery,
@@ -27,5 +28,6 @@ export const auditJson = (e: AuditEntry) => ({
   target_id: e.targetId,
   ip: e.ip,
   request_id: e.requestId,
+  client_request_id: e.clientRequestId,
   details: e.details,
 });

@@ -29,6 +29,7 @@ export function createAuditService({ db, repo, logger }: AuditServiceDeps) {
     targetId: e.targetId ?? null,
     ip: ctx.ip,
     requestId: ctx.requestId,
+    clientRequestId: ctx.clientRequestId ?? null,
     details: e.details ?? {},
   });
 

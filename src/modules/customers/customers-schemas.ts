@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { email, iso, text } from '../../http/common-schemas';
+import { email, iso, searchText, text } from '../../http/common-schemas';
 import { paginationQuery } from '../../lib/pagination';
 import type { Customer } from './customers-repository';
 
@@ -19,7 +19,7 @@ export const updateCustomerBody = z
 
 export const listCustomersQuery = z.strictObject({
   status: z.enum(['active', 'deleted']).optional(),
-  email: z.string().trim().max(254).optional(),
+  email: searchText(254).optional(),
   ...paginationQuery,
 });
 

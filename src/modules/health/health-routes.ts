@@ -1,10 +1,8 @@
-import type { Knex } from 'knex';
-import { pendingMigrations } from '../../db/migration-source';
-import { AppError } from '../../errors/app-error';
+import type { ReadinessCheck } from './readiness-check';
 import { responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 
-export function healthRoutes(db: Knex, startedAt: number) {
+export function healthRoutes(readiness: ReadinessCheck, startedAt: number) {
   return [
     defineRoute({
       method: 'get',
@@ -20,19 +18,10 @@ export function healthRoutes(db: Knex, startedAt: number) {
       method: 'get',
       path: '/ready',
       auth: 'public',
-      summary: 'Readiness: the database answers and every migration is applied',
+      summary: 'Readiness: the database answers and every migration is applied (an answer at most a second old)',
       response: responses.ready,
       async handle(_input, res) {
-        let pending: string[];
-        try {
-          await db.raw('select 1');
-          pending = await pendingMigrations(db);
-        } catch {
-          throw new AppError('SERVICE_UNAVAILABLE', 'Not ready: the database is unreachable', { database: 'unreachable' });
-        }
-        if (pending.length > 0) {
-          throw new AppError('SERVICE_UNAVAILABLE', 'Not ready: migrations are pending', { database: 'ok', pending_migrations: pending });
-        }
+        await readiness.assertReady();
         res.json({ status: 'ready', checks: { database: 'ok', migrations: 'current' } });
       },
     }),

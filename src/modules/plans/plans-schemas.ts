@@ -1,16 +1,21 @@
 import { z } from 'zod';
-import { iso, text } from '../../http/common-schemas';
+import { iso, notReserved, safeRecord, text } from '../../http/common-schemas';
 import type { Plan } from './plans-repository';
 
-const name = z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'lowercase letters, digits, _ . - (at most 64)');
+const name = z
+  .string()
+  .regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'lowercase letters, digits, _ . - (at most 64)')
+  .refine(notReserved, { error: (issue) => `"${String(issue.input)}" is a reserved name` });
 const stripePriceId = z.string().regex(/^price_[A-Za-z0-9]{1,100}$/, 'must be a Stripe price id (price_…)');
 
 /** What a plan grants: feature flags, numeric limits (null: unlimited), and seats. */
 export const entitlementsSchema = z.strictObject({
   features: z.array(name).max(100).refine((f) => new Set(f).size === f.length, { message: 'must not repeat a feature' }),
-  limits: z.record(name, z.number().int().min(0).max(1e12).nullable()).refine((l) => Object.keys(l).length <= 100, {
-    message: 'at most 100 limits',
-  }),
+  limits: safeRecord(
+    z.record(name, z.number().int().min(0).max(1e12).nullable()).refine((l) => Object.keys(l).length <= 100, {
+      message: 'at most 100 limits',
+    }),
+  ),
   seats: z.number().int().min(0).max(1_000_000).nullable().optional(),
 });
 
@@ -21,9 +26,9 @@ export const planCode = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'lowercas
 export const planParams = z.object({ code: planCode });
 
 export function planSchemas(metrics: readonly string[]) {
-  const meteredPrices = z
-    .record(z.string(), stripePriceId)
-    .refine((m) => Object.keys(m).every((k) => metrics.includes(k)), { message: `keys must be metrics: ${metrics.join(', ')}` });
+  const meteredPrices = safeRecord(
+    z.record(z.string(), stripePriceId).refine((m) => Object.keys(m).every((k) => metrics.includes(k)), { message: `keys must be metrics: ${metrics.join(', ')}` }),
+  );
   return {
     create: z.strictObject({
       code: planCode,

@@ -61,7 +61,7 @@ export const usagePeriodQuery = z.strictObject({
 export const reportQuery = z.strictObject({
   from: periodBound.optional(),
   to: periodBound.optional(),
-  metric: z.string().max(63).optional(),
+  metric: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be a metric name').optional(),
   customer_id: uuid.optional(),
   group_by: z.enum(['customer', 'day']).default('customer'),
   format: z.enum(['json', 'csv']).default('json'),
