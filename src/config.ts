@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { z } from 'zod';
 import { checkTokenStrength } from './lib/token-strength';
 import { parseLimit } from './lib/limit-format';
@@ -104,8 +105,15 @@ const schema = z.object({
 
 type Parsed = z.infer<typeof schema>;
 
+/**
+ * Secrets that may instead be read from a file, as secret managers and Kubernetes mount them:
+ * `<NAME>_FILE` holds the path. The file's contents obey the rules of the plain setting.
+ */
+export const FILE_SECRETS = ['ADMIN_API_TOKEN', 'METRICS_TOKEN', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'DATABASE_URL'] as const;
+export type FileSecret = (typeof FILE_SECRETS)[number];
+
 /** Every setting the service reads; .env.example must list each (a test checks). */
-export const SETTING_NAMES = Object.keys(schema.shape);
+export const SETTING_NAMES = [...Object.keys(schema.shape), ...FILE_SECRETS.map((n) => `${n}_FILE`)];
 
 export interface Config {
   readonly env: Parsed['NODE_ENV'];
@@ -154,6 +162,8 @@ export interface Config {
   readonly metricsToken: string | undefined;
   /** /openapi.json and /docs: without credentials, with an admin token, or not served at all. */
   readonly apiDocs: 'public' | 'admin' | 'off';
+  /** The file each secret was read from (<NAME>_FILE), so it can be read again on SIGHUP. */
+  readonly secretFiles: Readonly<Partial<Record<FileSecret, string>>>;
   readonly forwarder: {
     readonly enabled: boolean;
     readonly intervalMs: number;
@@ -214,11 +224,58 @@ function productionProblems(c: Parsed): string[] {
   return problems;
 }
 
-/** Parses and validates the environment once. Never echoes a value: settings may be secrets. */
+/**
+ * Puts the contents of each <NAME>_FILE under <NAME>. A setting and its _FILE form are exclusive;
+ * a file that cannot be read, or is empty, is a problem named after the setting (never its value).
+ */
+function readSecretFiles(env: Record<string, string>) {
+  const out = { ...env };
+  const files: Partial<Record<FileSecret, string>> = {};
+  const problems: string[] = [];
+  for (const name of FILE_SECRETS) {
+    const file = env[`${name}_FILE`];
+    if (file === undefined) continue;
+    if (env[name] !== undefined) {
+      problems.push(`${name} and ${name}_FILE are both set: set only one of them`);
+      continue;
+    }
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      problems.push(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      continue;
+    }
+    // Editors and `echo` end files with a newline: trimmed, as the plain setting's value is.
+    const value = text.trim();
+    if (value === '') {
+      problems.push(`${name}_FILE: ${file} is empty`);
+      continue;
+    }
+    out[name] = value;
+    files[name] = file;
+  }
+  return { env: out, files, problems };
+}
+
+/** A problem about a secret read from a file names the _FILE setting, which is what the operator set. */
+function nameFileSecrets(problems: string[], files: Partial<Record<FileSecret, string>>): string[] {
+  return problems.map((p) => {
+    const name = /^[A-Z_]+/.exec(p)?.[0] as FileSecret | undefined;
+    return name && files[name] ? `${name}_FILE${p.slice(name.length)}` : p;
+  });
+}
+
+/**
+ * Parses and validates the environment (and the secret files it names) once. Never echoes a
+ * value: settings may be secrets.
+ */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const result = schema.safeParse(withoutEmpty(env));
+  const secrets = readSecretFiles(withoutEmpty(env));
+  if (secrets.problems.length > 0) throw new ConfigError(secrets.problems);
+  const result = schema.safeParse(secrets.env);
   if (!result.success) {
-    throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+    throw new ConfigError(nameFileSecrets(result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`), secrets.files));
   }
   const c = result.data;
   const metrics = [...new Set(c.USAGE_METRICS.split(',').map((m) => m.trim()))];
@@ -229,7 +286,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (!metrics.includes(metric)) problems.push(`USAGE_METER_EVENTS: "${metric}" is not in USAGE_METRICS`);
     meterEvents[metric] = eventName;
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigError(nameFileSecrets(problems, secrets.files));
   return Object.freeze({
     env: c.NODE_ENV,
     host: c.HOST,
@@ -276,6 +333,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: c.REDIS_URL,
     metricsToken: c.METRICS_TOKEN,
     apiDocs: c.API_DOCS ?? (c.NODE_ENV === 'production' ? 'admin' : 'public'),
+    secretFiles: Object.freeze(secrets.files),
     forwarder: Object.freeze({
       enabled: c.FORWARDER_ENABLED,
       intervalMs: c.FORWARDER_INTERVAL_MS,

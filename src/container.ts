@@ -54,6 +54,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   const audit = createAuditService({ db, repo: auditRepo, logger });
   const adminTokens = createAdminTokenVerifier(config.adminTokens);
   const metricsTokens = createAdminTokenVerifier(config.metricsToken ? [config.metricsToken] : [], 'metrics');
+  // Replaced on SIGHUP when it comes from STRIPE_WEBHOOK_SECRET_FILE (see secrets-reload.ts).
+  let webhookSecret = config.stripe.webhookSecret;
   const limiters = createLimiters({
     config,
     metricsTokens,
@@ -134,7 +136,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     stripe,
     audit,
     logger: logger.child({ component: 'stripe-webhooks' }),
-    secret: config.stripe.webhookSecret,
+    secret: () => webhookSecret,
     toleranceSeconds: config.stripe.webhookToleranceSeconds,
     now,
     onOutcome: (type, outcome) => metrics.webhookEvents.inc({ type, outcome }),
@@ -148,6 +150,9 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     readiness: createReadinessCheck({ db, now }),
     adminTokens,
     metricsTokens,
+    replaceWebhookSecret(secret: string | undefined): void {
+      webhookSecret = secret;
+    },
     audit,
     cache,
     invalidation,

@@ -9,6 +9,7 @@ import { openDatabase } from './db/open-database';
 import { loadOrCreateDevAdminToken } from './dev-admin-token';
 import { createLogger } from './logger';
 import { connectRedis } from './redis';
+import { reloadSecrets } from './secrets-reload';
 
 /** Composition root: config -> database -> migrations -> services -> app -> listen -> graceful shutdown. */
 async function main(): Promise<void> {
@@ -80,6 +81,8 @@ async function main(): Promise<void> {
     logger.flush?.();
     process.exit(code);
   };
+  // A leaked admin token, metrics token or webhook secret is replaced without a restart.
+  process.on('SIGHUP', () => void reloadSecrets(process.env, config, container, logger));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('unhandledRejection', (err) => {

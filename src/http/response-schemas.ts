@@ -105,6 +105,13 @@ export const responses = {
   me: obj({ customer, key: obj({ id }) }),
   issuedKey: obj({ api_key: z.string(), key: apiKey, ended_key_ids: z.array(id) }),
   keys: list(apiKey),
+  rotatedKeys: obj({
+    rotated: z.number().int(),
+    grace_period_seconds: z.number().int(),
+    keys: z.array(obj({ customer_id: id, api_key: z.string(), key: apiKey, ended_key_ids: z.array(id) })),
+    skipped: z.array(obj({ customer_id: id, reason: z.enum(['not_found', 'deleted', 'too_many_keys']) })),
+    next_cursor: z.string().nullable(),
+  }),
   key: obj({ key: apiKey }),
   audit: page(auditEntry),
   usagePosted: z.union([

@@ -59,7 +59,7 @@ describe('admin routes', () => {
     for (const r of routes().filter((r) => (r.auth === 'admin' || r.auth === 'metrics'))) {
       const s = await samples[name(r)]!(t);
       const res = await send(r, s.path, s.body, { Authorization: `Bearer ${t.adminToken}` });
-      const actions = ['/api/reports/forwarding/retry', '/api/stripe/reconcile'];
+      const actions = ['/api/reports/forwarding/retry', '/api/stripe/reconcile', '/api/keys/rotate'];
       const expected = r.method === 'delete' && r.path === '/api/plans/:code' ? 204 : r.method === 'post' && !actions.includes(r.path) ? 201 : 200;
       expect([name(r), res.status]).toEqual([name(r), expected]);
     }

@@ -14,6 +14,7 @@ export const samples: Record<string, (t: TestApp) => Promise<{ path: string; bod
   'PATCH /api/customers/:id': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}`, body: { company_name: 'New name' } }),
   'DELETE /api/customers/:id': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}` }),
   'POST /api/customers/:id/keys': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/keys`, body: {} }),
+  'POST /api/keys/rotate': async (t) => ({ path: '/api/keys/rotate', body: { grace_period_seconds: 0, customer_ids: [(await createCustomer(t)).id] } }),
   'GET /api/customers/:id/keys': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/keys` }),
   'DELETE /api/customers/:id/keys/:keyId': async (t) => {
     const c = await createCustomer(t);

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig, SETTING_NAMES } from '../../src/config';
 
@@ -136,5 +137,72 @@ describe('.env.example', () => {
     const text = fs.readFileSync(path.resolve(__dirname, '../../.env.example'), 'utf8');
     const env = Object.fromEntries(text.split('\n').filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
     expect(() => loadConfig(env)).not.toThrow();
+  });
+});
+
+describe('secrets from files (<NAME>_FILE)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-secrets-'));
+  const file = (name: string, text: string) => {
+    const p = path.join(dir, name);
+    fs.writeFileSync(p, text, { mode: 0o600 });
+    return p;
+  };
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('when each secret comes from a file, then its contents are used, trailing newline trimmed, and the file remembered', () => {
+    const files = {
+      ADMIN_API_TOKEN_FILE: file('admin', `${strong}\n`),
+      METRICS_TOKEN_FILE: file('metrics', `${'m'.repeat(8)}${strong.slice(8)}\r\n`),
+      STRIPE_SECRET_KEY_FILE: file('stripe', 'sk_live_abc123\n'),
+      STRIPE_WEBHOOK_SECRET_FILE: file('whsec', 'whsec_abc123\n'),
+      DATABASE_URL_FILE: file('db', 'postgres://u:p@db:5432/billing\n'),
+    };
+    const c = loadConfig({ NODE_ENV: 'production', ...files });
+    expect(c.adminTokens).toEqual([strong]);
+    expect(c.metricsToken).toBe(`${'m'.repeat(8)}${strong.slice(8)}`);
+    expect(c.stripe.secretKey).toBe('sk_live_abc123');
+    expect(c.stripe.webhookSecret).toBe('whsec_abc123');
+    expect(c.databaseUrl).toBe('postgres://u:p@db:5432/billing');
+    expect(c.secretFiles).toEqual({
+      ADMIN_API_TOKEN: files.ADMIN_API_TOKEN_FILE,
+      METRICS_TOKEN: files.METRICS_TOKEN_FILE,
+      STRIPE_SECRET_KEY: files.STRIPE_SECRET_KEY_FILE,
+      STRIPE_WEBHOOK_SECRET: files.STRIPE_WEBHOOK_SECRET_FILE,
+      DATABASE_URL: files.DATABASE_URL_FILE,
+    });
+  });
+
+  test.each(['ADMIN_API_TOKEN', 'METRICS_TOKEN', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'DATABASE_URL'])(
+    'when %s and its _FILE form are both set, then the message names both and no value',
+    (name) => {
+      const message = problems({ [name]: 'plain-value-123', [`${name}_FILE`]: file(`both-${name}`, 'file-value-456') });
+      expect(message).toContain(`${name} and ${name}_FILE are both set`);
+      expect(message).not.toContain('plain-value-123');
+      expect(message).not.toContain('file-value-456');
+    },
+  );
+
+  test('when the file cannot be read or is empty, then a clear error names the setting', () => {
+    expect(problems({ ADMIN_API_TOKEN_FILE: path.join(dir, 'missing') })).toMatch(/ADMIN_API_TOKEN_FILE: cannot read .*missing \(ENOENT\)/);
+    expect(problems({ METRICS_TOKEN_FILE: dir })).toMatch(/METRICS_TOKEN_FILE: cannot read .* \(EISDIR\)/);
+    expect(problems({ STRIPE_WEBHOOK_SECRET_FILE: file('empty', '\n') })).toMatch(/STRIPE_WEBHOOK_SECRET_FILE: .* is empty/);
+  });
+
+  test("when the file's contents break the plain setting's rules, then they are refused the same way, named after the file setting, never echoed", () => {
+    const weak = problems({ ...prod, ADMIN_API_TOKEN_FILE: file('weak', 'hunter2hunter2\n') });
+    expect(weak).toMatch(/ADMIN_API_TOKEN_FILE: too short/);
+    expect(weak).not.toContain('hunter2');
+    expect(problems({ ...prod, ADMIN_API_TOKEN_FILE: file('two', `${strong},short\n`) })).toMatch(/ADMIN_API_TOKEN_FILE \(token 2\): too short/);
+    expect(problems({ METRICS_TOKEN_FILE: file('short-metrics', 'abc') })).toMatch(/METRICS_TOKEN_FILE: must be at least 32 characters/);
+    expect(problems({ STRIPE_SECRET_KEY_FILE: file('pk', 'pk_test_123') })).toMatch(/STRIPE_SECRET_KEY_FILE: must be a Stripe secret/);
+    expect(problems({ STRIPE_WEBHOOK_SECRET_FILE: file('wh', 'nope') })).toMatch(/STRIPE_WEBHOOK_SECRET_FILE: must be a Stripe webhook signing secret/);
+    const db = problems({ DATABASE_URL_FILE: file('mysql', 'mysql://root:sekrit@db/x') });
+    expect(db).toMatch(/DATABASE_URL_FILE: must be a postgres/);
+    expect(db).not.toContain('sekrit');
+  });
+
+  test('when production reads its database URL and admin token from files, then nothing else is required of them', () => {
+    const c = loadConfig({ NODE_ENV: 'production', STRIPE_ENABLED: 'false', DATABASE_URL_FILE: file('db2', 'postgres://u:p@db/b'), ADMIN_API_TOKEN_FILE: file('a2', strong) });
+    expect(c.databaseUrl).toBe('postgres://u:p@db/b');
   });
 });

@@ -100,6 +100,45 @@ export function createApiKeysRepository() {
       return (rows as { id: string }[]).map((r) => r.id);
     },
 
+    /** Several keys in one statement (a bulk rotation). */
+    async insertMany(db: Knex, keys: { id: string; customerId: string; name: string | null; secretHash: string; start: string }[]): Promise<ApiKey[]> {
+      if (keys.length === 0) return [];
+      const rows = await db<ApiKeyRow>('api_keys')
+        .insert(keys.map((k) => ({ id: k.id, customer_id: k.customerId, name: k.name, secret_hash: k.secretHash, start: k.start })))
+        .returning([...PUBLIC_COLUMNS]);
+      return (rows as PublicRow[]).map(toApiKey);
+    },
+
+    /** Active keys per customer, for several customers in one query (customers without any are absent). */
+    async countActiveByCustomer(db: Knex, customerIds: readonly string[]): Promise<Map<string, number>> {
+      if (customerIds.length === 0) return new Map();
+      const rows = await db('api_keys')
+        .select('customer_id')
+        .count<{ customer_id: string; n: string }[]>({ n: '*' })
+        .whereIn('customer_id', [...customerIds])
+        .whereNull('revoked_at')
+        .andWhere((w) => w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()))
+        .groupBy('customer_id');
+      return new Map(rows.map((r) => [r.customer_id, Number(r.n)]));
+    },
+
+    /** endActive for several customers in one statement; returns the ended keys with their customer. */
+    async endActiveForCustomers(db: Knex, customerIds: readonly string[], graceSeconds: number): Promise<{ id: string; customerId: string }[]> {
+      if (customerIds.length === 0) return [];
+      const q = db('api_keys')
+        .whereIn('customer_id', [...customerIds])
+        .whereNull('revoked_at')
+        .andWhere((w) => w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()));
+      const rows =
+        graceSeconds > 0
+          ? await q.update(
+              { expires_at: db.raw("least(coalesce(expires_at, 'infinity'::timestamptz), now() + make_interval(secs => ?))", [graceSeconds]) },
+              ['id', 'customer_id'],
+            )
+          : await q.update({ revoked_at: db.fn.now() }, ['id', 'customer_id']);
+      return (rows as { id: string; customer_id: string }[]).map((r) => ({ id: r.id, customerId: r.customer_id }));
+    },
+
     async revoke(db: Knex, customerId: string, keyId: string): Promise<ApiKey | null> {
       const [row] = await db<ApiKeyRow>('api_keys')
         .where({ id: keyId, customer_id: customerId })

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { iso, text, uuid } from '../../http/common-schemas';
 import type { ApiKey } from './api-keys-repository';
+import { MAX_BULK_ROTATION } from './bulk-rotation-service';
 import { displayStart } from './key-format';
 
 const MAX_GRACE_SECONDS = 30 * 24 * 3600;
@@ -14,6 +15,27 @@ export const issueKeyBody = z
   .refine((b) => !(b.keep_existing && b.grace_period_seconds !== undefined), {
     message: 'grace_period_seconds applies to rotation; it cannot be combined with keep_existing',
     path: ['grace_period_seconds'],
+  });
+
+/**
+ * The grace period is required: an empty body must not revoke every customer's key at once.
+ * customer_ids names the customers; otherwise every active one, a page (limit, cursor) at a time.
+ */
+export const rotateKeysBody = z
+  .strictObject({
+    grace_period_seconds: z.number().int().min(0).max(MAX_GRACE_SECONDS),
+    customer_ids: z
+      .array(uuid)
+      .min(1)
+      .max(MAX_BULK_ROTATION)
+      .refine((ids) => new Set(ids).size === ids.length, 'must not name a customer twice')
+      .optional(),
+    limit: z.number().int().min(1).max(MAX_BULK_ROTATION).optional(),
+    cursor: z.string().max(200).optional(),
+  })
+  .refine((b) => !(b.customer_ids && (b.limit !== undefined || b.cursor !== undefined)), {
+    message: 'limit and cursor page through every active customer; they cannot be combined with customer_ids',
+    path: ['customer_ids'],
   });
 
 export const keyParams = z.object({ id: uuid, keyId: uuid });

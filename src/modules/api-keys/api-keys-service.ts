@@ -6,6 +6,7 @@ import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomersRepository } from '../customers/customers-repository';
 import type { ApiKey, ApiKeysRepository } from './api-keys-repository';
+import { createBulkRotationService } from './bulk-rotation-service';
 import { displayStart, generateKey } from './key-format';
 import type { KeyInvalidation } from './key-invalidation';
 
@@ -64,9 +65,13 @@ export function createApiKeysService(deps: ApiKeysServiceDeps) {
     return customer;
   }
 
+  const bulk = createBulkRotationService({ db, repo, customers, audit, invalidation, prepare, maxActiveKeys });
+
   return {
     prepare,
     insertPrepared,
+    /** Every active customer (a page of them), or the given ones: one request, all or nothing. */
+    rotateMany: bulk.rotate,
 
     async issue(ctx: ActorContext, customerId: string, opts: IssueOptions) {
       const prepared = await prepare(customerId);

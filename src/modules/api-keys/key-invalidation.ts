@@ -76,6 +76,12 @@ export function createKeyInvalidation(deps: { cache: VerificationCache; logger: 
       await trx.raw('select pg_notify(?, ?)', [CHANNEL, JSON.stringify(inv)]);
     },
 
+    /** Several notices in one round trip (a bulk rotation); each stays small, under NOTIFY's 8000-byte payload limit. */
+    async publishMany(trx: Knex, invs: Invalidation[]): Promise<void> {
+      if (invs.length === 0) return;
+      await trx.raw('select pg_notify(?, p) from unnest(?::text[]) as p', [CHANNEL, invs.map((inv) => JSON.stringify(inv))]);
+    },
+
     /** Call after that transaction committed. */
     evictLocal(inv: Invalidation): void {
       evict(cache, inv);

@@ -48,6 +48,21 @@ export function createCustomersRepository() {
       return row ? toCustomer(row) : null;
     },
 
+    /** The customers among `ids` that exist, in id order (the order their row locks are taken in). */
+    async findMany(db: Knex, ids: readonly string[], opts: { forUpdate?: boolean } = {}): Promise<Customer[]> {
+      if (ids.length === 0) return [];
+      const q = db<CustomerRow>('customers').select('*').whereIn('id', [...ids]).orderBy('id');
+      if (opts.forUpdate) q.forUpdate();
+      return (await q).map(toCustomer);
+    },
+
+    /** Ids of active customers after `afterId`, oldest first: a walk over all of them that a cursor resumes. */
+    async activeIdsAfter(db: Knex, afterId: string | undefined, limit: number): Promise<string[]> {
+      const q = db<CustomerRow>('customers').where('status', 'active').orderBy('id').limit(limit);
+      if (afterId) q.where('id', '>', afterId);
+      return q.pluck('id');
+    },
+
     /** Newest first (ids are UUIDv7, so id order is creation order). */
     async list(db: Knex, f: CustomerFilter): Promise<Customer[]> {
       const q = db<CustomerRow>('customers').select('*').orderBy('id', 'desc').limit(f.limit);

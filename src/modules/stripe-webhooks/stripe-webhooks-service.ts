@@ -91,7 +91,8 @@ export interface StripeWebhooksDeps {
   stripe: StripePort;
   audit: AuditService;
   logger: Logger;
-  secret: string | undefined;
+  /** Read at every delivery: a secret from a file is replaced on SIGHUP. */
+  secret: () => string | undefined;
   toleranceSeconds: number;
   now?: () => number;
   /** Observes each delivery's outcome (metrics). */
@@ -119,13 +120,14 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
   const now = deps.now ?? Date.now;
 
   function verify(raw: unknown, signature: string | undefined): unknown {
-    if (!deps.secret) throw new AppError('INVALID_SIGNATURE', 'Webhooks are not configured (STRIPE_WEBHOOK_SECRET)');
+    const secret = deps.secret();
+    if (!secret) throw new AppError('INVALID_SIGNATURE', 'Webhooks are not configured (STRIPE_WEBHOOK_SECRET)');
     if (!Buffer.isBuffer(raw) || raw.length === 0) throw new AppError('INVALID_SIGNATURE', 'The webhook body must be the raw JSON Stripe sent');
     if (!signature) throw new AppError('INVALID_SIGNATURE', 'Missing Stripe-Signature header');
     let payload: unknown;
     try {
       // receivedAt is in milliseconds.
-      payload = Stripe.webhooks.constructEvent(raw, signature, deps.secret, deps.toleranceSeconds, undefined, now());
+      payload = Stripe.webhooks.constructEvent(raw, signature, secret, deps.toleranceSeconds, undefined, now());
     } catch (err) {
       if (err instanceof Stripe.errors.StripeSignatureVerificationError) {
         throw new AppError('INVALID_SIGNATURE', 'Invalid Stripe signature, or a timestamp outside the tolerance');
