@@ -31,6 +31,8 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 export interface FieldProblem {
   path: string;
   message: string;
+  /** The item of a list the problem is in (a batch's event). */
+  index?: number;
 }
 
 export class AppError extends Error {

@@ -65,4 +65,8 @@ export const idParams = z.object({ id: uuid });
 
 export const isoDate = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
 
-export const iso = (d: Date | null) => (d ? d.toISOString() : null);
+export function iso(d: Date): string;
+export function iso(d: Date | null): string | null;
+export function iso(d: Date | null): string | null {
+  return d ? d.toISOString() : null;
+}

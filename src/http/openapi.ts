@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ERROR_STATUS } from '../errors/app-error';
-import type { AuthKind, RouteDef } from './route';
+import { errorCodes, type AuthKind, type RouteDef } from './route';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -10,13 +10,6 @@ const toSchema = (s: z.ZodType, io: 'input' | 'output' = 'input'): JsonSchema =>
   return rest;
 };
 
-function successContent(r: RouteDef): Record<string, unknown> {
-  if (r.path === '/metrics') return { content: { 'text/plain': { schema: { type: 'string' } } } };
-  if (r.path === '/docs') return { content: { 'text/html': { schema: { type: 'string' } } } };
-  if (r.method === 'delete' && r.path.startsWith('/api/plans')) return {};
-  return { content: { 'application/json': { schema: toSchema(r.response, 'output') } } };
-}
-
 const SECURITY: Record<AuthKind, Record<string, string[]>[]> = {
   public: [],
   admin: [{ adminToken: [] }],
@@ -25,65 +18,90 @@ const SECURITY: Record<AuthKind, Record<string, string[]>[]> = {
   stripe: [{ stripeSignature: [] }],
 };
 
-const errorsFor = (r: RouteDef): number[] => {
-  const statuses = new Set<number>([500]);
-  if (r.auth !== 'public') statuses.add(r.auth === 'stripe' ? 400 : 401).add(429);
-  if (r.body || r.query) statuses.add(422);
-  if (r.body) statuses.add(400).add(413).add(415);
-  if (r.params) statuses.add(404);
-  if (r.method !== 'get') statuses.add(409);
-  if (r.path === '/ready' || r.auth !== 'public') statuses.add(503);
-  if (r.path.includes('/subscriptions') && r.method !== 'get') statuses.add(502);
-  return [...statuses].sort();
-};
+/** Header parameters keep their usual spelling in the document (Idempotency-Key), whatever the schema's key case. */
+const headerName = (name: string) => name.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+
+/** Path, query and header parameters, from the route's request schemas. */
+function parameters(r: RouteDef): unknown[] {
+  const out: unknown[] = [];
+  for (const [where, schema] of [['path', r.request.params], ['query', r.request.query], ['header', r.request.headers]] as const) {
+    if (!schema) continue;
+    const json = toSchema(schema) as { properties?: Record<string, JsonSchema>; required?: string[] };
+    for (const [name, prop] of Object.entries(json.properties ?? {})) {
+      const { description, ...rest } = prop as { description?: string };
+      out.push({
+        name: where === 'header' ? headerName(name) : name,
+        in: where,
+        required: where === 'path' || (json.required ?? []).includes(name),
+        ...(description ? { description } : {}),
+        schema: rest,
+      });
+    }
+  }
+  return out;
+}
+
+/** Every success the route declares: status, content types with their schemas, headers. */
+function successResponses(r: RouteDef): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(r.responses).map(([status, spec]) => [
+      status,
+      {
+        description: spec.description,
+        ...(spec.headers
+          ? { headers: Object.fromEntries(Object.entries(spec.headers).map(([name, h]) => [name, { description: h.description, schema: toSchema(h.schema, 'output') }])) }
+          : {}),
+        ...(spec.content ? { content: Object.fromEntries(Object.entries(spec.content).map(([type, schema]) => [type, { schema: toSchema(schema, 'output') }])) } : {}),
+      },
+    ]),
+  );
+}
+
+/** Error answers by status, each naming exactly the codes this route can answer with it. */
+function errorResponses(r: RouteDef): Record<string, unknown> {
+  const byStatus = new Map<number, string[]>();
+  for (const code of errorCodes(r)) byStatus.set(ERROR_STATUS[code], [...(byStatus.get(ERROR_STATUS[code]) ?? []), code]);
+  return Object.fromEntries(
+    [...byStatus.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([status, codes]) => [
+        String(status),
+        {
+          description: codes.join(', '),
+          content: { 'application/json': { schema: { allOf: [{ $ref: '#/components/schemas/Error' }, { properties: { error: { properties: { code: { enum: codes } } } } }] } } },
+        },
+      ]),
+  );
+}
 
 /**
- * OpenAPI 3.1, generated from the route table: every route the app serves is here, with the
- * same zod schemas that validate its requests.
+ * OpenAPI 3.1, generated from the route table alone: every route the app serves, with the zod
+ * schemas that validate its requests, every success it declares (status, content type, headers,
+ * schema) and exactly the error codes it can answer. Nothing is special-cased by path.
  */
 export function buildOpenApi(routes: readonly RouteDef[], version: string) {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
-    const path = r.path.replace(/:(\w+)/g, '{$1}');
-    const parameters: unknown[] = [];
-    for (const [where, schema] of [['path', r.params], ['query', r.query]] as const) {
-      if (!schema) continue;
-      const json = toSchema(schema) as { properties?: Record<string, JsonSchema>; required?: string[] };
-      for (const [name, prop] of Object.entries(json.properties ?? {})) {
-        parameters.push({ name, in: where, required: where === 'path' || (json.required ?? []).includes(name), schema: prop });
-      }
-    }
-    const operation: Record<string, unknown> = {
+    const params = parameters(r);
+    const body = r.rawBody
+      ? { requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'A Stripe event, exactly as Stripe sent it' } } } } }
+      : r.request.body
+        ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(r.request.body) } } } }
+        : {};
+    (paths[r.path.replace(/:(\w+)/g, '{$1}')] ??= {})[r.method] = {
       summary: r.summary,
-      operationId: `${r.method}_${r.path.replace(/[/:]+/g, '_').replace(/^_|_$/g, '') || 'root'}`,
+      ...(r.description ? { description: r.description } : {}),
+      operationId: `${r.method}_${r.path.replace(/[/:.-]+/g, '_').replace(/^_|_$/g, '') || 'root'}`,
       tags: [r.path.split('/')[2] ?? r.path.split('/')[1] ?? 'service'],
       security: SECURITY[r.auth],
-      ...(parameters.length ? { parameters } : {}),
-      ...(r.rawBody
-        ? { requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'A Stripe event, exactly as Stripe sent it' } } } } }
-        : r.body
-          ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(r.body) } } } }
-          : {}),
-      responses: {
-        [r.method === 'post' && !/retry|reconcile|webhooks/.test(r.path) ? '201' : r.method === 'delete' && r.path.startsWith('/api/plans') ? '204' : '200']: {
-          description: 'Success',
-          ...successContent(r),
-        },
-        ...Object.fromEntries(errorsFor(r).map((s) => [String(s), { $ref: `#/components/responses/Error${s}` }])),
-        '4XX': { $ref: '#/components/responses/ClientError' },
-      },
+      ...(params.length ? { parameters: params } : {}),
+      ...body,
+      responses: { ...successResponses(r), ...errorResponses(r) },
     };
-    (paths[path] ??= {})[r.method] = operation;
-  }
-
-  const used = new Set(routes.flatMap(errorsFor));
-  const codesByStatus = new Map<number, string[]>();
-  for (const [code, status] of Object.entries(ERROR_STATUS)) {
-    if (used.has(status)) codesByStatus.set(status, [...(codesByStatus.get(status) ?? []), code]);
   }
 
   return {
-    openapi: '3.1.0',
+    openapi: '3.1.0' as const,
     info: {
       title: 'Billing service',
       version,
@@ -116,21 +134,6 @@ export function buildOpenApi(routes: readonly RouteDef[], version: string) {
               },
             },
           },
-        },
-      },
-      responses: {
-        ...Object.fromEntries(
-          [...codesByStatus.entries()].map(([status, codes]) => [
-            `Error${status}`,
-            {
-              description: `Error: ${codes.join(', ')}`,
-              content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-            },
-          ]),
-        ),
-        ClientError: {
-          description: 'Any other client error, in the same envelope',
-          content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
         },
       },
     },

@@ -1,12 +1,12 @@
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express, type RequestHandler, type Response } from 'express';
 import { NotFoundError } from '../errors/app-error';
+import { UUID_RE } from '../lib/ids';
 import { contextOf } from '../middleware/context';
 import { jsonBody } from '../middleware/json-body';
 import { toAppError } from '../middleware/error-handler';
 import type { AuditService } from '../modules/audit/audit-service';
 import type { Limiters } from '../middleware/rate-limits';
-import type { RouteDef } from './route';
-import { UUID_RE } from '../lib/ids';
+import type { Reply, RouteDef } from './route';
 import { parseInput } from './validation';
 
 export interface RouteDeps {
@@ -18,15 +18,32 @@ export interface RouteDeps {
   limiters: Limiters;
 }
 
+/** Sends a handler's reply: the status, headers and body it chose among those its route declares. */
+function send(res: Response, reply: Reply): void {
+  res.status(reply.status);
+  for (const [name, value] of Object.entries(reply.headers ?? {})) if (value !== undefined) res.setHeader(name, String(value));
+  if (reply.body === undefined) res.end();
+  else if (reply.type === undefined || reply.type === 'application/json') res.json(reply.body);
+  else res.type(reply.type).send(reply.body);
+}
+
 /**
  * Wires each row of the route table in one fixed order:
  * per-address rate limit -> authenticate (failed attempts counted by the authentication itself,
- * before any bcrypt) -> per-customer limit -> read the body -> validate params, query, body -> handle.
+ * before any bcrypt) -> per-customer limit -> read the body -> validate params, query, headers,
+ * body -> handle -> send the declared reply.
  * Authentication comes before the body so an unauthenticated caller learns nothing about validation.
  */
 export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: RouteDeps): void {
   for (const r of routes) {
-    const chain: RequestHandler[] = [];
+    const { request } = r;
+    const chain: RequestHandler[] = [
+      (_req, res, next) => {
+        // The error handler checks every error answered against what the route declares.
+        res.locals.route = r;
+        next();
+      },
+    ];
     const { limiters } = deps;
     if (r.auth === 'admin') chain.push(limiters.admin, deps.adminAuth);
     // Usage has a roomier per-address limit (fleets behind one NAT) and its own per-customer one.
@@ -35,16 +52,36 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
     if (r.auth === 'metrics') chain.push(limiters.admin, deps.metricsAuth);
     if (r.rateLimit === 'usage') chain.push(limiters.usage);
     if (r.rawBody) chain.push(express.raw({ type: 'application/json', limit: r.bodyLimit ?? deps.jsonBodyLimit }));
-    else if (r.body) chain.push(...jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));
+    else if (request.body) chain.push(...jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));
     chain.push(async (req, res) => {
       const ctx = contextOf(req);
       try {
-        const params = r.params ? r.params.safeParse(req.params) : { success: true as const, data: req.params };
+        const params = request.params ? request.params.safeParse(req.params) : { success: true as const, data: req.params };
         // A malformed id names nothing that exists.
         if (!params.success) throw new NotFoundError('Resource');
-        const query = r.query ? parseInput(r.query, req.query, 'query') : {};
-        const body = r.rawBody ? req.body : r.body ? parseInput(r.body, req.body ?? {}, 'body') : undefined;
-        await r.handle({ params: params.data, query, body, principal: res.locals.principal ?? null, ctx, req }, res);
+        const query = request.query ? parseInput(request.query, req.query, 'query') : {};
+        const headers = request.headers ? parseInput(request.headers, req.headers, 'headers') : {};
+        const body = r.rawBody ? req.body : request.body ? parseInput(request.body, req.body ?? {}, 'body') : undefined;
+        let hangUp: AbortController | undefined;
+        const reply = await r.handle({
+          params: params.data,
+          query,
+          headers,
+          body,
+          principal: res.locals.principal ?? null,
+          ctx,
+          req,
+          // Only routes that ask for it pay for a listener.
+          get signal() {
+            if (!hangUp) {
+              const c = (hangUp = new AbortController());
+              if (res.destroyed) c.abort();
+              else res.once('close', () => !res.writableFinished && c.abort());
+            }
+            return hangUp.signal;
+          },
+        });
+        send(res, reply);
       } catch (err) {
         if (r.auditAction && r.auth === 'admin') {
           await deps.audit.recordDetached(ctx, {

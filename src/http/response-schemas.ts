@@ -96,6 +96,9 @@ const subscription = obj({
   updated_at: ts,
 });
 
+/** A JSON answer: its schema and what it means. */
+export const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': schema } });
+
 export const responses = {
   health: obj({ status: z.literal('ok'), uptime_seconds: z.number() }),
   ready: obj({ status: z.literal('ready'), checks: obj({ database: z.literal('ok'), migrations: z.literal('current') }) }),

@@ -1,5 +1,6 @@
-import type { Request, Response } from 'express';
+import type { Request } from 'express';
 import { z } from 'zod';
+import type { ErrorCode } from '../errors/app-error';
 import type { ActorContext } from '../lib/request-context';
 import type { CustomerPrincipal } from '../modules/api-keys/key-verifier';
 
@@ -15,64 +16,149 @@ export interface AdminPrincipal {
   actorId: string;
 }
 
-type PrincipalFor<A extends AuthKind> = A extends 'admin' | 'metrics'
-  ? AdminPrincipal
-  : A extends 'customer'
-    ? CustomerPrincipal
-    : null;
+type PrincipalFor<A extends AuthKind> = A extends 'admin' | 'metrics' ? AdminPrincipal : A extends 'customer' ? CustomerPrincipal : null;
 
-export interface RouteInput<A extends AuthKind, B, Q, P> {
+/** A header a response carries: documented, and typed in the handler's reply. */
+export interface HeaderSpec {
+  description: string;
+  schema: z.ZodType;
+}
+
+/** One answer a route can give: its body by content type (none: an empty body) and its headers. */
+export interface ResponseSpec {
+  description: string;
+  content?: { readonly [contentType: string]: z.ZodType };
+  headers?: { readonly [name: string]: HeaderSpec };
+}
+
+export type ResponseSpecs = { readonly [status: number]: ResponseSpec };
+
+type HeaderValues<R extends ResponseSpec> = R['headers'] extends { readonly [name: string]: HeaderSpec }
+  ? { [K in keyof R['headers']]?: z.input<R['headers'][K]['schema']> }
+  : Record<string, never>;
+
+type BodyReply<S extends number, R extends ResponseSpec, C extends { readonly [t: string]: z.ZodType }> = {
+  [T in keyof C & string]: {
+    status: S;
+    body: z.input<C[T]>;
+    headers?: HeaderValues<R>;
+  } & (T extends 'application/json' ? { type?: T } : { type: T });
+}[keyof C & string];
+
+/** What a handler returns: exactly one of the answers its route declares, with a body of that shape. */
+export type ReplyFor<Rs extends ResponseSpecs> = {
+  [S in keyof Rs & number]: Rs[S]['content'] extends { readonly [t: string]: z.ZodType }
+    ? BodyReply<S, Rs[S], Rs[S]['content']>
+    : { status: S; headers?: HeaderValues<Rs[S]> };
+}[keyof Rs & number];
+
+export interface Reply {
+  status: number;
+  type?: string;
+  body?: unknown;
+  headers?: Record<string, unknown>;
+}
+
+export interface RouteInput<A extends AuthKind, B, Q, P, H> {
   body: B;
   query: Q;
   params: P;
+  headers: H;
   principal: PrincipalFor<A>;
   ctx: ActorContext;
   req: Request;
+  /** Aborted when the client hangs up before the reply is sent (made on first use). */
+  readonly signal: AbortSignal;
 }
 
-/** One row of the route table: everything the app, the docs and the security tests need to know. */
+/** The request side of a route's contract. Every part is validated before the handler runs. */
+export interface RequestSpec<B extends z.ZodType, Q extends z.ZodType, P extends z.ZodType, H extends z.ZodType> {
+  body?: B;
+  query?: Q;
+  params?: P;
+  /** Request headers the route reads (lower-case names), e.g. Idempotency-Key. */
+  headers?: H;
+}
+
+/** One row of the route table: everything the app, the OpenAPI document and the security tests need to know. */
 export interface RouteDef {
   method: HttpMethod;
   path: string;
   auth: AuthKind;
   summary: string;
-  /** The shape of a successful response: documented, and checked against real responses in tests. */
-  response: z.ZodType;
+  description?: string;
+  request: RequestSpec<z.ZodType, z.ZodType, z.ZodType, z.ZodType>;
+  /** Every successful answer, by status. */
+  responses: ResponseSpecs;
+  /** Error codes this route answers beyond those its authentication and request schemas imply. */
+  errors: readonly ErrorCode[];
   /** Audit action name for admin writes; a failed attempt is audited under it too. */
   auditAction?: string;
-  body?: z.ZodType;
-  /** Overrides JSON_BODY_LIMIT for this route (batch uploads). */
+  /** Overrides JSON_BODY_LIMIT for this route (batch uploads, webhooks). */
   bodyLimit?: string;
   /** The body as raw bytes (a Buffer), never parsed: signature checks need Stripe's exact bytes. */
   rawBody?: boolean;
   /** An extra limiter applied after authentication (per customer). */
   rateLimit?: 'usage';
-  query?: z.ZodType;
-  params?: z.ZodType;
-  handle(input: RouteInput<AuthKind, unknown, unknown, unknown>, res: Response): unknown;
+  handle(input: RouteInput<AuthKind, unknown, unknown, unknown, unknown>): Promise<Reply> | Reply;
 }
 
-const empty = z.object({});
+const none = z.strictObject({});
 
-export function defineRoute<
-  A extends AuthKind,
-  B extends z.ZodType = typeof empty,
-  Q extends z.ZodType = typeof empty,
-  P extends z.ZodType = typeof empty,
->(def: {
+export interface RouteSpec<A extends AuthKind, Rs extends ResponseSpecs, B extends z.ZodType, Q extends z.ZodType, P extends z.ZodType, H extends z.ZodType> {
   method: HttpMethod;
   path: string;
   auth: A;
   summary: string;
-  response: z.ZodType;
+  description?: string;
+  request?: RequestSpec<B, Q, P, H>;
+  responses: Rs;
+  errors?: readonly ErrorCode[];
   auditAction?: string;
-  body?: B;
   bodyLimit?: string;
   rawBody?: boolean;
   rateLimit?: 'usage';
-  query?: Q;
-  params?: P;
-  handle(input: RouteInput<A, z.output<B>, z.output<Q>, z.output<P>>, res: Response): unknown;
-}): RouteDef {
-  return def as unknown as RouteDef;
+}
+
+export type Handler<A extends AuthKind, Rs extends ResponseSpecs, B extends z.ZodType, Q extends z.ZodType, P extends z.ZodType, H extends z.ZodType> = (
+  input: RouteInput<A, z.output<B>, z.output<Q>, z.output<P>, z.output<H>>,
+) => Promise<ReplyFor<Rs>> | ReplyFor<Rs>;
+
+/**
+ * A route's contract first, then its handler: `defineRoute({...}).handle(async (input) => reply)`.
+ * In two steps so the reply is checked against the declared answers (status, body, headers) once
+ * they are fully known: a status or a field the contract does not declare does not compile.
+ */
+export function defineRoute<
+  A extends AuthKind,
+  Rs extends ResponseSpecs,
+  B extends z.ZodType = typeof none,
+  Q extends z.ZodType = typeof none,
+  P extends z.ZodType = typeof none,
+  H extends z.ZodType = typeof none,
+>(spec: RouteSpec<A, Rs, B, Q, P, H>) {
+  return {
+    handle: (handle: Handler<A, Rs, B, Q, P, H>): RouteDef =>
+      ({ ...spec, request: spec.request ?? {}, errors: spec.errors ?? [], handle }) as unknown as RouteDef,
+  };
+}
+
+/** The success statuses a route declares, in ascending order. */
+export const successStatuses = (r: RouteDef): number[] => Object.keys(r.responses).map(Number).sort((a, b) => a - b);
+
+/**
+ * Every error code a route can answer: those its kind implies (authentication, the request parts it
+ * validates, the database) and those it declares. The OpenAPI document publishes exactly these, and
+ * the tests fail on any answer outside them.
+ */
+export function errorCodes(r: RouteDef): ErrorCode[] {
+  const codes = new Set<ErrorCode>(['INTERNAL_ERROR']);
+  if (r.auth === 'admin' || r.auth === 'metrics' || r.auth === 'customer') codes.add('UNAUTHORIZED').add('RATE_LIMITED').add('SERVICE_UNAVAILABLE');
+  if (r.auth === 'stripe') codes.add('INVALID_SIGNATURE').add('RATE_LIMITED').add('SERVICE_UNAVAILABLE');
+  if (r.request.query || r.request.body || r.request.headers) codes.add('VALIDATION_FAILED');
+  if (r.request.body && !r.rawBody) codes.add('INVALID_JSON').add('BAD_REQUEST').add('PAYLOAD_TOO_LARGE').add('UNSUPPORTED_MEDIA_TYPE');
+  if (r.rawBody) codes.add('BAD_REQUEST').add('PAYLOAD_TOO_LARGE');
+  if (r.request.params) codes.add('NOT_FOUND');
+  for (const c of r.errors) codes.add(c);
+  return [...codes];
 }

@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { isDatabaseUnavailable } from '../db/db-errors';
 import { AppError, ServiceUnavailableError } from '../errors/app-error';
+import { errorCodes, type RouteDef } from '../http/route';
 
 /** Errors raised by body-parser carry a `type`; map them to our codes. */
 function fromBodyParser(err: { type?: string; status?: number }): AppError | null {
@@ -36,12 +37,17 @@ export const notFound: RequestHandler = (req) => {
   throw new AppError('NOT_FOUND', `No route for ${req.method} ${req.path}`);
 };
 
-/** The one place an error becomes a response: always the same JSON envelope. */
-export function errorHandler(logger: Logger): ErrorRequestHandler {
+/**
+ * The one place an error becomes a response: always the same JSON envelope.
+ * `onUndeclared` hears of an error code the matched route does not declare (tests fail on it).
+ */
+export function errorHandler(logger: Logger, onUndeclared?: (route: string, code: string) => void): ErrorRequestHandler {
   return (err, req, res, next) => {
     if (res.headersSent) return next(err);
     const e = toAppError(err);
     res.locals.errorCode = e.code;
+    const route = res.locals.route as RouteDef | undefined;
+    if (route && onUndeclared && !errorCodes(route).includes(e.code)) onUndeclared(`${route.method.toUpperCase()} ${route.path}`, e.code);
     if (e.status >= 500) {
       // Unknown errors: details to the log with the request id, a generic message to the caller.
       (req.log ?? logger).error({ err, requestId: req.id, code: e.code }, 'request failed');

@@ -1,3 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import request from 'supertest';
 import { routeTable } from '../../src/app';
 import { createTestApp, TestApp } from '../helpers/test-app';
@@ -50,4 +54,63 @@ test('when the reference page is fetched, then it lists every route and needs no
   expect(res.headers['content-type']).toMatch(/text\/html/);
   for (const r of routeTable(t.c)) expect(res.text).toContain(r.path.replace(/:(\w+)/g, '{$1}'));
   expect(res.text).not.toMatch(/<script|https?:\/\/(?!127)/);
+});
+
+describe('the contract a generated client sees', () => {
+  const spec = () => request(t.app).get('/openapi.json').then((r) => r.body);
+
+  test('when POST /api/usage is documented, then its body is one event or a batch, its 201 and 200 (replay) answers and Idempotent-Replayed are published, and its errors are named', async () => {
+    const op = (await spec()).paths['/api/usage'].post;
+    const body = op.requestBody.content['application/json'].schema;
+    expect(body.anyOf).toHaveLength(2);
+    const [single, batch] = body.anyOf;
+    expect(single.additionalProperties).toBe(false);
+    expect(Object.keys(single.properties).sort()).toEqual(['idempotency_key', 'metric', 'occurred_at', 'quantity']);
+    expect(batch.properties.events.items.required).toEqual(expect.arrayContaining(['metric', 'quantity', 'idempotency_key']));
+    expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(['200', '201', '401', '409', '422', '429']));
+    expect(op.responses['200'].headers['Idempotent-Replayed'].schema).toEqual({ type: 'string', const: 'true' });
+    expect(op.responses['409'].content['application/json'].schema.allOf[1].properties.error.properties.code.enum).toEqual(['IDEMPOTENCY_CONFLICT']);
+    expect(op.parameters).toEqual([expect.objectContaining({ name: 'Idempotency-Key', in: 'header', required: false })]);
+  });
+
+  test('when the usage report is documented, then its CSV form is published as text/csv', async () => {
+    const ok = (await spec()).paths['/api/reports/usage'].get.responses['200'];
+    expect(Object.keys(ok.content).sort()).toEqual(['application/json', 'text/csv']);
+    expect(ok.headers['Content-Disposition']).toBeDefined();
+  });
+
+  test('when a route is public or takes no body, then no authentication or body errors are published for it', async () => {
+    const doc = await spec();
+    expect(Object.keys(doc.paths['/health'].get.responses).sort()).toEqual(['200', '500']);
+    expect(Object.keys(doc.paths['/ready'].get.responses).sort()).toEqual(['200', '500', '503']);
+    expect(doc.paths['/api/plans/{code}'].delete.responses['204'].content).toBeUndefined();
+    expect(doc.paths['/api/customers/{id}/subscriptions'].post.parameters.map((p: { name: string }) => p.name)).toEqual(['id', 'Idempotency-Key']);
+  });
+});
+
+describe('types generated from the document (openapi-typescript)', () => {
+  const root = path.resolve(__dirname, '../..');
+  let dir: string;
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-openapi-'));
+    fs.writeFileSync(path.join(dir, 'openapi.json'), JSON.stringify((await request(t.app).get('/openapi.json')).body));
+    execFileSync(process.execPath, [path.join(root, 'node_modules/openapi-typescript/bin/cli.js'), path.join(dir, 'openapi.json'), '-o', path.join(dir, 'api.d.ts')], { stdio: 'pipe' });
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const compile = (code: string) => {
+    fs.writeFileSync(path.join(dir, 'client.ts'), `import type { paths } from './api';\ntype UsageBody = paths['/api/usage']['post']['requestBody']['content']['application/json'];\n${code}\n`);
+    try {
+      execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '--strict', '--skipLibCheck', path.join(dir, 'client.ts')], { stdio: 'pipe' });
+      return '';
+    } catch (err) {
+      return String((err as { stdout?: Buffer }).stdout ?? err);
+    }
+  };
+
+  test('when a client sends a usage body, then a right one compiles and a misspelt field or a wrong type does not', () => {
+    expect(compile(`export const one: UsageBody = { metric: 'api_calls', quantity: 2, idempotency_key: 'k' };\nexport const many: UsageBody = { events: [{ metric: 'api_calls', quantity: '1.5', idempotency_key: 'k2', occurred_at: '2026-11-28T10:00:00Z' }] };`)).toBe('');
+    expect(compile(`export const typo: UsageBody = { metric: 'api_calls', quantiy: 2, idempotency_key: 'k' };`)).toMatch(/quantiy/);
+    expect(compile(`export const bad: UsageBody = { events: [{ metric: 'api_calls', quantity: 1 }] };`)).toMatch(/idempotency_key/);
+  });
 });

@@ -19,6 +19,8 @@ export interface TestApp {
   bcryptCalls(): number;
   /** The limiters that refused a request, in order. */
   limited: string[];
+  /** Errors answered with a code the route does not declare: close() fails the suite if any. */
+  undeclared: string[];
   close(): Promise<void>;
 }
 
@@ -63,17 +65,21 @@ export async function createTestApp(
   let bcrypt = 0;
   const limited: string[] = [];
   const c = buildContainer({ config, db, logger, now: opts.now, onBcrypt: () => void bcrypt++, redis: opts.redis ?? null, onLimited: (n) => void limited.push(n) });
+  const undeclared: string[] = [];
   return {
-    app: createApp(c),
+    app: createApp(c, { onUndeclaredError: (route, code) => void undeclared.push(`${route} answered ${code}`) }),
     c,
     db,
     adminToken,
     logs,
     bcryptCalls: () => bcrypt,
     limited,
+    undeclared,
     async close() {
       await c.stop();
       await db.destroy();
+      // The OpenAPI document lists each route's error codes: an answer outside them is a lie in it.
+      if (undeclared.length) throw new Error(`errors answered but not declared by their route:\n${[...new Set(undeclared)].join('\n')}`);
     },
   };
 }

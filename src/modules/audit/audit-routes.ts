@@ -1,4 +1,4 @@
-import { responses } from '../../http/response-schemas';
+import { json, responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import { isBigserialId } from '../../lib/ids';
 import { decodeCursor, page } from '../../lib/pagination';
@@ -12,26 +12,25 @@ export function auditRoutes(audit: AuditService) {
       path: '/api/audit',
       auth: 'admin',
       summary: 'Read the audit log, newest first, with filters',
-      response: responses.audit,
-      query: listAuditQuery,
-      async handle({ query }, res) {
-        const rows = await audit.list({
-          actor: query.actor,
-          actorId: query.actor_id,
-          action: query.action,
-          outcome: query.outcome,
-          targetId: query.target_id,
-          customerId: query.customer_id,
-          requestId: query.request_id,
-          clientRequestId: query.client_request_id,
-          from: query.from,
-          to: query.to,
-          beforeId: decodeCursor(query.cursor, isBigserialId),
-          limit: query.limit + 1,
-        });
-        const { items, nextCursor } = page(rows, query.limit);
-        res.json({ data: items.map(auditJson), next_cursor: nextCursor });
-      },
+      request: { query: listAuditQuery },
+      responses: { 200: json(responses.audit, 'A page of audit rows; `next_cursor` fetches the next') },
+    }).handle(async ({ query }) => {
+      const rows = await audit.list({
+        actor: query.actor,
+        actorId: query.actor_id,
+        action: query.action,
+        outcome: query.outcome,
+        targetId: query.target_id,
+        customerId: query.customer_id,
+        requestId: query.request_id,
+        clientRequestId: query.client_request_id,
+        from: query.from,
+        to: query.to,
+        beforeId: decodeCursor(query.cursor, isBigserialId),
+        limit: query.limit + 1,
+      });
+      const { items, nextCursor } = page(rows, query.limit);
+      return { status: 200, body: { data: items.map(auditJson), next_cursor: nextCursor } };
     }),
   ];
 }

@@ -1,4 +1,4 @@
-import { responses } from '../../http/response-schemas';
+import { json, responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import { idParams } from '../../http/common-schemas';
 import { decodeCursor, page } from '../../lib/pagination';
@@ -15,81 +15,76 @@ export function customersRoutes(customers: CustomersService) {
       path: '/api/customers',
       auth: 'admin',
       summary: 'Create a customer and its first API key (shown this once)',
-      response: responses.createdCustomer,
+      request: { body: createCustomerBody },
+      responses: { 201: json(responses.createdCustomer, 'Created; `api_key` is shown this once and never again') },
+      errors: ['EMAIL_TAKEN'],
       auditAction: 'customer.create',
-      body: createCustomerBody,
-      async handle({ body, ctx }, res) {
-        const { customer, key, apiKey } = await customers.create(ctx, { email: body.email, companyName: body.company_name });
-        res.status(201).json({ customer: customerJson(customer), api_key: apiKey, key: keyJson(key) });
-      },
+    }).handle(async ({ body, ctx }) => {
+      const { customer, key, apiKey } = await customers.create(ctx, { email: body.email, companyName: body.company_name });
+      return { status: 201, body: { customer: customerJson(customer), api_key: apiKey, key: keyJson(key) } };
     }),
     defineRoute({
       method: 'get',
       path: '/api/customers',
       auth: 'admin',
       summary: 'List customers, newest first',
-      response: responses.customers,
-      query: listCustomersQuery,
-      async handle({ query }, res) {
-        const rows = await customers.list({
-          status: query.status,
-          email: query.email,
-          beforeId: decodeCursor(query.cursor, (id) => UUID_RE.test(id)),
-          limit: query.limit + 1,
-        });
-        const { items, nextCursor } = page(rows, query.limit);
-        res.json({ data: items.map(customerJson), next_cursor: nextCursor });
-      },
+      request: { query: listCustomersQuery },
+      responses: { 200: json(responses.customers, 'A page of customers; `next_cursor` fetches the next') },
+    }).handle(async ({ query }) => {
+      const rows = await customers.list({
+        status: query.status,
+        email: query.email,
+        beforeId: decodeCursor(query.cursor, (id) => UUID_RE.test(id)),
+        limit: query.limit + 1,
+      });
+      const { items, nextCursor } = page(rows, query.limit);
+      return { status: 200, body: { data: items.map(customerJson), next_cursor: nextCursor } };
     }),
     defineRoute({
       method: 'get',
       path: '/api/customers/:id',
       auth: 'admin',
       summary: 'Get a customer',
-      response: responses.customer,
-      params: idParams,
-      async handle({ params }, res) {
-        res.json({ customer: customerJson(await customers.get(params.id)) });
-      },
+      request: { params: idParams },
+      responses: { 200: json(responses.customer, 'The customer') },
+    }).handle(async ({ params }) => {
+      return { status: 200, body: { customer: customerJson(await customers.get(params.id)) } };
     }),
     defineRoute({
       method: 'patch',
       path: '/api/customers/:id',
       auth: 'admin',
       summary: 'Change a customer’s email or company name',
-      response: responses.customer,
+      request: { params: idParams, body: updateCustomerBody },
+      responses: { 200: json(responses.customer, 'The customer as changed') },
+      errors: ['EMAIL_TAKEN', 'CUSTOMER_DELETED'],
       auditAction: 'customer.update',
-      params: idParams,
-      body: updateCustomerBody,
-      async handle({ params, body, ctx }, res) {
-        const updated = await customers.update(ctx, params.id, { email: body.email, companyName: body.company_name });
-        res.json({ customer: customerJson(updated) });
-      },
+    }).handle(async ({ params, body, ctx }) => {
+      const updated = await customers.update(ctx, params.id, { email: body.email, companyName: body.company_name });
+      return { status: 200, body: { customer: customerJson(updated) } };
     }),
     defineRoute({
       method: 'delete',
       path: '/api/customers/:id',
       auth: 'admin',
       summary: 'Soft-delete a customer: every key revoked at once, usage and audit kept',
-      response: responses.customer,
+      request: { params: idParams },
+      responses: { 200: json(responses.customer, 'The customer, now deleted') },
       auditAction: 'customer.delete',
-      params: idParams,
-      async handle({ params, ctx }, res) {
-        res.json({ customer: customerJson(await customers.remove(ctx, params.id)) });
-      },
+    }).handle(async ({ params, ctx }) => {
+      return { status: 200, body: { customer: customerJson(await customers.remove(ctx, params.id)) } };
     }),
     defineRoute({
       method: 'get',
       path: '/api/me',
       auth: 'customer',
       summary: 'The customer the presented key belongs to',
-      response: responses.me,
-      async handle({ principal }, res) {
-        const customer = await customers.get(principal.customerId);
-        // A deletion racing this request: the key is already revoked, so answer as for any bad key.
-        if (customer.status !== 'active') throw new UnauthorizedError();
-        res.json({ customer: customerJson(customer), key: { id: principal.keyId } });
-      },
+      responses: { 200: json(responses.me, 'The key’s customer, and the key’s id') },
+    }).handle(async ({ principal }) => {
+      const customer = await customers.get(principal.customerId);
+      // A deletion racing this request: the key is already revoked, so answer as for any bad key.
+      if (customer.status !== 'active') throw new UnauthorizedError();
+      return { status: 200, body: { customer: customerJson(customer), key: { id: principal.keyId } } };
     }),
   ];
 }

@@ -1,5 +1,5 @@
 import type { ReadinessCheck } from './readiness-check';
-import { responses } from '../../http/response-schemas';
+import { json, responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 
 export function healthRoutes(readiness: ReadinessCheck, startedAt: number) {
@@ -9,21 +9,18 @@ export function healthRoutes(readiness: ReadinessCheck, startedAt: number) {
       path: '/health',
       auth: 'public',
       summary: 'Liveness: the process answers',
-      response: responses.health,
-      handle(_input, res) {
-        res.json({ status: 'ok', uptime_seconds: Math.round((Date.now() - startedAt) / 1000) });
-      },
-    }),
+      responses: { 200: json(responses.health, 'The process is alive') },
+    }).handle(() => ({ status: 200, body: { status: 'ok', uptime_seconds: Math.round((Date.now() - startedAt) / 1000) } })),
     defineRoute({
       method: 'get',
       path: '/ready',
       auth: 'public',
       summary: 'Readiness: the database answers and every migration is applied (an answer at most a second old)',
-      response: responses.ready,
-      async handle(_input, res) {
-        await readiness.assertReady();
-        res.json({ status: 'ready', checks: { database: 'ok', migrations: 'current' } });
-      },
+      responses: { 200: json(responses.ready, 'Ready for traffic') },
+      errors: ['SERVICE_UNAVAILABLE'],
+    }).handle(async () => {
+      await readiness.assertReady();
+      return { status: 200, body: { status: 'ready', checks: { database: 'ok', migrations: 'current' } } };
     }),
   ];
 }

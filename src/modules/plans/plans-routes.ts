@@ -1,4 +1,4 @@
-import { responses } from '../../http/response-schemas';
+import { json, responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import type { PlansService } from './plans-service';
 import { planJson, planParams, planSchemas } from './plans-schemas';
@@ -10,74 +10,66 @@ export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof plan
       path: '/api/plans',
       auth: 'admin',
       summary: 'Create a plan: code, name, entitlements, Stripe prices',
-      response: responses.plan,
+      request: { body: schemas.create },
+      responses: { 201: json(responses.plan, 'The plan as created') },
+      errors: ['PLAN_CODE_TAKEN'],
       auditAction: 'plan.create',
-      body: schemas.create,
-      async handle({ body, ctx }, res) {
-        const plan = await plans.create(ctx, {
-          code: body.code,
-          name: body.name,
-          entitlements: body.entitlements,
-          stripePriceId: body.stripe_price_id,
-          meteredPrices: body.metered_prices,
-        });
-        res.status(201).json({ plan: planJson(plan) });
-      },
+    }).handle(async ({ body, ctx }) => {
+      const plan = await plans.create(ctx, {
+        code: body.code,
+        name: body.name,
+        entitlements: body.entitlements,
+        stripePriceId: body.stripe_price_id,
+        meteredPrices: body.metered_prices,
+      });
+      return { status: 201, body: { plan: planJson(plan) } };
     }),
     defineRoute({
       method: 'get',
       path: '/api/plans',
       auth: 'admin',
       summary: 'List plans by code',
-      response: responses.plans,
-      query: schemas.list,
-      async handle({ query }, res) {
-        res.json({ data: (await plans.list(query.status)).map(planJson) });
-      },
-    }),
+      request: { query: schemas.list },
+      responses: { 200: json(responses.plans, 'The plans, by code') },
+    }).handle(async ({ query }) => ({ status: 200, body: { data: (await plans.list(query.status)).map(planJson) } })),
     defineRoute({
       method: 'get',
       path: '/api/plans/:code',
       auth: 'admin',
       summary: 'Get a plan',
-      response: responses.plan,
-      params: planParams,
-      async handle({ params }, res) {
-        res.json({ plan: planJson(await plans.get(params.code)) });
-      },
-    }),
+      request: { params: planParams },
+      responses: { 200: json(responses.plan, 'The plan') },
+    }).handle(async ({ params }) => ({ status: 200, body: { plan: planJson(await plans.get(params.code)) } })),
     defineRoute({
       method: 'patch',
       path: '/api/plans/:code',
       auth: 'admin',
       summary: 'Change a plan, or archive it (status "archived")',
-      response: responses.plan,
+      request: { params: planParams, body: schemas.update },
+      responses: { 200: json(responses.plan, 'The plan as changed') },
       auditAction: 'plan.update',
-      params: planParams,
-      body: schemas.update,
-      async handle({ params, body, ctx }, res) {
-        const plan = await plans.update(ctx, params.code, {
-          name: body.name,
-          entitlements: body.entitlements,
-          stripePriceId: body.stripe_price_id,
-          meteredPrices: body.metered_prices,
-          status: body.status,
-        });
-        res.json({ plan: planJson(plan) });
-      },
+    }).handle(async ({ params, body, ctx }) => {
+      const plan = await plans.update(ctx, params.code, {
+        name: body.name,
+        entitlements: body.entitlements,
+        stripePriceId: body.stripe_price_id,
+        meteredPrices: body.metered_prices,
+        status: body.status,
+      });
+      return { status: 200, body: { plan: planJson(plan) } };
     }),
     defineRoute({
       method: 'delete',
       path: '/api/plans/:code',
       auth: 'admin',
       summary: 'Delete a plan no subscription uses (409 PLAN_IN_USE otherwise: archive it)',
-      response: responses.noContent,
+      request: { params: planParams },
+      responses: { 204: { description: 'Deleted' } },
+      errors: ['PLAN_IN_USE'],
       auditAction: 'plan.delete',
-      params: planParams,
-      async handle({ params, ctx }, res) {
-        await plans.remove(ctx, params.code);
-        res.status(204).end();
-      },
+    }).handle(async ({ params, ctx }) => {
+      await plans.remove(ctx, params.code);
+      return { status: 204 };
     }),
   ];
 }

@@ -1,5 +1,5 @@
 import { iso } from '../../http/common-schemas';
-import { responses } from '../../http/response-schemas';
+import { json, responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import type { StripeWebhooksService } from './stripe-webhooks-service';
 
@@ -11,23 +11,25 @@ export function stripeWebhooksRoutes(webhooks: StripeWebhooksService, bodyLimit:
       path: '/api/webhooks/stripe',
       auth: 'stripe',
       summary: 'Stripe events, verified by their signature over the raw body; each applied once',
-      response: responses.webhook,
+      responses: { 200: json(responses.webhook, 'Received: processed now, a duplicate of one processed, or ignored (not ours, or not a type we act on)') },
+      errors: ['BAD_REQUEST', 'BAD_GATEWAY'],
       rawBody: true,
       bodyLimit,
-      async handle({ body, req, ctx }, res) {
-        const result = await webhooks.handle(body, req.get('stripe-signature'), ctx);
-        res.json({ received: true, event_id: result.eventId, type: result.type, result: result.result });
-      },
+    }).handle(async ({ body, req, ctx }) => {
+      const result = await webhooks.handle(body, req.get('stripe-signature'), ctx);
+      return { status: 200, body: { received: true, event_id: result.eventId, type: result.type, result: result.result } };
     }),
     defineRoute({
       method: 'get',
       path: '/api/reports/webhooks',
       auth: 'admin',
       summary: 'Stripe webhook processing: counts, and events that failed and wait for Stripe’s retry',
-      response: responses.webhooks,
-      async handle(_input, res) {
-        const { counts, failing } = await webhooks.status();
-        res.json({
+      responses: { 200: json(responses.webhooks, 'Counts, and the failing events with their last error') },
+    }).handle(async () => {
+      const { counts, failing } = await webhooks.status();
+      return {
+        status: 200,
+        body: {
           processed: counts.processed,
           failing: counts.failing,
           failing_events: failing.map((e) => ({
@@ -38,8 +40,8 @@ export function stripeWebhooksRoutes(webhooks: StripeWebhooksService, bodyLimit:
             last_error: e.lastError,
             received_at: iso(e.receivedAt),
           })),
-        });
-      },
+        },
+      };
     }),
   ];
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { iso, uuid } from '../../http/common-schemas';
-import { responses } from '../../http/response-schemas';
+import { json, responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import { planCode } from '../plans/plans-schemas';
 import type { Subscription } from './subscriptions-repository';
@@ -24,6 +24,15 @@ export const subscriptionJson = (s: Subscription) => ({
   updated_at: iso(s.updatedAt),
 });
 
+/** The caller's own key for a create: Stripe's key is derived from it, within Stripe's 255 characters. */
+const createHeaders = z.object({
+  'idempotency-key': z
+    .string()
+    .regex(/^[\x21-\x7e]{1,190}$/, 'must be 1-190 printable ASCII characters without spaces')
+    .optional()
+    .describe('Makes a retried create safe: the same key gives the same Stripe subscription'),
+});
+
 export function subscriptionsRoutes(subscriptions: SubscriptionsService) {
   return [
     defineRoute({
@@ -31,83 +40,70 @@ export function subscriptionsRoutes(subscriptions: SubscriptionsService) {
       path: '/api/customers/:id/subscriptions',
       auth: 'admin',
       summary: 'Subscribe a customer to a plan (in Stripe when Stripe is on); an Idempotency-Key header is honoured',
-      response: responses.subscription,
-      auditAction: 'subscription.create',
-      params: customerParams,
-      body: z.strictObject({ plan: planCode, trial_days: z.number().int().min(1).max(730).optional() }),
-      async handle({ params, body, ctx, req }, res) {
-        const key = req.get('idempotency-key');
-        const s = await subscriptions.create(ctx, params.id, {
-          planCode: body.plan,
-          trialDays: body.trial_days,
-          idempotencyKey: key && /^[\x21-\x7e]{1,200}$/.test(key) ? key : undefined,
-        });
-        res.status(201).json({ subscription: subscriptionJson(s) });
+      request: {
+        params: customerParams,
+        headers: createHeaders,
+        body: z.strictObject({ plan: planCode, trial_days: z.number().int().min(1).max(730).optional() }),
       },
+      responses: { 201: json(responses.subscription, 'The subscription as created (and as Stripe has it)') },
+      errors: ['CUSTOMER_DELETED', 'PLAN_ARCHIVED', 'CONFLICT', 'BAD_GATEWAY'],
+      auditAction: 'subscription.create',
+    }).handle(async ({ params, headers, body, ctx }) => {
+      const s = await subscriptions.create(ctx, params.id, { planCode: body.plan, trialDays: body.trial_days, idempotencyKey: headers['idempotency-key'] });
+      return { status: 201, body: { subscription: subscriptionJson(s) } };
     }),
     defineRoute({
       method: 'get',
       path: '/api/customers/:id/subscriptions',
       auth: 'admin',
       summary: 'A customer’s subscriptions, newest first',
-      response: responses.subscriptions,
-      params: customerParams,
-      async handle({ params }, res) {
-        res.json({ data: (await subscriptions.listForAdmin(params.id)).map(subscriptionJson) });
-      },
-    }),
+      request: { params: customerParams },
+      responses: { 200: json(responses.subscriptions, 'The customer’s subscriptions') },
+    }).handle(async ({ params }) => ({ status: 200, body: { data: (await subscriptions.listForAdmin(params.id)).map(subscriptionJson) } })),
     defineRoute({
       method: 'patch',
       path: '/api/customers/:id/subscriptions/:subscriptionId',
       auth: 'admin',
       summary: 'Move a subscription to another plan (prorated in Stripe)',
-      response: responses.subscription,
+      request: { params: subscriptionParams, body: z.strictObject({ plan: planCode }) },
+      responses: { 200: json(responses.subscription, 'The subscription on its new plan') },
+      errors: ['PLAN_ARCHIVED', 'CONFLICT', 'BAD_GATEWAY'],
       auditAction: 'subscription.change_plan',
-      params: subscriptionParams,
-      body: z.strictObject({ plan: planCode }),
-      async handle({ params, body, ctx }, res) {
-        const s = await subscriptions.changePlan(ctx, params.id, params.subscriptionId, body.plan);
-        res.json({ subscription: subscriptionJson(s) });
-      },
+    }).handle(async ({ params, body, ctx }) => {
+      const s = await subscriptions.changePlan(ctx, params.id, params.subscriptionId, body.plan);
+      return { status: 200, body: { subscription: subscriptionJson(s) } };
     }),
     defineRoute({
       method: 'delete',
       path: '/api/customers/:id/subscriptions/:subscriptionId',
       auth: 'admin',
       summary: 'Cancel at the end of the period, or at once with ?immediately=true',
-      response: responses.subscription,
+      request: { params: subscriptionParams, query: z.strictObject({ immediately: z.enum(['true', 'false']).default('false') }) },
+      responses: { 200: json(responses.subscription, 'The subscription, canceled or set to cancel') },
+      errors: ['CONFLICT', 'BAD_GATEWAY'],
       auditAction: 'subscription.cancel',
-      params: subscriptionParams,
-      query: z.strictObject({ immediately: z.enum(['true', 'false']).default('false') }),
-      async handle({ params, query, ctx }, res) {
-        const s = await subscriptions.cancel(ctx, params.id, params.subscriptionId, query.immediately === 'true');
-        res.json({ subscription: subscriptionJson(s) });
-      },
+    }).handle(async ({ params, query, ctx }) => {
+      const s = await subscriptions.cancel(ctx, params.id, params.subscriptionId, query.immediately === 'true');
+      return { status: 200, body: { subscription: subscriptionJson(s) } };
     }),
     defineRoute({
       method: 'post',
       path: '/api/stripe/reconcile',
       auth: 'admin',
       summary: 'Re-list linked customers’ subscriptions in Stripe, repair local drift, report what changed',
-      response: responses.reconciled,
+      responses: { 200: json(responses.reconciled, 'What was checked and each change made') },
+      errors: ['BAD_GATEWAY'],
       auditAction: 'subscription.reconcile',
-      async handle({ ctx }, res) {
-        if (!subscriptions.stripeEnabled) {
-          res.json({ stripe_enabled: false, checked: 0, changes: [] });
-          return;
-        }
-        res.json({ stripe_enabled: true, ...(await subscriptions.reconcile(ctx)) });
-      },
+    }).handle(async ({ ctx }) => {
+      if (!subscriptions.stripeEnabled) return { status: 200, body: { stripe_enabled: false, checked: 0, changes: [] } };
+      return { status: 200, body: { stripe_enabled: true, ...(await subscriptions.reconcile(ctx)) } };
     }),
     defineRoute({
       method: 'get',
       path: '/api/subscriptions',
       auth: 'customer',
       summary: 'The calling customer’s own subscriptions',
-      response: responses.subscriptions,
-      async handle({ principal }, res) {
-        res.json({ data: (await subscriptions.list(principal.customerId)).map(subscriptionJson) });
-      },
-    }),
+      responses: { 200: json(responses.subscriptions, 'The customer’s subscriptions, with plan and entitlements') },
+    }).handle(async ({ principal }) => ({ status: 200, body: { data: (await subscriptions.list(principal.customerId)).map(subscriptionJson) } })),
   ];
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { iso, uuid } from '../../http/common-schemas';
-import { responses } from '../../http/response-schemas';
+import { json, responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import type { ForwardingService } from './forwarding-service';
 
@@ -15,10 +15,12 @@ export function forwardingRoutes(forwarding: ForwardingService) {
       path: '/api/reports/forwarding',
       auth: 'admin',
       summary: 'The usage outbox towards Stripe: backlog, failures, and the latest failed events',
-      response: responses.forwarding,
-      async handle(_input, res) {
-        const { stripeEnabled, stats, failures } = await forwarding.status();
-        res.json({
+      responses: { 200: json(responses.forwarding, 'Counts by state, the oldest pending event, and recent failures') },
+    }).handle(async () => {
+      const { stripeEnabled, stats, failures } = await forwarding.status();
+      return {
+        status: 200,
+        body: {
           stripe_enabled: stripeEnabled,
           pending: stats.pending,
           due: stats.due,
@@ -35,21 +37,20 @@ export function forwardingRoutes(forwarding: ForwardingService) {
             attempts: f.attempts,
             last_error: f.lastError,
           })),
-        });
-      },
+        },
+      };
     }),
     defineRoute({
       method: 'post',
       path: '/api/reports/forwarding/retry',
       auth: 'admin',
       summary: 'Queue failed usage events for forwarding again (all, or the ids given)',
-      response: responses.retried,
+      request: { body: retryBody },
+      responses: { 200: json(responses.retried, 'The events queued again') },
       auditAction: 'usage.forwarding_retry',
-      body: retryBody,
-      async handle({ body, ctx }, res) {
-        const ids = await forwarding.retry(ctx, body.event_ids ?? null);
-        res.json({ requeued: ids.length, event_ids: ids });
-      },
+    }).handle(async ({ body, ctx }) => {
+      const ids = await forwarding.retry(ctx, body.event_ids ?? null);
+      return { status: 200, body: { requeued: ids.length, event_ids: ids } };
     }),
   ];
 }

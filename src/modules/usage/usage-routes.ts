@@ -1,12 +1,10 @@
-import type { Request } from 'express';
 import { z } from 'zod';
-import { ValidationError, type FieldProblem } from '../../errors/app-error';
+import { ValidationError } from '../../errors/app-error';
 import { idParams } from '../../http/common-schemas';
-import { responses } from '../../http/response-schemas';
+import { json, responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
-import { problemsOf } from '../../http/validation';
 import type { UsageService, UsageInput, Recorded } from './usage-service';
-import { reportQuery, usageEventJson, usagePeriodQuery, UsageSchemas } from './usage-schemas';
+import { reportQuery, usageEventJson, usagePeriodQuery, type UsageSchemas } from './usage-schemas';
 import type { TotalsRow } from './usage-repository';
 
 const MAX_PERIOD_DAYS = 400;
@@ -43,43 +41,24 @@ async function customerTotals(
 
 const recordedJson = (r: Recorded) => ({ ...usageEventJson(r.event), replayed: !r.created });
 
-/** One event, or {events: [...]}; each bad item of a batch is named by its index. */
-function parseUsageBody(schemas: UsageSchemas, body: unknown, req: Request): { single?: UsageInput; batch?: UsageInput[] } {
-  const toInput = (e: z.output<UsageSchemas['event']>): UsageInput => ({
-    metric: e.metric,
-    quantity: e.quantity,
-    occurredAt: e.occurred_at,
-    idempotencyKey: e.idempotency_key,
-  });
-  if (body && typeof body === 'object' && !Array.isArray(body) && 'events' in body) {
-    const outer = schemas.batch.safeParse(body);
-    if (!outer.success) throw new ValidationError('Invalid usage batch', problemsOf(outer.error));
-    const problems: (FieldProblem & { index: number })[] = [];
-    const events: UsageInput[] = [];
-    outer.data.events.forEach((raw, index) => {
-      const r = schemas.event.safeParse(raw);
-      if (r.success) events.push(toInput(r.data));
-      else for (const p of problemsOf(r.error)) problems.push({ index, path: `events.${index}${p.path ? `.${p.path}` : ''}`, message: p.message });
-    });
-    if (problems.length) throw new ValidationError(`Invalid usage batch: ${new Set(problems.map((p) => p.index)).size} bad event(s); nothing was written`, problems);
-    return { batch: events };
+const toInput = (e: { metric: string; quantity: string; occurred_at?: Date }, idempotencyKey: string): UsageInput => ({
+  metric: e.metric,
+  quantity: e.quantity,
+  occurredAt: e.occurred_at,
+  idempotencyKey,
+});
+
+/** The key of one event: in the body or the Idempotency-Key header; both must agree. */
+function singleKey(bodyKey: string | undefined, header: string | undefined): string {
+  if (bodyKey !== undefined && header !== undefined && bodyKey !== header) {
+    throw new ValidationError('Invalid request body', [{ path: 'idempotency_key', message: 'differs from the Idempotency-Key header' }]);
   }
-  const header = req.get('idempotency-key');
-  const r = schemas.single.safeParse(body);
-  if (!r.success) throw new ValidationError('Invalid usage event', problemsOf(r.error));
-  if (header !== undefined) {
-    const h = schemas.idempotencyKey.safeParse(header);
-    if (!h.success) throw new ValidationError('Invalid usage event', problemsOf(h.error).map((p) => ({ ...p, path: 'Idempotency-Key' })));
-    if (r.data.idempotency_key !== undefined && r.data.idempotency_key !== header) {
-      throw new ValidationError('Invalid usage event', [{ path: 'idempotency_key', message: 'differs from the Idempotency-Key header' }]);
-    }
-  }
-  const idempotencyKey = r.data.idempotency_key ?? header;
-  if (idempotencyKey === undefined) {
-    throw new ValidationError('Invalid usage event', [{ path: 'idempotency_key', message: 'required (in the body or the Idempotency-Key header)' }]);
-  }
-  return { single: toInput({ ...r.data, idempotency_key: idempotencyKey }) };
+  const key = bodyKey ?? header;
+  if (key === undefined) throw new ValidationError('Invalid request body', [{ path: 'idempotency_key', message: 'required (in the body or the Idempotency-Key header)' }]);
+  return key;
 }
+
+const replayed = { 'Idempotent-Replayed': { description: 'true: nothing new was stored, the answer is the original', schema: z.literal('true') } };
 
 export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimit: string) {
   return [
@@ -88,71 +67,75 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
       path: '/api/usage',
       auth: 'customer',
       summary: 'Report usage: one event, or {events: [...]} (all or nothing); replays return the original',
-      response: responses.usagePosted,
-      body: z.unknown(),
+      request: { headers: schemas.headers, body: schemas.body },
+      responses: {
+        201: json(responses.usagePosted, 'Stored (for a batch: at least one event is new)'),
+        200: { ...json(responses.usagePosted, 'A replay: every event was stored before with the same body; the original is returned'), headers: replayed },
+      },
+      errors: ['IDEMPOTENCY_CONFLICT'],
       bodyLimit,
       rateLimit: 'usage',
-      async handle({ body, principal, req }, res) {
-        const parsed = parseUsageBody(schemas, body, req);
-        if (parsed.single) {
-          const recorded = await usage.recordOne(principal.customerId, parsed.single);
-          if (!recorded.created) res.setHeader('Idempotent-Replayed', 'true');
-          res.status(recorded.created ? 201 : 200).json({ event: recordedJson(recorded) });
-          return;
+    }).handle(async ({ body, headers, principal }) => {
+      if ('events' in body) {
+        if (headers['idempotency-key'] !== undefined) {
+          throw new ValidationError('Invalid request headers', [{ path: 'idempotency-key', message: 'is for one event; a batch names each event’s key' }]);
         }
-        const recorded = await usage.recordBatch(principal.customerId, parsed.batch!);
+        const recorded = await usage.recordBatch(principal.customerId, body.events.map((e) => toInput(e, e.idempotency_key)));
         const created = recorded.filter((r) => r.created).length;
-        if (created === 0) res.setHeader('Idempotent-Replayed', 'true');
-        res.status(created > 0 ? 201 : 200).json({
-          created,
-          replayed: recorded.length - created,
-          events: recorded.map((r) => ({ id: r.id, idempotency_key: r.idempotencyKey, replayed: !r.created })),
-        });
-      },
+        const out = { created, replayed: recorded.length - created, events: recorded.map((r) => ({ id: r.id, idempotency_key: r.idempotencyKey, replayed: !r.created })) };
+        return created > 0 ? { status: 201, body: out } : { status: 200, body: out, headers: { 'Idempotent-Replayed': 'true' } };
+      }
+      const recorded = await usage.recordOne(principal.customerId, toInput(body, singleKey(body.idempotency_key, headers['idempotency-key'])));
+      const out = { event: recordedJson(recorded) };
+      return recorded.created ? { status: 201, body: out } : { status: 200, body: out, headers: { 'Idempotent-Replayed': 'true' } };
     }),
     defineRoute({
       method: 'get',
       path: '/api/usage',
       auth: 'customer',
       summary: 'Own usage totals per metric (or per day) over a period; default the current month',
-      response: responses.totals,
-      query: usagePeriodQuery,
-      async handle({ query, principal }, res) {
-        res.json(await customerTotals(principal.customerId, query, (q) => usage.totals({ ...q, customerId: principal.customerId })));
-      },
-    }),
+      request: { query: usagePeriodQuery },
+      responses: { 200: json(responses.totals, 'Totals over [from, to)') },
+    }).handle(async ({ query, principal }) => ({
+      status: 200,
+      body: await customerTotals(principal.customerId, query, (q) => usage.totals({ ...q, customerId: principal.customerId })),
+    })),
     defineRoute({
       method: 'get',
       path: '/api/customers/:id/usage',
       auth: 'admin',
       summary: 'A customer’s usage totals per metric (or per day) over a period',
-      response: responses.totals,
-      params: idParams,
-      query: usagePeriodQuery,
-      async handle({ query, params }, res) {
-        res.json(await customerTotals(params.id, query, (q) => usage.totalsForCustomer(params.id, q)));
-      },
-    }),
+      request: { params: idParams, query: usagePeriodQuery },
+      responses: { 200: json(responses.totals, 'Totals over [from, to)') },
+    }).handle(async ({ query, params }) => ({ status: 200, body: await customerTotals(params.id, query, (q) => usage.totalsForCustomer(params.id, q)) })),
     defineRoute({
       method: 'get',
       path: '/api/reports/usage',
       auth: 'admin',
-      summary: 'Usage of all customers over a period, by customer or by day; JSON or CSV',
-      response: responses.report,
-      query: reportQuery,
-      async handle({ query }, res) {
-        const p = period(query);
-        const groupBy = query.group_by === 'day' ? (['day', 'metric'] as const) : (['customer', 'metric'] as const);
-        const rows = await usage.totals({ ...p, metric: query.metric, customerId: query.customer_id, groupBy: [...groupBy] });
-        if (query.format === 'csv') {
-          const first = query.group_by === 'day' ? 'day' : 'customer_id';
-          const lines = rows.map((r) => [query.group_by === 'day' ? r.day : r.customerId, r.metric, r.quantity, r.events].join(','));
-          res.type('text/csv').setHeader('Content-Disposition', `attachment; filename="usage-${p.from.toISOString().slice(0, 10)}.csv"`);
-          res.send([`${first},metric,quantity,events`, ...lines].join('\n') + '\n');
-          return;
-        }
-        res.json({ from: p.from.toISOString(), to: p.to.toISOString(), group_by: query.group_by, rows: rows.map(totalJson) });
+      summary: 'Usage of all customers over a period, by customer or by day; JSON or CSV (format=csv)',
+      request: { query: reportQuery },
+      responses: {
+        200: {
+          description: 'Rows over [from, to); with format=csv the same rows as CSV, with a header line',
+          content: { 'application/json': responses.report, 'text/csv': z.string() },
+          headers: { 'Content-Disposition': { description: 'With format=csv: attachment; filename="usage-<from>.csv"', schema: z.string() } },
+        },
       },
+    }).handle(async ({ query }) => {
+      const p = period(query);
+      const groupBy = query.group_by === 'day' ? (['day', 'metric'] as const) : (['customer', 'metric'] as const);
+      const rows = await usage.totals({ ...p, metric: query.metric, customerId: query.customer_id, groupBy: [...groupBy] });
+      if (query.format === 'csv') {
+        const first = query.group_by === 'day' ? 'day' : 'customer_id';
+        const lines = rows.map((r) => [query.group_by === 'day' ? r.day : r.customerId, r.metric, r.quantity, r.events].join(','));
+        return {
+          status: 200,
+          type: 'text/csv',
+          body: [`${first},metric,quantity,events`, ...lines].join('\n') + '\n',
+          headers: { 'Content-Disposition': `attachment; filename="usage-${p.from.toISOString().slice(0, 10)}.csv"` },
+        };
+      }
+      return { status: 200, body: { from: p.from.toISOString(), to: p.to.toISOString(), group_by: query.group_by, rows: rows.map(totalJson) } };
     }),
   ];
 }

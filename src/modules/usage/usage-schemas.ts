@@ -13,14 +13,24 @@ const idempotencyKey = z
   .max(255, 'must be at most 255 characters')
   .regex(/^[\x20-\x7e]+$/, 'must be printable ASCII');
 
-const quantity = z.unknown().transform((v, ctx) => {
-  const r = normalizeQuantity(v);
-  if (!r.ok) {
-    ctx.addIssue({ code: 'custom', message: r.message });
-    return z.NEVER;
-  }
-  return r.value;
-});
+const quantity = z
+  .unknown()
+  .transform((v, ctx) => {
+    const r = normalizeQuantity(v);
+    if (!r.ok) {
+      ctx.addIssue({ code: 'custom', message: r.message });
+      return z.NEVER;
+    }
+    return r.value;
+  })
+  // What the check above accepts, for the document and the clients generated from it.
+  .meta({
+    anyOf: [
+      { type: 'number', minimum: 0 },
+      { type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*$' },
+    ],
+    description: 'Non-negative, at most 6 decimal places; a decimal string keeps every digit exactly',
+  });
 
 export function usageSchemas(metrics: readonly string[], maxBatch: number, now: () => number) {
   const occurredAt = z.iso
@@ -42,10 +52,15 @@ export function usageSchemas(metrics: readonly string[], maxBatch: number, now: 
 
   const single = event.extend({ idempotency_key: idempotencyKey.optional() });
   const batch = z.strictObject({
-    events: z.array(z.unknown()).min(1, 'must hold at least one event').max(maxBatch, `must hold at most ${maxBatch} events`),
+    events: z.array(event).min(1, 'must hold at least one event').max(maxBatch, `must hold at most ${maxBatch} events`),
+  });
+  /** One event, or {events: [...]} all or nothing; each bad item of a batch is named by its index. */
+  const body = z.union([single, batch]);
+  const headers = z.object({
+    'idempotency-key': idempotencyKey.optional().describe('The event’s idempotency key, instead of `idempotency_key` in the body (one event only)'),
   });
 
-  return { event, single, batch, idempotencyKey };
+  return { event, single, batch, body, headers };
 }
 
 export type UsageSchemas = ReturnType<typeof usageSchemas>;
