@@ -16,7 +16,8 @@ import { customersRoutes } from './modules/customers/customers-routes';
 import { healthRoutes } from './modules/health/health-routes';
 import { json, responses } from './http/response-schemas';
 import { defineRoute } from './http/route';
-import { buildOpenApi, renderDocsPage } from './http/openapi';
+import { docsPageRoutes } from './http/docs-page';
+import { buildOpenApi } from './http/openapi';
 import { plansRoutes } from './modules/plans/plans-routes';
 import { subscriptionsRoutes } from './modules/subscriptions/subscriptions-routes';
 import { stripeWebhooksRoutes } from './modules/stripe-webhooks/stripe-webhooks-routes';
@@ -24,15 +25,14 @@ import { forwardingRoutes } from './modules/usage/forwarding-routes';
 import { usageRoutes } from './modules/usage/usage-routes';
 
 /**
- * /openapi.json and /docs describe the whole table, themselves included. API_DOCS decides who may
- * read them: anyone, admins (the route table says so, so the authorisation matrix covers them), or
- * nobody (not registered: a 404 like any unknown path).
+ * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
+ * included. API_DOCS decides who may read them: anyone, admins (the route table says so, so the
+ * authorisation matrix covers them), or nobody (not registered: a 404 like any unknown path).
  */
 function docsRoutes(table: () => RouteDef[], mode: Config['apiDocs']): RouteDef[] {
   if (mode === 'off') return [];
   const auth = mode === 'admin' ? 'admin' : 'public';
   let spec: ReturnType<typeof buildOpenApi> | null = null;
-  let page: string | null = null;
   const document = () => (spec ??= buildOpenApi(table(), process.env.npm_package_version ?? '0.1.0'));
   return [
     defineRoute({
@@ -42,25 +42,7 @@ function docsRoutes(table: () => RouteDef[], mode: Config['apiDocs']): RouteDef[
       summary: 'The OpenAPI 3.1 document of this API',
       responses: { 200: json(responses.openapi, 'The document: every route, its requests, answers and errors') },
     }).handle(() => ({ status: 200, body: document() })),
-    defineRoute({
-      method: 'get',
-      path: '/docs',
-      auth,
-      summary: 'A readable API reference',
-      responses: {
-        200: {
-          description: 'The reference page',
-          content: { 'text/html': z.string() },
-          headers: { 'Content-Security-Policy': { description: 'Scoped to this page', schema: z.string() } },
-        },
-      },
-    }).handle(() => ({
-      status: 200,
-      type: 'text/html',
-      body: (page ??= renderDocsPage(document())),
-      // The page carries its own inline styles: allow them, nothing else.
-      headers: { 'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'" },
-    })),
+    ...docsPageRoutes(auth),
   ];
 }
 

@@ -139,27 +139,3 @@ export function buildOpenApi(routes: readonly RouteDef[], version: string) {
     },
   };
 }
-
-/** A readable reference page with no outside assets (the service may run without internet access). */
-export function renderDocsPage(spec: ReturnType<typeof buildOpenApi>): string {
-  const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
-  const rows = Object.entries(spec.paths)
-    .flatMap(([path, ops]) =>
-      Object.entries(ops).map(([method, op]) => {
-        const o = op as { summary: string; security: Record<string, unknown>[]; requestBody?: unknown; parameters?: unknown[] };
-        const auth = o.security.length ? o.security.map((s) => Object.keys(s).join('+')).join(' or ') : 'none';
-        const schema = o.requestBody ?? (o.parameters ? { parameters: o.parameters } : null);
-        return `<section><h3><span class="m ${method}">${method.toUpperCase()}</span> <code>${esc(path)}</code></h3>
-<p>${esc(o.summary)}</p><p class="auth">Authentication: ${esc(auth)}</p>${schema ? `<details><summary>Request</summary><pre>${esc(JSON.stringify(schema, null, 2))}</pre></details>` : ''}</section>`;
-      }),
-    )
-    .join('\n');
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(spec.info.title)} API</title>
-<style>body{font:15px/1.5 system-ui,sans-serif;max-width:960px;margin:2rem auto;padding:0 1rem;color:#222}
-section{border-top:1px solid #ddd;padding:.5rem 0}h3{margin:.3rem 0}.m{display:inline-block;min-width:4.5rem;font-size:.8rem;padding:.1rem .4rem;border-radius:3px;color:#fff;background:#555}
-.get{background:#2b6cb0}.post{background:#2f855a}.patch{background:#b7791f}.delete{background:#c53030}.auth{color:#555;font-size:.9rem}pre{background:#f6f6f6;padding:.6rem;overflow:auto}</style></head>
-<body><h1>${esc(spec.info.title)} API <small>${esc(spec.info.version)}</small></h1>
-<p>${esc(spec.info.description)} The machine-readable document is at <a href="/openapi.json">/openapi.json</a>.</p>
-<p>Errors: <code>{"error": {"code", "message", "requestId", "details"?}}</code> with codes ${spec.components.schemas.Error.properties.error.properties.code.enum.map((c) => `<code>${c}</code>`).join(', ')}.</p>
-${rows}</body></html>`;
-}

@@ -29,6 +29,8 @@ export function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
   const fromParser = fromBodyParser(err as { type?: string });
   if (fromParser) return fromParser;
+  // The router could not percent-decode a path parameter (/api/customers/%zz).
+  if (err instanceof URIError) return new AppError('BAD_REQUEST', 'The request path is not valid percent-encoding');
   if (isDatabaseUnavailable(err)) return new ServiceUnavailableError(undefined, { cause: err });
   return new AppError('INTERNAL_ERROR', 'Internal server error', undefined, { cause: err });
 }

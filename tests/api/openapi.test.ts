@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { routeTable } from '../../src/app';
+import { DOCS_ASSETS, DOCS_CSP } from '../../src/http/docs-page';
 import { createTestApp, TestApp } from '../helpers/test-app';
 
 let t: TestApp;
@@ -48,12 +49,16 @@ test('when a request schema is documented, then it is the one that validates the
   expect(error.properties.error.properties.code.enum).toContain(res.body.error.code);
 });
 
-test('when the reference page is fetched, then it lists every route and needs nothing from outside', async () => {
+test('when the reference page is fetched, then it loads only its own assets and the document, under its own policy', async () => {
   const res = await request(t.app).get('/docs');
   expect(res.status).toBe(200);
   expect(res.headers['content-type']).toMatch(/text\/html/);
-  for (const r of routeTable(t.c)) expect(res.text).toContain(r.path.replace(/:(\w+)/g, '{$1}'));
-  expect(res.text).not.toMatch(/<script|https?:\/\/(?!127)/);
+  expect(res.headers['content-security-policy']).toBe(DOCS_CSP);
+  const refs = [...res.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+  expect(refs.length).toBe(DOCS_ASSETS.length);
+  for (const ref of refs) expect(ref).toMatch(/^\/docs\/assets\/[a-z-]+\.(js|css)\?v=[0-9a-f]{16}$/);
+  expect(res.text).not.toMatch(/https?:\/\/|<script>|<style|style=/);
+  // Rendering every operation is the browser test's (tests/browser/docs-page.test.ts).
 });
 
 describe('the contract a generated client sees', () => {

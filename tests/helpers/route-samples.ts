@@ -50,5 +50,6 @@ export const samples: Record<string, (t: TestApp) => Promise<{ path: string; bod
   'GET /metrics': async () => ({ path: '/metrics' }),
   'GET /openapi.json': async () => ({ path: '/openapi.json' }),
   'GET /docs': async () => ({ path: '/docs' }),
+  'GET /docs/assets/:file': async () => ({ path: '/docs/assets/docs-init.js' }),
 };
 

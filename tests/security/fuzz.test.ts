@@ -152,13 +152,28 @@ test('when a path id cannot be one of our ids, then 404 in the envelope, never a
   }
 }, 120_000);
 
+test('when a path is not valid percent-encoding, then 400 BAD_REQUEST in the envelope, never a 500', async () => {
+  for (const r of routeTable(t.c).filter((x) => x.path.includes(':'))) {
+    const { body } = await samples[routeName(r)]!(t);
+    for (const v of ['%zz', '%E0%A4%A', '%']) {
+      const res = await request(t.app)[r.method](r.path.replace(/:\w+/g, v)).set(auth(r)).send(body);
+      expect([routeName(r), v, res.status, res.body.error?.code]).toEqual([routeName(r), v, 400, 'BAD_REQUEST']);
+    }
+  }
+});
+
 test('when bodies are deeply nested, oversized, or carry prototype keys, then a clear 4xx', async () => {
   const admin = { Authorization: `Bearer ${t.adminToken}`, 'Content-Type': 'application/json' };
   const deep = `${'['.repeat(50_000)}${']'.repeat(50_000)}`;
   const deepObject = `${'{"a":'.repeat(5_000)}1${'}'.repeat(5_000)}`;
-  for (const body of [deep, deepObject, JSON.stringify({ email: 'x@example.com', company_name: 'x'.repeat(200_000) })]) {
+  const cases: [string, string, number, string][] = [
+    ['50,000 nested arrays', deep, 422, 'VALIDATION_FAILED'],
+    ['5,000 nested objects', deepObject, 422, 'VALIDATION_FAILED'],
+    ['a 200 kB field', JSON.stringify({ email: 'x@example.com', company_name: 'x'.repeat(200_000) }), 413, 'PAYLOAD_TOO_LARGE'],
+  ];
+  for (const [label, body, status, code] of cases) {
     const res = await request(t.app).post('/api/customers').set(admin).send(body);
-    expect([400, 413, 422]).toContain(res.status);
+    expect([label, res.status, res.body.error?.code]).toEqual([label, status, code]);
   }
   for (const proto of ['{"__proto__":{"isAdmin":true},"email":"p@example.com","company_name":"P"}', '{"constructor":{"prototype":{"x":1}},"email":"c@example.com","company_name":"C"}']) {
     const res = await request(t.app).post('/api/customers').set(admin).send(proto);
