@@ -10,7 +10,7 @@
  * BENCH_CONNECTIONS (50), BENCH_OUT (a JSON file to write).
  */
 import autocannon from 'autocannon';
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -32,6 +32,42 @@ interface Run {
   p99_ms: number;
   non2xx: number;
   errors: number;
+  /** CPU time the server process spent per request served, in microseconds. */
+  cpu_us_per_req: number;
+  /** CPU time PostgreSQL (every backend of the cluster) spent per request served, in microseconds. */
+  pg_cpu_us_per_req: number;
+}
+
+/** Clock ticks per second of /proc's CPU counters. */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** User + system CPU time of one process so far, in microseconds (Linux /proc). */
+function cpuMicros(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+}
+
+/** CPU time of a PostgreSQL cluster: its postmaster and every process it started (exited backends' time is lost, so pools stay open). */
+function clusterCpuMicros(postmaster: number): number {
+  let total = cpuMicros(postmaster);
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === postmaster) total += ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+    } catch {
+      // gone in between
+    }
+  }
+  return total;
 }
 
 async function freePort(): Promise<number> {
@@ -69,11 +105,22 @@ function startNode(script: string, env: Record<string, string>, ready: RegExp): 
 let counter = 0;
 const uniqueKey = (tag: string) => `${tag}-${process.pid}-${++counter}`;
 
-function load(url: string, request: autocannon.Request, duration: number): Promise<Run> {
+/** Loads one server; CPU is read from the server's process and from PostgreSQL around the run. */
+function load(url: string, request: autocannon.Request, duration: number, pids: { server: number; postmaster: number }): Promise<Run> {
+  const [cpu0, pg0] = [cpuMicros(pids.server), clusterCpuMicros(pids.postmaster)];
   return new Promise((resolve, reject) => {
     autocannon({ url, connections: CONNECTIONS, duration, requests: [request] }, (err, r) => {
       if (err) return reject(err);
-      resolve({ rps: r.requests.average, p50_ms: r.latency.p50, p99_ms: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts });
+      const served = Math.max(1, r.requests.total);
+      resolve({
+        rps: r.requests.average,
+        p50_ms: r.latency.p50,
+        p99_ms: r.latency.p99,
+        non2xx: r.non2xx,
+        errors: r.errors + r.timeouts,
+        cpu_us_per_req: Math.round((cpuMicros(pids.server) - cpu0) / served),
+        pg_cpu_us_per_req: Math.round((clusterCpuMicros(pids.postmaster) - pg0) / served),
+      });
     });
   });
 }
@@ -144,19 +191,22 @@ async function main(): Promise<void> {
       ),
     );
     const baseline = `http://127.0.0.1:${baselinePort}`;
+    const postmaster = Number(fs.readFileSync(path.join(dir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const svc = { server: children[0]!.pid!, postmaster };
+    const naive = { server: children[1]!.pid!, postmaster };
 
     const json = { 'content-type': 'application/json' };
     const auth = { ...json, 'x-api-key': apiKey };
     const scenarios = {
       baseline_single: (d: number) =>
-        load(baseline, { method: 'POST', path: '/usage', headers: json, setupRequest: (r) => ({ ...r, body: singleBody('b') }) }, d),
+        load(baseline, { method: 'POST', path: '/usage', headers: json, setupRequest: (r) => ({ ...r, body: singleBody('b') }) }, d, naive),
       usage_single: (d: number) =>
-        load(base, { method: 'POST', path: '/api/usage', headers: auth, setupRequest: (r) => ({ ...r, body: singleBody('s') }) }, d),
+        load(base, { method: 'POST', path: '/api/usage', headers: auth, setupRequest: (r) => ({ ...r, body: singleBody('s') }) }, d, svc),
       baseline_batch: (d: number) =>
-        load(baseline, { method: 'POST', path: '/usage/batch', headers: json, setupRequest: (r) => ({ ...r, body: batchBody('bb') }) }, d),
+        load(baseline, { method: 'POST', path: '/usage/batch', headers: json, setupRequest: (r) => ({ ...r, body: batchBody('bb') }) }, d, naive),
       usage_batch: (d: number) =>
-        load(base, { method: 'POST', path: '/api/usage', headers: auth, setupRequest: (r) => ({ ...r, body: batchBody('sb') }) }, d),
-      usage_read: (d: number) => load(base, { method: 'GET', path: '/api/usage', headers: { 'x-api-key': apiKey } }, d),
+        load(base, { method: 'POST', path: '/api/usage', headers: auth, setupRequest: (r) => ({ ...r, body: batchBody('sb') }) }, d, svc),
+      usage_read: (d: number) => load(base, { method: 'GET', path: '/api/usage', headers: { 'x-api-key': apiKey } }, d, svc),
     };
 
     console.log(`warm-up: ${WARMUP}s each`);
@@ -172,7 +222,7 @@ async function main(): Promise<void> {
       for (const pair of order) {
         for (const name of i % 2 === 0 ? pair : [...pair].reverse()) {
           round[name] = await scenarios[name](DURATION);
-          console.log(`round ${i + 1} ${name.padEnd(16)} ${Math.round(round[name].rps)} req/s  p50 ${round[name].p50_ms} ms  p99 ${round[name].p99_ms} ms${round[name].non2xx || round[name].errors ? `  non-2xx ${round[name].non2xx} errors ${round[name].errors}` : ''}`);
+          console.log(`round ${i + 1} ${name.padEnd(16)} ${Math.round(round[name].rps)} req/s  p50 ${round[name].p50_ms} ms  p99 ${round[name].p99_ms} ms  cpu ${round[name].cpu_us_per_req} us/req (pg ${round[name].pg_cpu_us_per_req})${round[name].non2xx || round[name].errors ? `  non-2xx ${round[name].non2xx} errors ${round[name].errors}` : ''}`);
         }
       }
       round.usage_read = await scenarios.usage_read(DURATION);
@@ -184,17 +234,19 @@ async function main(): Promise<void> {
     const singleRatios = rounds.map((r) => r.usage_single.rps / r.baseline_single.rps);
     const batchRatios = rounds.map((r) => r.usage_batch.rps / r.baseline_batch.rps);
     const failures = rounds.flatMap((r) => Object.entries(r)).filter(([, v]) => v.non2xx > 0 || v.errors > 0);
+    const cpu = (name: keyof typeof scenarios) => ({ cpu_us_per_req: med(name, 'cpu_us_per_req'), pg_cpu_us_per_req: med(name, 'pg_cpu_us_per_req') });
     const result = {
-      baseline_single: { rps: Math.round(med('baseline_single', 'rps')), p50_ms: med('baseline_single', 'p50_ms'), p99_ms: med('baseline_single', 'p99_ms') },
-      baseline_batch: { events_per_s: Math.round(med('baseline_batch', 'rps') * BATCH) },
+      baseline_single: { rps: Math.round(med('baseline_single', 'rps')), p50_ms: med('baseline_single', 'p50_ms'), p99_ms: med('baseline_single', 'p99_ms'), ...cpu('baseline_single') },
+      baseline_batch: { events_per_s: Math.round(med('baseline_batch', 'rps') * BATCH), ...cpu('baseline_batch') },
       usage_single: {
         rps: Math.round(med('usage_single', 'rps')),
         p50_ms: med('usage_single', 'p50_ms'),
         p99_ms: med('usage_single', 'p99_ms'),
         ratio: round2(median(singleRatios)),
+        ...cpu('usage_single'),
       },
-      usage_batch: { events_per_s: Math.round(med('usage_batch', 'rps') * BATCH), p99_ms: med('usage_batch', 'p99_ms'), ratio: round2(median(batchRatios)) },
-      usage_read: { rps: Math.round(med('usage_read', 'rps')), p99_ms: med('usage_read', 'p99_ms') },
+      usage_batch: { events_per_s: Math.round(med('usage_batch', 'rps') * BATCH), p99_ms: med('usage_batch', 'p99_ms'), ratio: round2(median(batchRatios)), ...cpu('usage_batch') },
+      usage_read: { rps: Math.round(med('usage_read', 'rps')), p99_ms: med('usage_read', 'p99_ms'), ...cpu('usage_read') },
       settings: { rounds: ROUNDS, duration_s: DURATION, connections: CONNECTIONS, batch: BATCH, cpus: os.cpus().length },
       per_round_ratios: { single: singleRatios.map(round2), batch: batchRatios.map(round2) },
       failed_requests: failures.length,
@@ -205,6 +257,9 @@ async function main(): Promise<void> {
     console.log(`| single event POST, req/s | ${result.baseline_single.rps} | ${result.usage_single.rps} | ${result.usage_single.ratio} |`);
     console.log(`| single event p50 / p99, ms | ${result.baseline_single.p50_ms} / ${result.baseline_single.p99_ms} | ${result.usage_single.p50_ms} / ${result.usage_single.p99_ms} | |`);
     console.log(`| 100-event batch, events/s | ${result.baseline_batch.events_per_s} | ${result.usage_batch.events_per_s} | ${result.usage_batch.ratio} |`);
+    console.log(`| single event: server CPU per request, us | ${result.baseline_single.cpu_us_per_req} | ${result.usage_single.cpu_us_per_req} | ${round2(result.usage_single.cpu_us_per_req / result.baseline_single.cpu_us_per_req)} |`);
+    console.log(`| single event: PostgreSQL CPU per request, us | ${result.baseline_single.pg_cpu_us_per_req} | ${result.usage_single.pg_cpu_us_per_req} | ${round2(result.usage_single.pg_cpu_us_per_req / result.baseline_single.pg_cpu_us_per_req)} |`);
+    console.log(`| 100-event batch: server CPU per request, us | ${result.baseline_batch.cpu_us_per_req} | ${result.usage_batch.cpu_us_per_req} | ${round2(result.usage_batch.cpu_us_per_req / result.baseline_batch.cpu_us_per_req)} |`);
     console.log(`| GET /api/usage, req/s (p99 ms) | | ${result.usage_read.rps} (${result.usage_read.p99_ms}) | |`);
     if (failures.length) console.log(`\nWARNING: ${failures.length} run(s) had non-2xx responses or errors`);
     if (process.env.BENCH_OUT) {

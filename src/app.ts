@@ -1,5 +1,4 @@
 import express, { Express } from 'express';
-import helmet from 'helmet';
 import { z } from 'zod';
 import type { Config } from './config';
 import type { Container } from './container';
@@ -8,7 +7,8 @@ import type { RouteDef } from './http/route';
 import { adminAuth, metricsAuth } from './middleware/admin-auth';
 import { customerAuth } from './middleware/customer-auth';
 import { errorHandler, notFound } from './middleware/error-handler';
-import { httpLogger } from './middleware/http-logger';
+import { requestObserver } from './middleware/http-logger';
+import { securityHeaders } from './middleware/security-headers';
 import { requestId } from './middleware/request-id';
 import { apiKeysRoutes } from './modules/api-keys/api-keys-routes';
 import { auditRoutes } from './modules/audit/audit-routes';
@@ -88,15 +88,8 @@ export function createApp(c: Container, opts: AppOptions = {}): Express {
   app.set('etag', false);
 
   app.use(requestId());
-  app.use(httpLogger(c.logger));
-  app.use((req, res, next) => {
-    const end = c.metrics.httpDuration.startTimer();
-    // The route template, not the path: ids stay out of the labels.
-    // 'close' also comes when the client hangs up first: those count as 499, as in the access log.
-    res.once('close', () => end({ method: req.method, route: req.route?.path ?? 'unmatched', status: res.writableFinished ? String(res.statusCode) : '499' }));
-    next();
-  });
-  app.use(helmet());
+  app.use(requestObserver(c.logger, c.metrics.httpDuration));
+  app.use(securityHeaders());
 
   const admin = adminAuth(c.adminTokens, c.limiters.authFailures, c.audit, (reason) => c.metrics.authFailures.inc({ kind: 'admin_token', reason }));
   registerRoutes(app, routeTable(c), {

@@ -49,10 +49,12 @@ export function errorHandler(logger: Logger, onUndeclared?: (route: string, code
     const e = toAppError(err);
     res.locals.errorCode = e.code;
     const route = res.locals.route as RouteDef | undefined;
-    if (route && onUndeclared && !errorCodes(route).includes(e.code)) onUndeclared(`${route.method.toUpperCase()} ${route.path}`, e.code);
+    // An answer to a client that already hung up reaches nobody: it is no part of the contract.
+    const gone = res.destroyed || req.socket.destroyed;
+    if (route && onUndeclared && !gone && !errorCodes(route).includes(e.code)) onUndeclared(`${route.method.toUpperCase()} ${route.path}`, e.code);
     if (e.status >= 500) {
       // Unknown errors: details to the log with the request id, a generic message to the caller.
-      (req.log ?? logger).error({ err, requestId: req.id, code: e.code }, 'request failed');
+      logger.error({ err, reqId: req.id, code: e.code }, 'request failed');
     }
     for (const [name, value] of Object.entries(e.headers)) res.setHeader(name, value);
     if (e.code === 'SERVICE_UNAVAILABLE' && !res.getHeader('Retry-After')) res.setHeader('Retry-After', '5');

@@ -1,46 +1,42 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { pinoHttp } from 'pino-http';
-
-type Req = IncomingMessage & { originalUrl?: string; ip?: string; clientRequestId?: string };
-type Res = ServerResponse & { locals?: { errorCode?: string } };
-
-/** The client hung up before the whole answer was sent (nginx's 499): nothing it was told was received. */
-const aborted = (res: Res) => !res.writableFinished;
-
-/** The fields of one access-log line (reqId is bound by pino-http): no headers, no bodies, no credentials. */
-function line(req: Req, res: Res, responseTime: number) {
-  return {
-    method: req.method,
-    url: req.originalUrl ?? req.url,
-    status: aborted(res) ? 499 : res.statusCode,
-    ...(aborted(res) ? { aborted: true } : {}),
-    ms: responseTime,
-    ip: req.ip,
-    ...(req.clientRequestId ? { clientRequestId: req.clientRequestId } : {}),
-    ...(res.locals?.errorCode ? { errorCode: res.locals.errorCode } : {}),
-  };
-}
+import type { Histogram } from 'prom-client';
 
 /**
- * One line per request when it completes. Configured to stay off the hot path: no per-request
- * child logger carrying the whole request, no header serialisation. Redaction in the logger
- * still covers any header object that is ever logged.
+ * One access-log line and one request-duration observation per request, from a single 'close'
+ * listener (it comes whether the answer was sent or the client hung up first). Built by hand rather
+ * than with pino-http: no child logger and no serialisers per request, only the fields below (no
+ * headers, no bodies, no credentials; the logger's redaction still covers anything that carries one).
+ * A client that hung up before the whole answer was sent is logged as 499 (nginx's code), never as
+ * the status its answer would have had.
  */
-export function httpLogger(logger: Logger) {
-  return pinoHttp({
-    logger,
-    genReqId: (req) => req.id,
-    quietReqLogger: true,
-    quietResLogger: true,
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 || aborted(res as Res) ? 'warn' : 'info'),
-    customSuccessMessage: (_req, res) => (aborted(res as Res) ? 'request aborted' : 'request completed'),
-    customErrorMessage: () => 'request failed',
-    serializers: {
-      req: (req: Req) => ({ method: req.method, url: req.url }),
-      res: (res: Res) => ({ statusCode: res.statusCode }),
-    },
-    customSuccessObject: (req, res, val: { responseTime: number }) => line(req as Req, res as Res, val.responseTime),
-    customErrorObject: (req, res, err, val: { responseTime: number }) => ({ ...line(req as Req, res as Res, val.responseTime), err }),
-  });
+export function requestObserver(logger: Logger, duration: Histogram<'method' | 'route' | 'status'>): RequestHandler {
+  return (req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.once('close', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const aborted = !res.writableFinished;
+      const status = aborted ? 499 : res.statusCode;
+      // The route template, not the path: ids stay out of the labels.
+      duration.observe({ method: req.method, route: (req.route as { path?: string } | undefined)?.path ?? 'unmatched', status: String(status) }, seconds);
+      const level = status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info';
+      if (!logger.isLevelEnabled(level)) return;
+      const errorCode = res.locals.errorCode as string | undefined;
+      logger[level](
+        {
+          reqId: req.id,
+          method: req.method,
+          url: req.originalUrl,
+          status,
+          ms: Math.round(seconds * 1000),
+          ip: req.ip,
+          ...(aborted ? { aborted: true } : {}),
+          ...(req.clientRequestId ? { clientRequestId: req.clientRequestId } : {}),
+          ...(errorCode ? { errorCode } : {}),
+        },
+        aborted ? 'request aborted' : status >= 500 ? 'request failed' : 'request completed',
+      );
+    });
+    next();
+  };
 }

@@ -4,6 +4,8 @@ import { REQUEST_ID_RE } from '../lib/ids';
 
 declare module 'http' {
   interface IncomingMessage {
+    /** The service's own id for this request (a UUID). */
+    id: string;
     /** The client's own X-Request-Id, when it was sane: kept for correlation, never used as ours. */
     clientRequestId?: string;
   }
