@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig, SETTING_NAMES } from '../../src/config';
+import { ConfigError, loadConfig, SETTING_DESCRIPTIONS, SETTING_NAMES } from '../../src/config';
 
 const strong = 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7';
 const prod = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing', STRIPE_ENABLED: 'false' };
@@ -138,6 +138,20 @@ describe('.env.example', () => {
     const env = Object.fromEntries(text.split('\n').filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
     expect(() => loadConfig(env)).not.toThrow();
   });
+
+  test("when a setting is documented, then the comment above it in .env.example is the schema's description of it", () => {
+    const lines = fs.readFileSync(path.resolve(__dirname, '../../.env.example'), 'utf8').split('\n');
+    const flat = (text: string) => text.replace(/\s+/g, ' ').trim();
+    for (const name of SETTING_NAMES) {
+      // The comment lines right above the setting, or above the settings listed together with it.
+      let i = lines.findIndex((l) => l.startsWith(`${name}=`));
+      while (i > 0 && /^[A-Z_]+=/.test(lines[i - 1]!)) i--;
+      const comment: string[] = [];
+      while (i > 0 && lines[i - 1]!.startsWith('#')) comment.unshift(lines[--i]!.replace(/^#\s?/, ''));
+      expect([name, flat(comment.join(' '))]).toEqual([name, flat(SETTING_DESCRIPTIONS[name] ?? '')]);
+      expect([name, SETTING_DESCRIPTIONS[name]]).not.toEqual([name, '']);
+    }
+  });
 });
 
 describe('secrets from files (<NAME>_FILE)', () => {
@@ -204,5 +218,85 @@ describe('secrets from files (<NAME>_FILE)', () => {
   test('when production reads its database URL and admin token from files, then nothing else is required of them', () => {
     const c = loadConfig({ NODE_ENV: 'production', STRIPE_ENABLED: 'false', DATABASE_URL_FILE: file('db2', 'postgres://u:p@db/b'), ADMIN_API_TOKEN_FILE: file('a2', strong) });
     expect(c.databaseUrl).toBe('postgres://u:p@db/b');
+  });
+});
+
+describe('every problem at once, in one error', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-config-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const refused = (env: Record<string, string>): string[] => {
+    try {
+      loadConfig(env);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as ConfigError).problems;
+    }
+    throw new Error('expected the configuration to be refused');
+  };
+
+  test('when settings are malformed and production rules are broken too, then each problem is reported, each naming its setting', () => {
+    const list = refused({ NODE_ENV: 'production', PORT: 'eighty', LOG_LEVEL: 'loud', RATE_LIMIT_API: 'lots', TRUST_PROXY: 'true', ADMIN_API_TOKEN: 'short' });
+    expect(list).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^PORT: /),
+        expect.stringMatching(/^LOG_LEVEL: /),
+        expect.stringMatching(/^RATE_LIMIT_API: must look like <max>\/<window>/),
+        'DATABASE_URL: required when NODE_ENV=production',
+        expect.stringMatching(/^TRUST_PROXY: "true" trusts any X-Forwarded-For/),
+        expect.stringMatching(/^ADMIN_API_TOKEN: too short/),
+        expect.stringMatching(/^STRIPE_SECRET_KEY: required when NODE_ENV=production/),
+      ]),
+    );
+    expect(list).toHaveLength(7);
+  });
+
+  test('when a secret file is missing and another setting is wrong, then both are reported, and no rule judges the missing secret', () => {
+    const list = refused({ NODE_ENV: 'production', STRIPE_ENABLED: 'false', DATABASE_URL: 'postgres://u:p@db/b', ADMIN_API_TOKEN_FILE: path.join(dir, 'missing'), BCRYPT_COST: '99' });
+    expect(list).toEqual(expect.arrayContaining([expect.stringMatching(/^BCRYPT_COST: /), expect.stringMatching(/^ADMIN_API_TOKEN_FILE: cannot read .*missing \(ENOENT\)$/)]));
+    expect(list).toHaveLength(2);
+  });
+
+  test('when a secret is set both ways and its file breaks its rules, then both problems are reported', () => {
+    const file = path.join(dir, 'metrics');
+    fs.writeFileSync(file, 'too-short\n');
+    const list = refused({ METRICS_TOKEN: strong, METRICS_TOKEN_FILE: file });
+    expect(list).toEqual(expect.arrayContaining(['METRICS_TOKEN and METRICS_TOKEN_FILE are both set: set only one of them', 'METRICS_TOKEN_FILE: must be at least 32 characters']));
+    expect(list.join('\n')).not.toContain(strong);
+  });
+
+  test('when USAGE_METER_EVENTS names a metric not in USAGE_METRICS, then the pair is named, not its text', () => {
+    expect(refused({ USAGE_METRICS: 'api_calls,seats', USAGE_METER_EVENTS: 'seats:seat_hours, sk_live_abc123:x' })).toEqual(['USAGE_METER_EVENTS (pair 2): names a metric that is not in USAGE_METRICS']);
+    const c = loadConfig({ USAGE_METRICS: 'api_calls, seats,api_calls', USAGE_METER_EVENTS: 'seats:seat_hours' });
+    expect(c.usage.metrics).toEqual(['api_calls', 'seats']);
+    expect(c.usage.meterEvents).toEqual({ api_calls: 'api_calls', seats: 'seat_hours' });
+    expect(Object.isFrozen(c.usage.meterEvents)).toBe(true);
+  });
+
+  // Looks like a live Stripe key and would pass several settings' shape checks in part.
+  const secretLike = 'sk_live_51HxYzQ8v2LmN4pR7tU9wE3aB6cD0fGh';
+  const fragment = secretLike.slice(8, 24);
+  const prodBase = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing', ADMIN_API_TOKEN: strong, STRIPE_ENABLED: 'false' };
+
+  test.each(SETTING_NAMES.filter((n) => !n.endsWith('_FILE')))('when a secret-looking value is put in %s, then no message shows any of it', (name) => {
+    for (const env of [{ [name]: secretLike }, { ...prodBase, [name]: secretLike }, { ...prodBase, [name]: `${secretLike}:x` }, { ...prodBase, [name]: `${secretLike.toLowerCase()}:x` }]) {
+      let message = '';
+      try {
+        loadConfig(env);
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).not.toContain(fragment);
+      expect(message.toLowerCase()).not.toContain(fragment.toLowerCase());
+    }
+  });
+
+  test('when a secret-looking value is in every setting and every secret file at once, then the problems name settings and show no value', () => {
+    const file = path.join(dir, 'secret-like');
+    fs.writeFileSync(file, `${secretLike}\n`);
+    const env = Object.fromEntries(SETTING_NAMES.map((n) => [n, n.endsWith('_FILE') ? file : secretLike]));
+    const list = refused(env);
+    expect(list.length).toBeGreaterThan(30);
+    for (const p of list) expect(p).toMatch(/^[A-Z_]+( \(.+\))?: |^[A-Z_]+ and [A-Z_]+_FILE are both set/);
+    expect(list.join('\n')).not.toContain(fragment);
   });
 });

@@ -1,0 +1,269 @@
+import fs from 'node:fs';
+import { z } from 'zod';
+import { parseLimit } from './lib/limit-format';
+
+/*
+ * Every setting the service reads, each with its parser and its description. The description is the
+ * comment above the setting in .env.example (a test holds them equal): change the text here and there.
+ * Rules between settings and the shape the service uses are in config.ts.
+ */
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+
+const bodySize = (message: string) =>
+  z
+    .string()
+    .regex(/^\d+(b|kb|mb)$/i, message)
+    .transform((v) => v.toLowerCase());
+
+const postgresUrl = z
+  .string()
+  .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a postgres:// or postgresql:// URL');
+
+// express `trust proxy`: false, true, a hop count, or a comma-separated list of addresses/subnets.
+const trustProxy = z
+  .string()
+  .regex(/^[\w.:/, -]+$/, 'must be false, true, a hop count, or addresses/subnets')
+  .transform((v): boolean | number | string[] => {
+    if (v === 'false' || v === '0') return false;
+    if (v === 'true') return true;
+    if (/^\d+$/.test(v)) return Number(v);
+    return list(v);
+  });
+
+const limit = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const parsed = parseLimit(v);
+      if (!parsed) {
+        ctx.addIssue({ code: 'custom', message: 'must look like <max>/<window>, e.g. 100/15m, 60/1h, 5/30s' });
+        return z.NEVER;
+      }
+      return parsed;
+    });
+
+const metricName = '[a-z][a-z0-9_]{0,62}';
+const metrics = z
+  .string()
+  .regex(new RegExp(`^${metricName}(\\s*,\\s*${metricName})*$`), 'comma-separated metric names: lowercase letters, digits, _')
+  .transform((v) => [...new Set(list(v))]);
+const meterEvents = z
+  .string()
+  .regex(/^([a-z][a-z0-9_]*:[A-Za-z0-9_.-]{1,100})(\s*,\s*[a-z][a-z0-9_]*:[A-Za-z0-9_.-]{1,100})*$/, 'comma-separated metric:event_name pairs')
+  .transform((v) => list(v).map((pair) => pair.split(':').map((s) => s.trim()) as [metric: string, eventName: string]));
+
+// The secrets, which may also come from a file (<NAME>_FILE).
+const adminTokens = z.string().transform(list);
+const metricsToken = z.string().min(32, 'must be at least 32 characters');
+const stripeSecretKey = z.string().regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, 'must be a Stripe secret or restricted key (sk_… or rk_…)');
+const stripeWebhookSecret = z.string().regex(/^whsec_[A-Za-z0-9+/=_-]+$/, 'must be a Stripe webhook signing secret (whsec_…)');
+
+/**
+ * `<NAME>_FILE`: the path of a file holding the secret, as secret managers and Kubernetes mount them.
+ * The contents obey the plain setting's rules; every problem is named after the _FILE setting (what the
+ * operator set) and never shows the contents. The path is kept so SIGHUP can read the file again.
+ */
+const secretFile = <T>(plain: z.ZodType<T, string>) =>
+  z.string().transform((file, ctx): { file: string; value: T } => {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
+      return z.NEVER;
+    }
+    // Editors and `echo` end files with a newline: trimmed, as the plain setting's value is.
+    const value = text.trim();
+    if (value === '') {
+      ctx.addIssue({ code: 'custom', message: `${file} is empty` });
+      return z.NEVER;
+    }
+    const parsed = plain.safeParse(value);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, input: undefined });
+      return z.NEVER;
+    }
+    return { file, value: parsed.data };
+  });
+
+const listen = 'Address and port to listen on.';
+const forwarderBatch = 'Events claimed per batch, and sent to Stripe at once within a batch.';
+const forwarderBackoff = 'Retry delay: between half and all of min(MAX, BASE * 2^(attempt-1)), in milliseconds.';
+
+export const settings = z.object({
+  NODE_ENV: z
+    .enum(['development', 'test', 'production'])
+    .default('development')
+    .describe('development | test | production. Production refuses to start without DATABASE_URL and a strong ADMIN_API_TOKEN.'),
+  HOST: z.string().min(1).default('0.0.0.0').describe(listen),
+  PORT: int(0, 65535).default(3000).describe(listen),
+  DATABASE_URL: postgresUrl
+    .optional()
+    .describe('PostgreSQL connection URL (postgres://user:password@host:5432/database). Unset (and not production): an embedded PostgreSQL is started under DATA_DIR and stopped on exit.'),
+  DATABASE_URL_FILE: secretFile(postgresUrl)
+    .optional()
+    .describe('Or a file holding the URL (a mounted secret), e.g. /run/secrets/database-url. Not both. Read at startup only: a new URL needs a restart.'),
+  DATA_DIR: z.string().min(1).default('./.data').describe('Where local state lives: the embedded PostgreSQL cluster and the generated development admin token.'),
+  EMBEDDED_PG_PORT: int(0, 65535).default(0).describe('Port for the embedded PostgreSQL; 0 picks a free one at each start.'),
+  DB_POOL_MAX: int(1, 200).default(10).describe('Maximum connections in the database pool of each instance.'),
+  MIGRATE_ON_START: bool.default(true).describe('Apply pending migrations at startup (true/false). With false, run `npm run migrate` yourself.'),
+  ADMIN_API_TOKEN: adminTokens
+    .optional()
+    .describe(
+      'Admin bearer token(s). Several may be given, comma-separated, to rotate without downtime. ' +
+        'Production: each at least 32 characters of generated text; make one with `openssl rand -hex 32`. ' +
+        'Unset outside production: one is generated, saved in DATA_DIR/admin-token and printed once.',
+    ),
+  ADMIN_API_TOKEN_FILE: secretFile(adminTokens)
+    .optional()
+    .describe(
+      'Or a file holding the token(s), same format (a mounted secret), e.g. /run/secrets/admin-token. Not both. ' +
+        'Read again on SIGHUP: rewrite the file, `kill -HUP <pid>`, and the new tokens apply without a restart ' +
+        '(an invalid file keeps the running tokens and logs an error).',
+    ),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe('fatal | error | warn | info | debug | trace | silent'),
+  LOG_PRETTY: bool.optional().describe('Human-readable logs (true/false). Default: true in development, JSON otherwise.'),
+  BCRYPT_COST: int(4, 15).default(12).describe('bcrypt cost for API key hashes (4-15). 12 costs ~250 ms per hash here; verification is cached.'),
+  AUTH_MAX_CONCURRENT_VERIFICATIONS: int(1, 64)
+    .default(4)
+    .describe(
+      'Key verifications that need bcrypt (a key not yet remembered) running at once in this instance. ' +
+        'Above it the request gets a fast 503 with Retry-After, so a flood of unknown keys can never queue up bcrypt work; ' +
+        'keys already remembered never wait for it. Half of it at most goes to keys that match no live key, ' +
+        'so such a flood cannot take the slots real keys need.',
+    ),
+  JSON_BODY_LIMIT: bodySize('must look like 100kb, 1mb or 2048b').default('100kb').describe('Largest JSON body accepted (e.g. 100kb, 1mb).'),
+  API_KEY_CACHE_TTL_SECONDS: int(0, 3600)
+    .default(60)
+    .describe(
+      'A verified API key is remembered (by its SHA-256), so bcrypt runs once per key. ' +
+        'Past this many seconds a remembered key is re-checked with one primary-key lookup (never bcrypt). ' +
+        "Revocation evicts at once on every instance (Postgres LISTEN/NOTIFY); this TTL bounds staleness if an instance's " +
+        'listener connection is down. 0 disables the cache.',
+    ),
+  API_KEY_CACHE_MAX_ENTRIES: int(0, 1_000_000).default(10_000).describe('Upper bound on remembered key verdicts per instance.'),
+  MAX_ACTIVE_KEYS_PER_CUSTOMER: int(1, 50).default(5).describe('Active keys a customer may hold at once (keys in a rotation grace period count).'),
+  LAST_USED_FLUSH_SECONDS: int(1, 3600).default(30).describe('How often last_used_at is written, in one batched UPDATE (seconds).'),
+  TRUST_PROXY: trustProxy
+    .default(false)
+    .describe(
+      'Express "trust proxy": false, a hop count (1 behind one nginx/ingress), or comma-separated addresses/subnets of your ' +
+        "proxies (loopback, 10.0.0.0/8). Decides which address is the client's. " +
+        '"true" (trust any X-Forwarded-For) lets every client choose its own address and so dodge every per-address limit: production refuses it.',
+    ),
+  SHUTDOWN_TIMEOUT_SECONDS: int(1, 300)
+    .default(10)
+    .describe('Graceful shutdown: how long requests in flight may take after SIGTERM before being cut.'),
+
+  USAGE_METRICS: metrics.prefault('api_calls').describe('Metric names customers may report, comma-separated (lowercase letters, digits, _).'),
+  USAGE_METER_EVENTS: meterEvents
+    .optional()
+    .describe('Stripe meter event_name per metric, as metric:event_name pairs, comma-separated. A metric not listed is sent under its own name.'),
+  USAGE_MAX_BATCH: int(1, 10_000).default(1000).describe('Most events in one POST /api/usage batch.'),
+  USAGE_BODY_LIMIT: bodySize('must look like 1mb or 512kb')
+    .default('1mb')
+    .describe('Largest JSON body accepted on POST /api/usage (batches are bigger than other bodies).'),
+
+  STRIPE_SECRET_KEY: stripeSecretKey
+    .optional()
+    .describe(
+      'Secret (sk_...) or restricted (rk_...) key. Unset: Stripe is off, everything works locally, usage is kept as local ' +
+        'and nothing is sent. Required in production unless STRIPE_ENABLED=false.',
+    ),
+  STRIPE_SECRET_KEY_FILE: secretFile(stripeSecretKey)
+    .optional()
+    .describe('Or a file holding the key. Not both. Read at startup only: a new key needs a restart.'),
+  STRIPE_API_BASE: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .optional()
+    .describe("Another Stripe API server (stripe-mock, a local fake, a proxy), e.g. http://127.0.0.1:12111. Unset: Stripe's own."),
+  STRIPE_TIMEOUT_MS: int(100, 120_000).default(10_000).describe('Timeout of each Stripe call, in milliseconds.'),
+  STRIPE_ENABLED: bool
+    .optional()
+    .describe('true/false. Unset: on when STRIPE_SECRET_KEY is set. Production must say false explicitly to run without Stripe.'),
+  STRIPE_WEBHOOK_SECRET: stripeWebhookSecret
+    .optional()
+    .describe(
+      'Signing secret (whsec_...) of the webhook endpoint POST /api/webhooks/stripe. Required in production when Stripe is on; ' +
+        'without it every webhook is refused.',
+    ),
+  STRIPE_WEBHOOK_SECRET_FILE: secretFile(stripeWebhookSecret)
+    .optional()
+    .describe('Or a file holding the signing secret. Not both. Read again on SIGHUP, so a rolled secret applies without a restart.'),
+  STRIPE_WEBHOOK_TOLERANCE_SECONDS: int(1, 3600)
+    .default(300)
+    .describe(
+      "How far a webhook signature's timestamp may be from now, in seconds: older is refused as a replay, " +
+        'newer (beyond this much clock skew) as forged in advance.',
+    ),
+  WEBHOOK_BODY_LIMIT: bodySize('must look like 1mb or 512kb')
+    .default('1mb')
+    .describe(
+      "Largest body accepted on POST /api/webhooks/stripe (413 above). Stripe's events outgrow JSON_BODY_LIMIT: " +
+        'a subscription update with 20 items and its previous attributes is ~93kb.',
+    ),
+
+  FORWARDER_ENABLED: bool.default(true).describe('Run the forwarder in this instance (true/false).'),
+  FORWARDER_INTERVAL_MS: int(10, 3_600_000)
+    .default(1000)
+    .describe('How often to look for due events when the last batch was not full, in milliseconds.'),
+  FORWARDER_BATCH_SIZE: int(1, 1000).default(100).describe(forwarderBatch),
+  FORWARDER_CONCURRENCY: int(1, 64).default(8).describe(forwarderBatch),
+  FORWARDER_MAX_ATTEMPTS: int(1, 100).default(10).describe('Tries before an event is parked as failed (admins can retry it).'),
+  FORWARDER_BACKOFF_BASE_MS: int(1, 3_600_000).default(2000).describe(forwarderBackoff),
+  FORWARDER_BACKOFF_MAX_MS: int(1, 86_400_000).default(3_600_000).describe(forwarderBackoff),
+  FORWARDER_LEASE_SECONDS: int(5, 3600)
+    .default(300)
+    .describe('How long a claimed batch is reserved for one worker; must exceed the time a batch can take.'),
+
+  RATE_LIMIT_API: limit('100/15m').describe('Customer routes other than POST /api/usage, per client address (before authentication).'),
+  RATE_LIMIT_USAGE: limit('60/1h').describe('POST /api/usage, per customer (after authentication, whatever addresses its instances use).'),
+  RATE_LIMIT_USAGE_ADDRESS: limit('600/1m').describe(
+    'POST /api/usage, per client address, before authentication (a whole fleet behind one NAT shares it).',
+  ),
+  RATE_LIMIT_WEBHOOKS: limit('100/1m').describe('POST /api/webhooks/stripe, per client address.'),
+  RATE_LIMIT_ADMIN: limit('10/1h').describe('Admin routes, per client address (requests with METRICS_TOKEN are not counted).'),
+  RATE_LIMIT_AUTH_FAILURES: limit('20/15m').describe(
+    'Failed authentications, per client address, per customer id named in a key, and per key. ' +
+      'Each attempt that needs a key check is counted before the check (a success gives it back), so hung-up and concurrent attempts count too. ' +
+      "Over the limit an address gets 429 without any key check, except for a key that matches a live key's start " +
+      '(checked against its own per-key count), so a flood from a shared address does not lock the real keys there out. ' +
+      'A remembered valid key and a correct admin or metrics token are never refused by it.',
+  ),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL')
+    .optional()
+    .describe(
+      'Redis for rate-limit counters shared by every instance (redis://host:6379). Unset: each instance counts in memory. ' +
+        'If Redis goes away, limits keep working per instance until it returns.',
+    ),
+  METRICS_TOKEN: metricsToken
+    .optional()
+    .describe('A token (32+ characters) that reads /metrics, for Prometheus; its scrapes do not spend the admin limit.'),
+  METRICS_TOKEN_FILE: secretFile(metricsToken)
+    .optional()
+    .describe("Or a file holding it (Prometheus's credentials_file can be the same file). Not both. Read again on SIGHUP."),
+  API_DOCS: z
+    .enum(['public', 'admin', 'off'])
+    .optional()
+    .describe(
+      'Who may read the API description (/openapi.json, /docs and its files): public (no credentials), ' +
+        'admin (an admin token), or off (not served: 404). Unset: public in development and test, admin in production.',
+    ),
+});
+
+export type Settings = z.output<typeof settings>;
+
+/** The secrets that may instead be read from a file: `<NAME>_FILE` holds the path. */
+export const FILE_SECRETS = ['ADMIN_API_TOKEN', 'METRICS_TOKEN', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'DATABASE_URL'] as const;
+export type FileSecret = (typeof FILE_SECRETS)[number];
