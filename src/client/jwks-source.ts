@@ -16,7 +16,14 @@ export interface JwksSource {
  * (an `oct` secret, an RSA key) is ignored, so it can never be paired with another algorithm.
  */
 function usable(jwk: JWK): boolean {
-  return jwk.kty === 'OKP' && jwk.crv === 'Ed25519' && typeof jwk.x === 'string' && jwk.d === undefined && (jwk.alg === undefined || jwk.alg === 'EdDSA') && (jwk.use === undefined || jwk.use === 'sig');
+  return (
+    jwk.kty === 'OKP' &&
+    jwk.crv === 'Ed25519' &&
+    typeof jwk.x === 'string' &&
+    jwk.d === undefined &&
+    (jwk.alg === undefined || jwk.alg === 'EdDSA') &&
+    (jwk.use === undefined || jwk.use === 'sig')
+  );
 }
 
 async function importSet(jwks: unknown): Promise<Map<string, KeyLike[]>> {

@@ -71,7 +71,11 @@ export function parseLicenseClaims(payload: unknown): LicenseClaims {
   if (p.usage !== null && p.usage !== undefined) {
     const u = p.usage;
     if (!isObj(u) || !isTime(u.period_start) || !isTime(u.period_end)) bad('usage');
-    usage = { period_start: u.period_start, period_end: u.period_end, quantities: record(u.quantities, 'usage.quantities', (x): x is string => typeof x === 'string') };
+    usage = {
+      period_start: u.period_start,
+      period_end: u.period_end,
+      quantities: record(u.quantities, 'usage.quantities', (x): x is string => typeof x === 'string'),
+    };
   }
 
   let subscription: LicenseClaims['subscription'] = null;
@@ -79,7 +83,7 @@ export function parseLicenseClaims(payload: unknown): LicenseClaims {
     const s = p.subscription;
     if (!isObj(s) || typeof s.id !== 'string' || typeof s.status !== 'string' || typeof s.cancel_at_period_end !== 'boolean') bad('subscription');
     if (s.current_period_end !== null && s.current_period_end !== undefined && !isTime(s.current_period_end)) bad('subscription.current_period_end');
-    subscription = { id: s.id, status: s.status, current_period_end: (s.current_period_end as number | null | undefined) ?? null, cancel_at_period_end: s.cancel_at_period_end };
+    subscription = { id: s.id, status: s.status, current_period_end: s.current_period_end ?? null, cancel_at_period_end: s.cancel_at_period_end };
   }
 
   for (const f of ['valid_until', 'grace_until'] as const) if (p[f] !== null && p[f] !== undefined && !isTime(p[f])) bad(f);
@@ -93,7 +97,7 @@ export function parseLicenseClaims(payload: unknown): LicenseClaims {
     nbf: p.nbf as number,
     exp: p.exp as number,
     plan: { code: p.plan.code, name: p.plan.name },
-    entitlements: { features: [...(e.features as string[])], limits, ...(e.seats !== undefined ? { seats: e.seats as number | null } : {}) },
+    entitlements: { features: [...e.features], limits, ...(e.seats !== undefined ? { seats: e.seats } : {}) },
     usage,
     status: p.status as LicenseStatus,
     subscription,

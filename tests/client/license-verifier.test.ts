@@ -157,7 +157,18 @@ describe('verifyLicense: hostile tokens', () => {
   test('when the token is not a compact JWS, or not a license, then MALFORMED', async () => {
     const good = await sign(k1, claims());
     const [h, p, s] = good.split('.') as [string, string, string];
-    for (const bad of ['', 'abc', `${h}.${p}`, `${h}.${p}.${s}.x`, `${h}.${p}.s+g=`, `.${p}.${s}`, `${h}..${s}`, `${b64('not json')}.${p}.${s}`, `${b64('[1]')}.${p}.${s}`, 'x'.repeat(70_000)]) {
+    for (const bad of [
+      '',
+      'abc',
+      `${h}.${p}`,
+      `${h}.${p}.${s}.x`,
+      `${h}.${p}.s+g=`,
+      `.${p}.${s}`,
+      `${h}..${s}`,
+      `${b64('not json')}.${p}.${s}`,
+      `${b64('[1]')}.${p}.${s}`,
+      'x'.repeat(70_000),
+    ]) {
       await expectRefused(bad, opts(), 'MALFORMED');
     }
     await expect(verifyLicense(42 as unknown as string, opts())).rejects.toMatchObject({ code: 'MALFORMED' });
