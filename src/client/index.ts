@@ -5,6 +5,8 @@ export { LicenseError, LICENSE_ERROR_CODES, isLicenseError } from './license-err
 export type { LicenseErrorCode } from './license-errors';
 export { fileLicenseStore, memoryLicenseStore } from './license-store';
 export type { LicenseStore, LicenseMark, FileLicenseStore } from './license-store';
+export { LicenseCache } from './license-cache';
+export type { LicenseCacheOptions } from './license-cache';
 export { staticJwks, remoteJwks } from './jwks-source';
 export type { Jwks, JwksSource, RemoteJwksSource, RemoteJwksOptions } from './jwks-source';
 export type { LicenseClaims, LicenseStatus } from './license-claims';
