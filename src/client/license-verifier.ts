@@ -150,6 +150,7 @@ export async function verifyLicense(token: string, options: VerifyLicenseOptions
   // accepted, it would make an old license look current (and the newest look not valid yet).
   const mark = await options.store.read();
   const nowMs = typeof options.now === 'function' ? options.now() : (options.now ?? Date.now());
+  if (!Number.isFinite(nowMs)) throw new TypeError('now must give a time in ms');
   const now = nowMs / 1000;
   if (mark && now < mark.iat - tolerance) refuse('CLOCK_ROLLED_BACK', 'This clock is earlier than the newest license accepted: it was wound back.');
   if (claims.nbf > now + tolerance || claims.iat > now + tolerance) refuse('NOT_YET_VALID', 'The license is not valid yet (or this clock is behind).');

@@ -204,7 +204,14 @@ describe('verifyLicense: whose license', () => {
     const unbound = await sign(k1, claims());
     await expect(verifyLicense(unbound, opts({ fingerprint: 'fp-mine' }))).resolves.toBeDefined();
     await expectRefused(unbound, opts({ fingerprint: 'fp-mine', requireBinding: true }), 'WRONG_INSTANCE');
-    await expect(verifyLicense(unbound, opts({ requireBinding: true }))).rejects.toThrow(TypeError);
+  });
+
+  test('when the options cannot work, then a TypeError (a bug of the caller), not a LicenseError', async () => {
+    const token = await sign(k1, claims());
+    await expect(verifyLicense(token, opts({ requireBinding: true }))).rejects.toThrow(TypeError);
+    await expect(verifyLicense(token, opts({ now: NaN }))).rejects.toThrow(TypeError);
+    await expect(verifyLicense(token, opts({ jwksUrl: 'https://billing.example.com/jwks' }))).rejects.toThrow(TypeError);
+    await expect(verifyLicense(token, opts({ clockToleranceSeconds: -1 }))).rejects.toThrow(TypeError);
   });
 });
 
