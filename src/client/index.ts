@@ -1,0 +1,12 @@
+// The license verification an instance embeds: nothing here imports the server side.
+export { verifyLicense, createLicenseVerifier, MAX_TOKEN_LENGTH } from './license-verifier';
+export type { VerifyLicenseOptions, VerifiedLicense, LicenseDecision, LicenseVerifier } from './license-verifier';
+export { LicenseError, LICENSE_ERROR_CODES, isLicenseError } from './license-errors';
+export type { LicenseErrorCode } from './license-errors';
+export { fileLicenseStore, memoryLicenseStore } from './license-store';
+export type { LicenseStore, LicenseMark, FileLicenseStore } from './license-store';
+export { LicenseCache } from './license-cache';
+export type { LicenseCacheOptions } from './license-cache';
+export { staticJwks, remoteJwks } from './jwks-source';
+export type { Jwks, JwksSource, RemoteJwksSource, RemoteJwksOptions } from './jwks-source';
+export type { LicenseClaims, LicenseStatus } from './license-claims';

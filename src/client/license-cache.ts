@@ -1,0 +1,90 @@
+import { promises as fsp } from 'node:fs';
+import { remoteJwks } from './jwks-source';
+import { LicenseError } from './license-errors';
+import { writeFileAtomic } from './license-store';
+import { createLicenseVerifier, type LicenseVerifier, type VerifiedLicense, type VerifyLicenseOptions } from './license-verifier';
+
+/** The file's content: `{"version":1,"token":"<compact JWS>","savedAt":"<ISO time>"}`, mode 0600. */
+const FILE_VERSION = 1;
+
+export interface LicenseCacheOptions {
+  /** Where the last good license is kept (not the mark file). */
+  path: string;
+  /** How licenses are verified; `acceptExpired` is set by the cache where it applies. */
+  verify: Omit<VerifyLicenseOptions, 'acceptExpired'>;
+}
+
+/**
+ * The last license this instance verified, kept on disk so the instance keeps its entitlements
+ * while the server is out of reach. Nothing in the file is trusted: at load the token is verified
+ * again (signature, key, exp, the mark: the kept license is normally the newest accepted, which is
+ * not a replay). Deleting the file is always safe: the instance then has no offline license until
+ * its next fetch. The mark lives in the store, not here.
+ */
+export class LicenseCache {
+  private readonly strict: LicenseVerifier;
+  private readonly lenient: LicenseVerifier;
+  private last: VerifiedLicense | null = null;
+
+  constructor(private readonly options: LicenseCacheOptions) {
+    const v = options.verify;
+    if ((v.jwks === undefined) === (v.jwksUrl === undefined)) throw new TypeError('give exactly one of jwks and jwksUrl');
+    // One key source for both verifiers, so a jwksUrl is fetched once for the two.
+    const jwks = v.jwks ?? remoteJwks(v.jwksUrl as string, v.jwksOptions);
+    this.strict = createLicenseVerifier({ ...v, jwks, jwksUrl: undefined });
+    this.lenient = createLicenseVerifier({ ...v, jwks, jwksUrl: undefined, acceptExpired: true });
+  }
+
+  /** The license accepted or loaded last in this process. */
+  get current(): VerifiedLicense | null {
+    return this.last;
+  }
+
+  /**
+   * Verifies a license just fetched from the server (an expired one is refused: EXPIRED) and, once it
+   * is accepted, keeps it as the last good license.
+   */
+  async accept(token: string): Promise<VerifiedLicense> {
+    const verified = await this.strict.verify(token);
+    const content = JSON.stringify({ version: FILE_VERSION, token, savedAt: new Date().toISOString() }) + '\n';
+    await writeFileAtomic(this.options.path, content, 0o600);
+    this.last = verified;
+    return verified;
+  }
+
+  /**
+   * The kept license, verified again; null when none is kept. A kept license past its exp answers
+   * decision `expired` (expiredBy `license`) rather than an error, so the instance degrades.
+   */
+  async load(): Promise<VerifiedLicense | null> {
+    let text: string;
+    try {
+      text = await fsp.readFile(this.options.path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw this.corrupt((err as NodeJS.ErrnoException).code ?? 'read failed', err);
+    }
+    let token: unknown;
+    try {
+      const data = JSON.parse(text) as { version?: unknown; token?: unknown };
+      if (data.version !== FILE_VERSION) throw new Error('unknown version');
+      token = data.token;
+    } catch (err) {
+      throw this.corrupt('not a license cache file', err);
+    }
+    if (typeof token !== 'string') throw this.corrupt('no token');
+    const verified = await this.lenient.verify(token);
+    this.last = verified;
+    return verified;
+  }
+
+  /** Forgets the kept license (the mark stays). */
+  async clear(): Promise<void> {
+    await fsp.rm(this.options.path, { force: true });
+    this.last = null;
+  }
+
+  private corrupt(why: string, cause?: unknown): LicenseError<'STORE_CORRUPT'> {
+    return new LicenseError('STORE_CORRUPT', `The license cache file ${this.options.path} cannot be read (${why}); deleting it is safe.`, { cause });
+  }
+}

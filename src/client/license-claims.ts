@@ -1,0 +1,108 @@
+import { LicenseError } from './license-errors';
+
+/** The payload the server signs (see docs/LICENSE-VERIFICATION.md); NumericDate fields are seconds. */
+export type LicenseStatus = 'active' | 'trialing' | 'grace' | 'expired';
+
+export interface LicenseClaims {
+  iss: string;
+  sub: string;
+  jti: string;
+  iat: number;
+  nbf: number;
+  exp: number;
+  plan: { code: string; name: string };
+  entitlements: {
+    features: string[];
+    /** null: unlimited. */
+    limits: Record<string, number | null>;
+    seats?: number | null;
+  };
+  usage: { period_start: number; period_end: number; quantities: Record<string, string> } | null;
+  status: LicenseStatus;
+  subscription: { id: string; status: string; current_period_end: number | null; cancel_at_period_end: boolean } | null;
+  valid_until: number | null;
+  grace_until: number | null;
+  /** The instance fingerprint, only when the license is bound to an activated instance. */
+  instance?: string;
+}
+
+const STATUSES: readonly string[] = ['active', 'trialing', 'grace', 'expired'];
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isText = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+
+function bad(field: string): never {
+  throw new LicenseError('MALFORMED', `The license payload is not in the license format (${field}).`);
+}
+
+function record<T>(v: unknown, field: string, ok: (x: unknown) => x is T): Record<string, T> {
+  if (!isObj(v)) bad(field);
+  const out: Record<string, T> = Object.create(null) as Record<string, T>;
+  for (const [k, x] of Object.entries(v)) {
+    if (!ok(x)) bad(`${field}.${k}`);
+    out[k] = x;
+  }
+  return out;
+}
+
+/**
+ * Checks the shape of a payload whose signature has already been verified. The server is trusted to
+ * sign the right values, but a field the instance acts on must never be read as the wrong type.
+ */
+export function parseLicenseClaims(payload: unknown): LicenseClaims {
+  if (!isObj(payload)) bad('payload');
+  const p = payload;
+  for (const f of ['iss', 'sub', 'jti'] as const) if (!isText(p[f])) bad(f);
+  for (const f of ['iat', 'nbf', 'exp'] as const) if (!isTime(p[f])) bad(f);
+  if (typeof p.status !== 'string' || !STATUSES.includes(p.status)) bad('status');
+  if (!isObj(p.plan) || typeof p.plan.code !== 'string' || typeof p.plan.name !== 'string') bad('plan');
+
+  const e = p.entitlements;
+  if (!isObj(e) || !Array.isArray(e.features) || !e.features.every((f) => typeof f === 'string')) bad('entitlements.features');
+  const limits = record(e.limits, 'entitlements.limits', (x): x is number | null => x === null || (typeof x === 'number' && Number.isFinite(x)));
+  if (e.seats !== undefined && e.seats !== null && !(typeof e.seats === 'number' && Number.isFinite(e.seats))) bad('entitlements.seats');
+
+  let usage: LicenseClaims['usage'] = null;
+  if (p.usage !== null && p.usage !== undefined) {
+    const u = p.usage;
+    if (!isObj(u) || !isTime(u.period_start) || !isTime(u.period_end)) bad('usage');
+    usage = {
+      period_start: u.period_start,
+      period_end: u.period_end,
+      quantities: record(u.quantities, 'usage.quantities', (x): x is string => typeof x === 'string'),
+    };
+  }
+
+  let subscription: LicenseClaims['subscription'] = null;
+  if (p.subscription !== null && p.subscription !== undefined) {
+    const s = p.subscription;
+    if (!isObj(s) || typeof s.id !== 'string' || typeof s.status !== 'string' || typeof s.cancel_at_period_end !== 'boolean') bad('subscription');
+    if (s.current_period_end !== null && s.current_period_end !== undefined && !isTime(s.current_period_end)) bad('subscription.current_period_end');
+    subscription = { id: s.id, status: s.status, current_period_end: s.current_period_end ?? null, cancel_at_period_end: s.cancel_at_period_end };
+  }
+
+  for (const f of ['valid_until', 'grace_until'] as const) if (p[f] !== null && p[f] !== undefined && !isTime(p[f])) bad(f);
+  if (p.instance !== undefined && p.instance !== null && !isText(p.instance)) bad('instance');
+
+  return {
+    iss: p.iss as string,
+    sub: p.sub as string,
+    jti: p.jti as string,
+    iat: p.iat as number,
+    nbf: p.nbf as number,
+    exp: p.exp as number,
+    plan: { code: p.plan.code, name: p.plan.name },
+    entitlements: { features: [...e.features], limits, ...(e.seats !== undefined ? { seats: e.seats } : {}) },
+    usage,
+    status: p.status as LicenseStatus,
+    subscription,
+    valid_until: (p.valid_until as number | null | undefined) ?? null,
+    grace_until: (p.grace_until as number | null | undefined) ?? null,
+    ...(typeof p.instance === 'string' ? { instance: p.instance } : {}),
+  };
+}

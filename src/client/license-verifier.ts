@@ -1,0 +1,203 @@
+import { compactVerify, errors as joseErrors, type KeyLike } from 'jose';
+import { remoteJwks, staticJwks, type Jwks, type JwksSource, type RemoteJwksOptions } from './jwks-source';
+import { parseLicenseClaims, type LicenseClaims } from './license-claims';
+import { LicenseError } from './license-errors';
+import type { LicenseStore } from './license-store';
+
+/**
+ * Offline verification of a license, in one fixed order: shape, algorithm, key, signature, payload
+ * format, time (this clock against the mark, then nbf/iat, then exp), issuer, customer, instance,
+ * then the monotonic mark (replay), which accepting the license advances. Each refusal is a LicenseError with its own
+ * code; nothing from the token goes into a message.
+ */
+export interface VerifyLicenseOptions {
+  /** The server's public keys: a JWKS object (or a JwksSource). One of jwks and jwksUrl. */
+  jwks?: Jwks | JwksSource;
+  /** The server's /.well-known/jwks.json, fetched once per process and kept in memory. */
+  jwksUrl?: string;
+  /** For jwksUrl, when this process first uses that URL. */
+  jwksOptions?: RemoteJwksOptions;
+  /** Expected `iss`. */
+  issuer?: string;
+  /** Expected `sub` (this instance's customer id). */
+  customerId?: string;
+  /** This instance's fingerprint: a license bound to another instance is refused. */
+  fingerprint?: string;
+  /** Refuse a license bound to no instance (needs fingerprint). */
+  requireBinding?: boolean;
+  /** Allowed clock difference for exp, nbf and the clock check. Default 60. */
+  clockToleranceSeconds?: number;
+  /** The clock, in ms (a value or a function). Default Date.now. */
+  now?: number | (() => number);
+  /** Where the newest accepted license is remembered: fileLicenseStore(path) in production. */
+  store: LicenseStore;
+  /**
+   * Answer a license past its exp with decision `expired` (expiredBy `license`) instead of refusing
+   * it with EXPIRED. For a license kept offline: the instance degrades rather than breaks.
+   */
+  acceptExpired?: boolean;
+}
+
+export type LicenseDecision = 'full' | 'grace' | 'expired';
+
+export interface VerifiedLicense {
+  claims: LicenseClaims;
+  decision: LicenseDecision;
+  /** Why the decision is `expired`: the server said so (`status`), or this license ran out (`license`). */
+  expiredBy: 'status' | 'license' | null;
+  kid: string;
+  issuedAt: Date;
+  expiresAt: Date;
+  validUntil: Date | null;
+  graceUntil: Date | null;
+  features: readonly string[];
+  /** null: unlimited. */
+  limits: Readonly<Record<string, number | null>>;
+}
+
+export const MAX_TOKEN_LENGTH = 64 * 1024;
+const SEGMENT = /^[A-Za-z0-9_-]*$/;
+const LICENSE_TYP = 'license+jwt';
+
+const staticSources = new WeakMap<object, JwksSource>();
+const remoteSources = new Map<string, JwksSource>();
+
+function isSource(v: Jwks | JwksSource): v is JwksSource {
+  return typeof (v as JwksSource).keysFor === 'function';
+}
+
+function sourceOf(options: VerifyLicenseOptions): JwksSource {
+  if ((options.jwks === undefined) === (options.jwksUrl === undefined)) throw new TypeError('give exactly one of jwks and jwksUrl');
+  if (options.jwks !== undefined) {
+    const given = options.jwks;
+    if (isSource(given)) return given;
+    let s = staticSources.get(given);
+    if (!s) staticSources.set(given, (s = staticJwks(given)));
+    return s;
+  }
+  const url = options.jwksUrl as string;
+  let s = remoteSources.get(url);
+  if (!s) remoteSources.set(url, (s = remoteJwks(url, options.jwksOptions)));
+  return s;
+}
+
+function refuse(code: ConstructorParameters<typeof LicenseError>[0], message: string): never {
+  throw new LicenseError(code, message);
+}
+
+function decodeHeader(token: unknown): Record<string, unknown> {
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) refuse('MALFORMED', 'The license is not a compact JWS.');
+  const parts = token.split('.');
+  // The signature may be empty here: an `alg: none` token is then refused for its algorithm.
+  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p)) || !parts[0] || !parts[1]) refuse('MALFORMED', 'The license is not a compact JWS.');
+  let header: unknown;
+  try {
+    header = JSON.parse(Buffer.from(parts[0], 'base64url').toString('utf8'));
+  } catch {
+    refuse('MALFORMED', 'The license header is not JSON.');
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) refuse('MALFORMED', 'The license header is not a JSON object.');
+  return header as Record<string, unknown>;
+}
+
+async function verifySignature(token: string, keys: KeyLike[]): Promise<Uint8Array> {
+  for (const key of keys) {
+    try {
+      // algorithms pins EdDSA inside jose too, whatever the header check above let through.
+      return (await compactVerify(token, key, { algorithms: ['EdDSA'] })).payload;
+    } catch (err) {
+      if (err instanceof joseErrors.JWSSignatureVerificationFailed) continue;
+      if (err instanceof joseErrors.JOSEAlgNotAllowed) refuse('ALGORITHM_NOT_ALLOWED', 'The license is not signed with EdDSA.');
+      refuse('MALFORMED', 'The license is not a well-formed JWS.');
+    }
+  }
+  refuse('BAD_SIGNATURE', 'The license signature does not verify.');
+}
+
+function date(seconds: number | null): Date | null {
+  return seconds === null ? null : new Date(seconds * 1000);
+}
+
+export async function verifyLicense(token: string, options: VerifyLicenseOptions): Promise<VerifiedLicense> {
+  const tolerance = options.clockToleranceSeconds ?? 60;
+  if (!Number.isFinite(tolerance) || tolerance < 0) throw new TypeError('clockToleranceSeconds must be a number >= 0');
+  if (options.requireBinding && options.fingerprint === undefined) throw new TypeError('requireBinding needs a fingerprint');
+  const source = sourceOf(options);
+
+  // 1. Shape and header.
+  const header = decodeHeader(token);
+  if (header.alg !== 'EdDSA') refuse('ALGORITHM_NOT_ALLOWED', 'The license is not signed with EdDSA.');
+  if (header.typ !== undefined && (typeof header.typ !== 'string' || header.typ.toLowerCase().replace(/^application\//, '') !== LICENSE_TYP)) {
+    refuse('MALFORMED', 'The token is not a license (typ).');
+  }
+  if (header.crit !== undefined || header.b64 !== undefined) refuse('MALFORMED', 'The license header has parameters a license never has.');
+  if (typeof header.kid !== 'string' || header.kid.length === 0) refuse('MALFORMED', 'The license header names no key (kid).');
+  const kid = header.kid;
+
+  // 2. Key, then signature.
+  const keys = await source.keysFor(kid);
+  if (keys.length === 0) refuse('UNKNOWN_KEY', 'The license is signed with a key the key set does not list.');
+  const payload = await verifySignature(token, keys);
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
+  } catch {
+    refuse('MALFORMED', 'The license payload is not JSON.');
+  }
+  const claims = parseLicenseClaims(json);
+
+  // 3. Time. This clock is checked against the mark first: wound back before the newest license
+  // accepted, it would make an old license look current (and the newest look not valid yet).
+  const mark = await options.store.read();
+  const nowMs = typeof options.now === 'function' ? options.now() : (options.now ?? Date.now());
+  if (!Number.isFinite(nowMs)) throw new TypeError('now must give a time in ms');
+  const now = nowMs / 1000;
+  if (mark && now < mark.iat - tolerance) refuse('CLOCK_ROLLED_BACK', 'This clock is earlier than the newest license accepted: it was wound back.');
+  if (claims.nbf > now + tolerance || claims.iat > now + tolerance) refuse('NOT_YET_VALID', 'The license is not valid yet (or this clock is behind).');
+  const lapsed = claims.exp <= now - tolerance;
+  if (lapsed && !options.acceptExpired) refuse('EXPIRED', `The license expired at ${new Date(claims.exp * 1000).toISOString()}.`);
+
+  // 4. Whose license.
+  if (options.issuer !== undefined && claims.iss !== options.issuer) refuse('WRONG_ISSUER', 'The license comes from another issuer.');
+  if (options.customerId !== undefined && claims.sub !== options.customerId) refuse('WRONG_CUSTOMER', 'The license belongs to another customer.');
+  if (claims.instance !== undefined) {
+    if (options.fingerprint !== undefined && claims.instance !== options.fingerprint) refuse('WRONG_INSTANCE', 'The license is bound to another instance.');
+  } else if (options.requireBinding) {
+    refuse('WRONG_INSTANCE', 'The license is bound to no instance, and this instance requires one.');
+  }
+
+  // 5. The monotonic mark: never an older license than the newest accepted. Accepting moves it.
+  if (mark && claims.iat < mark.iat) refuse('REPLAYED', 'The license is older than one this instance has already accepted.');
+  await options.store.advance({ iat: claims.iat, jti: claims.jti });
+
+  const expiredBy = claims.status === 'expired' ? 'status' : lapsed ? 'license' : null;
+  const decision: LicenseDecision = expiredBy ? 'expired' : claims.status === 'grace' ? 'grace' : 'full';
+  return {
+    claims,
+    decision,
+    expiredBy,
+    kid,
+    issuedAt: new Date(claims.iat * 1000),
+    expiresAt: new Date(claims.exp * 1000),
+    validUntil: date(claims.valid_until),
+    graceUntil: date(claims.grace_until),
+    features: claims.entitlements.features,
+    limits: claims.entitlements.limits,
+  };
+}
+
+export interface LicenseVerifier {
+  verify(token: string): Promise<VerifiedLicense>;
+}
+
+/**
+ * The options bound once, with a key source of its own (for jwksUrl, not shared with the rest of
+ * the process): what the SDK holds.
+ */
+export function createLicenseVerifier(options: VerifyLicenseOptions): LicenseVerifier {
+  if ((options.jwks === undefined) === (options.jwksUrl === undefined)) throw new TypeError('give exactly one of jwks and jwksUrl');
+  const jwks = options.jwks ?? (options.jwksUrl !== undefined ? remoteJwks(options.jwksUrl, options.jwksOptions) : undefined);
+  const bound: VerifyLicenseOptions = { ...options, jwks, jwksUrl: undefined };
+  sourceOf(bound);
+  return { verify: (token) => verifyLicense(token, bound) };
+}
