@@ -294,17 +294,6 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
       await audit.recordDetached(ctx, { action: 'subscription.reconcile', outcome: 'success', details: { checked, changed: changes.length } });
       return { checked, changes };
     },
-
-    /** Re-reads one subscription from Stripe and applies it (webhooks, reconciliation). */
-    async syncFromStripe(stripeSubscriptionId: string, trx: Knex = db) {
-      const live = await stripe.retrieveSubscription(stripeSubscriptionId);
-      const stateAt = now();
-      if (!live) {
-        logger.warn({ stripeSubscriptionId }, 'Stripe has no such subscription');
-        return { outcome: 'missing' as const, subscriptionId: null };
-      }
-      return apply(live, stateAt, trx);
-    },
   };
 }
 
