@@ -10,6 +10,7 @@ import { createLastUsedTracker } from './modules/api-keys/last-used-tracker';
 import { VerificationCache } from './modules/api-keys/verification-cache';
 import { createAuditRepository } from './modules/audit/audit-repository';
 import { createAuditService } from './modules/audit/audit-service';
+import { createCustomerLookup } from './modules/customers/customer-lookup';
 import { createCustomersRepository } from './modules/customers/customers-repository';
 import { createCustomersService } from './modules/customers/customers-service';
 import { createForwarderRepository } from './modules/usage/forwarder-repository';
@@ -50,6 +51,9 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   const auditRepo = createAuditRepository();
   const keysRepo = createApiKeysRepository();
   const customersRepo = createCustomersRepository();
+  // The customers service issues keys through the API-keys service, which reads customers through
+  // this lookup (not the customers service): no cycle. Everyone else uses the customers service.
+  const customerLookup = createCustomerLookup({ repo: customersRepo });
 
   const audit = createAuditService({ db, repo: auditRepo, logger });
   const adminTokens = createAdminTokenVerifier(config.adminTokens);
@@ -86,17 +90,17 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   const apiKeys = createApiKeysService({
     db,
     repo: keysRepo,
-    customers: customersRepo,
+    customers: customerLookup,
     audit,
     invalidation,
     bcryptCost: config.bcryptCost,
     maxActiveKeys: config.maxActiveKeysPerCustomer,
   });
-  const customers = createCustomersService({ db, repo: customersRepo, apiKeys, audit, invalidation, stripe, logger });
+  const customers = createCustomersService({ db, repo: customersRepo, lookup: customerLookup, apiKeys, audit, invalidation, stripe, logger });
   const usage = createUsageService({
     db,
     repo: createUsageRepository(),
-    customers: customersRepo,
+    customers,
     stripeEnabled: stripe.enabled,
     now,
     onAccepted: (mode, n) => metrics.usageAccepted.inc({ mode }, n),
@@ -115,13 +119,11 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   });
   metrics.watch(db, () => forwarderRepo.backlog(db));
   const forwarding = createForwardingService({ db, repo: forwarderRepo, audit, stripeEnabled: stripe.enabled });
-  const plansRepo = createPlansRepository();
-  const plans = createPlansService({ db, repo: plansRepo, audit });
+  const plans = createPlansService({ db, repo: createPlansRepository(), audit });
   const subscriptions = createSubscriptionsService({
     db,
     repo: createSubscriptionsRepository(),
-    plans: plansRepo,
-    customersRepo,
+    plans,
     customers,
     stripe,
     audit,
@@ -132,7 +134,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     db,
     events: createStripeEventsRepository(),
     subscriptions,
-    customersRepo,
+    customers,
     stripe,
     audit,
     logger: logger.child({ component: 'stripe-webhooks' }),

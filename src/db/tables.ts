@@ -1,4 +1,27 @@
-/** Row shapes as stored. Repositories map these to camelCase domain objects in one place. */
+import type { Knex } from 'knex';
+import type { Entitlements } from '../modules/plans/plans-schemas';
+import type { SubscriptionStatus } from '../stripe/stripe-port';
+
+/**
+ * Every table, typed once, as the migrations make it and as pg hands it back (see knex.ts):
+ * int8 and numeric are strings (never lossy numbers), int2/int4 numbers, date a 'YYYY-MM-DD'
+ * string, timestamptz a Date, jsonb the parsed value. Registered with Knex below, so `db('customers')`
+ * is typed in every query. Repositories map these rows to camelCase objects in one place.
+ *
+ * Insert: what a statement sends; columns the database fills (defaults, nullable) are optional.
+ * Update: only the columns the application may change. `Sql<T>` also takes an SQL expression
+ * (`db.fn.now()`, `db.raw('coalesce(revoked_at, now())')`), evaluated by the database.
+ */
+export type Sql<T> = T | Knex.Raw;
+
+/**
+ * A jsonb value as sent: its JSON text. pg would send a top-level array as a PostgreSQL array,
+ * so jsonb values are serialised here, explicitly.
+ */
+export type JsonText = string;
+export const jsonb = (value: unknown): JsonText => JSON.stringify(value);
+
+// customers (20261127000001)
 export interface CustomerRow {
   id: string;
   email: string;
@@ -9,7 +32,27 @@ export interface CustomerRow {
   updated_at: Date;
   deleted_at: Date | null;
 }
+export interface CustomerInsert {
+  /** Defaults to gen_random_uuid(); the application sends a UUIDv7. */
+  id?: string;
+  email: string;
+  company_name: string;
+  stripe_customer_id?: string | null;
+  status?: CustomerRow['status'];
+  created_at?: Sql<Date>;
+  updated_at?: Sql<Date>;
+  deleted_at?: Sql<Date> | null;
+}
+export interface CustomerUpdate {
+  email?: string;
+  company_name?: string;
+  stripe_customer_id?: string | null;
+  status?: CustomerRow['status'];
+  updated_at?: Sql<Date>;
+  deleted_at?: Sql<Date> | null;
+}
 
+// api_keys (20261127000002)
 export interface ApiKeyRow {
   id: string;
   customer_id: string;
@@ -21,11 +64,31 @@ export interface ApiKeyRow {
   expires_at: Date | null;
   revoked_at: Date | null;
 }
+export interface ApiKeyInsert {
+  id?: string;
+  customer_id: string;
+  name?: string | null;
+  secret_hash: string;
+  start: string;
+  created_at?: Sql<Date>;
+  last_used_at?: Sql<Date> | null;
+  expires_at?: Sql<Date> | null;
+  revoked_at?: Sql<Date> | null;
+}
+/** The secret's hash, its start and its customer never change. */
+export interface ApiKeyUpdate {
+  name?: string | null;
+  last_used_at?: Sql<Date> | null;
+  expires_at?: Sql<Date> | null;
+  revoked_at?: Sql<Date> | null;
+}
 
+// audit_log (20261127000003, client_request_id 20261128090000)
 export type AuditActor = 'admin' | 'customer' | 'stripe' | 'system';
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 
 export interface AuditLogRow {
+  /** bigserial */
   id: string;
   at: Date;
   actor: AuditActor;
@@ -38,4 +101,201 @@ export interface AuditLogRow {
   request_id: string | null;
   client_request_id: string | null;
   details: Record<string, unknown>;
+}
+export interface AuditLogInsert {
+  at?: Sql<Date>;
+  actor: AuditActor;
+  actor_id?: string | null;
+  action: string;
+  outcome: AuditOutcome;
+  target_type?: string | null;
+  target_id?: string | null;
+  ip?: string | null;
+  request_id?: string | null;
+  client_request_id?: string | null;
+  details?: JsonText;
+}
+/** Append-only: no column is ever updated. */
+export type AuditLogUpdate = Record<string, never>;
+
+// usage_events (20261127000004)
+export type ForwardingState = 'pending' | 'sent' | 'failed' | 'local';
+
+export interface UsageEventRow {
+  id: string;
+  customer_id: string;
+  metric: string;
+  /** numeric(20,6) */
+  quantity: string;
+  occurred_at: Date;
+  idempotency_key: string;
+  request_hash: string;
+  received_at: Date;
+  state: ForwardingState;
+  attempts: number;
+  next_attempt_at: Date | null;
+  last_error: string | null;
+  sent_at: Date | null;
+}
+export interface UsageEventInsert {
+  id: string;
+  customer_id: string;
+  metric: string;
+  quantity: string;
+  occurred_at: Sql<Date>;
+  idempotency_key: string;
+  request_hash: string;
+  received_at?: Sql<Date>;
+  state: ForwardingState;
+  attempts?: number;
+  next_attempt_at?: Sql<Date> | null;
+  last_error?: string | null;
+  sent_at?: Sql<Date> | null;
+}
+/** What the outbox changes; the event itself never changes. */
+export interface UsageEventUpdate {
+  state?: ForwardingState;
+  attempts?: Sql<number>;
+  next_attempt_at?: Sql<Date> | null;
+  last_error?: string | null;
+  sent_at?: Sql<Date> | null;
+}
+
+// usage_daily (20261127000004)
+export interface UsageDailyRow {
+  customer_id: string;
+  metric: string;
+  /** date, kept as 'YYYY-MM-DD' */
+  day: string;
+  /** smallint */
+  shard: number;
+  /** numeric(26,6) */
+  quantity: string;
+  /** int8 */
+  events: string;
+}
+export type UsageDailyInsert = UsageDailyRow;
+export interface UsageDailyUpdate {
+  quantity?: Sql<string>;
+  events?: Sql<string>;
+}
+
+// plans (20261127000005)
+export interface PlanRow {
+  id: string;
+  code: string;
+  name: string;
+  entitlements: Entitlements;
+  stripe_price_id: string | null;
+  /** {metric: Stripe price id} */
+  metered_prices: Record<string, string>;
+  status: 'active' | 'archived';
+  created_at: Date;
+  updated_at: Date;
+}
+export interface PlanInsert {
+  id: string;
+  code: string;
+  name: string;
+  entitlements: JsonText;
+  stripe_price_id?: string | null;
+  metered_prices?: JsonText;
+  status?: PlanRow['status'];
+  created_at?: Sql<Date>;
+  updated_at?: Sql<Date>;
+}
+export interface PlanUpdate {
+  name?: string;
+  entitlements?: JsonText;
+  stripe_price_id?: string | null;
+  metered_prices?: JsonText;
+  status?: PlanRow['status'];
+  updated_at?: Sql<Date>;
+}
+
+// subscriptions (20261127000006)
+export interface SubscriptionRow {
+  id: string;
+  customer_id: string;
+  plan_id: string;
+  stripe_subscription_id: string | null;
+  status: SubscriptionStatus;
+  current_period_start: Date | null;
+  current_period_end: Date | null;
+  cancel_at_period_end: boolean;
+  canceled_at: Date | null;
+  trial_end: Date | null;
+  /** int8: when the state applied was read from Stripe (ms) */
+  stripe_state_at: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+export interface SubscriptionInsert {
+  id: string;
+  customer_id: string;
+  plan_id: string;
+  stripe_subscription_id?: string | null;
+  status: SubscriptionStatus;
+  current_period_start?: Date | null;
+  current_period_end?: Date | null;
+  cancel_at_period_end?: boolean;
+  canceled_at?: Date | null;
+  trial_end?: Date | null;
+  stripe_state_at?: string | number | null;
+  created_at?: Sql<Date>;
+  updated_at?: Sql<Date>;
+}
+/** Its customer and its Stripe subscription never change. */
+export interface SubscriptionUpdate {
+  plan_id?: string;
+  status?: SubscriptionStatus;
+  current_period_start?: Date | null;
+  current_period_end?: Date | null;
+  cancel_at_period_end?: boolean;
+  canceled_at?: Date | null;
+  trial_end?: Date | null;
+  stripe_state_at?: string | number | null;
+  updated_at?: Sql<Date>;
+}
+
+// stripe_events (20261127000007)
+export interface StripeEventRow {
+  /** Stripe's event id */
+  id: string;
+  type: string;
+  /** int8: the event's `created`, in seconds */
+  stripe_created: string;
+  object_id: string | null;
+  received_at: Date;
+  processed_at: Date | null;
+  attempts: number;
+  last_error: string | null;
+}
+export interface StripeEventInsert {
+  id: string;
+  type: string;
+  stripe_created: string | number;
+  object_id?: string | null;
+  received_at?: Sql<Date>;
+  processed_at?: Sql<Date> | null;
+  attempts?: number;
+  last_error?: string | null;
+}
+export interface StripeEventUpdate {
+  processed_at?: Sql<Date> | null;
+  attempts?: Sql<number>;
+  last_error?: string | null;
+}
+
+declare module 'knex/types/tables' {
+  interface Tables {
+    customers: Knex.CompositeTableType<CustomerRow, CustomerInsert, CustomerUpdate>;
+    api_keys: Knex.CompositeTableType<ApiKeyRow, ApiKeyInsert, ApiKeyUpdate>;
+    audit_log: Knex.CompositeTableType<AuditLogRow, AuditLogInsert, AuditLogUpdate>;
+    usage_events: Knex.CompositeTableType<UsageEventRow, UsageEventInsert, UsageEventUpdate>;
+    usage_daily: Knex.CompositeTableType<UsageDailyRow, UsageDailyInsert, UsageDailyUpdate>;
+    plans: Knex.CompositeTableType<PlanRow, PlanInsert, PlanUpdate>;
+    subscriptions: Knex.CompositeTableType<SubscriptionRow, SubscriptionInsert, SubscriptionUpdate>;
+    stripe_events: Knex.CompositeTableType<StripeEventRow, StripeEventInsert, StripeEventUpdate>;
+  }
 }

@@ -23,16 +23,16 @@ describe('issuing and rotating keys', () => {
     expect(issued.body.ended_key_ids).toEqual([c.keyId]);
     expectError(await me(c.apiKey), 401, 'UNAUTHORIZED');
     expect((await me(issued.apiKey)).body.key.id).toBe(issued.keyId);
-    expect((await t.db('api_keys').where({ id: c.keyId }).first()).revoked_at).not.toBeNull();
+    expect((await t.db('api_keys').where({ id: c.keyId }).first())!.revoked_at).not.toBeNull();
   });
 
   test('when a key is issued with a grace period, then both keys work until the grace ends, then only the new one', async () => {
     const c = await createCustomer(t);
     await me(c.apiKey).expect(200);
     const issued = await issueKey(t, c.id, { grace_period_seconds: 600 });
-    const old = await t.db('api_keys').where({ id: c.keyId }).first();
+    const old = (await t.db('api_keys').where({ id: c.keyId }).first())!;
     expect(old.revoked_at).toBeNull();
-    expect(old.expires_at.getTime() - Date.now()).toBeGreaterThan(590_000);
+    expect(old.expires_at!.getTime() - Date.now()).toBeGreaterThan(590_000);
     await me(c.apiKey).expect(200); // verified again (the rotation evicted it), cached with its expiry
     await me(issued.apiKey).expect(200);
     skewMs = 601_000;
@@ -109,9 +109,9 @@ describe('listing keys', () => {
   test('when keys are used, then last_used_at is written in one batch, not per request', async () => {
     const c = await createCustomer(t);
     for (let i = 0; i < 5; i++) await me(c.apiKey).expect(200);
-    expect((await t.db('api_keys').where({ id: c.keyId }).first()).last_used_at).toBeNull();
+    expect((await t.db('api_keys').where({ id: c.keyId }).first())!.last_used_at).toBeNull();
     await t.c.lastUsed.flush();
-    const stamped = (await t.db('api_keys').where({ id: c.keyId }).first()).last_used_at;
+    const stamped = (await t.db('api_keys').where({ id: c.keyId }).first())!.last_used_at!;
     expect(stamped).not.toBeNull();
     expect(Date.now() - stamped.getTime()).toBeLessThan(10_000);
     const listed = await request(t.app).get(`/api/customers/${c.id}/keys`).set(admin);

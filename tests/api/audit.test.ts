@@ -30,7 +30,7 @@ describe('what is audited', () => {
       const rows = await rowsFor(res.headers['x-request-id']);
       expect(rows).toHaveLength(1);
       expect(rows[0]).toMatchObject({ actor: 'customer', action, outcome: 'failure', details: { reason } });
-      expect(rows[0].ip).toMatch(/127\.0\.0\.1/);
+      expect(rows[0]!.ip).toMatch(/127\.0\.0\.1/);
     }
     for (const headers of [{}, { Authorization: 'Bearer wrong' }]) {
       const res = await request(t.app).get('/api/customers').set(headers);
@@ -68,7 +68,7 @@ describe('what is audited', () => {
       expect(r.actor_id).toMatch(/^admin:[0-9a-f]{12}$/);
       expect(JSON.stringify(r)).not.toContain(t.adminToken);
     }
-    expect(rows[2].details).toMatchObject({ mode: 'rotate', grace_period_seconds: 30, ended_key_ids: [c.keyId] });
+    expect(rows[2]!.details).toMatchObject({ mode: 'rotate', grace_period_seconds: 30, ended_key_ids: [c.keyId] });
   });
 
   test('when an admin action fails, then the failed attempt is audited with its error code', async () => {
@@ -95,7 +95,7 @@ describe('request ids in audit rows', () => {
 
     const victimRows = await rowsFor(victim);
     expect(victimRows).toHaveLength(1);
-    expect(victimRows[0].client_request_id).toBeNull();
+    expect(victimRows[0]!.client_request_id).toBeNull();
     const reuseRows = await rowsFor(ours);
     expect(reuseRows).toHaveLength(1);
     expect(reuseRows[0]).toMatchObject({ action: 'auth.customer_key', request_id: ours, client_request_id: victim });
@@ -113,7 +113,7 @@ describe('request ids in audit rows', () => {
     expect(byClient.status).toBe(200);
     // The customer and its first key: two rows, one request.
     const sameRequest = (await rowsFor(ours)).map((r) => r.id).reverse();
-    expect(sameRequest).toContain(row.id);
+    expect(sameRequest).toContain(row!.id);
     expect(byClient.body.data.map((r: { id: string }) => r.id)).toEqual(sameRequest);
     for (const r of byClient.body.data) expect(r).toMatchObject({ request_id: ours, client_request_id: clientId });
     const byOurs = await request(t.app).get('/api/audit').query({ request_id: ours }).set(admin);
@@ -125,7 +125,7 @@ describe('request ids in audit rows', () => {
     const res = await request(t.app).get('/api/me').set('X-Request-Id', incoming);
     const rows = await rowsFor(res.headers['x-request-id']);
     expect(rows).toHaveLength(1);
-    expect(rows[0].client_request_id).toBeNull();
+    expect(rows[0]!.client_request_id).toBeNull();
   });
 
   test.each([[{ client_request_id: 'has spaces' }], [{ client_request_id: 'x'.repeat(129) }], [{ client_request_id: 'a\u0000' }]])('when filtering by client id %j, then 422', async (query) => {

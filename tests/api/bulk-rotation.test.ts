@@ -49,7 +49,7 @@ describe('rotating every active customer', () => {
       expect(k.ended_key_ids).toEqual([c.keyId]);
       expectError(await me(c.apiKey), 401, 'UNAUTHORIZED');
       expect((await me(k.api_key)).body.key.id).toBe(k.key.id);
-      expect((await t.db('api_keys').where({ id: c.keyId }).first()).revoked_at).not.toBeNull();
+      expect((await t.db('api_keys').where({ id: c.keyId }).first())!.revoked_at).not.toBeNull();
     }
     expect(await t.db('api_keys').where({ customer_id: gone.id })).toHaveLength(1);
   });
@@ -60,9 +60,9 @@ describe('rotating every active customer', () => {
     const res = await rotate({ grace_period_seconds: 600 });
     expect(res.body.rotated).toBe(1);
     const fresh = res.body.keys[0].api_key as string;
-    const old = await t.db('api_keys').where({ id: c!.keyId }).first();
+    const old = (await t.db('api_keys').where({ id: c!.keyId }).first())!;
     expect(old.revoked_at).toBeNull();
-    expect(old.expires_at.getTime() - Date.now()).toBeGreaterThan(590_000);
+    expect(old.expires_at!.getTime() - Date.now()).toBeGreaterThan(590_000);
     await me(c!.apiKey).expect(200);
     await me(fresh).expect(200);
     skewMs = 601_000;
@@ -140,7 +140,7 @@ describe('rotating named customers', () => {
       expect(row).toMatchObject({ actor: 'admin', outcome: 'success', target_type: 'api_key' });
       expect(row.details).toMatchObject({ customer_id: k.customer_id, mode: 'rotate', bulk: true, grace_period_seconds: 0, ended_key_ids: k.ended_key_ids });
     }
-    expect(rows[2].details).toMatchObject({ rotated: 2, grace_period_seconds: 0, selection: 'customer_ids', skipped: [] });
+    expect(rows[2]!.details).toMatchObject({ rotated: 2, grace_period_seconds: 0, selection: 'customer_ids', skipped: [] });
     // The customer's audit trail shows the rotation, as for a single one.
     const trail = await request(t.app).get('/api/audit').query({ customer_id: a!.id, action: 'api_key.issue' }).set(admin());
     expect(trail.body.data.some((r: { request_id: string }) => r.request_id === requestId)).toBe(true);
@@ -211,7 +211,7 @@ describe('refusals', () => {
       req.destroy();
       // The refused attempt is audited with its code once the service gave up.
       const deadline = Date.now() + 20_000;
-      let failed: { details: { code: string } } | undefined;
+      let failed: { details: Record<string, unknown> } | undefined;
       while (!failed && Date.now() < deadline) {
         failed = await slow.db('audit_log').where({ action: 'api_key.bulk_rotate', outcome: 'failure', actor_id: slow.c.adminTokens.match(slow.adminToken) }).first();
         if (!failed) await new Promise((r) => setTimeout(r, 100));

@@ -26,7 +26,7 @@ describe('POST /api/customers', () => {
 
     const keys = await t.db('api_keys').where({ customer_id: res.body.customer.id });
     expect(keys).toHaveLength(1);
-    expect(keys[0].secret_hash).toMatch(/^\$2[aby]\$04\$/);
+    expect(keys[0]!.secret_hash).toMatch(/^\$2[aby]\$04\$/);
     const me = await request(t.app).get('/api/me').set('X-API-Key', res.body.api_key);
     expect(me.status).toBe(200);
     expect(me.body.customer.id).toBe(res.body.customer.id);
@@ -157,7 +157,7 @@ describe('GET, PATCH, DELETE /api/customers/:id', () => {
     expect(res.body.customer).toMatchObject({ id: c.id, email, company_name: 'Renamed' });
     const row = await t.db('customers').where({ id: c.id }).first();
     expect(row).toMatchObject({ email, company_name: 'Renamed' });
-    const audit = await t.db('audit_log').where({ action: 'customer.update', target_id: c.id }).first();
+    const audit = (await t.db('audit_log').where({ action: 'customer.update', target_id: c.id }).first())!;
     expect(audit.details).toEqual({ fields: ['email', 'company_name'] });
   });
 
@@ -165,14 +165,14 @@ describe('GET, PATCH, DELETE /api/customers/:id', () => {
     const a = await createCustomer(t);
     const b = await createCustomer(t);
     expectError(await request(t.app).patch(`/api/customers/${b.id}`).set(admin).send({ email: a.email.toUpperCase() }), 409, 'EMAIL_TAKEN');
-    expect((await t.db('customers').where({ id: b.id }).first()).email).toBe(b.email);
+    expect((await t.db('customers').where({ id: b.id }).first())!.email).toBe(b.email);
   });
 
   test('when a patch is empty or has unknown fields, then 422 and nothing changes', async () => {
     const c = await createCustomer(t);
     expectError(await request(t.app).patch(`/api/customers/${c.id}`).set(admin).send({}), 422, 'VALIDATION_FAILED');
     expectError(await request(t.app).patch(`/api/customers/${c.id}`).set(admin).send({ status: 'deleted' }), 422, 'VALIDATION_FAILED');
-    expect((await t.db('customers').where({ id: c.id }).first()).status).toBe('active');
+    expect((await t.db('customers').where({ id: c.id }).first())!.status).toBe('active');
   });
 
   test('when a customer is deleted, then it is soft-deleted, every key revoked, audit rows kept', async () => {

@@ -137,7 +137,7 @@ describe('secrets from files, reloaded (the step behind every SIGHUP)', () => {
       expect(failed.problems.join()).toMatch(/ADMIN_API_TOKEN_FILE: .* is empty/);
       await get(NEW).expect(200);
       const row = await t.db('audit_log').where({ action: 'secrets.reload', outcome: 'failure' }).orderBy('id', 'desc').first();
-      expect(row.details.problems[0]).toMatch(/ADMIN_API_TOKEN_FILE/);
+      expect((row!.details.problems as string[])[0]).toMatch(/ADMIN_API_TOKEN_FILE/);
       expect(t.logs.join('').includes(NEW)).toBe(false);
     } finally {
       await t.close();

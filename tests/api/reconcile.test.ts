@@ -23,8 +23,8 @@ afterAll(async () => {
 });
 
 const stripePlan = () => createPlan(t, { stripe_price_id: `price_${randomBytes(5).toString('hex')}` });
-const priceOf = async (plan: string) => (await t.db('plans').where({ code: plan }).first()).stripe_price_id as string;
-const stripeCustomerOf = async (customerId: string) => (await t.db('customers').where({ id: customerId }).first()).stripe_customer_id as string;
+const priceOf = async (plan: string) => (await t.db('plans').where({ code: plan }).first())!.stripe_price_id as string;
+const stripeCustomerOf = async (customerId: string) => (await t.db('customers').where({ id: customerId }).first())!.stripe_customer_id as string;
 /** stripe-node against the fake, as another integration in the same Stripe account would use it. */
 const otherApp = () => new Stripe('sk_test_other_app', { host: '127.0.0.1', port: Number(new URL(stripe.url).port), protocol: 'http' });
 
@@ -61,8 +61,8 @@ test('when local state drifted from Stripe, then reconciliation repairs it and r
   expect(byStripeId[onlyInStripe.body.stripe_subscription_id]).toMatchObject({ change: 'added', to: 'active' });
   expect(byStripeId[clean.body.stripe_subscription_id]).toBeUndefined();
 
-  expect((await t.db('subscriptions').where({ id: drifted.id }).first()).status).toBe('past_due');
-  expect((await t.db('subscriptions').where({ id: gone.id }).first()).status).toBe('canceled');
+  expect((await t.db('subscriptions').where({ id: drifted.id }).first())!.status).toBe('past_due');
+  expect((await t.db('subscriptions').where({ id: gone.id }).first())!.status).toBe('canceled');
   const restored = await t.db('subscriptions').where({ stripe_subscription_id: onlyInStripe.body.stripe_subscription_id }).first();
   expect(restored).toMatchObject({ id: onlyInStripe.id, customer_id: onlyInStripe.customerId, status: 'active' });
 
@@ -77,7 +77,7 @@ test('when `npm run reconcile` runs, then it prints what it checked and changed'
   expect(out.code).toBe(0);
   expect(out.text).toContain(s.body.stripe_subscription_id);
   expect(out.text).toMatch(/Checked \d+ Stripe subscription\(s\); \d+ change\(s\)\./);
-  expect((await t.db('subscriptions').where({ id: s.id }).first()).status).toBe('unpaid');
+  expect((await t.db('subscriptions').where({ id: s.id }).first())!.status).toBe('unpaid');
 });
 
 test('when another app’s subscription, with its own ids in the metadata, sits among ours, then ours are repaired, it is reported as ignored, and the call succeeds', async () => {
@@ -100,8 +100,8 @@ test('when another app’s subscription, with its own ids in the metadata, sits 
   expect(byStripeId[foreign.id]).toEqual({ subscription_id: null, stripe_subscription_id: foreign.id, change: 'ignored: metadata.customer_id is not one of our ids' });
   expect(byStripeId[first.body.stripe_subscription_id]).toMatchObject({ change: 'updated', to: 'past_due' });
   expect(byStripeId[last.body.stripe_subscription_id]).toMatchObject({ change: 'updated', to: 'unpaid' });
-  expect((await t.db('subscriptions').where({ id: first.id }).first()).status).toBe('past_due');
-  expect((await t.db('subscriptions').where({ id: last.id }).first()).status).toBe('unpaid');
+  expect((await t.db('subscriptions').where({ id: first.id }).first())!.status).toBe('past_due');
+  expect((await t.db('subscriptions').where({ id: last.id }).first())!.status).toBe('unpaid');
   expect(await t.db('subscriptions').where({ stripe_subscription_id: foreign.id })).toEqual([]);
   expect(await t.db('subscriptions').where({ customer_id: host.customerId })).toHaveLength(1);
 
@@ -110,7 +110,7 @@ test('when another app’s subscription, with its own ids in the metadata, sits 
   expect(out.code).toBe(0);
   expect(out.text).toContain(`"stripe_subscription_id": "${foreign.id}"`);
   expect(out.text).toContain('ignored: metadata.customer_id is not one of our ids');
-  expect((await t.db('subscriptions').where({ id: host.id }).first()).cancel_at_period_end).toBe(true);
+  expect((await t.db('subscriptions').where({ id: host.id }).first())!.cancel_at_period_end).toBe(true);
   stripe.subscriptions.delete(foreign.id);
 });
 
@@ -131,8 +131,8 @@ test('when one subscription of ours cannot be applied, then it is reported as fa
   });
   expect(JSON.stringify(res.body)).not.toMatch(/insert into|subscriptions_status_check/);
   expect(byStripeId[drifted.body.stripe_subscription_id]).toMatchObject({ change: 'updated', to: 'past_due' });
-  expect((await t.db('subscriptions').where({ id: broken.id }).first()).status).toBe('active');
-  expect((await t.db('subscriptions').where({ id: drifted.id }).first()).status).toBe('past_due');
+  expect((await t.db('subscriptions').where({ id: broken.id }).first())!.status).toBe('active');
+  expect((await t.db('subscriptions').where({ id: drifted.id }).first())!.status).toBe('past_due');
   expect(t.logs.some((l) => l.includes(broken.body.stripe_subscription_id) && l.includes('subscriptions_status_check'))).toBe(true);
   stripe.setSubscription(broken.body.stripe_subscription_id, { status: 'active' });
 });

@@ -55,7 +55,7 @@ describe('signatures', () => {
     const res = await deliver(e);
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ received: true, event_id: e.id, type: e.type, result: 'ignored' });
-    expect((await eventRows(e.id))[0].processed_at).not.toBeNull();
+    expect((await eventRows(e.id))[0]!.processed_at).not.toBeNull();
   });
 
   test.each([
@@ -98,7 +98,7 @@ describe('each event applied once', () => {
     expect(many.every((r) => r.status === 200 && r.body.result === 'duplicate')).toBe(true);
     expect(await eventRows(e.id)).toHaveLength(1);
     expect(await auditFor(e.id)).toHaveLength(1);
-    expect((await local(s.id)).status).toBe('past_due');
+    expect((await local(s.id))!.status).toBe('past_due');
   });
 
   test('when a new event is delivered ten times at once, then exactly one delivery applies it', async () => {
@@ -108,7 +108,7 @@ describe('each event applied once', () => {
     const results = await Promise.all(Array.from({ length: 10 }, () => deliver(e)));
     expect(results.map((r) => r.body.result).sort()).toEqual(['processed', ...Array(9).fill('duplicate')].sort());
     expect(await auditFor(e.id)).toHaveLength(1);
-    expect((await local(s.id)).cancel_at_period_end).toBe(true);
+    expect((await local(s.id))!.cancel_at_period_end).toBe(true);
   });
 });
 
@@ -121,16 +121,16 @@ describe('out of order', () => {
     const newer = event('customer.subscription.updated', { ...stripe.subscriptions.get(subId) }, clock + 2);
     clock += 2;
     await deliver(newer).expect(200);
-    expect((await local(s.id)).status).toBe('past_due');
+    expect((await local(s.id))!.status).toBe('past_due');
     await deliver(older).expect(200);
-    expect((await local(s.id)).status).toBe('past_due');
+    expect((await local(s.id))!.status).toBe('past_due');
   });
 
   test('when updated arrives before created for a subscription made in Stripe, then the row is made once with the current state', async () => {
     const c = await createCustomer(t);
     const plan = await stripePlan();
-    const price = (await t.db('plans').where({ code: plan }).first()).stripe_price_id;
-    const stripeCustomer = (await t.db('customers').where({ id: c.id }).first()).stripe_customer_id;
+    const price = (await t.db('plans').where({ code: plan }).first())!.stripe_price_id!;
+    const stripeCustomer = (await t.db('customers').where({ id: c.id }).first())!.stripe_customer_id!;
     const created = await new Stripe('sk_test_webhooks', { host: '127.0.0.1', port: Number(new URL(stripe.url).port), protocol: 'http' }).subscriptions.create({
       customer: stripeCustomer,
       items: [{ price }],
@@ -143,14 +143,14 @@ describe('out of order', () => {
     const rows = await t.db('subscriptions').where({ stripe_subscription_id: created.id });
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ customer_id: c.id, status: 'past_due' });
-    expect(rows[0].plan_id).toBe((await t.db('plans').where({ code: plan }).first()).id);
+    expect(rows[0]!.plan_id).toBe((await t.db('plans').where({ code: plan }).first())!.id);
   });
 });
 
 test('when a subscription goes through its whole life by webhooks, then the local state follows each step', async () => {
   const s = await subscribe(t, { plan: await stripePlan(), body: { trial_days: 7 } });
   const subId = s.body.stripe_subscription_id;
-  expect((await local(s.id)).status).toBe('trialing');
+  expect((await local(s.id))!.status).toBe('trialing');
 
   const steps: [string, object, Partial<Record<string, unknown>>, string][] = [
     ['customer.subscription.updated', { status: 'active', trial_end: null }, {}, 'active'],
@@ -162,9 +162,9 @@ test('when a subscription goes through its whole life by webhooks, then the loca
     const sub = stripe.setSubscription(subId, change);
     const res = await deliver(event(type, Object.keys(object).length ? object : { ...sub }));
     expect([type, res.status, res.body.result]).toEqual([type, 200, 'processed']);
-    expect([type, (await local(s.id)).status]).toEqual([type, expected]);
+    expect([type, (await local(s.id))!.status]).toEqual([type, expected]);
   }
-  expect((await local(s.id)).canceled_at).not.toBeNull();
+  expect((await local(s.id))!.canceled_at).not.toBeNull();
   const mine = await request(t.app).get('/api/subscriptions').set('X-API-Key', s.customer.apiKey);
   expect(mine.body.data[0]).toMatchObject({ id: s.id, status: 'canceled' });
 });
@@ -176,22 +176,22 @@ test('when applying an event fails, then 500 so Stripe retries, the failure is v
   const e = event('customer.subscription.updated', { ...stripe.subscriptions.get(subId) });
   stripe.failNext(new RegExp(`^/v1/subscriptions/${subId}$`), 3, { status: 500 });
   expectError(await deliver(e), 500, 'INTERNAL_ERROR');
-  expect((await local(s.id)).status).toBe('active');
+  expect((await local(s.id))!.status).toBe('active');
   const [row] = await eventRows(e.id);
   expect(row).toMatchObject({ processed_at: null, attempts: 1 });
-  expect(row.last_error).toMatch(/500/);
+  expect(row!.last_error).toMatch(/500/);
   const report = await request(t.app).get('/api/reports/webhooks').set(admin);
   expect(report.body.failing_events.map((f: { id: string }) => f.id)).toContain(e.id);
 
   const again = await deliver(e);
   expect(again.body.result).toBe('processed');
-  expect((await local(s.id)).status).toBe('unpaid');
+  expect((await local(s.id))!.status).toBe('unpaid');
   expect((await eventRows(e.id))[0]).toMatchObject({ attempts: 2, last_error: null });
 });
 
 test('when a Stripe customer is deleted, then our customer is unlinked and keeps its data', async () => {
   const c = await createCustomer(t);
-  const stripeId = (await t.db('customers').where({ id: c.id }).first()).stripe_customer_id;
+  const stripeId = (await t.db('customers').where({ id: c.id }).first())!.stripe_customer_id;
   await deliver(event('customer.deleted', { id: stripeId, object: 'customer', deleted: true })).expect(200);
   expect(await t.db('customers').where({ id: c.id }).first()).toMatchObject({ stripe_customer_id: null, status: 'active' });
 });
@@ -208,18 +208,18 @@ describe('objects of other integrations in the same Stripe account', () => {
     expect(res.body).toEqual({ received: true, event_id: e.id, type: e.type, result: 'ignored' });
     const [row] = await eventRows(e.id);
     expect(row).toMatchObject({ attempts: 1, last_error: null });
-    expect(row.processed_at).not.toBeNull();
+    expect(row!.processed_at).not.toBeNull();
     const audit = await auditFor(e.id);
     expect(audit).toHaveLength(1);
     expect(audit[0]).toMatchObject({ action: `stripe.${e.type}`, outcome: 'success' });
-    expect(audit[0].details.ignored).toMatch(reason);
+    expect(audit[0]!.details.ignored).toMatch(reason);
   }
 
   test('when a subscription of an unknown Stripe customer carries another app’s ids in its metadata, then its events are ignored, recorded, and nothing is written', async () => {
     const api = stripeApi();
     const theirs = await api.customers.create({ email: 'someone@other-app.example' });
     const plan = await stripePlan();
-    const price = (await t.db('plans').where({ code: plan }).first()).stripe_price_id;
+    const price = (await t.db('plans').where({ code: plan }).first())!.stripe_price_id!;
     const sub = await api.subscriptions.create({ customer: theirs.id, items: [{ price }], metadata: FOREIGN });
 
     for (const e of [
@@ -237,8 +237,8 @@ describe('objects of other integrations in the same Stripe account', () => {
 
   test('when another app’s subscription is on one of our Stripe customers, with our price and its own ids in the metadata, then it is ignored and no row is made', async () => {
     const ours = await subscribe(t, { plan: await stripePlan() });
-    const price = (await t.db('plans').where({ code: ours.plan }).first()).stripe_price_id;
-    const stripeCustomer = (await t.db('customers').where({ id: ours.customerId }).first()).stripe_customer_id;
+    const price = (await t.db('plans').where({ code: ours.plan }).first())!.stripe_price_id!;
+    const stripeCustomer = (await t.db('customers').where({ id: ours.customerId }).first())!.stripe_customer_id!;
     const sub = await stripeApi().subscriptions.create({ customer: stripeCustomer, items: [{ price }], metadata: { ...FOREIGN, plan_code: ours.plan } });
 
     await expectIgnored(event('customer.subscription.created', { ...stripe.subscriptions.get(sub.id) }), /metadata\.customer_id is not one of our ids/);
@@ -249,8 +249,8 @@ describe('objects of other integrations in the same Stripe account', () => {
 
   test('when only metadata.subscription_id is not one of our ids, then the event is ignored', async () => {
     const ours = await subscribe(t, { plan: await stripePlan() });
-    const price = (await t.db('plans').where({ code: ours.plan }).first()).stripe_price_id;
-    const stripeCustomer = (await t.db('customers').where({ id: ours.customerId }).first()).stripe_customer_id;
+    const price = (await t.db('plans').where({ code: ours.plan }).first())!.stripe_price_id!;
+    const stripeCustomer = (await t.db('customers').where({ id: ours.customerId }).first())!.stripe_customer_id!;
     const sub = await stripeApi().subscriptions.create({
       customer: stripeCustomer,
       items: [{ price }],
@@ -292,10 +292,10 @@ describe('malformed events', () => {
     expectError(await deliver(e), 400, 'BAD_REQUEST');
     const [row] = await eventRows(e.id as string);
     expect(row).toMatchObject({ processed_at: null, attempts: 1 });
-    expect(row.last_error).toMatch(/^BAD_REQUEST: malformed event/);
-    expect(row.last_error).toMatch(reason);
+    expect(row!.last_error).toMatch(/^BAD_REQUEST: malformed event/);
+    expect(row!.last_error).toMatch(reason);
     const report = await webhookReport();
-    expect(report.failing_events.find((f: { id: string }) => f.id === e.id)).toMatchObject({ last_error: row.last_error, attempts: 1 });
+    expect(report.failing_events.find((f: { id: string }) => f.id === e.id)).toMatchObject({ last_error: row!.last_error, attempts: 1 });
 
     expectError(await deliver(e), 400, 'BAD_REQUEST');
     expect((await eventRows(e.id as string))[0]).toMatchObject({ attempts: 2, processed_at: null });
@@ -341,7 +341,7 @@ test('when applying fails in the database, then last_error holds a stable code a
   expect(listed.last_error).toBe('INTERNAL_ERROR: the event could not be applied');
   const logged = t.logs.slice(logsBefore).filter((l) => l.includes(e.id));
   expect(logged.some((l) => /subscriptions_status_check/.test(l))).toBe(true);
-  expect((await local(s.id)).status).toBe('active');
+  expect((await local(s.id))!.status).toBe('active');
   stripe.setSubscription(subId, { status: 'active' });
 });
 
@@ -356,7 +356,7 @@ describe('signature timestamps', () => {
     expect(await eventRows(e.id)).toEqual([]);
     expect(await auditFor(e.id)).toEqual([]);
     expect(rereads(s.body.stripe_subscription_id)).toBe(reads);
-    expect((await local(s.id)).status).toBe('active');
+    expect((await local(s.id))!.status).toBe('active');
   });
 
   test('when the signature is dated a little in the future (clock skew within the tolerance), then it is accepted', async () => {
@@ -383,7 +383,7 @@ describe('body size', () => {
     const res = await deliver(e);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ event_id: e.id, result: 'ignored' });
-    expect((await eventRows(e.id))[0].processed_at).not.toBeNull();
+    expect((await eventRows(e.id))[0]!.processed_at).not.toBeNull();
   });
 
   test('when a signed event is over WEBHOOK_BODY_LIMIT, then 413 PAYLOAD_TOO_LARGE and nothing is written', async () => {

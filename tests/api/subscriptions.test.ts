@@ -88,14 +88,14 @@ describe('with Stripe on', () => {
 
   test('when a customer is created, then its Stripe customer is created once and linked; changes follow; deletion leaves Stripe alone', async () => {
     const c = await createCustomer(t, { company_name: 'Mirror Ltd' });
-    const row = await t.db('customers').where({ id: c.id }).first();
+    const row = (await t.db('customers').where({ id: c.id }).first())!;
     const creates = stripe.requests.filter((r) => r.method === 'POST' && r.path === '/v1/customers' && (r.body as any).metadata?.customer_id === c.id);
     expect(creates).toHaveLength(1);
     expect(creates[0]!.idempotencyKey).toBe(`customer-create-${c.id}`);
-    expect(stripe.customers.get(row.stripe_customer_id)).toMatchObject({ email: c.email, name: 'Mirror Ltd' });
+    expect(stripe.customers.get(row.stripe_customer_id!)).toMatchObject({ email: c.email, name: 'Mirror Ltd' });
 
     await request(t.app).patch(`/api/customers/${c.id}`).set(admin).send({ company_name: 'Renamed Ltd' }).expect(200);
-    expect(stripe.customers.get(row.stripe_customer_id)).toMatchObject({ name: 'Renamed Ltd' });
+    expect(stripe.customers.get(row.stripe_customer_id!)).toMatchObject({ name: 'Renamed Ltd' });
 
     await request(t.app).delete(`/api/customers/${c.id}`).set(admin).expect(200);
     expect(stripe.requests.filter((r) => r.method === 'DELETE' && r.path.startsWith('/v1/customers'))).toHaveLength(0);
@@ -105,7 +105,7 @@ describe('with Stripe on', () => {
     const plan = await stripePlan();
     const s = await subscribe(t, { plan });
     const stripeSub = stripe.subscriptions.get(s.body.stripe_subscription_id)!;
-    expect(stripeSub.items.data.map((i) => i.price.id).sort()).toEqual([(await t.db('plans').where({ code: plan }).first()).stripe_price_id, 'price_meteredcalls'].sort());
+    expect(stripeSub.items.data.map((i) => i.price.id).sort()).toEqual([(await t.db('plans').where({ code: plan }).first())!.stripe_price_id, 'price_meteredcalls'].sort());
     expect(stripeSub.metadata).toEqual({ customer_id: s.customerId, plan_code: plan, subscription_id: s.id });
     expect(s.body).toMatchObject({ status: 'active', current_period_end: new Date(stripeSub.items.data[0]!.current_period_end * 1000).toISOString() });
   });
@@ -145,7 +145,7 @@ describe('with Stripe on', () => {
   test('when the plan changes or the subscription is canceled, then Stripe is told and the local row follows', async () => {
     const s = await subscribe(t, { plan: await stripePlan() });
     const next = await stripePlan();
-    const nextPrice = (await t.db('plans').where({ code: next }).first()).stripe_price_id;
+    const nextPrice = (await t.db('plans').where({ code: next }).first())!.stripe_price_id;
     const changed = await request(t.app).patch(`/api/customers/${s.customerId}/subscriptions/${s.id}`).set(admin).send({ plan: next });
     expect(changed.status).toBe(200);
     expect(changed.body.subscription.plan.code).toBe(next);

@@ -38,7 +38,7 @@ describe.each(INVISIBLE)('when a name carries %s', (_label, name) => {
     expect(await t.db('customers').where({ email })).toHaveLength(0);
     const c = await createCustomer(t);
     expectRefused(await request(t.app).patch(`/api/customers/${c.id}`).set(admin).send({ company_name: name }), 'company_name');
-    expect((await t.db('customers').where({ id: c.id }).first()).company_name).toBe('Acme Ltd');
+    expect((await t.db('customers').where({ id: c.id }).first())!.company_name).toBe('Acme Ltd');
   });
 
   test('then no key is issued with it', async () => {
@@ -54,7 +54,7 @@ describe.each(INVISIBLE)('when a name carries %s', (_label, name) => {
     expect(await t.db('plans').where({ code })).toHaveLength(0);
     const existing = await createPlan(t);
     expectRefused(await request(t.app).patch(`/api/plans/${existing}`).set(admin).send({ name }), 'name');
-    expect((await t.db('plans').where({ code: existing }).first()).name).toBe('Pro');
+    expect((await t.db('plans').where({ code: existing }).first())!.name).toBe('Pro');
   });
 });
 
@@ -62,6 +62,6 @@ test('when names are in other scripts, with accents or symbols, then they are ke
   for (const name of ['Müller & Söhne GmbH', '株式会社サンプル', 'Ελληνικά Α.Ε.', 'عربي للتجارة', 'Café ☕ 42']) {
     const res = await request(t.app).post('/api/customers').set(admin).send({ email: uniqueEmail('intl'), company_name: name });
     expect([name, res.status]).toEqual([name, 201]);
-    expect((await t.db('customers').where({ id: res.body.customer.id }).first()).company_name).toBe(name);
+    expect((await t.db('customers').where({ id: res.body.customer.id }).first())!.company_name).toBe(name);
   }
 });

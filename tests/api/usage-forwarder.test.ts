@@ -70,7 +70,7 @@ test('when events are pending, then each is sent once as a meter event identifie
   const sent = sentFor([...ids, storage!]);
   expect(sent).toHaveLength(4);
   const first = sent.find((r) => (r.body as { identifier: string }).identifier === ids[0])!;
-  const row = await t.db('usage_events').where({ id: ids[0] }).first();
+  const row = (await t.db('usage_events').where({ id: ids[0] }).first())!;
   expect(first.body).toEqual({
     event_name: 'api_calls',
     identifier: ids[0],
@@ -93,14 +93,14 @@ test('when Stripe answers 500 twice, then the event is retried with growing back
   stripe.failNext(/meter_events/, 2, { status: 500 });
 
   expect(await t.c.forwarder.runOnce()).toMatchObject({ claimed: 1, retried: 1 });
-  let row = await t.db('usage_events').where({ id }).first();
+  let row = (await t.db('usage_events').where({ id }).first())!;
   expect(row).toMatchObject({ state: 'pending', attempts: 1 });
   expect(row.last_error).toMatch(/500/);
-  expect(row.next_attempt_at.getTime()).toBeGreaterThan(Date.now() - 50);
+  expect(row.next_attempt_at!.getTime()).toBeGreaterThan(Date.now() - 50);
 
   await sleep(120);
   expect(await t.c.forwarder.runOnce()).toMatchObject({ claimed: 1, retried: 1 });
-  row = await t.db('usage_events').where({ id }).first();
+  row = (await t.db('usage_events').where({ id }).first())!;
   expect(row.attempts).toBe(2);
   await sleep(250);
   expect(await t.c.forwarder.runOnce()).toMatchObject({ claimed: 1, sent: 1 });
@@ -130,10 +130,10 @@ test('when Stripe stalls past the timeout, then the event is retried and then se
   const [id] = await report(c, 1);
   stripe.failNext(/meter_events/, 1, 'stall');
   expect(await t.c.forwarder.runOnce()).toMatchObject({ claimed: 1, retried: 1 });
-  expect((await t.db('usage_events').where({ id }).first()).last_error).toMatch(/timed? ?out|aborted|connection/i);
+  expect((await t.db('usage_events').where({ id }).first())!.last_error).toMatch(/timed? ?out|aborted|connection/i);
   await sleep(150);
   expect(await t.c.forwarder.runOnce()).toMatchObject({ sent: 1 });
-  expect((await t.db('usage_events').where({ id }).first()).state).toBe('sent');
+  expect((await t.db('usage_events').where({ id }).first())!.state).toBe('sent');
 });
 
 test('when Stripe refuses an event (4xx), then it is failed at once, visible to admins, and an admin can retry it', async () => {
@@ -232,7 +232,7 @@ test('when Stripe is off, then events are stored as local and the forwarder does
     const c = await createCustomer(off);
     const res = await request(off.app).post('/api/usage').set('X-API-Key', c.apiKey).send({ metric: 'api_calls', quantity: 1, idempotency_key: 'off-1' });
     expect(res.status).toBe(201);
-    expect((await off.db('usage_events').where({ id: res.body.event.id }).first()).state).toBe('local');
+    expect((await off.db('usage_events').where({ id: res.body.event.id }).first())!.state).toBe('local');
     expect(await off.c.forwarder.runOnce()).toMatchObject({ claimed: 0 });
     const status = await request(off.app).get('/api/reports/forwarding').set({ Authorization: `Bearer ${off.adminToken}` });
     expect(status.body.stripe_enabled).toBe(false);

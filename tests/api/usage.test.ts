@@ -27,7 +27,7 @@ describe('POST /api/usage: one event', () => {
     const stored = await rows(c);
     expect(stored).toHaveLength(1);
     expect(stored[0]).toMatchObject({ id: res.body.event.id, quantity: '42.000000', state: 'local', attempts: 0 });
-    expect(stored[0].occurred_at.toISOString()).toBe(res.body.event.occurred_at);
+    expect(stored[0]!.occurred_at.toISOString()).toBe(res.body.event.occurred_at);
   });
 
   test('when the same event is sent twice, then the replay returns the original and adds no row', async () => {
@@ -61,7 +61,7 @@ describe('POST /api/usage: one event', () => {
     expectError(await post(c, { metric: 'storage_gb', quantity: 1, idempotency_key: k }), 409, 'IDEMPOTENCY_CONFLICT');
     const stored = await rows(c);
     expect(stored).toHaveLength(1);
-    expect(stored[0].quantity).toBe('1.000000');
+    expect(stored[0]!.quantity).toBe('1.000000');
   });
 
   test('when different bodies race on one key, then one wins and the rest are replays or conflicts', async () => {
@@ -83,8 +83,8 @@ describe('POST /api/usage: one event', () => {
     const k = key();
     await post(a, { metric: 'api_calls', quantity: 1, idempotency_key: k }).expect(201);
     await post(b, { metric: 'api_calls', quantity: 5, idempotency_key: k }).expect(201);
-    expect((await rows(a))[0].quantity).toBe('1.000000');
-    expect((await rows(b))[0].quantity).toBe('5.000000');
+    expect((await rows(a))[0]!.quantity).toBe('1.000000');
+    expect((await rows(b))[0]!.quantity).toBe('5.000000');
   });
 
   test('when the key comes in the Idempotency-Key header, then it is used; a different body key is refused', async () => {

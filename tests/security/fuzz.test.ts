@@ -187,7 +187,7 @@ test('when string fields carry SQL metacharacters, then they are stored as plain
   const evil = "Robert'); DROP TABLE customers; --";
   const res = await request(t.app).post('/api/customers').set(admin).send({ email: `x${Date.now()}@example.com`, company_name: evil });
   expect(res.status).toBe(201);
-  expect((await t.db('customers').where({ id: res.body.customer.id }).first()).company_name).toBe(evil);
+  expect((await t.db('customers').where({ id: res.body.customer.id }).first())!.company_name).toBe(evil);
   const usage = await request(t.app).post('/api/usage').set('X-API-Key', res.body.api_key).send({ metric: 'api_calls', quantity: 1, idempotency_key: "k'; DELETE FROM usage_events; --" });
   expect(usage.status).toBe(201);
   const found = await request(t.app).get('/api/customers').query({ email: "' OR '1'='1" }).set(admin);

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { ApiKeyRow } from '../../db/tables';
+import type { ApiKeyRow, CustomerRow } from '../../db/tables';
 
 export interface ApiKey {
   id: string;
@@ -25,6 +25,9 @@ const PUBLIC_COLUMNS = ['id', 'customer_id', 'name', 'start', 'created_at', 'las
 
 type PublicRow = Pick<ApiKeyRow, (typeof PUBLIC_COLUMNS)[number]>;
 
+/** A key joined with its customer's status (the aliases leave Knex without the table types). */
+type CandidateRow = Pick<ApiKeyRow, 'id' | 'secret_hash' | 'expires_at' | 'revoked_at'> & Pick<CustomerRow, 'status'>;
+
 const toApiKey = (r: PublicRow): ApiKey => ({
   id: r.id,
   customerId: r.customer_id,
@@ -49,26 +52,20 @@ export function createApiKeysRepository() {
       db: Knex,
       k: { id: string; customerId: string; name: string | null; secretHash: string; start: string },
     ): Promise<ApiKey> {
-      const [row] = await db<ApiKeyRow>('api_keys')
+      const [row] = await db('api_keys')
         .insert({ id: k.id, customer_id: k.customerId, name: k.name, secret_hash: k.secretHash, start: k.start })
         .returning([...PUBLIC_COLUMNS]);
-      return toApiKey(row as PublicRow);
+      return toApiKey(row!);
     },
 
     async listForCustomer(db: Knex, customerId: string): Promise<ApiKey[]> {
-      const rows = await db<ApiKeyRow>('api_keys')
-        .select([...PUBLIC_COLUMNS])
-        .where({ customer_id: customerId })
-        .orderBy('id', 'desc');
-      return (rows as PublicRow[]).map(toApiKey);
+      const rows = await db('api_keys').select([...PUBLIC_COLUMNS]).where({ customer_id: customerId }).orderBy('id', 'desc');
+      return rows.map(toApiKey);
     },
 
     async findForCustomer(db: Knex, customerId: string, keyId: string): Promise<ApiKey | null> {
-      const row = await db<ApiKeyRow>('api_keys')
-        .select([...PUBLIC_COLUMNS])
-        .where({ id: keyId, customer_id: customerId })
-        .first();
-      return row ? toApiKey(row as PublicRow) : null;
+      const row = await db('api_keys').select([...PUBLIC_COLUMNS]).where({ id: keyId, customer_id: customerId }).first();
+      return row ? toApiKey(row) : null;
     },
 
     async countActive(db: Knex, customerId: string): Promise<number> {
@@ -97,16 +94,16 @@ export function createApiKeysRepository() {
               ['id'],
             )
           : await q.update({ revoked_at: db.fn.now() }, ['id']);
-      return (rows as { id: string }[]).map((r) => r.id);
+      return rows.map((r) => r.id);
     },
 
     /** Several keys in one statement (a bulk rotation). */
     async insertMany(db: Knex, keys: { id: string; customerId: string; name: string | null; secretHash: string; start: string }[]): Promise<ApiKey[]> {
       if (keys.length === 0) return [];
-      const rows = await db<ApiKeyRow>('api_keys')
+      const rows = await db('api_keys')
         .insert(keys.map((k) => ({ id: k.id, customer_id: k.customerId, name: k.name, secret_hash: k.secretHash, start: k.start })))
         .returning([...PUBLIC_COLUMNS]);
-      return (rows as PublicRow[]).map(toApiKey);
+      return rows.map(toApiKey);
     },
 
     /** Active keys per customer, for several customers in one query (customers without any are absent). */
@@ -136,23 +133,23 @@ export function createApiKeysRepository() {
               ['id', 'customer_id'],
             )
           : await q.update({ revoked_at: db.fn.now() }, ['id', 'customer_id']);
-      return (rows as { id: string; customer_id: string }[]).map((r) => ({ id: r.id, customerId: r.customer_id }));
+      return rows.map((r) => ({ id: r.id, customerId: r.customer_id }));
     },
 
     async revoke(db: Knex, customerId: string, keyId: string): Promise<ApiKey | null> {
-      const [row] = await db<ApiKeyRow>('api_keys')
+      const [row] = await db('api_keys')
         .where({ id: keyId, customer_id: customerId })
-        .update({ revoked_at: db.raw('coalesce(revoked_at, now())') as unknown as Date }, [...PUBLIC_COLUMNS]);
-      return row ? toApiKey(row as PublicRow) : null;
+        .update({ revoked_at: db.raw('coalesce(revoked_at, now())') }, [...PUBLIC_COLUMNS]);
+      return row ? toApiKey(row) : null;
     },
 
     /** One indexed lookup by (customer, start); usually one candidate, so one bcrypt. */
     async findCandidates(db: Knex, customerId: string, start: string): Promise<KeyCandidate[]> {
-      const rows = await db('api_keys as k')
+      const rows: CandidateRow[] = await db('api_keys as k')
         .join('customers as c', 'c.id', 'k.customer_id')
         .select('k.id', 'k.secret_hash', 'k.expires_at', 'k.revoked_at', 'c.status')
         .where({ 'k.customer_id': customerId, 'k.start': start });
-      return rows.map((r: { id: string; secret_hash: string; expires_at: Date | null; revoked_at: Date | null; status: 'active' | 'deleted' }) => ({
+      return rows.map((r) => ({
         id: r.id,
         secretHash: r.secret_hash,
         expiresAt: r.expires_at,
@@ -163,7 +160,7 @@ export function createApiKeysRepository() {
 
     /** The state of one key and its customer: the cheap re-check of a cached verdict. */
     async findState(db: Knex, keyId: string): Promise<Omit<KeyCandidate, 'secretHash'> | null> {
-      const r = await db('api_keys as k')
+      const r: Omit<CandidateRow, 'secret_hash'> | undefined = await db('api_keys as k')
         .join('customers as c', 'c.id', 'k.customer_id')
         .select('k.id', 'k.expires_at', 'k.revoked_at', 'c.status')
         .where('k.id', keyId)

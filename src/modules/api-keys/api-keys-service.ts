@@ -4,7 +4,7 @@ import { AppError, NotFoundError } from '../../errors/app-error';
 import { uuidv7 } from '../../lib/ids';
 import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
-import type { CustomersRepository } from '../customers/customers-repository';
+import type { CustomerLookup } from '../customers/customer-lookup';
 import type { ApiKey, ApiKeysRepository } from './api-keys-repository';
 import { createBulkRotationService } from './bulk-rotation-service';
 import { displayStart, generateKey } from './key-format';
@@ -30,7 +30,8 @@ export interface IssueOptions {
 export interface ApiKeysServiceDeps {
   db: Knex;
   repo: ApiKeysRepository;
-  customers: CustomersRepository;
+  /** Not the customers service, which issues keys through this one (see customer-lookup.ts). */
+  customers: Pick<CustomerLookup, 'assertActive' | 'assertExists' | 'findMany' | 'activeIdsAfter'>;
   audit: AuditService;
   invalidation: KeyInvalidation;
   bcryptCost: number;
@@ -58,13 +59,6 @@ export function createApiKeysService(deps: ApiKeysServiceDeps) {
     return created;
   }
 
-  async function lockLiveCustomer(trx: Knex, customerId: string) {
-    const customer = await customers.findById(trx, customerId, { forUpdate: true });
-    if (!customer) throw new NotFoundError('Customer');
-    if (customer.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
-    return customer;
-  }
-
   const bulk = createBulkRotationService({ db, repo, customers, audit, invalidation, prepare, maxActiveKeys });
 
   return {
@@ -79,7 +73,7 @@ export function createApiKeysService(deps: ApiKeysServiceDeps) {
       const mode = opts.keepExisting ? 'add' : 'rotate';
       let endedKeyIds: string[] = [];
       const key = await db.transaction(async (trx) => {
-        await lockLiveCustomer(trx, customerId);
+        await customers.assertActive(trx, customerId, { forUpdate: true });
         const active = await repo.countActive(trx, customerId);
         // Keys kept (added beside, or left valid through a grace period) count toward the limit.
         const kept = mode === 'add' || grace > 0 ? active : 0;
@@ -104,7 +98,7 @@ export function createApiKeysService(deps: ApiKeysServiceDeps) {
     },
 
     async list(customerId: string): Promise<ApiKey[]> {
-      if (!(await customers.findById(db, customerId))) throw new NotFoundError('Customer');
+      await customers.assertExists(db, customerId);
       return repo.listForCustomer(db, customerId);
     },
 

@@ -3,7 +3,7 @@ import { AppError } from '../../errors/app-error';
 import type { ActorContext } from '../../lib/request-context';
 import { mapLimit } from '../../lib/map-limit';
 import type { AuditService } from '../audit/audit-service';
-import type { CustomersRepository } from '../customers/customers-repository';
+import type { CustomerLookup } from '../customers/customer-lookup';
 import type { ApiKey, ApiKeysRepository } from './api-keys-repository';
 import type { PreparedKey } from './api-keys-service';
 import { displayStart } from './key-format';
@@ -36,7 +36,7 @@ export interface BulkRotationResult {
 export interface BulkRotationDeps {
   db: Knex;
   repo: ApiKeysRepository;
-  customers: CustomersRepository;
+  customers: Pick<CustomerLookup, 'findMany' | 'activeIdsAfter'>;
   audit: AuditService;
   invalidation: KeyInvalidation;
   prepare(customerId: string): Promise<PreparedKey>;

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { AuditActor, AuditLogRow, AuditOutcome } from '../../db/tables';
+import { jsonb, type AuditActor, type AuditLogRow, type AuditOutcome } from '../../db/tables';
 
 export interface AuditEntry {
   id: string;
@@ -53,7 +53,7 @@ export function createAuditRepository() {
   return {
     async insert(db: Knex, entries: NewAuditEntry[]): Promise<void> {
       if (entries.length === 0) return;
-      await db<AuditLogRow>('audit_log').insert(
+      await db('audit_log').insert(
         entries.map((e) => ({
           actor: e.actor,
           actor_id: e.actorId,
@@ -64,14 +64,14 @@ export function createAuditRepository() {
           ip: e.ip,
           request_id: e.requestId,
           client_request_id: e.clientRequestId,
-          details: JSON.stringify(e.details) as unknown as Record<string, unknown>,
+          details: jsonb(e.details),
         })),
       );
     },
 
     /** Newest first; `beforeId` continues a previous page. */
     async list(db: Knex, f: AuditFilter): Promise<AuditEntry[]> {
-      const q = db<AuditLogRow>('audit_log').select('*').orderBy('id', 'desc').limit(f.limit);
+      const q = db('audit_log').select('*').orderBy('id', 'desc').limit(f.limit);
       if (f.actor) q.where('actor', f.actor);
       if (f.actorId) q.where('actor_id', f.actorId);
       if (f.action) q.where('action', f.action);

@@ -35,14 +35,12 @@ const toCustomer = (r: CustomerRow): Customer => ({
 export function createCustomersRepository() {
   return {
     async insert(db: Knex, c: { id: string; email: string; companyName: string }): Promise<Customer> {
-      const [row] = await db<CustomerRow>('customers')
-        .insert({ id: c.id, email: c.email, company_name: c.companyName })
-        .returning('*');
-      return toCustomer(row as CustomerRow);
+      const [row] = await db('customers').insert({ id: c.id, email: c.email, company_name: c.companyName }).returning('*');
+      return toCustomer(row!);
     },
 
     async findById(db: Knex, id: string, opts: { forUpdate?: boolean } = {}): Promise<Customer | null> {
-      const q = db<CustomerRow>('customers').where({ id }).first();
+      const q = db('customers').where({ id }).first();
       if (opts.forUpdate) q.forUpdate();
       const row = await q;
       return row ? toCustomer(row) : null;
@@ -51,21 +49,21 @@ export function createCustomersRepository() {
     /** The customers among `ids` that exist, in id order (the order their row locks are taken in). */
     async findMany(db: Knex, ids: readonly string[], opts: { forUpdate?: boolean } = {}): Promise<Customer[]> {
       if (ids.length === 0) return [];
-      const q = db<CustomerRow>('customers').select('*').whereIn('id', [...ids]).orderBy('id');
+      const q = db('customers').select('*').whereIn('id', [...ids]).orderBy('id');
       if (opts.forUpdate) q.forUpdate();
       return (await q).map(toCustomer);
     },
 
     /** Ids of active customers after `afterId`, oldest first: a walk over all of them that a cursor resumes. */
     async activeIdsAfter(db: Knex, afterId: string | undefined, limit: number): Promise<string[]> {
-      const q = db<CustomerRow>('customers').where('status', 'active').orderBy('id').limit(limit);
+      const q = db('customers').where('status', 'active').orderBy('id').limit(limit);
       if (afterId) q.where('id', '>', afterId);
       return q.pluck('id');
     },
 
     /** Newest first (ids are UUIDv7, so id order is creation order). */
     async list(db: Knex, f: CustomerFilter): Promise<Customer[]> {
-      const q = db<CustomerRow>('customers').select('*').orderBy('id', 'desc').limit(f.limit);
+      const q = db('customers').select('*').orderBy('id', 'desc').limit(f.limit);
       if (f.status) q.where('status', f.status);
       if (f.email) q.whereRaw('lower(email) = lower(?)', [f.email]);
       if (f.beforeId) q.where('id', '<', f.beforeId);
@@ -73,15 +71,15 @@ export function createCustomersRepository() {
     },
 
     async update(db: Knex, id: string, patch: { email?: string; companyName?: string }): Promise<Customer> {
-      const [row] = await db<CustomerRow>('customers')
+      const [row] = await db('customers')
         .where({ id })
         .update({
           ...(patch.email !== undefined ? { email: patch.email } : {}),
           ...(patch.companyName !== undefined ? { company_name: patch.companyName } : {}),
-          updated_at: db.fn.now() as unknown as Date,
+          updated_at: db.fn.now(),
         })
         .returning('*');
-      return toCustomer(row as CustomerRow);
+      return toCustomer(row!);
     },
 
     /** Links the Stripe customer once; a concurrent link that won first is kept. */
@@ -91,7 +89,7 @@ export function createCustomersRepository() {
     },
 
     async findByStripeId(db: Knex, stripeCustomerId: string): Promise<Customer | null> {
-      const row = await db<CustomerRow>('customers').where({ stripe_customer_id: stripeCustomerId }).first();
+      const row = await db('customers').where({ stripe_customer_id: stripeCustomerId }).first();
       return row ? toCustomer(row) : null;
     },
 
@@ -101,15 +99,15 @@ export function createCustomersRepository() {
     },
 
     async withStripeCustomer(db: Knex): Promise<Customer[]> {
-      return (await db<CustomerRow>('customers').whereNotNull('stripe_customer_id').orderBy('id')).map(toCustomer);
+      return (await db('customers').whereNotNull('stripe_customer_id').orderBy('id')).map(toCustomer);
     },
 
     async markDeleted(db: Knex, id: string): Promise<Customer> {
-      const [row] = await db<CustomerRow>('customers')
+      const [row] = await db('customers')
         .where({ id })
-        .update({ status: 'deleted', deleted_at: db.fn.now() as unknown as Date, updated_at: db.fn.now() as unknown as Date })
+        .update({ status: 'deleted', deleted_at: db.fn.now(), updated_at: db.fn.now() })
         .returning('*');
-      return toCustomer(row as CustomerRow);
+      return toCustomer(row!);
     },
   };
 }

@@ -8,11 +8,14 @@ import type { StripePort } from '../../stripe/stripe-port';
 import type { ApiKeysService } from '../api-keys/api-keys-service';
 import type { KeyInvalidation } from '../api-keys/key-invalidation';
 import type { AuditService } from '../audit/audit-service';
+import type { CustomerLookup } from './customer-lookup';
 import { Customer, CustomerFilter, CustomersRepository, EMAIL_UNIQUE_INDEX } from './customers-repository';
 
 export interface CustomersServiceDeps {
   db: Knex;
   repo: CustomersRepository;
+  /** The reads other modules use; offered by this service too (see customer-lookup.ts). */
+  lookup: CustomerLookup;
   apiKeys: ApiKeysService;
   audit: AuditService;
   invalidation: KeyInvalidation;
@@ -32,12 +35,10 @@ async function mapEmailConflict<T>(work: Promise<T>): Promise<T> {
 }
 
 export function createCustomersService(deps: CustomersServiceDeps) {
-  const { db, repo, apiKeys, audit, invalidation, stripe, logger } = deps;
+  const { db, repo, lookup, apiKeys, audit, invalidation, stripe, logger } = deps;
 
   async function get(id: string): Promise<Customer> {
-    const customer = await repo.findById(db, id);
-    if (!customer) throw new NotFoundError('Customer');
-    return customer;
+    return lookup.assertExists(db, id);
   }
 
   /**
@@ -81,9 +82,7 @@ export function createCustomersService(deps: CustomersServiceDeps) {
   async function updateLocal(ctx: ActorContext, id: string, patch: { email?: string; companyName?: string }): Promise<Customer> {
     return mapEmailConflict(
       db.transaction(async (trx) => {
-        const current = await repo.findById(trx, id, { forUpdate: true });
-        if (!current) throw new NotFoundError('Customer');
-        if (current.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
+        await lookup.assertActive(trx, id, { forUpdate: true });
         const updated = await repo.update(trx, id, patch);
         await audit.record(trx, ctx, {
           action: 'customer.update',
@@ -98,8 +97,14 @@ export function createCustomersService(deps: CustomersServiceDeps) {
   }
 
   return {
+    ...lookup,
     get,
     ensureStripeCustomer,
+
+    /** A Stripe customer deleted in Stripe (a webhook, in its transaction): the id of ours it was linked to, if any. */
+    unlinkStripeCustomer(trx: Knex, stripeCustomerId: string): Promise<string | null> {
+      return repo.unlinkStripeCustomer(trx, stripeCustomerId);
+    },
 
     list(filter: CustomerFilter): Promise<Customer[]> {
       return repo.list(db, filter);

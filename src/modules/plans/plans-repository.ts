@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { jsonb, type PlanRow } from '../../db/tables';
 import type { Entitlements } from './plans-schemas';
 
 export interface Plan {
@@ -11,18 +12,6 @@ export interface Plan {
   status: 'active' | 'archived';
   createdAt: Date;
   updatedAt: Date;
-}
-
-interface PlanRow {
-  id: string;
-  code: string;
-  name: string;
-  entitlements: Entitlements;
-  stripe_price_id: string | null;
-  metered_prices: Record<string, string>;
-  status: 'active' | 'archived';
-  created_at: Date;
-  updated_at: Date;
 }
 
 export const PLAN_CODE_UNIQUE = 'plans_code_unique';
@@ -44,50 +33,50 @@ export type PlanChanges = Partial<Pick<Plan, 'name' | 'entitlements' | 'stripePr
 export function createPlansRepository() {
   return {
     async insert(db: Knex, p: Omit<Plan, 'createdAt' | 'updatedAt' | 'status'>): Promise<Plan> {
-      const [row] = await db<PlanRow>('plans')
+      const [row] = await db('plans')
         .insert({
           id: p.id,
           code: p.code,
           name: p.name,
-          entitlements: JSON.stringify(p.entitlements) as never,
+          entitlements: jsonb(p.entitlements),
           stripe_price_id: p.stripePriceId,
-          metered_prices: JSON.stringify(p.meteredPrices) as never,
+          metered_prices: jsonb(p.meteredPrices),
         })
         .returning('*');
-      return toPlan(row as PlanRow);
+      return toPlan(row!);
     },
 
     async findByCode(db: Knex, code: string, opts: { forUpdate?: boolean } = {}): Promise<Plan | null> {
-      const q = db<PlanRow>('plans').where({ code }).first();
+      const q = db('plans').where({ code }).first();
       if (opts.forUpdate) q.forUpdate();
       const row = await q;
       return row ? toPlan(row) : null;
     },
 
     async findById(db: Knex, id: string): Promise<Plan | null> {
-      const row = await db<PlanRow>('plans').where({ id }).first();
+      const row = await db('plans').where({ id }).first();
       return row ? toPlan(row) : null;
     },
 
     async list(db: Knex, status?: 'active' | 'archived'): Promise<Plan[]> {
-      const q = db<PlanRow>('plans').select('*').orderBy('code');
+      const q = db('plans').select('*').orderBy('code');
       if (status) q.where({ status });
       return (await q).map(toPlan);
     },
 
     async update(db: Knex, id: string, c: PlanChanges): Promise<Plan> {
-      const [row] = await db<PlanRow>('plans')
+      const [row] = await db('plans')
         .where({ id })
         .update({
           ...(c.name !== undefined ? { name: c.name } : {}),
-          ...(c.entitlements !== undefined ? { entitlements: JSON.stringify(c.entitlements) as never } : {}),
+          ...(c.entitlements !== undefined ? { entitlements: jsonb(c.entitlements) } : {}),
           ...(c.stripePriceId !== undefined ? { stripe_price_id: c.stripePriceId } : {}),
-          ...(c.meteredPrices !== undefined ? { metered_prices: JSON.stringify(c.meteredPrices) as never } : {}),
+          ...(c.meteredPrices !== undefined ? { metered_prices: jsonb(c.meteredPrices) } : {}),
           ...(c.status !== undefined ? { status: c.status } : {}),
-          updated_at: db.fn.now() as never,
+          updated_at: db.fn.now(),
         })
         .returning('*');
-      return toPlan(row as PlanRow);
+      return toPlan(row!);
     },
 
     async countSubscriptions(db: Knex, planId: string): Promise<number> {

@@ -28,6 +28,11 @@ export function createPlansService(deps: { db: Knex; repo: PlansRepository; audi
     get,
     list: (status?: 'active' | 'archived') => repo.list(db, status),
 
+    /** For other modules, in the caller's Knex or transaction. */
+    findByCode: (trx: Knex, code: string): Promise<Plan | null> => repo.findByCode(trx, code),
+    /** Every plan, archived too, by code; in the caller's Knex or transaction. */
+    listAll: (trx: Knex): Promise<Plan[]> => repo.list(trx),
+
     async create(ctx: ActorContext, p: NewPlan): Promise<Plan> {
       try {
         return await db.transaction(async (trx) => {

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { StripeEventRow } from '../../db/tables';
 
 export interface StripeEventRecord {
   id: string;
@@ -11,7 +12,7 @@ export interface StripeEventRecord {
   lastError: string | null;
 }
 
-const toRecord = (r: Record<string, any>): StripeEventRecord => ({
+const toRecord = (r: StripeEventRow): StripeEventRecord => ({
   id: r.id,
   type: r.type,
   stripeCreated: Number(r.stripe_created),
@@ -41,7 +42,7 @@ export function createStripeEventsRepository() {
      * of the same event wait; once the first commits, the claim finds it processed and returns false.
      */
     async claim(trx: Knex, e: EventHeader): Promise<boolean> {
-      const { rows } = await trx.raw(
+      const { rows }: { rows: Pick<StripeEventRow, 'id'>[] } = await trx.raw(
         `insert into stripe_events as s (id, type, stripe_created, object_id, attempts) values (?, ?, ?, ?, 1)
          on conflict (id) do update set attempts = s.attempts + 1 where s.processed_at is null
          returning id`,
@@ -68,7 +69,7 @@ export function createStripeEventsRepository() {
     },
 
     async counts(db: Knex): Promise<{ processed: number; failing: number }> {
-      const { rows } = await db.raw(
+      const { rows }: { rows: [{ processed: number; failing: number }] } = await db.raw(
         `select count(*) filter (where processed_at is not null)::int as processed,
                 count(*) filter (where processed_at is null and last_error is not null)::int as failing
            from stripe_events`,

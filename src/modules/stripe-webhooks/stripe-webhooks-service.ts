@@ -7,7 +7,7 @@ import { AppError } from '../../errors/app-error';
 import type { ActorContext } from '../../lib/request-context';
 import { StripeCallError, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { AuditService } from '../audit/audit-service';
-import type { CustomersRepository } from '../customers/customers-repository';
+import type { CustomersService } from '../customers/customers-service';
 import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
 import type { EventHeader, StripeEventsRepository } from './stripe-events-repository';
 
@@ -87,7 +87,7 @@ export interface StripeWebhooksDeps {
   db: Knex;
   events: StripeEventsRepository;
   subscriptions: SubscriptionsService;
-  customersRepo: CustomersRepository;
+  customers: Pick<CustomersService, 'unlinkStripeCustomer'>;
   stripe: StripePort;
   audit: AuditService;
   logger: Logger;
@@ -116,7 +116,7 @@ export interface StripeWebhooksDeps {
  * as a code and a short message.
  */
 export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
-  const { db, events, subscriptions, customersRepo, stripe, audit, logger } = deps;
+  const { db, events, subscriptions, customers, stripe, audit, logger } = deps;
   const now = deps.now ?? Date.now;
 
   function verify(raw: unknown, signature: string | undefined): unknown {
@@ -169,7 +169,7 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
     let applied: Applied = { result: 'processed' };
     if (event.type === 'customer.deleted') {
       const stripeCustomerId = stripeId(event.data.object.id);
-      const customerId = stripeCustomerId ? await customersRepo.unlinkStripeCustomer(trx, stripeCustomerId) : null;
+      const customerId = stripeCustomerId ? await customers.unlinkStripeCustomer(trx, stripeCustomerId) : null;
       Object.assign(details, { customer_id: customerId, stripe_customer_id: stripeCustomerId });
       if (!customerId) applied = { result: 'ignored', reason: 'no customer of ours is linked to this Stripe customer' };
     } else if (live) {

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { PlanRow, SubscriptionRow } from '../../db/tables';
 import type { StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { Entitlements } from '../plans/plans-schemas';
 
@@ -20,7 +21,10 @@ export interface Subscription extends LocalState {
 
 const SELECT = `s.*, p.code as plan_code, p.name as plan_name, p.entitlements as plan_entitlements`;
 
-const toSubscription = (r: Record<string, any>): Subscription => ({
+/** A subscription with its plan, as SELECT reads it. */
+type JoinedRow = SubscriptionRow & { plan_code: PlanRow['code']; plan_name: PlanRow['name']; plan_entitlements: PlanRow['entitlements'] };
+
+const toSubscription = (r: JoinedRow): Subscription => ({
   id: r.id,
   customerId: r.customer_id,
   planId: r.plan_id,
@@ -36,7 +40,8 @@ const toSubscription = (r: Record<string, any>): Subscription => ({
   updatedAt: r.updated_at,
 });
 
-const stateColumns = (s: LocalState) => ({
+/** The state's columns; with a partial state, only those given (undefined is not written). */
+const stateColumns = (s: Partial<LocalState>) => ({
   status: s.status,
   current_period_start: s.currentPeriodStart,
   current_period_end: s.currentPeriodEnd,
@@ -55,27 +60,30 @@ export const fromStripe = (s: StripeSubscriptionState): LocalState => ({
 });
 
 export function createSubscriptionsRepository() {
+  // The aliases leave Knex without the table types: each read names its row type.
   const byId = (db: Knex) => db('subscriptions as s').join('plans as p', 'p.id', 's.plan_id').select(db.raw(SELECT));
 
   return {
     async find(db: Knex, id: string, customerId?: string): Promise<Subscription | null> {
       const q = byId(db).where('s.id', id);
       if (customerId) q.where('s.customer_id', customerId);
-      const row = await q.first();
+      const row: JoinedRow | undefined = await q.first();
       return row ? toSubscription(row) : null;
     },
 
     async findByStripeId(db: Knex, stripeSubscriptionId: string): Promise<Subscription | null> {
-      const row = await byId(db).where('s.stripe_subscription_id', stripeSubscriptionId).first();
+      const row: JoinedRow | undefined = await byId(db).where('s.stripe_subscription_id', stripeSubscriptionId).first();
       return row ? toSubscription(row) : null;
     },
 
     async listForCustomer(db: Knex, customerId: string): Promise<Subscription[]> {
-      return (await byId(db).where('s.customer_id', customerId).orderBy('s.id', 'desc')).map(toSubscription);
+      const rows: JoinedRow[] = await byId(db).where('s.customer_id', customerId).orderBy('s.id', 'desc');
+      return rows.map(toSubscription);
     },
 
     async listWithStripeId(db: Knex, customerId: string): Promise<Subscription[]> {
-      return (await byId(db).where('s.customer_id', customerId).whereNotNull('s.stripe_subscription_id')).map(toSubscription);
+      const rows: JoinedRow[] = await byId(db).where('s.customer_id', customerId).whereNotNull('s.stripe_subscription_id');
+      return rows.map(toSubscription);
     },
 
     async countForCustomer(db: Knex, customerId: string): Promise<number> {
@@ -84,17 +92,24 @@ export function createSubscriptionsRepository() {
     },
 
     async insertLocal(db: Knex, s: { id: string; customerId: string; planId: string } & LocalState): Promise<void> {
-      await db('subscriptions').insert({ id: s.id, customer_id: s.customerId, plan_id: s.planId, ...stateColumns(s) });
+      await db('subscriptions').insert({
+        id: s.id,
+        customer_id: s.customerId,
+        plan_id: s.planId,
+        status: s.status,
+        current_period_start: s.currentPeriodStart,
+        current_period_end: s.currentPeriodEnd,
+        cancel_at_period_end: s.cancelAtPeriodEnd,
+        canceled_at: s.canceledAt,
+        trial_end: s.trialEnd,
+      });
     },
 
     async updateLocal(db: Knex, id: string, changes: Partial<LocalState> & { planId?: string }): Promise<void> {
-      const cols = Object.fromEntries(
-        Object.entries({
-          ...(changes.planId ? { plan_id: changes.planId } : {}),
-          ...stateColumns(changes as LocalState),
-        }).filter(([, v]) => v !== undefined),
-      );
-      await db('subscriptions').where({ id }).update({ ...cols, updated_at: db.fn.now() });
+      // Knex leaves out the columns whose value is undefined: only the changes given are written.
+      await db('subscriptions')
+        .where({ id })
+        .update({ ...(changes.planId ? { plan_id: changes.planId } : {}), ...stateColumns(changes), updated_at: db.fn.now() });
     },
 
     /**
@@ -106,7 +121,7 @@ export function createSubscriptionsRepository() {
       db: Knex,
       a: { id: string; customerId: string; planId: string; stripeSubscriptionId: string; state: LocalState; stateAt: number },
     ): Promise<'inserted' | 'updated' | 'stale'> {
-      const { rows } = await db.raw(
+      const { rows }: { rows: { inserted: boolean }[] } = await db.raw(
         `insert into subscriptions as s (id, customer_id, plan_id, stripe_subscription_id, status, current_period_start,
                                          current_period_end, cancel_at_period_end, canceled_at, trial_end, stripe_state_at)
          values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -129,10 +144,11 @@ export function createSubscriptionsRepository() {
           a.state.canceledAt,
           a.state.trialEnd,
           a.stateAt,
-        ] as never,
+        ],
       );
-      if (rows.length === 0) return 'stale';
-      return rows[0].inserted ? 'inserted' : 'updated';
+      const [row] = rows;
+      if (!row) return 'stale';
+      return row.inserted ? 'inserted' : 'updated';
     },
   };
 }

@@ -6,17 +6,16 @@ import { isDatabaseUnavailable } from '../../db/db-errors';
 import type { ActorContext } from '../../lib/request-context';
 import { StripeCallError, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { AuditService } from '../audit/audit-service';
-import type { CustomersRepository } from '../customers/customers-repository';
 import type { CustomersService } from '../customers/customers-service';
-import type { Plan, PlansRepository } from '../plans/plans-repository';
+import type { Plan } from '../plans/plans-repository';
+import type { PlansService } from '../plans/plans-service';
 import { fromStripe, Subscription, SubscriptionsRepository } from './subscriptions-repository';
 
 export interface SubscriptionsServiceDeps {
   db: Knex;
   repo: SubscriptionsRepository;
-  plans: PlansRepository;
-  customersRepo: CustomersRepository;
-  customers: CustomersService;
+  plans: Pick<PlansService, 'findByCode' | 'listAll'>;
+  customers: Pick<CustomersService, 'assertActive' | 'assertExists' | 'findById' | 'findByStripeId' | 'withStripeCustomer' | 'ensureStripeCustomer'>;
   stripe: StripePort;
   audit: AuditService;
   logger: Logger;
@@ -38,15 +37,8 @@ export function stripeFailure(err: unknown): AppError {
 const MONTH_MS = 30 * 86_400_000;
 
 export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
-  const { db, repo, plans, customersRepo, customers, stripe, audit, logger } = deps;
+  const { db, repo, plans, customers, stripe, audit, logger } = deps;
   const now = deps.now ?? Date.now;
-
-  async function liveCustomer(customerId: string) {
-    const customer = await customersRepo.findById(db, customerId);
-    if (!customer) throw new NotFoundError('Customer');
-    if (customer.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
-    return customer;
-  }
 
   async function activePlan(code: string): Promise<Plan> {
     const plan = await plans.findByCode(db, code);
@@ -62,7 +54,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
 
   /** Which of our plans a Stripe subscription is on: by its licensed price, else the metadata we set. */
   async function planFor(trx: Knex, s: StripeSubscriptionState, fallback?: string): Promise<string | null> {
-    const all = await plans.list(trx);
+    const all = await plans.listAll(trx);
     const byPrice = all.find((p) => p.stripePriceId && s.items.some((i) => i.priceId === p.stripePriceId));
     if (byPrice) return byPrice.id;
     const byCode = all.find((p) => p.code === s.metadata.plan_code);
@@ -106,8 +98,8 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
       const foreign = foreignMetadata(s);
       if (foreign) return { outcome: 'ignored', reason: foreign, subscriptionId: null };
       const customer =
-        (await customersRepo.findByStripeId(trx, s.stripeCustomerId)) ??
-        (s.metadata.customer_id ? await customersRepo.findById(trx, s.metadata.customer_id) : null);
+        (await customers.findByStripeId(trx, s.stripeCustomerId)) ??
+        (s.metadata.customer_id ? await customers.findById(trx, s.metadata.customer_id) : null);
       if (!customer) return { outcome: 'ignored', reason: 'no customer of ours has its Stripe customer', subscriptionId: null };
       customerId = customer.id;
     }
@@ -135,7 +127,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
     list: (customerId: string) => repo.listForCustomer(db, customerId),
 
     async listForAdmin(customerId: string) {
-      if (!(await customersRepo.findById(db, customerId))) throw new NotFoundError('Customer');
+      await customers.assertExists(db, customerId);
       return repo.listForCustomer(db, customerId);
     },
 
@@ -146,7 +138,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
      * Stripe answers with the subscription it may already have made instead of a second one.
      */
     async create(ctx: ActorContext, customerId: string, input: { planCode: string; trialDays?: number; idempotencyKey?: string }): Promise<Subscription> {
-      let customer = await liveCustomer(customerId);
+      let customer = await customers.assertActive(db, customerId);
       const plan = await activePlan(input.planCode);
       if (!stripe.enabled) {
         const id = uuidv7();
@@ -257,7 +249,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
     async reconcile(ctx: ActorContext) {
       const changes: { subscription_id: string | null; stripe_subscription_id: string; change: string; from?: string; to?: string }[] = [];
       let checked = 0;
-      for (const customer of await customersRepo.withStripeCustomer(db)) {
+      for (const customer of await customers.withStripeCustomer(db)) {
         const live = await stripe.listSubscriptions(customer.stripeCustomerId!);
         const seen = new Set<string>();
         for (const s of live) {
@@ -293,17 +285,6 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
       }
       await audit.recordDetached(ctx, { action: 'subscription.reconcile', outcome: 'success', details: { checked, changed: changes.length } });
       return { checked, changes };
-    },
-
-    /** Re-reads one subscription from Stripe and applies it (webhooks, reconciliation). */
-    async syncFromStripe(stripeSubscriptionId: string, trx: Knex = db) {
-      const live = await stripe.retrieveSubscription(stripeSubscriptionId);
-      const stateAt = now();
-      if (!live) {
-        logger.warn({ stripeSubscriptionId }, 'Stripe has no such subscription');
-        return { outcome: 'missing' as const, subscriptionId: null };
-      }
-      return apply(live, stateAt, trx);
     },
   };
 }

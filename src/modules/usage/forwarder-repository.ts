@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { CustomerRow, UsageEventRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
 
 export interface ClaimedEvent {
@@ -31,6 +32,10 @@ export interface FailedEvent {
   lastError: string | null;
 }
 
+/** A claimed event with its customer's Stripe id; quantity as text (trimmed here). */
+type ClaimedRow = Pick<UsageEventRow, 'id' | 'customer_id' | 'metric' | 'quantity' | 'occurred_at' | 'attempts'> & Pick<CustomerRow, 'stripe_customer_id'>;
+type StatsRow = Pick<ForwardingStats, 'pending' | 'due' | 'failed' | 'local' | 'sent'> & { oldest_pending_at: Date | null };
+
 export function createForwarderRepository() {
   return {
     /**
@@ -39,7 +44,7 @@ export function createForwarderRepository() {
      * of workers claim at once without taking the same row; a crashed worker's lease expires.
      */
     async claim(db: Knex, limit: number, leaseSeconds: number): Promise<ClaimedEvent[]> {
-      const result = await db.raw(
+      const { rows }: { rows: ClaimedRow[] } = await db.raw(
         `update usage_events e
             set next_attempt_at = now() + make_interval(secs => ?), attempts = e.attempts + 1
            from (select id from usage_events
@@ -51,14 +56,14 @@ export function createForwarderRepository() {
       returning e.id, e.customer_id, c.stripe_customer_id, e.metric, e.quantity::text as quantity, e.occurred_at, e.attempts`,
         [leaseSeconds, limit],
       );
-      return result.rows.map((r: Record<string, unknown>) => ({
-        id: r.id as string,
-        customerId: r.customer_id as string,
-        stripeCustomerId: r.stripe_customer_id as string | null,
-        metric: r.metric as string,
-        quantity: trimDecimal(r.quantity as string),
-        occurredAt: r.occurred_at as Date,
-        attempts: r.attempts as number,
+      return rows.map((r) => ({
+        id: r.id,
+        customerId: r.customer_id,
+        stripeCustomerId: r.stripe_customer_id,
+        metric: r.metric,
+        quantity: trimDecimal(r.quantity),
+        occurredAt: r.occurred_at,
+        attempts: r.attempts,
       }));
     },
 
@@ -94,7 +99,7 @@ export function createForwarderRepository() {
     },
 
     async stats(db: Knex): Promise<ForwardingStats> {
-      const { rows } = await db.raw(
+      const { rows }: { rows: [StatsRow] } = await db.raw(
         `select
            count(*) filter (where state = 'pending')::int as pending,
            count(*) filter (where state = 'pending' and next_attempt_at <= now())::int as due,
@@ -110,7 +115,7 @@ export function createForwarderRepository() {
 
     /** Only what the partial indexes answer cheaply: fit to run on every Prometheus scrape. */
     async backlog(db: Knex): Promise<{ pending: number; due: number; failed: number }> {
-      const { rows } = await db.raw(
+      const { rows }: { rows: [{ pending: number; due: number; failed: number }] } = await db.raw(
         `select
            (select count(*)::int from usage_events where state = 'pending') as pending,
            (select count(*)::int from usage_events where state = 'pending' and next_attempt_at <= now()) as due,
@@ -120,8 +125,9 @@ export function createForwarderRepository() {
     },
 
     async listFailed(db: Knex, limit: number): Promise<FailedEvent[]> {
+      // numeric comes back as its exact text (see db/knex.ts).
       const rows = await db('usage_events')
-        .select('id', 'customer_id', 'metric', db.raw('quantity::text as quantity'), 'occurred_at', 'attempts', 'last_error')
+        .select('id', 'customer_id', 'metric', 'quantity', 'occurred_at', 'attempts', 'last_error')
         .where({ state: 'failed' })
         .orderBy('id', 'desc')
         .limit(limit);
@@ -141,7 +147,7 @@ export function createForwarderRepository() {
       const q = db('usage_events').where({ state: 'failed' });
       if (ids) q.whereIn('id', ids);
       const rows = await q.update({ state: 'pending', attempts: 0, next_attempt_at: db.fn.now() }, ['id']);
-      return rows.map((r: { id: string }) => r.id);
+      return rows.map((r) => r.id);
     },
   };
 }

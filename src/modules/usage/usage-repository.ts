@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
+import type { ForwardingState, UsageDailyRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
 
-export type ForwardingState = 'pending' | 'sent' | 'failed' | 'local';
+export type { ForwardingState };
 
 export interface UsageEvent {
   id: string;
@@ -101,10 +102,30 @@ select g.ord, ins.id, (ins.id = i.id and g.ord = i.ord) as created, ins.request_
   join ins on ins.customer_id = g.customer_id and ins.idempotency_key = g.idempotency_key
  order by g.ord`;
 
+/** WRITE_SQL's answer per event given (int8 as strings). */
+interface WriteRow {
+  id: string;
+  created: boolean;
+  conflict: boolean;
+  leader: string;
+  occurred_ms: string;
+  received_ms: string;
+}
+
+/** The totals query's rows: the grouping columns asked for; null sums when nothing matched. */
+type TotalsSqlRow = Partial<Pick<UsageDailyRow, 'customer_id' | 'metric' | 'day'>> & { quantity: string | null; events: string | null };
+
 const DAY_MS = 24 * 3600 * 1000;
 const floorDay = (d: Date) => new Date(Math.floor(d.getTime() / DAY_MS) * DAY_MS);
 const ceilDay = (d: Date) => new Date(Math.ceil(d.getTime() / DAY_MS) * DAY_MS);
 const isoDay = (d: Date) => d.toISOString().slice(0, 10);
+
+/**
+ * A bigint[] whose NULL elements mean "not given", as the array literal pg itself would send
+ * (Knex's binding types have no array with null elements). Integers only, so nothing to quote.
+ */
+const bigintArray = (values: readonly (number | null)[]): string =>
+  `{${values.map((v) => (v === null ? 'NULL' : String(v))).join(',')}}`;
 
 const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } as const;
 
@@ -117,18 +138,17 @@ export function createUsageRepository() {
      */
     async write(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
-      const result = await db.raw(WRITE_SQL, [
+      const { rows }: { rows: WriteRow[] } = await db.raw(WRITE_SQL, [
         events.map((e) => e.customerId),
         events.map((e) => e.metric),
         events.map((e) => e.quantity),
-        // null elements become SQL NULLs ("not given"); knex's types do not model that.
-        events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null)) as unknown as number[],
+        bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
         events.map((e) => e.idempotencyKey),
         nowMs,
         state,
         state,
       ]);
-      return (result.rows as { id: string; created: boolean; conflict: boolean; leader: string; occurred_ms: string; received_ms: string }[]).map((r) => ({
+      return rows.map((r) => ({
         id: r.id,
         created: r.created,
         conflict: r.conflict,
@@ -185,18 +205,18 @@ export function createUsageRepository() {
       const cols = q.groupBy.map((g) => GROUP_COLUMNS[g]);
       const select = cols.length ? `${cols.join(', ')}, ` : '';
       const group = cols.length ? `group by ${cols.join(', ')} order by ${cols.join(', ')}` : '';
-      const result = await db.raw(
+      const { rows }: { rows: TotalsSqlRow[] } = await db.raw(
         `with src(customer_id, metric, day, quantity, events) as (${branches.join(' union all ')})
          select ${select}sum(quantity)::text as quantity, sum(events)::bigint as events from src ${group}`,
         bindings,
       );
-      return (result.rows as { customer_id?: string; metric?: string; day?: string; quantity: string | null; events: string | null }[])
-        .filter((r) => r.quantity !== null)
+      return rows
+        .filter((r): r is TotalsSqlRow & { quantity: string } => r.quantity !== null)
         .map((r) => ({
           ...(r.customer_id !== undefined ? { customerId: r.customer_id } : {}),
           ...(r.metric !== undefined ? { metric: r.metric } : {}),
           ...(r.day !== undefined ? { day: r.day } : {}),
-          quantity: trimDecimal(r.quantity!),
+          quantity: trimDecimal(r.quantity),
           events: Number(r.events),
         }));
     },

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import { AppError, NotFoundError, ValidationError } from '../../errors/app-error';
-import type { CustomersRepository } from '../customers/customers-repository';
+import { AppError, ValidationError } from '../../errors/app-error';
+import type { CustomersService } from '../customers/customers-service';
 import { createGroupCommit } from './group-commit';
 import type { EventToWrite, ForwardingState, TotalsQuery, UsageEvent, UsageRepository } from './usage-repository';
 
@@ -21,7 +21,7 @@ export interface Recorded {
 export interface UsageServiceDeps {
   db: Knex;
   repo: UsageRepository;
-  customers: CustomersRepository;
+  customers: Pick<CustomersService, 'assertExists'>;
   /** Stripe on: new events wait in the outbox (pending); off: they are kept as local. */
   stripeEnabled: boolean;
   now?: () => number;
@@ -116,7 +116,7 @@ export function createUsageService(deps: UsageServiceDeps) {
     },
 
     async totalsForCustomer(customerId: string, q: Omit<TotalsQuery, 'customerId'>) {
-      if (!(await customers.findById(db, customerId))) throw new NotFoundError('Customer');
+      await customers.assertExists(db, customerId);
       return repo.totals(db, { ...q, customerId });
     },
 
