@@ -118,7 +118,7 @@ function toConfig(s: Settings) {
     dbPoolMax: s.DB_POOL_MAX,
     migrateOnStart: s.MIGRATE_ON_START,
     /** Every accepted admin token; several at once so one can be rotated without downtime. */
-    adminTokens: Object.freeze([...(secret(s, 'ADMIN_API_TOKEN') ?? [])]) as readonly string[],
+    adminTokens: Object.freeze<string[]>([...(secret(s, 'ADMIN_API_TOKEN') ?? [])]),
     logLevel: s.LOG_LEVEL,
     logPretty: s.LOG_PRETTY ?? s.NODE_ENV === 'development',
     bcryptCost: s.BCRYPT_COST,
@@ -132,7 +132,7 @@ function toConfig(s: Settings) {
     trustProxy: s.TRUST_PROXY,
     shutdownTimeoutSeconds: s.SHUTDOWN_TIMEOUT_SECONDS,
     usage: Object.freeze({
-      metrics: Object.freeze([...metrics]) as readonly string[],
+      metrics: Object.freeze<string[]>([...metrics]),
       /** Stripe meter event_name for each metric (default: the metric's own name). */
       meterEvents: Object.freeze(Object.fromEntries([...metrics.map((m) => [m, m]), ...(s.USAGE_METER_EVENTS ?? [])])) as Readonly<Record<string, string>>,
       maxBatch: s.USAGE_MAX_BATCH,

@@ -15,7 +15,7 @@ const listed = new Map<string, string[]>();
 export class ProjectMigrationSource implements Knex.MigrationSource<string> {
   constructor(private readonly dir = MIGRATIONS_DIR) {}
 
-  async getMigrations(): Promise<string[]> {
+  getMigrations(): Promise<string[]> {
     let names = listed.get(this.dir);
     if (!names) {
       const files = fs
@@ -25,16 +25,16 @@ export class ProjectMigrationSource implements Knex.MigrationSource<string> {
       names = [...new Set(files)].sort();
       listed.set(this.dir, names);
     }
-    return [...names];
+    return Promise.resolve([...names]);
   }
 
   getMigrationName(name: string): string {
     return name;
   }
 
-  async getMigration(name: string): Promise<Knex.Migration> {
+  getMigration(name: string): Promise<Knex.Migration> {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require(path.join(this.dir, name)) as Knex.Migration;
+    return Promise.resolve(require(path.join(this.dir, name)) as Knex.Migration);
   }
 }
 

@@ -9,7 +9,7 @@ export interface OpenDatabase {
   db: Knex;
   embedded: boolean;
   /** Closes the pool, then stops the embedded server if we started one. */
-  close(): Promise<void>;
+  close: () => Promise<void>;
 }
 
 /** DATABASE_URL when set; otherwise (never in production) an embedded PostgreSQL under DATA_DIR. */

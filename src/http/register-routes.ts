@@ -6,7 +6,7 @@ import { jsonBody } from '../middleware/json-body';
 import { toAppError } from '../middleware/error-handler';
 import type { AuditService } from '../modules/audit/audit-service';
 import type { Limiters } from '../middleware/rate-limits';
-import type { Reply, RouteDef } from './route';
+import type { AuthKind, Reply, RouteDef, RouteInput } from './route';
 import { parseInput } from './validation';
 
 export interface RouteDeps {
@@ -21,7 +21,7 @@ export interface RouteDeps {
 /** Sends a handler's reply: the status, headers and body it chose among those its route declares. */
 function send(res: Response, reply: Reply): void {
   res.status(reply.status);
-  for (const [name, value] of Object.entries(reply.headers ?? {})) if (value !== undefined) res.setHeader(name, String(value));
+  for (const [name, value] of Object.entries(reply.headers ?? {})) if (value !== undefined) res.setHeader(name, value as string | number | readonly string[]);
   if (reply.body === undefined) res.end();
   else if (reply.type === undefined || reply.type === 'application/json') res.json(reply.body);
   else res.type(reply.type).send(reply.body);
@@ -61,14 +61,16 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
         if (!params.success) throw new NotFoundError('Resource');
         const query = request.query ? parseInput(request.query, req.query, 'query') : {};
         const headers = request.headers ? parseInput(request.headers, req.headers, 'headers') : {};
-        const body = r.rawBody ? req.body : request.body ? parseInput(request.body, req.body ?? {}, 'body') : undefined;
+        const raw: unknown = req.body;
+        const body = r.rawBody ? raw : request.body ? parseInput(request.body, raw ?? {}, 'body') : undefined;
         let hangUp: AbortController | undefined;
         const reply = await r.handle({
           params: params.data,
           query,
           headers,
           body,
-          principal: res.locals.principal ?? null,
+          // Set by the authentication that ran for this route's kind (none for public and Stripe routes).
+          principal: (res.locals.principal as RouteInput<AuthKind, unknown, unknown, unknown, unknown>['principal'] | undefined) ?? null,
           ctx,
           req,
           // Only routes that ask for it pay for a listener.

@@ -103,7 +103,8 @@ export interface RouteDef {
   handle(input: RouteInput<AuthKind, unknown, unknown, unknown, unknown>): Promise<Reply> | Reply;
 }
 
-const none = z.strictObject({});
+/** The request part a route does not declare: nothing may be sent there. */
+type None = z.ZodObject<Record<string, never>, z.core.$strict>;
 
 export interface RouteSpec<A extends AuthKind, Rs extends ResponseSpecs, B extends z.ZodType, Q extends z.ZodType, P extends z.ZodType, H extends z.ZodType> {
   method: HttpMethod;
@@ -132,14 +133,14 @@ export type Handler<A extends AuthKind, Rs extends ResponseSpecs, B extends z.Zo
 export function defineRoute<
   A extends AuthKind,
   Rs extends ResponseSpecs,
-  B extends z.ZodType = typeof none,
-  Q extends z.ZodType = typeof none,
-  P extends z.ZodType = typeof none,
-  H extends z.ZodType = typeof none,
+  B extends z.ZodType = None,
+  Q extends z.ZodType = None,
+  P extends z.ZodType = None,
+  H extends z.ZodType = None,
 >(spec: RouteSpec<A, Rs, B, Q, P, H>) {
   return {
     handle: (handle: Handler<A, Rs, B, Q, P, H>): RouteDef =>
-      ({ ...spec, request: spec.request ?? {}, errors: spec.errors ?? [], handle }) as unknown as RouteDef,
+      ({ ...spec, request: spec.request ?? {}, errors: spec.errors ?? [], handle }),
   };
 }
 

@@ -40,7 +40,8 @@ export interface AuthFailureGuardDeps {
 }
 
 export function createAuthFailureGuard({ store, max, windowMs, onLimited, now = Date.now }: AuthFailureGuardDeps): AuthFailureGuard {
-  store.init?.({ windowMs } as never);
+  // Stores initialise synchronously (memory) or start loading their script (Redis, see FallbackStore).
+  void store.init?.({ windowMs } as never);
 
   const refusal = (resetAt: number | undefined): AppError => {
     onLimited?.();
@@ -70,7 +71,7 @@ export function createAuthFailureGuard({ store, max, windowMs, onLimited, now = 
       async release() {
         if (released) return;
         released = true;
-        await Promise.all(names.map((n) => store.decrement(n)));
+        await Promise.all(names.map((n) => Promise.resolve(store.decrement(n))));
       },
     };
   }

@@ -18,7 +18,7 @@ export function toSubscriptionState(s: Stripe.Subscription): StripeSubscriptionS
     canceledAt: date(s.canceled_at),
     trialEnd: date(s.trial_end),
     items: items.map((i) => ({ id: i.id, priceId: i.price.id })),
-    metadata: (s.metadata ?? {}) as Record<string, string>,
+    metadata: s.metadata ?? {},
   };
 }
 

@@ -76,9 +76,7 @@ export class StripeCallError extends Error {
   }
 }
 
-const off = async (): Promise<never> => {
-  throw new StripeCallError('Stripe is not configured', false);
-};
+const off = (): Promise<never> => Promise.reject(new StripeCallError('Stripe is not configured', false));
 
 export const disabledStripe: StripePort = {
   enabled: false,

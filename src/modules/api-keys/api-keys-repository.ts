@@ -44,7 +44,7 @@ const activeKeys = (db: Knex, customerId: string) =>
   db('api_keys')
     .where({ customer_id: customerId })
     .whereNull('revoked_at')
-    .andWhere((w) => w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()));
+    .andWhere((w) => void w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()));
 
 export function createApiKeysRepository() {
   return {
@@ -114,7 +114,7 @@ export function createApiKeysRepository() {
         .count<{ customer_id: string; n: string }[]>({ n: '*' })
         .whereIn('customer_id', [...customerIds])
         .whereNull('revoked_at')
-        .andWhere((w) => w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()))
+        .andWhere((w) => void w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()))
         .groupBy('customer_id');
       return new Map(rows.map((r) => [r.customer_id, Number(r.n)]));
     },
@@ -125,7 +125,7 @@ export function createApiKeysRepository() {
       const q = db('api_keys')
         .whereIn('customer_id', [...customerIds])
         .whereNull('revoked_at')
-        .andWhere((w) => w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()));
+        .andWhere((w) => void w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()));
       const rows =
         graceSeconds > 0
           ? await q.update(
@@ -145,10 +145,10 @@ export function createApiKeysRepository() {
 
     /** One indexed lookup by (customer, start); usually one candidate, so one bcrypt. */
     async findCandidates(db: Knex, customerId: string, start: string): Promise<KeyCandidate[]> {
-      const rows: CandidateRow[] = await db('api_keys as k')
+      const rows = (await db('api_keys as k')
         .join('customers as c', 'c.id', 'k.customer_id')
         .select('k.id', 'k.secret_hash', 'k.expires_at', 'k.revoked_at', 'c.status')
-        .where({ 'k.customer_id': customerId, 'k.start': start });
+        .where({ 'k.customer_id': customerId, 'k.start': start })) as CandidateRow[];
       return rows.map((r) => ({
         id: r.id,
         secretHash: r.secret_hash,
@@ -160,11 +160,11 @@ export function createApiKeysRepository() {
 
     /** The state of one key and its customer: the cheap re-check of a cached verdict. */
     async findState(db: Knex, keyId: string): Promise<Omit<KeyCandidate, 'secretHash'> | null> {
-      const r: Omit<CandidateRow, 'secret_hash'> | undefined = await db('api_keys as k')
+      const r = (await db('api_keys as k')
         .join('customers as c', 'c.id', 'k.customer_id')
         .select('k.id', 'k.expires_at', 'k.revoked_at', 'c.status')
         .where('k.id', keyId)
-        .first();
+        .first()) as Omit<CandidateRow, 'secret_hash'> | undefined;
       return r ? { id: r.id, expiresAt: r.expires_at, revokedAt: r.revoked_at, customerStatus: r.status } : null;
     },
 

@@ -6,7 +6,7 @@ import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomerLookup } from '../customers/customer-lookup';
 import type { ApiKey, ApiKeysRepository } from './api-keys-repository';
-import { createBulkRotationService } from './bulk-rotation-service';
+import { createBulkRotationService, type BulkRotationOptions } from './bulk-rotation-service';
 import { displayStart, generateKey } from './key-format';
 import type { KeyInvalidation } from './key-invalidation';
 
@@ -65,7 +65,7 @@ export function createApiKeysService(deps: ApiKeysServiceDeps) {
     prepare,
     insertPrepared,
     /** Every active customer (a page of them), or the given ones: one request, all or nothing. */
-    rotateMany: bulk.rotate,
+    rotateMany: (ctx: ActorContext, opts: BulkRotationOptions) => bulk.rotate(ctx, opts),
 
     async issue(ctx: ActorContext, customerId: string, opts: IssueOptions) {
       const prepared = await prepare(customerId);

@@ -39,7 +39,7 @@ export interface BulkRotationDeps {
   customers: Pick<CustomerLookup, 'findMany' | 'activeIdsAfter'>;
   audit: AuditService;
   invalidation: KeyInvalidation;
-  prepare(customerId: string): Promise<PreparedKey>;
+  prepare: (customerId: string) => Promise<PreparedKey>;
   maxActiveKeys: number;
 }
 

@@ -79,7 +79,7 @@ export function createAuditRepository() {
       if (f.targetId) q.where('target_id', f.targetId);
       if (f.customerId) {
         const id = f.customerId;
-        q.where((w) => w.where('target_id', id).orWhere('actor_id', id).orWhereRaw("details->>'customer_id' = ?", [id]));
+        q.where((w) => void w.where('target_id', id).orWhere('actor_id', id).orWhereRaw("details->>'customer_id' = ?", [id]));
       }
       if (f.requestId) q.where('request_id', f.requestId);
       if (f.clientRequestId) q.where('client_request_id', f.clientRequestId);

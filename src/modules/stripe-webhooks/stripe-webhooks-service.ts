@@ -41,13 +41,17 @@ const STRIPE_ID = /^[A-Za-z0-9_]{1,255}$/;
 const stripeId = (v: unknown): string | null => (typeof v === 'string' && STRIPE_ID.test(v) ? v : null);
 
 /** An invoice names its subscription under parent.subscription_details since API 2025-03-31, at the top level before. */
-function invoiceSubscriptionId(invoice: Record<string, any>): unknown {
-  const s = invoice.parent?.subscription_details?.subscription ?? invoice.subscription ?? null;
-  return typeof s === 'string' ? s : s?.id;
+/** A field of untrusted JSON, if it is an object. */
+const field = (o: unknown, key: string): unknown => (o !== null && typeof o === 'object' ? (o as Record<string, unknown>)[key] : undefined);
+
+/** An invoice names its subscription under parent.subscription_details since API 2025-03-31, at the top level before. */
+function invoiceSubscriptionId(invoice: Record<string, unknown>): unknown {
+  const s = field(field(field(invoice, 'parent'), 'subscription_details'), 'subscription') ?? invoice.subscription ?? null;
+  return typeof s === 'string' ? s : field(s, 'id');
 }
 
 function subscriptionIdOf(event: VerifiedEvent): string | null {
-  const o = event.data.object as Record<string, any>;
+  const o = event.data.object;
   if (SUBSCRIPTION_EVENTS.has(event.type)) return stripeId(o.id);
   if (INVOICE_EVENTS.has(event.type)) return stripeId(invoiceSubscriptionId(o));
   return null;

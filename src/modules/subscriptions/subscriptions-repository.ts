@@ -67,22 +67,22 @@ export function createSubscriptionsRepository() {
     async find(db: Knex, id: string, customerId?: string): Promise<Subscription | null> {
       const q = byId(db).where('s.id', id);
       if (customerId) q.where('s.customer_id', customerId);
-      const row: JoinedRow | undefined = await q.first();
+      const row = (await q.first()) as JoinedRow | undefined;
       return row ? toSubscription(row) : null;
     },
 
     async findByStripeId(db: Knex, stripeSubscriptionId: string): Promise<Subscription | null> {
-      const row: JoinedRow | undefined = await byId(db).where('s.stripe_subscription_id', stripeSubscriptionId).first();
+      const row = (await byId(db).where('s.stripe_subscription_id', stripeSubscriptionId).first()) as JoinedRow | undefined;
       return row ? toSubscription(row) : null;
     },
 
     async listForCustomer(db: Knex, customerId: string): Promise<Subscription[]> {
-      const rows: JoinedRow[] = await byId(db).where('s.customer_id', customerId).orderBy('s.id', 'desc');
+      const rows = (await byId(db).where('s.customer_id', customerId).orderBy('s.id', 'desc')) as JoinedRow[];
       return rows.map(toSubscription);
     },
 
     async listWithStripeId(db: Knex, customerId: string): Promise<Subscription[]> {
-      const rows: JoinedRow[] = await byId(db).where('s.customer_id', customerId).whereNotNull('s.stripe_subscription_id');
+      const rows = (await byId(db).where('s.customer_id', customerId).whereNotNull('s.stripe_subscription_id')) as JoinedRow[];
       return rows.map(toSubscription);
     },
 
