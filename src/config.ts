@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { checkTokenStrength } from './lib/token-strength';
 import { parseLimit } from './lib/limit-format';
+import { parseDuration } from './lib/duration';
+import { parseSigningKeys, type PrivateSigningJwk } from './modules/licenses/signing-keys';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -35,6 +37,28 @@ const limit = (fallback: string) =>
       }
       return parsed;
     });
+
+const duration = (fallback: string, maxDays: number) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const seconds = parseDuration(v);
+      if (seconds === null || seconds > maxDays * 86_400) {
+        ctx.addIssue({ code: 'custom', message: `must look like 7d, 12h or 30m (at most ${maxDays}d)` });
+        return z.NEVER;
+      }
+      return seconds;
+    });
+
+const signingKeys = z.string().transform((v, ctx): PrivateSigningJwk[] => {
+  try {
+    return parseSigningKeys(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
 
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
@@ -101,6 +125,14 @@ const schema = z.object({
   REDIS_URL: z.string().regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL').optional(),
   METRICS_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
   API_DOCS: z.enum(['public', 'admin', 'off']).optional(),
+
+  LICENSE_SIGNING_KEYS: signingKeys.optional(),
+  LICENSE_ISSUER: z.string().regex(/^[\x21-\x7e]{1,200}$/, 'must be 1-200 printable ASCII characters without spaces').default('billing-service'),
+  LICENSE_TTL: duration('7d', 365),
+  LICENSE_GRACE_DAYS: int(0, 365).default(14),
+  LICENSE_HEARTBEAT_DAYS: int(1, 365).default(14),
+  LICENSE_DEFAULT_PLAN: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'must be a plan code').optional(),
+  LICENSE_JWKS_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
 });
 
 type Parsed = z.infer<typeof schema>;
@@ -109,7 +141,7 @@ type Parsed = z.infer<typeof schema>;
  * Secrets that may instead be read from a file, as secret managers and Kubernetes mount them:
  * `<NAME>_FILE` holds the path. The file's contents obey the rules of the plain setting.
  */
-export const FILE_SECRETS = ['ADMIN_API_TOKEN', 'METRICS_TOKEN', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'DATABASE_URL'] as const;
+export const FILE_SECRETS = ['ADMIN_API_TOKEN', 'METRICS_TOKEN', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'DATABASE_URL', 'LICENSE_SIGNING_KEYS'] as const;
 export type FileSecret = (typeof FILE_SECRETS)[number];
 
 /** Every setting the service reads; .env.example must list each (a test checks). */
@@ -174,6 +206,20 @@ export interface Config {
     readonly backoffMaxMs: number;
     readonly leaseSeconds: number;
   };
+  readonly license: {
+    /** Ed25519 private keys: the first signs, all are published. Empty: none set (a development key is used). */
+    readonly signingKeys: readonly PrivateSigningJwk[];
+    readonly issuer: string;
+    readonly ttlSeconds: number;
+    /** How long past_due/unpaid keeps a license in grace, from when payment started failing. */
+    readonly graceDays: number;
+    /** An activation unseen this long is released and its seat freed. */
+    readonly heartbeatDays: number;
+    /** A plan whose license customers without a subscription get (a free tier); unset: 404. */
+    readonly defaultPlan: string | undefined;
+    /** Where instances fetch the public keys; unset: /.well-known/jwks.json on the address the request came to. */
+    readonly jwksUrl: string | undefined;
+  };
 }
 
 export class ConfigError extends Error {
@@ -213,6 +259,9 @@ function productionProblems(c: Parsed): string[] {
   }
   if (c.ADMIN_API_TOKEN.length === 0) {
     problems.push('ADMIN_API_TOKEN: required when NODE_ENV=production (generate one: openssl rand -hex 32)');
+  }
+  if (!c.LICENSE_SIGNING_KEYS) {
+    problems.push('LICENSE_SIGNING_KEYS: required when NODE_ENV=production (make one: npm run license-key)');
   }
   c.ADMIN_API_TOKEN.forEach((token, i) => {
     const weakness = checkTokenStrength(token);
@@ -343,6 +392,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       backoffBaseMs: c.FORWARDER_BACKOFF_BASE_MS,
       backoffMaxMs: c.FORWARDER_BACKOFF_MAX_MS,
       leaseSeconds: c.FORWARDER_LEASE_SECONDS,
+    }),
+    license: Object.freeze({
+      signingKeys: Object.freeze([...(c.LICENSE_SIGNING_KEYS ?? [])]),
+      issuer: c.LICENSE_ISSUER,
+      ttlSeconds: c.LICENSE_TTL,
+      graceDays: c.LICENSE_GRACE_DAYS,
+      heartbeatDays: c.LICENSE_HEARTBEAT_DAYS,
+      defaultPlan: c.LICENSE_DEFAULT_PLAN,
+      jwksUrl: c.LICENSE_JWKS_URL,
     }),
   });
 }
