@@ -14,6 +14,8 @@ export interface Subscription extends LocalState {
   planId: string;
   plan: { code: string; name: string; entitlements: Entitlements };
   stripeSubscriptionId: string | null;
+  /** When it became past_due or unpaid (null when paid up): a license's grace runs from then. */
+  paymentFailingSince: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -32,6 +34,7 @@ const toSubscription = (r: Record<string, any>): Subscription => ({
   cancelAtPeriodEnd: r.cancel_at_period_end,
   canceledAt: r.canceled_at,
   trialEnd: r.trial_end,
+  paymentFailingSince: r.payment_failing_since ?? null,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -44,6 +47,9 @@ const stateColumns = (s: LocalState) => ({
   canceled_at: s.canceledAt,
   trial_end: s.trialEnd,
 });
+
+/** Statuses in which payment is failing: the moment one is entered is kept, and cleared on leaving them. */
+const FAILING = `('past_due', 'unpaid')`;
 
 export const fromStripe = (s: StripeSubscriptionState): LocalState => ({
   status: s.status,
@@ -94,7 +100,8 @@ export function createSubscriptionsRepository() {
           ...stateColumns(changes as LocalState),
         }).filter(([, v]) => v !== undefined),
       );
-      await db('subscriptions').where({ id }).update({ ...cols, updated_at: db.fn.now() });
+      const failing = changes.status === undefined ? {} : { payment_failing_since: db.raw(`case when ? in ${FAILING} then coalesce(payment_failing_since, now()) end`, [changes.status]) };
+      await db('subscriptions').where({ id }).update({ ...cols, ...failing, updated_at: db.fn.now() });
     },
 
     /**
@@ -108,12 +115,14 @@ export function createSubscriptionsRepository() {
     ): Promise<'inserted' | 'updated' | 'stale'> {
       const { rows } = await db.raw(
         `insert into subscriptions as s (id, customer_id, plan_id, stripe_subscription_id, status, current_period_start,
-                                         current_period_end, cancel_at_period_end, canceled_at, trial_end, stripe_state_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         current_period_end, cancel_at_period_end, canceled_at, trial_end, stripe_state_at,
+                                         payment_failing_since)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, case when ?::text in ${FAILING} then to_timestamp(?::double precision / 1000) end)
          on conflict (stripe_subscription_id) do update set
            plan_id = excluded.plan_id, status = excluded.status, current_period_start = excluded.current_period_start,
            current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end,
            canceled_at = excluded.canceled_at, trial_end = excluded.trial_end, stripe_state_at = excluded.stripe_state_at,
+           payment_failing_since = case when excluded.status in ${FAILING} then coalesce(s.payment_failing_since, excluded.payment_failing_since) end,
            updated_at = now()
          where s.stripe_state_at is null or s.stripe_state_at <= excluded.stripe_state_at
          returning (xmax = 0) as inserted`,
@@ -128,6 +137,8 @@ export function createSubscriptionsRepository() {
           a.state.cancelAtPeriodEnd,
           a.state.canceledAt,
           a.state.trialEnd,
+          a.stateAt,
+          a.state.status,
           a.stateAt,
         ] as never,
       );
