@@ -69,13 +69,13 @@ export function createActivationsRepository() {
 
     /** Releases every unreleased activation that is no longer live (of one customer, or all); returns them. */
     async releaseStale(db: Knex, clock: Clock, customerId?: string): Promise<Activation[]> {
-      const rows = await db.raw(
+      const { rows } = await db.raw<{ rows: ActivationRow[] }>(
         `update license_activations as a set released_at = ?, release_reason = 'stale'
           where a.released_at is null and not ${LIVE}${customerId ? ' and a.customer_id = ?' : ''}
           returning a.*`,
         [clock.now, clock.cutoff, clock.now, ...(customerId ? [customerId] : [])],
       );
-      return (rows.rows as ActivationRow[]).map(toActivation);
+      return rows.map(toActivation);
     },
 
     async countLive(db: Knex, customerId: string, clock: Clock): Promise<number> {
@@ -115,13 +115,13 @@ export function createActivationsRepository() {
      * given). Returns it, or null when the fingerprint is no live activation of the customer.
      */
     async touch(db: Knex, customerId: string, fingerprint: string, clock: Clock, expiresAt?: Date): Promise<Activation | null> {
-      const rows = await db.raw(
+      const { rows } = await db.raw<{ rows: ActivationRow[] }>(
         `update license_activations as a set last_seen_at = ?${expiresAt ? ', expires_at = greatest(coalesce(a.expires_at, ?), ?)' : ''}
           where a.customer_id = ? and a.fingerprint = ? and a.released_at is null and ${LIVE}
           returning a.*`,
         [clock.now, ...(expiresAt ? [expiresAt, expiresAt] : []), customerId, fingerprint, clock.cutoff, clock.now],
       );
-      const row = (rows.rows as ActivationRow[])[0];
+      const row = rows[0];
       return row ? toActivation(row) : null;
     },
 
@@ -142,7 +142,7 @@ export function createActivationsRepository() {
         .whereNull('released_at')
         .update({ released_at: at, release_reason: reason })
         .returning('*');
-      return row ? toActivation(row as ActivationRow) : null;
+      return row ? toActivation(row) : null;
     },
   };
 }

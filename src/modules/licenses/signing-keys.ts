@@ -53,7 +53,7 @@ function fromJwk(value: unknown, where: string): PrivateSigningJwk {
   } catch {
     throw new Error(`${where}: "d" is not a valid Ed25519 private key`);
   }
-  const parsed = fromKeyObject(key, j.kid as string | undefined);
+  const parsed = fromKeyObject(key, j.kid);
   // A copied-together key whose x is not d's would sign what nobody can verify.
   if (j.x !== undefined && j.x !== parsed.x) throw new Error(`${where}: "x" does not belong to "d"`);
   return parsed;
