@@ -23,6 +23,7 @@ import { subscriptionsRoutes } from './modules/subscriptions/subscriptions-route
 import { stripeWebhooksRoutes } from './modules/stripe-webhooks/stripe-webhooks-routes';
 import { forwardingRoutes } from './modules/usage/forwarding-routes';
 import { usageRoutes } from './modules/usage/usage-routes';
+import { licensesRoutes } from './modules/licenses/licenses-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
@@ -61,6 +62,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...plansRoutes(c.plans, c.planSchemas),
     ...subscriptionsRoutes(c.subscriptions),
     ...stripeWebhooksRoutes(c.webhooks, c.config.stripe.webhookBodyLimit),
+    ...licensesRoutes(c.licenses, c.config.license.jwksUrl),
     defineRoute({
       method: 'get',
       path: '/metrics',

@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
+import { parseDuration } from './lib/duration';
+import { parseSigningKeys, type PrivateSigningJwk } from './modules/licenses/signing-keys';
 import { parseLimit } from './lib/limit-format';
 
 /*
@@ -63,6 +65,15 @@ const adminTokens = z.string().transform(list);
 const metricsToken = z.string().min(32, 'must be at least 32 characters');
 const stripeSecretKey = z.string().regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, 'must be a Stripe secret or restricted key (sk_… or rk_…)');
 const stripeWebhookSecret = z.string().regex(/^whsec_[A-Za-z0-9+/=_-]+$/, 'must be a Stripe webhook signing secret (whsec_…)');
+/** Ed25519 private keys (JWK, JWK array or PEM); a refusal names the problem, never the key. */
+const signingKeys = z.string().transform((v, ctx): PrivateSigningJwk[] => {
+  try {
+    return parseSigningKeys(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message, input: undefined });
+    return z.NEVER;
+  }
+});
 
 /**
  * `<NAME>_FILE`: the path of a file holding the secret, as secret managers and Kubernetes mount them.
@@ -91,6 +102,20 @@ const secretFile = <T>(plain: z.ZodType<T, string>) =>
     }
     return { file, value: parsed.data };
   });
+
+/** 7d, 12h, 30m, as seconds. */
+const duration = (fallback: string, maxDays: number) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const seconds = parseDuration(v);
+      if (seconds === null || seconds > maxDays * 86_400) {
+        ctx.addIssue({ code: 'custom', message: `must look like 7d, 12h or 30m (at most ${maxDays}d)` });
+        return z.NEVER;
+      }
+      return seconds;
+    });
 
 const listen = 'Address and port to listen on.';
 const forwarderBatch = 'Events claimed per batch, and sent to Stripe at once within a batch.';
@@ -260,10 +285,49 @@ export const settings = z.object({
       'Who may read the API description (/openapi.json, /docs and its files): public (no credentials), ' +
         'admin (an admin token), or off (not served: 404). Unset: public in development and test, admin in production.',
     ),
+
+  LICENSE_SIGNING_KEYS: signingKeys
+    .optional()
+    .describe(
+      'Ed25519 private keys that sign licenses: one JWK object {"kty":"OKP","crv":"Ed25519","d":…,"x":…,"kid":…}, ' +
+        'a JSON array of JWKs, or PEM "-----BEGIN PRIVATE KEY-----" blocks (PKCS#8). The first signs; all are ' +
+        "published at /.well-known/jwks.json (kid: the JWK's own, else its RFC 7638 thumbprint). Make one with " +
+        '`npm run license-key`. Required in production; unset in development: one is generated once and kept ' +
+        'in DATA_DIR/license-signing-key.json (0600).',
+    ),
+  LICENSE_SIGNING_KEYS_FILE: secretFile(signingKeys)
+    .optional()
+    .describe('Or a file holding them (a mounted secret). Not both. Read again on SIGHUP (key rotation without a restart).'),
+  LICENSE_ISSUER: z
+    .string()
+    .regex(/^[\x21-\x7e]{1,200}$/, 'must be 1-200 printable ASCII characters without spaces')
+    .default('billing-service')
+    .describe('The license\'s "iss" claim.'),
+  LICENSE_TTL: duration('7d', 365).describe(
+    'How long a license is valid after it is issued (7d, 12h, 30m; at most 365d); never past the end of the paid period or of the grace period.',
+  ),
+  LICENSE_GRACE_DAYS: int(0, 365)
+    .default(14)
+    .describe('Days a past_due or unpaid subscription keeps a license in "grace", from when payment started failing.'),
+  LICENSE_HEARTBEAT_DAYS: int(1, 365)
+    .default(14)
+    .describe('Days an activated instance may go without fetching its license before its seat is released.'),
+  LICENSE_DEFAULT_PLAN: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'must be a plan code')
+    .optional()
+    .describe('A plan code whose license customers without any subscription get (a free tier). Unset: they get 404 LICENSE_NOT_FOUND.'),
+  LICENSE_JWKS_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .optional()
+    .describe(
+      "The public keys' address given to instances with each license (https://billing.example.com/.well-known/jwks.json). " +
+        'Unset: /.well-known/jwks.json on the address the request came to (behind a proxy, set TRUST_PROXY).',
+    ),
 });
 
 export type Settings = z.output<typeof settings>;
 
 /** The secrets that may instead be read from a file: `<NAME>_FILE` holds the path. */
-export const FILE_SECRETS = ['ADMIN_API_TOKEN', 'METRICS_TOKEN', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'DATABASE_URL'] as const;
+export const FILE_SECRETS = ['ADMIN_API_TOKEN', 'METRICS_TOKEN', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'DATABASE_URL', 'LICENSE_SIGNING_KEYS'] as const;
 export type FileSecret = (typeof FILE_SECRETS)[number];

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { PrivateSigningJwk } from './modules/licenses/signing-keys';
 import { FILE_SECRETS, settings, type FileSecret, type Settings } from './config-settings';
 import { checkTokenStrength } from './lib/token-strength';
 
@@ -93,6 +94,11 @@ const rules = [
       report(ctx, ['STRIPE_WEBHOOK_SECRET'], 'required when Stripe is on in production (the signing secret of the webhook endpoint)');
     }
   }),
+  rule(['NODE_ENV', 'LICENSE_SIGNING_KEYS'], (s, ctx) => {
+    if (s.NODE_ENV === 'production' && !secret(s, 'LICENSE_SIGNING_KEYS')?.length) {
+      report(ctx, [setBy(s, 'LICENSE_SIGNING_KEYS')], 'required when NODE_ENV=production (make one: npm run license-key)');
+    }
+  }),
   rule(['USAGE_METRICS', 'USAGE_METER_EVENTS'], (s, ctx) => {
     (s.USAGE_METER_EVENTS ?? []).forEach(([metric], i) => {
       if (!s.USAGE_METRICS.includes(metric)) report(ctx, ['USAGE_METER_EVENTS', `pair ${i + 1}`], 'names a metric that is not in USAGE_METRICS');
@@ -173,6 +179,20 @@ function toConfig(s: Settings) {
       backoffBaseMs: s.FORWARDER_BACKOFF_BASE_MS,
       backoffMaxMs: s.FORWARDER_BACKOFF_MAX_MS,
       leaseSeconds: s.FORWARDER_LEASE_SECONDS,
+    }),
+    license: Object.freeze({
+      /** Ed25519 private keys: the first signs, all are published. Empty: none set (a development key is used). */
+      signingKeys: Object.freeze<PrivateSigningJwk[]>([...(secret(s, 'LICENSE_SIGNING_KEYS') ?? [])]),
+      issuer: s.LICENSE_ISSUER,
+      ttlSeconds: s.LICENSE_TTL,
+      /** How long past_due/unpaid keeps a license in grace, from when payment started failing. */
+      graceDays: s.LICENSE_GRACE_DAYS,
+      /** An activation unseen this long is released and its seat freed. */
+      heartbeatDays: s.LICENSE_HEARTBEAT_DAYS,
+      /** A plan whose license customers without a subscription get (a free tier); unset: 404. */
+      defaultPlan: s.LICENSE_DEFAULT_PLAN,
+      /** Where instances fetch the public keys; unset: /.well-known/jwks.json on the address the request came to. */
+      jwksUrl: s.LICENSE_JWKS_URL,
     }),
   });
 }

@@ -31,6 +31,10 @@ import type { StripePort } from './stripe/stripe-port';
 import { createLimiters, type LimiterName, type RedisCommander } from './middleware/rate-limits';
 import { createMetrics } from './metrics';
 import { createReadinessCheck } from './modules/health/readiness-check';
+import { createActivationsRepository } from './modules/licenses/activations-repository';
+import { createActivationSweeper } from './modules/licenses/activation-sweeper';
+import { createLicenseSigner, signingKeysFor } from './modules/licenses/license-signer';
+import { createLicensesService } from './modules/licenses/licenses-service';
 
 export interface ContainerOptions {
   config: Config;
@@ -144,6 +148,26 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     onOutcome: (type, outcome) => metrics.webhookEvents.inc({ type, outcome }),
   });
 
+  // Replaced on SIGHUP when the keys come from LICENSE_SIGNING_KEYS_FILE (see secrets-reload.ts).
+  const licenseSigner = createLicenseSigner(signingKeysFor(config, logger));
+  const licenses = createLicensesService({
+    db,
+    repo: createActivationsRepository(),
+    subscriptions,
+    plans,
+    customers: customerLookup,
+    usage,
+    audit,
+    signer: licenseSigner,
+    logger,
+    settings: config.license,
+    metrics: config.usage.metrics,
+    now,
+    onIssued: (status) => metrics.licensesIssued.inc({ status }),
+  });
+  metrics.watchActivations(() => licenses.countActive());
+  const activationSweeper = createActivationSweeper({ licenses, logger: logger.child({ component: 'license-activations' }), intervalMs: 3_600_000 });
+
   return {
     config,
     db,
@@ -170,21 +194,25 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     plans,
     subscriptions,
     webhooks,
+    licenses,
+    licenseSigner,
     metrics,
     limiters,
     planSchemas: planSchemas(config.usage.metrics),
 
-    /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder. */
+    /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, the stale-activation sweep. */
     async start(databaseUrl: string): Promise<void> {
       lastUsed.start();
       await invalidation.listen(databaseUrl);
       forwarder.start();
+      activationSweeper.start();
     },
 
     /** After the HTTP server closed: finish writes under way, then stop background work. */
     async stop(): Promise<void> {
       await usage.drained();
       await forwarder.stop();
+      await activationSweeper.stop();
       await invalidation.stop();
       await lastUsed.stop();
     },

@@ -54,6 +54,29 @@ export function createMetrics() {
       registers: [registry],
     }),
 
+    licensesIssued: new Counter({
+      name: 'licenses_issued_total',
+      help: 'Licenses signed, by the status they carry (active, trialing, grace, expired)',
+      labelNames: ['status'] as const,
+      registers: [registry],
+    }),
+
+    /** License activations holding a seat, read from the database when Prometheus scrapes. */
+    watchActivations(count: () => Promise<number>) {
+      new Gauge({
+        name: 'license_activations_active',
+        help: 'License activations (instances) holding a seat, every customer',
+        registers: [registry],
+        async collect() {
+          try {
+            this.set(await count());
+          } catch {
+            // The database is away: the scrape still answers, without this value.
+          }
+        },
+      });
+    },
+
     /** Gauges read from the database and the pool when Prometheus scrapes. */
     watch(db: Knex, backlog: () => Promise<{ pending: number; due: number; failed: number }>) {
       const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number } }).pool;

@@ -12,12 +12,12 @@ export interface ReloadResult {
   problems: string[];
 }
 
-type Targets = Pick<Container, 'adminTokens' | 'metricsTokens' | 'replaceWebhookSecret' | 'audit'>;
+type Targets = Pick<Container, 'adminTokens' | 'metricsTokens' | 'replaceWebhookSecret' | 'audit' | 'licenseSigner'>;
 
 /**
  * On SIGHUP: the secret files are read again and validated by the same rules as at startup. The
  * environment is fixed when the process starts, so only secrets given as <NAME>_FILE can change;
- * the admin tokens, the metrics token and the webhook secret are swapped in at once. Anything
+ * the admin tokens, the metrics token, the webhook secret and the license signing keys are swapped in at once. Anything
  * invalid keeps every running secret. Names are logged and audited, never values.
  */
 export async function reloadSecrets(env: NodeJS.ProcessEnv, running: Config, c: Targets, logger: Logger): Promise<ReloadResult> {
@@ -43,6 +43,10 @@ export async function reloadSecrets(env: NodeJS.ProcessEnv, running: Config, c: 
   if (files.STRIPE_WEBHOOK_SECRET) {
     c.replaceWebhookSecret(next.stripe.webhookSecret);
     reloaded.push('STRIPE_WEBHOOK_SECRET');
+  }
+  if (files.LICENSE_SIGNING_KEYS) {
+    c.licenseSigner.replace(next.license.signingKeys);
+    reloaded.push('LICENSE_SIGNING_KEYS');
   }
   const restartNeeded: string[] = [];
   if (files.STRIPE_SECRET_KEY && next.stripe.secretKey !== running.stripe.secretKey) restartNeeded.push('STRIPE_SECRET_KEY');

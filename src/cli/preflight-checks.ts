@@ -41,6 +41,12 @@ export async function runChecks(env: NodeJS.ProcessEnv, probes: Probes, instance
     const live = /^(sk|rk)_live_/.test(config.stripe.secretKey!);
     add('Stripe key is a live key', live, live ? 'live mode' : 'a test-mode key in production: use the live restricted key (rk_live_…)');
   }
+  const keys = config.license.signingKeys;
+  add(
+    'license signing keys',
+    keys.length > 0,
+    keys.length ? `${keys.length} Ed25519 key(s); signing with kid ${keys[0]!.kid}; all published at /.well-known/jwks.json` : 'set LICENSE_SIGNING_KEYS (make one: npm run license-key)',
+  );
   add('metrics token set', !!config.metricsToken, config.metricsToken ? 'set' : 'set METRICS_TOKEN (openssl rand -hex 32) so Prometheus does not need the admin token');
   add(
     'behind a TLS proxy (TRUST_PROXY)',

@@ -227,6 +227,8 @@ export interface SubscriptionRow {
   trial_end: Date | null;
   /** int8: when the state applied was read from Stripe (ms) */
   stripe_state_at: string | null;
+  /** When the status became past_due or unpaid (the start of a license's grace); null otherwise. */
+  payment_failing_since: Date | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -287,6 +289,33 @@ export interface StripeEventUpdate {
   last_error?: string | null;
 }
 
+/** Who released an activation: the customer's instance, an admin, or the heartbeat sweep. */
+export type ActivationReleaseReason = 'customer' | 'admin' | 'stale';
+
+export interface ActivationRow {
+  id: string;
+  customer_id: string;
+  fingerprint: string;
+  name: string | null;
+  hostname: string | null;
+  created_at: Date;
+  last_seen_at: Date;
+  /** Offline activations: the license's end; the seat is held until then. */
+  expires_at: Date | null;
+  released_at: Date | null;
+  release_reason: ActivationReleaseReason | null;
+}
+export type ActivationInsert = Pick<ActivationRow, 'id' | 'customer_id' | 'fingerprint'> &
+  Partial<Pick<ActivationRow, 'name' | 'hostname' | 'expires_at'>> & { created_at?: Sql<Date>; last_seen_at?: Sql<Date> };
+export interface ActivationUpdate {
+  name?: string | null;
+  hostname?: string | null;
+  last_seen_at?: Sql<Date>;
+  expires_at?: Sql<Date> | null;
+  released_at?: Sql<Date> | null;
+  release_reason?: ActivationReleaseReason | null;
+}
+
 declare module 'knex/types/tables' {
   interface Tables {
     customers: Knex.CompositeTableType<CustomerRow, CustomerInsert, CustomerUpdate>;
@@ -297,5 +326,6 @@ declare module 'knex/types/tables' {
     plans: Knex.CompositeTableType<PlanRow, PlanInsert, PlanUpdate>;
     subscriptions: Knex.CompositeTableType<SubscriptionRow, SubscriptionInsert, SubscriptionUpdate>;
     stripe_events: Knex.CompositeTableType<StripeEventRow, StripeEventInsert, StripeEventUpdate>;
+    license_activations: Knex.CompositeTableType<ActivationRow, ActivationInsert, ActivationUpdate>;
   }
 }

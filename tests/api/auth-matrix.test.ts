@@ -135,7 +135,7 @@ describe('customer routes', () => {
   test('when called with a bad credential of any kind, then every customer route answers 401 in the envelope', async () => {
     for (const r of routes().filter((r) => r.auth === 'customer')) {
       for (const [label, headers] of Object.entries(bad)) {
-        const s = await samples[name(r)]!(t);
+        const s = await samples[name(r)]!(t, a);
         let res;
         try {
           res = await send(r, s.path, s.body, await headers());
@@ -150,7 +150,7 @@ describe('customer routes', () => {
 
   test("when called with another customer's key, then no customer route shows the first customer's data", async () => {
     for (const r of routes().filter((r) => r.auth === 'customer')) {
-      const s = await samples[name(r)]!(t);
+      const s = await samples[name(r)]!(t, b);
       const res = await send(r, s.path, s.body, { 'X-API-Key': b.apiKey });
       expect(res.status).toBeLessThan(300);
       const text = JSON.stringify(res.body);
@@ -161,7 +161,7 @@ describe('customer routes', () => {
 
   test('when called with a valid key, then every customer route succeeds', async () => {
     for (const r of routes().filter((r) => r.auth === 'customer')) {
-      const s = await samples[name(r)]!(t);
+      const s = await samples[name(r)]!(t, a);
       const res = await send(r, s.path, s.body, { 'X-API-Key': a.apiKey });
       expect([name(r), successStatuses(r).includes(res.status)]).toEqual([name(r), true]);
     }

@@ -55,7 +55,7 @@ function expectDeclared(r: RouteDef, res: request.Response): string | null {
 
 test('when every route answers successfully, then the status, content type and body are ones it declares', async () => {
   for (const r of routeTable(t.c)) {
-    const s = await samples[routeName(r)]!(t);
+    const s = await samples[routeName(r)]!(t, customer);
     const res = await call(r, s.path, s.body);
     expect([routeName(r), res.status < 300]).toEqual([routeName(r), true]);
     expectDeclared(r, res);

@@ -1,11 +1,36 @@
 import type { RouteDef } from '../../src/http/route';
-import { createCustomer, createPlan, planCode, subscribe } from './factories';
+import request from 'supertest';
+import { randomBytes } from 'node:crypto';
+import { createCustomer, createPlan, planCode, subscribe, type CreatedCustomer } from './factories';
 import type { TestApp } from './test-app';
 
 export const routeName = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
 
-/** A valid request for each route: path parameters filled with fresh rows, and a body. */
-export const samples: Record<string, (t: TestApp) => Promise<{ path: string; body?: object }>> = {
+const fingerprint = () => `fp-${randomBytes(8).toString('hex')}`;
+const licensed = new Set<string>();
+
+/** The customer, subscribed once to a plan without an instance limit, so it has a license. */
+async function withLicense(t: TestApp, customer?: CreatedCustomer): Promise<CreatedCustomer> {
+  const c = customer ?? (await createCustomer(t));
+  if (!licensed.has(c.id)) await subscribe(t, { customer: c });
+  licensed.add(c.id);
+  return c;
+}
+
+async function activated(t: TestApp, customer?: CreatedCustomer) {
+  const c = await withLicense(t, customer);
+  const fp = fingerprint();
+  const res = await request(t.app).post('/api/licenses/activations').set('X-API-Key', c.apiKey).send({ fingerprint: fp });
+  if (res.status !== 201) throw new Error(`activate: ${res.status} ${JSON.stringify(res.body)}`);
+  return { c, fp };
+}
+
+/**
+ * A valid request for each route: path parameters filled with fresh rows, and a body. `caller`: the
+ * customer whose key will call a customer route, for the routes that need its own rows (a license
+ * needs a subscription, a release an activation).
+ */
+export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => Promise<{ path: string; body?: object }>> = {
   'GET /health': async () => ({ path: '/health' }),
   'GET /ready': async () => ({ path: '/ready' }),
   'POST /api/customers': async () => ({ path: '/api/customers', body: { email: `m-${Date.now()}-${Math.random()}@example.com`, company_name: 'M' } }),
@@ -51,5 +76,25 @@ export const samples: Record<string, (t: TestApp) => Promise<{ path: string; bod
   'GET /openapi.json': async () => ({ path: '/openapi.json' }),
   'GET /docs': async () => ({ path: '/docs' }),
   'GET /docs/assets/:file': async () => ({ path: '/docs/assets/docs-init.js' }),
+  'GET /.well-known/jwks.json': async () => ({ path: '/.well-known/jwks.json' }),
+  'GET /api/licenses': async (t, caller) => {
+    if (caller) await withLicense(t, caller);
+    return { path: '/api/licenses' };
+  },
+  'POST /api/licenses/activations': async (t, caller) => {
+    if (caller) await withLicense(t, caller);
+    return { path: '/api/licenses/activations', body: { fingerprint: fingerprint(), name: 'node 1' } };
+  },
+  'GET /api/licenses/activations': async () => ({ path: '/api/licenses/activations' }),
+  'DELETE /api/licenses/activations/:fingerprint': async (t, caller) => {
+    if (!caller) return { path: `/api/licenses/activations/${fingerprint()}` };
+    return { path: `/api/licenses/activations/${(await activated(t, caller)).fp}` };
+  },
+  'GET /api/customers/:id/activations': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/activations` }),
+  'DELETE /api/customers/:id/activations/:fingerprint': async (t) => {
+    const { c, fp } = await activated(t);
+    return { path: `/api/customers/${c.id}/activations/${fp}` };
+  },
+  'POST /api/customers/:id/licenses': async (t) => ({ path: `/api/customers/${(await withLicense(t)).id}/licenses`, body: { fingerprint: fingerprint(), ttl: '30d' } }),
 };
 

@@ -74,11 +74,12 @@ const tmpDir = () => {
 };
 
 describe('refusing to start', () => {
-  test('when production has no DATABASE_URL and no admin token, then it exits 1 naming both', async () => {
+  test('when production has no DATABASE_URL, no admin token and no license signing key, then it exits 1 naming each', async () => {
     const r = startServer({ NODE_ENV: 'production' });
     expect(await r.exited).toBe(1);
     expect(r.out()).toMatch(/DATABASE_URL: required when NODE_ENV=production/);
     expect(r.out()).toMatch(/ADMIN_API_TOKEN: required/);
+    expect(r.out()).toMatch(/LICENSE_SIGNING_KEYS: required when NODE_ENV=production \(make one: npm run license-key\)/);
   });
 
   test('when production has a weak admin token, then it exits 1 without echoing the token', async () => {

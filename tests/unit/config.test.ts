@@ -4,7 +4,8 @@ import path from 'node:path';
 import { ConfigError, loadConfig, SETTING_DESCRIPTIONS, SETTING_NAMES } from '../../src/config';
 
 const strong = 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7';
-const prod = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing', STRIPE_ENABLED: 'false' };
+const licenseKey = '{"kty":"OKP","crv":"Ed25519","d":"nBdKOX2FAqvI-cZTNdlgYfWITW4rsZfrTaqLakYxlGc","x":"yO4iBXcbZAqpwKMIqBKe4rk962muih682zz3cGCr0Mg"}';
+const prod = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing', STRIPE_ENABLED: 'false', LICENSE_SIGNING_KEYS: licenseKey };
 
 function problems(env: Record<string, string>): string {
   try {
@@ -170,6 +171,7 @@ describe('secrets from files (<NAME>_FILE)', () => {
       STRIPE_SECRET_KEY_FILE: file('stripe', 'sk_live_abc123\n'),
       STRIPE_WEBHOOK_SECRET_FILE: file('whsec', 'whsec_abc123\n'),
       DATABASE_URL_FILE: file('db', 'postgres://u:p@db:5432/billing\n'),
+      LICENSE_SIGNING_KEYS_FILE: file('license', `${licenseKey}\n`),
     };
     const c = loadConfig({ NODE_ENV: 'production', ...files });
     expect(c.adminTokens).toEqual([strong]);
@@ -183,6 +185,7 @@ describe('secrets from files (<NAME>_FILE)', () => {
       STRIPE_SECRET_KEY: files.STRIPE_SECRET_KEY_FILE,
       STRIPE_WEBHOOK_SECRET: files.STRIPE_WEBHOOK_SECRET_FILE,
       DATABASE_URL: files.DATABASE_URL_FILE,
+      LICENSE_SIGNING_KEYS: files.LICENSE_SIGNING_KEYS_FILE,
     });
   });
 
@@ -216,7 +219,7 @@ describe('secrets from files (<NAME>_FILE)', () => {
   });
 
   test('when production reads its database URL and admin token from files, then nothing else is required of them', () => {
-    const c = loadConfig({ NODE_ENV: 'production', STRIPE_ENABLED: 'false', DATABASE_URL_FILE: file('db2', 'postgres://u:p@db/b'), ADMIN_API_TOKEN_FILE: file('a2', strong) });
+    const c = loadConfig({ NODE_ENV: 'production', STRIPE_ENABLED: 'false', LICENSE_SIGNING_KEYS: licenseKey, DATABASE_URL_FILE: file('db2', 'postgres://u:p@db/b'), ADMIN_API_TOKEN_FILE: file('a2', strong) });
     expect(c.databaseUrl).toBe('postgres://u:p@db/b');
   });
 });

@@ -9,6 +9,7 @@ const good = {
   METRICS_TOKEN: 'f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f',
   TRUST_PROXY: '1',
   REDIS_URL: 'redis://redis:6379',
+  LICENSE_SIGNING_KEYS: '{"kty":"OKP","crv":"Ed25519","d":"nBdKOX2FAqvI-cZTNdlgYfWITW4rsZfrTaqLakYxlGc","x":"yO4iBXcbZAqpwKMIqBKe4rk962muih682zz3cGCr0Mg"}',
 };
 const probes = (over: Partial<Probes> = {}): Probes => ({
   migrations: async () => ({ pending: [] }),
@@ -46,4 +47,14 @@ test('when the database, Redis or npm audit report trouble, then those checks fa
   expect(text).toMatch(/pending: 20261127000007_create_stripe_events; run npm run migrate/);
   expect(text).toMatch(/Redis at REDIS_URL does not answer: ECONNREFUSED/);
   expect(text).toMatch(/2 high or critical advisories/);
+});
+
+test('when no license signing key is set, then the configuration fails and names the command that makes one', async () => {
+  const { LICENSE_SIGNING_KEYS: _, ...without } = good;
+  expect(failed(await runChecks(without, probes(), 3)).join('\n')).toMatch(/LICENSE_SIGNING_KEYS: required when NODE_ENV=production \(make one: npm run license-key\)/);
+});
+
+test('when signing keys are set, then the check names the signing kid', async () => {
+  const r = await runChecks(good, probes(), 3);
+  expect(r.find((c) => c.name === 'license signing keys')).toMatchObject({ ok: true, detail: expect.stringMatching(/1 Ed25519 key\(s\); signing with kid /) });
 });

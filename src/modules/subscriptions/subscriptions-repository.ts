@@ -15,6 +15,8 @@ export interface Subscription extends LocalState {
   planId: string;
   plan: { code: string; name: string; entitlements: Entitlements };
   stripeSubscriptionId: string | null;
+  /** When it became past_due or unpaid (null when paid up): a license's grace runs from then. */
+  paymentFailingSince: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -36,6 +38,7 @@ const toSubscription = (r: JoinedRow): Subscription => ({
   cancelAtPeriodEnd: r.cancel_at_period_end,
   canceledAt: r.canceled_at,
   trialEnd: r.trial_end,
+  paymentFailingSince: r.payment_failing_since ?? null,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -49,6 +52,9 @@ const stateColumns = (s: Partial<LocalState>) => ({
   canceled_at: s.canceledAt,
   trial_end: s.trialEnd,
 });
+
+/** Statuses in which payment is failing: the moment one is entered is kept, and cleared on leaving them. */
+const FAILING = `('past_due', 'unpaid')`;
 
 export const fromStripe = (s: StripeSubscriptionState): LocalState => ({
   status: s.status,
@@ -107,9 +113,11 @@ export function createSubscriptionsRepository() {
 
     async updateLocal(db: Knex, id: string, changes: Partial<LocalState> & { planId?: string }): Promise<void> {
       // Knex leaves out the columns whose value is undefined: only the changes given are written.
+      const failing =
+        changes.status === undefined ? {} : { payment_failing_since: db.raw(`case when ? in ${FAILING} then coalesce(payment_failing_since, now()) end`, [changes.status]) };
       await db('subscriptions')
         .where({ id })
-        .update({ ...(changes.planId ? { plan_id: changes.planId } : {}), ...stateColumns(changes), updated_at: db.fn.now() });
+        .update({ ...(changes.planId ? { plan_id: changes.planId } : {}), ...stateColumns(changes), ...failing, updated_at: db.fn.now() });
     },
 
     /**
@@ -123,12 +131,14 @@ export function createSubscriptionsRepository() {
     ): Promise<'inserted' | 'updated' | 'stale'> {
       const { rows }: { rows: { inserted: boolean }[] } = await db.raw(
         `insert into subscriptions as s (id, customer_id, plan_id, stripe_subscription_id, status, current_period_start,
-                                         current_period_end, cancel_at_period_end, canceled_at, trial_end, stripe_state_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         current_period_end, cancel_at_period_end, canceled_at, trial_end, stripe_state_at,
+                                         payment_failing_since)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, case when ?::text in ${FAILING} then to_timestamp(?::double precision / 1000) end)
          on conflict (stripe_subscription_id) do update set
            plan_id = excluded.plan_id, status = excluded.status, current_period_start = excluded.current_period_start,
            current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end,
            canceled_at = excluded.canceled_at, trial_end = excluded.trial_end, stripe_state_at = excluded.stripe_state_at,
+           payment_failing_since = case when excluded.status in ${FAILING} then coalesce(s.payment_failing_since, excluded.payment_failing_since) end,
            updated_at = now()
          where s.stripe_state_at is null or s.stripe_state_at <= excluded.stripe_state_at
          returning (xmax = 0) as inserted`,
@@ -143,6 +153,8 @@ export function createSubscriptionsRepository() {
           a.state.cancelAtPeriodEnd,
           a.state.canceledAt,
           a.state.trialEnd,
+          a.stateAt,
+          a.state.status,
           a.stateAt,
         ],
       );

@@ -1,0 +1,80 @@
+import { z } from 'zod';
+import { iso, text } from '../../http/common-schemas';
+import { parseDuration } from '../../lib/duration';
+import type { Activation } from './activations-repository';
+
+/** An instance's fingerprint: its own stable id, 8-128 characters of [A-Za-z0-9._:-]. */
+export const fingerprint = z.string().regex(/^[A-Za-z0-9._:-]{8,128}$/, 'must be 8-128 characters of A-Z a-z 0-9 . _ : -');
+
+/** An admin's TTL for an offline license: 1h up to 3650d. */
+export const OFFLINE_TTL_MAX_DAYS = 3650;
+const offlineTtl = z.string().transform((v, ctx) => {
+  const s = parseDuration(v);
+  if (s === null || s < 3600 || s > OFFLINE_TTL_MAX_DAYS * 86_400) {
+    ctx.addIssue({ code: 'custom', message: `must look like 365d, 12h or 90m, between 1h and ${OFFLINE_TTL_MAX_DAYS}d` });
+    return z.NEVER;
+  }
+  return s;
+});
+
+const instance = { fingerprint, name: text(200).optional(), hostname: text(253).optional() };
+
+export const licenseQuery = z.strictObject({ fingerprint: fingerprint.optional().describe('An activated instance’s fingerprint: binds the license to it and counts as its heartbeat') });
+export const activationBody = z.strictObject(instance);
+export const offlineLicenseBody = z.strictObject({ ...instance, ttl: offlineTtl.default(365 * 86_400).describe('How long the license is valid, e.g. 365d (1h-3650d); default 365d') });
+export const activationParams = z.object({ fingerprint });
+
+const nd = z.number().int();
+const ts = z.iso.datetime({ offset: true });
+
+export const licenseClaims = z.strictObject({
+  iss: z.string(),
+  sub: z.string(),
+  jti: z.string(),
+  iat: nd,
+  nbf: nd,
+  exp: nd,
+  plan: z.strictObject({ code: z.string(), name: z.string() }),
+  entitlements: z.strictObject({ features: z.array(z.string()), limits: z.record(z.string(), z.number().nullable()), seats: z.number().nullable() }),
+  usage: z.strictObject({ period_start: nd, period_end: nd, quantities: z.record(z.string(), z.string()) }).nullable(),
+  status: z.enum(['active', 'trialing', 'grace', 'expired']),
+  subscription: z.strictObject({ id: z.string(), status: z.string(), current_period_end: nd.nullable(), cancel_at_period_end: z.boolean() }).nullable(),
+  valid_until: nd.nullable(),
+  grace_until: nd.nullable(),
+  instance: z.string().optional(),
+});
+
+export const licenseResponse = z.strictObject({ license: z.string(), claims: licenseClaims, jwks_url: z.string() });
+
+const activation = z.strictObject({
+  id: z.string(),
+  customer_id: z.string(),
+  fingerprint: z.string(),
+  name: z.string().nullable(),
+  hostname: z.string().nullable(),
+  created_at: ts,
+  last_seen_at: ts,
+  expires_at: ts.nullable(),
+  released_at: ts.nullable(),
+  release_reason: z.enum(['customer', 'admin', 'stale']).nullable(),
+});
+
+export const activationResponse = z.strictObject({ activation });
+export const activationsResponse = z.strictObject({ data: z.array(activation) });
+
+export const jwksResponse = z.strictObject({
+  keys: z.array(z.strictObject({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), kid: z.string(), alg: z.literal('EdDSA'), use: z.literal('sig') })),
+});
+
+export const activationJson = (a: Activation) => ({
+  id: a.id,
+  customer_id: a.customerId,
+  fingerprint: a.fingerprint,
+  name: a.name,
+  hostname: a.hostname,
+  created_at: iso(a.createdAt),
+  last_seen_at: iso(a.lastSeenAt),
+  expires_at: iso(a.expiresAt),
+  released_at: iso(a.releasedAt),
+  release_reason: a.releaseReason,
+});

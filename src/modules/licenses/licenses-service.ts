@@ -1,0 +1,281 @@
+import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import type { Config } from '../../config';
+import { AppError, NotFoundError } from '../../errors/app-error';
+import { uuidv7 } from '../../lib/ids';
+import { systemContext, type ActorContext } from '../../lib/request-context';
+import type { AuditService } from '../audit/audit-service';
+import type { CustomerLookup } from '../customers/customer-lookup';
+import type { PlansService } from '../plans/plans-service';
+import type { Entitlements } from '../plans/plans-schemas';
+import type { Subscription } from '../subscriptions/subscriptions-repository';
+import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
+import type { UsageService } from '../usage/usage-service';
+import type { Activation, ActivationsRepository, Clock, ReleaseReason } from './activations-repository';
+import type { LicenseSigner } from './license-signer';
+import { expiry, licenseState, pickSubscription, type LicenseState, type LicenseStatus } from './license-status';
+
+export interface LicensesServiceDeps {
+  db: Knex;
+  repo: ActivationsRepository;
+  subscriptions: Pick<SubscriptionsService, 'list'>;
+  plans: Pick<PlansService, 'findByCode'>;
+  customers: Pick<CustomerLookup, 'findById'>;
+  usage: Pick<UsageService, 'totals'>;
+  audit: AuditService;
+  signer: LicenseSigner;
+  logger: Logger;
+  settings: Pick<Config['license'], 'issuer' | 'ttlSeconds' | 'graceDays' | 'heartbeatDays' | 'defaultPlan'>;
+  /** Usage metrics: the limits named after one carry the period's quantity in the license. */
+  metrics: readonly string[];
+  now?: () => number;
+  onIssued?: (status: LicenseStatus) => void;
+}
+
+/** What a license is issued from: a subscription, or the default plan. */
+interface Basis {
+  plan: { code: string; name: string; entitlements: Entitlements };
+  subscription: Subscription | null;
+  state: LicenseState;
+  period: { from: Date; to: Date } | null;
+}
+
+export interface LicenseClaims {
+  iss: string;
+  sub: string;
+  jti: string;
+  iat: number;
+  nbf: number;
+  exp: number;
+  plan: { code: string; name: string };
+  entitlements: { features: string[]; limits: Record<string, number | null>; seats: number | null };
+  usage: { period_start: number; period_end: number; quantities: Record<string, string> } | null;
+  status: LicenseStatus;
+  subscription: { id: string; status: string; current_period_end: number | null; cancel_at_period_end: boolean } | null;
+  valid_until: number | null;
+  grace_until: number | null;
+  instance?: string;
+}
+
+export interface IssuedLicense {
+  license: string;
+  claims: LicenseClaims;
+}
+
+export interface ActivationInput {
+  fingerprint: string;
+  name?: string;
+  hostname?: string;
+}
+
+const sec = (ms: number) => Math.floor(ms / 1000);
+const secOrNull = (d: Date | null) => (d ? sec(d.getTime()) : null);
+
+/**
+ * Licenses and the activations (seats) they bind to.
+ *
+ * A fetch is cheap: the customer's subscriptions with their plans in one query, usage totals only
+ * when the plan limits a metered metric, one heartbeat update when bound, one signature, one audit row.
+ * Activations of one customer are serialised by a lock on the customer's row: stale ones are
+ * released, live ones counted and the new one inserted in one transaction, so the plan's
+ * `limits.instances` holds however many instances activate at once.
+ */
+export function createLicensesService(deps: LicensesServiceDeps) {
+  const { db, repo, subscriptions, plans, customers, usage, audit, signer, logger, settings, metrics } = deps;
+  const now = deps.now ?? Date.now;
+
+  const clockAt = (ms: number): Clock => ({ now: new Date(ms), cutoff: new Date(ms - settings.heartbeatDays * 86_400_000) });
+
+  async function basis(customerId: string, nowMs: number): Promise<Basis> {
+    const sub = pickSubscription(await subscriptions.list(customerId));
+    if (sub) {
+      const period = sub.currentPeriodStart && sub.currentPeriodEnd ? { from: sub.currentPeriodStart, to: sub.currentPeriodEnd } : null;
+      return { plan: sub.plan, subscription: sub, state: licenseState(sub, sec(nowMs), settings.graceDays), period };
+    }
+    if (settings.defaultPlan) {
+      const plan = await plans.findByCode(db, settings.defaultPlan);
+      if (plan) {
+        const d = new Date(nowMs);
+        const from = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
+        const to = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1));
+        return { plan, subscription: null, state: { status: 'active', validUntil: null, graceUntil: null }, period: { from, to } };
+      }
+      logger.warn({ plan: settings.defaultPlan }, 'LICENSE_DEFAULT_PLAN names no plan: customers without a subscription get no license');
+    }
+    throw new AppError('LICENSE_NOT_FOUND', 'No license: the customer has no subscription');
+  }
+
+  async function quantities(customerId: string, b: Basis): Promise<Record<string, string>> {
+    const metered = Object.keys(b.plan.entitlements.limits).filter((k) => metrics.includes(k));
+    if (metered.length === 0 || !b.period) return {};
+    const rows = await usage.totals({ customerId, from: b.period.from, to: b.period.to, groupBy: ['metric'] });
+    return Object.fromEntries(metered.map((m) => [m, rows.find((r) => r.metric === m)?.quantity ?? '0']));
+  }
+
+  async function sign(ctx: ActorContext, customerId: string, b: Basis, iat: number, exp: number, instance: string | undefined, offline = false): Promise<IssuedLicense> {
+    const { entitlements } = b.plan;
+    const claims: LicenseClaims = {
+      iss: settings.issuer,
+      sub: customerId,
+      jti: randomUUID(),
+      iat,
+      nbf: iat,
+      exp,
+      plan: { code: b.plan.code, name: b.plan.name },
+      entitlements: { features: entitlements.features, limits: entitlements.limits, seats: entitlements.seats ?? null },
+      usage: b.period ? { period_start: sec(b.period.from.getTime()), period_end: sec(b.period.to.getTime()), quantities: await quantities(customerId, b) } : null,
+      status: b.state.status,
+      subscription: b.subscription
+        ? {
+            id: b.subscription.id,
+            status: b.subscription.status,
+            current_period_end: secOrNull(b.subscription.currentPeriodEnd),
+            cancel_at_period_end: b.subscription.cancelAtPeriodEnd,
+          }
+        : null,
+      valid_until: b.state.validUntil,
+      grace_until: b.state.graceUntil,
+      ...(instance !== undefined ? { instance } : {}),
+    };
+    const license = await signer.sign({ ...claims });
+    deps.onIssued?.(claims.status);
+    await audit.recordDetached(ctx, {
+      action: offline ? 'license.issue_offline' : 'license.issue',
+      outcome: 'success',
+      targetType: 'license',
+      targetId: claims.jti,
+      details: { customer_id: customerId, jti: claims.jti, status: claims.status, fingerprint: instance ?? null, exp, kid: signer.kid() },
+    });
+    return { license, claims };
+  }
+
+  /** Releases stale activations (of one customer, or all), one audit row each, in the caller's transaction. */
+  async function releaseStale(trx: Knex, clock: Clock, requestId: string | null, customerId?: string): Promise<Activation[]> {
+    const released = await repo.releaseStale(trx, clock, customerId);
+    for (const a of released) {
+      await audit.record(trx, systemContext(requestId), {
+        action: 'license.activation_expire',
+        outcome: 'success',
+        targetType: 'license_activation',
+        targetId: a.id,
+        details: { customer_id: a.customerId, fingerprint: a.fingerprint, last_seen_at: a.lastSeenAt.toISOString() },
+      });
+    }
+    return released;
+  }
+
+  async function activateWith(ctx: ActorContext, customerId: string, input: ActivationInput, b: Basis, nowMs: number, expiresAt: Date | null) {
+    const clock = clockAt(nowMs);
+    const limit = b.plan.entitlements.limits.instances;
+    return db.transaction(async (trx) => {
+      const customer = await repo.lockCustomer(trx, customerId);
+      if (!customer) throw new NotFoundError('Customer');
+      if (customer.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
+      await releaseStale(trx, clock, ctx.requestId, customerId);
+      const existing = await repo.touch(trx, customerId, input.fingerprint, clock, expiresAt ?? undefined);
+      if (existing) return { activation: existing, created: false };
+      if (typeof limit === 'number' && (await repo.countLive(trx, customerId, clock)) >= limit) {
+        throw new AppError('INSTANCE_LIMIT_REACHED', `The plan allows ${limit} active instance(s); release one first (DELETE /api/licenses/activations/:fingerprint)`);
+      }
+      const activation = await repo.insert(trx, {
+        id: uuidv7(nowMs),
+        customerId,
+        fingerprint: input.fingerprint,
+        name: input.name ?? null,
+        hostname: input.hostname ?? null,
+        expiresAt,
+        at: clock.now,
+      });
+      await audit.record(trx, ctx, {
+        action: 'license.activation_create',
+        outcome: 'success',
+        targetType: 'license_activation',
+        targetId: activation.id,
+        details: { customer_id: customerId, fingerprint: activation.fingerprint, offline: expiresAt !== null },
+      });
+      return { activation, created: true };
+    });
+  }
+
+  /** Live activations, oldest first; stale ones are released on the way. */
+  async function list(customerId: string, requestId: string | null = null): Promise<Activation[]> {
+    const clock = clockAt(now());
+    await db.transaction((trx) => releaseStale(trx, clock, requestId, customerId));
+    return repo.listLive(db, customerId, clock);
+  }
+
+  async function liveCustomer(customerId: string) {
+    const customer = await customers.findById(db, customerId);
+    if (!customer) throw new NotFoundError('Customer');
+    if (customer.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
+  }
+
+  return {
+    /** The customer's license; with a fingerprint, bound to that activation and counted as its heartbeat. */
+    async issue(ctx: ActorContext, customerId: string, fingerprint?: string): Promise<IssuedLicense> {
+      const nowMs = now();
+      const iat = sec(nowMs);
+      const b = await basis(customerId, nowMs);
+      if (fingerprint !== undefined && !(await repo.touch(db, customerId, fingerprint, clockAt(nowMs)))) {
+        throw new AppError('ACTIVATION_NOT_FOUND', 'No active activation with this fingerprint: activate it first (POST /api/licenses/activations)');
+      }
+      return sign(ctx, customerId, b, iat, expiry(b.state, iat, settings.ttlSeconds), fingerprint);
+    },
+
+    /** Takes a seat for an instance; `created` false when it already held one (then only a heartbeat). */
+    async activate(ctx: ActorContext, customerId: string, input: ActivationInput) {
+      const nowMs = now();
+      return activateWith(ctx, customerId, input, await basis(customerId, nowMs), nowMs, null);
+    },
+
+    /**
+     * An air-gapped instance's license, issued by an admin: bound to its fingerprint, valid for the
+     * TTL the admin chose (still never past the end of validity or grace), and holding a seat until
+     * it expires, since such an instance never calls back.
+     */
+    async issueOffline(ctx: ActorContext, customerId: string, input: ActivationInput & { ttlSeconds: number }): Promise<IssuedLicense> {
+      await liveCustomer(customerId);
+      const nowMs = now();
+      const iat = sec(nowMs);
+      const b = await basis(customerId, nowMs);
+      const exp = expiry(b.state, iat, input.ttlSeconds);
+      await activateWith(ctx, customerId, input, b, nowMs, new Date(exp * 1000));
+      return sign(ctx, customerId, b, iat, exp, input.fingerprint, true);
+    },
+
+    list,
+
+    async listForAdmin(customerId: string, requestId: string | null) {
+      if (!(await customers.findById(db, customerId))) throw new NotFoundError('Customer');
+      return list(customerId, requestId);
+    },
+
+    async release(ctx: ActorContext, customerId: string, fingerprint: string, reason: Exclude<ReleaseReason, 'stale'>): Promise<Activation> {
+      return db.transaction(async (trx) => {
+        const a = await repo.release(trx, customerId, fingerprint, reason, new Date(now()));
+        if (!a) throw new NotFoundError('Activation');
+        await audit.record(trx, ctx, {
+          action: 'license.activation_release',
+          outcome: 'success',
+          targetType: 'license_activation',
+          targetId: a.id,
+          details: { customer_id: customerId, fingerprint, by: reason },
+        });
+        return a;
+      });
+    },
+
+    /** Releases every stale activation (the periodic sweep); returns how many. */
+    async sweep(): Promise<number> {
+      return (await db.transaction((trx) => releaseStale(trx, clockAt(now()), null))).length;
+    },
+
+    /** Live activations of every customer (the gauge, read at scrape time). */
+    countActive: () => repo.countAllLive(db, clockAt(now())),
+
+    jwks: () => signer.jwks(),
+  };
+}
+
+export type LicensesService = ReturnType<typeof createLicensesService>;
