@@ -11,7 +11,7 @@
  */
 import autocannon from 'autocannon';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -150,6 +150,7 @@ async function main(): Promise<void> {
         'src/server.ts',
         {
           NODE_ENV: 'production',
+          LICENSE_SIGNING_KEYS: JSON.stringify(generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' })),
           STRIPE_ENABLED: 'false',
           REDIS_URL: '', // in-memory limits, as the baseline has none to share
           DATABASE_URL: pg.url,
@@ -175,6 +176,14 @@ async function main(): Promise<void> {
       body: JSON.stringify({ email: 'bench@example.com', company_name: 'Bench' }),
     }).then((r) => r.json() as Promise<{ customer: { id: string }; api_key: string }>);
     const apiKey = created.api_key;
+    // A plan and a subscription, so the customer has a license to fetch.
+    const adminJson = { Authorization: `Bearer ${adminToken}`, 'Content-Type': 'application/json' };
+    await fetch(`${base}/api/plans`, {
+      method: 'POST',
+      headers: adminJson,
+      body: JSON.stringify({ code: 'bench', name: 'Bench', entitlements: { features: ['sso'], limits: { api_calls: 1000000000, instances: 5 } } }),
+    });
+    await fetch(`${base}/api/customers/${created.customer.id}/subscriptions`, { method: 'POST', headers: adminJson, body: JSON.stringify({ plan: 'bench' }) });
 
     const client = new Client({ connectionString: pg.url });
     await client.connect();
@@ -207,6 +216,7 @@ async function main(): Promise<void> {
       usage_batch: (d: number) =>
         load(base, { method: 'POST', path: '/api/usage', headers: auth, setupRequest: (r) => ({ ...r, body: batchBody('sb') }) }, d, svc),
       usage_read: (d: number) => load(base, { method: 'GET', path: '/api/usage', headers: { 'x-api-key': apiKey } }, d, svc),
+      license: (d: number) => load(base, { method: 'GET', path: '/api/licenses', headers: { 'x-api-key': apiKey } }, d, svc),
     };
 
     console.log(`warm-up: ${WARMUP}s each`);
@@ -225,8 +235,10 @@ async function main(): Promise<void> {
           console.log(`round ${i + 1} ${name.padEnd(16)} ${Math.round(round[name].rps)} req/s  p50 ${round[name].p50_ms} ms  p99 ${round[name].p99_ms} ms  cpu ${round[name].cpu_us_per_req} us/req (pg ${round[name].pg_cpu_us_per_req})${round[name].non2xx || round[name].errors ? `  non-2xx ${round[name].non2xx} errors ${round[name].errors}` : ''}`);
         }
       }
-      round.usage_read = await scenarios.usage_read(DURATION);
-      console.log(`round ${i + 1} usage_read       ${Math.round(round.usage_read.rps)} req/s  p99 ${round.usage_read.p99_ms} ms`);
+      for (const name of ['usage_read', 'license'] as const) {
+        round[name] = await scenarios[name](DURATION);
+        console.log(`round ${i + 1} ${name.padEnd(16)} ${Math.round(round[name].rps)} req/s  p99 ${round[name].p99_ms} ms  cpu ${round[name].cpu_us_per_req} us/req`);
+      }
       rounds.push(round);
     }
 
@@ -247,6 +259,7 @@ async function main(): Promise<void> {
       },
       usage_batch: { events_per_s: Math.round(med('usage_batch', 'rps') * BATCH), p99_ms: med('usage_batch', 'p99_ms'), ratio: round2(median(batchRatios)), ...cpu('usage_batch') },
       usage_read: { rps: Math.round(med('usage_read', 'rps')), p99_ms: med('usage_read', 'p99_ms'), ...cpu('usage_read') },
+      license: { rps: Math.round(med('license', 'rps')), p99_ms: med('license', 'p99_ms'), ...cpu('license') },
       settings: { rounds: ROUNDS, duration_s: DURATION, connections: CONNECTIONS, batch: BATCH, cpus: os.cpus().length },
       per_round_ratios: { single: singleRatios.map(round2), batch: batchRatios.map(round2) },
       failed_requests: failures.length,
@@ -261,6 +274,7 @@ async function main(): Promise<void> {
     console.log(`| single event: PostgreSQL CPU per request, us | ${result.baseline_single.pg_cpu_us_per_req} | ${result.usage_single.pg_cpu_us_per_req} | ${round2(result.usage_single.pg_cpu_us_per_req / result.baseline_single.pg_cpu_us_per_req)} |`);
     console.log(`| 100-event batch: server CPU per request, us | ${result.baseline_batch.cpu_us_per_req} | ${result.usage_batch.cpu_us_per_req} | ${round2(result.usage_batch.cpu_us_per_req / result.baseline_batch.cpu_us_per_req)} |`);
     console.log(`| GET /api/usage, req/s (p99 ms) | | ${result.usage_read.rps} (${result.usage_read.p99_ms}) | |`);
+    console.log(`| GET /api/licenses (one Ed25519 signature each), req/s (p99 ms) | | ${result.license.rps} (${result.license.p99_ms}) | |`);
     if (failures.length) console.log(`\nWARNING: ${failures.length} run(s) had non-2xx responses or errors`);
     if (process.env.BENCH_OUT) {
       fs.writeFileSync(process.env.BENCH_OUT, `${JSON.stringify(result, null, 2)}\n`);
