@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 'use strict';
+/* global require, __dirname, process */
+/* eslint-disable @typescript-eslint/no-require-imports */
 // The installed command: runs the compiled CLI from dist/ (npm run build makes it).
 const path = require('node:path');
 const fs = require('node:fs');
@@ -9,4 +11,4 @@ if (!fs.existsSync(entry)) {
   process.stderr.write('billing-admin: not built yet. Run `npm run build` first, or use `npm run --silent billing-admin -- <command>` (through tsx).\n');
   process.exit(64);
 }
-require(entry);
+require(entry).main();

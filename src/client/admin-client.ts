@@ -17,8 +17,7 @@ export type Answer<P extends keyof paths, M extends Method, S extends number = 2
 /** The query parameters of a route. */
 export type QueryOf<P extends keyof paths, M extends Method> = Op<P, M> extends { parameters: { query?: infer Q } } ? NonNullable<Q> : never;
 /** The JSON request body of a route. */
-export type BodyOf<P extends keyof paths, M extends Method> =
-  Op<P, M> extends { requestBody?: { content: { 'application/json': infer B } } } ? B : never;
+export type BodyOf<P extends keyof paths, M extends Method> = Op<P, M> extends { requestBody?: { content: { 'application/json': infer B } } } ? B : never;
 
 export type Customer = Answer<'/api/customers/{id}', 'get'>['customer'];
 export type ApiKey = Answer<'/api/customers/{id}/keys', 'get'>['data'][number];
@@ -72,7 +71,14 @@ function impatient(inner: typeof fetch, maxWaitSeconds: number): typeof fetch {
     if (wait === null || wait <= maxWaitSeconds) return res;
     type Envelope = { error?: { code?: string; message?: string; requestId?: string; details?: unknown } };
     const e = ((await res.json().catch(() => null)) as Envelope | null)?.error;
-    throw new BillingApiError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? res.statusText, e?.requestId ?? res.headers.get('x-request-id'), wait, e?.details);
+    throw new BillingApiError(
+      res.status,
+      e?.code ?? `HTTP_${res.status}`,
+      e?.message ?? res.statusText,
+      e?.requestId ?? res.headers.get('x-request-id'),
+      wait,
+      e?.details,
+    );
   };
 }
 
@@ -96,7 +102,12 @@ export class AdminClient {
     return (await call<T>(this.http, 'GET', path, { query, idempotent: true })).body;
   }
 
-  private async send<T>(method: string, path: string, body?: unknown, opts: { headers?: Record<string, string>; idempotent?: boolean; query?: Record<string, string> } = {}): Promise<T> {
+  private async send<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    opts: { headers?: Record<string, string>; idempotent?: boolean; query?: Record<string, string> } = {},
+  ): Promise<T> {
     return (await call<T>(this.http, method, path, { body, headers: opts.headers, query: opts.query, idempotent: opts.idempotent ?? false })).body;
   }
 
@@ -133,7 +144,8 @@ export class AdminClient {
   createPlan = (body: BodyOf<'/api/plans', 'post'>) => this.send<Answer<'/api/plans', 'post', 201>>('POST', '/api/plans', body);
   listPlans = (query: QueryOf<'/api/plans', 'get'> = {}) => this.get<Answer<'/api/plans', 'get'>>('/api/plans', query);
   getPlan = (code: string) => this.get<Answer<'/api/plans/{code}', 'get'>>(`/api/plans/${seg(code)}`);
-  updatePlan = (code: string, body: BodyOf<'/api/plans/{code}', 'patch'>) => this.send<Answer<'/api/plans/{code}', 'patch'>>('PATCH', `/api/plans/${seg(code)}`, body);
+  updatePlan = (code: string, body: BodyOf<'/api/plans/{code}', 'patch'>) =>
+    this.send<Answer<'/api/plans/{code}', 'patch'>>('PATCH', `/api/plans/${seg(code)}`, body);
   deletePlan = (code: string) => this.send<void>('DELETE', `/api/plans/${seg(code)}`);
 
   // subscriptions
@@ -145,11 +157,20 @@ export class AdminClient {
     });
   listSubscriptions = (id: string) => this.get<Answer<'/api/customers/{id}/subscriptions', 'get'>>(`/api/customers/${seg(id)}/subscriptions`);
   changePlan = (id: string, subscriptionId: string, plan: string) =>
-    this.send<Answer<'/api/customers/{id}/subscriptions/{subscriptionId}', 'patch'>>('PATCH', `/api/customers/${seg(id)}/subscriptions/${seg(subscriptionId)}`, { plan });
+    this.send<Answer<'/api/customers/{id}/subscriptions/{subscriptionId}', 'patch'>>(
+      'PATCH',
+      `/api/customers/${seg(id)}/subscriptions/${seg(subscriptionId)}`,
+      { plan },
+    );
   cancelSubscription = (id: string, subscriptionId: string, immediately: boolean) =>
-    this.send<Answer<'/api/customers/{id}/subscriptions/{subscriptionId}', 'delete'>>('DELETE', `/api/customers/${seg(id)}/subscriptions/${seg(subscriptionId)}`, undefined, {
-      query: { immediately: String(immediately) },
-    });
+    this.send<Answer<'/api/customers/{id}/subscriptions/{subscriptionId}', 'delete'>>(
+      'DELETE',
+      `/api/customers/${seg(id)}/subscriptions/${seg(subscriptionId)}`,
+      undefined,
+      {
+        query: { immediately: String(immediately) },
+      },
+    );
 
   // license activations
   listActivations = (id: string) => this.get<{ data: Activation[] }>(`/api/customers/${seg(id)}/activations`);
@@ -157,7 +178,11 @@ export class AdminClient {
     this.send<{ activation: Activation }>('DELETE', `/api/customers/${seg(id)}/activations/${seg(fingerprint)}`);
 
   /** Follows next_cursor from `cursor` until the last page (or `maxPages`), yielding each page as the service sent it. */
-  async *pages<T extends { next_cursor: string | null }>(fetchPage: (cursor: string | undefined) => Promise<T>, cursor?: string, maxPages = Infinity): AsyncGenerator<T> {
+  async *pages<T extends { next_cursor: string | null }>(
+    fetchPage: (cursor: string | undefined) => Promise<T>,
+    cursor?: string,
+    maxPages = Infinity,
+  ): AsyncGenerator<T> {
     for (let n = 0; n < maxPages; n++) {
       const page = await fetchPage(cursor);
       yield page;

@@ -17,7 +17,10 @@ describe('src/client/api-types.ts', () => {
   test('when the document is generated again, then the committed types equal what openapi-typescript makes of it', () => {
     const doc = path.join(dir, 'openapi.json');
     const out = path.join(dir, 'api-types.ts');
-    execFileSync(process.execPath, [path.join(root, 'node_modules/tsx/dist/cli.mjs'), path.join(root, 'src/cli/openapi.ts'), doc], { cwd: root, stdio: 'pipe' });
+    execFileSync(process.execPath, [path.join(root, 'node_modules/tsx/dist/cli.mjs'), path.join(root, 'src/cli/openapi.ts'), doc], {
+      cwd: root,
+      stdio: 'pipe',
+    });
     execFileSync(process.execPath, [path.join(root, 'node_modules/openapi-typescript/bin/cli.js'), doc, '-o', out], { cwd: root, stdio: 'pipe' });
     const committed = fs.readFileSync(path.join(root, 'src/client/api-types.ts'), 'utf8');
     if (committed !== fs.readFileSync(out, 'utf8')) throw new Error('src/client/api-types.ts is out of date: run `npm run client:types` and commit the result');

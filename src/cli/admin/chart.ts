@@ -21,7 +21,8 @@ const label = (x: number, max: number) => (max >= 10 ? Math.round(x).toLocaleStr
 /**
  * Daily usage drawn in the terminal, one chart per metric: a line over the days of the report's
  * period (days without usage are zero), the quantity on the left axis and the first and last days
- * under it. Meant to be read at a glance; --csv or --json give the numbers.
+ * under it (a short period is stretched, a long one summed into buckets of days to fit the
+ * terminal). Meant to be read at a glance; --csv or --json give the numbers.
  */
 export function usageChart(report: UsageReport, o: ChartOptions = {}): string {
   const allDays = days(report.from, report.to);
@@ -36,10 +37,13 @@ export function usageChart(report: UsageReport, o: ChartOptions = {}): string {
     const values: number[] = [];
     for (let i = 0; i < allDays.length; i += bucket) values.push(allDays.slice(i, i + bucket).reduce((sum, d) => sum + (perDay.get(d) ?? 0), 0));
     const total = [...perDay.values()].reduce((a, b) => a + b, 0);
+    // A short period is widened (each day a few columns, drawn as steps) so the trend is not a smudge.
+    const stretch = Math.max(1, Math.min(6, Math.floor(width / values.length)));
+    const drawn = values.flatMap((v) => Array<number>(stretch).fill(v));
     const max = Math.max(...values);
     const peak = allDays[bucket * values.indexOf(max)];
 
-    const plot = asciichart.plot(values, {
+    const plot = asciichart.plot(drawn, {
       height: o.height ?? 10,
       min: 0,
       format: (x) => label(x, max).padStart(12),
@@ -50,7 +54,7 @@ export function usageChart(report: UsageReport, o: ChartOptions = {}): string {
     const axis = Math.max(firstLine.indexOf('┤'), firstLine.indexOf('┼'));
     const first = allDays[0]!;
     const last = allDays[allDays.length - 1]!;
-    const span = values.length;
+    const span = drawn.length;
     const dayLine = ' '.repeat(axis + 1) + (span >= first.length + last.length + 2 ? first + last.padStart(span - first.length) : first);
     const title =
       `${metric} per ${bucket === 1 ? 'day' : `${bucket} days`}, ${first} to ${last}: ` +

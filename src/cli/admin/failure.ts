@@ -26,7 +26,8 @@ const when = (seconds: number, now: number) => new Date(now + seconds * 1000).to
 
 function fieldProblems(details: unknown): string[] {
   if (!Array.isArray(details)) return [];
-  return details.map((d: { path?: unknown; message?: unknown }) => `  - ${d.path === undefined || d.path === '' ? '(body)' : String(d.path)}: ${String(d.message ?? '')}`);
+  const text = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : '');
+  return details.map((d: { path?: unknown; message?: unknown }) => `  - ${text(d.path) || '(body)'}: ${text(d.message)}`);
 }
 
 /**
@@ -46,7 +47,8 @@ export function describeFailure(err: unknown, now = Date.now()): { exitCode: num
     return { exitCode: EXIT.auth, message: `error: the service refused the admin token (${head}). Check ADMIN_API_TOKEN (or --token)${ref}.` };
   }
   if (err.status === 429) {
-    const retry = err.retryAfter === null ? 'Retry-After was not given: try again later' : `Retry-After: ${err.retryAfter} s, try again after ${when(err.retryAfter, now)}`;
+    const retry =
+      err.retryAfter === null ? 'Retry-After was not given: try again later' : `Retry-After: ${err.retryAfter} s, try again after ${when(err.retryAfter, now)}`;
     return { exitCode: EXIT.rateLimited, message: `error: rate limited (${head}). ${retry}${ref}.` };
   }
   if (err.status === 400 || err.status === 422) {

@@ -34,8 +34,12 @@ export function processIo(): CliIo {
  * Values come from the service and, before it, from whoever created the customer: a company name
  * holding terminal escape sequences must not repaint the admin's terminal.
  */
-// eslint-disable-next-line no-control-regex
-export const printable = (v: unknown): string => (v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v)).replace(/[\x00-\x1f\x7f-\x9f]/g, '?');
+export const printable = (v: unknown): string =>
+  (typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : v === null || v === undefined ? '' : JSON.stringify(v)).replace(
+    // eslint-disable-next-line no-control-regex
+    /[\x00-\x1f\x7f-\x9f]/g,
+    '?',
+  );
 
 export interface Column<T> {
   header: string;

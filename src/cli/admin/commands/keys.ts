@@ -40,7 +40,11 @@ async function rotateAll(ctx: Ctx, o: Record<string, unknown>) {
   const skipped: RotatedKeys['skipped'] = [];
   try {
     for (;;) {
-      const page = await ctx.client().rotateKeys(ids ? { grace_period_seconds: grace, customer_ids: ids } : { grace_period_seconds: grace, limit: o.pageSize as number | undefined, cursor });
+      const page = await ctx
+        .client()
+        .rotateKeys(
+          ids ? { grace_period_seconds: grace, customer_ids: ids } : { grace_period_seconds: grace, limit: o.pageSize as number | undefined, cursor },
+        );
       pages++;
       rotated += page.rotated;
       skipped.push(...page.skipped);
@@ -73,7 +77,11 @@ export function keysCommands(program: Command, deps: Deps): void {
     .option('--name <name>', 'a name for the key')
     .action(
       action(deps, async (ctx, o, [id]) => {
-        await issue(ctx, id!, { name: o.name as string | undefined, grace_period_seconds: o.grace as number | undefined, keep_existing: o.keepExisting ? true : undefined });
+        await issue(ctx, id!, {
+          name: o.name as string | undefined,
+          grace_period_seconds: o.grace as number | undefined,
+          keep_existing: o.keepExisting ? true : undefined,
+        });
       }),
     );
 

@@ -33,7 +33,12 @@ const planDetails = (p: Plan) =>
     ['limits', limitsText(p.entitlements.limits) || '-'],
     ['seats', p.entitlements.seats ?? '-'],
     ['stripe price', p.stripe_price_id ?? '-'],
-    ['metered prices', Object.entries(p.metered_prices).map(([m, price]) => `${m}=${price}`).join(', ') || '-'],
+    [
+      'metered prices',
+      Object.entries(p.metered_prices)
+        .map(([m, price]) => `${m}=${price}`)
+        .join(', ') || '-',
+    ],
     ['created', p.created_at],
     ['updated', p.updated_at],
   ]);
@@ -61,7 +66,11 @@ const hasEntitlementFlags = (o: Record<string, unknown>) => o.feature !== undefi
 
 /** The entitlements the flags describe, on top of `base` (the file's, or the plan's current ones). */
 function entitlementsFrom(o: Record<string, unknown>, base: Entitlements): Entitlements {
-  const out: Entitlements = { ...base, features: (o.feature as string[] | undefined) ?? base.features, limits: { ...base.limits, ...limitsOf(o.limit as string[] | undefined) } };
+  const out: Entitlements = {
+    ...base,
+    features: (o.feature as string[] | undefined) ?? base.features,
+    limits: { ...base.limits, ...limitsOf(o.limit as string[] | undefined) },
+  };
   if (o.seats !== undefined) out.seats = o.seats === 'unlimited' ? null : Number(o.seats);
   return out;
 }
@@ -96,7 +105,8 @@ export function plansCommands(program: Command, deps: Deps): void {
         if (!body.code || !body.name) throw new UsageError('a plan needs --code and --name (or "code" and "name" in --file)');
         body.entitlements = entitlementsFrom(o, file.entitlements ?? { features: [], limits: {} });
         if (o.stripePrice !== undefined) body.stripe_price_id = o.stripePrice as string;
-        if (o.meteredPrice !== undefined) body.metered_prices = { ...file.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice as string[], '--metered-price')) };
+        if (o.meteredPrice !== undefined)
+          body.metered_prices = { ...file.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice as string[], '--metered-price')) };
         const r = await ctx.client().createPlan(body);
         ctx.print(r, () => ctx.out(planDetails(r.plan)));
       }),
@@ -132,7 +142,8 @@ export function plansCommands(program: Command, deps: Deps): void {
         if (hasEntitlementFlags(o)) body.entitlements = entitlementsFrom(o, body.entitlements ?? (await ctx.client().getPlan(code!)).plan.entitlements);
         if (o.stripePrice === false) body.stripe_price_id = null;
         else if (typeof o.stripePrice === 'string') body.stripe_price_id = o.stripePrice;
-        if (o.meteredPrice !== undefined) body.metered_prices = { ...body.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice as string[], '--metered-price')) };
+        if (o.meteredPrice !== undefined)
+          body.metered_prices = { ...body.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice as string[], '--metered-price')) };
         if (Object.keys(body).length === 0) throw new UsageError('nothing to change: give a flag or --file');
         const r = await ctx.client().updatePlan(code!, body);
         ctx.print(r, () => ctx.out(planDetails(r.plan)));
@@ -160,4 +171,3 @@ export function plansCommands(program: Command, deps: Deps): void {
       }),
     );
 }
-

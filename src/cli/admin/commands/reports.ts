@@ -57,7 +57,12 @@ export function reportsCommands(program: Command, deps: Deps): void {
       action(deps, async (ctx) => {
         const r = await ctx.client().webhooks();
         ctx.print(r, () => {
-          ctx.out(details([['processed', r.processed], ['failing', r.failing]]));
+          ctx.out(
+            details([
+              ['processed', r.processed],
+              ['failing', r.failing],
+            ]),
+          );
           if (!r.failing_events.length) return;
           ctx.out('\nfailing events (Stripe retries them):\n');
           ctx.out(

@@ -38,7 +38,9 @@ export function subscriptionsCommands(program: Command, deps: Deps): void {
     .option('--idempotency-key <key>', 'reuse a key to repeat a create that may have happened (default: a new one)')
     .action(
       action(deps, async (ctx, o, [id]) => {
-        const r = await ctx.client().createSubscription(id!, { plan: o.plan as string, trial_days: o.trialDays as number | undefined }, o.idempotencyKey as string | undefined);
+        const r = await ctx
+          .client()
+          .createSubscription(id!, { plan: o.plan as string, trial_days: o.trialDays as number | undefined }, o.idempotencyKey as string | undefined);
         ctx.print(r, () => ctx.out(subscriptionDetails(r.subscription)));
       }),
     );

@@ -56,7 +56,9 @@ export function usageCommands(program: Command, deps: Deps): void {
     .action(
       action(deps, async (ctx, o, [id]) => {
         if (o.by !== 'metric' && o.by !== 'day') throw new UsageError('--by takes metric or day');
-        const r = await ctx.client().customerUsage(id!, { from: o.from as string | undefined, to: o.to as string | undefined, group_by: o.by as 'metric' | 'day' });
+        const r = await ctx
+          .client()
+          .customerUsage(id!, { from: o.from as string | undefined, to: o.to as string | undefined, group_by: o.by as 'metric' | 'day' });
         ctx.print(r, () => {
           ctx.say(`usage of ${r.customer_id} from ${r.from} to ${r.to}`);
           if (!r.totals.length) return ctx.say('no usage');
