@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import type { Activation } from '../../../client/admin-client';
+import { action, type Deps } from '../context';
+import { table } from '../io';
+
+const activationTable = (rows: Activation[]) =>
+  table(rows, [
+    { header: 'fingerprint', value: (a) => a.fingerprint },
+    { header: 'name', value: (a) => a.name ?? '' },
+    { header: 'hostname', value: (a) => a.hostname ?? '' },
+    { header: 'activated', value: (a) => a.created_at ?? '' },
+    { header: 'last seen', value: (a) => a.last_seen_at ?? '-' },
+    { header: 'expires', value: (a) => a.expires_at ?? '-' },
+  ]);
+
+export function activationsCommands(program: Command, deps: Deps): void {
+  const activations = program.command('activations').description('a customer’s activated instances (license seats)');
+
+  activations
+    .command('list <customerId>')
+    .description('the customer’s active instances, oldest first')
+    .action(
+      action(deps, async (ctx, _o, [id]) => {
+        const r = await ctx.client().listActivations(id!);
+        ctx.print(r, () => (r.data.length ? ctx.out(activationTable(r.data)) : ctx.say('no active instances')));
+      }),
+    );
+
+  activations
+    .command('release <customerId> <fingerprint>')
+    .description('release an instance, freeing its seat')
+    .action(
+      action(deps, async (ctx, _o, [id, fingerprint]) => {
+        const r = await ctx.client().releaseActivation(id!, fingerprint!);
+        ctx.print(r, () => ctx.say(`Released instance ${r.activation.fingerprint} of customer ${id}.`));
+      }),
+    );
+}

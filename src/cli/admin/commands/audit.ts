@@ -1,0 +1,53 @@
+import type { Command } from 'commander';
+import type { AuditEntry } from '../../../client/admin-client';
+import { action, int, printPages, type Deps } from '../context';
+import { table } from '../io';
+import { progress } from '../progress';
+
+const auditTable = (rows: AuditEntry[]) =>
+  table(rows, [
+    { header: 'at', value: (e) => e.at },
+    { header: 'actor', value: (e) => (e.actor_id ? `${e.actor}:${e.actor_id.replace(/^admin:/, '')}` : e.actor) },
+    { header: 'action', value: (e) => e.action },
+    { header: 'outcome', value: (e) => e.outcome },
+    { header: 'target', value: (e) => (e.target_id ? `${e.target_type ?? ''}:${e.target_id}` : '') },
+    { header: 'ip', value: (e) => e.ip ?? '' },
+    { header: 'request id', value: (e) => e.request_id ?? '' },
+  ]);
+
+export function auditCommands(program: Command, deps: Deps): void {
+  program
+    .command('audit')
+    .description('read the audit log, newest first (one page; --all follows every page)')
+    .option('--actor <actor>', 'admin, customer, stripe or system')
+    .option('--actor-id <id>', 'e.g. admin:<fingerprint> or a customer id')
+    .option('--action <action>', 'e.g. customer.create, api_key.revoke')
+    .option('--outcome <outcome>', 'success, failure or denied')
+    .option('--customer <id>', 'rows about this customer')
+    .option('--target <id>', 'rows about this target id')
+    .option('--request-id <id>', 'rows of this request (the X-Request-Id of an answer)')
+    .option('--client-request-id <id>', 'rows of the request that sent this X-Request-Id')
+    .option('--from <date>', 'from this date or date-time')
+    .option('--to <date>', 'up to this date or date-time')
+    .option('--limit <n>', 'rows per page (1-200)', int(1, 200))
+    .option('--cursor <cursor>', 'start at this page')
+    .option('--all', 'follow every page (a progress line on stderr when it is a terminal)')
+    .action(
+      action(deps, async (ctx, o) => {
+        const query = {
+          actor: o.actor as AuditEntry['actor'] | undefined,
+          actor_id: o.actorId as string | undefined,
+          action: o.action as string | undefined,
+          outcome: o.outcome as AuditEntry['outcome'] | undefined,
+          customer_id: o.customer as string | undefined,
+          target_id: o.target as string | undefined,
+          request_id: o.requestId as string | undefined,
+          client_request_id: o.clientRequestId as string | undefined,
+          from: o.from as string | undefined,
+          to: o.to as string | undefined,
+          limit: o.limit as number | undefined,
+        };
+        await printPages(ctx, o, (cursor) => ctx.client().listAudit({ ...query, cursor }), auditTable, 'audit rows', progress(ctx.io, 'audit'));
+      }),
+    );
+}

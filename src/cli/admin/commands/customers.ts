@@ -1,0 +1,100 @@
+import type { Command } from 'commander';
+import type { Customer } from '../../../client/admin-client';
+import { action, int, printPages, type Ctx, type Deps } from '../context';
+import { details, table } from '../io';
+import { progress } from '../progress';
+import { UsageError } from '../failure';
+
+export const customerTable = (rows: Customer[]) =>
+  table(rows, [
+    { header: 'id', value: (c) => c.id },
+    { header: 'email', value: (c) => c.email },
+    { header: 'company', value: (c) => c.company_name },
+    { header: 'status', value: (c) => c.status },
+    { header: 'created', value: (c) => c.created_at },
+  ]);
+
+const customerDetails = (c: Customer) =>
+  details([
+    ['id', c.id],
+    ['email', c.email],
+    ['company', c.company_name],
+    ['status', c.status],
+    ['stripe customer', c.stripe_customer_id ?? '-'],
+    ['created', c.created_at],
+    ['updated', c.updated_at],
+    ['deleted', c.deleted_at ?? '-'],
+  ]);
+
+/**
+ * A new key goes to stdout alone, so `KEY=$(billing-admin customers create ...)` captures it; the
+ * rest (what was created, that the key is shown once) goes to stderr.
+ */
+export function printNewKey(ctx: Ctx, apiKey: string, about: string): void {
+  ctx.out(`${apiKey}\n`);
+  ctx.say(`${about}\nStore this API key now: it is shown this once and cannot be read again.`);
+}
+
+export function customersCommands(program: Command, deps: Deps): void {
+  const customers = program.command('customers').description('create, list, show, update and delete customers');
+
+  customers
+    .command('create')
+    .description('create a customer and its first API key (printed once, alone on stdout)')
+    .requiredOption('--email <email>', 'the customer’s email (unique)')
+    .requiredOption('--company <name>', 'the company name')
+    .action(
+      action(deps, async (ctx, o) => {
+        const r = await ctx.client().createCustomer({ email: o.email as string, company_name: o.company as string });
+        ctx.print(r, () => printNewKey(ctx, r.api_key, `Created customer ${r.customer.id} (${r.customer.email}), key ${r.key.id}.`));
+      }),
+    );
+
+  customers
+    .command('list')
+    .description('list customers, newest first')
+    .option('--status <status>', 'active or deleted')
+    .option('--email <text>', 'only emails containing this')
+    .option('--limit <n>', 'rows per page (1-200)', int(1, 200))
+    .option('--cursor <cursor>', 'start at this page (from a previous list)')
+    .option('--all', 'follow every page')
+    .action(
+      action(deps, async (ctx, o) => {
+        const query = { status: o.status as 'active' | 'deleted' | undefined, email: o.email as string | undefined, limit: o.limit as number | undefined };
+        await printPages(ctx, o, (cursor) => ctx.client().listCustomers({ ...query, cursor }), customerTable, 'customers', progress(ctx.io, 'customers'));
+      }),
+    );
+
+  customers
+    .command('show <id>')
+    .description('show one customer')
+    .action(
+      action(deps, async (ctx, _o, [id]) => {
+        const r = await ctx.client().getCustomer(id!);
+        ctx.print(r, () => ctx.out(customerDetails(r.customer)));
+      }),
+    );
+
+  customers
+    .command('update <id>')
+    .description('change a customer’s email or company name')
+    .option('--email <email>', 'the new email')
+    .option('--company <name>', 'the new company name')
+    .action(
+      action(deps, async (ctx, o, [id]) => {
+        if (o.email === undefined && o.company === undefined) throw new UsageError('give --email, --company or both');
+        const r = await ctx.client().updateCustomer(id!, { email: o.email as string | undefined, company_name: o.company as string | undefined });
+        ctx.print(r, () => ctx.out(customerDetails(r.customer)));
+      }),
+    );
+
+  customers
+    .command('delete <id>')
+    .description('soft-delete a customer: every key revoked at once, usage and audit kept')
+    .action(
+      action(deps, async (ctx, _o, [id]) => {
+        const r = await ctx.client().deleteCustomer(id!);
+        ctx.print(r, () => ctx.say(`Deleted customer ${r.customer.id} (${r.customer.email}); its keys are revoked.`));
+      }),
+    );
+}

@@ -1,0 +1,127 @@
+import type { Command } from 'commander';
+import type { ApiKey, RotatedKeys } from '../../../client/admin-client';
+import { action, collect, int, type Ctx, type Deps } from '../context';
+import { table } from '../io';
+import { progress } from '../progress';
+import { printNewKey } from './customers';
+
+const MAX_GRACE = 30 * 24 * 3600;
+
+const keyTable = (rows: ApiKey[]) =>
+  table(rows, [
+    { header: 'id', value: (k) => k.id },
+    { header: 'name', value: (k) => k.name ?? '' },
+    { header: 'start', value: (k) => k.start },
+    { header: 'status', value: (k) => k.status },
+    { header: 'created', value: (k) => k.created_at },
+    { header: 'last used', value: (k) => k.last_used_at ?? '-' },
+    { header: 'expires', value: (k) => k.expires_at ?? '-' },
+  ]);
+
+async function issue(ctx: Ctx, id: string, body: { name?: string; grace_period_seconds?: number; keep_existing?: boolean }) {
+  const r = await ctx.client().issueKey(id, body);
+  const ended = r.ended_key_ids.length
+    ? `; ${r.ended_key_ids.length} older key(s) ${body.grace_period_seconds ? `valid for ${body.grace_period_seconds} s more` : 'revoked now'}`
+    : '';
+  ctx.print(r, () => printNewKey(ctx, r.api_key, `Issued key ${r.key.id} for customer ${id}${ended}.`));
+}
+
+/**
+ * Rotates page after page. Each page is committed by the service before we see it, so its keys are
+ * printed at once; if a later page fails, the cursor to resume from is said on stderr.
+ */
+async function rotateAll(ctx: Ctx, o: Record<string, unknown>) {
+  const grace = o.grace as number;
+  const ids = o.customer as string[] | undefined;
+  const bar = progress(ctx.io, 'rotating');
+  let cursor = o.cursor as string | undefined;
+  let rotated = 0;
+  let pages = 0;
+  const skipped: RotatedKeys['skipped'] = [];
+  try {
+    for (;;) {
+      const page = await ctx
+        .client()
+        .rotateKeys(
+          ids ? { grace_period_seconds: grace, customer_ids: ids } : { grace_period_seconds: grace, limit: o.pageSize as number | undefined, cursor },
+        );
+      pages++;
+      rotated += page.rotated;
+      skipped.push(...page.skipped);
+      if (ctx.json) ctx.out(`${JSON.stringify(page)}\n`);
+      else for (const k of page.keys) ctx.out(`${k.customer_id}\t${k.api_key}\n`);
+      bar.update(rotated, pages);
+      if (!page.next_cursor || ids) break;
+      cursor = page.next_cursor;
+    }
+  } catch (err) {
+    bar.done();
+    if (pages > 0) ctx.say(`${rotated} customer(s) rotated before the failure; resume with --cursor ${cursor ?? ''}`.trimEnd());
+    throw err;
+  }
+  bar.done();
+  if (ctx.json) return;
+  for (const s of skipped) ctx.say(`skipped ${s.customer_id}: ${s.reason}`);
+  ctx.say(`Rotated ${rotated} customer(s) in ${pages} request(s); older keys ${grace ? `stay valid for ${grace} s` : 'are revoked'}.`);
+  if (rotated) ctx.say('The new keys are above (customer id, key), shown this once: store them now.');
+}
+
+export function keysCommands(program: Command, deps: Deps): void {
+  const keys = program.command('keys').description('issue, rotate, list and revoke customers’ API keys');
+
+  keys
+    .command('issue <customerId>')
+    .description('issue a key (printed once, alone on stdout): rotates (older keys end now, or after --grace), or --keep-existing adds one')
+    .option('--grace <seconds>', `older keys stay valid this long (0-${MAX_GRACE})`, int(0, MAX_GRACE))
+    .option('--keep-existing', 'add a key beside the others (a second site) instead of rotating')
+    .option('--name <name>', 'a name for the key')
+    .action(
+      action(deps, async (ctx, o, [id]) => {
+        await issue(ctx, id!, {
+          name: o.name as string | undefined,
+          grace_period_seconds: o.grace as number | undefined,
+          keep_existing: o.keepExisting ? true : undefined,
+        });
+      }),
+    );
+
+  keys
+    .command('rotate <customerId>')
+    .description('rotate a customer’s key: a new key (printed once), older keys valid for --grace seconds (0: revoked now)')
+    .requiredOption('--grace <seconds>', `grace period for the older keys (0-${MAX_GRACE})`, int(0, MAX_GRACE))
+    .option('--name <name>', 'a name for the new key')
+    .action(
+      action(deps, async (ctx, o, [id]) => {
+        await issue(ctx, id!, { name: o.name as string | undefined, grace_period_seconds: o.grace as number });
+      }),
+    );
+
+  keys
+    .command('rotate-all')
+    .description('rotate the keys of every active customer (page by page), or of --customer ones; prints "customer-id<TAB>key" lines')
+    .requiredOption('--grace <seconds>', `grace period for the older keys (0-${MAX_GRACE}); required, so nothing is revoked by accident`, int(0, MAX_GRACE))
+    .option('--customer <id>', 'only this customer (repeatable, up to 1000)', collect)
+    .option('--page-size <n>', 'customers a request (1-1000)', int(1, 1000))
+    .option('--cursor <cursor>', 'resume a rotation that stopped')
+    .action(action(deps, (ctx, o) => rotateAll(ctx, o)));
+
+  keys
+    .command('list <customerId>')
+    .description('list a customer’s keys (never a secret)')
+    .action(
+      action(deps, async (ctx, _o, [id]) => {
+        const r = await ctx.client().listKeys(id!);
+        ctx.print(r, () => (r.data.length ? ctx.out(keyTable(r.data)) : ctx.say('no keys')));
+      }),
+    );
+
+  keys
+    .command('revoke <customerId> <keyId>')
+    .description('revoke a key now, on every instance')
+    .action(
+      action(deps, async (ctx, _o, [id, keyId]) => {
+        const r = await ctx.client().revokeKey(id!, keyId!);
+        ctx.print(r, () => ctx.say(`Revoked key ${r.key.id} (${r.key.start}…).`));
+      }),
+    );
+}

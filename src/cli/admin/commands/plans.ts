@@ -1,0 +1,173 @@
+import type { Command } from 'commander';
+import type { BodyOf, Plan } from '../../../client/admin-client';
+import { action, collect, readJsonFile, type Deps } from '../context';
+import { details, table } from '../io';
+import { UsageError } from '../failure';
+
+type CreateBody = BodyOf<'/api/plans', 'post'>;
+type UpdateBody = BodyOf<'/api/plans/{code}', 'patch'>;
+type Entitlements = CreateBody['entitlements'];
+
+const planTable = (rows: Plan[]) =>
+  table(rows, [
+    { header: 'code', value: (p) => p.code },
+    { header: 'name', value: (p) => p.name },
+    { header: 'status', value: (p) => p.status },
+    { header: 'features', value: (p) => p.entitlements.features.join(',') },
+    { header: 'limits', value: (p) => limitsText(p.entitlements.limits) },
+    { header: 'seats', value: (p) => p.entitlements.seats ?? '-' },
+    { header: 'stripe price', value: (p) => p.stripe_price_id ?? '-' },
+  ]);
+
+const limitsText = (l: Record<string, number | null>) =>
+  Object.entries(l)
+    .map(([k, v]) => `${k}=${v ?? 'unlimited'}`)
+    .join(',');
+
+const planDetails = (p: Plan) =>
+  details([
+    ['code', p.code],
+    ['name', p.name],
+    ['status', p.status],
+    ['features', p.entitlements.features.join(', ') || '-'],
+    ['limits', limitsText(p.entitlements.limits) || '-'],
+    ['seats', p.entitlements.seats ?? '-'],
+    ['stripe price', p.stripe_price_id ?? '-'],
+    [
+      'metered prices',
+      Object.entries(p.metered_prices)
+        .map(([m, price]) => `${m}=${price}`)
+        .join(', ') || '-',
+    ],
+    ['created', p.created_at],
+    ['updated', p.updated_at],
+  ]);
+
+/** "name=value" pairs of the repeatable flags. */
+function pairs(values: string[] | undefined, flag: string): [string, string][] {
+  return (values ?? []).map((v) => {
+    const i = v.indexOf('=');
+    if (i <= 0) throw new UsageError(`${flag} takes name=value, not ${JSON.stringify(v)}`);
+    return [v.slice(0, i), v.slice(i + 1)];
+  });
+}
+
+function limitsOf(values: string[] | undefined): Record<string, number | null> {
+  return Object.fromEntries(
+    pairs(values, '--limit').map(([k, v]) => {
+      if (v === 'unlimited') return [k, null];
+      if (!/^\d+$/.test(v)) throw new UsageError(`--limit ${k}= takes a whole number or "unlimited"`);
+      return [k, Number(v)];
+    }),
+  );
+}
+
+const hasEntitlementFlags = (o: Record<string, unknown>) => o.feature !== undefined || o.limit !== undefined || o.seats !== undefined;
+
+/** The entitlements the flags describe, on top of `base` (the file's, or the plan's current ones). */
+function entitlementsFrom(o: Record<string, unknown>, base: Entitlements): Entitlements {
+  const out: Entitlements = {
+    ...base,
+    features: (o.feature as string[] | undefined) ?? base.features,
+    limits: { ...base.limits, ...limitsOf(o.limit as string[] | undefined) },
+  };
+  if (o.seats !== undefined) out.seats = o.seats === 'unlimited' ? null : Number(o.seats);
+  return out;
+}
+
+const seats = (v: string) => {
+  if (v !== 'unlimited' && !/^\d+$/.test(v)) throw new UsageError('--seats takes a whole number or "unlimited"');
+  return v;
+};
+
+function planFlags(cmd: Command): Command {
+  return cmd
+    .option('--file <path>', 'the request body as JSON (the API’s fields; "-" reads stdin); flags given too override it')
+    .option('--name <name>', 'display name')
+    .option('--feature <name>', 'a feature flag (repeatable; replaces the list)', collect)
+    .option('--limit <name=value>', 'a numeric limit, or name=unlimited (repeatable)', collect)
+    .option('--seats <n>', 'seats, or "unlimited"', seats)
+    .option('--stripe-price <id>', 'Stripe price id (price_…)')
+    .option('--metered-price <metric=price>', 'Stripe price of a metered metric (repeatable)', collect);
+}
+
+export function plansCommands(program: Command, deps: Deps): void {
+  const plans = program.command('plans').description('create, list, show, update, archive and delete plans');
+
+  planFlags(plans.command('create').description('create a plan from flags, or from a JSON file (--file)'))
+    .option('--code <code>', 'the plan’s code (lowercase letters, digits, _ and -)')
+    .action(
+      action(deps, async (ctx, o) => {
+        const file = o.file ? ((await readJsonFile(ctx.io, o.file as string)) as Partial<CreateBody>) : {};
+        const body = { ...file } as CreateBody;
+        if (o.code !== undefined) body.code = o.code as string;
+        if (o.name !== undefined) body.name = o.name as string;
+        if (!body.code || !body.name) throw new UsageError('a plan needs --code and --name (or "code" and "name" in --file)');
+        body.entitlements = entitlementsFrom(o, file.entitlements ?? { features: [], limits: {} });
+        if (o.stripePrice !== undefined) body.stripe_price_id = o.stripePrice as string;
+        if (o.meteredPrice !== undefined)
+          body.metered_prices = { ...file.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice as string[], '--metered-price')) };
+        const r = await ctx.client().createPlan(body);
+        ctx.print(r, () => ctx.out(planDetails(r.plan)));
+      }),
+    );
+
+  plans
+    .command('list')
+    .description('list plans by code')
+    .option('--status <status>', 'active or archived')
+    .action(
+      action(deps, async (ctx, o) => {
+        const r = await ctx.client().listPlans({ status: o.status as 'active' | 'archived' | undefined });
+        ctx.print(r, () => (r.data.length ? ctx.out(planTable(r.data)) : ctx.say('no plans')));
+      }),
+    );
+
+  plans
+    .command('show <code>')
+    .description('show one plan')
+    .action(
+      action(deps, async (ctx, _o, [code]) => {
+        const r = await ctx.client().getPlan(code!);
+        ctx.print(r, () => ctx.out(planDetails(r.plan)));
+      }),
+    );
+
+  planFlags(plans.command('update <code>').description('change a plan; entitlement flags apply on top of its current entitlements'))
+    .option('--no-stripe-price', 'remove the Stripe price')
+    .action(
+      action(deps, async (ctx, o, [code]) => {
+        const body = (o.file ? await readJsonFile(ctx.io, o.file as string) : {}) as UpdateBody;
+        if (o.name !== undefined) body.name = o.name as string;
+        if (hasEntitlementFlags(o)) body.entitlements = entitlementsFrom(o, body.entitlements ?? (await ctx.client().getPlan(code!)).plan.entitlements);
+        if (o.stripePrice === false) body.stripe_price_id = null;
+        else if (typeof o.stripePrice === 'string') body.stripe_price_id = o.stripePrice;
+        if (o.meteredPrice !== undefined)
+          body.metered_prices = { ...body.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice as string[], '--metered-price')) };
+        if (Object.keys(body).length === 0) throw new UsageError('nothing to change: give a flag or --file');
+        const r = await ctx.client().updatePlan(code!, body);
+        ctx.print(r, () => ctx.out(planDetails(r.plan)));
+      }),
+    );
+
+  plans
+    .command('archive <code>')
+    .description('archive a plan: no new subscriptions, existing ones keep it')
+    .action(
+      action(deps, async (ctx, _o, [code]) => {
+        const r = await ctx.client().updatePlan(code!, { status: 'archived' });
+        ctx.print(r, () => ctx.say(`Archived plan ${r.plan.code}.`));
+      }),
+    );
+
+  plans
+    .command('delete <code>')
+    .description('delete a plan no subscription uses (otherwise archive it)')
+    .action(
+      action(deps, async (ctx, _o, [code]) => {
+        await ctx.client().deletePlan(code!);
+        // 204: the service sends no JSON, so --json prints nothing either; the exit code says it worked.
+        if (!ctx.json) ctx.say(`Deleted plan ${code}.`);
+      }),
+    );
+}

@@ -1,0 +1,77 @@
+import type { Command } from 'commander';
+import type { UsageReport } from '../../../client/admin-client';
+import { usageChart } from '../chart';
+import { action, type Deps } from '../context';
+import { table } from '../io';
+import { UsageError } from '../failure';
+
+type Row = UsageReport['rows'][number];
+
+const rowsTable = (rows: Row[], first: 'customer_id' | 'day') =>
+  table(rows, [
+    first === 'day' ? { header: 'day', value: (r: Row) => r.day } : { header: 'customer', value: (r: Row) => r.customer_id },
+    { header: 'metric', value: (r) => r.metric },
+    { header: 'quantity', value: (r) => r.quantity, right: true },
+    { header: 'events', value: (r) => r.events, right: true },
+  ]);
+
+const period = (cmd: Command) =>
+  cmd
+    .option('--from <date>', 'start of the period, included (YYYY-MM-DD or an ISO date-time; default: the first of this month, UTC)')
+    .option('--to <date>', 'end of the period, excluded (default: a month after --from)');
+
+export function usageCommands(program: Command, deps: Deps): void {
+  const usage = program.command('usage').description('usage reports: tables, CSV, JSON, or a chart of daily usage');
+
+  period(usage.command('report').description('usage of all customers over a period, by customer (default) or by day'))
+    .option('--metric <name>', 'only this metric')
+    .option('--customer <id>', 'only this customer')
+    .option('--by <grouping>', 'customer or day', 'customer')
+    .option('--csv', 'the service’s CSV, unchanged')
+    .option('--chart', 'daily usage drawn in the terminal, one chart per metric')
+    .action(
+      action(deps, async (ctx, o) => {
+        if ([o.csv, o.chart, o.json].filter(Boolean).length > 1) throw new UsageError('choose one of --csv, --chart and --json');
+        if (o.by !== 'customer' && o.by !== 'day') throw new UsageError('--by takes customer or day');
+        const query = {
+          from: o.from as string | undefined,
+          to: o.to as string | undefined,
+          metric: o.metric as string | undefined,
+          customer_id: o.customer as string | undefined,
+          group_by: (o.chart ? 'day' : o.by) as 'customer' | 'day',
+        };
+        if (o.csv) return ctx.out(await ctx.client().usageReportCsv(query));
+        const r = await ctx.client().usageReport(query);
+        if (o.chart) return ctx.out(usageChart(r, { columns: ctx.io.columns, color: ctx.io.stdoutIsTTY }));
+        ctx.print(r, () => {
+          ctx.say(`usage from ${r.from} to ${r.to}, by ${r.group_by}`);
+          if (r.rows.length) ctx.out(rowsTable(r.rows, r.group_by === 'day' ? 'day' : 'customer_id'));
+          else ctx.say('no usage');
+        });
+      }),
+    );
+
+  period(usage.command('show <customerId>').description('one customer’s totals per metric (or per day) over a period'))
+    .option('--by <grouping>', 'metric or day', 'metric')
+    .action(
+      action(deps, async (ctx, o, [id]) => {
+        if (o.by !== 'metric' && o.by !== 'day') throw new UsageError('--by takes metric or day');
+        const r = await ctx
+          .client()
+          .customerUsage(id!, { from: o.from as string | undefined, to: o.to as string | undefined, group_by: o.by as 'metric' | 'day' });
+        ctx.print(r, () => {
+          ctx.say(`usage of ${r.customer_id} from ${r.from} to ${r.to}`);
+          if (!r.totals.length) return ctx.say('no usage');
+          ctx.out(
+            r.group_by === 'day'
+              ? rowsTable(r.totals, 'day')
+              : table(r.totals, [
+                  { header: 'metric', value: (t) => t.metric },
+                  { header: 'quantity', value: (t) => t.quantity, right: true },
+                  { header: 'events', value: (t) => t.events, right: true },
+                ]),
+          );
+        });
+      }),
+    );
+}

@@ -1,0 +1,63 @@
+import { Command, CommanderError } from 'commander';
+import { DEFAULT_URL, int, type Deps } from './context';
+import { describeFailure, EXIT } from './failure';
+import { activationsCommands } from './commands/activations';
+import { auditCommands } from './commands/audit';
+import { customersCommands } from './commands/customers';
+import { keysCommands } from './commands/keys';
+import { plansCommands } from './commands/plans';
+import { reportsCommands } from './commands/reports';
+import { subscriptionsCommands } from './commands/subscriptions';
+import { usageCommands } from './commands/usage';
+
+const EXIT_HELP = `
+Environment:
+  BILLING_API_URL        the service (default ${DEFAULT_URL})
+  ADMIN_API_TOKEN        the admin token (or ADMIN_API_TOKEN_FILE: a file holding it)
+
+Output: tables for people; --json prints the service's JSON unchanged (--all: one page per line).
+A new API key is printed once, alone on stdout: KEY=$(billing-admin customers create ...).
+
+Exit codes: 0 done, 1 refused (not found, conflict), 2 invalid request (422: the fields are listed),
+3 admin token refused (401/403), 4 rate limited (429: retry after Retry-After),
+5 service failed or unreachable (5xx, network, timeout), 64 wrong command line.
+`;
+
+export function buildProgram(deps: Deps): Command {
+  const program = new Command('billing-admin')
+    .description('Administer the billing service: customers, keys, plans, subscriptions, activations, usage, audit')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    .option('--url <url>', 'the service’s URL (default: $BILLING_API_URL)')
+    // No default from the environment here: commander would print it in --help.
+    .option('--token <token>', 'the admin token (default: $ADMIN_API_TOKEN; prefer the variable, a flag shows in the process list)')
+    .option('--json', 'print the service’s JSON, unchanged (for scripts)')
+    .option('--timeout <ms>', 'per request (default 10000)', int(100, 600_000))
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => void deps.io.stdout.write(s), writeErr: (s) => void deps.io.stderr.write(s) })
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText('after', EXIT_HELP);
+
+  customersCommands(program, deps);
+  keysCommands(program, deps);
+  plansCommands(program, deps);
+  subscriptionsCommands(program, deps);
+  activationsCommands(program, deps);
+  usageCommands(program, deps);
+  auditCommands(program, deps);
+  reportsCommands(program, deps);
+  return program;
+}
+
+/** Runs one command line; returns the exit code (nothing here calls process.exit, so tests can run it in-process). */
+export async function runCli(argv: string[], deps: Deps): Promise<number> {
+  try {
+    await buildProgram(deps).parseAsync(argv, { from: 'user' });
+    return EXIT.ok;
+  } catch (err) {
+    // commander has written its own message (or the help) already.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    const { exitCode, message } = describeFailure(err);
+    deps.io.stderr.write(`${message}\n`);
+    return exitCode;
+  }
+}

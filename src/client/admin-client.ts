@@ -1,0 +1,193 @@
+import { randomUUID } from 'node:crypto';
+import { BillingApiError } from './api-error';
+import type { paths } from './api-types';
+import { call, defaultHttpSettings, parseRetryAfter, type HttpSettings } from './http';
+
+/**
+ * The admin API, one method per admin route, each returning the service's JSON unchanged. Every
+ * request and answer type is read from the generated `paths` (src/client/api-types.ts), so a route
+ * that changes shows up here as a compile error, not as a field silently missing.
+ */
+
+type Method = 'get' | 'post' | 'patch' | 'delete';
+type Op<P extends keyof paths, M extends Method> = NonNullable<paths[P][M]>;
+/** The JSON body of the success with status S. */
+export type Answer<P extends keyof paths, M extends Method, S extends number = 200> =
+  Op<P, M> extends { responses: Record<S, { content: { 'application/json': infer B } }> } ? B : never;
+/** The query parameters of a route. */
+export type QueryOf<P extends keyof paths, M extends Method> = Op<P, M> extends { parameters: { query?: infer Q } } ? NonNullable<Q> : never;
+/** The JSON request body of a route. */
+export type BodyOf<P extends keyof paths, M extends Method> = Op<P, M> extends { requestBody?: { content: { 'application/json': infer B } } } ? B : never;
+
+export type Customer = Answer<'/api/customers/{id}', 'get'>['customer'];
+export type ApiKey = Answer<'/api/customers/{id}/keys', 'get'>['data'][number];
+export type AuditEntry = Answer<'/api/audit', 'get'>['data'][number];
+export type Plan = Answer<'/api/plans/{code}', 'get'>['plan'];
+export type Subscription = Answer<'/api/customers/{id}/subscriptions', 'get'>['data'][number];
+export type UsageReport = Answer<'/api/reports/usage', 'get'>;
+export type RotatedKeys = Answer<'/api/keys/rotate', 'post'>;
+
+/**
+ * GET/DELETE /api/customers/:id/activations[/:fingerprint] come with the licenses module, which is
+ * not in this document yet. Only the fields the CLI shows are named; once the routes are in the
+ * document (npm run client:types) these become Answer<...> like the rest.
+ */
+export interface Activation {
+  id: string;
+  fingerprint: string;
+  name?: string | null;
+  hostname?: string | null;
+  created_at?: string;
+  last_seen_at?: string | null;
+  expires_at?: string | null;
+  released_at?: string | null;
+  [field: string]: unknown;
+}
+
+export interface AdminClientOptions {
+  baseUrl: string;
+  token: string;
+  timeoutMs?: number;
+  /** Retries of reads (network errors, 5xx, 429): a write is never sent twice unless it carries an idempotency key. */
+  maxRetries?: number;
+  /**
+   * The longest Retry-After worth waiting for. A 429 or 503 asking for longer fails at once with its
+   * Retry-After, so a person or a script decides, instead of a command that hangs for an hour on the
+   * admin rate limit.
+   */
+  maxRetryAfterSeconds?: number;
+  fetch?: typeof fetch;
+  userAgent?: string;
+}
+
+const seg = (s: string) => encodeURIComponent(s);
+
+/** A fetch that turns a refusal asking for a longer wait than we accept into the error at once (call() rethrows it untouched). */
+function impatient(inner: typeof fetch, maxWaitSeconds: number): typeof fetch {
+  return async (input, init) => {
+    const res = await inner(input, init);
+    if (res.status !== 429 && res.status !== 503) return res;
+    const wait = parseRetryAfter(res.headers.get('retry-after'));
+    if (wait === null || wait <= maxWaitSeconds) return res;
+    type Envelope = { error?: { code?: string; message?: string; requestId?: string; details?: unknown } };
+    const e = ((await res.json().catch(() => null)) as Envelope | null)?.error;
+    throw new BillingApiError(
+      res.status,
+      e?.code ?? `HTTP_${res.status}`,
+      e?.message ?? res.statusText,
+      e?.requestId ?? res.headers.get('x-request-id'),
+      wait,
+      e?.details,
+    );
+  };
+}
+
+export class AdminClient {
+  private readonly http: HttpSettings;
+
+  constructor(o: AdminClientOptions) {
+    this.http = {
+      ...defaultHttpSettings,
+      baseUrl: o.baseUrl,
+      headers: { authorization: `Bearer ${o.token}` },
+      timeoutMs: o.timeoutMs ?? defaultHttpSettings.timeoutMs,
+      maxRetries: o.maxRetries ?? 2,
+      backoffMaxMs: 5_000,
+      fetch: impatient(o.fetch ?? ((...a) => fetch(...a)), o.maxRetryAfterSeconds ?? 10),
+      userAgent: o.userAgent,
+    };
+  }
+
+  private async get<T>(path: string, query?: Record<string, string | number | boolean | undefined>): Promise<T> {
+    return (await call<T>(this.http, 'GET', path, { query, idempotent: true })).body;
+  }
+
+  private async send<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    opts: { headers?: Record<string, string>; idempotent?: boolean; query?: Record<string, string> } = {},
+  ): Promise<T> {
+    return (await call<T>(this.http, method, path, { body, headers: opts.headers, query: opts.query, idempotent: opts.idempotent ?? false })).body;
+  }
+
+  // customers
+  createCustomer = (body: BodyOf<'/api/customers', 'post'>) => this.send<Answer<'/api/customers', 'post', 201>>('POST', '/api/customers', body);
+  listCustomers = (query: QueryOf<'/api/customers', 'get'> = {}) => this.get<Answer<'/api/customers', 'get'>>('/api/customers', query);
+  getCustomer = (id: string) => this.get<Answer<'/api/customers/{id}', 'get'>>(`/api/customers/${seg(id)}`);
+  updateCustomer = (id: string, body: BodyOf<'/api/customers/{id}', 'patch'>) =>
+    this.send<Answer<'/api/customers/{id}', 'patch'>>('PATCH', `/api/customers/${seg(id)}`, body);
+  deleteCustomer = (id: string) => this.send<Answer<'/api/customers/{id}', 'delete'>>('DELETE', `/api/customers/${seg(id)}`);
+
+  // keys
+  issueKey = (id: string, body: BodyOf<'/api/customers/{id}/keys', 'post'>) =>
+    this.send<Answer<'/api/customers/{id}/keys', 'post', 201>>('POST', `/api/customers/${seg(id)}/keys`, body);
+  listKeys = (id: string) => this.get<Answer<'/api/customers/{id}/keys', 'get'>>(`/api/customers/${seg(id)}/keys`);
+  revokeKey = (id: string, keyId: string) =>
+    this.send<Answer<'/api/customers/{id}/keys/{keyId}', 'delete'>>('DELETE', `/api/customers/${seg(id)}/keys/${seg(keyId)}`);
+  /** Never retried: a second attempt would rotate again and the first answer's keys would be lost. */
+  rotateKeys = (body: BodyOf<'/api/keys/rotate', 'post'>) => this.send<RotatedKeys>('POST', '/api/keys/rotate', body);
+
+  // audit, usage, reports
+  listAudit = (query: QueryOf<'/api/audit', 'get'> = {}) => this.get<Answer<'/api/audit', 'get'>>('/api/audit', query);
+  customerUsage = (id: string, query: QueryOf<'/api/customers/{id}/usage', 'get'> = {}) =>
+    this.get<Answer<'/api/customers/{id}/usage', 'get'>>(`/api/customers/${seg(id)}/usage`, query);
+  usageReport = (query: Omit<QueryOf<'/api/reports/usage', 'get'>, 'format'> = {}) => this.get<UsageReport>('/api/reports/usage', { ...query, format: 'json' });
+  /** The same rows as CSV, as the service writes them (a header line first). */
+  usageReportCsv = (query: Omit<QueryOf<'/api/reports/usage', 'get'>, 'format'> = {}) => this.get<string>('/api/reports/usage', { ...query, format: 'csv' });
+  forwarding = () => this.get<Answer<'/api/reports/forwarding', 'get'>>('/api/reports/forwarding');
+  retryForwarding = (body: BodyOf<'/api/reports/forwarding/retry', 'post'>) =>
+    this.send<Answer<'/api/reports/forwarding/retry', 'post'>>('POST', '/api/reports/forwarding/retry', body);
+  webhooks = () => this.get<Answer<'/api/reports/webhooks', 'get'>>('/api/reports/webhooks');
+
+  // plans
+  createPlan = (body: BodyOf<'/api/plans', 'post'>) => this.send<Answer<'/api/plans', 'post', 201>>('POST', '/api/plans', body);
+  listPlans = (query: QueryOf<'/api/plans', 'get'> = {}) => this.get<Answer<'/api/plans', 'get'>>('/api/plans', query);
+  getPlan = (code: string) => this.get<Answer<'/api/plans/{code}', 'get'>>(`/api/plans/${seg(code)}`);
+  updatePlan = (code: string, body: BodyOf<'/api/plans/{code}', 'patch'>) =>
+    this.send<Answer<'/api/plans/{code}', 'patch'>>('PATCH', `/api/plans/${seg(code)}`, body);
+  deletePlan = (code: string) => this.send<void>('DELETE', `/api/plans/${seg(code)}`);
+
+  // subscriptions
+  /** Carries an Idempotency-Key (given, or a fresh one), so it is safe to retry: the same key gives the same subscription. */
+  createSubscription = (id: string, body: BodyOf<'/api/customers/{id}/subscriptions', 'post'>, idempotencyKey: string = randomUUID()) =>
+    this.send<Answer<'/api/customers/{id}/subscriptions', 'post', 201>>('POST', `/api/customers/${seg(id)}/subscriptions`, body, {
+      headers: { 'idempotency-key': idempotencyKey },
+      idempotent: true,
+    });
+  listSubscriptions = (id: string) => this.get<Answer<'/api/customers/{id}/subscriptions', 'get'>>(`/api/customers/${seg(id)}/subscriptions`);
+  changePlan = (id: string, subscriptionId: string, plan: string) =>
+    this.send<Answer<'/api/customers/{id}/subscriptions/{subscriptionId}', 'patch'>>(
+      'PATCH',
+      `/api/customers/${seg(id)}/subscriptions/${seg(subscriptionId)}`,
+      { plan },
+    );
+  cancelSubscription = (id: string, subscriptionId: string, immediately: boolean) =>
+    this.send<Answer<'/api/customers/{id}/subscriptions/{subscriptionId}', 'delete'>>(
+      'DELETE',
+      `/api/customers/${seg(id)}/subscriptions/${seg(subscriptionId)}`,
+      undefined,
+      {
+        query: { immediately: String(immediately) },
+      },
+    );
+
+  // license activations
+  listActivations = (id: string) => this.get<{ data: Activation[] }>(`/api/customers/${seg(id)}/activations`);
+  releaseActivation = (id: string, fingerprint: string) =>
+    this.send<{ activation: Activation }>('DELETE', `/api/customers/${seg(id)}/activations/${seg(fingerprint)}`);
+
+  /** Follows next_cursor from `cursor` until the last page (or `maxPages`), yielding each page as the service sent it. */
+  async *pages<T extends { next_cursor: string | null }>(
+    fetchPage: (cursor: string | undefined) => Promise<T>,
+    cursor?: string,
+    maxPages = Infinity,
+  ): AsyncGenerator<T> {
+    for (let n = 0; n < maxPages; n++) {
+      const page = await fetchPage(cursor);
+      yield page;
+      if (!page.next_cursor) return;
+      cursor = page.next_cursor;
+    }
+  }
+}
