@@ -41,6 +41,7 @@ export interface UsageReceipt {
   idempotencyKey: string;
   /** true: the service had it already (a retry or a resend); nothing new was counted. */
   replayed: boolean;
+  queued: false;
 }
 
 /** What reportUsage answers for an event put in the on-disk queue: it is on disk, not sent yet. */

@@ -17,7 +17,7 @@ export function withKey(event: UsageEvent, stampTime: boolean): UsageEventBody {
 /** One POST /api/usage of a batch (all or nothing), retried when safe with the same keys. */
 export async function postBatch(http: HttpSettings, events: UsageEventBody[], signal?: AbortSignal): Promise<UsageReceipt[]> {
   const res = await call<UsageBatchAnswer>(http, 'POST', '/api/usage', { body: { events }, idempotent: true, signal });
-  return res.body.events.map((e) => ({ id: e.id, idempotencyKey: e.idempotency_key, replayed: e.replayed }));
+  return res.body.events.map((e) => ({ id: e.id, idempotencyKey: e.idempotency_key, replayed: e.replayed, queued: false as const }));
 }
 
 /**

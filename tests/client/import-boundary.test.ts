@@ -32,4 +32,11 @@ describe('src/client imports', () => {
     expect(Object.keys(manifest.dependencies ?? {})).toEqual(['jose']);
     expect(manifest.peerDependencies).toBeUndefined();
   });
+
+  test('when the manifest is read, then it names its build through exports only, so that importing the src/client folder in this repository gets the sources, never a stale build', () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as Record<string, unknown>;
+    expect(manifest.main).toBeUndefined();
+    expect(manifest.types).toBeUndefined();
+    expect(require.resolve('../../src/client')).toBe(path.join(dir, 'index.ts'));
+  });
 });
