@@ -3,7 +3,7 @@
  * 429 and 503, when to try again. Never carries a credential.
  */
 export class BillingApiError extends Error {
-  override readonly name = 'BillingApiError';
+  override readonly name: string = 'BillingApiError';
   constructor(
     /** HTTP status. */
     readonly status: number,

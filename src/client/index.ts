@@ -10,3 +10,23 @@ export type { LicenseCacheOptions } from './license-cache';
 export { staticJwks, remoteJwks } from './jwks-source';
 export type { Jwks, JwksSource, RemoteJwksSource, RemoteJwksOptions } from './jwks-source';
 export type { LicenseClaims, LicenseStatus } from './license-claims';
+
+// The client SDK.
+export { BillingClient } from './billing-client';
+export type { BillingClientOptions, ClientLicenseOptions, ClientLicense } from './billing-client';
+export { BillingApiError, BillingNetworkError } from './api-error';
+export { QueueFullError, QueueLockedError, InstanceLimitReachedError, UsageReportError } from './client-errors';
+export type { FlushResult } from './usage-flusher';
+export type { DeadLetter } from './usage-queue';
+export type {
+  UsageEvent,
+  UsageEventBody,
+  UsageReceipt,
+  QueuedReceipt,
+  UsageTotals,
+  Me,
+  Subscriptions,
+  LicenseAnswer,
+  ActivationAnswer,
+} from './client-types';
+export type { paths, components, operations } from './api-types';

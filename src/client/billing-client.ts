@@ -1,0 +1,305 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { BillingApiError, BillingNetworkError } from './api-error';
+import { InstanceLimitReachedError, UsageReportError } from './client-errors';
+import type {
+  ActivationAnswer,
+  ActivationRequest,
+  LicenseAnswer,
+  Me,
+  QueuedReceipt,
+  Subscriptions,
+  UsageEvent,
+  UsageEventBody,
+  UsageReceipt,
+  UsageTotals,
+} from './client-types';
+import { call, defaultHttpSettings, type HttpSettings } from './http';
+import { remoteJwks, staticJwks, type Jwks, type JwksSource } from './jwks-source';
+import { LicenseCache } from './license-cache';
+import { fileLicenseStore, memoryLicenseStore, type LicenseStore } from './license-store';
+import { createLicenseVerifier, type LicenseVerifier, type VerifiedLicense } from './license-verifier';
+import { UsageFlusher, type FlushResult } from './usage-flusher';
+import { UsageQueue, type DeadLetter } from './usage-queue';
+import { postBatch, withKey } from './usage-sender';
+
+export interface ClientLicenseOptions {
+  /** This instance's fingerprint: sent with getLicense and activate, and a license bound to another is refused. */
+  fingerprint?: string;
+  /** Where the last good license (license.json) and the replay mark (license-mark.json) are kept. Without it: in memory only. */
+  dir?: string;
+  /** The service's public keys, bundled; default: fetched from `<baseUrl>/.well-known/jwks.json`. */
+  jwks?: Jwks;
+  jwksUrl?: string;
+  /** Allow an http:// key set URL to a host other than loopback. */
+  allowInsecureJwks?: boolean;
+  /** Expected `iss` and `sub`. */
+  issuer?: string;
+  customerId?: string;
+  /** Refuse a license bound to no instance (needs fingerprint). */
+  requireBinding?: boolean;
+  clockToleranceSeconds?: number;
+}
+
+export interface BillingClientOptions {
+  /** Default: BILLING_API_URL. */
+  baseUrl?: string;
+  /** The customer's API key (sent as X-API-Key). Default: BILLING_API_KEY. */
+  apiKey?: string;
+  /** Per attempt, ms. Default 10 s. */
+  timeoutMs?: number;
+  /** Retries of a request that is safe to repeat. Default 5. */
+  maxRetries?: number;
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** Events per POST /api/usage: the service's USAGE_MAX_BATCH. Default 1000. */
+  maxBatch?: number;
+  /** Opt-in durable queue: reportUsage writes here first, a background flusher sends. */
+  queueDir?: string;
+  /** Default 100,000 events and 64 MiB waiting. */
+  queueMaxEvents?: number;
+  queueMaxBytes?: number;
+  /** How often the background flusher looks at the queue. Default 1 s. */
+  flushIntervalMs?: number;
+  /** Told of each failed background round (the events stay queued). */
+  onFlushError?: (err: unknown) => void;
+  license?: ClientLicenseOptions;
+  fetch?: typeof fetch;
+  userAgent?: string;
+}
+
+/** A license as getLicense answers it: verified, and whether it came from the service or the kept copy. */
+export type ClientLicense = VerifiedLicense & { offline: boolean };
+
+const unreachable = (err: unknown) => err instanceof BillingNetworkError || (err instanceof BillingApiError && err.retryable);
+
+/**
+ * What a customer instance embeds: usage reporting (idempotency keys always, batches, safe retries,
+ * an optional on-disk queue) and its license (fetched, verified offline, kept for when the service
+ * is out of reach).
+ */
+export class BillingClient {
+  readonly baseUrl: string;
+  private readonly http: HttpSettings;
+  private readonly maxBatch: number;
+  private readonly queue: Promise<{ queue: UsageQueue; flusher: UsageFlusher }> | null = null;
+  private readonly licenseOptions: ClientLicenseOptions;
+  private licensing: { jwks: JwksSource; store: LicenseStore; byFingerprint: Map<string, { cache: LicenseCache | null; verifier: LicenseVerifier }> } | null = null;
+  private lastLicense: VerifiedLicense | null = null;
+  private closed = false;
+
+  constructor(options: BillingClientOptions = {}) {
+    const baseUrl = options.baseUrl ?? process.env.BILLING_API_URL;
+    const apiKey = options.apiKey ?? process.env.BILLING_API_KEY;
+    if (!baseUrl) throw new TypeError('baseUrl is required (or BILLING_API_URL)');
+    if (!apiKey) throw new TypeError('apiKey is required (or BILLING_API_KEY)');
+    new URL(baseUrl);
+    this.baseUrl = baseUrl;
+    this.maxBatch = options.maxBatch ?? 1000;
+    if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) throw new TypeError('maxBatch must be an integer >= 1');
+    this.http = {
+      baseUrl,
+      headers: { 'x-api-key': apiKey },
+      timeoutMs: options.timeoutMs ?? defaultHttpSettings.timeoutMs,
+      maxRetries: options.maxRetries ?? defaultHttpSettings.maxRetries,
+      backoffBaseMs: options.backoffBaseMs ?? defaultHttpSettings.backoffBaseMs,
+      backoffMaxMs: options.backoffMaxMs ?? defaultHttpSettings.backoffMaxMs,
+      fetch: options.fetch,
+      userAgent: options.userAgent ?? '@billing/client',
+    };
+    this.licenseOptions = options.license ?? {};
+    if (options.queueDir !== undefined) {
+      const once = { ...this.http, maxRetries: 0 };
+      this.queue = UsageQueue.open(options.queueDir, {
+        ...(options.queueMaxEvents !== undefined ? { maxEvents: options.queueMaxEvents } : {}),
+        ...(options.queueMaxBytes !== undefined ? { maxBytes: options.queueMaxBytes } : {}),
+      }).then((queue) => {
+        const flusher = new UsageFlusher({
+          queue,
+          send: (events) => postBatch(this.http, events),
+          sendOnce: (events) => postBatch(once, events),
+          maxBatch: this.maxBatch,
+          intervalMs: options.flushIntervalMs ?? 1000,
+          backoffBaseMs: this.http.backoffBaseMs,
+          backoffMaxMs: this.http.backoffMaxMs,
+          onError: options.onFlushError,
+        });
+        if (!this.closed) flusher.start();
+        return { queue, flusher };
+      });
+      // Seen by the first call that needs the queue (a QueueLockedError, say), not as an unhandled rejection.
+      this.queue.catch(() => undefined);
+    }
+  }
+
+  /**
+   * Reports usage. Each event gets an idempotency key unless it has one. Without a queue: sent in
+   * batches of maxBatch, retried (network, 429, 5xx) with the same keys; resolves with what the service
+   * said of each event. With a queue: resolves once the events are on disk (even while the service is
+   * down), with their keys; the flusher sends them.
+   */
+  reportUsage(event: UsageEvent): Promise<UsageReceipt | QueuedReceipt>;
+  reportUsage(events: UsageEvent[]): Promise<(UsageReceipt | QueuedReceipt)[]>;
+  async reportUsage(input: UsageEvent | UsageEvent[]): Promise<UsageReceipt | QueuedReceipt | (UsageReceipt | QueuedReceipt)[]> {
+    const many = Array.isArray(input);
+    const list = many ? input : [input];
+    if (this.closed) throw new Error('the client is closed');
+    let out: (UsageReceipt | QueuedReceipt)[];
+    if (this.queue) {
+      // occurred_at is stamped now: the event may be sent hours later.
+      const events = list.map((e) => withKey(e, true));
+      const { queue } = await this.queue;
+      await queue.append(events);
+      out = events.map((e) => ({ id: null, idempotencyKey: e.idempotency_key, replayed: null, queued: true as const }));
+    } else {
+      out = await this.sendNow(list.map((e) => withKey(e, false)));
+    }
+    return many ? out : out[0]!;
+  }
+
+  /** Sends everything queued; resolves when the service has it. Without a queue there is nothing to do. */
+  async flush(): Promise<FlushResult> {
+    if (!this.queue) return { sent: 0, replayed: 0, deadLettered: 0, receipts: [] };
+    return (await this.queue).flusher.flush();
+  }
+
+  /** Events waiting on disk. */
+  async queued(): Promise<{ events: number; bytes: number }> {
+    if (!this.queue) return { events: 0, bytes: 0 };
+    const { queue } = await this.queue;
+    return { events: queue.length, bytes: queue.bytes };
+  }
+
+  /** The events the service refused for good (dead-letter.jsonl in the queue directory), oldest first. */
+  async deadLetters(): Promise<DeadLetter[]> {
+    if (!this.queue) return [];
+    const { queue } = await this.queue;
+    const text = await fsp.readFile(queue.deadLetterFile, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err)));
+    return text
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as DeadLetter];
+        } catch {
+          return [];
+        }
+      });
+  }
+
+  /** Stops the flusher (waiting for a batch under way) and releases the queue directory. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.queue) return;
+    const opened = await this.queue.catch(() => null);
+    if (!opened) return;
+    await opened.flusher.stop();
+    await opened.queue.close();
+  }
+
+  /** GET /api/me: the customer the key belongs to. */
+  async me(): Promise<Me> {
+    return (await call<Me>(this.http, 'GET', '/api/me', { idempotent: true })).body;
+  }
+
+  /** GET /api/usage: totals over [from, to) (default the current month), per metric or per day. */
+  async getUsage(q: { from?: string | Date; to?: string | Date; groupBy?: 'metric' | 'day' } = {}): Promise<UsageTotals> {
+    const iso = (d: string | Date | undefined) => (d instanceof Date ? d.toISOString() : d);
+    const query = { from: iso(q.from), to: iso(q.to), group_by: q.groupBy };
+    return (await call<UsageTotals>(this.http, 'GET', '/api/usage', { query, idempotent: true })).body;
+  }
+
+  /** GET /api/subscriptions: the customer's own subscriptions. */
+  async getSubscriptions(): Promise<Subscriptions> {
+    return (await call<Subscriptions>(this.http, 'GET', '/api/subscriptions', { idempotent: true })).body;
+  }
+
+  /**
+   * POST /api/licenses/activations: takes a seat for this instance (created: true), or records the
+   * heartbeat of one already active (created: false). A full plan is InstanceLimitReachedError.
+   */
+  async activate(input: Partial<ActivationRequest> & { name?: string; hostname?: string } = {}): Promise<ActivationAnswer & { created: boolean }> {
+    const fingerprint = input.fingerprint ?? this.licenseOptions.fingerprint;
+    if (!fingerprint) throw new TypeError('activate needs a fingerprint (or license.fingerprint)');
+    try {
+      // Safe to repeat: activating an active instance answers 200 with the same activation.
+      const res = await call<ActivationAnswer>(this.http, 'POST', '/api/licenses/activations', { body: { ...input, fingerprint }, idempotent: true });
+      return { ...res.body, created: res.status === 201 };
+    } catch (err) {
+      if (err instanceof BillingApiError && err.code === 'INSTANCE_LIMIT_REACHED') throw new InstanceLimitReachedError(err);
+      throw err;
+    }
+  }
+
+  /**
+   * GET /api/licenses: the license, verified offline (signature against the service's key set, time,
+   * binding, replay) and kept as the last good one. When the service cannot be reached (network,
+   * 429, 5xx), the kept license, verified again (offline: true; past its exp it answers decision
+   * `expired` rather than failing). A license that does not verify is an error, never replaced by the kept one.
+   */
+  async getLicense(q: { fingerprint?: string } = {}): Promise<ClientLicense> {
+    const fingerprint = q.fingerprint ?? this.licenseOptions.fingerprint;
+    const { cache, verifier } = this.licensingFor(fingerprint);
+    let answer: LicenseAnswer;
+    try {
+      answer = (await call<LicenseAnswer>(this.http, 'GET', '/api/licenses', { query: { fingerprint }, idempotent: true })).body;
+    } catch (err) {
+      if (!unreachable(err)) throw err;
+      const kept = cache ? await cache.load() : this.lastLicense;
+      if (!kept) throw err;
+      return { ...kept, offline: true };
+    }
+    const verified = cache ? await cache.accept(answer.license) : await verifier.verify(answer.license);
+    this.lastLicense = verified;
+    return { ...verified, offline: false };
+  }
+
+  /** Verifies a license token offline (a lapsed one is refused: EXPIRED); accepting it moves the replay mark. */
+  async verifyLicense(token: string): Promise<VerifiedLicense> {
+    return this.licensingFor(this.licenseOptions.fingerprint).verifier.verify(token);
+  }
+
+  private licensingFor(fingerprint: string | undefined) {
+    const o = this.licenseOptions;
+    if (!this.licensing) {
+      const jwksUrl = o.jwksUrl ?? new URL('.well-known/jwks.json', this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`).toString();
+      this.licensing = {
+        jwks: o.jwks ? staticJwks(o.jwks) : remoteJwks(jwksUrl, { allowInsecure: o.allowInsecureJwks, fetch: this.http.fetch }),
+        store: o.dir ? fileLicenseStore(path.join(o.dir, 'license-mark.json')) : memoryLicenseStore(),
+        byFingerprint: new Map(),
+      };
+    }
+    const l = this.licensing;
+    const key = fingerprint ?? '';
+    let bound = l.byFingerprint.get(key);
+    if (!bound) {
+      const verify = {
+        jwks: l.jwks,
+        store: l.store,
+        issuer: o.issuer,
+        customerId: o.customerId,
+        fingerprint,
+        requireBinding: o.requireBinding,
+        clockToleranceSeconds: o.clockToleranceSeconds,
+      };
+      bound = { cache: o.dir ? new LicenseCache({ path: path.join(o.dir, 'license.json'), verify }) : null, verifier: createLicenseVerifier(verify) };
+      l.byFingerprint.set(key, bound);
+    }
+    return bound;
+  }
+
+  /** Batches of maxBatch, one after the other; what was not acknowledged goes back to the caller with its keys. */
+  private async sendNow(events: UsageEventBody[]): Promise<UsageReceipt[]> {
+    const receipts: UsageReceipt[] = [];
+    for (let i = 0; i < events.length; i += this.maxBatch) {
+      try {
+        receipts.push(...(await postBatch(this.http, events.slice(i, i + this.maxBatch))));
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        throw new UsageReportError(`${events.length - i} event(s) not acknowledged: ${why}`, events.slice(i), receipts, { cause: err });
+      }
+    }
+    return receipts;
+  }
+}

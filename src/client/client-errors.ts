@@ -1,0 +1,52 @@
+import { BillingApiError } from './api-error';
+
+/** The on-disk queue holds as many events (or bytes) as it may: nothing of the call was queued. */
+export class QueueFullError extends Error {
+  override readonly name = 'QueueFullError';
+  constructor(
+    message: string,
+    /** Events and bytes waiting to be sent, and the limits. */
+    readonly queued: { events: number; bytes: number; maxEvents: number; maxBytes: number },
+  ) {
+    super(message);
+  }
+}
+
+/** Another live process (or another client in this one) holds the queue directory. */
+export class QueueLockedError extends Error {
+  override readonly name = 'QueueLockedError';
+  constructor(
+    message: string,
+    readonly lockFile: string,
+    readonly pid: number | null,
+  ) {
+    super(message);
+  }
+}
+
+/** 409 INSTANCE_LIMIT_REACHED: every seat of the plan's `limits.instances` is taken. */
+export class InstanceLimitReachedError extends BillingApiError {
+  override readonly name: string = 'InstanceLimitReachedError';
+  constructor(from: BillingApiError) {
+    super(from.status, from.code, from.message, from.requestId, from.retryAfter, from.details);
+  }
+}
+
+/**
+ * Events given to reportUsage without a queue that the service did not acknowledge. `pending` holds
+ * them with the idempotency keys they were sent with: report exactly those again and nothing can
+ * count twice. `cause` is the BillingApiError or BillingNetworkError of the last attempt.
+ */
+export class UsageReportError<E = unknown, R = unknown> extends Error {
+  override readonly name = 'UsageReportError';
+  constructor(
+    message: string,
+    /** Not acknowledged (maybe stored, maybe not): resend as they are. */
+    readonly pending: E[],
+    /** Acknowledged before the failure (earlier batches of the call). */
+    readonly receipts: R[],
+    options: { cause: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,53 @@
+import type { operations, paths } from './api-types';
+
+/*
+ * Every shape the SDK sends or reads comes from api-types.ts, generated from the service's OpenAPI
+ * document (npm run client:types): nothing here is copied by hand.
+ */
+type PostUsage = operations['post_api_usage'];
+type PostUsageBody = PostUsage['requestBody']['content']['application/json'];
+
+/** One event as it goes over the wire in a batch: its idempotency key is always there. */
+export type UsageEventBody = Extract<PostUsageBody, { events: unknown }>['events'][number];
+
+/** One event as a caller gives it: the key (and occurred_at) may be left out; occurred_at may be a Date. */
+export type UsageEvent = Omit<UsageEventBody, 'idempotency_key' | 'occurred_at'> & {
+  idempotency_key?: UsageEventBody['idempotency_key'];
+  occurred_at?: string | Date;
+};
+
+export type UsageBatchAnswer = Extract<PostUsage['responses'][201]['content']['application/json'], { events: unknown }>;
+export type UsageTotals = operations['get_api_usage']['responses'][200]['content']['application/json'];
+export type UsageTotalsQuery = NonNullable<operations['get_api_usage']['parameters']['query']>;
+export type Me = operations['get_api_me']['responses'][200]['content']['application/json'];
+export type Subscriptions = operations['get_api_subscriptions']['responses'][200]['content']['application/json'];
+
+type Operation<P extends string, M extends string> = P extends keyof paths ? (M extends keyof paths[P] ? paths[P][M] : never) : never;
+type JsonOf<O, S extends number> = O extends { responses: { [K in S]: { content: { 'application/json': infer J } } } } ? J : never;
+/** The document's type for the answer when it lists the route; otherwise the least the SDK reads of it. */
+type Or<T, Least> = [T] extends [never] ? Least : T;
+
+/** GET /api/licenses: the compact JWS, and what the service says of it. */
+export type LicenseAnswer = Or<JsonOf<Operation<'/api/licenses', 'get'>, 200>, { license: string; jwks_url?: string }>;
+/** POST /api/licenses/activations: the instance's activation. */
+export type ActivationAnswer = Or<JsonOf<Operation<'/api/licenses/activations', 'post'>, 201>, { activation: { fingerprint: string } & Record<string, unknown> }>;
+type BodyOf<O> = O extends { requestBody: { content: { 'application/json': infer B } } } ? B : never;
+export type ActivationRequest = Or<BodyOf<Operation<'/api/licenses/activations', 'post'>>, { fingerprint: string; name?: string; hostname?: string }>;
+
+/** What the service said of one event. */
+export interface UsageReceipt {
+  /** The stored event's id (the original one for a replay). */
+  id: string;
+  idempotencyKey: string;
+  /** true: the service had it already (a retry or a resend); nothing new was counted. */
+  replayed: boolean;
+  queued: false;
+}
+
+/** What reportUsage answers for an event put in the on-disk queue: it is on disk, not sent yet. */
+export interface QueuedReceipt {
+  id: null;
+  idempotencyKey: string;
+  replayed: null;
+  queued: true;
+}

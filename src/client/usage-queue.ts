@@ -1,0 +1,268 @@
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { UsageEventBody } from './client-types';
+import { QueueFullError } from './client-errors';
+import { writeFileAtomic } from './license-store';
+import { acquireLock, type QueueLock } from './queue-lock';
+
+/**
+ * The on-disk queue of usage events, in one directory:
+ *
+ *   lock                  the writer's pid (one writer per directory)
+ *   segment-<n>.jsonl     append-only, one event per line, exactly the JSON that will be sent
+ *   ack.json              {"version":1,"segment":n,"offset":bytes}: every line before it is acknowledged
+ *   dead-letter.jsonl     events the service refused for good, one per line, with why
+ *
+ * Crash safety. An append resolves only after its lines are written and fsynced, so a resolved
+ * event is on disk. The acknowledgement is written (atomically: temporary file, fsync, rename) only
+ * after the service has confirmed the events before it; a crash before that write resends them with
+ * the same keys, which the service answers as replays. A crash in the middle of an append leaves a
+ * torn last line: its append never resolved, so it is dropped (the file is cut back to its last full
+ * line before anything is appended again). A segment is retired only when everything in it is
+ * acknowledged: the next segment is created, the acknowledgement moved to it, then the old file removed;
+ * segments older than the acknowledgement found at start are leftovers of that and are removed.
+ */
+export interface QueueLimits {
+  /** Events waiting to be sent. Default 100,000. */
+  maxEvents: number;
+  /** Bytes of events waiting to be sent. Default 64 MiB. */
+  maxBytes: number;
+  /** A fully acknowledged segment at least this large is replaced by a new one. Default 1 MiB. */
+  segmentBytes: number;
+}
+
+export const defaultQueueLimits: QueueLimits = { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024, segmentBytes: 1024 * 1024 };
+
+/** One queued event and where its line ends. */
+export interface QueueEntry {
+  event: UsageEventBody;
+  segment: number;
+  end: number;
+  bytes: number;
+}
+
+/** One line of dead-letter.jsonl. */
+export interface DeadLetter {
+  event: UsageEventBody | null;
+  /** The line as it was on disk, when it could not be read as an event. */
+  raw?: string;
+  status: number | null;
+  code: string;
+  message: string;
+  requestId: string | null;
+  details?: unknown;
+  at: string;
+}
+
+const SEGMENT = /^segment-(\d{12})\.jsonl$/;
+const segmentName = (n: number) => `segment-${String(n).padStart(12, '0')}.jsonl`;
+const ACK_VERSION = 1;
+
+async function syncDir(dir: string): Promise<void> {
+  const h = await fsp.open(dir, 'r').catch(() => null);
+  if (h) {
+    await h.sync().catch(() => undefined);
+    await h.close();
+  }
+}
+
+/** One at a time: appends, acknowledgements and segment changes never interleave. */
+function serial() {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(work: () => Promise<T>): Promise<T> => {
+    const run = tail.then(work, work);
+    tail = run.catch(() => undefined);
+    return run;
+  };
+}
+
+export class UsageQueue {
+  private pending: QueueEntry[] = [];
+  private pendingBytes = 0;
+  private segment = 0;
+  private size = 0;
+  private fd: FileHandle | null = null;
+  private readonly exclusive = serial();
+
+  private constructor(
+    readonly dir: string,
+    private readonly limits: QueueLimits,
+    private readonly lock: QueueLock,
+  ) {}
+
+  /** Takes the directory's lock and reads back what was queued and not acknowledged. */
+  static async open(dir: string, limits: Partial<QueueLimits> = {}): Promise<UsageQueue> {
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    const lock = await acquireLock(path.join(dir, 'lock'));
+    const q = new UsageQueue(dir, { ...defaultQueueLimits, ...limits }, lock);
+    try {
+      await q.recover();
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+    return q;
+  }
+
+  get length(): number {
+    return this.pending.length;
+  }
+
+  get bytes(): number {
+    return this.pendingBytes;
+  }
+
+  get deadLetterFile(): string {
+    return path.join(this.dir, 'dead-letter.jsonl');
+  }
+
+  /** The oldest events not acknowledged, in order. */
+  peek(max: number): QueueEntry[] {
+    return this.pending.slice(0, max);
+  }
+
+  /** Writes the events (all or none) and fsyncs them; resolves once they are on disk. */
+  append(events: UsageEventBody[]): Promise<void> {
+    return this.exclusive(async () => {
+      if (!this.fd) throw new Error('the usage queue is closed');
+      const lines = events.map((e) => JSON.stringify(e) + '\n');
+      const bytes = lines.reduce((n, l) => n + Buffer.byteLength(l), 0);
+      const { maxEvents, maxBytes } = this.limits;
+      if (this.pending.length + events.length > maxEvents || this.pendingBytes + bytes > maxBytes) {
+        throw new QueueFullError(
+          `The usage queue in ${this.dir} is full (${this.pending.length} events, ${this.pendingBytes} bytes; at most ${maxEvents} events, ${maxBytes} bytes): nothing was queued`,
+          { events: this.pending.length, bytes: this.pendingBytes, maxEvents, maxBytes },
+        );
+      }
+      const start = this.size;
+      try {
+        await this.fd.appendFile(lines.join(''));
+        await this.fd.datasync();
+      } catch (err) {
+        // Whatever part was written is cut off, so the file ends on a whole line again.
+        await this.fd.truncate(start).catch(() => undefined);
+        throw err;
+      }
+      let end = start;
+      for (const [i, line] of lines.entries()) {
+        const b = Buffer.byteLength(line);
+        end += b;
+        this.pending.push({ event: events[i]!, segment: this.segment, end, bytes: b });
+      }
+      this.size = end;
+      this.pendingBytes += bytes;
+    });
+  }
+
+  /** The service has the first `count` pending events: moves the acknowledgement past them. */
+  acknowledge(count: number): Promise<void> {
+    return this.exclusive(async () => {
+      if (count <= 0) return;
+      const last = this.pending[count - 1];
+      if (!last) throw new Error('acknowledging more events than are queued');
+      await this.writeAck(last.segment, last.end);
+      const done = this.pending.splice(0, count);
+      this.pendingBytes -= done.reduce((n, e) => n + e.bytes, 0);
+      if (this.pending.length === 0 && this.size >= this.limits.segmentBytes) await this.rotate();
+    });
+  }
+
+  /** Keeps an event the service refused for good (fsynced before it is acknowledged). */
+  async deadLetter(entry: Omit<DeadLetter, 'at'>): Promise<void> {
+    const h = await fsp.open(this.deadLetterFile, 'a', 0o600);
+    try {
+      await h.write(JSON.stringify({ ...entry, at: new Date().toISOString() }) + '\n');
+      await h.datasync();
+    } finally {
+      await h.close();
+    }
+  }
+
+  /** Closes the segment and releases the lock. Queued events stay on disk for the next open. */
+  close(): Promise<void> {
+    return this.exclusive(async () => {
+      await this.fd?.close();
+      this.fd = null;
+      await this.lock.release();
+    });
+  }
+
+  private async writeAck(segment: number, offset: number): Promise<void> {
+    await writeFileAtomic(path.join(this.dir, 'ack.json'), JSON.stringify({ version: ACK_VERSION, segment, offset }) + '\n', 0o600);
+  }
+
+  private async readAck(): Promise<{ segment: number; offset: number }> {
+    let text: string;
+    try {
+      text = await fsp.readFile(path.join(this.dir, 'ack.json'), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { segment: 0, offset: 0 };
+      throw err;
+    }
+    const ack = JSON.parse(text) as { version?: unknown; segment?: unknown; offset?: unknown };
+    if (ack.version !== ACK_VERSION || !Number.isSafeInteger(ack.segment) || !Number.isSafeInteger(ack.offset)) {
+      throw new Error(`${path.join(this.dir, 'ack.json')} is not an acknowledgement file this client writes`);
+    }
+    return { segment: ack.segment as number, offset: ack.offset as number };
+  }
+
+  /** Everything after the acknowledgement, across segments; a torn last line is cut off. */
+  private async recover(): Promise<void> {
+    const ack = await this.readAck();
+    const segments = (await fsp.readdir(this.dir))
+      .map((f) => SEGMENT.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+    for (const n of segments.filter((s) => s < ack.segment)) await fsp.rm(path.join(this.dir, segmentName(n)), { force: true });
+    const live = segments.filter((s) => s >= ack.segment);
+    if (live.length === 0) live.push(ack.segment);
+
+    for (const n of live) {
+      const file = path.join(this.dir, segmentName(n));
+      const buf = await fsp.readFile(file).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? Buffer.alloc(0) : Promise.reject(err)));
+      const whole = buf.lastIndexOf(0x0a) + 1;
+      let pos = n === ack.segment ? Math.min(ack.offset, whole) : 0;
+      while (pos < whole) {
+        const nl = buf.indexOf(0x0a, pos);
+        const raw = buf.subarray(pos, nl).toString('utf8');
+        const end = nl + 1;
+        try {
+          const event = JSON.parse(raw) as UsageEventBody;
+          if (typeof event !== 'object' || event === null || typeof event.idempotency_key !== 'string') throw new Error('not an event');
+          this.pending.push({ event, segment: n, end, bytes: end - pos });
+          this.pendingBytes += end - pos;
+        } catch {
+          // Only a damaged disk makes a whole line unreadable (appends are whole lines, fsynced): kept for a person to see.
+          await this.deadLetter({ event: null, raw, status: null, code: 'UNREADABLE_LINE', message: `line at byte ${pos} of ${segmentName(n)} is not an event`, requestId: null });
+        }
+        pos = end;
+      }
+      if (n === live[live.length - 1]) {
+        this.segment = n;
+        this.size = whole;
+        this.fd = await fsp.open(file, 'a+', 0o600);
+        if (buf.length > whole) {
+          await this.fd.truncate(whole);
+          await this.fd.datasync();
+        }
+        await syncDir(this.dir);
+      }
+    }
+  }
+
+  /** Everything is acknowledged: a new segment, the acknowledgement moved to it, the old one removed. */
+  private async rotate(): Promise<void> {
+    const next = this.segment + 1;
+    const fd = await fsp.open(path.join(this.dir, segmentName(next)), 'a+', 0o600);
+    await syncDir(this.dir);
+    await this.writeAck(next, 0);
+    await this.fd?.close();
+    const old = this.segment;
+    this.fd = fd;
+    this.segment = next;
+    this.size = 0;
+    await fsp.rm(path.join(this.dir, segmentName(old)), { force: true });
+  }
+}

@@ -1,0 +1,51 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * What a customer instance installs: `npm pack -w src/client` makes @billing/client, holding the
+ * build and its manifest only; installed into an empty folder it brings jose and nothing else, and
+ * loads without any of the service's dependencies.
+ */
+const root = path.resolve(__dirname, '../..');
+const npm = (args: string[], cwd: string) => execFileSync('npm', args, { cwd, stdio: 'pipe', env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' } }).toString();
+let work: string;
+
+beforeAll(() => (work = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-sdk-pack-'))));
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+describe('@billing/client as a package', () => {
+  let tarball: string;
+
+  test('when it is packed, then the tarball holds the build (.js and .d.ts), the manifest and nothing of the sources or the server', () => {
+    const out = JSON.parse(npm(['pack', '-w', 'src/client', '--json', '--pack-destination', work], root)) as { filename: string; files: { path: string }[] }[];
+    tarball = path.join(work, out[0]!.filename);
+    const files = out[0]!.files.map((f) => f.path);
+    expect(files).toContain('package.json');
+    expect(files).toContain('dist/index.js');
+    expect(files).toContain('dist/index.d.ts');
+    expect(files).toContain('dist/billing-client.js');
+    expect(files.filter((f) => !/^dist\/[a-z-]+\.(js|d\.ts)$/.test(f) && f !== 'package.json')).toEqual([]);
+  }, 120_000);
+
+  test('when the tarball is installed into an empty folder, then only jose comes with it, and BillingClient loads and works there', () => {
+    const app = path.join(work, 'instance');
+    fs.mkdirSync(app);
+    fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'instance', version: '1.0.0', private: true }));
+    npm(['install', '--no-package-lock', tarball], app);
+    const installed = fs.readdirSync(path.join(app, 'node_modules')).filter((n) => !n.startsWith('.'));
+    expect(installed.sort()).toEqual(['@billing', 'jose']);
+    const script = `
+      const { BillingClient, BillingApiError, QueueFullError, verifyLicense } = require('@billing/client');
+      const c = new BillingClient({ baseUrl: 'http://127.0.0.1:1', apiKey: 'k' });
+      console.log(JSON.stringify([typeof BillingClient, typeof BillingApiError, typeof QueueFullError, typeof verifyLicense, c.baseUrl]));`;
+    const out = execFileSync(process.execPath, ['-e', script], { cwd: app }).toString().trim();
+    expect(JSON.parse(out)).toEqual(['function', 'function', 'function', 'function', 'http://127.0.0.1:1']);
+  }, 180_000);
+
+  test('when the service package is required as billing-service/client, then it resolves to the same build', () => {
+    const out = execFileSync(process.execPath, ['-e', "console.log(require.resolve('billing-service/client'))"], { cwd: root }).toString().trim();
+    expect(out).toBe(path.join(root, 'src/client/dist/index.js'));
+  });
+});
