@@ -15,7 +15,7 @@ app.use(express.json({ limit: '1mb' }));
 const COLUMNS = '(id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, state)';
 
 app.post('/usage', async (req, res) => {
-  const e = req.body;
+  const e = req.body as { metric: string; quantity: number; occurred_at?: string; idempotency_key: string };
   await pool.query(
     `insert into bench_baseline_events ${COLUMNS} values (gen_random_uuid(), $1, $2, $3, coalesce($4::timestamptz, now()), $5, '', 'local') on conflict do nothing`,
     [customerId, e.metric, e.quantity, e.occurred_at ?? null, e.idempotency_key],
@@ -24,7 +24,7 @@ app.post('/usage', async (req, res) => {
 });
 
 app.post('/usage/batch', async (req, res) => {
-  const events = req.body.events as { metric: string; quantity: number; idempotency_key: string }[];
+  const { events } = req.body as { events: { metric: string; quantity: number; idempotency_key: string }[] };
   const values: unknown[] = [];
   const rows = events.map((e, i) => {
     values.push(customerId, e.metric, e.quantity, e.idempotency_key);

@@ -91,13 +91,13 @@ function startNode(script: string, env: Record<string, string>, ready: RegExp): 
       seen += d.toString();
       if (ready.test(seen)) {
         // From here on its output is drained and dropped, as a log shipper would take it.
-        child.stdout!.removeListener('data', onData);
-        child.stdout!.resume();
+        child.stdout?.removeListener('data', onData);
+        child.stdout?.resume();
         resolve(child);
       }
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', (d) => (seen += d.toString()));
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', (d: Buffer) => (seen += d.toString()));
     child.on('exit', (code) => reject(new Error(`${script} exited ${code}:\n${seen}`)));
   });
 }
@@ -110,7 +110,7 @@ function load(url: string, request: autocannon.Request, duration: number, pids: 
   const [cpu0, pg0] = [cpuMicros(pids.server), clusterCpuMicros(pids.postmaster)];
   return new Promise((resolve, reject) => {
     autocannon({ url, connections: CONNECTIONS, duration, requests: [request] }, (err, r) => {
-      if (err) return reject(err);
+      if (err) return reject(err instanceof Error ? err : new Error(String(err)));
       const served = Math.max(1, r.requests.total);
       resolve({
         rps: r.requests.average,

@@ -7,7 +7,6 @@ import { createKnex } from '../src/db/knex';
 import { migrateLatest } from '../src/db/migration-source';
 
 declare global {
-  // eslint-disable-next-line no-var
   var __embeddedPostgres: { handle: EmbeddedPostgresHandle; dir: string } | undefined;
 }
 

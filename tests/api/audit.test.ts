@@ -61,7 +61,7 @@ describe('what is audited', () => {
     await issueKey(t, c.id, { grace_period_seconds: 30 });
     await request(t.app).patch(`/api/customers/${c.id}`).set(admin).send({ company_name: 'Changed' }).expect(200);
     await request(t.app).delete(`/api/customers/${c.id}`).set(admin).expect(200);
-    const rows = await t.db('audit_log').where({ actor: 'admin' }).andWhere((w) => w.where({ target_id: c.id }).orWhereRaw("details->>'customer_id' = ?", [c.id])).orderBy('id');
+    const rows = await t.db('audit_log').where({ actor: 'admin' }).andWhere((w) => void w.where({ target_id: c.id }).orWhereRaw("details->>'customer_id' = ?", [c.id])).orderBy('id');
     expect(rows.map((r) => r.action)).toEqual(['customer.create', 'api_key.issue', 'api_key.issue', 'customer.update', 'customer.delete']);
     for (const r of rows) {
       expect(r.outcome).toBe('success');

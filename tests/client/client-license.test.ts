@@ -25,7 +25,7 @@ const fakeFetch: typeof fetch = async (input, init) => {
   if (url.pathname === '/.well-known/jwks.json') return json(200, jwksOf(key));
   if (url.pathname === '/api/licenses') return json(200, { license: token, claims: {}, jwks_url: `${BASE}/.well-known/jwks.json` });
   if (url.pathname === '/api/licenses/activations') {
-    const body = JSON.parse(String(init?.body)) as { fingerprint: string };
+    const body = JSON.parse(init?.body as string) as { fingerprint: string };
     if (body.fingerprint === 'full-plan-0001') return json(409, { error: { code: 'INSTANCE_LIMIT_REACHED', message: 'All 3 instances are active', requestId: 'req-1' } });
     return json(seen.filter((s) => s.startsWith('POST')).length === 1 ? 201 : 200, { activation: { fingerprint: body.fingerprint } });
   }

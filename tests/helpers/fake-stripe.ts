@@ -71,7 +71,7 @@ export function decodeForm(text: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [rawKey, value] of new URLSearchParams(text)) {
     const parts = rawKey.split(/\[|\]\[|\]/).filter((p) => p !== '');
-    let node = out as Record<string, unknown>;
+    let node = out;
     parts.forEach((p, i) => {
       if (i === parts.length - 1) node[p] = value;
       else node = (node[p] ??= {}) as Record<string, unknown>;

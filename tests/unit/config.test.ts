@@ -248,13 +248,14 @@ describe('every problem at once, in one error', () => {
         expect.stringMatching(/^TRUST_PROXY: "true" trusts any X-Forwarded-For/),
         expect.stringMatching(/^ADMIN_API_TOKEN: too short/),
         expect.stringMatching(/^STRIPE_SECRET_KEY: required when NODE_ENV=production/),
+        'LICENSE_SIGNING_KEYS: required when NODE_ENV=production (make one: npm run license-key)',
       ]),
     );
-    expect(list).toHaveLength(7);
+    expect(list).toHaveLength(8);
   });
 
   test('when a secret file is missing and another setting is wrong, then both are reported, and no rule judges the missing secret', () => {
-    const list = refused({ NODE_ENV: 'production', STRIPE_ENABLED: 'false', DATABASE_URL: 'postgres://u:p@db/b', ADMIN_API_TOKEN_FILE: path.join(dir, 'missing'), BCRYPT_COST: '99' });
+    const list = refused({ NODE_ENV: 'production', STRIPE_ENABLED: 'false', DATABASE_URL: 'postgres://u:p@db/b', LICENSE_SIGNING_KEYS: licenseKey, ADMIN_API_TOKEN_FILE: path.join(dir, 'missing'), BCRYPT_COST: '99' });
     expect(list).toEqual(expect.arrayContaining([expect.stringMatching(/^BCRYPT_COST: /), expect.stringMatching(/^ADMIN_API_TOKEN_FILE: cannot read .*missing \(ENOENT\)$/)]));
     expect(list).toHaveLength(2);
   });
