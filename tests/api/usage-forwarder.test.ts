@@ -1,6 +1,7 @@
 /**
- * The forwarder against the real stripe-node client and a fake Stripe server: what Stripe
- * receives is compared with what the database says.
+ * The forwarder in v1 mode (one meter event per call) against the real stripe-node client and a
+ * fake Stripe server: what Stripe receives is compared with what the database says. The stream
+ * mode (the default) is in usage-forwarder-stream.test.ts.
  */
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
@@ -23,6 +24,8 @@ const stripeEnv = (fake: FakeStripe, extra: Record<string, string> = {}) => ({
   FORWARDER_BACKOFF_BASE_MS: '40',
   FORWARDER_BACKOFF_MAX_MS: '200',
   FORWARDER_MAX_ATTEMPTS: '4',
+  FORWARDER_MODE: 'v1',
+  FORWARDER_BATCH_SIZE: '100',
   ...extra,
 });
 
@@ -208,7 +211,8 @@ test('when the customer has no Stripe customer, then its events are kept as loca
 });
 
 test('when the forwarder stops during a batch, then it finishes the send under way and gives back the rest', async () => {
-  const slow = await createTestApp(stripeEnv(stripe, { FORWARDER_CONCURRENCY: '1', STRIPE_TIMEOUT_MS: '300' }));
+  // A long backoff: the stalled event must not be due again when the rest is claimed below.
+  const slow = await createTestApp(stripeEnv(stripe, { FORWARDER_CONCURRENCY: '1', STRIPE_TIMEOUT_MS: '300', FORWARDER_BACKOFF_BASE_MS: '5000', FORWARDER_BACKOFF_MAX_MS: '5000' }));
   try {
     const c = await stripeCustomer();
     const ids = await report(c, 5);
