@@ -118,7 +118,6 @@ const duration = (fallback: string, maxDays: number) =>
     });
 
 const listen = 'Address and port to listen on.';
-const forwarderBatch = 'Events claimed per batch, and sent to Stripe at once within a batch.';
 const forwarderBackoff = 'Retry delay: between half and all of min(MAX, BASE * 2^(attempt-1)), in milliseconds.';
 
 export const settings = z.object({
@@ -241,8 +240,21 @@ export const settings = z.object({
   FORWARDER_INTERVAL_MS: int(10, 3_600_000)
     .default(1000)
     .describe('How often to look for due events when the last batch was not full, in milliseconds.'),
-  FORWARDER_BATCH_SIZE: int(1, 1000).default(100).describe(forwarderBatch),
-  FORWARDER_CONCURRENCY: int(1, 64).default(8).describe(forwarderBatch),
+  FORWARDER_MODE: z
+    .enum(['stream', 'v1'])
+    .default('stream')
+    .describe(
+      "stream | v1. stream: Stripe's meter event stream (v2), up to 100 events per call on a short-lived session token; " +
+        'it is the default because one call per event (v1) tops out near 50 events/s per instance against a slow Stripe, ' +
+        'while the stream forwards thousands; Stripe validates stream events later and reports rejects by webhook. ' +
+        'v1: one billing.meterEvents.create call per event, validated at once; for accounts without the stream.',
+    ),
+  FORWARDER_BATCH_SIZE: int(1, 10_000)
+    .default(1000)
+    .describe('Events claimed per lease (one short transaction, FOR UPDATE SKIP LOCKED); a lease is sent as several Stripe calls.'),
+  FORWARDER_CONCURRENCY: int(1, 64)
+    .default(8)
+    .describe('Stripe calls in flight at once per instance (stream: up to 100 events each; v1: one event each).'),
   FORWARDER_MAX_ATTEMPTS: int(1, 100).default(10).describe('Tries before an event is parked as failed (admins can retry it).'),
   FORWARDER_BACKOFF_BASE_MS: int(1, 3_600_000).default(2000).describe(forwarderBackoff),
   FORWARDER_BACKOFF_MAX_MS: int(1, 86_400_000).default(3_600_000).describe(forwarderBackoff),

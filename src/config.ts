@@ -172,6 +172,7 @@ function toConfig(s: Settings) {
     secretFiles: Object.freeze(secretFiles),
     forwarder: Object.freeze({
       enabled: s.FORWARDER_ENABLED,
+      mode: s.FORWARDER_MODE,
       intervalMs: s.FORWARDER_INTERVAL_MS,
       batchSize: s.FORWARDER_BATCH_SIZE,
       concurrency: s.FORWARDER_CONCURRENCY,

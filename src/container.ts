@@ -120,6 +120,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     onRun: (r) => {
       for (const outcome of ['sent', 'retried', 'failed', 'local'] as const) if (r[outcome]) metrics.forwarderOutcomes.inc({ outcome }, r[outcome]);
     },
+    onCall: (outcome) => metrics.forwarderCalls.inc({ outcome }),
   });
   metrics.watch(db, () => forwarderRepo.backlog(db));
   const forwarding = createForwardingService({ db, repo: forwarderRepo, audit, stripeEnabled: stripe.enabled });
@@ -139,6 +140,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     events: createStripeEventsRepository(),
     subscriptions,
     customers,
+    usage: forwarderRepo,
     stripe,
     audit,
     logger: logger.child({ component: 'stripe-webhooks' }),

@@ -47,6 +47,12 @@ export function createMetrics() {
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),
+    forwarderCalls: new Counter({
+      name: 'usage_forwarder_stripe_calls_total',
+      help: 'Stripe calls made by the forwarder (a meter event stream call carries up to 100 events), by outcome (sent, retried, failed)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
     webhookEvents: new Counter({
       name: 'stripe_webhook_events_total',
       help: 'Stripe webhook deliveries by event type and outcome (processed, duplicate, ignored, failed, invalid_signature)',
@@ -78,7 +84,13 @@ export function createMetrics() {
     },
 
     /** Gauges read from the database and the pool when Prometheus scrapes. */
-    watch(db: Knex, backlog: () => Promise<{ pending: number; due: number; failed: number }>) {
+    watch(db: Knex, backlog: () => Promise<{ pending: number; due: number; failed: number; oldestPendingSeconds: number }>) {
+      // Both backlog gauges come from one query per scrape.
+      let read: { at: number; value: ReturnType<typeof backlog> } | null = null;
+      const latest = () => {
+        if (!read || Date.now() - read.at > 1000) read = { at: Date.now(), value: backlog() };
+        return read.value;
+      };
       const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number } }).pool;
       new Gauge({
         name: 'db_pool_connections',
@@ -98,12 +110,24 @@ export function createMetrics() {
         registers: [registry],
         async collect() {
           try {
-            const b = await backlog();
+            const b = await latest();
             this.set({ state: 'pending' }, b.pending);
             this.set({ state: 'due' }, b.due);
             this.set({ state: 'failed' }, b.failed);
           } catch {
             // The database is away: the scrape still answers, without these values.
+          }
+        },
+      });
+      new Gauge({
+        name: 'usage_forwarder_oldest_pending_seconds',
+        help: 'Age of the oldest usage event not yet accepted by Stripe (since it was received), in seconds; 0 when none waits',
+        registers: [registry],
+        async collect() {
+          try {
+            this.set((await latest()).oldestPendingSeconds);
+          } catch {
+            // As above.
           }
         },
       });

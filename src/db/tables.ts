@@ -136,6 +136,8 @@ export interface UsageEventRow {
   next_attempt_at: Date | null;
   last_error: string | null;
   sent_at: Date | null;
+  /** Our id of the Stripe call that carried it (20261201000000). */
+  stripe_submission_id: string | null;
 }
 export interface UsageEventInsert {
   id: string;
@@ -159,6 +161,7 @@ export interface UsageEventUpdate {
   next_attempt_at?: Sql<Date> | null;
   last_error?: string | null;
   sent_at?: Sql<Date> | null;
+  stripe_submission_id?: string | null;
 }
 
 // usage_daily (20261127000004)

@@ -1,6 +1,7 @@
 import Stripe from 'stripe';
 import type { Config } from '../config';
-import { disabledStripe, MeterEventInput, StripeCallError, StripePort, StripeSubscriptionState, SubscriptionStatus } from './stripe-port';
+import { createMeterEventSessionHolder } from './meter-event-session';
+import { disabledStripe, METER_STREAM_MAX_EVENTS, MeterEventInput, StripeCallError, StripePort, StripeSubscriptionState, SubscriptionStatus } from './stripe-port';
 
 const date = (seconds: number | null | undefined) => (seconds ? new Date(seconds * 1000) : null);
 
@@ -35,10 +36,12 @@ export function stripeHostOptions(apiBase: string | undefined): { host?: string;
 
 export function classifyStripeError(err: unknown): StripeCallError {
   if (err instanceof StripeCallError) return err;
-  const e = err as { type?: string; statusCode?: number; code?: string; message?: string };
+  const e = err as { type?: string; statusCode?: number; code?: string; message?: string; requestId?: string };
   const status = e.statusCode;
   const message = `${e.type ?? 'Error'}${status ? ` ${status}` : ''}: ${e.message ?? String(err)}`.slice(0, 500);
   const retryable =
+    // The meter event stream's session token expired: a new session and the same events again.
+    e.type === 'TemporarySessionExpiredError' ||
     e.type === 'StripeConnectionError' ||
     e.type === 'StripeAPIError' ||
     e.type === 'StripeRateLimitError' ||
@@ -46,8 +49,10 @@ export function classifyStripeError(err: unknown): StripeCallError {
     status === 409 ||
     status === 429 ||
     status >= 500;
-  return new StripeCallError(message, retryable, status, e.code);
+  return new StripeCallError(message, retryable, status, e.type === 'TemporarySessionExpiredError' ? 'temporary_session_expired' : e.code, e.requestId);
 }
+
+const isSessionExpired = (err: unknown) => (err as { type?: string }).type === 'TemporarySessionExpiredError';
 
 export function createStripeClient(config: Pick<Config, 'stripe'>): StripePort {
   const { secretKey, apiBase, timeoutMs } = config.stripe;
@@ -69,8 +74,49 @@ export function createStripeClient(config: Pick<Config, 'stripe'>): StripePort {
     }
   };
 
+  // stripe-node sends v2 meter event stream calls to meter-events.stripe.com, or to `host` when set
+  // (STRIPE_API_BASE): the fake Stripe in tests serves both APIs.
+  const session = createMeterEventSessionHolder({
+    create: async () => {
+      const s = await call(() => stripe.v2.billing.meterEventSession.create());
+      return { token: s.authentication_token, expiresAt: Date.parse(s.expires_at) };
+    },
+  });
+  const stream = async (token: string, input: MeterEventInput[]) => {
+    const res = (await stripe.v2.billing.meterEventStream.create(
+      {
+        events: input.map((e) => ({
+          event_name: e.eventName,
+          identifier: e.identifier,
+          timestamp: e.occurredAt.toISOString(),
+          payload: { stripe_customer_id: e.stripeCustomerId, value: e.value },
+        })),
+      },
+      // Identifiers, not idempotency keys, make a resend count once here; the forwarder owns retries.
+      { apiKey: token, maxNetworkRetries: 0 },
+    )) as unknown as { lastResponse?: { requestId?: string } } | undefined;
+    return { requestId: res?.lastResponse?.requestId ?? null };
+  };
+
   return {
     enabled: true,
+    // The submission id is ours: the forwarder stores it on the events and logs it with Stripe's request id.
+    async sendMeterEventStream({ events }) {
+      if (events.length === 0 || events.length > METER_STREAM_MAX_EVENTS) {
+        throw new StripeCallError(`a meter event stream call takes 1-${METER_STREAM_MAX_EVENTS} events, not ${events.length}`, false);
+      }
+      for (let tries = 1; ; tries++) {
+        const token = await session.token();
+        try {
+          return await stream(token, events);
+        } catch (err) {
+          // Refused before any work was done: renew once at once; a second refusal is a retry later.
+          if (isSessionExpired(err)) session.expire(token);
+          if (!isSessionExpired(err) || tries >= 2) throw classifyStripeError(err);
+        }
+      }
+    },
+
     async sendMeterEvent(input: MeterEventInput) {
       await call(() =>
         stripe.billing.meterEvents.create(

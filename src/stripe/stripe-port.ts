@@ -12,6 +12,16 @@ export interface MeterEventInput {
   occurredAt: Date;
 }
 
+/** One call on the meter event stream: up to METER_STREAM_MAX_EVENTS events, named by our submission id. */
+export interface MeterEventSubmission {
+  /** Our id for this call (a UUID), stored on each event it carried and logged with Stripe's request id. */
+  submissionId: string;
+  events: MeterEventInput[];
+}
+
+/** Stripe takes at most this many events in one meter event stream call. */
+export const METER_STREAM_MAX_EVENTS = 100;
+
 export const SUBSCRIPTION_STATUSES = [
   'incomplete',
   'incomplete_expired',
@@ -41,6 +51,12 @@ export interface StripeSubscriptionState {
 export interface StripePort {
   readonly enabled: boolean;
   sendMeterEvent(input: MeterEventInput): Promise<void>;
+  /**
+   * Sends events on the high-throughput meter event stream (v2), authenticated with a short-lived
+   * session token shared by every caller of this port. Stripe validates them later and reports
+   * rejects through the v1.billing.meter.error_report_triggered event. Resolves with Stripe's request id.
+   */
+  sendMeterEventStream(submission: MeterEventSubmission): Promise<{ requestId: string | null }>;
   /** Idempotent per our customer id: a retried create returns the same Stripe customer. */
   createCustomer(input: { customerId: string; email: string; name: string }): Promise<string>;
   updateCustomer(stripeCustomerId: string, changes: { email?: string; name?: string }, idempotencyKey: string): Promise<void>;
@@ -70,6 +86,8 @@ export class StripeCallError extends Error {
     readonly retryable: boolean,
     readonly status?: number,
     readonly stripeCode?: string,
+    /** Stripe's Request-Id, when an answer came. */
+    readonly requestId?: string,
   ) {
     super(message);
     this.name = 'StripeCallError';
@@ -81,6 +99,7 @@ const off = (): Promise<never> => Promise.reject(new StripeCallError('Stripe is 
 export const disabledStripe: StripePort = {
   enabled: false,
   sendMeterEvent: off,
+  sendMeterEventStream: off,
   createCustomer: off,
   updateCustomer: off,
   createSubscription: off,

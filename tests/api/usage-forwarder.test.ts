@@ -1,6 +1,7 @@
 /**
- * The forwarder against the real stripe-node client and a fake Stripe server: what Stripe
- * receives is compared with what the database says.
+ * The forwarder in v1 mode (one meter event per call) against the real stripe-node client and a
+ * fake Stripe server: what Stripe receives is compared with what the database says. The stream
+ * mode (the default) is in usage-forwarder-stream.test.ts.
  */
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
@@ -23,6 +24,8 @@ const stripeEnv = (fake: FakeStripe, extra: Record<string, string> = {}) => ({
   FORWARDER_BACKOFF_BASE_MS: '40',
   FORWARDER_BACKOFF_MAX_MS: '200',
   FORWARDER_MAX_ATTEMPTS: '4',
+  FORWARDER_MODE: 'v1',
+  FORWARDER_BATCH_SIZE: '100',
   ...extra,
 });
 

@@ -1,7 +1,16 @@
 /**
  * A small fake of Stripe's HTTP API for tests: the real stripe-node client talks to it through
  * its host/port/protocol options. It records every request (method, path, idempotency key,
- * decoded form body), serves objects shaped like Stripe's, and can be told to fail or stall.
+ * decoded form or JSON body), serves objects shaped like Stripe's, and can be told to fail, stall,
+ * answer slowly, or fail at random.
+ *
+ * The v2 meter event stream: stripe-node sends it to meter-events.stripe.com, or to `host` when one
+ * is set, so this server answers both. POST /v2/billing/meter_event_session hands out a token valid
+ * for `sessionTtlMs` (Stripe: 15 minutes); POST /v2/billing/meter_event_stream takes up to 100
+ * events with `Authorization: Bearer <token>`, and an expired token gets what Stripe answers (401,
+ * `{"error": {"type": "temporary_session_expired", "code": "billing_meter_event_session_expired"}}`,
+ * which stripe-node turns into TemporarySessionExpiredError). Meter events from both APIs are held by
+ * identifier, the first one kept, as Stripe de-duplicates them: `held` is what Stripe would bill.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -18,7 +27,7 @@ export interface RecordedRequest {
 }
 
 /** 'stall': never answers, does nothing; 'drop': does the work, then never answers (a lost response). */
-type Failure = { status: number; type?: string; message?: string } | 'stall' | 'drop';
+export type Failure = { status: number; type?: string; message?: string } | 'stall' | 'drop';
 
 export interface FakeSubscription {
   id: string;
@@ -44,8 +53,33 @@ export interface FakeEvent {
   data: { object: Record<string, unknown> };
 }
 
+/** A meter event as Stripe keeps it, by identifier. */
+export interface HeldMeterEvent {
+  identifier: string;
+  event_name: string;
+  payload: Record<string, string>;
+  timestamp: string;
+  via: 'v1' | 'stream';
+}
+
 export interface FakeStripe {
   url: string;
+  /** Meter events Stripe holds, by identifier (the first one sent; repeats are dropped and counted). */
+  held: Map<string, HeldMeterEvent>;
+  /** Meter events dropped because their identifier was already held. */
+  duplicates(): number;
+  /** Sessions created on POST /v2/billing/meter_event_session. */
+  sessionsCreated(): number;
+  /** How long a new session token is valid (default 15 minutes). */
+  setSessionTtl(ms: number): void;
+  /** Every session token issued so far is expired from now on. */
+  expireSessions(): void;
+  /** Each answer is delayed by a random time in [minMs, maxMs] (the work is done at once). */
+  setLatency(minMs: number, maxMs: number): void;
+  /** Each request to a matching path fails with probability `rate`, picking one of `failures` at random. */
+  failRandomly(path: RegExp, rate: number, failures: Failure[]): void;
+  /** POST /v2/billing/meter_event_stream calls (accepted or not). */
+  streamCalls(): RecordedRequest[];
   requests: RecordedRequest[];
   customers: Map<string, Record<string, unknown>>;
   subscriptions: Map<string, FakeSubscription>;
@@ -93,6 +127,18 @@ export async function startFakeStripe(): Promise<FakeStripe> {
   const requests: RecordedRequest[] = [];
   let once: { path: RegExp; left: number; failure: Failure }[] = [];
   let always: { path: RegExp; failure: Failure }[] = [];
+  let randomly: { path: RegExp; rate: number; failures: Failure[] }[] = [];
+  let latency: [number, number] = [0, 0];
+  const held = new Map<string, HeldMeterEvent>();
+  let duplicates = 0;
+  const sessions = new Map<string, number>();
+  let sessionTtlMs = 15 * 60_000;
+  let sessionsCreated = 0;
+  const hold = (e: Omit<HeldMeterEvent, 'identifier'> & { identifier?: string }) => {
+    const identifier = e.identifier ?? id('mev');
+    if (held.has(identifier)) duplicates++;
+    else held.set(identifier, { ...e, identifier });
+  };
   const stalled = new Set<http.ServerResponse>();
   // Stripe replays the first response for a repeated idempotency key.
   const idempotent = new Map<string, { status: number; body: unknown }>();
@@ -173,10 +219,44 @@ export async function startFakeStripe(): Promise<FakeStripe> {
       }
       return { status: 200, body: sub };
     }
+    if (req.method === 'POST' && req.path === '/v2/billing/meter_event_session') {
+      const token = id('mets');
+      sessions.set(token, Date.now() + sessionTtlMs);
+      sessionsCreated++;
+      return {
+        status: 200,
+        body: {
+          id: id('mes'),
+          object: 'v2.billing.meter_event_session',
+          authentication_token: token,
+          created: new Date().toISOString(),
+          expires_at: new Date(Date.now() + sessionTtlMs).toISOString(),
+          livemode: false,
+        },
+      };
+    }
+    if (req.method === 'POST' && req.path === '/v2/billing/meter_event_stream') {
+      const token = /^Bearer (.+)$/.exec(req.authorization ?? '')?.[1] ?? '';
+      const expiresAt = sessions.get(token);
+      if (expiresAt === undefined) return { status: 401, body: { error: { type: 'invalid_request_error', code: 'unauthorized', message: 'Invalid authentication token.' } } };
+      if (expiresAt <= Date.now()) {
+        return {
+          status: 401,
+          body: { error: { type: 'temporary_session_expired', code: 'billing_meter_event_session_expired', message: 'Your meter event session has expired; create a new one.' } },
+        };
+      }
+      const events = (b.events ?? []) as { event_name?: string; identifier?: string; payload?: Record<string, string>; timestamp?: string }[];
+      if (!Array.isArray(events) || events.length === 0 || events.length > 100 || events.some((e) => !e.event_name || !e.payload)) {
+        return { status: 400, body: { error: { type: 'invalid_request_error', code: 'invalid_fields', message: 'events: between 1 and 100 events, each with event_name and payload.' } } };
+      }
+      for (const e of events) hold({ identifier: e.identifier, event_name: e.event_name!, payload: e.payload!, timestamp: e.timestamp ?? new Date().toISOString(), via: 'stream' });
+      return { status: 200, body: {} };
+    }
     if (req.method === 'POST' && req.path === '/v1/billing/meter_events') {
       if (!b.event_name || !b.payload?.stripe_customer_id || b.payload.value === undefined) {
         return { status: 400, body: { error: { type: 'invalid_request_error', message: 'Missing required param: event_name or payload.' } } };
       }
+      hold({ identifier: b.identifier, event_name: b.event_name, payload: b.payload, timestamp: String(b.timestamp ?? now), via: 'v1' });
       return {
         status: 200,
         body: {
@@ -204,14 +284,20 @@ export async function startFakeStripe(): Promise<FakeStripe> {
         idempotencyKey: httpReq.headers['idempotency-key'] as string | undefined,
         stripeVersion: httpReq.headers['stripe-version'] as string | undefined,
         authorization: httpReq.headers.authorization,
-        body: httpReq.method === 'GET' ? Object.fromEntries(url.searchParams) : decodeForm(text),
+        body:
+          httpReq.method === 'GET'
+            ? Object.fromEntries(url.searchParams)
+            : String(httpReq.headers['content-type']).startsWith('application/json')
+              ? (JSON.parse(text || '{}') as Record<string, unknown>)
+              : decodeForm(text),
         at: Date.now(),
       };
       requests.push(rec);
 
       const planned = once.find((f) => f.left > 0 && f.path.test(rec.path));
       if (planned) planned.left--;
-      const failure = planned?.failure ?? always.find((f) => f.path.test(rec.path))?.failure;
+      const chance = randomly.find((f) => f.path.test(rec.path) && Math.random() < f.rate);
+      const failure = planned?.failure ?? always.find((f) => f.path.test(rec.path))?.failure ?? chance?.failures[Math.floor(Math.random() * chance.failures.length)];
       if (failure === 'stall') {
         stalled.add(res);
         res.on('close', () => stalled.delete(res));
@@ -234,10 +320,18 @@ export async function startFakeStripe(): Promise<FakeStripe> {
         reply = idempotent.get(`${rec.path} ${rec.idempotencyKey}`)!;
       } else {
         reply = respond(rec);
-        if (rec.idempotencyKey && reply.status < 500) idempotent.set(`${rec.path} ${rec.idempotencyKey}`, reply);
+        if (rec.idempotencyKey && reply.status < 500 && reply.status !== 401) idempotent.set(`${rec.path} ${rec.idempotencyKey}`, reply);
       }
-      res.writeHead(reply.status, { 'Content-Type': 'application/json', 'Request-Id': id('req') });
-      res.end(JSON.stringify(reply.body));
+      const answer = () => {
+        if (res.destroyed) return;
+        res.writeHead(reply.status, { 'Content-Type': 'application/json', 'Request-Id': id('req') });
+        res.end(JSON.stringify(reply.body));
+      };
+      const [min, max] = latency;
+      if (max <= 0) return answer();
+      stalled.add(res);
+      res.on('close', () => stalled.delete(res));
+      setTimeout(answer, min + Math.random() * (max - min));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -245,6 +339,22 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 
   return {
     url: `http://127.0.0.1:${port}`,
+    held,
+    duplicates: () => duplicates,
+    sessionsCreated: () => sessionsCreated,
+    setSessionTtl(ms) {
+      sessionTtlMs = ms;
+    },
+    expireSessions() {
+      for (const token of sessions.keys()) sessions.set(token, 0);
+    },
+    setLatency(minMs, maxMs) {
+      latency = [minMs, maxMs];
+    },
+    failRandomly(path, rate, failures) {
+      randomly.push({ path, rate, failures });
+    },
+    streamCalls: () => requests.filter((r) => r.method === 'POST' && r.path === '/v2/billing/meter_event_stream'),
     requests,
     customers,
     subscriptions,
@@ -285,6 +395,8 @@ export async function startFakeStripe(): Promise<FakeStripe> {
     clearFailures() {
       once = [];
       always = [];
+      randomly = [];
+      latency = [0, 0];
     },
     meterEvents: () => requests.filter((r) => r.method === 'POST' && r.path === '/v1/billing/meter_events'),
     async close() {

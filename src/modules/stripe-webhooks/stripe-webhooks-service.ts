@@ -9,6 +9,7 @@ import { StripeCallError, type StripePort, type StripeSubscriptionState } from '
 import type { AuditService } from '../audit/audit-service';
 import type { CustomersService } from '../customers/customers-service';
 import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
+import { METER_ERROR_REPORT, parseMeterErrorReport } from './meter-error-report';
 import type { EventHeader, StripeEventsRepository } from './stripe-events-repository';
 
 /** Events that change a subscription, and where each keeps the subscription's id. */
@@ -22,7 +23,7 @@ const SUBSCRIPTION_EVENTS = new Set([
 ]);
 const INVOICE_EVENTS = new Set(['invoice.paid', 'invoice.payment_failed', 'invoice.payment_action_required']);
 
-export const HANDLED_EVENTS = [...SUBSCRIPTION_EVENTS, ...INVOICE_EVENTS, 'customer.deleted'];
+export const HANDLED_EVENTS = [...SUBSCRIPTION_EVENTS, ...INVOICE_EVENTS, 'customer.deleted', METER_ERROR_REPORT];
 
 /**
  * What every Stripe event has. A validly signed event without it can never be applied, however
@@ -92,6 +93,8 @@ export interface StripeWebhooksDeps {
   events: StripeEventsRepository;
   subscriptions: SubscriptionsService;
   customers: Pick<CustomersService, 'unlinkStripeCustomer'>;
+  /** Marks usage events Stripe rejected after accepting them (meter error reports) as failed; returns the ids changed. */
+  usage: { markRejected(db: Knex, rejections: { id: string; error: string }[]): Promise<string[]> };
   stripe: StripePort;
   audit: AuditService;
   logger: Logger;
@@ -120,7 +123,7 @@ export interface StripeWebhooksDeps {
  * as a code and a short message.
  */
 export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
-  const { db, events, subscriptions, customers, stripe, audit, logger } = deps;
+  const { db, events, subscriptions, customers, usage, stripe, audit, logger } = deps;
   const now = deps.now ?? Date.now;
 
   function verify(raw: unknown, signature: string | undefined): unknown {
@@ -171,7 +174,14 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
   async function apply(trx: Knex, event: VerifiedEvent, live: StripeSubscriptionState | null, readAt: number, ctx: ActorContext): Promise<Applied> {
     const details: Record<string, unknown> = { event_id: event.id };
     let applied: Applied = { result: 'processed' };
-    if (event.type === 'customer.deleted') {
+    if (event.type === METER_ERROR_REPORT) {
+      // Parsed before the transaction (handleVerified): here it is known to be a report.
+      const report = parseMeterErrorReport(event.data.object)!;
+      const marked = await usage.markRejected(trx, report.rejections);
+      Object.assign(details, { meter: report.meter, error_count: report.errorCount, named: report.rejections.length, marked_failed: marked.length, foreign: report.foreign });
+      logger.warn({ eventId: event.id, meter: report.meter, errorCount: report.errorCount, markedFailed: marked.length, summary: report.summary }, 'Stripe rejected usage events after accepting them');
+      if (report.rejections.length === 0) applied = { result: 'ignored', reason: 'the report names none of our events' };
+    } else if (event.type === 'customer.deleted') {
       const stripeCustomerId = stripeId(event.data.object.id);
       const customerId = stripeCustomerId ? await customers.unlinkStripeCustomer(trx, stripeCustomerId) : null;
       Object.assign(details, { customer_id: customerId, stripe_customer_id: stripeCustomerId });
@@ -220,6 +230,9 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
     if (await events.isProcessed(db, event.id)) return { eventId: event.id, type: event.type, result: 'duplicate' };
 
     const handled = HANDLED_EVENTS.includes(event.type);
+    if (event.type === METER_ERROR_REPORT && !parseMeterErrorReport(event.data.object)) {
+      await refuseMalformed(event, [{ code: 'custom', path: ['data', 'object', 'reason'], message: 'not a meter error report', input: undefined }]);
+    }
     const stripeCtx: ActorContext = { ...ctx, actor: 'stripe', actorId: event.id };
     try {
       const subscriptionId = handled ? subscriptionIdOf(event) : null;

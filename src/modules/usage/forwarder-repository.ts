@@ -20,6 +20,23 @@ export interface ForwardingStats {
   local: number;
   sent: number;
   oldestPendingAt: Date | null;
+  /** Seconds since the oldest pending event was received; 0 when none is pending. */
+  oldestPendingAgeSeconds: number;
+  /** Events marked sent in the last 60 seconds (all instances). */
+  sentLastMinute: number;
+}
+
+export interface Backlog {
+  pending: number;
+  due: number;
+  failed: number;
+  oldestPendingSeconds: number;
+}
+
+/** An event Stripe rejected after accepting it on the stream (error report webhook). */
+export interface Rejection {
+  id: string;
+  error: string;
 }
 
 export interface FailedEvent {
@@ -30,11 +47,17 @@ export interface FailedEvent {
   occurredAt: Date;
   attempts: number;
   lastError: string | null;
+  /** The Stripe call that last carried it (stream mode). */
+  stripeSubmissionId: string | null;
 }
 
 /** A claimed event with its customer's Stripe id; quantity as text (trimmed here). */
 type ClaimedRow = Pick<UsageEventRow, 'id' | 'customer_id' | 'metric' | 'quantity' | 'occurred_at' | 'attempts'> & Pick<CustomerRow, 'stripe_customer_id'>;
-type StatsRow = Pick<ForwardingStats, 'pending' | 'due' | 'failed' | 'local' | 'sent'> & { oldest_pending_at: Date | null };
+type StatsRow = Pick<ForwardingStats, 'pending' | 'due' | 'failed' | 'local' | 'sent'> & {
+  oldest_pending_at: Date | null;
+  oldest_pending_age_seconds: number;
+  sent_last_minute: number;
+};
 
 export function createForwarderRepository() {
   return {
@@ -73,6 +96,63 @@ export function createForwarderRepository() {
         .update({ state: 'sent', sent_at: db.fn.now(), next_attempt_at: null, last_error: null });
     },
 
+    /** The events one Stripe call carried, in one statement: sent, and by which submission. */
+    async markSentBy(db: Knex, ids: string[], submissionId: string): Promise<number> {
+      if (ids.length === 0) return 0;
+      return db('usage_events').whereIn('id', ids).where({ state: 'pending' })
+        .update({ state: 'sent', sent_at: db.fn.now(), next_attempt_at: null, last_error: null, stripe_submission_id: submissionId });
+    },
+
+    /**
+     * A call that may succeed later, in one statement: each event is due again after its own backoff
+     * (equal jitter over min(max, base * 2^(attempts-1))), or parked as failed at maxAttempts.
+     */
+    async retryOrFail(
+      db: Knex,
+      ids: string[],
+      submissionId: string,
+      error: string,
+      policy: { backoffBaseMs: number; backoffMaxMs: number; maxAttempts: number },
+    ): Promise<{ retried: number; failed: number }> {
+      if (ids.length === 0) return { retried: 0, failed: 0 };
+      const { rows }: { rows: { state: string }[] } = await db.raw(
+        `update usage_events
+            set state = case when attempts >= :max then 'failed' else state end,
+                next_attempt_at = case when attempts >= :max then null else
+                  now() + make_interval(secs => least(:cap::float8, :base::float8 * 2 ^ (greatest(attempts, 1) - 1)) * (0.5 + random() / 2) / 1000) end,
+                last_error = :error, stripe_submission_id = :submission
+          where id = any(:ids::uuid[]) and state = 'pending'
+      returning state`,
+        { max: policy.maxAttempts, cap: policy.backoffMaxMs, base: policy.backoffBaseMs, error, submission: submissionId, ids },
+      );
+      const failed = rows.filter((r) => r.state === 'failed').length;
+      return { retried: rows.length - failed, failed };
+    },
+
+    /** A call Stripe refused for good (a 4xx), in one statement. */
+    async failMany(db: Knex, ids: string[], submissionId: string | null, error: string): Promise<number> {
+      if (ids.length === 0) return 0;
+      return db('usage_events').whereIn('id', ids).where({ state: 'pending' })
+        .update({ state: 'failed', next_attempt_at: null, last_error: error, stripe_submission_id: submissionId });
+    },
+
+    /**
+     * Events Stripe accepted on the stream and rejected when it validated them: failed, with Stripe's
+     * reason, whether we had marked them sent yet or not. Returns the ids changed.
+     */
+    async markRejected(db: Knex, rejections: Rejection[]): Promise<string[]> {
+      if (rejections.length === 0) return [];
+      const { rows }: { rows: { id: string }[] } = await db.raw(
+        `update usage_events e
+            set state = 'failed', next_attempt_at = null, last_error = r.error
+           from unnest(?::uuid[], ?::text[]) as r(id, error)
+          where e.id = r.id and e.state in ('pending', 'sent')
+      returning e.id`,
+        [rejections.map((r) => r.id), rejections.map((r) => r.error)],
+      );
+      return rows.map((r) => r.id);
+    },
+
     async markLocal(db: Knex, ids: string[], reason: string): Promise<void> {
       if (ids.length === 0) return;
       await db('usage_events').whereIn('id', ids).where({ state: 'pending' })
@@ -106,28 +186,42 @@ export function createForwarderRepository() {
            count(*) filter (where state = 'failed')::int as failed,
            count(*) filter (where state = 'local')::int as local,
            count(*) filter (where state = 'sent')::int as sent,
-           min(received_at) filter (where state = 'pending') as oldest_pending_at
+           min(received_at) filter (where state = 'pending') as oldest_pending_at,
+           coalesce(extract(epoch from now() - min(received_at) filter (where state = 'pending')), 0)::float8 as oldest_pending_age_seconds,
+           count(*) filter (where state = 'sent' and sent_at > now() - interval '1 minute')::int as sent_last_minute
          from usage_events`,
       );
       const r = rows[0];
-      return { pending: r.pending, due: r.due, failed: r.failed, local: r.local, sent: r.sent, oldestPendingAt: r.oldest_pending_at };
+      return {
+        pending: r.pending,
+        due: r.due,
+        failed: r.failed,
+        local: r.local,
+        sent: r.sent,
+        oldestPendingAt: r.oldest_pending_at,
+        oldestPendingAgeSeconds: Math.max(0, r.oldest_pending_age_seconds),
+        sentLastMinute: r.sent_last_minute,
+      };
     },
 
     /** Only what the partial indexes answer cheaply: fit to run on every Prometheus scrape. */
-    async backlog(db: Knex): Promise<{ pending: number; due: number; failed: number }> {
-      const { rows }: { rows: [{ pending: number; due: number; failed: number }] } = await db.raw(
-        `select
-           (select count(*)::int from usage_events where state = 'pending') as pending,
+    async backlog(db: Knex): Promise<Backlog> {
+      // The pending count already visits every pending row: the oldest one's age comes with it.
+      const { rows }: { rows: [{ pending: number; due: number; failed: number; oldest_pending_seconds: number }] } = await db.raw(
+        `select p.pending, p.oldest_pending_seconds,
            (select count(*)::int from usage_events where state = 'pending' and next_attempt_at <= now()) as due,
-           (select count(*)::int from usage_events where state = 'failed') as failed`,
+           (select count(*)::int from usage_events where state = 'failed') as failed
+         from (select count(*)::int as pending, coalesce(extract(epoch from now() - min(received_at)), 0)::float8 as oldest_pending_seconds
+                 from usage_events where state = 'pending') p`,
       );
-      return rows[0];
+      const r = rows[0];
+      return { pending: r.pending, due: r.due, failed: r.failed, oldestPendingSeconds: Math.max(0, r.oldest_pending_seconds) };
     },
 
     async listFailed(db: Knex, limit: number): Promise<FailedEvent[]> {
       // numeric comes back as its exact text (see db/knex.ts).
       const rows = await db('usage_events')
-        .select('id', 'customer_id', 'metric', 'quantity', 'occurred_at', 'attempts', 'last_error')
+        .select('id', 'customer_id', 'metric', 'quantity', 'occurred_at', 'attempts', 'last_error', 'stripe_submission_id')
         .where({ state: 'failed' })
         .orderBy('id', 'desc')
         .limit(limit);
@@ -139,6 +233,7 @@ export function createForwarderRepository() {
         occurredAt: r.occurred_at,
         attempts: r.attempts,
         lastError: r.last_error,
+        stripeSubmissionId: r.stripe_submission_id,
       }));
     },
 

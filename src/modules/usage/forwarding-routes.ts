@@ -15,7 +15,7 @@ export function forwardingRoutes(forwarding: ForwardingService) {
       path: '/api/reports/forwarding',
       auth: 'admin',
       summary: 'The usage outbox towards Stripe: backlog, failures, and the latest failed events',
-      responses: { 200: json(responses.forwarding, 'Counts by state, the oldest pending event, and recent failures') },
+      responses: { 200: json(responses.forwarding, 'Counts by state, the oldest pending event and its age, the rate sent over the last minute, and recent failures') },
     }).handle(async () => {
       const { stripeEnabled, stats, failures } = await forwarding.status();
       return {
@@ -28,6 +28,9 @@ export function forwardingRoutes(forwarding: ForwardingService) {
           local: stats.local,
           sent: stats.sent,
           oldest_pending_at: iso(stats.oldestPendingAt),
+          oldest_pending_age_seconds: Math.round(stats.oldestPendingAgeSeconds * 1000) / 1000,
+          sent_last_minute: stats.sentLastMinute,
+          events_per_second: Math.round((stats.sentLastMinute / 60) * 10) / 10,
           recent_failures: failures.map((f) => ({
             id: f.id,
             customer_id: f.customerId,
@@ -36,6 +39,7 @@ export function forwardingRoutes(forwarding: ForwardingService) {
             occurred_at: iso(f.occurredAt),
             attempts: f.attempts,
             last_error: f.lastError,
+            stripe_submission_id: f.stripeSubmissionId,
           })),
         },
       };

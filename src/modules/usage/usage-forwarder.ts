@@ -1,8 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { Config } from '../../config';
-import type { StripePort } from '../../stripe/stripe-port';
-import { StripeCallError } from '../../stripe/stripe-port';
+import type { MeterEventInput, StripePort } from '../../stripe/stripe-port';
+import { METER_STREAM_MAX_EVENTS, StripeCallError } from '../../stripe/stripe-port';
 import type { ClaimedEvent, ForwarderRepository } from './forwarder-repository';
 
 export interface ForwarderDeps {
@@ -13,8 +14,10 @@ export interface ForwarderDeps {
   settings: Config['forwarder'];
   meterEvents: Config['usage']['meterEvents'];
   random?: () => number;
-  /** Observes each batch's outcome (metrics). */
+  /** Observes each run's outcome (metrics). */
   onRun?: (summary: RunSummary) => void;
+  /** Observes each Stripe call (metrics): how it ended and how many events it carried. */
+  onCall?: (outcome: 'sent' | 'retried' | 'failed', events: number) => void;
 }
 
 export interface RunSummary {
@@ -24,17 +27,26 @@ export interface RunSummary {
   failed: number;
   local: number;
   released: number;
+  /** Stripe calls made (one per event in v1, one per up to 100 events on the stream). */
+  calls: number;
 }
 
+const emptySummary = (): RunSummary => ({ claimed: 0, sent: 0, retried: 0, failed: 0, local: 0, released: 0, calls: 0 });
+
 /**
- * Sends pending usage events to Stripe Billing meter events. Claims batches by lease (any
- * number of instances may run it), sends each with our event id as Stripe's identifier (so a
- * resend after a crash counts once), retries with capped exponential backoff and jitter, and
- * parks an event as failed after FORWARDER_MAX_ATTEMPTS or on a permanent 4xx.
+ * Sends pending usage events to Stripe. Leases of FORWARDER_BATCH_SIZE events are claimed with
+ * FOR UPDATE SKIP LOCKED (any number of instances may run it) into one queue; FORWARDER_CONCURRENCY
+ * workers take calls' worth from it (100 events on the meter event stream, one in v1 mode) and mark
+ * each call's events in one statement when it ends. While the workers send, the next lease is
+ * claimed, so Stripe's latency, not the database, sets the pace. Our event id is each event's
+ * identifier, so a resend (a lost answer, a crash before marking, an expired lease) counts once.
+ * Failed calls are retried with capped exponential backoff and jitter; an event is parked as failed
+ * after FORWARDER_MAX_ATTEMPTS or on a permanent 4xx.
  */
 export function createUsageForwarder(deps: ForwarderDeps) {
   const { db, repo, stripe, logger, settings, meterEvents } = deps;
   const random = deps.random ?? Math.random;
+  const perCall = settings.mode === 'stream' ? METER_STREAM_MAX_EVENTS : 1;
   let stopping = false;
   let timer: NodeJS.Timeout | null = null;
   let current: Promise<RunSummary> | null = null;
@@ -45,86 +57,158 @@ export function createUsageForwarder(deps: ForwarderDeps) {
     return Math.round(cap / 2 + random() * (cap / 2));
   }
 
-  async function attempt(e: ClaimedEvent, s: RunSummary, sentIds: string[]): Promise<void> {
+  const toInput = (e: ClaimedEvent): MeterEventInput => ({
+    eventName: meterEvents[e.metric] ?? e.metric,
+    stripeCustomerId: e.stripeCustomerId!,
+    value: e.quantity,
+    identifier: e.id,
+    occurredAt: e.occurredAt,
+  });
+  const asCallError = (err: unknown) => (err instanceof StripeCallError ? err : new StripeCallError(String(err), true));
+
+  /** v1: one meter event per call, its own backoff. */
+  async function sendOne(e: ClaimedEvent, s: RunSummary): Promise<void> {
+    s.calls++;
     try {
-      await stripe.sendMeterEvent({
-        eventName: meterEvents[e.metric] ?? e.metric,
-        stripeCustomerId: e.stripeCustomerId!,
-        value: e.quantity,
-        identifier: e.id,
-        occurredAt: e.occurredAt,
-      });
-      sentIds.push(e.id);
-      s.sent++;
+      await stripe.sendMeterEvent(toInput(e));
     } catch (err) {
-      const failure = err instanceof StripeCallError ? err : new StripeCallError(String(err), true);
+      const failure = asCallError(err);
       if (failure.retryable && e.attempts < settings.maxAttempts) {
         const delay = backoffMs(e.attempts);
         await repo.scheduleRetry(db, e.id, delay, failure.message);
         s.retried++;
+        deps.onCall?.('retried', 1);
         logger.warn({ eventId: e.id, attempts: e.attempts, retryInMs: delay, error: failure.message }, 'usage event not forwarded; will retry');
       } else {
         await repo.markFailed(db, e.id, failure.message);
         s.failed++;
+        deps.onCall?.('failed', 1);
         logger.error({ eventId: e.id, attempts: e.attempts, error: failure.message }, 'usage event failed permanently; an admin can retry it');
       }
+      return;
     }
+    // One call per event: its idempotency key (meter-event-<id>) names the call; no submission id.
+    await repo.markSent(db, [e.id]);
+    s.sent++;
+    deps.onCall?.('sent', 1);
   }
 
-  async function runOnce(): Promise<RunSummary> {
-    const s: RunSummary = { claimed: 0, sent: 0, retried: 0, failed: 0, local: 0, released: 0 };
-    if (stopping || !stripe.enabled) return s;
-    const claimed = await repo.claim(db, settings.batchSize, settings.leaseSeconds);
-    s.claimed = claimed.length;
-    const orphans = claimed.filter((e) => !e.stripeCustomerId).map((e) => e.id);
-    await repo.markLocal(db, orphans, 'customer has no Stripe customer');
-    s.local = orphans.length;
+  /** Stream: up to 100 events in one call; its events are marked together, by our submission id. */
+  async function sendMany(events: ClaimedEvent[], s: RunSummary): Promise<void> {
+    const submissionId = randomUUID();
+    const ids = events.map((e) => e.id);
+    s.calls++;
+    let requestId: string | null;
+    try {
+      ({ requestId } = await stripe.sendMeterEventStream({ submissionId, events: events.map(toInput) }));
+    } catch (err) {
+      const failure = asCallError(err);
+      const log = { submissionId, requestId: failure.requestId ?? null, events: ids.length, status: failure.status, error: failure.message };
+      if (failure.retryable) {
+        const r = await repo.retryOrFail(db, ids, submissionId, failure.message, settings);
+        s.retried += r.retried;
+        s.failed += r.failed;
+        deps.onCall?.('retried', ids.length);
+        logger.warn({ ...log, ...r }, 'usage submission not accepted by Stripe; will retry');
+      } else {
+        // (Never `s.x += await …`: s.x would be read before the await, and other workers' counts lost.)
+        const failed = await repo.failMany(db, ids, submissionId, failure.message);
+        s.failed += failed;
+        deps.onCall?.('failed', ids.length);
+        logger.error(log, 'usage submission refused by Stripe; its events are failed, an admin can retry them');
+      }
+      return;
+    }
+    const sent = await repo.markSentBy(db, ids, submissionId);
+    s.sent += sent;
+    deps.onCall?.('sent', ids.length);
+    logger.info({ submissionId, requestId, events: ids.length }, 'usage submission accepted by Stripe');
+  }
 
-    const queue = claimed.filter((e) => e.stripeCustomerId);
-    const sentIds: string[] = [];
-    const unattempted: string[] = [];
-    const worker = async () => {
-      for (let e = queue.shift(); e; e = queue.shift()) {
-        if (stopping) unattempted.push(e.id);
-        else await attempt(e, s, sentIds);
+  /**
+   * Claims and sends. `continuous`: claims again while leases come back full (the background loop);
+   * otherwise one lease (runOnce). A database failure while marking leaves those events leased: they
+   * are sent again when the lease ends, and Stripe drops the repeat by identifier.
+   */
+  async function pump(continuous: boolean): Promise<RunSummary> {
+    const s = emptySummary();
+    if (stopping || !stripe.enabled) return s;
+    const queue: ClaimedEvent[] = [];
+    let exhausted = false;
+    let refilling: Promise<void> | null = null;
+    const refill = () =>
+      (refilling ??= (async () => {
+        const claimed = await repo.claim(db, settings.batchSize, settings.leaseSeconds);
+        s.claimed += claimed.length;
+        if (!continuous || claimed.length < settings.batchSize) exhausted = true;
+        const orphans = claimed.filter((e) => !e.stripeCustomerId).map((e) => e.id);
+        await repo.markLocal(db, orphans, 'customer has no Stripe customer');
+        s.local += orphans.length;
+        queue.push(...claimed.filter((e) => e.stripeCustomerId));
+      })().finally(() => {
+        refilling = null;
+      }));
+    const take = async (): Promise<ClaimedEvent[] | null> => {
+      for (;;) {
+        if (stopping) return null;
+        if (queue.length > 0) {
+          const chunk = queue.splice(0, perCall);
+          // Claim the next lease while this one is being sent.
+          if (!exhausted && !refilling && queue.length < perCall * settings.concurrency) {
+            refill().catch((err: unknown) => logger.error({ err }, 'usage forwarder could not claim events; retrying'));
+          }
+          return chunk;
+        }
+        if (exhausted) return null;
+        await refill();
       }
     };
-    await Promise.all(Array.from({ length: Math.min(settings.concurrency, queue.length) }, worker));
-    await repo.markSent(db, sentIds);
+    const worker = async () => {
+      for (let chunk = await take(); chunk; chunk = await take()) {
+        if (perCall === 1) await sendOne(chunk[0]!, s);
+        else await sendMany(chunk, s);
+      }
+    };
+    const ended = await Promise.allSettled(Array.from({ length: settings.concurrency }, worker));
+    await (refilling as Promise<void> | null)?.catch(() => undefined);
+    // Stopping: what was claimed but not attempted is due again at once, the attempt not counted.
+    const unattempted = queue.splice(0).map((e) => e.id);
     await repo.release(db, unattempted);
     s.released = unattempted.length;
-    if (s.claimed > 0) logger.info({ ...s }, 'usage forwarding batch');
+    if (s.claimed > 0) logger.info({ ...s }, 'usage forwarding run');
     deps.onRun?.(s);
+    const failed = ended.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     return s;
   }
 
   function loop(): void {
     if (stopping) return;
-    current = runOnce()
+    current = pump(true)
       .catch((err: unknown) => {
         logger.error({ err }, 'usage forwarder run failed; retrying later');
-        return { claimed: 0 } as RunSummary;
+        return emptySummary();
       })
       .finally(() => {
         current = null;
       });
-    void current.then((s) => {
+    void current.then(() => {
       if (stopping) return;
-      // A full batch means more is waiting: go on at once; otherwise poll.
-      timer = setTimeout(loop, s.claimed >= settings.batchSize ? 0 : settings.intervalMs);
+      // pump(true) returns once a lease comes back short (or on an error): poll again later.
+      timer = setTimeout(loop, settings.intervalMs);
       timer.unref();
     });
   }
 
   return {
-    runOnce,
+    runOnce: () => pump(false),
     backoffMs,
     start(): void {
       if (!stripe.enabled || !settings.enabled) return;
       stopping = false;
       loop();
     },
-    /** Finishes the sends under way, gives back the claimed events not yet attempted. */
+    /** Finishes the calls under way, gives back the claimed events not yet attempted. */
     async stop(): Promise<void> {
       stopping = true;
       if (timer) clearTimeout(timer);
