@@ -232,12 +232,16 @@ async function main(): Promise<void> {
       for (const pair of order) {
         for (const name of i % 2 === 0 ? pair : [...pair].reverse()) {
           round[name] = await scenarios[name](DURATION);
-          console.log(`round ${i + 1} ${name.padEnd(16)} ${Math.round(round[name].rps)} req/s  p50 ${round[name].p50_ms} ms  p99 ${round[name].p99_ms} ms  cpu ${round[name].cpu_us_per_req} us/req (pg ${round[name].pg_cpu_us_per_req})${round[name].non2xx || round[name].errors ? `  non-2xx ${round[name].non2xx} errors ${round[name].errors}` : ''}`);
+          console.log(
+            `round ${i + 1} ${name.padEnd(16)} ${Math.round(round[name].rps)} req/s  p50 ${round[name].p50_ms} ms  p99 ${round[name].p99_ms} ms  cpu ${round[name].cpu_us_per_req} us/req (pg ${round[name].pg_cpu_us_per_req})${round[name].non2xx || round[name].errors ? `  non-2xx ${round[name].non2xx} errors ${round[name].errors}` : ''}`,
+          );
         }
       }
       for (const name of ['usage_read', 'license'] as const) {
         round[name] = await scenarios[name](DURATION);
-        console.log(`round ${i + 1} ${name.padEnd(16)} ${Math.round(round[name].rps)} req/s  p99 ${round[name].p99_ms} ms  cpu ${round[name].cpu_us_per_req} us/req`);
+        console.log(
+          `round ${i + 1} ${name.padEnd(16)} ${Math.round(round[name].rps)} req/s  p99 ${round[name].p99_ms} ms  cpu ${round[name].cpu_us_per_req} us/req`,
+        );
       }
       rounds.push(round);
     }
@@ -248,7 +252,12 @@ async function main(): Promise<void> {
     const failures = rounds.flatMap((r) => Object.entries(r)).filter(([, v]) => v.non2xx > 0 || v.errors > 0);
     const cpu = (name: keyof typeof scenarios) => ({ cpu_us_per_req: med(name, 'cpu_us_per_req'), pg_cpu_us_per_req: med(name, 'pg_cpu_us_per_req') });
     const result = {
-      baseline_single: { rps: Math.round(med('baseline_single', 'rps')), p50_ms: med('baseline_single', 'p50_ms'), p99_ms: med('baseline_single', 'p99_ms'), ...cpu('baseline_single') },
+      baseline_single: {
+        rps: Math.round(med('baseline_single', 'rps')),
+        p50_ms: med('baseline_single', 'p50_ms'),
+        p99_ms: med('baseline_single', 'p99_ms'),
+        ...cpu('baseline_single'),
+      },
       baseline_batch: { events_per_s: Math.round(med('baseline_batch', 'rps') * BATCH), ...cpu('baseline_batch') },
       usage_single: {
         rps: Math.round(med('usage_single', 'rps')),
@@ -257,7 +266,12 @@ async function main(): Promise<void> {
         ratio: round2(median(singleRatios)),
         ...cpu('usage_single'),
       },
-      usage_batch: { events_per_s: Math.round(med('usage_batch', 'rps') * BATCH), p99_ms: med('usage_batch', 'p99_ms'), ratio: round2(median(batchRatios)), ...cpu('usage_batch') },
+      usage_batch: {
+        events_per_s: Math.round(med('usage_batch', 'rps') * BATCH),
+        p99_ms: med('usage_batch', 'p99_ms'),
+        ratio: round2(median(batchRatios)),
+        ...cpu('usage_batch'),
+      },
       usage_read: { rps: Math.round(med('usage_read', 'rps')), p99_ms: med('usage_read', 'p99_ms'), ...cpu('usage_read') },
       license: { rps: Math.round(med('license', 'rps')), p99_ms: med('license', 'p99_ms'), ...cpu('license') },
       settings: { rounds: ROUNDS, duration_s: DURATION, connections: CONNECTIONS, batch: BATCH, cpus: os.cpus().length },
@@ -268,11 +282,19 @@ async function main(): Promise<void> {
     console.log('\n| measure | baseline | service | ratio (median of rounds) |');
     console.log('| --- | --- | --- | --- |');
     console.log(`| single event POST, req/s | ${result.baseline_single.rps} | ${result.usage_single.rps} | ${result.usage_single.ratio} |`);
-    console.log(`| single event p50 / p99, ms | ${result.baseline_single.p50_ms} / ${result.baseline_single.p99_ms} | ${result.usage_single.p50_ms} / ${result.usage_single.p99_ms} | |`);
+    console.log(
+      `| single event p50 / p99, ms | ${result.baseline_single.p50_ms} / ${result.baseline_single.p99_ms} | ${result.usage_single.p50_ms} / ${result.usage_single.p99_ms} | |`,
+    );
     console.log(`| 100-event batch, events/s | ${result.baseline_batch.events_per_s} | ${result.usage_batch.events_per_s} | ${result.usage_batch.ratio} |`);
-    console.log(`| single event: server CPU per request, us | ${result.baseline_single.cpu_us_per_req} | ${result.usage_single.cpu_us_per_req} | ${round2(result.usage_single.cpu_us_per_req / result.baseline_single.cpu_us_per_req)} |`);
-    console.log(`| single event: PostgreSQL CPU per request, us | ${result.baseline_single.pg_cpu_us_per_req} | ${result.usage_single.pg_cpu_us_per_req} | ${round2(result.usage_single.pg_cpu_us_per_req / result.baseline_single.pg_cpu_us_per_req)} |`);
-    console.log(`| 100-event batch: server CPU per request, us | ${result.baseline_batch.cpu_us_per_req} | ${result.usage_batch.cpu_us_per_req} | ${round2(result.usage_batch.cpu_us_per_req / result.baseline_batch.cpu_us_per_req)} |`);
+    console.log(
+      `| single event: server CPU per request, us | ${result.baseline_single.cpu_us_per_req} | ${result.usage_single.cpu_us_per_req} | ${round2(result.usage_single.cpu_us_per_req / result.baseline_single.cpu_us_per_req)} |`,
+    );
+    console.log(
+      `| single event: PostgreSQL CPU per request, us | ${result.baseline_single.pg_cpu_us_per_req} | ${result.usage_single.pg_cpu_us_per_req} | ${round2(result.usage_single.pg_cpu_us_per_req / result.baseline_single.pg_cpu_us_per_req)} |`,
+    );
+    console.log(
+      `| 100-event batch: server CPU per request, us | ${result.baseline_batch.cpu_us_per_req} | ${result.usage_batch.cpu_us_per_req} | ${round2(result.usage_batch.cpu_us_per_req / result.baseline_batch.cpu_us_per_req)} |`,
+    );
     console.log(`| GET /api/usage, req/s (p99 ms) | | ${result.usage_read.rps} (${result.usage_read.p99_ms}) | |`);
     console.log(`| GET /api/licenses (one Ed25519 signature each), req/s (p99 ms) | | ${result.license.rps} (${result.license.p99_ms}) | |`);
     if (failures.length) console.log(`\nWARNING: ${failures.length} run(s) had non-2xx responses or errors`);

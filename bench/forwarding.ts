@@ -85,10 +85,14 @@ async function main(): Promise<void> {
       const ingestStart = performance.now();
       for (let sent = 0; sent < EVENTS; sent += 1000) {
         const c = customers[(sent / 1000) % customers.length]!;
-        const events = Array.from({ length: Math.min(1000, EVENTS - sent) }, (_, i) => ({ metric: 'api_calls', quantity: String(1 + (i % 7)), idempotency_key: `b-${randomBytes(8).toString('hex')}` }));
+        const events = Array.from({ length: Math.min(1000, EVENTS - sent) }, (_, i) => ({
+          metric: 'api_calls',
+          quantity: String(1 + (i % 7)),
+          idempotency_key: `b-${randomBytes(8).toString('hex')}`,
+        }));
         const res = await request(t.app).post('/api/usage').set('X-API-Key', c.apiKey).send({ events });
         if (res.status !== 201) throw new Error(`ingest: ${res.status} ${JSON.stringify(res.body)}`);
-        ids.push(...res.body.events.map((e: { id: string }) => e.id));
+        ids.push(...(res.body as { events: { id: string }[] }).events.map((e) => e.id));
       }
       const ingestSeconds = (performance.now() - ingestStart) / 1000;
 
@@ -106,9 +110,17 @@ async function main(): Promise<void> {
       const calls = stripe.requests.length - callsBefore;
       const missing = ids.filter((id) => !stripe.held.has(id));
       if (missing.length > 0) throw new Error(`${missing.length} acknowledged events are not at Stripe`);
-      const r = { eventsPerSecond: Math.round(EVENTS / seconds), seconds: Math.round(seconds * 100) / 100, calls, eventsPerCall: Math.round((EVENTS / calls) * 10) / 10, ingestPerSecond: Math.round(EVENTS / ingestSeconds) };
+      const r = {
+        eventsPerSecond: Math.round(EVENTS / seconds),
+        seconds: Math.round(seconds * 100) / 100,
+        calls,
+        eventsPerCall: Math.round((EVENTS / calls) * 10) / 10,
+        ingestPerSecond: Math.round(EVENTS / ingestSeconds),
+      };
       rounds.push(r);
-      console.log(`round ${round}: ${EVENTS} events forwarded in ${r.seconds} s = ${r.eventsPerSecond} events/s; ${calls} Stripe calls (${r.eventsPerCall} events per call); ingested at ${r.ingestPerSecond} events/s`);
+      console.log(
+        `round ${round}: ${EVENTS} events forwarded in ${r.seconds} s = ${r.eventsPerSecond} events/s; ${calls} Stripe calls (${r.eventsPerCall} events per call); ingested at ${r.ingestPerSecond} events/s`,
+      );
     }
     const summary = {
       mode: MODE,

@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 'use strict';
-/* global require, __dirname, process */
 /* eslint-disable @typescript-eslint/no-require-imports */
 // The installed command: runs the compiled CLI from dist/ (npm run build makes it).
 const path = require('node:path');

@@ -7,9 +7,7 @@ export async function up(knex: Knex): Promise<void> {
     t.timestamp('payment_failing_since', { useTz: true }).nullable();
   });
   // Rows already failing: Stripe starts a new period, then fails to collect its invoice.
-  await knex.raw(
-    `update subscriptions set payment_failing_since = coalesce(current_period_start, updated_at) where status in ('past_due', 'unpaid')`,
-  );
+  await knex.raw(`update subscriptions set payment_failing_since = coalesce(current_period_start, updated_at) where status in ('past_due', 'unpaid')`);
 }
 
 export async function down(knex: Knex): Promise<void> {

@@ -18,9 +18,7 @@ export async function up(knex: Knex): Promise<void> {
     t.check("release_reason in ('customer', 'admin', 'stale')", [], 'license_activations_release_reason_check');
   });
   // One live activation per fingerprint and customer; released rows stay as history.
-  await knex.raw(
-    'create unique index license_activations_live_unique on license_activations (customer_id, fingerprint) where released_at is null',
-  );
+  await knex.raw('create unique index license_activations_live_unique on license_activations (customer_id, fingerprint) where released_at is null');
   await knex.raw('create index license_activations_live_seen_idx on license_activations (last_seen_at) where released_at is null');
 }
 

@@ -10,11 +10,13 @@ import { parseLimit } from './lib/limit-format';
  * Rules between settings and the shape the service uses are in config.ts.
  */
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 const bodySize = (message: string) =>
   z
@@ -22,9 +24,7 @@ const bodySize = (message: string) =>
     .regex(/^\d+(b|kb|mb)$/i, message)
     .transform((v) => v.toLowerCase());
 
-const postgresUrl = z
-  .string()
-  .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a postgres:// or postgresql:// URL');
+const postgresUrl = z.string().regex(/^postgres(ql)?:\/\/\S+$/, 'must be a postgres:// or postgresql:// URL');
 
 // express `trust proxy`: false, true, a hop count, or a comma-separated list of addresses/subnets.
 const trustProxy = z
@@ -129,11 +129,17 @@ export const settings = z.object({
   PORT: int(0, 65535).default(3000).describe(listen),
   DATABASE_URL: postgresUrl
     .optional()
-    .describe('PostgreSQL connection URL (postgres://user:password@host:5432/database). Unset (and not production): an embedded PostgreSQL is started under DATA_DIR and stopped on exit.'),
+    .describe(
+      'PostgreSQL connection URL (postgres://user:password@host:5432/database). Unset (and not production): an embedded PostgreSQL is started under DATA_DIR and stopped on exit.',
+    ),
   DATABASE_URL_FILE: secretFile(postgresUrl)
     .optional()
     .describe('Or a file holding the URL (a mounted secret), e.g. /run/secrets/database-url. Not both. Read at startup only: a new URL needs a restart.'),
-  DATA_DIR: z.string().min(1).default('./.data').describe('Where local state lives: the embedded PostgreSQL cluster and the generated development admin token.'),
+  DATA_DIR: z
+    .string()
+    .min(1)
+    .default('./.data')
+    .describe('Where local state lives: the embedded PostgreSQL cluster and the generated development admin token.'),
   EMBEDDED_PG_PORT: int(0, 65535).default(0).describe('Port for the embedded PostgreSQL; 0 picks a free one at each start.'),
   DB_POOL_MAX: int(1, 200).default(10).describe('Maximum connections in the database pool of each instance.'),
   MIGRATE_ON_START: bool.default(true).describe('Apply pending migrations at startup (true/false). With false, run `npm run migrate` yourself.'),
@@ -184,9 +190,7 @@ export const settings = z.object({
         "proxies (loopback, 10.0.0.0/8). Decides which address is the client's. " +
         '"true" (trust any X-Forwarded-For) lets every client choose its own address and so dodge every per-address limit: production refuses it.',
     ),
-  SHUTDOWN_TIMEOUT_SECONDS: int(1, 300)
-    .default(10)
-    .describe('Graceful shutdown: how long requests in flight may take after SIGTERM before being cut.'),
+  SHUTDOWN_TIMEOUT_SECONDS: int(1, 300).default(10).describe('Graceful shutdown: how long requests in flight may take after SIGTERM before being cut.'),
 
   USAGE_METRICS: metrics.prefault('api_calls').describe('Metric names customers may report, comma-separated (lowercase letters, digits, _).'),
   USAGE_METER_EVENTS: meterEvents
@@ -211,9 +215,7 @@ export const settings = z.object({
     .optional()
     .describe("Another Stripe API server (stripe-mock, a local fake, a proxy), e.g. http://127.0.0.1:12111. Unset: Stripe's own."),
   STRIPE_TIMEOUT_MS: int(100, 120_000).default(10_000).describe('Timeout of each Stripe call, in milliseconds.'),
-  STRIPE_ENABLED: bool
-    .optional()
-    .describe('true/false. Unset: on when STRIPE_SECRET_KEY is set. Production must say false explicitly to run without Stripe.'),
+  STRIPE_ENABLED: bool.optional().describe('true/false. Unset: on when STRIPE_SECRET_KEY is set. Production must say false explicitly to run without Stripe.'),
   STRIPE_WEBHOOK_SECRET: stripeWebhookSecret
     .optional()
     .describe(
@@ -237,9 +239,7 @@ export const settings = z.object({
     ),
 
   FORWARDER_ENABLED: bool.default(true).describe('Run the forwarder in this instance (true/false).'),
-  FORWARDER_INTERVAL_MS: int(10, 3_600_000)
-    .default(1000)
-    .describe('How often to look for due events when the last batch was not full, in milliseconds.'),
+  FORWARDER_INTERVAL_MS: int(10, 3_600_000).default(1000).describe('How often to look for due events when the last batch was not full, in milliseconds.'),
   FORWARDER_MODE: z
     .enum(['stream', 'v1'])
     .default('stream')
@@ -252,21 +252,15 @@ export const settings = z.object({
   FORWARDER_BATCH_SIZE: int(1, 10_000)
     .default(1000)
     .describe('Events claimed per lease (one short transaction, FOR UPDATE SKIP LOCKED); a lease is sent as several Stripe calls.'),
-  FORWARDER_CONCURRENCY: int(1, 64)
-    .default(8)
-    .describe('Stripe calls in flight at once per instance (stream: up to 100 events each; v1: one event each).'),
+  FORWARDER_CONCURRENCY: int(1, 64).default(8).describe('Stripe calls in flight at once per instance (stream: up to 100 events each; v1: one event each).'),
   FORWARDER_MAX_ATTEMPTS: int(1, 100).default(10).describe('Tries before an event is parked as failed (admins can retry it).'),
   FORWARDER_BACKOFF_BASE_MS: int(1, 3_600_000).default(2000).describe(forwarderBackoff),
   FORWARDER_BACKOFF_MAX_MS: int(1, 86_400_000).default(3_600_000).describe(forwarderBackoff),
-  FORWARDER_LEASE_SECONDS: int(5, 3600)
-    .default(300)
-    .describe('How long a claimed batch is reserved for one worker; must exceed the time a batch can take.'),
+  FORWARDER_LEASE_SECONDS: int(5, 3600).default(300).describe('How long a claimed batch is reserved for one worker; must exceed the time a batch can take.'),
 
   RATE_LIMIT_API: limit('100/15m').describe('Customer routes other than POST /api/usage, per client address (before authentication).'),
   RATE_LIMIT_USAGE: limit('60/1h').describe('POST /api/usage, per customer (after authentication, whatever addresses its instances use).'),
-  RATE_LIMIT_USAGE_ADDRESS: limit('600/1m').describe(
-    'POST /api/usage, per client address, before authentication (a whole fleet behind one NAT shares it).',
-  ),
+  RATE_LIMIT_USAGE_ADDRESS: limit('600/1m').describe('POST /api/usage, per client address, before authentication (a whole fleet behind one NAT shares it).'),
   RATE_LIMIT_WEBHOOKS: limit('100/1m').describe('POST /api/webhooks/stripe, per client address.'),
   RATE_LIMIT_ADMIN: limit('10/1h').describe('Admin routes, per client address (requests with METRICS_TOKEN are not counted).'),
   RATE_LIMIT_AUTH_FAILURES: limit('20/15m').describe(
@@ -284,9 +278,7 @@ export const settings = z.object({
       'Redis for rate-limit counters shared by every instance (redis://host:6379). Unset: each instance counts in memory. ' +
         'If Redis goes away, limits keep working per instance until it returns.',
     ),
-  METRICS_TOKEN: metricsToken
-    .optional()
-    .describe('A token (32+ characters) that reads /metrics, for Prometheus; its scrapes do not spend the admin limit.'),
+  METRICS_TOKEN: metricsToken.optional().describe('A token (32+ characters) that reads /metrics, for Prometheus; its scrapes do not spend the admin limit.'),
   METRICS_TOKEN_FILE: secretFile(metricsToken)
     .optional()
     .describe("Or a file holding it (Prometheus's credentials_file can be the same file). Not both. Read again on SIGHUP."),
@@ -318,12 +310,8 @@ export const settings = z.object({
   LICENSE_TTL: duration('7d', 365).describe(
     'How long a license is valid after it is issued (7d, 12h, 30m; at most 365d); never past the end of the paid period or of the grace period.',
   ),
-  LICENSE_GRACE_DAYS: int(0, 365)
-    .default(14)
-    .describe('Days a past_due or unpaid subscription keeps a license in "grace", from when payment started failing.'),
-  LICENSE_HEARTBEAT_DAYS: int(1, 365)
-    .default(14)
-    .describe('Days an activated instance may go without fetching its license before its seat is released.'),
+  LICENSE_GRACE_DAYS: int(0, 365).default(14).describe('Days a past_due or unpaid subscription keeps a license in "grace", from when payment started failing.'),
+  LICENSE_HEARTBEAT_DAYS: int(1, 365).default(14).describe('Days an activated instance may go without fetching its license before its seat is released.'),
   LICENSE_DEFAULT_PLAN: z
     .string()
     .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'must be a plan code')

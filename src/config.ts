@@ -49,9 +49,7 @@ function report(ctx: z.core.$RefinementCtx, path: string[], message: string): vo
 function rule(reads: readonly (keyof Settings)[], check: (s: Settings, ctx: z.core.$RefinementCtx<Settings>) => void) {
   const names = new Set<string>(reads.flatMap((n) => [n, `${n}_FILE`]));
   return z.superRefine(check, {
-    when: (payload) =>
-      !payload.issues.some((i) => names.has(String(i.path?.[0]))) &&
-      !FILE_SECRETS.some((n) => names.has(n) && bothSet(payload.value, n)),
+    when: (payload) => !payload.issues.some((i) => names.has(String(i.path?.[0]))) && !FILE_SECRETS.some((n) => names.has(n) && bothSet(payload.value, n)),
   });
 }
 
@@ -71,7 +69,11 @@ const rules = [
     // Every client could then name its own address in X-Forwarded-For, and every per-address
     // limit (and the address in audit rows) would be the client's to choose.
     if (s.NODE_ENV === 'production' && s.TRUST_PROXY === true) {
-      report(ctx, ['TRUST_PROXY'], '"true" trusts any X-Forwarded-For a client sends; set the hop count of your proxies (e.g. 1) or their addresses/subnets (e.g. loopback, 10.0.0.0/8)');
+      report(
+        ctx,
+        ['TRUST_PROXY'],
+        '"true" trusts any X-Forwarded-For a client sends; set the hop count of your proxies (e.g. 1) or their addresses/subnets (e.g. loopback, 10.0.0.0/8)',
+      );
     }
   }),
   rule(['NODE_ENV', 'ADMIN_API_TOKEN'], (s, ctx) => {

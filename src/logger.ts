@@ -21,10 +21,7 @@ export const REDACT_PATHS = [
   '*.secretHash',
 ];
 
-export function createLogger(
-  config: Pick<Config, 'logLevel' | 'logPretty'>,
-  destination?: DestinationStream,
-): Logger {
+export function createLogger(config: Pick<Config, 'logLevel' | 'logPretty'>, destination?: DestinationStream): Logger {
   const options: pino.LoggerOptions = {
     level: config.logLevel,
     base: { service: 'billing-service' },

@@ -51,7 +51,10 @@ export async function reloadSecrets(env: NodeJS.ProcessEnv, running: Config, c: 
   const restartNeeded: string[] = [];
   if (files.STRIPE_SECRET_KEY && next.stripe.secretKey !== running.stripe.secretKey) restartNeeded.push('STRIPE_SECRET_KEY');
   if (files.DATABASE_URL && next.databaseUrl !== running.databaseUrl) restartNeeded.push('DATABASE_URL');
-  logger.info({ reloaded, restart_needed: restartNeeded }, reloaded.length ? 'secrets reloaded from their files' : 'SIGHUP: no secret is read from a file (<NAME>_FILE); nothing to reload');
+  logger.info(
+    { reloaded, restart_needed: restartNeeded },
+    reloaded.length ? 'secrets reloaded from their files' : 'SIGHUP: no secret is read from a file (<NAME>_FILE); nothing to reload',
+  );
   if (restartNeeded.length) logger.warn({ restart_needed: restartNeeded }, 'these secrets changed in their files; restart to use them');
   await c.audit.recordDetached(systemContext(), { action: 'secrets.reload', outcome: 'success', details: { reloaded, restart_needed: restartNeeded } });
   return { ok: true, reloaded, restartNeeded, problems: [] };

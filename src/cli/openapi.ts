@@ -17,8 +17,7 @@ async function main(): Promise<void> {
   if (process.argv[2]) {
     fs.mkdirSync(path.dirname(process.argv[2]), { recursive: true });
     fs.writeFileSync(process.argv[2], `${out}\n`);
-  }
-  else process.stdout.write(`${out}\n`);
+  } else process.stdout.write(`${out}\n`);
   await db.destroy();
 }
 

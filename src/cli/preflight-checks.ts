@@ -36,7 +36,11 @@ export async function runChecks(env: NodeJS.ProcessEnv, probes: Probes, instance
   }
 
   const stripeOn = !!config.stripe.secretKey;
-  add('Stripe webhook secret set', !stripeOn || !!config.stripe.webhookSecret, stripeOn ? (config.stripe.webhookSecret ? 'set' : 'set STRIPE_WEBHOOK_SECRET to the endpoint’s signing secret') : 'Stripe explicitly off');
+  add(
+    'Stripe webhook secret set',
+    !stripeOn || !!config.stripe.webhookSecret,
+    stripeOn ? (config.stripe.webhookSecret ? 'set' : 'set STRIPE_WEBHOOK_SECRET to the endpoint’s signing secret') : 'Stripe explicitly off',
+  );
   if (stripeOn) {
     const live = /^(sk|rk)_live_/.test(config.stripe.secretKey!);
     add('Stripe key is a live key', live, live ? 'live mode' : 'a test-mode key in production: use the live restricted key (rk_live_…)');
@@ -45,15 +49,27 @@ export async function runChecks(env: NodeJS.ProcessEnv, probes: Probes, instance
   add(
     'license signing keys',
     keys.length > 0,
-    keys.length ? `${keys.length} Ed25519 key(s); signing with kid ${keys[0]!.kid}; all published at /.well-known/jwks.json` : 'set LICENSE_SIGNING_KEYS (make one: npm run license-key)',
+    keys.length
+      ? `${keys.length} Ed25519 key(s); signing with kid ${keys[0]!.kid}; all published at /.well-known/jwks.json`
+      : 'set LICENSE_SIGNING_KEYS (make one: npm run license-key)',
   );
-  add('metrics token set', !!config.metricsToken, config.metricsToken ? 'set' : 'set METRICS_TOKEN (openssl rand -hex 32) so Prometheus does not need the admin token');
+  add(
+    'metrics token set',
+    !!config.metricsToken,
+    config.metricsToken ? 'set' : 'set METRICS_TOKEN (openssl rand -hex 32) so Prometheus does not need the admin token',
+  );
   add(
     'behind a TLS proxy (TRUST_PROXY)',
     config.trustProxy !== false,
-    config.trustProxy !== false ? `trust proxy: ${JSON.stringify(config.trustProxy)}; keep HSTS on at the proxy` : 'terminate TLS (with HSTS) at nginx or an ingress and set TRUST_PROXY to it (see docs/SECURITY-SETUP.md)',
+    config.trustProxy !== false
+      ? `trust proxy: ${JSON.stringify(config.trustProxy)}; keep HSTS on at the proxy`
+      : 'terminate TLS (with HSTS) at nginx or an ingress and set TRUST_PROXY to it (see docs/SECURITY-SETUP.md)',
   );
-  add('log level', !['debug', 'trace'].includes(config.logLevel), `LOG_LEVEL=${config.logLevel}${['debug', 'trace'].includes(config.logLevel) ? ': use info in production' : ''}`);
+  add(
+    'log level',
+    !['debug', 'trace'].includes(config.logLevel),
+    `LOG_LEVEL=${config.logLevel}${['debug', 'trace'].includes(config.logLevel) ? ': use info in production' : ''}`,
+  );
 
   if (instances > 1 && !config.redisUrl) {
     add('shared rate limits', false, `${instances} instances without REDIS_URL: each would count on its own; set REDIS_URL`);
@@ -66,10 +82,20 @@ export async function runChecks(env: NodeJS.ProcessEnv, probes: Probes, instance
 
   const m = await probes.migrations(config);
   if ('error' in m) add('database reachable, migrations current', false, `cannot reach the database: ${m.error}`);
-  else add('database reachable, migrations current', m.pending.length === 0, m.pending.length ? `pending: ${m.pending.join(', ')}; run npm run migrate` : 'up to date');
+  else
+    add(
+      'database reachable, migrations current',
+      m.pending.length === 0,
+      m.pending.length ? `pending: ${m.pending.join(', ')}; run npm run migrate` : 'up to date',
+    );
 
   const a = await probes.audit();
   if ('error' in a) add('npm audit: no high-severity advisories', false, `npm audit could not run: ${a.error}`);
-  else add('npm audit: no high-severity advisories', a.high === 0, a.high ? `${a.high} high or critical advisories: run npm audit --omit=dev and update` : 'clean');
+  else
+    add(
+      'npm audit: no high-severity advisories',
+      a.high === 0,
+      a.high ? `${a.high} high or critical advisories: run npm audit --omit=dev and update` : 'clean',
+    );
   return results;
 }

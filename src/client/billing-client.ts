@@ -84,7 +84,8 @@ export class BillingClient {
   private readonly maxBatch: number;
   private readonly queue: Promise<{ queue: UsageQueue; flusher: UsageFlusher }> | null = null;
   private readonly licenseOptions: ClientLicenseOptions;
-  private licensing: { jwks: JwksSource; store: LicenseStore; byFingerprint: Map<string, { cache: LicenseCache | null; verifier: LicenseVerifier }> } | null = null;
+  private licensing: { jwks: JwksSource; store: LicenseStore; byFingerprint: Map<string, { cache: LicenseCache | null; verifier: LicenseVerifier }> } | null =
+    null;
   private lastLicense: VerifiedLicense | null = null;
   private closed = false;
 

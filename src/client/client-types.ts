@@ -30,7 +30,10 @@ type Or<T, Least> = [T] extends [never] ? Least : T;
 /** GET /api/licenses: the compact JWS, and what the service says of it. */
 export type LicenseAnswer = Or<JsonOf<Operation<'/api/licenses', 'get'>, 200>, { license: string; jwks_url?: string }>;
 /** POST /api/licenses/activations: the instance's activation. */
-export type ActivationAnswer = Or<JsonOf<Operation<'/api/licenses/activations', 'post'>, 201>, { activation: { fingerprint: string } & Record<string, unknown> }>;
+export type ActivationAnswer = Or<
+  JsonOf<Operation<'/api/licenses/activations', 'post'>, 201>,
+  { activation: { fingerprint: string } & Record<string, unknown> }
+>;
 type BodyOf<O> = O extends { requestBody: { content: { 'application/json': infer B } } } ? B : never;
 export type ActivationRequest = Or<BodyOf<Operation<'/api/licenses/activations', 'post'>>, { fingerprint: string; name?: string; hostname?: string }>;
 

@@ -103,7 +103,9 @@ export async function call<T>(s: HttpSettings, method: string, path: string, opt
     } catch (err) {
       if (err instanceof BillingApiError) throw err;
       if (opts.signal?.aborted) throw opts.signal.reason as Error;
-      failure = new BillingNetworkError(timeout.aborted ? `no answer from ${url.origin} within ${s.timeoutMs} ms` : `could not reach ${url.origin}`, { cause: err });
+      failure = new BillingNetworkError(timeout.aborted ? `no answer from ${url.origin} within ${s.timeoutMs} ms` : `could not reach ${url.origin}`, {
+        cause: err,
+      });
     }
     if (attempt >= retries) throw failure;
     const wait = Math.max(backoffMs(attempt, s), failure instanceof BillingApiError && failure.retryAfter !== null ? failure.retryAfter * 1000 : 0);

@@ -18,15 +18,5 @@ export { BillingApiError, BillingNetworkError } from './api-error';
 export { QueueFullError, QueueLockedError, InstanceLimitReachedError, UsageReportError } from './client-errors';
 export type { FlushResult } from './usage-flusher';
 export type { DeadLetter } from './usage-queue';
-export type {
-  UsageEvent,
-  UsageEventBody,
-  UsageReceipt,
-  QueuedReceipt,
-  UsageTotals,
-  Me,
-  Subscriptions,
-  LicenseAnswer,
-  ActivationAnswer,
-} from './client-types';
+export type { UsageEvent, UsageEventBody, UsageReceipt, QueuedReceipt, UsageTotals, Me, Subscriptions, LicenseAnswer, ActivationAnswer } from './client-types';
 export type { paths, components, operations } from './api-types';

@@ -47,7 +47,10 @@ export async function acquireLock(file: string): Promise<QueueLock> {
       const pid = await holder(file);
       if (pid === null && attempt < 3) {
         // Empty: maybe being written by its creator this instant; stale only once it has aged.
-        const age = await fsp.stat(file).then((st) => Date.now() - st.mtimeMs, () => Infinity);
+        const age = await fsp.stat(file).then(
+          (st) => Date.now() - st.mtimeMs,
+          () => Infinity,
+        );
         if (age < 2_000) {
           await new Promise((r) => setTimeout(r, 100));
           continue;
@@ -55,7 +58,11 @@ export async function acquireLock(file: string): Promise<QueueLock> {
       }
       const stale = pid === null || pid === process.pid || !alive(pid);
       if (!stale || attempt >= 5) {
-        throw new QueueLockedError(`${file} is held by process ${pid}; one writer per queue directory (delete the file only if that process is not a client of this queue)`, file, pid);
+        throw new QueueLockedError(
+          `${file} is held by process ${pid}; one writer per queue directory (delete the file only if that process is not a client of this queue)`,
+          file,
+          pid,
+        );
       }
       // Taken over: a dead holder (or this process's own, left by a client that was never closed).
       await fsp.rm(file, { force: true });

@@ -235,7 +235,14 @@ export class UsageQueue {
           this.pendingBytes += end - pos;
         } catch {
           // Only a damaged disk makes a whole line unreadable (appends are whole lines, fsynced): kept for a person to see.
-          await this.deadLetter({ event: null, raw, status: null, code: 'UNREADABLE_LINE', message: `line at byte ${pos} of ${segmentName(n)} is not an event`, requestId: null });
+          await this.deadLetter({
+            event: null,
+            raw,
+            status: null,
+            code: 'UNREADABLE_LINE',
+            message: `line at byte ${pos} of ${segmentName(n)} is not an event`,
+            requestId: null,
+          });
         }
         pos = end;
       }

@@ -62,7 +62,11 @@ export async function deliver(
     const bad = refusedIndexes(err, events.length);
     if (bad) {
       for (const i of bad) await refused(events[i]!, err);
-      return deliver(send, events.filter((_, i) => !bad.has(i)), refused);
+      return deliver(
+        send,
+        events.filter((_, i) => !bad.has(i)),
+        refused,
+      );
     }
     const half = Math.ceil(events.length / 2);
     return [...(await deliver(send, events.slice(0, half), refused)), ...(await deliver(send, events.slice(half), refused))];

@@ -12,10 +12,20 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
 }
 
 const CONNECTION_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EHOSTUNREACH',
-  '57P01', '57P02', '57P03', // admin shutdown, crash shutdown, cannot connect now
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EPIPE',
+  'EHOSTUNREACH',
+  '57P01',
+  '57P02',
+  '57P03', // admin shutdown, crash shutdown, cannot connect now
   '53300', // too many connections
-  '08000', '08001', '08003', '08006', // connection exceptions
+  '08000',
+  '08001',
+  '08003',
+  '08006', // connection exceptions
 ]);
 
 /** The database is unreachable or going away: the request may be retried later. */

@@ -24,7 +24,11 @@ const headerName = (name: string) => name.replace(/(^|-)([a-z])/g, (_m, dash: st
 /** Path, query and header parameters, from the route's request schemas. */
 function parameters(r: RouteDef): unknown[] {
   const out: unknown[] = [];
-  for (const [where, schema] of [['path', r.request.params], ['query', r.request.query], ['header', r.request.headers]] as const) {
+  for (const [where, schema] of [
+    ['path', r.request.params],
+    ['query', r.request.query],
+    ['header', r.request.headers],
+  ] as const) {
     if (!schema) continue;
     const json = toSchema(schema) as { properties?: Record<string, JsonSchema>; required?: string[] };
     for (const [name, prop] of Object.entries(json.properties ?? {})) {
@@ -49,9 +53,15 @@ function successResponses(r: RouteDef): Record<string, unknown> {
       {
         description: spec.description,
         ...(spec.headers
-          ? { headers: Object.fromEntries(Object.entries(spec.headers).map(([name, h]) => [name, { description: h.description, schema: toSchema(h.schema, 'output') }])) }
+          ? {
+              headers: Object.fromEntries(
+                Object.entries(spec.headers).map(([name, h]) => [name, { description: h.description, schema: toSchema(h.schema, 'output') }]),
+              ),
+            }
           : {}),
-        ...(spec.content ? { content: Object.fromEntries(Object.entries(spec.content).map(([type, schema]) => [type, { schema: toSchema(schema, 'output') }])) } : {}),
+        ...(spec.content
+          ? { content: Object.fromEntries(Object.entries(spec.content).map(([type, schema]) => [type, { schema: toSchema(schema, 'output') }])) }
+          : {}),
       },
     ]),
   );
@@ -68,7 +78,11 @@ function errorResponses(r: RouteDef): Record<string, unknown> {
         String(status),
         {
           description: codes.join(', '),
-          content: { 'application/json': { schema: { allOf: [{ $ref: '#/components/schemas/Error' }, { properties: { error: { properties: { code: { enum: codes } } } } }] } } },
+          content: {
+            'application/json': {
+              schema: { allOf: [{ $ref: '#/components/schemas/Error' }, { properties: { error: { properties: { code: { enum: codes } } } } }] },
+            },
+          },
         },
       ]),
   );
@@ -84,7 +98,12 @@ export function buildOpenApi(routes: readonly RouteDef[], version: string) {
   for (const r of routes) {
     const params = parameters(r);
     const body = r.rawBody
-      ? { requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'A Stripe event, exactly as Stripe sent it' } } } } }
+      ? {
+          requestBody: {
+            required: true,
+            content: { 'application/json': { schema: { type: 'object', description: 'A Stripe event, exactly as Stripe sent it' } } },
+          },
+        }
       : r.request.body
         ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(r.request.body) } } } }
         : {};

@@ -156,12 +156,23 @@ export const responses = {
   webhooks: obj({
     processed: z.number().int(),
     failing: z.number().int(),
-    failing_events: z.array(obj({ id: z.string(), type: z.string(), object_id: z.string().nullable(), attempts: z.number().int(), last_error: z.string().nullable(), received_at: ts })),
+    failing_events: z.array(
+      obj({
+        id: z.string(),
+        type: z.string(),
+        object_id: z.string().nullable(),
+        attempts: z.number().int(),
+        last_error: z.string().nullable(),
+        received_at: ts,
+      }),
+    ),
   }),
   reconciled: obj({
     stripe_enabled: z.boolean(),
     checked: z.number().int(),
-    changes: z.array(obj({ subscription_id: id.nullable(), stripe_subscription_id: z.string(), change: z.string(), from: z.string().optional(), to: z.string().optional() })),
+    changes: z.array(
+      obj({ subscription_id: id.nullable(), stripe_subscription_id: z.string(), change: z.string(), from: z.string().optional(), to: z.string().optional() }),
+    ),
   }),
   noContent: z.undefined(),
   text: z.string(),

@@ -139,13 +139,15 @@ export function defineRoute<
   H extends z.ZodType = None,
 >(spec: RouteSpec<A, Rs, B, Q, P, H>) {
   return {
-    handle: (handle: Handler<A, Rs, B, Q, P, H>): RouteDef =>
-      ({ ...spec, request: spec.request ?? {}, errors: spec.errors ?? [], handle }),
+    handle: (handle: Handler<A, Rs, B, Q, P, H>): RouteDef => ({ ...spec, request: spec.request ?? {}, errors: spec.errors ?? [], handle }),
   };
 }
 
 /** The success statuses a route declares, in ascending order. */
-export const successStatuses = (r: RouteDef): number[] => Object.keys(r.responses).map(Number).sort((a, b) => a - b);
+export const successStatuses = (r: RouteDef): number[] =>
+  Object.keys(r.responses)
+    .map(Number)
+    .sort((a, b) => a - b);
 
 /**
  * Every error code a route can answer: those its kind implies (authentication, the request parts it

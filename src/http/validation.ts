@@ -5,7 +5,8 @@ type Issue = z.core.$ZodIssue;
 
 /** How badly an option of a union missed at its top level: unknown or missing fields there. */
 const rootMisses = (issues: readonly Issue[]) =>
-  issues.filter((i) => i.path.length <= 1 && (i.code === 'unrecognized_keys' || (i.code === 'invalid_type' && i.message.endsWith('received undefined')))).length;
+  issues.filter((i) => i.path.length <= 1 && (i.code === 'unrecognized_keys' || (i.code === 'invalid_type' && i.message.endsWith('received undefined'))))
+    .length;
 
 function flatten(issues: readonly Issue[], prefix: PropertyKey[] = []): FieldProblem[] {
   return issues.flatMap((i): FieldProblem[] => {

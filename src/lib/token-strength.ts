@@ -15,7 +15,13 @@ export function checkTokenStrength(token: string): string | null {
   }
   if (counts.size < 10 || bitsPerChar < 3) return 'too little entropy (looks typed or repetitive, not generated)';
   for (let period = 1; period <= token.length / 2; period++) {
-    if (token === token.slice(0, period).repeat(Math.ceil(token.length / period)).slice(0, token.length)) {
+    if (
+      token ===
+      token
+        .slice(0, period)
+        .repeat(Math.ceil(token.length / period))
+        .slice(0, token.length)
+    ) {
       return 'too little entropy (a repeated pattern)';
     }
   }

@@ -21,8 +21,7 @@ export interface AdminTokenVerifier {
  * `label` prefixes the fingerprint that audit rows carry (`admin:<12 hex>`).
  */
 export function createAdminTokenVerifier(tokens: readonly string[], label = 'admin'): AdminTokenVerifier {
-  const digests = (list: readonly string[]) =>
-    list.map((t) => ({ digest: sha256(t), fingerprint: `${label}:${sha256(t).toString('hex').slice(0, 12)}` }));
+  const digests = (list: readonly string[]) => list.map((t) => ({ digest: sha256(t), fingerprint: `${label}:${sha256(t).toString('hex').slice(0, 12)}` }));
   let known = digests(tokens);
   return {
     match(presented) {

@@ -63,9 +63,7 @@ export function createAuthFailureGuard({ store, max, windowMs, onLimited, now = 
     return {
       over: (name) => (hits.get(name)?.totalHits ?? 0) > max,
       refusal() {
-        const resets = names
-          .filter((n) => hits.get(n)!.totalHits > max)
-          .map((n) => hits.get(n)!.resetTime?.getTime() ?? now() + windowMs);
+        const resets = names.filter((n) => hits.get(n)!.totalHits > max).map((n) => hits.get(n)!.resetTime?.getTime() ?? now() + windowMs);
         return refusal(resets.length ? Math.min(...resets) : undefined);
       },
       async release() {

@@ -63,15 +63,24 @@ export class FallbackStore implements Store {
   }
 
   increment(key: string): Promise<IncrementResponse> {
-    return this.attempt(() => this.shared.increment(key), () => this.local.increment(key));
+    return this.attempt(
+      () => this.shared.increment(key),
+      () => this.local.increment(key),
+    );
   }
 
   async decrement(key: string): Promise<void> {
-    await this.attempt(() => this.shared.decrement(key), () => this.local.decrement(key));
+    await this.attempt(
+      () => this.shared.decrement(key),
+      () => this.local.decrement(key),
+    );
   }
 
   async resetKey(key: string): Promise<void> {
-    await this.attempt(() => this.shared.resetKey(key), () => this.local.resetKey(key));
+    await this.attempt(
+      () => this.shared.resetKey(key),
+      () => this.local.resetKey(key),
+    );
   }
 
   shutdown(): void {

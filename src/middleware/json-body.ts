@@ -1,8 +1,7 @@
 import express, { RequestHandler } from 'express';
 import { AppError } from '../errors/app-error';
 
-const hasBody = (req: Parameters<RequestHandler>[0]) =>
-  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+const hasBody = (req: Parameters<RequestHandler>[0]) => req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 
 /**
  * JSON bodies only, within the size limit. Mounted per route after authentication,

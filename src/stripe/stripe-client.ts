@@ -1,7 +1,15 @@
 import Stripe from 'stripe';
 import type { Config } from '../config';
 import { createMeterEventSessionHolder } from './meter-event-session';
-import { disabledStripe, METER_STREAM_MAX_EVENTS, MeterEventInput, StripeCallError, StripePort, StripeSubscriptionState, SubscriptionStatus } from './stripe-port';
+import {
+  disabledStripe,
+  METER_STREAM_MAX_EVENTS,
+  MeterEventInput,
+  StripeCallError,
+  StripePort,
+  StripeSubscriptionState,
+  SubscriptionStatus,
+} from './stripe-port';
 
 const date = (seconds: number | null | undefined) => (seconds ? new Date(seconds * 1000) : null);
 

@@ -22,16 +22,7 @@ export interface MeterEventSubmission {
 /** Stripe takes at most this many events in one meter event stream call. */
 export const METER_STREAM_MAX_EVENTS = 100;
 
-export const SUBSCRIPTION_STATUSES = [
-  'incomplete',
-  'incomplete_expired',
-  'trialing',
-  'active',
-  'past_due',
-  'canceled',
-  'unpaid',
-  'paused',
-] as const;
+export const SUBSCRIPTION_STATUSES = ['incomplete', 'incomplete_expired', 'trialing', 'active', 'past_due', 'canceled', 'unpaid', 'paused'] as const;
 export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
 
 /** A Stripe subscription reduced to what we keep. Periods come from its items (API 2025-03-31+). */

@@ -116,7 +116,9 @@ describe('when the database is unreachable', () => {
     const list = await request(down.app).get('/api/customers').set('Authorization', `Bearer ${down.adminToken}`);
     expectError(list, 503, 'SERVICE_UNAVAILABLE');
     expect(list.headers['retry-after']).toBe('5');
-    const me = await request(down.app).get('/api/me').set('X-API-Key', `cust_01900000-0000-7000-8000-000000000000_${'A'.repeat(43)}`);
+    const me = await request(down.app)
+      .get('/api/me')
+      .set('X-API-Key', `cust_01900000-0000-7000-8000-000000000000_${'A'.repeat(43)}`);
     expectError(me, 503, 'SERVICE_UNAVAILABLE');
     expect(JSON.stringify(list.body)).not.toMatch(/ECONNREFUSED|at .*\.ts/);
   });

@@ -61,7 +61,11 @@ describe('what is audited', () => {
     await issueKey(t, c.id, { grace_period_seconds: 30 });
     await request(t.app).patch(`/api/customers/${c.id}`).set(admin).send({ company_name: 'Changed' }).expect(200);
     await request(t.app).delete(`/api/customers/${c.id}`).set(admin).expect(200);
-    const rows = await t.db('audit_log').where({ actor: 'admin' }).andWhere((w) => void w.where({ target_id: c.id }).orWhereRaw("details->>'customer_id' = ?", [c.id])).orderBy('id');
+    const rows = await t
+      .db('audit_log')
+      .where({ actor: 'admin' })
+      .andWhere((w) => void w.where({ target_id: c.id }).orWhereRaw("details->>'customer_id' = ?", [c.id]))
+      .orderBy('id');
     expect(rows.map((r) => r.action)).toEqual(['customer.create', 'api_key.issue', 'api_key.issue', 'customer.update', 'customer.delete']);
     for (const r of rows) {
       expect(r.outcome).toBe('success');
@@ -103,7 +107,11 @@ describe('request ids in audit rows', () => {
 
   test('when an admin change carries a client id, then the row written with the change holds both ids, and the audit log filters by either', async () => {
     const clientId = `deploy-42:step.${Date.now()}`;
-    const res = await request(t.app).post('/api/customers').set(admin).set('X-Request-Id', clientId).send({ email: `rid-${Date.now()}@example.com`, company_name: 'Rid' });
+    const res = await request(t.app)
+      .post('/api/customers')
+      .set(admin)
+      .set('X-Request-Id', clientId)
+      .send({ email: `rid-${Date.now()}@example.com`, company_name: 'Rid' });
     expect(res.status).toBe(201);
     const ours = res.headers['x-request-id']!;
     const [row] = await t.db('audit_log').where({ action: 'customer.create', target_id: res.body.customer.id });
@@ -128,9 +136,12 @@ describe('request ids in audit rows', () => {
     expect(rows[0]!.client_request_id).toBeNull();
   });
 
-  test.each([[{ client_request_id: 'has spaces' }], [{ client_request_id: 'x'.repeat(129) }], [{ client_request_id: 'a\u0000' }]])('when filtering by client id %j, then 422', async (query) => {
-    expectError(await request(t.app).get('/api/audit').query(query).set(admin), 422, 'VALIDATION_FAILED');
-  });
+  test.each([[{ client_request_id: 'has spaces' }], [{ client_request_id: 'x'.repeat(129) }], [{ client_request_id: 'a\u0000' }]])(
+    'when filtering by client id %j, then 422',
+    async (query) => {
+      expectError(await request(t.app).get('/api/audit').query(query).set(admin), 422, 'VALIDATION_FAILED');
+    },
+  );
 });
 
 describe('GET /api/audit', () => {
@@ -151,7 +162,10 @@ describe('GET /api/audit', () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const res: request.Response = await request(t.app).get('/api/audit').query({ customer_id: c.id, limit: 2, ...(cursor ? { cursor } : {}) }).set(admin);
+      const res: request.Response = await request(t.app)
+        .get('/api/audit')
+        .query({ customer_id: c.id, limit: 2, ...(cursor ? { cursor } : {}) })
+        .set(admin);
       seen.push(...res.body.data.map((r: { id: string }) => r.id));
       cursor = res.body.next_cursor;
     } while (cursor);
@@ -162,14 +176,23 @@ describe('GET /api/audit', () => {
   test('when filtered by time and request id, then the window is respected', async () => {
     const res = await request(t.app).get('/api/me');
     const rid = res.headers['x-request-id'];
-    const hit = await request(t.app).get('/api/audit').query({ request_id: rid, from: new Date(Date.now() - 60_000).toISOString() }).set(admin);
+    const hit = await request(t.app)
+      .get('/api/audit')
+      .query({ request_id: rid, from: new Date(Date.now() - 60_000).toISOString() })
+      .set(admin);
     expect(hit.body.data).toHaveLength(1);
-    const miss = await request(t.app).get('/api/audit').query({ request_id: rid, to: new Date(Date.now() - 60_000).toISOString() }).set(admin);
+    const miss = await request(t.app)
+      .get('/api/audit')
+      .query({ request_id: rid, to: new Date(Date.now() - 60_000).toISOString() })
+      .set(admin);
     expect(miss.body.data).toHaveLength(0);
   });
 
   test('when the cursor is the largest id PostgreSQL can hold, then the page is read from there', async () => {
-    const res = await request(t.app).get('/api/audit').query({ cursor: b64('9223372036854775807'), limit: 1 }).set(admin);
+    const res = await request(t.app)
+      .get('/api/audit')
+      .query({ cursor: b64('9223372036854775807'), limit: 1 })
+      .set(admin);
     expect(res.status).toBe(200);
     expect(res.body.data).toHaveLength(1);
   });
@@ -177,8 +200,14 @@ describe('GET /api/audit', () => {
   test('when filtered by the ids an audit row holds, then each filter is accepted and matches', async () => {
     const c = await createCustomer(t);
     const created = (await t.db('audit_log').where({ action: 'customer.create', target_id: c.id }).first())!;
-    for (const query of [{ target_id: c.id }, { actor_id: created.actor_id }, { customer_id: c.id }, { request_id: created.request_id }] as Record<string, string>[]) {
-      const res = await request(t.app).get('/api/audit').query({ ...query, action: 'customer.create' }).set(admin);
+    for (const query of [{ target_id: c.id }, { actor_id: created.actor_id }, { customer_id: c.id }, { request_id: created.request_id }] as Record<
+      string,
+      string
+    >[]) {
+      const res = await request(t.app)
+        .get('/api/audit')
+        .query({ ...query, action: 'customer.create' })
+        .set(admin);
       expect([query, res.status]).toEqual([query, 200]);
       expect(res.body.data.map((r: { id: string }) => r.id)).toContain(created.id);
       // Only the admin's own fingerprint is shared by other rows.
@@ -208,10 +237,7 @@ describe('GET /api/audit', () => {
     [{ request_id: 'a b' }],
     [{ request_id: '\u0000' }],
     [{ action: 'x\u0000' }],
-  ])(
-    'when the query is %j, then 422',
-    async (query) => {
-      expectError(await request(t.app).get('/api/audit').query(query).set(admin), 422, 'VALIDATION_FAILED');
-    },
-  );
+  ])('when the query is %j, then 422', async (query) => {
+    expectError(await request(t.app).get('/api/audit').query(query).set(admin), 422, 'VALIDATION_FAILED');
+  });
 });

@@ -18,7 +18,6 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-
 function send(r: RouteDef, path: string, body: object | undefined, headers: Record<string, string>) {
   let req = request(t.app)[r.method](path);
   for (const [k, v] of Object.entries(headers)) req = req.set(k, v);
@@ -29,7 +28,9 @@ const routes = () => routeTable(t.c);
 
 describe('route table', () => {
   test('when a route is in the table, then it has a sample request here', () => {
-    const missing = routes().map(name).filter((n) => !samples[n]);
+    const missing = routes()
+      .map(name)
+      .filter((n) => !samples[n]);
     expect(missing).toEqual([]);
   });
 });
@@ -47,7 +48,7 @@ describe('admin routes', () => {
     ['a customer key in X-API-Key', () => ({ 'X-API-Key': customer.apiKey })],
     ['a customer key as the bearer token', () => ({ Authorization: `Bearer ${customer.apiKey}` })],
   ])('when called with %s, then every admin route answers 401 in the envelope', async (_label, headers) => {
-    for (const r of routes().filter((r) => (r.auth === 'admin' || r.auth === 'metrics'))) {
+    for (const r of routes().filter((r) => r.auth === 'admin' || r.auth === 'metrics')) {
       const s = await samples[name(r)]!(t);
       const res = await send(r, s.path, s.body, headers());
       expectError(res, 401, 'UNAUTHORIZED');
@@ -56,7 +57,7 @@ describe('admin routes', () => {
   });
 
   test('when called with the admin token, then every admin route succeeds with a status it declares', async () => {
-    for (const r of routes().filter((r) => (r.auth === 'admin' || r.auth === 'metrics'))) {
+    for (const r of routes().filter((r) => r.auth === 'admin' || r.auth === 'metrics')) {
       const s = await samples[name(r)]!(t);
       const res = await send(r, s.path, s.body, { Authorization: `Bearer ${t.adminToken}` });
       expect([name(r), successStatuses(r).includes(res.status)]).toEqual([name(r), true]);
@@ -83,7 +84,12 @@ describe('Stripe routes', () => {
     const stripeRoutes = routes().filter((r) => r.auth === 'stripe');
     expect(stripeRoutes.length).toBeGreaterThan(0);
     for (const r of stripeRoutes) {
-      const variants: Record<string, string>[] = [{}, { Authorization: `Bearer ${t.adminToken}` }, { 'X-API-Key': c.apiKey }, { 'Stripe-Signature': 't=1,v1=00' }];
+      const variants: Record<string, string>[] = [
+        {},
+        { Authorization: `Bearer ${t.adminToken}` },
+        { 'X-API-Key': c.apiKey },
+        { 'Stripe-Signature': 't=1,v1=00' },
+      ];
       for (const headers of variants) {
         const s = await samples[name(r)]!(t);
         expectError(await send(r, s.path, s.body, headers), 400, 'INVALID_SIGNATURE');

@@ -15,13 +15,21 @@ let iso: Awaited<ReturnType<typeof createIsolatedTestApp>>;
 let t: TestApp;
 let skewMs = 0;
 beforeAll(async () => {
-  iso = await createIsolatedTestApp('bulk_rotation', { MAX_ACTIVE_KEYS_PER_CUSTOMER: '3', API_KEY_CACHE_TTL_SECONDS: '3600' }, { now: () => Date.now() + skewMs });
+  iso = await createIsolatedTestApp(
+    'bulk_rotation',
+    { MAX_ACTIVE_KEYS_PER_CUSTOMER: '3', API_KEY_CACHE_TTL_SECONDS: '3600' },
+    { now: () => Date.now() + skewMs },
+  );
   t = iso.t;
 });
 afterAll(() => iso.close());
 
 const admin = () => ({ Authorization: `Bearer ${t.adminToken}` });
-const rotate = (body: unknown, app = t.app, token = t.adminToken) => request(app).post('/api/keys/rotate').set('Authorization', `Bearer ${token}`).send(body as object);
+const rotate = (body: unknown, app = t.app, token = t.adminToken) =>
+  request(app)
+    .post('/api/keys/rotate')
+    .set('Authorization', `Bearer ${token}`)
+    .send(body as object);
 const me = (key: string) => request(t.app).get('/api/me').set('X-API-Key', key);
 
 /** Soft-deletes every customer left by earlier tests, so "every active customer" is what a test made. */
@@ -42,7 +50,9 @@ describe('rotating every active customer', () => {
     const res = await rotate({ grace_period_seconds: 0 });
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ rotated: 3, grace_period_seconds: 0, skipped: [], next_cursor: null });
-    const byCustomer = new Map<string, { api_key: string; key: { id: string }; ended_key_ids: string[] }>(res.body.keys.map((k: { customer_id: string }) => [k.customer_id, k]));
+    const byCustomer = new Map<string, { api_key: string; key: { id: string }; ended_key_ids: string[] }>(
+      res.body.keys.map((k: { customer_id: string }) => [k.customer_id, k]),
+    );
     expect([...byCustomer.keys()].sort()).toEqual(customers.map((c) => c.id).sort());
     for (const c of customers) {
       const k = byCustomer.get(c.id)!;
@@ -213,7 +223,10 @@ describe('refusals', () => {
       const deadline = Date.now() + 20_000;
       let failed: { details: Record<string, unknown> } | undefined;
       while (!failed && Date.now() < deadline) {
-        failed = await slow.db('audit_log').where({ action: 'api_key.bulk_rotate', outcome: 'failure', actor_id: slow.c.adminTokens.match(slow.adminToken) }).first();
+        failed = await slow
+          .db('audit_log')
+          .where({ action: 'api_key.bulk_rotate', outcome: 'failure', actor_id: slow.c.adminTokens.match(slow.adminToken) })
+          .first();
         if (!failed) await new Promise((r) => setTimeout(r, 100));
       }
       expect(failed?.details.code).toBe('BAD_REQUEST');

@@ -11,8 +11,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-const countByEmail = async (email: string) =>
-  Number((await t.db('customers').whereRaw('lower(email) = lower(?)', [email]).count({ n: '*' }))[0]!.n);
+const countByEmail = async (email: string) => Number((await t.db('customers').whereRaw('lower(email) = lower(?)', [email]).count({ n: '*' }))[0]!.n);
 
 describe('POST /api/customers', () => {
   test('when an admin creates a customer, then it is stored with one active key shown this once', async () => {
@@ -42,16 +41,17 @@ describe('POST /api/customers', () => {
 
   test('when the same email is created twenty times at once, then exactly one succeeds', async () => {
     const email = uniqueEmail('race');
-    const results = await Promise.all(
-      Array.from({ length: 20 }, () => request(t.app).post('/api/customers').set(admin).send({ email, company_name: 'R' })),
-    );
+    const results = await Promise.all(Array.from({ length: 20 }, () => request(t.app).post('/api/customers').set(admin).send({ email, company_name: 'R' })));
     expect(results.filter((r) => r.status === 201)).toHaveLength(1);
     expect(results.filter((r) => r.status === 409)).toHaveLength(19);
     expect(await countByEmail(email)).toBe(1);
   });
 
   const post = () => request(t.app).post('/api/customers').set(admin);
-  const json = (o: unknown) => post().set('Content-Type', 'application/json').send(typeof o === 'string' ? o : JSON.stringify(o));
+  const json = (o: unknown) =>
+    post()
+      .set('Content-Type', 'application/json')
+      .send(typeof o === 'string' ? o : JSON.stringify(o));
   // Each case gets a fresh email and company name, so "no row" is checked for exactly that request.
   type Send = (email: string, company: string) => request.Test;
   const bad: [string, Send, number, string][] = [
@@ -68,7 +68,15 @@ describe('POST /api/customers', () => {
     ['the JSON is malformed', (e, co) => json(`{"email": "${e}", "company_name": "${co}",`), 400, 'INVALID_JSON'],
     ['the body is over the size limit', (e, co) => post().send({ email: e, company_name: co, pad: 'x'.repeat(200_000) }), 413, 'PAYLOAD_TOO_LARGE'],
     ['the content type is form data', (e, co) => post().type('form').send({ email: e, company_name: co }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
-    ['the content type is text', (e, co) => post().set('Content-Type', 'text/plain').send(JSON.stringify({ email: e, company_name: co })), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    [
+      'the content type is text',
+      (e, co) =>
+        post()
+          .set('Content-Type', 'text/plain')
+          .send(JSON.stringify({ email: e, company_name: co })),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ],
     ['there is no body at all', () => post(), 422, 'VALIDATION_FAILED'],
   ];
 
@@ -130,15 +138,12 @@ describe('GET /api/customers', () => {
     expect(active.body.data.map((x: { id: string }) => x.id)).not.toContain(c.id);
   });
 
-  test.each([
-    [{ limit: '0' }],
-    [{ limit: 'many' }],
-    [{ status: 'gone' }],
-    [{ cursor: 'not-a-cursor' }],
-    [{ unknown: 'x' }],
-  ])('when the query is %j, then 422 VALIDATION_FAILED', async (query) => {
-    expectError(await request(t.app).get('/api/customers').query(query).set(admin), 422, 'VALIDATION_FAILED');
-  });
+  test.each([[{ limit: '0' }], [{ limit: 'many' }], [{ status: 'gone' }], [{ cursor: 'not-a-cursor' }], [{ unknown: 'x' }]])(
+    'when the query is %j, then 422 VALIDATION_FAILED',
+    async (query) => {
+      expectError(await request(t.app).get('/api/customers').query(query).set(admin), 422, 'VALIDATION_FAILED');
+    },
+  );
 });
 
 describe('GET, PATCH, DELETE /api/customers/:id', () => {

@@ -100,7 +100,10 @@ describe('A suspected breach', () => {
     const c = await createCustomer(t);
     await request(t.app).get('/api/me').set('X-API-Key', c.apiKey).expect(200);
     const unknown = '01900000-0000-7000-8000-000000000000';
-    const res = await request(t.app).post('/api/keys/rotate').set('Authorization', `Bearer ${t.adminToken}`).send({ grace_period_seconds: 0, customer_ids: [c.id, unknown] });
+    const res = await request(t.app)
+      .post('/api/keys/rotate')
+      .set('Authorization', `Bearer ${t.adminToken}`)
+      .send({ grace_period_seconds: 0, customer_ids: [c.id, unknown] });
     expect(res.body).toMatchObject({ rotated: 1, skipped: [{ customer_id: unknown, reason: 'not_found' }] });
     expectError(await request(t.app).get('/api/me').set('X-API-Key', c.apiKey), 401, 'UNAUTHORIZED');
     await request(t.app).get('/api/me').set('X-API-Key', res.body.keys[0].api_key).expect(200);

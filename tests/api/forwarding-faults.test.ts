@@ -53,7 +53,11 @@ test('when calls fail, answers are lost, an instance dies and PostgreSQL restart
   const customers = [await createCustomer(a), await createCustomer(a)];
   const acknowledged = new Map<string, string>(); // id -> quantity
   const ingest = async (t: TestApp, c: CreatedCustomer, n: number) => {
-    const events = Array.from({ length: n }, (_, i) => ({ metric: 'api_calls', quantity: `${(i % 9) + 1}`, idempotency_key: `x-${randomBytes(8).toString('hex')}` }));
+    const events = Array.from({ length: n }, (_, i) => ({
+      metric: 'api_calls',
+      quantity: `${(i % 9) + 1}`,
+      idempotency_key: `x-${randomBytes(8).toString('hex')}`,
+    }));
     const res = await request(t.app).post('/api/usage').set('X-API-Key', c.apiKey).send({ events });
     if (res.status === 201) res.body.events.forEach((e: { id: string }, i: number) => acknowledged.set(e.id, events[i]!.quantity));
     return res.status;
@@ -88,13 +92,26 @@ test('when calls fail, answers are lost, an instance dies and PostgreSQL restart
   const ids = [...acknowledged.keys()];
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const pending = await b.db('usage_events').whereIn('customer_id', customers.map((c) => c.id)).whereNot({ state: 'sent' }).count<{ n: string }[]>('* as n');
+    const pending = await b
+      .db('usage_events')
+      .whereIn(
+        'customer_id',
+        customers.map((c) => c.id),
+      )
+      .whereNot({ state: 'sent' })
+      .count<{ n: string }[]>('* as n');
     if (Number(pending[0]?.n) === 0 || Date.now() > deadline) break;
     await sleep(200);
   }
   await b.c.forwarder.stop();
 
-  const rows = await b.db('usage_events').whereIn('customer_id', customers.map((c) => c.id)).select('id', 'state');
+  const rows = await b
+    .db('usage_events')
+    .whereIn(
+      'customer_id',
+      customers.map((c) => c.id),
+    )
+    .select('id', 'state');
   expect(rows.filter((r) => r.state !== 'sent')).toEqual([]);
   expect(new Set(rows.map((r) => r.id))).toEqual(new Set(ids));
 

@@ -31,7 +31,10 @@ async function customerWith(instances: number | null): Promise<CreatedCustomer> 
 }
 
 const activate = (c: CreatedCustomer, fingerprint: string, extra: object = {}) =>
-  request(t.app).post('/api/licenses/activations').set('X-API-Key', c.apiKey).send({ fingerprint, ...extra });
+  request(t.app)
+    .post('/api/licenses/activations')
+    .set('X-API-Key', c.apiKey)
+    .send({ fingerprint, ...extra });
 const list = (c: CreatedCustomer) => request(t.app).get('/api/licenses/activations').set('X-API-Key', c.apiKey);
 const fetchBound = (c: CreatedCustomer, fingerprint: string) => request(t.app).get('/api/licenses').query({ fingerprint }).set('X-API-Key', c.apiKey);
 
@@ -41,7 +44,14 @@ describe('activating', () => {
     const f = fp();
     const first = await activate(c, f, { name: 'build server', hostname: 'ci-1.acme.internal' });
     expect(first.status).toBe(201);
-    expect(first.body.activation).toMatchObject({ customer_id: c.id, fingerprint: f, name: 'build server', hostname: 'ci-1.acme.internal', expires_at: null, released_at: null });
+    expect(first.body.activation).toMatchObject({
+      customer_id: c.id,
+      fingerprint: f,
+      name: 'build server',
+      hostname: 'ci-1.acme.internal',
+      expires_at: null,
+      released_at: null,
+    });
     const again = await activate(c, f);
     expect(again.status).toBe(200);
     expect(again.body.activation.id).toBe(first.body.activation.id);
@@ -85,7 +95,8 @@ describe('activating', () => {
   ])('when the fingerprint is %s, then 422 VALIDATION_FAILED and nothing is stored', async (_label, value) => {
     const c = await customerWith(null);
     expectError(await request(t.app).post('/api/licenses/activations').set('X-API-Key', c.apiKey).send({ fingerprint: value }), 422, 'VALIDATION_FAILED');
-    if (typeof value === 'string') expectError(await request(t.app).get('/api/licenses').query({ fingerprint: value }).set('X-API-Key', c.apiKey), 422, 'VALIDATION_FAILED');
+    if (typeof value === 'string')
+      expectError(await request(t.app).get('/api/licenses').query({ fingerprint: value }).set('X-API-Key', c.apiKey), 422, 'VALIDATION_FAILED');
     expect((await list(c)).body.data).toEqual([]);
   });
 
@@ -106,7 +117,7 @@ describe('heartbeats and stale activations', () => {
     expect(res.body.claims.instance).toBe(f);
     const row = await t.db('license_activations').where({ customer_id: c.id, fingerprint: f }).first();
     expect(row!.last_seen_at.getTime()).toBe(clock);
-    expect((await t.db("audit_log").where({ action: "license.issue", target_id: res.body.claims.jti }).first())!.details.fingerprint).toBe(f);
+    expect((await t.db('audit_log').where({ action: 'license.issue', target_id: res.body.claims.jti }).first())!.details.fingerprint).toBe(f);
     // 20 days after activating, 10 after the heartbeat: still live.
     clock += 10 * DAY_MS;
     expect((await list(c)).body.data.map((a: { fingerprint: string }) => a.fingerprint)).toEqual([f]);
@@ -166,7 +177,10 @@ describe('one customer, its own activations only', () => {
     expect(res.body.activation).toMatchObject({ fingerprint: f, release_reason: 'customer', released_at: expect.any(String) });
     expect((await list(c)).body.data).toEqual([]);
     expect((await activate(c, fp())).status).toBe(201);
-    expect(await t.db('audit_log').where({ action: 'license.activation_release', target_id: res.body.activation.id }).first()).toMatchObject({ actor: 'customer', details: { customer_id: c.id, fingerprint: f, by: 'customer' } });
+    expect(await t.db('audit_log').where({ action: 'license.activation_release', target_id: res.body.activation.id }).first()).toMatchObject({
+      actor: 'customer',
+      details: { customer_id: c.id, fingerprint: f, by: 'customer' },
+    });
     expectError(await request(t.app).delete(`/api/licenses/activations/${f}`).set('X-API-Key', c.apiKey), 404, 'NOT_FOUND');
   });
 
@@ -191,7 +205,10 @@ describe('offline activation (air-gapped instances)', () => {
     try {
       const c = await createCustomer(free);
       const f = fp();
-      const res = await request(free.app).post(`/api/customers/${c.id}/licenses`).set('Authorization', `Bearer ${free.adminToken}`).send({ fingerprint: f, name: 'vault', ttl: '365d' });
+      const res = await request(free.app)
+        .post(`/api/customers/${c.id}/licenses`)
+        .set('Authorization', `Bearer ${free.adminToken}`)
+        .send({ fingerprint: f, name: 'vault', ttl: '365d' });
       expect(res.status).toBe(201);
       const iat = Math.floor(clock / 1000);
       expect(res.body.claims).toMatchObject({ sub: c.id, instance: f, status: 'active', iat, exp: iat + 365 * 86_400 });

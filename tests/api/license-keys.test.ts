@@ -14,7 +14,8 @@ import { startFakeStripe } from '../helpers/fake-stripe';
 import { createTestApp } from '../helpers/test-app';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'billing-license-'));
-const kids = async (app: Parameters<typeof request>[0]) => (await request(app).get('/.well-known/jwks.json').expect(200)).body.keys.map((k: { kid: string }) => k.kid);
+const kids = async (app: Parameters<typeof request>[0]) =>
+  (await request(app).get('/.well-known/jwks.json').expect(200)).body.keys.map((k: { kid: string }) => k.kid);
 
 test('when development runs without LICENSE_SIGNING_KEYS, then a key is generated once under DATA_DIR (0600) and reused', async () => {
   const dir = tmp();
@@ -84,7 +85,12 @@ test('when Stripe moves a subscription to past_due, then unpaid, then active, th
   try {
     const s = await subscribe(t, { plan: await createPlan(t, { stripe_price_id: `price_lic${Date.now()}` }) });
     const stripeId = s.body.stripe_subscription_id as string;
-    const since = () => t.db('subscriptions').where({ id: s.id }).first().then((r) => r!.payment_failing_since);
+    const since = () =>
+      t
+        .db('subscriptions')
+        .where({ id: s.id })
+        .first()
+        .then((r) => r!.payment_failing_since);
     expect(await since()).toBeNull();
 
     await deliver('past_due', stripeId);

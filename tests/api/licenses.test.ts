@@ -42,7 +42,10 @@ async function verifyIndependently(app: TestApp, token: string) {
 
 /** GET /api/licenses, checked: 200, the signature verifies, the payload is the claims returned. */
 async function license(c: CreatedCustomer, app: TestApp = t, fingerprint?: string) {
-  const res = await request(app.app).get('/api/licenses').query(fingerprint ? { fingerprint } : {}).set('X-API-Key', c.apiKey);
+  const res = await request(app.app)
+    .get('/api/licenses')
+    .query(fingerprint ? { fingerprint } : {})
+    .set('X-API-Key', c.apiKey);
   if (res.status !== 200) throw new Error(`license: ${res.status} ${JSON.stringify(res.body)}`);
   expect(await verifyIndependently(app, res.body.license)).toEqual(res.body.claims);
   expect(res.body.jwks_url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\.well-known\/jwks\.json$/);
@@ -54,7 +57,11 @@ const setSubscription = (id: string, cols: Record<string, unknown>) => t.db('sub
 describe('status and dates from the subscription', () => {
   test('when the subscription is active, then the license is active until the period end, exp iat + 7d, with plan, entitlements and usage', async () => {
     const s = await subscribe(t);
-    await request(t.app).post('/api/usage').set('X-API-Key', s.customer.apiKey).send({ metric: 'api_calls', quantity: '12.5', idempotency_key: 'l-1' }).expect(201);
+    await request(t.app)
+      .post('/api/usage')
+      .set('X-API-Key', s.customer.apiKey)
+      .send({ metric: 'api_calls', quantity: '12.5', idempotency_key: 'l-1' })
+      .expect(201);
     const claims = await license(s.customer);
     const periodEnd = Math.floor(Date.parse(s.body.current_period_end) / 1000);
     expect(claims).toEqual({
@@ -88,31 +95,37 @@ describe('status and dates from the subscription', () => {
     expect([claims.status, claims.valid_until, claims.grace_until, claims.exp]).toEqual(['trialing', end, null, end]);
   });
 
-  test.each(['past_due', 'unpaid'])('when the subscription is %s, then grace from when payment started failing, capped, then expired when it runs out', async (status) => {
-    const s = await subscribe(t);
-    const since = nowSec() - 3 * DAY;
-    await setSubscription(s.id, { status, payment_failing_since: at(since) });
-    const graceUntil = since + 14 * DAY;
+  test.each(['past_due', 'unpaid'])(
+    'when the subscription is %s, then grace from when payment started failing, capped, then expired when it runs out',
+    async (status) => {
+      const s = await subscribe(t);
+      const since = nowSec() - 3 * DAY;
+      await setSubscription(s.id, { status, payment_failing_since: at(since) });
+      const graceUntil = since + 14 * DAY;
 
-    let claims = await license(s.customer);
-    expect([claims.status, claims.valid_until, claims.grace_until, claims.exp]).toEqual(['grace', null, graceUntil, nowSec() + 7 * DAY]);
+      let claims = await license(s.customer);
+      expect([claims.status, claims.valid_until, claims.grace_until, claims.exp]).toEqual(['grace', null, graceUntil, nowSec() + 7 * DAY]);
 
-    clock += 9 * DAY * 1000; // 12 days into a 14-day grace: exp stops at its end
-    claims = await license(s.customer);
-    expect([claims.status, claims.grace_until, claims.exp]).toEqual(['grace', graceUntil, graceUntil]);
+      clock += 9 * DAY * 1000; // 12 days into a 14-day grace: exp stops at its end
+      claims = await license(s.customer);
+      expect([claims.status, claims.grace_until, claims.exp]).toEqual(['grace', graceUntil, graceUntil]);
 
-    clock += 3 * DAY * 1000; // past it
-    claims = await license(s.customer);
-    expect([claims.status, claims.valid_until, claims.grace_until, claims.exp]).toEqual(['expired', null, graceUntil, nowSec() + 7 * DAY]);
-    expect(claims.subscription.status).toBe(status);
-  });
+      clock += 3 * DAY * 1000; // past it
+      claims = await license(s.customer);
+      expect([claims.status, claims.valid_until, claims.grace_until, claims.exp]).toEqual(['expired', null, graceUntil, nowSec() + 7 * DAY]);
+      expect(claims.subscription.status).toBe(status);
+    },
+  );
 
-  test.each(['canceled', 'incomplete_expired', 'incomplete', 'paused'])('when the subscription is %s, then the license is expired, still signed', async (status) => {
-    const s = await subscribe(t);
-    await setSubscription(s.id, { status });
-    const claims = await license(s.customer);
-    expect([claims.status, claims.valid_until, claims.grace_until, claims.exp]).toEqual(['expired', null, null, nowSec() + 7 * DAY]);
-  });
+  test.each(['canceled', 'incomplete_expired', 'incomplete', 'paused'])(
+    'when the subscription is %s, then the license is expired, still signed',
+    async (status) => {
+      const s = await subscribe(t);
+      await setSubscription(s.id, { status });
+      const claims = await license(s.customer);
+      expect([claims.status, claims.valid_until, claims.grace_until, claims.exp]).toEqual(['expired', null, null, nowSec() + 7 * DAY]);
+    },
+  );
 
   test('when an active subscription’s period is over (the renewal has not reached us), then grace from the period end', async () => {
     const s = await subscribe(t);
@@ -136,7 +149,10 @@ describe('status and dates from the subscription', () => {
 
   test('when a subscription is canceled at once through the API, then the next license is expired', async () => {
     const s = await subscribe(t);
-    await request(t.app).delete(`/api/customers/${s.customerId}/subscriptions/${s.id}?immediately=true`).set('Authorization', `Bearer ${t.adminToken}`).expect(200);
+    await request(t.app)
+      .delete(`/api/customers/${s.customerId}/subscriptions/${s.id}?immediately=true`)
+      .set('Authorization', `Bearer ${t.adminToken}`)
+      .expect(200);
     expect((await license(s.customer)).status).toBe('expired');
   });
 

@@ -28,7 +28,9 @@ test('when requests are made, then the metrics move', async () => {
   expect(value(after, 'http_request_duration_seconds_count{method="GET",route="/api/me",status="200"}')).toBe(
     value(before, 'http_request_duration_seconds_count{method="GET",route="/api/me",status="200"}') + 1,
   );
-  expect(value(after, 'auth_failures_total{kind="customer_key",reason="malformed"}')).toBe(value(before, 'auth_failures_total{kind="customer_key",reason="malformed"}') + 1);
+  expect(value(after, 'auth_failures_total{kind="customer_key",reason="malformed"}')).toBe(
+    value(before, 'auth_failures_total{kind="customer_key",reason="malformed"}') + 1,
+  );
   expect(value(after, 'usage_events_accepted_total{mode="single"}')).toBe(value(before, 'usage_events_accepted_total{mode="single"}') + 1);
   expect(after).toMatch(/^db_pool_connections\{state="used"\} \d+/m);
   expect(after).toMatch(/^usage_forwarder_backlog\{state="pending"\} \d+/m);

@@ -24,7 +24,13 @@ test('when the document is fetched, then every route of the table is in it, with
     expect([r.method, r.path, !!op]).toEqual([r.method, r.path, true]);
     expect(op.summary).toBe(r.summary);
     ids.add(op.operationId);
-    const expectedSecurity = { public: [], admin: [{ adminToken: [] }], customer: [{ customerKey: [] }], stripe: [{ stripeSignature: [] }], metrics: [{ metricsToken: [] }, { adminToken: [] }] }[r.auth];
+    const expectedSecurity = {
+      public: [],
+      admin: [{ adminToken: [] }],
+      customer: [{ customerKey: [] }],
+      stripe: [{ stripeSignature: [] }],
+      metrics: [{ metricsToken: [] }, { adminToken: [] }],
+    }[r.auth];
     expect(op.security).toEqual(expectedSecurity);
     for (const p of r.path.match(/:(\w+)/g) ?? []) {
       expect(op.parameters.find((x: { name: string; in: string }) => x.name === p.slice(1) && x.in === 'path')).toBeDefined();
@@ -62,7 +68,10 @@ test('when the reference page is fetched, then it loads only its own assets and 
 });
 
 describe('the contract a generated client sees', () => {
-  const spec = () => request(t.app).get('/openapi.json').then((r) => r.body);
+  const spec = () =>
+    request(t.app)
+      .get('/openapi.json')
+      .then((r) => r.body);
 
   test('when POST /api/usage is documented, then its body is one event or a batch, its 201 and 200 (replay) answers and Idempotent-Replayed are published, and its errors are named', async () => {
     const op = (await spec()).paths['/api/usage'].post;
@@ -99,14 +108,25 @@ describe('types generated from the document (openapi-typescript)', () => {
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-openapi-'));
     fs.writeFileSync(path.join(dir, 'openapi.json'), JSON.stringify((await request(t.app).get('/openapi.json')).body));
-    execFileSync(process.execPath, [path.join(root, 'node_modules/openapi-typescript/bin/cli.js'), path.join(dir, 'openapi.json'), '-o', path.join(dir, 'api.d.ts')], { stdio: 'pipe' });
+    execFileSync(
+      process.execPath,
+      [path.join(root, 'node_modules/openapi-typescript/bin/cli.js'), path.join(dir, 'openapi.json'), '-o', path.join(dir, 'api.d.ts')],
+      { stdio: 'pipe' },
+    );
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   const compile = (code: string) => {
-    fs.writeFileSync(path.join(dir, 'client.ts'), `import type { paths } from './api';\ntype UsageBody = paths['/api/usage']['post']['requestBody']['content']['application/json'];\n${code}\n`);
+    fs.writeFileSync(
+      path.join(dir, 'client.ts'),
+      `import type { paths } from './api';\ntype UsageBody = paths['/api/usage']['post']['requestBody']['content']['application/json'];\n${code}\n`,
+    );
     try {
-      execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '--strict', '--skipLibCheck', path.join(dir, 'client.ts')], { stdio: 'pipe' });
+      execFileSync(
+        process.execPath,
+        [path.join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '--strict', '--skipLibCheck', path.join(dir, 'client.ts')],
+        { stdio: 'pipe' },
+      );
       return '';
     } catch (err) {
       return String((err as { stdout?: Buffer }).stdout ?? err);
@@ -114,7 +134,11 @@ describe('types generated from the document (openapi-typescript)', () => {
   };
 
   test('when a client sends a usage body, then a right one compiles and a misspelt field or a wrong type does not', () => {
-    expect(compile(`export const one: UsageBody = { metric: 'api_calls', quantity: 2, idempotency_key: 'k' };\nexport const many: UsageBody = { events: [{ metric: 'api_calls', quantity: '1.5', idempotency_key: 'k2', occurred_at: '2026-11-28T10:00:00Z' }] };`)).toBe('');
+    expect(
+      compile(
+        `export const one: UsageBody = { metric: 'api_calls', quantity: 2, idempotency_key: 'k' };\nexport const many: UsageBody = { events: [{ metric: 'api_calls', quantity: '1.5', idempotency_key: 'k2', occurred_at: '2026-11-28T10:00:00Z' }] };`,
+      ),
+    ).toBe('');
     expect(compile(`export const typo: UsageBody = { metric: 'api_calls', quantiy: 2, idempotency_key: 'k' };`)).toMatch(/quantiy/);
     expect(compile(`export const bad: UsageBody = { events: [{ metric: 'api_calls', quantity: 1 }] };`)).toMatch(/idempotency_key/);
   });

@@ -22,7 +22,14 @@ test('when an admin creates a plan, then it is stored with its entitlements and 
     .set(admin)
     .send({ code, name: 'Team', entitlements, stripe_price_id: 'price_123abc', metered_prices: { api_calls: 'price_meter1' } });
   expect(res.status).toBe(201);
-  expect(res.body.plan).toMatchObject({ code, name: 'Team', entitlements, stripe_price_id: 'price_123abc', metered_prices: { api_calls: 'price_meter1' }, status: 'active' });
+  expect(res.body.plan).toMatchObject({
+    code,
+    name: 'Team',
+    entitlements,
+    stripe_price_id: 'price_123abc',
+    metered_prices: { api_calls: 'price_meter1' },
+    status: 'active',
+  });
   const row = (await t.db('plans').where({ code }).first())!;
   expect(row.entitlements).toEqual(entitlements);
   expect((await request(t.app).get(`/api/plans/${code}`).set(admin)).body.plan.id).toBe(row.id);
@@ -73,7 +80,9 @@ test('when a plan no subscription uses is deleted, then it is gone; one in use i
   const used = await createPlan(t);
   const c = await createCustomer(t);
   const plan = (await t.db('plans').where({ code: used }).first())!;
-  await t.db('subscriptions').insert({ id: uuidv7(), customer_id: c.id, plan_id: plan.id, status: 'canceled', stripe_subscription_id: `sub_${randomBytes(6).toString('hex')}` });
+  await t
+    .db('subscriptions')
+    .insert({ id: uuidv7(), customer_id: c.id, plan_id: plan.id, status: 'canceled', stripe_subscription_id: `sub_${randomBytes(6).toString('hex')}` });
   expectError(await request(t.app).delete(`/api/plans/${used}`).set(admin), 409, 'PLAN_IN_USE');
   expect(await t.db('plans').where({ code: used })).toHaveLength(1);
 });
@@ -92,10 +101,15 @@ describe('when entitlements or prices carry prototype names as keys (sent as raw
 
   test.each(cases)('then creating a plan with %s is a 422 naming it, and no plan is stored', async (_label, inner, path) => {
     const code = planCode();
-    const res = await request(t.app).post('/api/plans').set(admin).set('Content-Type', 'application/json')
+    const res = await request(t.app)
+      .post('/api/plans')
+      .set(admin)
+      .set('Content-Type', 'application/json')
       .send(`{"code": "${code}", "name": "Proto", "entitlements": ${withDefaults(inner)}}`);
     expectError(res, 422, 'VALIDATION_FAILED');
-    expect(res.body.error.details).toContainEqual(expect.objectContaining({ path, message: expect.stringMatching(/"(__proto__|constructor|prototype)" is a reserved name/) }));
+    expect(res.body.error.details).toContainEqual(
+      expect.objectContaining({ path, message: expect.stringMatching(/"(__proto__|constructor|prototype)" is a reserved name/) }),
+    );
     expect(await t.db('plans').where({ code })).toHaveLength(0);
     expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
   });
@@ -103,7 +117,11 @@ describe('when entitlements or prices carry prototype names as keys (sent as raw
   test.each(cases)('then changing a plan to %s is a 422, and the plan is unchanged', async (_label, inner, path) => {
     const code = await createPlan(t);
     const before = (await t.db('plans').where({ code }).first())!.entitlements;
-    const res = await request(t.app).patch(`/api/plans/${code}`).set(admin).set('Content-Type', 'application/json').send(`{"entitlements": ${withDefaults(inner)}}`);
+    const res = await request(t.app)
+      .patch(`/api/plans/${code}`)
+      .set(admin)
+      .set('Content-Type', 'application/json')
+      .send(`{"entitlements": ${withDefaults(inner)}}`);
     expectError(res, 422, 'VALIDATION_FAILED');
     expect(res.body.error.details.map((d: { path: string }) => d.path)).toContain(path);
     expect((await t.db('plans').where({ code }).first())!.entitlements).toEqual(before);
@@ -111,7 +129,10 @@ describe('when entitlements or prices carry prototype names as keys (sent as raw
 
   test('then metered prices keyed "__proto__" are a 422, not silently dropped', async () => {
     const code = planCode();
-    const res = await request(t.app).post('/api/plans').set(admin).set('Content-Type', 'application/json')
+    const res = await request(t.app)
+      .post('/api/plans')
+      .set(admin)
+      .set('Content-Type', 'application/json')
       .send(`{"code": "${code}", "name": "Proto", "entitlements": {"features": [], "limits": {}}, "metered_prices": {"__proto__": "price_1"}}`);
     expectError(res, 422, 'VALIDATION_FAILED');
     expect(res.body.error.details).toContainEqual({ path: 'metered_prices.__proto__', message: '"__proto__" is a reserved name' });

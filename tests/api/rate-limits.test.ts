@@ -52,7 +52,12 @@ describe('each limiter', () => {
 
   test('when a customer passes the usage limit, then only that customer is refused, from any address', async () => {
     const [a, b] = [await createCustomer(t), await createCustomer(t)];
-    const post = (c: typeof a) => request(t.app).post('/api/usage').set('X-API-Key', c.apiKey).set('X-Forwarded-For', clientIp()).send({ metric: 'api_calls', quantity: 1, idempotency_key: randomBytes(6).toString('hex') });
+    const post = (c: typeof a) =>
+      request(t.app)
+        .post('/api/usage')
+        .set('X-API-Key', c.apiKey)
+        .set('X-Forwarded-For', clientIp())
+        .send({ metric: 'api_calls', quantity: 1, idempotency_key: randomBytes(6).toString('hex') });
     await post(a).expect(201);
     await post(a).expect(201);
     expectLimited(await post(a), 'usage');

@@ -67,7 +67,11 @@ test('when local state drifted from Stripe, then reconciliation repairs it and r
   expect(restored).toMatchObject({ id: onlyInStripe.id, customer_id: onlyInStripe.customerId, status: 'active' });
 
   const again = await request(t.app).post('/api/stripe/reconcile').set(admin);
-  expect(again.body.changes.filter((c: { stripe_subscription_id: string }) => [drifted, gone, onlyInStripe, clean].some((s) => s.body.stripe_subscription_id === c.stripe_subscription_id))).toEqual([]);
+  expect(
+    again.body.changes.filter((c: { stripe_subscription_id: string }) =>
+      [drifted, gone, onlyInStripe, clean].some((s) => s.body.stripe_subscription_id === c.stripe_subscription_id),
+    ),
+  ).toEqual([]);
 });
 
 test('when `npm run reconcile` runs, then it prints what it checked and changed', async () => {
@@ -97,7 +101,11 @@ test('when another app’s subscription, with its own ids in the metadata, sits 
   const res = await request(t.app).post('/api/stripe/reconcile').set(admin);
   expect(res.status).toBe(200);
   const byStripeId = Object.fromEntries(res.body.changes.map((c: { stripe_subscription_id: string }) => [c.stripe_subscription_id, c]));
-  expect(byStripeId[foreign.id]).toEqual({ subscription_id: null, stripe_subscription_id: foreign.id, change: 'ignored: metadata.customer_id is not one of our ids' });
+  expect(byStripeId[foreign.id]).toEqual({
+    subscription_id: null,
+    stripe_subscription_id: foreign.id,
+    change: 'ignored: metadata.customer_id is not one of our ids',
+  });
   expect(byStripeId[first.body.stripe_subscription_id]).toMatchObject({ change: 'updated', to: 'past_due' });
   expect(byStripeId[last.body.stripe_subscription_id]).toMatchObject({ change: 'updated', to: 'unpaid' });
   expect((await t.db('subscriptions').where({ id: first.id }).first())!.status).toBe('past_due');

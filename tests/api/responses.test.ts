@@ -27,7 +27,10 @@ function call(r: RouteDef, path: string, body: object | undefined, query: Record
   if (r.auth === 'customer') req = req.set('X-API-Key', customer.apiKey);
   if (r.auth === 'stripe') {
     const payload = JSON.stringify(body);
-    return req.set('Content-Type', 'application/json').set('Stripe-Signature', Stripe.webhooks.generateTestHeaderString({ payload, secret: SECRET })).send(payload);
+    return req
+      .set('Content-Type', 'application/json')
+      .set('Stripe-Signature', Stripe.webhooks.generateTestHeaderString({ payload, secret: SECRET }))
+      .send(payload);
   }
   return body !== undefined ? req.send(body) : req;
 }

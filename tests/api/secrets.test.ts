@@ -45,7 +45,10 @@ test('when keys are issued, used, rotated and refused, then neither a key nor it
     // The secret is everything after `cust_<uuid>_`; it may itself contain '_' (base64url).
     const secret = k.slice('cust_'.length + 36 + 1);
     const secretTail = k.slice(-35); // anything past the 8-character display start
-    for (const [where, text] of [['database', dump], ['logs', logs]] as const) {
+    for (const [where, text] of [
+      ['database', dump],
+      ['logs', logs],
+    ] as const) {
       expect([where, text.includes(k)]).toEqual([where, false]);
       expect([where, text.includes(secret)]).toEqual([where, false]);
       expect([where, text.includes(secretTail)]).toEqual([where, false]);

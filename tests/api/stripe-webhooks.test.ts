@@ -81,7 +81,9 @@ describe('signatures', () => {
     const reserialised = JSON.stringify(JSON.parse(payload), null, 2);
     const res = await request(t.app).post('/api/webhooks/stripe').set('Content-Type', 'application/json').set('Stripe-Signature', header).send(reserialised);
     expectError(res, 400, 'INVALID_SIGNATURE');
-    await expect(t.c.webhooks.handle(JSON.parse(payload), header, { actor: 'stripe', actorId: null, ip: null, requestId: null })).rejects.toMatchObject({ code: 'INVALID_SIGNATURE' });
+    await expect(t.c.webhooks.handle(JSON.parse(payload), header, { actor: 'stripe', actorId: null, ip: null, requestId: null })).rejects.toMatchObject({
+      code: 'INVALID_SIGNATURE',
+    });
     expect(await eventRows(e.id)).toEqual([]);
   });
 });
@@ -370,7 +372,11 @@ describe('signature timestamps', () => {
 describe('body size', () => {
   /** A subscription update as Stripe sends it, padded to about `bytes`. */
   function bigEvent(bytes: number) {
-    const items = Array.from({ length: 20 }, (_, i) => ({ id: `si_${i}`, object: 'subscription_item', price: { id: `price_${i}`, object: 'price', metadata: {} } }));
+    const items = Array.from({ length: 20 }, (_, i) => ({
+      id: `si_${i}`,
+      object: 'subscription_item',
+      price: { id: `price_${i}`, object: 'price', metadata: {} },
+    }));
     const e = event('ping.big_update', { id: 'sub_big', object: 'subscription', items: { object: 'list', data: items } });
     const size = JSON.stringify(e).length;
     Object.assign(e.data, { previous_attributes: { description: 'x'.repeat(Math.max(0, bytes - size - 60)) } });

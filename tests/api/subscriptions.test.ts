@@ -15,7 +15,13 @@ describe('with Stripe off', () => {
 
   test('when an admin subscribes a customer, then a local active subscription exists', async () => {
     const s = await subscribe(t);
-    expect(s.body).toMatchObject({ customer_id: s.customerId, status: 'active', stripe_subscription_id: null, cancel_at_period_end: false, plan: { code: s.plan } });
+    expect(s.body).toMatchObject({
+      customer_id: s.customerId,
+      status: 'active',
+      stripe_subscription_id: null,
+      cancel_at_period_end: false,
+      plan: { code: s.plan },
+    });
     expect(s.body.plan.entitlements.features).toEqual(['sso', 'audit-export']);
     expect(await t.db('subscriptions').where({ id: s.id })).toHaveLength(1);
   });
@@ -64,7 +70,14 @@ describe('with Stripe off', () => {
     expectError(await request(t.app).post(url).set(admin).send({ plan: archived, extra: 1 }), 422, 'VALIDATION_FAILED');
     expectError(await request(t.app).post(url).set(admin).send({ plan: archived, trial_days: -3 }), 422, 'VALIDATION_FAILED');
     await request(t.app).delete(`/api/customers/${c.id}`).set(admin).expect(200);
-    expectError(await request(t.app).post(url).set(admin).send({ plan: await createPlan(t) }), 409, 'CUSTOMER_DELETED');
+    expectError(
+      await request(t.app)
+        .post(url)
+        .set(admin)
+        .send({ plan: await createPlan(t) }),
+      409,
+      'CUSTOMER_DELETED',
+    );
     expect(await t.db('subscriptions').where({ customer_id: c.id })).toHaveLength(0);
   });
 });
@@ -84,7 +97,8 @@ describe('with Stripe on', () => {
   });
   beforeEach(() => stripe.clearFailures());
 
-  const stripePlan = () => createPlan(t, { stripe_price_id: `price_${Math.random().toString(36).slice(2, 10)}`, metered_prices: { api_calls: 'price_meteredcalls' } });
+  const stripePlan = () =>
+    createPlan(t, { stripe_price_id: `price_${Math.random().toString(36).slice(2, 10)}`, metered_prices: { api_calls: 'price_meteredcalls' } });
 
   test('when a customer is created, then its Stripe customer is created once and linked; changes follow; deletion leaves Stripe alone', async () => {
     const c = await createCustomer(t, { company_name: 'Mirror Ltd' });
@@ -105,7 +119,9 @@ describe('with Stripe on', () => {
     const plan = await stripePlan();
     const s = await subscribe(t, { plan });
     const stripeSub = stripe.subscriptions.get(s.body.stripe_subscription_id)!;
-    expect(stripeSub.items.data.map((i) => i.price.id).sort()).toEqual([(await t.db('plans').where({ code: plan }).first())!.stripe_price_id, 'price_meteredcalls'].sort());
+    expect(stripeSub.items.data.map((i) => i.price.id).sort()).toEqual(
+      [(await t.db('plans').where({ code: plan }).first())!.stripe_price_id, 'price_meteredcalls'].sort(),
+    );
     expect(stripeSub.metadata).toEqual({ customer_id: s.customerId, plan_code: plan, subscription_id: s.id });
     expect(s.body).toMatchObject({ status: 'active', current_period_end: new Date(stripeSub.items.data[0]!.current_period_end * 1000).toISOString() });
   });
@@ -149,7 +165,12 @@ describe('with Stripe on', () => {
     const changed = await request(t.app).patch(`/api/customers/${s.customerId}/subscriptions/${s.id}`).set(admin).send({ plan: next });
     expect(changed.status).toBe(200);
     expect(changed.body.subscription.plan.code).toBe(next);
-    expect(stripe.subscriptions.get(s.body.stripe_subscription_id)!.items.data.map((i) => i.price.id).sort()).toEqual([nextPrice, 'price_meteredcalls'].sort());
+    expect(
+      stripe.subscriptions
+        .get(s.body.stripe_subscription_id)!
+        .items.data.map((i) => i.price.id)
+        .sort(),
+    ).toEqual([nextPrice, 'price_meteredcalls'].sort());
 
     const atEnd = await request(t.app).delete(`/api/customers/${s.customerId}/subscriptions/${s.id}`).set(admin);
     expect(atEnd.body.subscription).toMatchObject({ status: 'active', cancel_at_period_end: true });

@@ -60,7 +60,10 @@ describe.each(INVISIBLE)('when a name carries %s', (_label, name) => {
 
 test('when names are in other scripts, with accents or symbols, then they are kept as given', async () => {
   for (const name of ['Müller & Söhne GmbH', '株式会社サンプル', 'Ελληνικά Α.Ε.', 'عربي للتجارة', 'Café ☕ 42']) {
-    const res = await request(t.app).post('/api/customers').set(admin).send({ email: uniqueEmail('intl'), company_name: name });
+    const res = await request(t.app)
+      .post('/api/customers')
+      .set(admin)
+      .send({ email: uniqueEmail('intl'), company_name: name });
     expect([name, res.status]).toEqual([name, 201]);
     expect((await t.db('customers').where({ id: res.body.customer.id }).first())!.company_name).toBe(name);
   }

@@ -184,7 +184,14 @@ test('when Stripe reports events it rejected after accepting them, then those ev
     reason: {
       error_count: 3,
       error_types: [
-        { code: 'meter_event_customer_not_found', error_count: 2, sample_errors: [{ error_message: `No customer ${c.stripeId}`, request: { identifier: ids[0] } }, { error_message: 'again', request: { identifier: 'someone-elses-event' } }] },
+        {
+          code: 'meter_event_customer_not_found',
+          error_count: 2,
+          sample_errors: [
+            { error_message: `No customer ${c.stripeId}`, request: { identifier: ids[0] } },
+            { error_message: 'again', request: { identifier: 'someone-elses-event' } },
+          ],
+        },
         { code: 'timestamp_too_far_in_past', error_count: 1, sample_errors: [{ error_message: 'Timestamp too old', api_request: { identifier: ids[1] } }] },
       ],
     },
@@ -208,10 +215,18 @@ test('when Stripe reports events it rejected after accepting them, then those ev
   });
 
   // The same delivery again changes nothing.
-  const again = await request(t.app).post('/api/webhooks/stripe').set('Stripe-Signature', signed(event).signature).set('Content-Type', 'application/json').send(body);
+  const again = await request(t.app)
+    .post('/api/webhooks/stripe')
+    .set('Stripe-Signature', signed(event).signature)
+    .set('Content-Type', 'application/json')
+    .send(body);
   expect(again.body).toMatchObject({ result: 'duplicate' });
 
-  await request(t.app).post('/api/reports/forwarding/retry').set(admin).send({ event_ids: [ids[0], ids[1]] }).expect(200);
+  await request(t.app)
+    .post('/api/reports/forwarding/retry')
+    .set(admin)
+    .send({ event_ids: [ids[0], ids[1]] })
+    .expect(200);
   expect(await t.c.forwarder.runOnce()).toMatchObject({ sent: 2 });
 });
 
@@ -223,7 +238,7 @@ test('when an error report is not shaped like one, then it is refused (400) and 
   expect((await t.db('stripe_events').where({ id: event.id }).first())!.last_error).toMatch(/^BAD_REQUEST/);
 });
 
-test('when events wait, then the report and the metrics show the oldest one\'s age, and the rate sent', async () => {
+test("when events wait, then the report and the metrics show the oldest one's age, and the rate sent", async () => {
   const c = await stripeCustomer();
   await report(c, 2);
   await t.db.raw("update usage_events set received_at = now() - interval '90 seconds' where state = 'pending'");

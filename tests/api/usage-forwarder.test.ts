@@ -150,9 +150,16 @@ test('when Stripe refuses an event (4xx), then it is failed at once, visible to 
   expect(status.status).toBe(200);
   expect(status.body.stripe_enabled).toBe(true);
   expect(status.body.failed).toBeGreaterThanOrEqual(1);
-  expect(status.body.recent_failures.find((f: { id: string }) => f.id === id)).toMatchObject({ customer_id: c.id, attempts: 1, last_error: expect.stringMatching(/No such meter/) });
+  expect(status.body.recent_failures.find((f: { id: string }) => f.id === id)).toMatchObject({
+    customer_id: c.id,
+    attempts: 1,
+    last_error: expect.stringMatching(/No such meter/),
+  });
 
-  const retry = await request(t.app).post('/api/reports/forwarding/retry').set(admin).send({ event_ids: [id] });
+  const retry = await request(t.app)
+    .post('/api/reports/forwarding/retry')
+    .set(admin)
+    .send({ event_ids: [id] });
   expect(retry.body).toEqual({ requeued: 1, event_ids: [id] });
   expect(await t.c.forwarder.runOnce()).toMatchObject({ sent: 1 });
   expect(await t.db('usage_events').where({ id }).first()).toMatchObject({ state: 'sent' });
@@ -212,7 +219,9 @@ test('when the customer has no Stripe customer, then its events are kept as loca
 
 test('when the forwarder stops during a batch, then it finishes the send under way and gives back the rest', async () => {
   // The stalled send is retried later (a minute): only the four given back are due right away.
-  const slow = await createTestApp(stripeEnv(stripe, { FORWARDER_CONCURRENCY: '1', STRIPE_TIMEOUT_MS: '300', FORWARDER_BACKOFF_BASE_MS: '60000', FORWARDER_BACKOFF_MAX_MS: '60000' }));
+  const slow = await createTestApp(
+    stripeEnv(stripe, { FORWARDER_CONCURRENCY: '1', STRIPE_TIMEOUT_MS: '300', FORWARDER_BACKOFF_BASE_MS: '60000', FORWARDER_BACKOFF_MAX_MS: '60000' }),
+  );
   try {
     const c = await stripeCustomer();
     const ids = await report(c, 5);
@@ -238,7 +247,9 @@ test('when Stripe is off, then events are stored as local and the forwarder does
     expect(res.status).toBe(201);
     expect((await off.db('usage_events').where({ id: res.body.event.id }).first())!.state).toBe('local');
     expect(await off.c.forwarder.runOnce()).toMatchObject({ claimed: 0 });
-    const status = await request(off.app).get('/api/reports/forwarding').set({ Authorization: `Bearer ${off.adminToken}` });
+    const status = await request(off.app)
+      .get('/api/reports/forwarding')
+      .set({ Authorization: `Bearer ${off.adminToken}` });
     expect(status.body.stripe_enabled).toBe(false);
   } finally {
     await off.close();
@@ -246,6 +257,13 @@ test('when Stripe is off, then events are stored as local and the forwarder does
 });
 
 test('when the retry body is bad, then 422', async () => {
-  expectError(await request(t.app).post('/api/reports/forwarding/retry').set(admin).send({ event_ids: ['nope'] }), 422, 'VALIDATION_FAILED');
+  expectError(
+    await request(t.app)
+      .post('/api/reports/forwarding/retry')
+      .set(admin)
+      .send({ event_ids: ['nope'] }),
+    422,
+    'VALIDATION_FAILED',
+  );
   expectError(await request(t.app).post('/api/reports/forwarding/retry').set(admin).send({ event_ids: [] }), 422, 'VALIDATION_FAILED');
 });

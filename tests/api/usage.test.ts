@@ -13,7 +13,11 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 const key = () => `k-${randomBytes(8).toString('hex')}`;
-const post = (c: CreatedCustomer, body: unknown) => request(t.app).post('/api/usage').set('X-API-Key', c.apiKey).send(body as object);
+const post = (c: CreatedCustomer, body: unknown) =>
+  request(t.app)
+    .post('/api/usage')
+    .set('X-API-Key', c.apiKey)
+    .send(body as object);
 const rows = (c: CreatedCustomer) => t.db('usage_events').where({ customer_id: c.id }).orderBy('id');
 const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
 
@@ -93,7 +97,11 @@ describe('POST /api/usage: one event', () => {
     const res = await request(t.app).post('/api/usage').set('X-API-Key', c.apiKey).set('Idempotency-Key', k).send({ metric: 'api_calls', quantity: 1 });
     expect(res.status).toBe(201);
     expect(res.body.event.idempotency_key).toBe(k);
-    const clash = await request(t.app).post('/api/usage').set('X-API-Key', c.apiKey).set('Idempotency-Key', k).send({ metric: 'api_calls', quantity: 1, idempotency_key: 'other' });
+    const clash = await request(t.app)
+      .post('/api/usage')
+      .set('X-API-Key', c.apiKey)
+      .set('Idempotency-Key', k)
+      .send({ metric: 'api_calls', quantity: 1, idempotency_key: 'other' });
     expectError(clash, 422, 'VALIDATION_FAILED');
   });
 
@@ -218,7 +226,12 @@ describe('POST /api/usage: a batch', () => {
   test('when a batch repeats one key with different bodies, then 422 names the repeat', async () => {
     const c = await createCustomer(t);
     const k = key();
-    const res = await post(c, { events: [{ metric: 'api_calls', quantity: 1, idempotency_key: k }, { metric: 'api_calls', quantity: 2, idempotency_key: k }] });
+    const res = await post(c, {
+      events: [
+        { metric: 'api_calls', quantity: 1, idempotency_key: k },
+        { metric: 'api_calls', quantity: 2, idempotency_key: k },
+      ],
+    });
     expectError(res, 422, 'VALIDATION_FAILED');
     expect(res.body.error.details[0]).toMatchObject({ index: 1, path: 'events.1.idempotency_key' });
   });
@@ -262,12 +275,17 @@ describe('reading usage', () => {
     a = await createCustomer(t);
     b = await createCustomer(t);
     const ev = (occurred_at: string, quantity: string | number, metric = 'api_calls') => ({ metric, quantity, occurred_at, idempotency_key: key() });
-    await post(a, { events: [ev(day(3, 1), 1), ev(day(3, 23), 2), ev(day(2, 12), 4), ev(day(1, 0, 30), 8), ev(day(1, 22), 16), ev(day(2, 5), '0.25', 'storage_gb')] }).expect(201);
+    await post(a, {
+      events: [ev(day(3, 1), 1), ev(day(3, 23), 2), ev(day(2, 12), 4), ev(day(1, 0, 30), 8), ev(day(1, 22), 16), ev(day(2, 5), '0.25', 'storage_gb')],
+    }).expect(201);
     await post(b, { events: [ev(day(2, 12), 1000)] }).expect(201);
   });
 
   test('when a customer reads its usage over a ragged period, then totals are exact per metric', async () => {
-    const res = await request(t.app).get('/api/usage').query({ from: day(3, 12), to: day(1, 12) }).set('X-API-Key', a.apiKey);
+    const res = await request(t.app)
+      .get('/api/usage')
+      .query({ from: day(3, 12), to: day(1, 12) })
+      .set('X-API-Key', a.apiKey);
     expect(res.status).toBe(200);
     expect(res.body.customer_id).toBe(a.id);
     expect(res.body.totals).toEqual([
@@ -277,7 +295,10 @@ describe('reading usage', () => {
   });
 
   test('when grouped by day, then each UTC day has its own totals', async () => {
-    const res = await request(t.app).get('/api/usage').query({ from: day(3, 0), to: day(0, 0), group_by: 'day' }).set('X-API-Key', a.apiKey);
+    const res = await request(t.app)
+      .get('/api/usage')
+      .query({ from: day(3, 0), to: day(0, 0), group_by: 'day' })
+      .set('X-API-Key', a.apiKey);
     expect(res.body.totals).toEqual([
       { day: day(3, 0).slice(0, 10), metric: 'api_calls', quantity: '3', events: 2 },
       { day: day(2, 0).slice(0, 10), metric: 'api_calls', quantity: '4', events: 1 },
@@ -287,18 +308,27 @@ describe('reading usage', () => {
   });
 
   test('when the period is within one day, then only the raw events count', async () => {
-    const res = await request(t.app).get('/api/usage').query({ from: day(1, 0), to: day(1, 1) }).set('X-API-Key', a.apiKey);
+    const res = await request(t.app)
+      .get('/api/usage')
+      .query({ from: day(1, 0), to: day(1, 1) })
+      .set('X-API-Key', a.apiKey);
     expect(res.body.totals).toEqual([{ metric: 'api_calls', quantity: '8', events: 1 }]);
   });
 
   test("when a customer reads usage, then another customer's events never count", async () => {
-    const res = await request(t.app).get('/api/usage').query({ from: day(3, 0), to: day(0, 0) }).set('X-API-Key', b.apiKey);
+    const res = await request(t.app)
+      .get('/api/usage')
+      .query({ from: day(3, 0), to: day(0, 0) })
+      .set('X-API-Key', b.apiKey);
     expect(res.body.totals).toEqual([{ metric: 'api_calls', quantity: '1000', events: 1 }]);
     expect(JSON.stringify(res.body)).not.toContain(a.id);
   });
 
   test('when an admin reads one customer, then the same totals come back; an unknown customer is 404', async () => {
-    const res = await request(t.app).get(`/api/customers/${a.id}/usage`).query({ from: day(3, 12), to: day(1, 12) }).set(admin);
+    const res = await request(t.app)
+      .get(`/api/customers/${a.id}/usage`)
+      .query({ from: day(3, 12), to: day(1, 12) })
+      .set(admin);
     expect(res.body.totals).toEqual([
       { metric: 'api_calls', quantity: '14', events: 3 },
       { metric: 'storage_gb', quantity: '0.25', events: 1 },
@@ -317,10 +347,16 @@ describe('reading usage', () => {
         { customer_id: b.id, metric: 'api_calls', quantity: '1000', events: 1 },
       ]),
     );
-    const csv = await request(t.app).get('/api/reports/usage').query({ ...q, format: 'csv', customer_id: a.id }).set(admin);
+    const csv = await request(t.app)
+      .get('/api/reports/usage')
+      .query({ ...q, format: 'csv', customer_id: a.id })
+      .set(admin);
     expect(csv.headers['content-type']).toMatch(/^text\/csv/);
     expect(csv.text).toBe(`customer_id,metric,quantity,events\n${a.id},api_calls,31,5\n`);
-    const byDay = await request(t.app).get('/api/reports/usage').query({ ...q, group_by: 'day', customer_id: b.id }).set(admin);
+    const byDay = await request(t.app)
+      .get('/api/reports/usage')
+      .query({ ...q, group_by: 'day', customer_id: b.id })
+      .set(admin);
     expect(byDay.body.rows).toEqual([{ day: day(2, 0).slice(0, 10), metric: 'api_calls', quantity: '1000', events: 1 }]);
   });
 
@@ -331,12 +367,15 @@ describe('reading usage', () => {
     expect(res.body.to).toBe(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)).toISOString());
   });
 
-  test.each([[{ from: 'last week' }], [{ from: '2026-11-10', to: '2026-11-01' }], [{ from: '2024-01-01', to: '2026-01-01' }], [{ group_by: 'hour' }], [{ customer_id: 'x' }]])(
-    'when the query is %j, then 422',
-    async (query) => {
-      expectError(await request(t.app).get('/api/usage').query(query).set('X-API-Key', a.apiKey), 422, 'VALIDATION_FAILED');
-    },
-  );
+  test.each([
+    [{ from: 'last week' }],
+    [{ from: '2026-11-10', to: '2026-11-01' }],
+    [{ from: '2024-01-01', to: '2026-01-01' }],
+    [{ group_by: 'hour' }],
+    [{ customer_id: 'x' }],
+  ])('when the query is %j, then 422', async (query) => {
+    expectError(await request(t.app).get('/api/usage').query(query).set('X-API-Key', a.apiKey), 422, 'VALIDATION_FAILED');
+  });
 
   test('when daily totals are compared with the raw events, then they agree', async () => {
     const { rows: mismatches } = await t.db.raw(`

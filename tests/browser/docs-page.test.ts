@@ -53,9 +53,12 @@ async function serve(env: Record<string, string>): Promise<Served> {
   await new Promise((resolve) => server.once('listening', resolve));
   const port = (server.address() as AddressInfo).port;
   const origin = `http://${HOST}:${port}`;
-  const spec = (await (await fetch(`http://127.0.0.1:${port}/openapi.json`, { headers: { Authorization: `Bearer ${t.adminToken}` } })).json()) as { paths: object };
-  const operations = Object.entries(spec.paths as Record<string, Record<string, { summary: string; tags: string[]; operationId: string }>>).flatMap(([p, ops]) =>
-    Object.entries(ops).map(([method, op]) => ({ id: `${method.toUpperCase()} ${p}`, summary: op.summary, tag: op.tags[0]!, operationId: op.operationId })),
+  const spec = (await (await fetch(`http://127.0.0.1:${port}/openapi.json`, { headers: { Authorization: `Bearer ${t.adminToken}` } })).json()) as {
+    paths: object;
+  };
+  const operations = Object.entries(spec.paths as Record<string, Record<string, { summary: string; tags: string[]; operationId: string }>>).flatMap(
+    ([p, ops]) =>
+      Object.entries(ops).map(([method, op]) => ({ id: `${method.toUpperCase()} ${p}`, summary: op.summary, tag: op.tags[0]!, operationId: op.operationId })),
   );
   return { t, server, origin, operations };
 }
@@ -113,7 +116,15 @@ suite('the reference page in headless Chromium', () => {
   beforeAll(async () => {
     browser = await chromium.launch({
       executablePath: executablePath!,
-      args: [`--host-resolver-rules=MAP ${HOST} 127.0.0.1`, '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      args: [
+        `--host-resolver-rules=MAP ${HOST} 127.0.0.1`,
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
     });
   });
   afterAll(async () => {
@@ -183,10 +194,12 @@ suite('the reference page in headless Chromium', () => {
       expect((await shown.textContent())!.trim()).toBe('200');
 
       // The token stays in the tab's memory: nothing written to storage.
-      expect(await page.evaluate(() => {
-        const w = globalThis as unknown as { localStorage: object; sessionStorage: object };
-        return JSON.stringify(w.localStorage) + JSON.stringify(w.sessionStorage);
-      })).not.toContain(s.t.adminToken);
+      expect(
+        await page.evaluate(() => {
+          const w = globalThis as unknown as { localStorage: object; sessionStorage: object };
+          return JSON.stringify(w.localStorage) + JSON.stringify(w.sessionStorage);
+        }),
+      ).not.toContain(s.t.adminToken);
       expect(o.offOrigin).toEqual([]);
       expect(o.problems).toEqual([]);
     });

@@ -36,7 +36,10 @@ describe('reportUsage without a queue', () => {
     svc.script.push({ status: 503, body: { error: { code: 'SERVICE_UNAVAILABLE', message: 'db' } } });
     svc.script.push({ status: 429, body: { error: { code: 'RATE_LIMITED', message: 'slow' } }, headers: { 'retry-after': '1' } });
     const started = Date.now();
-    const receipts = await client().reportUsage([{ metric: 'api_calls', quantity: 1 }, { metric: 'api_calls', quantity: 2 }]);
+    const receipts = await client().reportUsage([
+      { metric: 'api_calls', quantity: 1 },
+      { metric: 'api_calls', quantity: 2 },
+    ]);
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
     expect(svc.requests).toHaveLength(3);
     expect(svc.requests[1]).toEqual(svc.requests[0]);

@@ -26,14 +26,16 @@ const fakeFetch: typeof fetch = async (input, init) => {
   if (url.pathname === '/api/licenses') return json(200, { license: token, claims: {}, jwks_url: `${BASE}/.well-known/jwks.json` });
   if (url.pathname === '/api/licenses/activations') {
     const body = JSON.parse(init?.body as string) as { fingerprint: string };
-    if (body.fingerprint === 'full-plan-0001') return json(409, { error: { code: 'INSTANCE_LIMIT_REACHED', message: 'All 3 instances are active', requestId: 'req-1' } });
+    if (body.fingerprint === 'full-plan-0001')
+      return json(409, { error: { code: 'INSTANCE_LIMIT_REACHED', message: 'All 3 instances are active', requestId: 'req-1' } });
     return json(seen.filter((s) => s.startsWith('POST')).length === 1 ? 201 : 200, { activation: { fingerprint: body.fingerprint } });
   }
   return json(404, { error: { code: 'NOT_FOUND', message: 'no route' } });
 };
 
 const now = () => Math.floor(Date.now() / 1000);
-const client = () => new BillingClient({ baseUrl: BASE, apiKey: 'k', fetch: fakeFetch, maxRetries: 1, backoffBaseMs: 5, license: { fingerprint: FP, dir, customerId: CUSTOMER } });
+const client = () =>
+  new BillingClient({ baseUrl: BASE, apiKey: 'k', fetch: fakeFetch, maxRetries: 1, backoffBaseMs: 5, license: { fingerprint: FP, dir, customerId: CUSTOMER } });
 
 beforeAll(async () => (key = await makeKey('k1')));
 beforeEach(async () => {

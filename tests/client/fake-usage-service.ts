@@ -58,11 +58,14 @@ export class FakeUsageService {
     this.requests.push(events.map((e) => e.idempotency_key));
     const scripted = this.script.shift();
     if (scripted) return send(scripted.status, scripted.body, scripted.headers);
-    const bad = events.flatMap((e, index) => (e.metric === this.refuseMetric ? [{ index, path: `events.${index}.metric`, message: 'must be one of: api_calls' }] : []));
+    const bad = events.flatMap((e, index) =>
+      e.metric === this.refuseMetric ? [{ index, path: `events.${index}.metric`, message: 'must be one of: api_calls' }] : [],
+    );
     if (bad.length) return send(422, { error: { code: 'VALIDATION_FAILED', message: 'Invalid request body', details: bad } });
     for (const e of events) {
       const had = this.stored.get(e.idempotency_key);
-      if (had && had.body !== JSON.stringify(e)) return send(409, { error: { code: 'IDEMPOTENCY_CONFLICT', message: 'This idempotency key was already used with a different event' } });
+      if (had && had.body !== JSON.stringify(e))
+        return send(409, { error: { code: 'IDEMPOTENCY_CONFLICT', message: 'This idempotency key was already used with a different event' } });
     }
     const out = events.map((e) => {
       const had = this.stored.get(e.idempotency_key);

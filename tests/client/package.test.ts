@@ -9,7 +9,12 @@ import path from 'node:path';
  * loads without any of the service's dependencies.
  */
 const root = path.resolve(__dirname, '../..');
-const npm = (args: string[], cwd: string) => execFileSync('npm', args, { cwd, stdio: 'pipe', env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' } }).toString();
+const npm = (args: string[], cwd: string) =>
+  execFileSync('npm', args, {
+    cwd,
+    stdio: 'pipe',
+    env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' },
+  }).toString();
 let work: string;
 
 beforeAll(() => (work = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-sdk-pack-'))));

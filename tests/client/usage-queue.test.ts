@@ -14,7 +14,16 @@ let svc: FakeUsageService;
 let dir: string;
 const open: BillingClient[] = [];
 const client = (o: Partial<BillingClientOptions> = {}) => {
-  const c = new BillingClient({ baseUrl: svc.url, apiKey: 'test-key', queueDir: dir, backoffBaseMs: 5, backoffMaxMs: 50, flushIntervalMs: 60_000, maxRetries: 2, ...o });
+  const c = new BillingClient({
+    baseUrl: svc.url,
+    apiKey: 'test-key',
+    queueDir: dir,
+    backoffBaseMs: 5,
+    backoffMaxMs: 50,
+    flushIntervalMs: 60_000,
+    maxRetries: 2,
+    ...o,
+  });
   open.push(c);
   return c;
 };
@@ -46,7 +55,11 @@ describe('the durable queue', () => {
       { id: null, idempotencyKey: expect.any(String), replayed: null, queued: true },
       { id: null, idempotencyKey: 'e-1', replayed: null, queued: true },
     ]);
-    const onDisk = fs.readFileSync(path.join(dir, segments()[0]!), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const onDisk = fs
+      .readFileSync(path.join(dir, segments()[0]!), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(onDisk.map((e) => e.idempotency_key)).toEqual(receipts.map((r) => r.idempotencyKey));
     expect(onDisk[0].occurred_at).toEqual(expect.any(String));
     await expect(c.flush()).rejects.toThrow(/could not reach/);
@@ -96,7 +109,13 @@ describe('the durable queue', () => {
     fs.appendFileSync(seg, '{"metric":"api_calls","quantity":1,"idempo');
     const again = client();
     await again.reportUsage(ev(2));
-    expect(fs.readFileSync(seg, 'utf8').trim().split('\n').map((l) => JSON.parse(l).idempotency_key)).toEqual(['e-1', 'e-2']);
+    expect(
+      fs
+        .readFileSync(seg, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).idempotency_key),
+    ).toEqual(['e-1', 'e-2']);
     await again.flush();
     expect([...svc.stored.keys()]).toEqual(['e-1', 'e-2']);
   });
@@ -151,7 +170,9 @@ describe('the durable queue', () => {
     expect(fs.existsSync(path.join(dir, 'lock'))).toBe(false);
 
     fs.writeFileSync(path.join(dir, 'lock'), `${process.ppid}\n`);
-    const err = await client().reportUsage(ev(4)).catch((e: unknown) => e);
+    const err = await client()
+      .reportUsage(ev(4))
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(QueueLockedError);
     expect((err as QueueLockedError).pid).toBe(process.ppid);
   });

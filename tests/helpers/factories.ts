@@ -23,18 +23,13 @@ export async function createCustomer(t: TestApp, overrides: { email?: string; co
 }
 
 export async function issueKey(t: TestApp, customerId: string, body: Record<string, unknown> = {}) {
-  const res = await request(t.app)
-    .post(`/api/customers/${customerId}/keys`)
-    .set('Authorization', `Bearer ${t.adminToken}`)
-    .send(body);
+  const res = await request(t.app).post(`/api/customers/${customerId}/keys`).set('Authorization', `Bearer ${t.adminToken}`).send(body);
   if (res.status !== 201) throw new Error(`issueKey: ${res.status} ${JSON.stringify(res.body)}`);
   return { apiKey: res.body.api_key as string, keyId: res.body.key.id as string, body: res.body };
 }
 
 export async function revokeKey(t: TestApp, customerId: string, keyId: string) {
-  const res = await request(t.app)
-    .delete(`/api/customers/${customerId}/keys/${keyId}`)
-    .set('Authorization', `Bearer ${t.adminToken}`);
+  const res = await request(t.app).delete(`/api/customers/${customerId}/keys/${keyId}`).set('Authorization', `Bearer ${t.adminToken}`);
   if (res.status !== 200) throw new Error(`revokeKey: ${res.status} ${JSON.stringify(res.body)}`);
 }
 

@@ -39,7 +39,10 @@ export interface FakeSubscription {
   trial_end: number | null;
   created: number;
   metadata: Record<string, string>;
-  items: { object: 'list'; data: { id: string; object: 'subscription_item'; price: { id: string; object: 'price' }; current_period_start: number; current_period_end: number }[] };
+  items: {
+    object: 'list';
+    data: { id: string; object: 'subscription_item'; price: { id: string; object: 'price' }; current_period_start: number; current_period_end: number }[];
+  };
 }
 
 export interface FakeEvent {
@@ -148,7 +151,10 @@ export async function startFakeStripe(): Promise<FakeStripe> {
   const invoices = new Map<string, Record<string, unknown>>();
   const events = new Map<string, FakeEvent>();
   let eventClock = Math.floor(Date.now() / 1000);
-  const notFound = (what: string, key: string) => ({ status: 404, body: { error: { type: 'invalid_request_error', code: 'resource_missing', message: `No such ${what}: '${key}'` } } });
+  const notFound = (what: string, key: string) => ({
+    status: 404,
+    body: { error: { type: 'invalid_request_error', code: 'resource_missing', message: `No such ${what}: '${key}'` } },
+  });
   const MONTH = 30 * 86400;
 
   function respond(req: RecordedRequest): { status: number; body: unknown } {
@@ -156,11 +162,24 @@ export async function startFakeStripe(): Promise<FakeStripe> {
     const b = req.body as Record<string, any>;
     let m: RegExpExecArray | null;
     if (req.method === 'POST' && req.path === '/v1/prices') {
-      const p = { id: id('price'), object: 'price', active: true, currency: b.currency ?? 'usd', unit_amount: Number(b.unit_amount ?? 0), recurring: b.recurring ?? null, product: b.product ?? id('prod'), created: now };
+      const p = {
+        id: id('price'),
+        object: 'price',
+        active: true,
+        currency: b.currency ?? 'usd',
+        unit_amount: Number(b.unit_amount ?? 0),
+        recurring: b.recurring ?? null,
+        product: b.product ?? id('prod'),
+        created: now,
+      };
       prices.set(p.id, p);
       return { status: 200, body: p };
     }
-    for (const [path, store, what] of [['prices', prices, 'price'], ['invoices', invoices, 'invoice'], ['events', events as Map<string, unknown>, 'event']] as const) {
+    for (const [path, store, what] of [
+      ['prices', prices, 'price'],
+      ['invoices', invoices, 'invoice'],
+      ['events', events as Map<string, unknown>, 'event'],
+    ] as const) {
       if (req.method === 'GET' && (m = new RegExp(`^/v1/${path}/([^/]+)$`).exec(req.path))) {
         const found = store.get(m[1]!);
         return found ? { status: 200, body: found } : notFound(what, m[1]!);
@@ -192,7 +211,13 @@ export async function startFakeStripe(): Promise<FakeStripe> {
         metadata: b.metadata ?? {},
         items: {
           object: 'list',
-          data: (b.items as { price: string }[]).map((i) => ({ id: id('si'), object: 'subscription_item', price: { id: i.price, object: 'price' }, current_period_start: now, current_period_end: now + (trial || MONTH) })),
+          data: (b.items as { price: string }[]).map((i) => ({
+            id: id('si'),
+            object: 'subscription_item',
+            price: { id: i.price, object: 'price' },
+            current_period_start: now,
+            current_period_end: now + (trial || MONTH),
+          })),
         },
       };
       subscriptions.set(sub.id, sub);
@@ -213,7 +238,14 @@ export async function startFakeStripe(): Promise<FakeStripe> {
           const existing = sub.items.data.find((i) => i.id === item.id);
           if (existing && item.deleted === 'true') sub.items.data = sub.items.data.filter((i) => i !== existing);
           else if (existing && item.price) existing.price = { id: item.price, object: 'price' };
-          else if (item.price) sub.items.data.push({ id: id('si'), object: 'subscription_item', price: { id: item.price, object: 'price' }, current_period_start: now, current_period_end: now + MONTH });
+          else if (item.price)
+            sub.items.data.push({
+              id: id('si'),
+              object: 'subscription_item',
+              price: { id: item.price, object: 'price' },
+              current_period_start: now,
+              current_period_end: now + MONTH,
+            });
         }
         if (b.metadata) Object.assign(sub.metadata, b.metadata);
       }
@@ -238,18 +270,31 @@ export async function startFakeStripe(): Promise<FakeStripe> {
     if (req.method === 'POST' && req.path === '/v2/billing/meter_event_stream') {
       const token = /^Bearer (.+)$/.exec(req.authorization ?? '')?.[1] ?? '';
       const expiresAt = sessions.get(token);
-      if (expiresAt === undefined) return { status: 401, body: { error: { type: 'invalid_request_error', code: 'unauthorized', message: 'Invalid authentication token.' } } };
+      if (expiresAt === undefined)
+        return { status: 401, body: { error: { type: 'invalid_request_error', code: 'unauthorized', message: 'Invalid authentication token.' } } };
       if (expiresAt <= Date.now()) {
         return {
           status: 401,
-          body: { error: { type: 'temporary_session_expired', code: 'billing_meter_event_session_expired', message: 'Your meter event session has expired; create a new one.' } },
+          body: {
+            error: {
+              type: 'temporary_session_expired',
+              code: 'billing_meter_event_session_expired',
+              message: 'Your meter event session has expired; create a new one.',
+            },
+          },
         };
       }
       const events = (b.events ?? []) as { event_name?: string; identifier?: string; payload?: Record<string, string>; timestamp?: string }[];
       if (!Array.isArray(events) || events.length === 0 || events.length > 100 || events.some((e) => !e.event_name || !e.payload)) {
-        return { status: 400, body: { error: { type: 'invalid_request_error', code: 'invalid_fields', message: 'events: between 1 and 100 events, each with event_name and payload.' } } };
+        return {
+          status: 400,
+          body: {
+            error: { type: 'invalid_request_error', code: 'invalid_fields', message: 'events: between 1 and 100 events, each with event_name and payload.' },
+          },
+        };
       }
-      for (const e of events) hold({ identifier: e.identifier, event_name: e.event_name!, payload: e.payload!, timestamp: e.timestamp ?? new Date().toISOString(), via: 'stream' });
+      for (const e of events)
+        hold({ identifier: e.identifier, event_name: e.event_name!, payload: e.payload!, timestamp: e.timestamp ?? new Date().toISOString(), via: 'stream' });
       return { status: 200, body: {} };
     }
     if (req.method === 'POST' && req.path === '/v1/billing/meter_events') {
@@ -297,7 +342,8 @@ export async function startFakeStripe(): Promise<FakeStripe> {
       const planned = once.find((f) => f.left > 0 && f.path.test(rec.path));
       if (planned) planned.left--;
       const chance = randomly.find((f) => f.path.test(rec.path) && Math.random() < f.rate);
-      const failure = planned?.failure ?? always.find((f) => f.path.test(rec.path))?.failure ?? chance?.failures[Math.floor(Math.random() * chance.failures.length)];
+      const failure =
+        planned?.failure ?? always.find((f) => f.path.test(rec.path))?.failure ?? chance?.failures[Math.floor(Math.random() * chance.failures.length)];
       if (failure === 'stall') {
         stalled.add(res);
         res.on('close', () => stalled.delete(res));
@@ -361,7 +407,16 @@ export async function startFakeStripe(): Promise<FakeStripe> {
     prices,
     invoices,
     event(type, object, created = ++eventClock) {
-      const e: FakeEvent = { id: id('evt'), object: 'event', api_version: '2026-10-28.endive', created, livemode: false, pending_webhooks: 1, type, data: { object } };
+      const e: FakeEvent = {
+        id: id('evt'),
+        object: 'event',
+        api_version: '2026-10-28.endive',
+        created,
+        livemode: false,
+        pending_webhooks: 1,
+        type,
+        data: { object },
+      };
       events.set(e.id, e);
       return e;
     },

@@ -58,7 +58,10 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
   'GET /api/plans/:code': async (t) => ({ path: `/api/plans/${await createPlan(t)}` }),
   'PATCH /api/plans/:code': async (t) => ({ path: `/api/plans/${await createPlan(t)}`, body: { name: 'Renamed' } }),
   'DELETE /api/plans/:code': async (t) => ({ path: `/api/plans/${await createPlan(t)}` }),
-  'POST /api/customers/:id/subscriptions': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/subscriptions`, body: { plan: await createPlan(t) } }),
+  'POST /api/customers/:id/subscriptions': async (t) => ({
+    path: `/api/customers/${(await createCustomer(t)).id}/subscriptions`,
+    body: { plan: await createPlan(t) },
+  }),
   'GET /api/customers/:id/subscriptions': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/subscriptions` }),
   'PATCH /api/customers/:id/subscriptions/:subscriptionId': async (t) => {
     const s = await subscribe(t);
@@ -69,7 +72,10 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
     return { path: `/api/customers/${s.customerId}/subscriptions/${s.id}` };
   },
   'GET /api/subscriptions': async () => ({ path: '/api/subscriptions' }),
-  'POST /api/webhooks/stripe': async () => ({ path: '/api/webhooks/stripe', body: { id: 'evt_1', object: 'event', type: 'ping', created: 1, data: { object: {} } } }),
+  'POST /api/webhooks/stripe': async () => ({
+    path: '/api/webhooks/stripe',
+    body: { id: 'evt_1', object: 'event', type: 'ping', created: 1, data: { object: {} } },
+  }),
   'GET /api/reports/webhooks': async () => ({ path: '/api/reports/webhooks' }),
   'POST /api/stripe/reconcile': async () => ({ path: '/api/stripe/reconcile' }),
   'GET /metrics': async () => ({ path: '/metrics' }),
@@ -95,6 +101,8 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
     const { c, fp } = await activated(t);
     return { path: `/api/customers/${c.id}/activations/${fp}` };
   },
-  'POST /api/customers/:id/licenses': async (t) => ({ path: `/api/customers/${(await withLicense(t)).id}/licenses`, body: { fingerprint: fingerprint(), ttl: '30d' } }),
+  'POST /api/customers/:id/licenses': async (t) => ({
+    path: `/api/customers/${(await withLicense(t)).id}/licenses`,
+    body: { fingerprint: fingerprint(), ttl: '30d' },
+  }),
 };
-

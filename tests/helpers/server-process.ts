@@ -14,7 +14,9 @@ export interface Running {
 /** The real entry point (src/server.ts) in a child process, with only the settings given. */
 export function startServer(env: Record<string, string>): Running {
   const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|ADMIN_API_TOKEN|METRICS_TOKEN|STRIPE_\w+|PORT|DATA_DIR|NODE_ENV|REDIS_URL|RATE_LIMIT_\w+)(_FILE)?$/.test(k)),
+    Object.entries(process.env).filter(
+      ([k]) => !/^(DATABASE_URL|ADMIN_API_TOKEN|METRICS_TOKEN|STRIPE_\w+|PORT|DATA_DIR|NODE_ENV|REDIS_URL|RATE_LIMIT_\w+)(_FILE)?$/.test(k),
+    ),
   );
   const child = spawn(process.execPath, ['--require', 'tsx/cjs', 'src/server.ts'], {
     cwd: root,
@@ -47,11 +49,20 @@ export async function freePort(): Promise<number> {
 
 export function call(port: number, method: string, p: string, headers: Record<string, string> = {}, body?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: p, method, headers: { ...headers, ...(body !== undefined ? { 'Content-Length': String(Buffer.byteLength(body)) } : {}) } }, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body: text }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: p,
+        method,
+        headers: { ...headers, ...(body !== undefined ? { 'Content-Length': String(Buffer.byteLength(body)) } : {}) },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });

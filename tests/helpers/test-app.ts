@@ -64,7 +64,15 @@ export async function createTestApp(
   const db = createKnex({ url: databaseUrl, poolMax: 5, logger });
   let bcrypt = 0;
   const limited: string[] = [];
-  const c = buildContainer({ config, db, logger, now: opts.now, onBcrypt: () => void bcrypt++, redis: opts.redis ?? null, onLimited: (n) => void limited.push(n) });
+  const c = buildContainer({
+    config,
+    db,
+    logger,
+    now: opts.now,
+    onBcrypt: () => void bcrypt++,
+    redis: opts.redis ?? null,
+    onLimited: (n) => void limited.push(n),
+  });
   const undeclared: string[] = [];
   return {
     app: createApp(c, { onUndeclaredError: (route, code) => void undeclared.push(`${route} answered ${code}`) }),

@@ -57,7 +57,13 @@ async function hup(): Promise<void> {
 const admin = (t: string, p = '/api/customers') => call(port, 'GET', p, { Authorization: `Bearer ${t}` });
 const scrape = (t: string) => call(port, 'GET', '/metrics', { Authorization: `Bearer ${t}` });
 function webhook(secret: string) {
-  const payload = JSON.stringify({ id: `evt_${randomBytes(8).toString('hex')}`, object: 'event', type: 'ping', created: Math.floor(Date.now() / 1000), data: { object: {} } });
+  const payload = JSON.stringify({
+    id: `evt_${randomBytes(8).toString('hex')}`,
+    object: 'event',
+    type: 'ping',
+    created: Math.floor(Date.now() / 1000),
+    data: { object: {} },
+  });
   const signature = Stripe.webhooks.generateTestHeaderString({ payload, secret });
   return call(port, 'POST', '/api/webhooks/stripe', { 'Content-Type': 'application/json', 'Stripe-Signature': signature }, payload);
 }
@@ -66,7 +72,13 @@ describe('The admin token leaked', () => {
   test('when the token file is rewritten and SIGHUP sent, step by step, then the old token is refused and the new one accepted, without a restart', async () => {
     expect((await admin(OLD)).status).toBe(200);
     // Something done with the leaked token, to be found in step 4.
-    const created = await call(port, 'POST', '/api/customers', { Authorization: `Bearer ${OLD}`, 'Content-Type': 'application/json' }, JSON.stringify({ email: `leak-${Date.now()}@example.com`, company_name: 'Leak' }));
+    const created = await call(
+      port,
+      'POST',
+      '/api/customers',
+      { Authorization: `Bearer ${OLD}`, 'Content-Type': 'application/json' },
+      JSON.stringify({ email: `leak-${Date.now()}@example.com`, company_name: 'Leak' }),
+    );
     expect(created.status).toBe(201);
 
     // 1-2. A new token beside the old one.
@@ -104,7 +116,11 @@ describe('The admin token leaked', () => {
     try {
       const from = r.out().length;
       await hup();
-      const line = r.out().slice(from).split('\n').find((l) => l.includes('secrets not reloaded'));
+      const line = r
+        .out()
+        .slice(from)
+        .split('\n')
+        .find((l) => l.includes('secrets not reloaded'));
       expect(line).toMatch(/"problems":\["ADMIN_API_TOKEN_FILE: .*admin-token is empty"\]/);
       expect((await admin(OLD)).status).toBe(200);
     } finally {

@@ -46,7 +46,13 @@ async function down(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
 }
 
 const admin = async (method: string, p: string, body?: unknown) => {
-  const res = await call(port, method, p, { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' }, body === undefined ? undefined : JSON.stringify(body));
+  const res = await call(
+    port,
+    method,
+    p,
+    { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+    body === undefined ? undefined : JSON.stringify(body),
+  );
   return { status: res.status, body: JSON.parse(res.body || 'null') as Record<string, any> };
 };
 
@@ -64,7 +70,10 @@ const sdk = (apiKey: string, o: Partial<BillingClientOptions> = {}) => {
 
 /** idempotency key -> rows stored with it, for one customer. */
 async function rowsByKey(customerId: string): Promise<Map<string, number>> {
-  const { rows } = await db.query<{ k: string; n: string }>('select idempotency_key as k, count(*) as n from usage_events where customer_id = $1 group by idempotency_key', [customerId]);
+  const { rows } = await db.query<{ k: string; n: string }>(
+    'select idempotency_key as k, count(*) as n from usage_events where customer_id = $1 group by idempotency_key',
+    [customerId],
+  );
   return new Map(rows.map((r) => [r.k, Number(r.n)]));
 }
 
@@ -117,7 +126,9 @@ describe('usage through outages', () => {
     await second.flush();
     expect(await second.queued()).toMatchObject({ events: 0 });
 
-    const keys = [...events(50, 'online'), ...offline, ...events(30, 'after-restart')].map((e) => e.idempotency_key).concat(generated.map((g) => g.idempotencyKey));
+    const keys = [...events(50, 'online'), ...offline, ...events(30, 'after-restart')]
+      .map((e) => e.idempotency_key)
+      .concat(generated.map((g) => g.idempotencyKey));
     expectExactlyOnce(await rowsByKey(customer.id), keys);
     expect(await second.deadLetters()).toEqual([]);
 
@@ -163,7 +174,9 @@ describe('usage through outages', () => {
  */
 describe('licenses: activate, fetch, verify offline', () => {
   const notHere = (route: string) =>
-    new Error(`${route} is not on this server (404 NOT_FOUND for the path): the licenses routes are not in this build yet, so the SDK's license calls cannot be checked end to end`);
+    new Error(
+      `${route} is not on this server (404 NOT_FOUND for the path): the licenses routes are not in this build yet, so the SDK's license calls cannot be checked end to end`,
+    );
 
   async function requireRoutes(apiKey: string): Promise<void> {
     const probes = [
@@ -181,7 +194,10 @@ describe('licenses: activate, fetch, verify offline', () => {
     const customer = await newCustomer();
     await requireRoutes(customer.apiKey);
     const plan = `sdk-${randomBytes(4).toString('hex')}`;
-    expect((await admin('POST', '/api/plans', { code: plan, name: 'SDK', entitlements: { features: ['sso'], limits: { instances: 1, api_calls: 1000 }, seats: 2 } })).status).toBe(201);
+    expect(
+      (await admin('POST', '/api/plans', { code: plan, name: 'SDK', entitlements: { features: ['sso'], limits: { instances: 1, api_calls: 1000 }, seats: 2 } }))
+        .status,
+    ).toBe(201);
     expect((await admin('POST', `/api/customers/${customer.id}/subscriptions`, { plan })).status).toBe(201);
 
     const fingerprint = `inst-${randomBytes(6).toString('hex')}`;
@@ -220,4 +236,3 @@ describe('licenses: activate, fetch, verify offline', () => {
     await up();
   }, 120_000);
 });
-

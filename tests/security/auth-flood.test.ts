@@ -157,7 +157,7 @@ describe('the limit does not lock out what it can tell is real', () => {
     expect((await me(s, c.apiKey, clientIp())).status).toBe(200);
   });
 
-  test('when wrong secrets reuse a live key\'s start, then they are counted against that key and refused past the limit', async () => {
+  test("when wrong secrets reuse a live key's start, then they are counted against that key and refused past the limit", async () => {
     const c = await createCustomer(s.t);
     const before = s.t.bcryptCalls();
     const statuses = [];

@@ -11,10 +11,22 @@ const all = rules.groups.flatMap((g) => g.rules);
 
 test('when the alert rules are read, then the required alerts are there and each is complete', () => {
   expect(all.map((r) => r.alert)).toEqual(
-    expect.arrayContaining(['BillingAuthFailureRateHigh', 'BillingServerErrorRateHigh', 'BillingLatencyP95High', 'BillingWebhookFailuresHigh', 'BillingForwarderBacklogGrowing']),
+    expect.arrayContaining([
+      'BillingAuthFailureRateHigh',
+      'BillingServerErrorRateHigh',
+      'BillingLatencyP95High',
+      'BillingWebhookFailuresHigh',
+      'BillingForwarderBacklogGrowing',
+    ]),
   );
   for (const r of all) {
-    expect([r.alert, typeof r.expr, /^\d+[smh]$/.test(r.for), ['warning', 'critical'].includes(r.labels.severity), !!r.annotations.summary]).toEqual([r.alert, 'string', true, true, true]);
+    expect([r.alert, typeof r.expr, /^\d+[smh]$/.test(r.for), ['warning', 'critical'].includes(r.labels.severity), !!r.annotations.summary]).toEqual([
+      r.alert,
+      'string',
+      true,
+      true,
+      true,
+    ]);
   }
 });
 

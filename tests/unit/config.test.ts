@@ -129,14 +129,22 @@ describe('.env.example', () => {
     expect([...listed].sort()).toEqual([...SETTING_NAMES, 'TEST_DATABASE_URL'].sort());
     for (const name of listed) {
       const i = lines.findIndex((l) => l.startsWith(`${name}=`));
-      const above = lines.slice(0, i).reverse().find((l) => !/^[A-Z_]+=/.test(l));
+      const above = lines
+        .slice(0, i)
+        .reverse()
+        .find((l) => !/^[A-Z_]+=/.test(l));
       expect([name, above?.startsWith('#')]).toEqual([name, true]);
     }
   });
 
   test('when .env.example is loaded as it is, then it is a valid configuration', () => {
     const text = fs.readFileSync(path.resolve(__dirname, '../../.env.example'), 'utf8');
-    const env = Object.fromEntries(text.split('\n').filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const env = Object.fromEntries(
+      text
+        .split('\n')
+        .filter((l) => /^[A-Z_]+=/.test(l))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
     expect(() => loadConfig(env)).not.toThrow();
   });
 
@@ -219,7 +227,13 @@ describe('secrets from files (<NAME>_FILE)', () => {
   });
 
   test('when production reads its database URL and admin token from files, then nothing else is required of them', () => {
-    const c = loadConfig({ NODE_ENV: 'production', STRIPE_ENABLED: 'false', LICENSE_SIGNING_KEYS: licenseKey, DATABASE_URL_FILE: file('db2', 'postgres://u:p@db/b'), ADMIN_API_TOKEN_FILE: file('a2', strong) });
+    const c = loadConfig({
+      NODE_ENV: 'production',
+      STRIPE_ENABLED: 'false',
+      LICENSE_SIGNING_KEYS: licenseKey,
+      DATABASE_URL_FILE: file('db2', 'postgres://u:p@db/b'),
+      ADMIN_API_TOKEN_FILE: file('a2', strong),
+    });
     expect(c.databaseUrl).toBe('postgres://u:p@db/b');
   });
 });
@@ -255,8 +269,17 @@ describe('every problem at once, in one error', () => {
   });
 
   test('when a secret file is missing and another setting is wrong, then both are reported, and no rule judges the missing secret', () => {
-    const list = refused({ NODE_ENV: 'production', STRIPE_ENABLED: 'false', DATABASE_URL: 'postgres://u:p@db/b', LICENSE_SIGNING_KEYS: licenseKey, ADMIN_API_TOKEN_FILE: path.join(dir, 'missing'), BCRYPT_COST: '99' });
-    expect(list).toEqual(expect.arrayContaining([expect.stringMatching(/^BCRYPT_COST: /), expect.stringMatching(/^ADMIN_API_TOKEN_FILE: cannot read .*missing \(ENOENT\)$/)]));
+    const list = refused({
+      NODE_ENV: 'production',
+      STRIPE_ENABLED: 'false',
+      DATABASE_URL: 'postgres://u:p@db/b',
+      LICENSE_SIGNING_KEYS: licenseKey,
+      ADMIN_API_TOKEN_FILE: path.join(dir, 'missing'),
+      BCRYPT_COST: '99',
+    });
+    expect(list).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^BCRYPT_COST: /), expect.stringMatching(/^ADMIN_API_TOKEN_FILE: cannot read .*missing \(ENOENT\)$/)]),
+    );
     expect(list).toHaveLength(2);
   });
 
@@ -264,12 +287,16 @@ describe('every problem at once, in one error', () => {
     const file = path.join(dir, 'metrics');
     fs.writeFileSync(file, 'too-short\n');
     const list = refused({ METRICS_TOKEN: strong, METRICS_TOKEN_FILE: file });
-    expect(list).toEqual(expect.arrayContaining(['METRICS_TOKEN and METRICS_TOKEN_FILE are both set: set only one of them', 'METRICS_TOKEN_FILE: must be at least 32 characters']));
+    expect(list).toEqual(
+      expect.arrayContaining(['METRICS_TOKEN and METRICS_TOKEN_FILE are both set: set only one of them', 'METRICS_TOKEN_FILE: must be at least 32 characters']),
+    );
     expect(list.join('\n')).not.toContain(strong);
   });
 
   test('when USAGE_METER_EVENTS names a metric not in USAGE_METRICS, then the pair is named, not its text', () => {
-    expect(refused({ USAGE_METRICS: 'api_calls,seats', USAGE_METER_EVENTS: 'seats:seat_hours, sk_live_abc123:x' })).toEqual(['USAGE_METER_EVENTS (pair 2): names a metric that is not in USAGE_METRICS']);
+    expect(refused({ USAGE_METRICS: 'api_calls,seats', USAGE_METER_EVENTS: 'seats:seat_hours, sk_live_abc123:x' })).toEqual([
+      'USAGE_METER_EVENTS (pair 2): names a metric that is not in USAGE_METRICS',
+    ]);
     const c = loadConfig({ USAGE_METRICS: 'api_calls, seats,api_calls', USAGE_METER_EVENTS: 'seats:seat_hours' });
     expect(c.usage.metrics).toEqual(['api_calls', 'seats']);
     expect(c.usage.meterEvents).toEqual({ api_calls: 'api_calls', seats: 'seat_hours' });
@@ -282,7 +309,12 @@ describe('every problem at once, in one error', () => {
   const prodBase = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing', ADMIN_API_TOKEN: strong, STRIPE_ENABLED: 'false' };
 
   test.each(SETTING_NAMES.filter((n) => !n.endsWith('_FILE')))('when a secret-looking value is put in %s, then no message shows any of it', (name) => {
-    for (const env of [{ [name]: secretLike }, { ...prodBase, [name]: secretLike }, { ...prodBase, [name]: `${secretLike}:x` }, { ...prodBase, [name]: `${secretLike.toLowerCase()}:x` }]) {
+    for (const env of [
+      { [name]: secretLike },
+      { ...prodBase, [name]: secretLike },
+      { ...prodBase, [name]: `${secretLike}:x` },
+      { ...prodBase, [name]: `${secretLike.toLowerCase()}:x` },
+    ]) {
       let message = '';
       try {
         loadConfig(env);

@@ -34,7 +34,13 @@ describe('LICENSE_SIGNING_KEYS', () => {
 
   test('when a JSON array of JWKs (with and without kid, x optional) is given, then every key is kept in order', () => {
     const [a, b] = [jwk(), jwk()];
-    const c = loadConfig({ ...prod, LICENSE_SIGNING_KEYS: JSON.stringify([{ ...b, kid: 'next-2026' }, { kty: a.kty, crv: a.crv, d: a.d }]) });
+    const c = loadConfig({
+      ...prod,
+      LICENSE_SIGNING_KEYS: JSON.stringify([
+        { ...b, kid: 'next-2026' },
+        { kty: a.kty, crv: a.crv, d: a.d },
+      ]),
+    });
     expect(c.license.signingKeys.map((k) => k.kid)).toEqual(['next-2026', jwkThumbprint(a.x)]);
     expect(c.license.signingKeys[1]!.x).toBe(a.x);
   });
@@ -49,9 +55,21 @@ describe('LICENSE_SIGNING_KEYS', () => {
     ['an RSA key', () => JSON.stringify({ kty: 'RSA', n: 'x', e: 'AQAB', d: 'secretvalue' }), /not an Ed25519 key/],
     ['an x of another key', () => JSON.stringify({ ...jwk(), x: jwk().x }), /"x" does not belong to "d"/],
     ['a d that is no key', () => JSON.stringify({ kty: 'OKP', crv: 'Ed25519', d: 'secretvalue' }), /"d" is not a valid Ed25519 private key/],
-    ['two keys with one kid', () => JSON.stringify([{ ...jwk(), kid: 'k' }, { ...jwk(), kid: 'k' }]), /share the kid "k"/],
+    [
+      'two keys with one kid',
+      () =>
+        JSON.stringify([
+          { ...jwk(), kid: 'k' },
+          { ...jwk(), kid: 'k' },
+        ]),
+      /share the kid "k"/,
+    ],
     ['text that is neither', () => 'secretvalue', /JWK object, a JSON array of JWKs, or PEM/],
-    ['an RSA PEM', () => generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, /PEM block 1 is not an Ed25519/],
+    [
+      'an RSA PEM',
+      () => generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+      /PEM block 1 is not an Ed25519/,
+    ],
   ])('when it holds %s, then the configuration is refused without echoing the key', (_label, value, message) => {
     const v = value();
     const text = problems({ ...prod, LICENSE_SIGNING_KEYS: v });
@@ -64,7 +82,13 @@ describe('LICENSE_SIGNING_KEYS', () => {
 
 describe('license durations', () => {
   test('when LICENSE_TTL is unset or given as d, h or m, then it is seconds', () => {
-    expect(loadConfig({}).license).toMatchObject({ ttlSeconds: 7 * 86_400, graceDays: 14, heartbeatDays: 14, issuer: 'billing-service', defaultPlan: undefined });
+    expect(loadConfig({}).license).toMatchObject({
+      ttlSeconds: 7 * 86_400,
+      graceDays: 14,
+      heartbeatDays: 14,
+      issuer: 'billing-service',
+      defaultPlan: undefined,
+    });
     expect(loadConfig({ LICENSE_TTL: '12h' }).license.ttlSeconds).toBe(43_200);
     expect(loadConfig({ LICENSE_TTL: '30m' }).license.ttlSeconds).toBe(1_800);
   });
@@ -76,7 +100,11 @@ describe('license durations', () => {
 
 test('when npm run license-key prints a key, then it is a valid LICENSE_SIGNING_KEYS with its kid', () => {
   const root = path.resolve(__dirname, '../..');
-  const out = execFileSync(process.execPath, ['--require', 'tsx/cjs', 'src/cli/license-key.ts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const out = execFileSync(process.execPath, ['--require', 'tsx/cjs', 'src/cli/license-key.ts'], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const printed = JSON.parse(out) as { kid: string; x: string };
   expect(printed.kid).toBe(jwkThumbprint(printed.x));
   expect(loadConfig({ ...prod, LICENSE_SIGNING_KEYS: out }).license.signingKeys[0]!.kid).toBe(printed.kid);

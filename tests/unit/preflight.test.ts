@@ -42,7 +42,15 @@ test.each([
 });
 
 test('when the database, Redis or npm audit report trouble, then those checks fail', async () => {
-  const r = await runChecks(good, probes({ migrations: async () => ({ pending: ['20261127000007_create_stripe_events'] }), redis: async () => 'ECONNREFUSED', audit: async () => ({ high: 2 }) }), 2);
+  const r = await runChecks(
+    good,
+    probes({
+      migrations: async () => ({ pending: ['20261127000007_create_stripe_events'] }),
+      redis: async () => 'ECONNREFUSED',
+      audit: async () => ({ high: 2 }),
+    }),
+    2,
+  );
   const text = failed(r).join('\n');
   expect(text).toMatch(/pending: 20261127000007_create_stripe_events; run npm run migrate/);
   expect(text).toMatch(/Redis at REDIS_URL does not answer: ECONNREFUSED/);
@@ -51,7 +59,9 @@ test('when the database, Redis or npm audit report trouble, then those checks fa
 
 test('when no license signing key is set, then the configuration fails and names the command that makes one', async () => {
   const { LICENSE_SIGNING_KEYS: _, ...without } = good;
-  expect(failed(await runChecks(without, probes(), 3)).join('\n')).toMatch(/LICENSE_SIGNING_KEYS: required when NODE_ENV=production \(make one: npm run license-key\)/);
+  expect(failed(await runChecks(without, probes(), 3)).join('\n')).toMatch(
+    /LICENSE_SIGNING_KEYS: required when NODE_ENV=production \(make one: npm run license-key\)/,
+  );
 });
 
 test('when signing keys are set, then the check names the signing kid', async () => {

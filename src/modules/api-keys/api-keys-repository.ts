@@ -48,10 +48,7 @@ const activeKeys = (db: Knex, customerId: string) =>
 
 export function createApiKeysRepository() {
   return {
-    async insert(
-      db: Knex,
-      k: { id: string; customerId: string; name: string | null; secretHash: string; start: string },
-    ): Promise<ApiKey> {
+    async insert(db: Knex, k: { id: string; customerId: string; name: string | null; secretHash: string; start: string }): Promise<ApiKey> {
       const [row] = await db('api_keys')
         .insert({ id: k.id, customer_id: k.customerId, name: k.name, secret_hash: k.secretHash, start: k.start })
         .returning([...PUBLIC_COLUMNS]);
@@ -59,19 +56,23 @@ export function createApiKeysRepository() {
     },
 
     async listForCustomer(db: Knex, customerId: string): Promise<ApiKey[]> {
-      const rows = await db('api_keys').select([...PUBLIC_COLUMNS]).where({ customer_id: customerId }).orderBy('id', 'desc');
+      const rows = await db('api_keys')
+        .select([...PUBLIC_COLUMNS])
+        .where({ customer_id: customerId })
+        .orderBy('id', 'desc');
       return rows.map(toApiKey);
     },
 
     async findForCustomer(db: Knex, customerId: string, keyId: string): Promise<ApiKey | null> {
-      const row = await db('api_keys').select([...PUBLIC_COLUMNS]).where({ id: keyId, customer_id: customerId }).first();
+      const row = await db('api_keys')
+        .select([...PUBLIC_COLUMNS])
+        .where({ id: keyId, customer_id: customerId })
+        .first();
       return row ? toApiKey(row) : null;
     },
 
     async countActive(db: Knex, customerId: string): Promise<number> {
-      const row = await activeKeys(db, customerId)
-        .count<{ n: string }>({ n: '*' })
-        .first();
+      const row = await activeKeys(db, customerId).count<{ n: string }>({ n: '*' }).first();
       return Number(row?.n ?? 0);
     },
 
@@ -86,10 +87,7 @@ export function createApiKeysRepository() {
         graceSeconds > 0
           ? await q.update(
               {
-                expires_at: db.raw(
-                  "least(coalesce(expires_at, 'infinity'::timestamptz), now() + make_interval(secs => ?))",
-                  [graceSeconds],
-                ),
+                expires_at: db.raw("least(coalesce(expires_at, 'infinity'::timestamptz), now() + make_interval(secs => ?))", [graceSeconds]),
               },
               ['id'],
             )
@@ -128,10 +126,10 @@ export function createApiKeysRepository() {
         .andWhere((w) => void w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()));
       const rows =
         graceSeconds > 0
-          ? await q.update(
-              { expires_at: db.raw("least(coalesce(expires_at, 'infinity'::timestamptz), now() + make_interval(secs => ?))", [graceSeconds]) },
-              ['id', 'customer_id'],
-            )
+          ? await q.update({ expires_at: db.raw("least(coalesce(expires_at, 'infinity'::timestamptz), now() + make_interval(secs => ?))", [graceSeconds]) }, [
+              'id',
+              'customer_id',
+            ])
           : await q.update({ revoked_at: db.fn.now() }, ['id', 'customer_id']);
       return rows.map((r) => ({ id: r.id, customerId: r.customer_id }));
     },

@@ -78,10 +78,7 @@ export function createApiKeysService(deps: ApiKeysServiceDeps) {
         // Keys kept (added beside, or left valid through a grace period) count toward the limit.
         const kept = mode === 'add' || grace > 0 ? active : 0;
         if (kept + 1 > maxActiveKeys) {
-          throw new AppError(
-            'TOO_MANY_KEYS',
-            `A customer may have at most ${maxActiveKeys} active keys; revoke one, or rotate without a grace period`,
-          );
+          throw new AppError('TOO_MANY_KEYS', `A customer may have at most ${maxActiveKeys} active keys; revoke one, or rotate without a grace period`);
         }
         if (mode === 'rotate') {
           endedKeyIds = await repo.endActive(trx, customerId, grace);

@@ -106,7 +106,10 @@ export function createBulkRotationService(deps: BulkRotationDeps) {
           trx,
           goIds.filter((id) => endedBy.get(id)!.length > 0).map((id) => ({ customerId: id, keyIds: endedBy.get(id)! })),
         );
-        const keys = await repo.insertMany(trx, go.map((p) => ({ id: p.id, customerId: p.customerId, name: null, secretHash: p.secretHash, start: p.start })));
+        const keys = await repo.insertMany(
+          trx,
+          go.map((p) => ({ id: p.id, customerId: p.customerId, name: null, secretHash: p.secretHash, start: p.start })),
+        );
         const keyById = new Map(keys.map((k) => [k.id, k]));
         const out = go.map((p) => ({ customerId: p.customerId, apiKey: p.key, key: keyById.get(p.id)!, endedKeyIds: endedBy.get(p.customerId)! }));
         for (const r of out) {
@@ -115,7 +118,14 @@ export function createBulkRotationService(deps: BulkRotationDeps) {
             outcome: 'success',
             targetType: 'api_key',
             targetId: r.key.id,
-            details: { customer_id: r.customerId, start: displayStart(r.customerId, r.key.start), mode: 'rotate', bulk: true, grace_period_seconds: grace, ended_key_ids: r.endedKeyIds },
+            details: {
+              customer_id: r.customerId,
+              start: displayStart(r.customerId, r.key.start),
+              mode: 'rotate',
+              bulk: true,
+              grace_period_seconds: grace,
+              ended_key_ids: r.endedKeyIds,
+            },
           });
         }
         await audit.record(trx, ctx, {

@@ -15,15 +15,7 @@ export interface CustomerPrincipal {
   keyId: string;
 }
 
-export type FailureReason =
-  | 'missing'
-  | 'malformed'
-  | 'unknown_key'
-  | 'wrong_secret'
-  | 'revoked'
-  | 'expired'
-  | 'customer_deleted'
-  | 'rate_limited';
+export type FailureReason = 'missing' | 'malformed' | 'unknown_key' | 'wrong_secret' | 'revoked' | 'expired' | 'customer_deleted' | 'rate_limited';
 
 export interface VerifyOptions {
   /** True once the client has hung up: a bcrypt not yet started is then not run at all. */
@@ -76,7 +68,10 @@ function createSlots(max: number) {
 
 /** A verification that did not run: over the failed-authentication limit, or no free slot, or nobody waiting. */
 class NotChecked extends Error {
-  constructor(readonly answer: AppError, readonly giveBack: boolean) {
+  constructor(
+    readonly answer: AppError,
+    readonly giveBack: boolean,
+  ) {
     super(answer.message);
   }
 }
@@ -128,7 +123,10 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
         })
         .finally(() => rechecks.delete(fp));
       rechecks.set(fp, pending);
-      pending.then((v) => cache.set(fp, v, generation), () => undefined);
+      pending.then(
+        (v) => cache.set(fp, v, generation),
+        () => undefined,
+      );
     }
     return pending;
   }
@@ -139,7 +137,14 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
    * own per-key count instead, so a flood of guesses from a shared address or against one customer
    * does not lock the real keys there out; a guess past either count is refused without bcrypt.
    */
-  async function checkUncached(customerId: string, secret: string, start: string, reservation: Reservation, names: readonly string[], opts: VerifyOptions): Promise<CachedVerdict> {
+  async function checkUncached(
+    customerId: string,
+    secret: string,
+    start: string,
+    reservation: Reservation,
+    names: readonly string[],
+    opts: VerifyOptions,
+  ): Promise<CachedVerdict> {
     const candidates = await repo.findCandidates(db, customerId, start);
     const guess = !candidates.some((c) => judge(c) === null);
     let perKey: Reservation | null = null;
@@ -179,12 +184,25 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
    * A refusal: audited one row each while it is a 401. Once the limit answers 429 no row is
    * written (rate_limited_total counts them), so a flood cannot turn into a flood of writes.
    */
-  async function fail(ctx: ActorContext, reason: FailureReason, customerId: string | null, keyId: string | null, answer: AppError, cached = false): Promise<never> {
+  async function fail(
+    ctx: ActorContext,
+    reason: FailureReason,
+    customerId: string | null,
+    keyId: string | null,
+    answer: AppError,
+    cached = false,
+  ): Promise<never> {
     deps.onFailure?.(reason);
     if (answer.code === 'UNAUTHORIZED') {
       await audit.recordDetached(
         { ...ctx, actor: 'customer', actorId: customerId },
-        { action: 'auth.customer_key', outcome: 'failure', targetType: keyId ? 'api_key' : undefined, targetId: keyId, details: { reason, ...(cached ? { cached: true } : {}) } },
+        {
+          action: 'auth.customer_key',
+          outcome: 'failure',
+          targetType: keyId ? 'api_key' : undefined,
+          targetId: keyId,
+          details: { reason, ...(cached ? { cached: true } : {}) },
+        },
       );
     }
     throw answer;
@@ -209,7 +227,8 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
         hit = await recheck(fp, hit as CacheEntry);
       }
       if (hit) {
-        if (!hit.ok) return fail(ctx, (hit.reason ?? 'wrong_secret') as FailureReason, hit.customerId, hit.keyId, await cheapFailure(ctx, hit.customerId), true);
+        if (!hit.ok)
+          return fail(ctx, (hit.reason ?? 'wrong_secret') as FailureReason, hit.customerId, hit.keyId, await cheapFailure(ctx, hit.customerId), true);
         lastUsed.touch(hit.keyId!, new Date(now()));
         return { customerId: hit.customerId, keyId: hit.keyId! };
       }
@@ -223,7 +242,10 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
         const generation = cache.generation;
         pending = checkUncached(parsed.customerId, parsed.secret, parsed.start, reservation, names, opts).finally(() => inFlight.delete(fp));
         inFlight.set(fp, pending);
-        pending.then((v) => cache.set(fp, v, generation), () => undefined);
+        pending.then(
+          (v) => cache.set(fp, v, generation),
+          () => undefined,
+        );
         pending.then(
           async (v) => {
             if (!v.ok) return;

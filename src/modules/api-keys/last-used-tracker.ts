@@ -16,7 +16,10 @@ export function createLastUsedTracker(deps: { db: Knex; repo: ApiKeysRepository;
     const batch = pending;
     pending = new Map();
     try {
-      await repo.touchLastUsed(db, [...batch].map(([id, at]) => ({ id, at })));
+      await repo.touchLastUsed(
+        db,
+        [...batch].map(([id, at]) => ({ id, at })),
+      );
     } catch (err) {
       // Put the stamps back (newer ones win) so the next flush retries them.
       for (const [id, at] of batch) if (!pending.has(id)) pending.set(id, at);

@@ -6,7 +6,10 @@ import type { AuditEntry } from './audit-repository';
 export const listAuditQuery = z.strictObject({
   actor: z.enum(['admin', 'customer', 'stripe', 'system']).optional(),
   actor_id: actorId.optional(),
-  action: z.string().regex(/^[a-z][a-z0-9_.]{0,99}$/, 'lowercase letters, digits, _ and . (at most 100)').optional(),
+  action: z
+    .string()
+    .regex(/^[a-z][a-z0-9_.]{0,99}$/, 'lowercase letters, digits, _ and . (at most 100)')
+    .optional(),
   outcome: z.enum(['success', 'failure', 'denied']).optional(),
   target_id: targetId.optional(),
   customer_id: uuid.optional(),

@@ -49,7 +49,10 @@ export function createCustomersRepository() {
     /** The customers among `ids` that exist, in id order (the order their row locks are taken in). */
     async findMany(db: Knex, ids: readonly string[], opts: { forUpdate?: boolean } = {}): Promise<Customer[]> {
       if (ids.length === 0) return [];
-      const q = db('customers').select('*').whereIn('id', [...ids]).orderBy('id');
+      const q = db('customers')
+        .select('*')
+        .whereIn('id', [...ids])
+        .orderBy('id');
       if (opts.forUpdate) q.forUpdate();
       return (await q).map(toCustomer);
     },
@@ -103,10 +106,7 @@ export function createCustomersRepository() {
     },
 
     async markDeleted(db: Knex, id: string): Promise<Customer> {
-      const [row] = await db('customers')
-        .where({ id })
-        .update({ status: 'deleted', deleted_at: db.fn.now(), updated_at: db.fn.now() })
-        .returning('*');
+      const [row] = await db('customers').where({ id }).update({ status: 'deleted', deleted_at: db.fn.now(), updated_at: db.fn.now() }).returning('*');
       return toCustomer(row!);
     },
   };

@@ -89,7 +89,11 @@ export function createCustomersService(deps: CustomersServiceDeps) {
           outcome: 'success',
           targetType: 'customer',
           targetId: id,
-          details: { fields: Object.keys(patch).filter((f) => patch[f as keyof typeof patch] !== undefined).map((f) => (f === 'companyName' ? 'company_name' : f)) },
+          details: {
+            fields: Object.keys(patch)
+              .filter((f) => patch[f as keyof typeof patch] !== undefined)
+              .map((f) => (f === 'companyName' ? 'company_name' : f)),
+          },
         });
         return updated;
       }),

@@ -17,7 +17,6 @@ export interface Activation {
   releaseReason: ReleaseReason | null;
 }
 
-
 const toActivation = (r: ActivationRow): Activation => ({
   id: r.id,
   customerId: r.customer_id,

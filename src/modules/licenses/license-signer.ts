@@ -43,7 +43,9 @@ export function signingKeysFor(config: Config, logger: Logger): readonly Private
   const dev = loadOrCreateDevSigningKey(config.dataDir);
   logger.info(
     { file: dev.file, kid: dev.key.kid },
-    dev.created ? 'no LICENSE_SIGNING_KEYS set: generated a license signing key for development' : 'no LICENSE_SIGNING_KEYS set: using the development license signing key kept in this file',
+    dev.created
+      ? 'no LICENSE_SIGNING_KEYS set: generated a license signing key for development'
+      : 'no LICENSE_SIGNING_KEYS set: using the development license signing key kept in this file',
   );
   return [dev.key];
 }

@@ -19,9 +19,14 @@ const offlineTtl = z.string().transform((v, ctx) => {
 
 const instance = { fingerprint, name: text(200).optional(), hostname: text(253).optional() };
 
-export const licenseQuery = z.strictObject({ fingerprint: fingerprint.optional().describe('An activated instance’s fingerprint: binds the license to it and counts as its heartbeat') });
+export const licenseQuery = z.strictObject({
+  fingerprint: fingerprint.optional().describe('An activated instance’s fingerprint: binds the license to it and counts as its heartbeat'),
+});
 export const activationBody = z.strictObject(instance);
-export const offlineLicenseBody = z.strictObject({ ...instance, ttl: offlineTtl.default(365 * 86_400).describe('How long the license is valid, e.g. 365d (1h-3650d); default 365d') });
+export const offlineLicenseBody = z.strictObject({
+  ...instance,
+  ttl: offlineTtl.default(365 * 86_400).describe('How long the license is valid, e.g. 365d (1h-3650d); default 365d'),
+});
 export const activationParams = z.object({ fingerprint });
 
 const nd = z.number().int();
@@ -63,7 +68,9 @@ export const activationResponse = z.strictObject({ activation });
 export const activationsResponse = z.strictObject({ data: z.array(activation) });
 
 export const jwksResponse = z.strictObject({
-  keys: z.array(z.strictObject({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), kid: z.string(), alg: z.literal('EdDSA'), use: z.literal('sig') })),
+  keys: z.array(
+    z.strictObject({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), kid: z.string(), alg: z.literal('EdDSA'), use: z.literal('sig') }),
+  ),
 });
 
 export const activationJson = (a: Activation) => ({

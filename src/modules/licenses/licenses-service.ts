@@ -113,7 +113,15 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     return Object.fromEntries(metered.map((m) => [m, rows.find((r) => r.metric === m)?.quantity ?? '0']));
   }
 
-  async function sign(ctx: ActorContext, customerId: string, b: Basis, iat: number, exp: number, instance: string | undefined, offline = false): Promise<IssuedLicense> {
+  async function sign(
+    ctx: ActorContext,
+    customerId: string,
+    b: Basis,
+    iat: number,
+    exp: number,
+    instance: string | undefined,
+    offline = false,
+  ): Promise<IssuedLicense> {
     const { entitlements } = b.plan;
     const claims: LicenseClaims = {
       iss: settings.issuer,
@@ -124,7 +132,9 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       exp,
       plan: { code: b.plan.code, name: b.plan.name },
       entitlements: { features: entitlements.features, limits: entitlements.limits, seats: entitlements.seats ?? null },
-      usage: b.period ? { period_start: sec(b.period.from.getTime()), period_end: sec(b.period.to.getTime()), quantities: await quantities(customerId, b) } : null,
+      usage: b.period
+        ? { period_start: sec(b.period.from.getTime()), period_end: sec(b.period.to.getTime()), quantities: await quantities(customerId, b) }
+        : null,
       status: b.state.status,
       subscription: b.subscription
         ? {
@@ -176,7 +186,10 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       const existing = await repo.touch(trx, customerId, input.fingerprint, clock, expiresAt ?? undefined);
       if (existing) return { activation: existing, created: false };
       if (typeof limit === 'number' && (await repo.countLive(trx, customerId, clock)) >= limit) {
-        throw new AppError('INSTANCE_LIMIT_REACHED', `The plan allows ${limit} active instance(s); release one first (DELETE /api/licenses/activations/:fingerprint)`);
+        throw new AppError(
+          'INSTANCE_LIMIT_REACHED',
+          `The plan allows ${limit} active instance(s); release one first (DELETE /api/licenses/activations/:fingerprint)`,
+        );
       }
       const activation = await repo.insert(trx, {
         id: uuidv7(nowMs),

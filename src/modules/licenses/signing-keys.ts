@@ -32,7 +32,9 @@ const PEM_RE = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----/g;
 
 /** RFC 7638: SHA-256 over the required members in lexicographic order, base64url. */
 export function jwkThumbprint(x: string): string {
-  return createHash('sha256').update(JSON.stringify({ crv: 'Ed25519', kty: 'OKP', x })).digest('base64url');
+  return createHash('sha256')
+    .update(JSON.stringify({ crv: 'Ed25519', kty: 'OKP', x }))
+    .digest('base64url');
 }
 
 function fromKeyObject(key: KeyObject, kid?: string): PrivateSigningJwk {
@@ -46,7 +48,8 @@ function fromJwk(value: unknown, where: string): PrivateSigningJwk {
   const j = value as Record<string, unknown>;
   if (j.kty !== 'OKP' || j.crv !== 'Ed25519') throw new Error(`${where} is not an Ed25519 key (kty "OKP", crv "Ed25519")`);
   if (typeof j.d !== 'string') throw new Error(`${where} has no private part ("d"): give the private key, not the public one`);
-  if (j.kid !== undefined && (typeof j.kid !== 'string' || !KID_RE.test(j.kid))) throw new Error(`${where}: "kid" must be 1-128 characters of A-Z a-z 0-9 . _ : -`);
+  if (j.kid !== undefined && (typeof j.kid !== 'string' || !KID_RE.test(j.kid)))
+    throw new Error(`${where}: "kid" must be 1-128 characters of A-Z a-z 0-9 . _ : -`);
   let key: KeyObject;
   try {
     key = fromSeed(j.d);

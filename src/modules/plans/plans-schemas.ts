@@ -10,7 +10,10 @@ const stripePriceId = z.string().regex(/^price_[A-Za-z0-9]{1,100}$/, 'must be a 
 
 /** What a plan grants: feature flags, numeric limits (null: unlimited), and seats. */
 export const entitlementsSchema = z.strictObject({
-  features: z.array(name).max(100).refine((f) => new Set(f).size === f.length, { message: 'must not repeat a feature' }),
+  features: z
+    .array(name)
+    .max(100)
+    .refine((f) => new Set(f).size === f.length, { message: 'must not repeat a feature' }),
   limits: safeRecord(
     z.record(name, z.number().int().min(0).max(1e12).nullable()).refine((l) => Object.keys(l).length <= 100, {
       message: 'at most 100 limits',
@@ -27,7 +30,9 @@ export const planParams = z.object({ code: planCode });
 
 export function planSchemas(metrics: readonly string[]) {
   const meteredPrices = safeRecord(
-    z.record(z.string(), stripePriceId).refine((m) => Object.keys(m).every((k) => metrics.includes(k)), { message: `keys must be metrics: ${metrics.join(', ')}` }),
+    z
+      .record(z.string(), stripePriceId)
+      .refine((m) => Object.keys(m).every((k) => metrics.includes(k)), { message: `keys must be metrics: ${metrics.join(', ')}` }),
   );
   return {
     create: z.strictObject({

@@ -63,7 +63,12 @@ export function createPlansService(deps: { db: Knex; repo: PlansRepository; audi
           outcome: 'success',
           targetType: 'plan',
           targetId: plan.id,
-          details: { code, fields: Object.entries(changes).filter(([, v]) => v !== undefined).map(([k]) => k) },
+          details: {
+            code,
+            fields: Object.entries(changes)
+              .filter(([, v]) => v !== undefined)
+              .map(([k]) => k),
+          },
         });
         return updated;
       });

@@ -28,7 +28,13 @@ const report = z.looseObject({
   reason: z.looseObject({
     error_count: z.number().int().nonnegative().optional(),
     error_types: z
-      .array(z.looseObject({ code: z.string().min(1).max(100), error_count: z.number().int().nonnegative().optional(), sample_errors: z.array(sample).max(10_000).default([]) }))
+      .array(
+        z.looseObject({
+          code: z.string().min(1).max(100),
+          error_count: z.number().int().nonnegative().optional(),
+          sample_errors: z.array(sample).max(10_000).default([]),
+        }),
+      )
       .max(1000),
   }),
 });

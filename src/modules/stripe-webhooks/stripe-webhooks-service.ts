@@ -153,7 +153,10 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
 
   /** A signed event we cannot apply: recorded by its id when it has one, else logged; always a 400. */
   async function refuseMalformed(payload: unknown, issues: z.core.$ZodIssue[]): Promise<never> {
-    const reason = `malformed event: ${issues.map((i) => (i.path.length ? i.path.join('.') : 'the body')).filter((p, i, all) => all.indexOf(p) === i).join(', ')} missing or invalid`;
+    const reason = `malformed event: ${issues
+      .map((i) => (i.path.length ? i.path.join('.') : 'the body'))
+      .filter((p, i, all) => all.indexOf(p) === i)
+      .join(', ')} missing or invalid`;
     const p = (payload && typeof payload === 'object' && !Array.isArray(payload) ? payload : {}) as Record<string, unknown>;
     const id = typeof p.id === 'string' && p.id.length > 0 && p.id.length <= 255 ? p.id : null;
     logger.warn({ eventId: id, id: id ?? (typeof p.id === 'string' ? p.id.slice(0, 64) : typeof p.id), reason }, 'malformed Stripe event refused');
@@ -164,7 +167,9 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
         created: Number.isSafeInteger(p.created) && (p.created as number) >= 0 ? (p.created as number) : 0,
         objectId: null,
       };
-      await events.recordFailure(db, header, `BAD_REQUEST: ${reason}`).catch((err: unknown) => logger.error({ err, eventId: id }, 'could not record the malformed event'));
+      await events
+        .recordFailure(db, header, `BAD_REQUEST: ${reason}`)
+        .catch((err: unknown) => logger.error({ err, eventId: id }, 'could not record the malformed event'));
     }
     throw new AppError('BAD_REQUEST', `Malformed Stripe event: ${reason}`);
   }
@@ -178,8 +183,17 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
       // Parsed before the transaction (handleVerified): here it is known to be a report.
       const report = parseMeterErrorReport(event.data.object)!;
       const marked = await usage.markRejected(trx, report.rejections);
-      Object.assign(details, { meter: report.meter, error_count: report.errorCount, named: report.rejections.length, marked_failed: marked.length, foreign: report.foreign });
-      logger.warn({ eventId: event.id, meter: report.meter, errorCount: report.errorCount, markedFailed: marked.length, summary: report.summary }, 'Stripe rejected usage events after accepting them');
+      Object.assign(details, {
+        meter: report.meter,
+        error_count: report.errorCount,
+        named: report.rejections.length,
+        marked_failed: marked.length,
+        foreign: report.foreign,
+      });
+      logger.warn(
+        { eventId: event.id, meter: report.meter, errorCount: report.errorCount, markedFailed: marked.length, summary: report.summary },
+        'Stripe rejected usage events after accepting them',
+      );
       if (report.rejections.length === 0) applied = { result: 'ignored', reason: 'the report names none of our events' };
     } else if (event.type === 'customer.deleted') {
       const stripeCustomerId = stripeId(event.data.object.id);
@@ -248,7 +262,9 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
       return { eventId: event.id, type: event.type, result: applied.result };
     } catch (err) {
       logger.error({ err, eventId: event.id, type: event.type }, 'Stripe webhook failed; Stripe will retry it');
-      await events.recordFailure(db, header, failureSummary(err)).catch((e: unknown) => logger.error({ err: e, eventId: event.id }, 'could not record the webhook failure'));
+      await events
+        .recordFailure(db, header, failureSummary(err))
+        .catch((e: unknown) => logger.error({ err: e, eventId: event.id }, 'could not record the webhook failure'));
       throw Object.assign(new AppError('INTERNAL_ERROR', 'The event could not be applied; Stripe will retry it', undefined, { cause: err }), {
         eventType: event.type,
       });

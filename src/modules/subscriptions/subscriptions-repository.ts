@@ -4,10 +4,7 @@ import type { StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { Entitlements } from '../plans/plans-schemas';
 
 /** The state we keep of a subscription: the same fields, whether it lives in Stripe or only here. */
-export type LocalState = Pick<
-  StripeSubscriptionState,
-  'status' | 'currentPeriodStart' | 'currentPeriodEnd' | 'cancelAtPeriodEnd' | 'canceledAt' | 'trialEnd'
->;
+export type LocalState = Pick<StripeSubscriptionState, 'status' | 'currentPeriodStart' | 'currentPeriodEnd' | 'cancelAtPeriodEnd' | 'canceledAt' | 'trialEnd'>;
 
 export interface Subscription extends LocalState {
   id: string;
@@ -114,7 +111,9 @@ export function createSubscriptionsRepository() {
     async updateLocal(db: Knex, id: string, changes: Partial<LocalState> & { planId?: string }): Promise<void> {
       // Knex leaves out the columns whose value is undefined: only the changes given are written.
       const failing =
-        changes.status === undefined ? {} : { payment_failing_since: db.raw(`case when ? in ${FAILING} then coalesce(payment_failing_since, now()) end`, [changes.status]) };
+        changes.status === undefined
+          ? {}
+          : { payment_failing_since: db.raw(`case when ? in ${FAILING} then coalesce(payment_failing_since, now()) end`, [changes.status]) };
       await db('subscriptions')
         .where({ id })
         .update({ ...(changes.planId ? { plan_id: changes.planId } : {}), ...stateColumns(changes), ...failing, updated_at: db.fn.now() });

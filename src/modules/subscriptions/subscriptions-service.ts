@@ -45,7 +45,9 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
     if (!plan) throw new AppError('VALIDATION_FAILED', 'Unknown plan', [{ path: 'plan', message: `no plan with code "${code}"` }]);
     if (plan.status !== 'active') throw new AppError('PLAN_ARCHIVED', `Plan "${code}" is archived: new subscriptions cannot use it`);
     if (stripe.enabled && !plan.stripePriceId) {
-      throw new AppError('VALIDATION_FAILED', 'The plan has no Stripe price', [{ path: 'plan', message: `plan "${code}" needs a stripe_price_id while Stripe is on` }]);
+      throw new AppError('VALIDATION_FAILED', 'The plan has no Stripe price', [
+        { path: 'plan', message: `plan "${code}" needs a stripe_price_id while Stripe is on` },
+      ]);
     }
     return plan;
   }
@@ -98,8 +100,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
       const foreign = foreignMetadata(s);
       if (foreign) return { outcome: 'ignored', reason: foreign, subscriptionId: null };
       const customer =
-        (await customers.findByStripeId(trx, s.stripeCustomerId)) ??
-        (s.metadata.customer_id ? await customers.findById(trx, s.metadata.customer_id) : null);
+        (await customers.findByStripeId(trx, s.stripeCustomerId)) ?? (s.metadata.customer_id ? await customers.findById(trx, s.metadata.customer_id) : null);
       if (!customer) return { outcome: 'ignored', reason: 'no customer of ours has its Stripe customer', subscriptionId: null };
       customerId = customer.id;
     }
@@ -117,7 +118,13 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
   }
 
   async function record(ctx: ActorContext, action: string, s: Subscription, details: Record<string, unknown>) {
-    await audit.recordDetached(ctx, { action, outcome: 'success', targetType: 'subscription', targetId: s.id, details: { customer_id: s.customerId, ...details } });
+    await audit.recordDetached(ctx, {
+      action,
+      outcome: 'success',
+      targetType: 'subscription',
+      targetId: s.id,
+      details: { customer_id: s.customerId, ...details },
+    });
   }
 
   return {
@@ -270,17 +277,29 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
           }
           const { subscriptionId } = applied;
           const after = subscriptionId ? await repo.find(db, subscriptionId) : null;
-          if (applied.outcome === 'ignored') changes.push({ subscription_id: subscriptionId, stripe_subscription_id: s.id, change: `ignored: ${applied.reason}` });
+          if (applied.outcome === 'ignored')
+            changes.push({ subscription_id: subscriptionId, stripe_subscription_id: s.id, change: `ignored: ${applied.reason}` });
           else if (!before) changes.push({ subscription_id: subscriptionId, stripe_subscription_id: s.id, change: 'added', to: s.status });
-          else if (after && (before.status !== after.status || before.cancelAtPeriodEnd !== after.cancelAtPeriodEnd || before.planId !== after.planId
-            || before.currentPeriodEnd?.getTime() !== after.currentPeriodEnd?.getTime())) {
+          else if (
+            after &&
+            (before.status !== after.status ||
+              before.cancelAtPeriodEnd !== after.cancelAtPeriodEnd ||
+              before.planId !== after.planId ||
+              before.currentPeriodEnd?.getTime() !== after.currentPeriodEnd?.getTime())
+          ) {
             changes.push({ subscription_id: before.id, stripe_subscription_id: s.id, change: 'updated', from: before.status, to: after.status });
           }
         }
         for (const mineOnly of await repo.listWithStripeId(db, customer.id)) {
           if (seen.has(mineOnly.stripeSubscriptionId!) || mineOnly.status === 'canceled') continue;
           await repo.updateLocal(db, mineOnly.id, { status: 'canceled', canceledAt: new Date(now()), cancelAtPeriodEnd: false });
-          changes.push({ subscription_id: mineOnly.id, stripe_subscription_id: mineOnly.stripeSubscriptionId!, change: 'canceled: Stripe no longer has it', from: mineOnly.status, to: 'canceled' });
+          changes.push({
+            subscription_id: mineOnly.id,
+            stripe_subscription_id: mineOnly.stripeSubscriptionId!,
+            change: 'canceled: Stripe no longer has it',
+            from: mineOnly.status,
+            to: 'canceled',
+          });
         }
       }
       await audit.recordDetached(ctx, { action: 'subscription.reconcile', outcome: 'success', details: { checked, changed: changes.length } });

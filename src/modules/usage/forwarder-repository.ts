@@ -92,14 +92,18 @@ export function createForwarderRepository() {
 
     async markSent(db: Knex, ids: string[]): Promise<void> {
       if (ids.length === 0) return;
-      await db('usage_events').whereIn('id', ids).where({ state: 'pending' })
+      await db('usage_events')
+        .whereIn('id', ids)
+        .where({ state: 'pending' })
         .update({ state: 'sent', sent_at: db.fn.now(), next_attempt_at: null, last_error: null });
     },
 
     /** The events one Stripe call carried, in one statement: sent, and by which submission. */
     async markSentBy(db: Knex, ids: string[], submissionId: string): Promise<number> {
       if (ids.length === 0) return 0;
-      return db('usage_events').whereIn('id', ids).where({ state: 'pending' })
+      return db('usage_events')
+        .whereIn('id', ids)
+        .where({ state: 'pending' })
         .update({ state: 'sent', sent_at: db.fn.now(), next_attempt_at: null, last_error: null, stripe_submission_id: submissionId });
     },
 
@@ -132,7 +136,9 @@ export function createForwarderRepository() {
     /** A call Stripe refused for good (a 4xx), in one statement. */
     async failMany(db: Knex, ids: string[], submissionId: string | null, error: string): Promise<number> {
       if (ids.length === 0) return 0;
-      return db('usage_events').whereIn('id', ids).where({ state: 'pending' })
+      return db('usage_events')
+        .whereIn('id', ids)
+        .where({ state: 'pending' })
         .update({ state: 'failed', next_attempt_at: null, last_error: error, stripe_submission_id: submissionId });
     },
 
@@ -155,8 +161,7 @@ export function createForwarderRepository() {
 
     async markLocal(db: Knex, ids: string[], reason: string): Promise<void> {
       if (ids.length === 0) return;
-      await db('usage_events').whereIn('id', ids).where({ state: 'pending' })
-        .update({ state: 'local', next_attempt_at: null, last_error: reason });
+      await db('usage_events').whereIn('id', ids).where({ state: 'pending' }).update({ state: 'local', next_attempt_at: null, last_error: reason });
     },
 
     async markFailed(db: Knex, id: string, error: string): Promise<void> {

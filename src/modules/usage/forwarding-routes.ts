@@ -15,7 +15,9 @@ export function forwardingRoutes(forwarding: ForwardingService) {
       path: '/api/reports/forwarding',
       auth: 'admin',
       summary: 'The usage outbox towards Stripe: backlog, failures, and the latest failed events',
-      responses: { 200: json(responses.forwarding, 'Counts by state, the oldest pending event and its age, the rate sent over the last minute, and recent failures') },
+      responses: {
+        200: json(responses.forwarding, 'Counts by state, the oldest pending event and its age, the rate sent over the last minute, and recent failures'),
+      },
     }).handle(async () => {
       const { stripeEnabled, stats, failures } = await forwarding.status();
       return {

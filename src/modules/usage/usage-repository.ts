@@ -124,8 +124,7 @@ const isoDay = (d: Date) => d.toISOString().slice(0, 10);
  * A bigint[] whose NULL elements mean "not given", as the array literal pg itself would send
  * (Knex's binding types have no array with null elements). Integers only, so nothing to quote.
  */
-const bigintArray = (values: readonly (number | null)[]): string =>
-  `{${values.map((v) => (v === null ? 'NULL' : String(v))).join(',')}}`;
+const bigintArray = (values: readonly (number | null)[]): string => `{${values.map((v) => (v === null ? 'NULL' : String(v))).join(',')}}`;
 
 const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } as const;
 

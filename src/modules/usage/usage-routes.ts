@@ -54,7 +54,8 @@ function singleKey(bodyKey: string | undefined, header: string | undefined): str
     throw new ValidationError('Invalid request body', [{ path: 'idempotency_key', message: 'differs from the Idempotency-Key header' }]);
   }
   const key = bodyKey ?? header;
-  if (key === undefined) throw new ValidationError('Invalid request body', [{ path: 'idempotency_key', message: 'required (in the body or the Idempotency-Key header)' }]);
+  if (key === undefined)
+    throw new ValidationError('Invalid request body', [{ path: 'idempotency_key', message: 'required (in the body or the Idempotency-Key header)' }]);
   return key;
 }
 
@@ -80,9 +81,16 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
         if (headers['idempotency-key'] !== undefined) {
           throw new ValidationError('Invalid request headers', [{ path: 'idempotency-key', message: 'is for one event; a batch names each event’s key' }]);
         }
-        const recorded = await usage.recordBatch(principal.customerId, body.events.map((e) => toInput(e, e.idempotency_key)));
+        const recorded = await usage.recordBatch(
+          principal.customerId,
+          body.events.map((e) => toInput(e, e.idempotency_key)),
+        );
         const created = recorded.filter((r) => r.created).length;
-        const out = { created, replayed: recorded.length - created, events: recorded.map((r) => ({ id: r.id, idempotency_key: r.idempotencyKey, replayed: !r.created })) };
+        const out = {
+          created,
+          replayed: recorded.length - created,
+          events: recorded.map((r) => ({ id: r.id, idempotency_key: r.idempotencyKey, replayed: !r.created })),
+        };
         return created > 0 ? { status: 201, body: out } : { status: 200, body: out, headers: { 'Idempotent-Replayed': 'true' } };
       }
       const recorded = await usage.recordOne(principal.customerId, toInput(body, singleKey(body.idempotency_key, headers['idempotency-key'])));

@@ -33,15 +33,13 @@ const quantity = z
   });
 
 export function usageSchemas(metrics: readonly string[], maxBatch: number, now: () => number) {
-  const occurredAt = z.iso
-    .datetime({ offset: true, message: 'must be an ISO 8601 date-time with a time zone' })
-    .transform((s, ctx) => {
-      const d = new Date(s);
-      const t = now();
-      if (d.getTime() < t - MAX_AGE_MS) ctx.addIssue({ code: 'custom', message: 'is more than 35 days in the past' });
-      if (d.getTime() > t + MAX_AHEAD_MS) ctx.addIssue({ code: 'custom', message: 'is more than 5 minutes in the future' });
-      return d;
-    });
+  const occurredAt = z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time with a time zone' }).transform((s, ctx) => {
+    const d = new Date(s);
+    const t = now();
+    if (d.getTime() < t - MAX_AGE_MS) ctx.addIssue({ code: 'custom', message: 'is more than 35 days in the past' });
+    if (d.getTime() > t + MAX_AHEAD_MS) ctx.addIssue({ code: 'custom', message: 'is more than 5 minutes in the future' });
+    return d;
+  });
 
   const event = z.strictObject({
     metric: z.string().refine((m) => metrics.includes(m), { message: `must be one of: ${metrics.join(', ')}` }),
@@ -76,7 +74,10 @@ export const usagePeriodQuery = z.strictObject({
 export const reportQuery = z.strictObject({
   from: periodBound.optional(),
   to: periodBound.optional(),
-  metric: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be a metric name').optional(),
+  metric: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be a metric name')
+    .optional(),
   customer_id: uuid.optional(),
   group_by: z.enum(['customer', 'day']).default('customer'),
   format: z.enum(['json', 'csv']).default('json'),

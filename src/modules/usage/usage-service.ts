@@ -31,8 +31,7 @@ export interface UsageServiceDeps {
   onAccepted?: (mode: 'single' | 'batch', count: number) => void;
 }
 
-const conflict = () =>
-  new AppError('IDEMPOTENCY_CONFLICT', 'This idempotency key was already used with a different event');
+const conflict = () => new AppError('IDEMPOTENCY_CONFLICT', 'This idempotency key was already used with a different event');
 
 /** What a batch says of each event: its id, and whether it is new. */
 export interface BatchOutcome {
@@ -66,7 +65,15 @@ export function createUsageService(deps: UsageServiceDeps) {
       if (o.conflict) return conflict();
       const e = events[i]!;
       // Same fingerprint: same metric and quantity; the stored times are the first request's.
-      const event: UsageEvent = { id: o.id, customerId: e.customerId, metric: e.metric, quantity: e.quantity, occurredAt: o.occurredAt, idempotencyKey: e.idempotencyKey, receivedAt: o.receivedAt };
+      const event: UsageEvent = {
+        id: o.id,
+        customerId: e.customerId,
+        metric: e.metric,
+        quantity: e.quantity,
+        occurredAt: o.occurredAt,
+        idempotencyKey: e.idempotencyKey,
+        receivedAt: o.receivedAt,
+      };
       return { event, created: o.created };
     });
   }
