@@ -2743,7 +2743,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Counts by state, the oldest pending event, and recent failures */
+            /** @description Counts by state, the oldest pending event and its age, the rate sent over the last minute, and recent failures */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2757,6 +2757,9 @@ export interface operations {
                         local: number;
                         sent: number;
                         oldest_pending_at: string | null;
+                        oldest_pending_age_seconds: number;
+                        sent_last_minute: number;
+                        events_per_second: number;
                         recent_failures: {
                             id: string;
                             customer_id: string;
@@ -2766,6 +2769,7 @@ export interface operations {
                             occurred_at: string;
                             attempts: number;
                             last_error: string | null;
+                            stripe_submission_id: string | null;
                         }[];
                     };
                 };

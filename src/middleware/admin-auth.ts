@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { AuditService } from '../modules/audit/audit-service';
-import { addressName, type AuthFailureGuard } from './auth-failure-guard';
+import { addressName, type AuthFailureGuard } from '../security/auth-failure-guard';
 import { contextOf } from './context';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();

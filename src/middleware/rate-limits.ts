@@ -5,8 +5,8 @@ import { RedisStore } from 'rate-limit-redis';
 import type { Config } from '../config';
 import { AppError } from '../errors/app-error';
 import { bearerToken, type AdminTokenVerifier } from './admin-auth';
-import { createAuthFailureGuard, type AuthFailureGuard } from './auth-failure-guard';
-import { FallbackStore } from './fallback-store';
+import { createAuthFailureGuard, type AuthFailureGuard } from '../security/auth-failure-guard';
+import { FallbackStore } from '../security/fallback-store';
 
 export type LimiterName = 'api' | 'usage' | 'usageAddress' | 'webhooks' | 'admin' | 'authFailures';
 

@@ -2,7 +2,7 @@ import bcrypt from 'bcrypt';
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { AppError, ServiceUnavailableError, UnauthorizedError } from '../../errors/app-error';
-import { addressName, customerName, keyName, type AuthFailureGuard, type Reservation } from '../../middleware/auth-failure-guard';
+import { addressName, customerName, keyName, type AuthFailureGuard, type Reservation } from '../../security/auth-failure-guard';
 import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import type { ApiKeysRepository, KeyCandidate } from './api-keys-repository';

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config';
 import type { MeterEventInput, StripePort } from '../../stripe/stripe-port';
 import { METER_STREAM_MAX_EVENTS, StripeCallError } from '../../stripe/stripe-port';
-import type { ClaimedEvent, ForwarderRepository } from './forwarder-repository';
+import type { ClaimedEvent, ForwarderRepository } from './forwarding-repository';
 
 export interface ForwarderDeps {
   db: Knex;

@@ -1,7 +1,7 @@
 /**
  * The forwarder in v1 mode (one meter event per call) against the real stripe-node client and a
  * fake Stripe server: what Stripe receives is compared with what the database says. The stream
- * mode (the default) is in usage-forwarder-stream.test.ts.
+ * mode (the default) is in forwarding-stream.test.ts.
  */
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
