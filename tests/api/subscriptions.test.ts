@@ -80,6 +80,18 @@ describe('with Stripe off', () => {
     );
     expect(await t.db('subscriptions').where({ customer_id: c.id })).toHaveLength(0);
   });
+
+  test('when the Idempotency-Key header is malformed, then 422 naming it, as on usage, and nothing is made', async () => {
+    const c = await createCustomer(t);
+    const plan = await createPlan(t);
+    for (const key of ['has spaces', 'x'.repeat(191), 'tab\there']) {
+      const res = await request(t.app).post(`/api/customers/${c.id}/subscriptions`).set(admin).set('Idempotency-Key', key).send({ plan });
+      expectError(res, 422, 'VALIDATION_FAILED');
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path: 'idempotency-key' })]);
+    }
+    expect(await t.db('subscriptions').where({ customer_id: c.id })).toHaveLength(0);
+    await request(t.app).post(`/api/customers/${c.id}/subscriptions`).set(admin).set('Idempotency-Key', 'ok-key-1').send({ plan }).expect(201);
+  });
 });
 
 describe('with Stripe on', () => {
