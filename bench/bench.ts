@@ -54,9 +54,14 @@ function cpuMicros(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
 }
 
-/** CPU time of a PostgreSQL cluster: its postmaster and every process it started (exited backends' time is lost, so pools stay open). */
+/**
+ * CPU time of a PostgreSQL cluster: its postmaster, the backends it has reaped (cutime/cstime: a
+ * pool that closes idle connections must not lose their time) and every backend still running.
+ */
 function clusterCpuMicros(postmaster: number): number {
-  let total = cpuMicros(postmaster);
+  const stat = fs.readFileSync(`/proc/${postmaster}/stat`, 'utf8');
+  const own = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  let total = ((Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14])) * 1e6) / CLK_TCK;
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {

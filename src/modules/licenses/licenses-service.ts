@@ -109,7 +109,12 @@ export function createLicensesService(deps: LicensesServiceDeps) {
   async function quantities(customerId: string, b: Basis): Promise<Record<string, string>> {
     const metered = Object.keys(b.plan.entitlements.limits).filter((k) => metrics.includes(k));
     if (metered.length === 0 || !b.period) return {};
-    const rows = await usage.totals({ customerId, from: b.period.from, to: b.period.to, groupBy: ['metric'] });
+    // Whole UTC days (the daily totals), from the day the period starts: a license is fetched often,
+    // and reading a period that starts mid-day would scan that day's events on every fetch.
+    const DAY = 86_400_000;
+    const from = new Date(Math.floor(b.period.from.getTime() / DAY) * DAY);
+    const to = new Date(Math.ceil(b.period.to.getTime() / DAY) * DAY);
+    const rows = await usage.totals({ customerId, from, to, groupBy: ['metric'] });
     return Object.fromEntries(metered.map((m) => [m, rows.find((r) => r.metric === m)?.quantity ?? '0']));
   }
 

@@ -93,14 +93,41 @@ with given as (
     from fresh group by 1, 2, 3 order by 1, 2, 3
   on conflict on constraint usage_daily_pkey do update
     set quantity = d.quantity + excluded.quantity, events = d.events + excluded.events
+), verdict as (
+  select g.ord, ins.id, (ins.id = i.id and g.ord = i.ord) as created, ins.request_hash <> g.request_hash as conflict, i.ord as leader,
+         (ins.id = i.id) as fresh,
+         floor(extract(epoch from ins.occurred_at) * 1000)::bigint as occurred_ms,
+         floor(extract(epoch from ins.received_at) * 1000)::bigint as received_ms
+    from given g
+    join input i on i.customer_id = g.customer_id and i.idempotency_key = g.idempotency_key
+    join ins on ins.customer_id = g.customer_id and ins.idempotency_key = g.idempotency_key
+), refused as (
+  -- All or nothing (a batch): any conflict fails the whole statement, so nothing of it is kept.
+  -- The message lists each conflicting event: its index, its key's first index, and whether that
+  -- key was stored by this very statement (a repeat inside the request) or before.
+  select usage_refuse_write(json_agg(json_build_object('ord', v.ord, 'leader', v.leader, 'fresh', v.fresh) order by v.ord)::text)
+    from verdict v where ?::boolean and v.conflict having count(*) > 0
 )
-select g.ord, ins.id, (ins.id = i.id and g.ord = i.ord) as created, ins.request_hash <> g.request_hash as conflict, i.ord as leader,
-       floor(extract(epoch from ins.occurred_at) * 1000)::bigint as occurred_ms,
-       floor(extract(epoch from ins.received_at) * 1000)::bigint as received_ms
-  from given g
-  join input i on i.customer_id = g.customer_id and i.idempotency_key = g.idempotency_key
-  join ins on ins.customer_id = g.customer_id and ins.idempotency_key = g.idempotency_key
- order by g.ord`;
+select v.ord, v.id, v.created, v.conflict, v.leader, v.occurred_ms, v.received_ms
+  from verdict v left join refused on true
+ order by v.ord`;
+
+/** SQLSTATE of an all-or-nothing write refused for a conflict; the message is JSON naming the events. */
+export const WRITE_REFUSED_SQLSTATE = 'BL409';
+
+/** A conflicting event of a refused all-or-nothing write (indexes from 0). */
+export interface RefusedEvent {
+  index: number;
+  leader: number;
+  /** The key was stored by the refused write itself: the request repeats a key with another body. */
+  repeated: boolean;
+}
+
+export class WriteRefusedError extends Error {
+  constructor(readonly events: RefusedEvent[]) {
+    super('an idempotency key was already used with a different event');
+  }
+}
 
 /** WRITE_SQL's answer per event given (int8 as strings). */
 interface WriteRow {
@@ -135,18 +162,34 @@ export function createUsageRepository() {
      * occurred_at is stored as `nowMs`. Nothing is decided here: a caller that needs all or
      * nothing runs it in a transaction and rolls back on a conflict.
      */
-    async write(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<WriteOutcome[]> {
+    async write(
+      db: Knex,
+      events: readonly EventToWrite[],
+      state: ForwardingState,
+      nowMs: number,
+      opts: { allOrNothing?: boolean } = {},
+    ): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
-      const { rows }: { rows: WriteRow[] } = await db.raw(WRITE_SQL, [
-        events.map((e) => e.customerId),
-        events.map((e) => e.metric),
-        events.map((e) => e.quantity),
-        bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
-        events.map((e) => e.idempotencyKey),
-        nowMs,
-        state,
-        state,
-      ]);
+      const { rows }: { rows: WriteRow[] } = await db
+        .raw(WRITE_SQL, [
+          events.map((e) => e.customerId),
+          events.map((e) => e.metric),
+          events.map((e) => e.quantity),
+          bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
+          events.map((e) => e.idempotencyKey),
+          nowMs,
+          state,
+          state,
+          opts.allOrNothing ?? false,
+        ])
+        .catch((err: { code?: string; message?: string }) => {
+          if (err.code !== WRITE_REFUSED_SQLSTATE) throw err;
+          // knex puts the SQL text before the database's message: read what follows the marker.
+          const marker = 'conflicting events: ';
+          const text = err.message ?? '';
+          const named = JSON.parse(text.slice(text.lastIndexOf(marker) + marker.length)) as { ord: number; leader: number; fresh: boolean }[];
+          throw new WriteRefusedError(named.map((e) => ({ index: e.ord - 1, leader: e.leader - 1, repeated: e.fresh })));
+        });
       return rows.map((r) => ({
         id: r.id,
         created: r.created,

@@ -2,7 +2,15 @@ import type { Knex } from 'knex';
 import { AppError, ValidationError } from '../../errors/app-error';
 import type { CustomersService } from '../customers/customers-service';
 import { createGroupCommit } from './group-commit';
-import type { EventToWrite, ForwardingState, TotalsQuery, UsageEvent, UsageRepository } from './usage-repository';
+import {
+  WriteRefusedError,
+  type EventToWrite,
+  type ForwardingState,
+  type TotalsQuery,
+  type UsageEvent,
+  type UsageRepository,
+  type WriteOutcome,
+} from './usage-repository';
 
 export interface UsageInput {
   metric: string;
@@ -99,21 +107,18 @@ export function createUsageService(deps: UsageServiceDeps) {
      */
     async recordBatch(customerId: string, inputs: UsageInput[]): Promise<BatchOutcome[]> {
       const events = inputs.map((i) => toWrite(customerId, i));
-      const outcomes = await retryDeadlock(() =>
-        db.transaction(async (trx) => {
-          const written = await repo.write(trx, events, state, now());
-          const repeats = written.flatMap((o, index) =>
-            // The key's row was made by this very batch: the batch repeats a key with another body.
-            o.conflict && written[o.leader]!.created
-              ? [{ index, path: `events.${index}.idempotency_key`, message: `repeats the key of event ${o.leader} with a different body` }]
-              : [],
-          );
-          // Throwing rolls the whole batch back.
-          if (repeats.length) throw new ValidationError('Invalid usage events', repeats);
-          if (written.some((o) => o.conflict)) throw conflict();
-          return written;
-        }),
-      );
+      let outcomes: WriteOutcome[];
+      try {
+        // One statement, all or nothing: a conflict anywhere fails it whole (nothing is kept).
+        outcomes = await retryDeadlock(() => repo.write(db, events, state, now(), { allOrNothing: true }));
+      } catch (err) {
+        if (!(err instanceof WriteRefusedError)) throw err;
+        const repeats = err.events
+          .filter((e) => e.repeated)
+          .map((e) => ({ index: e.index, path: `events.${e.index}.idempotency_key`, message: `repeats the key of event ${e.leader} with a different body` }));
+        if (repeats.length) throw new ValidationError('Invalid usage events', repeats);
+        throw conflict();
+      }
       deps.onAccepted?.('batch', outcomes.filter((o) => o.created).length);
       return outcomes.map((o, i) => ({ id: o.id, idempotencyKey: inputs[i]!.idempotencyKey, created: o.created }));
     },
