@@ -170,8 +170,8 @@ export function createUsageRepository() {
       opts: { allOrNothing?: boolean } = {},
     ): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
-      const { rows }: { rows: WriteRow[] } = await db
-        .raw(WRITE_SQL, [
+      const { rows } = await db
+        .raw<{ rows: WriteRow[] }>(WRITE_SQL, [
           events.map((e) => e.customerId),
           events.map((e) => e.metric),
           events.map((e) => e.quantity),
