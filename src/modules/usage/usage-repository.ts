@@ -182,6 +182,8 @@ export function createUsageRepository() {
           state,
           opts.allOrNothing ?? false,
         ])
+        // A named (prepared) statement: each connection parses and plans it once, not per write.
+        .options({ name: 'usage-write-v1' })
         .catch((err: { code?: string; message?: string }) => {
           if (err.code !== WRITE_REFUSED_SQLSTATE) throw err;
           // knex puts the SQL text before the database's message: read what follows the marker.
