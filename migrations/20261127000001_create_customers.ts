@@ -13,7 +13,9 @@ export async function up(knex: Knex): Promise<void> {
     t.check("status in ('active', 'deleted')", [], 'customers_status_check');
   });
   // Case-insensitive uniqueness among live customers: a deleted customer's address can be reused.
-  await knex.raw("create unique index customers_email_active_unique on customers (lower(email)) where status = 'active'");
+  await knex.raw(
+    "create unique index customers_email_active_unique on customers (lower(email)) where status = 'active'",
+  );
   await knex.raw('create index customers_email_lower_idx on customers (lower(email))');
 }
 
