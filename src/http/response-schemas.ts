@@ -174,7 +174,5 @@ export const responses = {
       obj({ subscription_id: id.nullable(), stripe_subscription_id: z.string(), change: z.string(), from: z.string().optional(), to: z.string().optional() }),
     ),
   }),
-  noContent: z.undefined(),
-  text: z.string(),
   openapi: z.looseObject({ openapi: z.literal('3.1.0'), paths: z.record(z.string(), z.unknown()) }),
 } as const;
