@@ -4,6 +4,7 @@ import { UUID_RE } from '../lib/ids';
 import { contextOf } from '../middleware/context';
 import { jsonBody } from '../middleware/json-body';
 import { toAppError } from '../middleware/error-handler';
+import { sendJson } from './json-reply';
 import type { AuditService } from '../modules/audit/audit-service';
 import type { Limiters } from '../middleware/rate-limits';
 import type { AuthKind, Reply, RouteDef, RouteInput } from './route';
@@ -20,11 +21,35 @@ export interface RouteDeps {
 
 /** Sends a handler's reply: the status, headers and body it chose among those its route declares. */
 function send(res: Response, reply: Reply): void {
-  res.status(reply.status);
-  for (const [name, value] of Object.entries(reply.headers ?? {})) if (value !== undefined) res.setHeader(name, value as string | number | readonly string[]);
-  if (reply.body === undefined) res.end();
-  else if (reply.type === undefined || reply.type === 'application/json') res.json(reply.body);
-  else res.type(reply.type).send(reply.body);
+  if (reply.headers)
+    for (const [name, value] of Object.entries(reply.headers)) if (value !== undefined) res.setHeader(name, value as string | number | readonly string[]);
+  if (reply.body === undefined) res.status(reply.status).end();
+  else if (reply.type === undefined || reply.type === 'application/json') sendJson(res, reply.status, reply.body);
+  else res.status(reply.status).type(reply.type).send(reply.body);
+}
+
+/**
+ * A route's steps as one handler, run in order: express's router walks its own list of layers for
+ * each step (a dispatch, a try/catch and a promise check apiece); here that is one call. A step
+ * that throws, rejects or passes an error hands it to express's error handling, as a layer would.
+ */
+function compose(steps: readonly RequestHandler[]): RequestHandler {
+  return (req, res, done) => {
+    let i = 0;
+    const fail = (err: unknown) => done(err ?? new Error('Rejected promise'));
+    const next = (err?: unknown): void => {
+      if (err !== undefined && err !== null) return done(err);
+      const step = steps[i++];
+      if (!step) return done();
+      try {
+        const ret: unknown = step(req, res, next);
+        if (ret instanceof Promise) ret.then(undefined, fail);
+      } catch (e) {
+        done(e);
+      }
+    };
+    next();
+  };
 }
 
 /**
@@ -97,6 +122,6 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
         throw err;
       }
     });
-    app[r.method](r.path, ...chain);
+    app[r.method](r.path, compose(chain));
   }
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { isDatabaseUnavailable } from '../db/db-errors';
 import { AppError, ServiceUnavailableError } from '../errors/app-error';
 import { errorCodes, type RouteDef } from '../http/route';
+import { sendJson } from '../http/json-reply';
 
 /** Errors raised by body-parser carry a `type`; map them to our codes. */
 function fromBodyParser(err: { type?: string; status?: number }): AppError | null {
@@ -58,7 +59,7 @@ export function errorHandler(logger: Logger, onUndeclared?: (route: string, code
     }
     for (const [name, value] of Object.entries(e.headers)) res.setHeader(name, value);
     if (e.code === 'SERVICE_UNAVAILABLE' && !res.getHeader('Retry-After')) res.setHeader('Retry-After', '5');
-    res.status(e.status).json({
+    sendJson(res, e.status, {
       error: {
         code: e.code,
         message: e.message,

@@ -6,11 +6,15 @@ import type { Histogram } from 'prom-client';
  * One access-log line and one request-duration observation per request, from a single 'close'
  * listener (it comes whether the answer was sent or the client hung up first). Built by hand rather
  * than with pino-http: no child logger and no serialisers per request, only the fields below (no
- * headers, no bodies, no credentials; the logger's redaction still covers anything that carries one).
+ * headers, no bodies, no credentials: nothing the redaction paths name, see below).
  * A client that hung up before the whole answer was sent is logged as 499 (nginx's code), never as
  * the status its answer would have had.
  */
 export function requestObserver(logger: Logger, duration: Histogram<'method' | 'route' | 'status'>): RequestHandler {
+  // The line's fields are plain values none of the redaction paths can name (they name headers,
+  // bodies and nested secrets): a logger without redaction writes the very same line, without
+  // pino cloning the object and walking every path first (about 20 us a line here).
+  const access = logger.child({}, { redact: [] });
   return (req, res, next) => {
     const started = process.hrtime.bigint();
     res.once('close', () => {
@@ -20,9 +24,9 @@ export function requestObserver(logger: Logger, duration: Histogram<'method' | '
       // The route template, not the path: ids stay out of the labels.
       duration.observe({ method: req.method, route: (req.route as { path?: string } | undefined)?.path ?? 'unmatched', status: String(status) }, seconds);
       const level = status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info';
-      if (!logger.isLevelEnabled(level)) return;
+      if (!access.isLevelEnabled(level)) return;
       const errorCode = res.locals.errorCode as string | undefined;
-      logger[level](
+      access[level](
         {
           reqId: req.id,
           method: req.method,

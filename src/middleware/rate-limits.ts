@@ -1,5 +1,5 @@
 import type { Request, RequestHandler } from 'express';
-import { ipKeyGenerator, MemoryStore, rateLimit, type Store } from 'express-rate-limit';
+import { ipKeyGenerator, type Store } from 'express-rate-limit';
 import type { Logger } from 'pino';
 import { RedisStore } from 'rate-limit-redis';
 import type { Config } from '../config';
@@ -7,6 +7,7 @@ import { AppError } from '../errors/app-error';
 import { bearerToken, type AdminTokenVerifier } from './admin-auth';
 import { createAuthFailureGuard, type AuthFailureGuard } from '../security/auth-failure-guard';
 import { FallbackStore } from '../security/fallback-store';
+import { MemoryCounter, rateLimiter } from '../security/rate-limiter';
 
 export type LimiterName = 'api' | 'usage' | 'usageAddress' | 'webhooks' | 'admin' | 'authFailures';
 
@@ -40,12 +41,12 @@ export interface LimiterDeps {
 
 /**
  * Every limiter answers 429 in the one error envelope with draft-8 RateLimit headers and
- * Retry-After. With Redis, counters are shared by all instances; if Redis goes away each
+ * Retry-After (src/security/rate-limiter.ts). With Redis, counters are shared by all instances; if Redis goes away each
  * limiter keeps counting in memory (per instance) instead of letting everything through.
  */
 export function createLimiters({ config, metricsTokens, redis, logger, onLimited }: LimiterDeps): Limiters {
   const store = (name: LimiterName): Store => {
-    if (!redis) return new MemoryStore();
+    if (!redis) return new MemoryCounter();
     const shared = new RedisStore({
       prefix: `billing:rl:${name}:`,
       sendCommand: (...args: string[]) => redis.sendCommand(args) as never,
@@ -55,21 +56,19 @@ export function createLimiters({ config, metricsTokens, redis, logger, onLimited
 
   const make = (name: LimiterName, opts: { key: (req: Request) => string; skip?: (req: Request) => boolean }) => {
     const { max, windowMs } = config.rateLimits[name];
-    return rateLimit({
-      windowMs,
+    return rateLimiter({
+      name,
       limit: max,
-      standardHeaders: 'draft-8',
-      legacyHeaders: false,
-      identifier: name,
+      windowMs,
       store: store(name),
-      keyGenerator: opts.key,
+      key: opts.key,
       skip: opts.skip,
-      handler: (_req, res, next) => {
+      logger,
+      onLimited: (_req, res, next) => {
         onLimited?.(name);
         res.locals.rateLimited = name;
         next(new AppError('RATE_LIMITED', 'Too many requests; retry after the time in the Retry-After header'));
       },
-      // express-rate-limit's own checks stay on: they warn about a permissive `trust proxy`.
     });
   };
 

@@ -21,6 +21,9 @@ export function requestId(): RequestHandler {
     const incoming = req.get('x-request-id');
     if (incoming !== undefined && REQUEST_ID_RE.test(incoming)) req.clientRequestId = incoming;
     req.id = randomUUID();
+    // express works req.ip out from X-Forwarded-For and TRUST_PROXY on every read, and the limits,
+    // the authentication and the access log each read it: work it out once.
+    Object.defineProperty(req, 'ip', { value: req.ip, enumerable: true });
     res.setHeader('X-Request-Id', req.id);
     next();
   };

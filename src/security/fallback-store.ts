@@ -1,5 +1,6 @@
-import { MemoryStore, type ClientRateLimitInfo, type IncrementResponse, type Options, type Store } from 'express-rate-limit';
+import type { ClientRateLimitInfo, IncrementResponse, Options, Store } from 'express-rate-limit';
 import type { Logger } from 'pino';
+import { MemoryCounter } from './rate-limiter';
 
 /**
  * A rate-limit store that keeps counters in Redis (shared by every instance) and, while Redis is
@@ -7,7 +8,7 @@ import type { Logger } from 'pino';
  * Redis answers again. A warning is logged once per outage.
  */
 export class FallbackStore implements Store {
-  private readonly local = new MemoryStore();
+  private readonly local = new MemoryCounter();
   private degraded = false;
   private options: Options | null = null;
   private lastInit = 0;

@@ -140,6 +140,23 @@ describe('errors and headers', () => {
     expect(line).toMatchObject({ clientRequestId: 'trace-abc_123.4:5', status: 404 });
   });
 
+  test('when a request is answered, then its access-log line has exactly the access fields and no credential', async () => {
+    const c = await createCustomer(t);
+    const res = await request(t.app)
+      .post('/api/usage?probe=1')
+      .set('X-API-Key', c.apiKey)
+      .set('Authorization', 'Bearer not-ours')
+      .set('Cookie', 'session=abc')
+      .send({ metric: 'api_calls', quantity: 1, idempotency_key: `line-${Date.now()}` })
+      .expect(201);
+    const raw = t.logs.find((l) => l.includes(res.headers['x-request-id']!) && l.includes('request completed'))!;
+    const line = JSON.parse(raw) as Record<string, unknown>;
+    expect(Object.keys(line).sort()).toEqual(['ip', 'level', 'method', 'ms', 'msg', 'reqId', 'service', 'status', 'time', 'url'].sort());
+    expect(line).toMatchObject({ level: 30, method: 'POST', url: '/api/usage?probe=1', status: 201, service: 'billing-service' });
+    expect(typeof line.ip).toBe('string');
+    for (const secret of [c.apiKey, c.apiKey.split('_').pop()!, 'not-ours', 'session=abc']) expect(raw).not.toContain(secret);
+  });
+
   test('when two requests send the same X-Request-Id, then each still gets an id of its own', async () => {
     const a = await request(t.app).get('/health').set('X-Request-Id', 'same-id');
     const b = await request(t.app).get('/health').set('X-Request-Id', a.headers['x-request-id']!);

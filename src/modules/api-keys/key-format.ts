@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { UUID_RE } from '../../lib/ids';
 
 /** `cust_<customerId>_<secret>`: the secret is 32 random bytes, base64url (43 characters). */
@@ -33,5 +33,5 @@ export function displayStart(customerId: string, start: string): string {
 
 /** Cache key for a presented key: never keep the key itself in memory longer than the request. */
 export function keyFingerprint(presented: string): string {
-  return createHash('sha256').update(presented).digest('base64url');
+  return hash('sha256', presented, 'base64url');
 }
