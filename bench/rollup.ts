@@ -53,22 +53,34 @@ interface Native {
 }
 
 /**
- * The SQL and bindings a repository call sends, in pg's form ($n), as Knex would send them: the
- * call runs against a stand-in that records its one `raw` and answers with no rows.
+ * The SQL and bindings a repository call sends, in pg's form ($n): the call runs against a stand-in
+ * for Knex that records its one statement (a `raw`, or a query on a pooled connection) and answers
+ * with no rows.
  */
 async function capture(knex: Knex, run: (db: Knex) => Promise<unknown>): Promise<Native> {
-  let seen: { sql: string; bindings: readonly Knex.RawBinding[] } | undefined;
+  let seen: Native | undefined;
   const noRows = () => Object.assign(Promise.resolve({ rows: [] }), { options: () => Promise.resolve({ rows: [] }) });
   const standIn = {
+    isTransaction: false,
     raw(sql: string, bindings: readonly Knex.RawBinding[]) {
-      seen = { sql, bindings };
+      const native = knex.raw(sql, bindings).toSQL().toNative();
+      seen = { text: native.sql, values: native.bindings as unknown[] };
       return noRows();
+    },
+    client: {
+      acquireConnection: () =>
+        Promise.resolve({
+          query: (q: { text: string; values: unknown[] }) => {
+            seen = { text: q.text, values: q.values };
+            return Promise.resolve({ rows: [] });
+          },
+        }),
+      releaseConnection: () => Promise.resolve(),
     },
   };
   await run(standIn as unknown as Knex);
   if (!seen) throw new Error('the repository sent no SQL');
-  const native = knex.raw(seen.sql, seen.bindings).toSQL().toNative();
-  return { text: native.sql, values: native.bindings as unknown[] };
+  return seen;
 }
 
 function replaceOnce(text: string, find: string, by: string): string {

@@ -4,6 +4,7 @@ import { UUID_RE } from '../lib/ids';
 import { contextOf } from '../middleware/context';
 import { jsonBody } from '../middleware/json-body';
 import { toAppError } from '../middleware/error-handler';
+import { compose } from './compose';
 import { sendJson } from './json-reply';
 import type { AuditService } from '../modules/audit/audit-service';
 import type { Limiters } from '../middleware/rate-limits';
@@ -29,30 +30,6 @@ function send(res: Response, reply: Reply): void {
 }
 
 /**
- * A route's steps as one handler, run in order: express's router walks its own list of layers for
- * each step (a dispatch, a try/catch and a promise check apiece); here that is one call. A step
- * that throws, rejects or passes an error hands it to express's error handling, as a layer would.
- */
-function compose(steps: readonly RequestHandler[]): RequestHandler {
-  return (req, res, done) => {
-    let i = 0;
-    const fail = (err: unknown) => done(err ?? new Error('Rejected promise'));
-    const next = (err?: unknown): void => {
-      if (err !== undefined && err !== null) return done(err);
-      const step = steps[i++];
-      if (!step) return done();
-      try {
-        const ret: unknown = step(req, res, next);
-        if (ret instanceof Promise) ret.then(undefined, fail);
-      } catch (e) {
-        done(e);
-      }
-    };
-    next();
-  };
-}
-
-/**
  * Wires each row of the route table in one fixed order:
  * per-address rate limit -> authenticate (failed attempts counted by the authentication itself,
  * before any bcrypt) -> per-customer limit -> read the body -> validate params, query, headers,
@@ -60,7 +37,10 @@ function compose(steps: readonly RequestHandler[]): RequestHandler {
  * Authentication comes before the body so an unauthenticated caller learns nothing about validation.
  */
 export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: RouteDeps): void {
-  for (const r of routes) {
+  // Customer routes first: instances call them at volume, and express tries each route in turn
+  // (no customer route shares a method and path with another route: a test checks).
+  const ordered = [...routes.filter((r) => r.auth === 'customer'), ...routes.filter((r) => r.auth !== 'customer')];
+  for (const r of ordered) {
     const { request } = r;
     const chain: RequestHandler[] = [
       (_req, res, next) => {
@@ -77,7 +57,7 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
     if (r.auth === 'metrics') chain.push(limiters.admin, deps.metricsAuth);
     if (r.rateLimit === 'usage') chain.push(limiters.usage);
     if (r.rawBody) chain.push(express.raw({ type: 'application/json', limit: r.bodyLimit ?? deps.jsonBodyLimit }));
-    else if (request.body) chain.push(...jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));
+    else if (request.body) chain.push(jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));
     chain.push(async (req, res) => {
       const ctx = contextOf(req);
       try {
@@ -122,6 +102,7 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
         throw err;
       }
     });
+    // One layer per route: its steps run as one handler.
     app[r.method](r.path, compose(chain));
   }
 }

@@ -39,6 +39,25 @@ test('when the document is fetched, then every route of the table is in it, with
   expect(ids.size).toBe(routeTable(t.c).length);
 });
 
+test('when the routes are registered (customer routes first), then no request could be taken by two routes', () => {
+  const routes = routeTable(t.c);
+  const pattern = (path: string) => new RegExp(`^${path.replace(/:\w+/g, '[^/]+')}$`);
+  // An instance of `a` that would also reach `b` if one could: a parameter of `a` takes the
+  // segment `b` has at the same place.
+  const instance = (a: string, b: string) => {
+    const bs = b.split('/');
+    return a
+      .split('/')
+      .map((seg, i) => (seg.startsWith(':') ? (bs[i] && !bs[i].startsWith(':') ? bs[i] : 'x') : seg))
+      .join('/');
+  };
+  const clashes: string[] = [];
+  for (const a of routes)
+    for (const b of routes)
+      if (a !== b && a.method === b.method && pattern(b.path).test(instance(a.path, b.path))) clashes.push(`${a.method} ${a.path} / ${b.path}`);
+  expect(clashes).toEqual([]);
+});
+
 test('when a request schema is documented, then it is the one that validates the request', async () => {
   const spec = (await request(t.app).get('/openapi.json')).body;
   const create = spec.paths['/api/customers'].post.requestBody.content['application/json'].schema;

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type pg from 'pg';
 import type { ForwardingState, UsageDailyRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
 
@@ -72,15 +73,15 @@ const WRITE_SQL = `
 with given as (
   select t.ord, t.customer_id, t.metric, t.quantity, t.occurred_ms, t.idempotency_key,
          encode(substring(sha256(convert_to(t.metric || E'\\n' || t.quantity || E'\\n' || coalesce(t.occurred_ms::text, ''), 'UTF8')) from 1 for 16), 'hex') as request_hash
-    from unnest(?::uuid[], ?::text[], ?::text[], ?::bigint[], ?::text[]) with ordinality
+    from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[]) with ordinality
       as t(customer_id, metric, quantity, occurred_ms, idempotency_key, ord)
 ), input as (
   select distinct on (customer_id, idempotency_key) usage_uuidv7() as id, g.*
     from given g order by customer_id, idempotency_key, ord
 ), ins as (
   insert into usage_events as e (id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, state, next_attempt_at)
-  select id, customer_id, metric, quantity::numeric, timestamptz 'epoch' + coalesce(occurred_ms, ?::bigint) * interval '1 millisecond',
-         idempotency_key, request_hash, ?::text, case when ?::text = 'pending' then now() end
+  select id, customer_id, metric, quantity::numeric, timestamptz 'epoch' + coalesce(occurred_ms, $6::bigint) * interval '1 millisecond',
+         idempotency_key, request_hash, $7::text, case when $7::text = 'pending' then now() end
     from input order by customer_id, idempotency_key
   on conflict on constraint usage_events_customer_idempotency_unique do update set request_hash = e.request_hash
   returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at, e.request_hash
@@ -106,9 +107,9 @@ with given as (
   -- The message lists each conflicting event: its index, its key's first index, and whether that
   -- key was stored by this very statement (a repeat inside the request) or before.
   select usage_refuse_write(json_agg(json_build_object('ord', v.ord, 'leader', v.leader, 'fresh', v.fresh) order by v.ord)::text)
-    from verdict v where ?::boolean and v.conflict having count(*) > 0
+    from verdict v where $8::boolean and v.conflict having count(*) > 0
 )
-select v.ord, v.id, v.created, v.conflict, v.leader, v.occurred_ms, v.received_ms
+select v.id, v.created, v.conflict, v.leader, v.occurred_ms, v.received_ms
   from verdict v left join refused on true
  order by v.ord`;
 
@@ -129,7 +130,7 @@ export class WriteRefusedError extends Error {
   }
 }
 
-/** WRITE_SQL's answer per event given (int8 as strings). */
+/** WRITE_SQL's answer per event given, in the order given (int8 as strings). */
 interface WriteRow {
   id: string;
   created: boolean;
@@ -147,11 +148,44 @@ const floorDay = (d: Date) => new Date(Math.floor(d.getTime() / DAY_MS) * DAY_MS
 const ceilDay = (d: Date) => new Date(Math.ceil(d.getTime() / DAY_MS) * DAY_MS);
 const isoDay = (d: Date) => d.toISOString().slice(0, 10);
 
-/**
- * A bigint[] whose NULL elements mean "not given", as the array literal pg itself would send
- * (Knex's binding types have no array with null elements). Integers only, so nothing to quote.
+/*
+ * Array parameters as PostgreSQL array literals, built here rather than by pg (which quotes and
+ * escapes every element with two regular expressions): a 100-event batch sends five of them.
  */
+
+/** A bigint[] whose NULL elements mean "not given". Integers only, so nothing to quote. */
 const bigintArray = (values: readonly (number | null)[]): string => `{${values.map((v) => (v === null ? 'NULL' : String(v))).join(',')}}`;
+
+/** A uuid[]: the ids come from verified keys (hex digits and dashes), nothing to quote. */
+const uuidArray = (values: readonly string[]): string => `{${values.join(',')}}`;
+
+/** A text[]: every element quoted (so NULL and empty strings stay strings); quotes and backslashes escaped. */
+function textArray(values: readonly string[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    out += `${i === 0 ? '' : ','}"${NEEDS_ESCAPE.test(v) ? v.replace(ESCAPED, '\\$&') : v}"`;
+  }
+  return `${out}}`;
+}
+const NEEDS_ESCAPE = /["\\]/;
+const ESCAPED = /["\\]/g;
+
+/**
+ * Runs a named statement on a connection of knex's pool, straight through pg: the text is fixed
+ * and its parameters ready, so knex's query building (which walks every binding, arrays included)
+ * has nothing to add. Never inside a transaction: the statement is all or nothing by itself.
+ */
+async function runNamed<R>(db: Knex, query: { name: string; text: string; values: unknown[] }): Promise<R[]> {
+  if (db.isTransaction) throw new Error('runNamed runs on a pooled connection of its own, not inside a transaction');
+  const client = db.client as { acquireConnection(): Promise<pg.ClientBase>; releaseConnection(c: pg.ClientBase): Promise<void> };
+  const conn = await client.acquireConnection();
+  try {
+    return (await conn.query<R & pg.QueryResultRow>(query)).rows;
+  } finally {
+    await client.releaseConnection(conn);
+  }
+}
 
 const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } as const;
 
@@ -159,8 +193,8 @@ export function createUsageRepository() {
   return {
     /**
      * Writes events (see WRITE_SQL) and says, for each one given, what became of it. Absent
-     * occurred_at is stored as `nowMs`. Nothing is decided here: a caller that needs all or
-     * nothing runs it in a transaction and rolls back on a conflict.
+     * occurred_at is stored as `nowMs`. With `allOrNothing` a conflict anywhere refuses the whole
+     * statement (WriteRefusedError naming the events) and nothing of it is kept.
      */
     async write(
       db: Knex,
@@ -170,28 +204,31 @@ export function createUsageRepository() {
       opts: { allOrNothing?: boolean } = {},
     ): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
-      const { rows } = await db
-        .raw<{ rows: WriteRow[] }>(WRITE_SQL, [
-          events.map((e) => e.customerId),
-          events.map((e) => e.metric),
-          events.map((e) => e.quantity),
-          bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
-          events.map((e) => e.idempotencyKey),
-          nowMs,
-          state,
-          state,
-          opts.allOrNothing ?? false,
-        ])
-        // A named (prepared) statement: each connection parses and plans it once, not per write.
-        .options({ name: 'usage-write-v1' })
-        .catch((err: { code?: string; message?: string }) => {
-          if (err.code !== WRITE_REFUSED_SQLSTATE) throw err;
-          // knex puts the SQL text before the database's message: read what follows the marker.
-          const marker = 'conflicting events: ';
-          const text = err.message ?? '';
-          const named = JSON.parse(text.slice(text.lastIndexOf(marker) + marker.length)) as { ord: number; leader: number; fresh: boolean }[];
-          throw new WriteRefusedError(named.map((e) => ({ index: e.ord - 1, leader: e.leader - 1, repeated: e.fresh })));
+      let rows: WriteRow[];
+      try {
+        rows = await runNamed<WriteRow>(db, {
+          // A named (prepared) statement: each connection parses and plans it once, not per write.
+          name: 'usage-write-v2',
+          text: WRITE_SQL,
+          values: [
+            uuidArray(events.map((e) => e.customerId)),
+            textArray(events.map((e) => e.metric)),
+            textArray(events.map((e) => e.quantity)),
+            bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
+            textArray(events.map((e) => e.idempotencyKey)),
+            nowMs,
+            state,
+            opts.allOrNothing ?? false,
+          ],
         });
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        if (e.code !== WRITE_REFUSED_SQLSTATE) throw err;
+        const marker = 'conflicting events: ';
+        const text = e.message ?? '';
+        const named = JSON.parse(text.slice(text.lastIndexOf(marker) + marker.length)) as { ord: number; leader: number; fresh: boolean }[];
+        throw new WriteRefusedError(named.map((n) => ({ index: n.ord - 1, leader: n.leader - 1, repeated: n.fresh })));
+      }
       return rows.map((r) => ({
         id: r.id,
         created: r.created,
