@@ -10,6 +10,7 @@ import { loadOrCreateDevAdminToken } from './dev-admin-token';
 import { createLogger } from './logger';
 import { connectRedis } from './redis';
 import { reloadSecrets } from './secrets-reload';
+import { createHttpServer } from './http/http-classes';
 
 /** Composition root: config -> database -> migrations -> services -> app -> listen -> graceful shutdown. */
 async function main(): Promise<void> {
@@ -50,7 +51,8 @@ async function main(): Promise<void> {
   const app = createApp(container);
 
   const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
+    // Requests and responses made with express's prototypes from the start (src/http/http-classes.ts).
+    const s = createHttpServer(app).listen(config.port, config.host, () => resolve(s));
     s.once('error', reject);
   });
   const { port } = server.address() as AddressInfo;

@@ -39,7 +39,7 @@ async function customerTotals(
   return { customer_id: customerId, from: p.from.toISOString(), to: p.to.toISOString(), group_by: query.group_by, totals: totals.map(totalJson) };
 }
 
-const recordedJson = (r: Recorded) => ({ ...usageEventJson(r.event), replayed: !r.created });
+const recordedJson = (r: Recorded) => Object.assign(usageEventJson(r.event), { replayed: !r.created });
 
 const toInput = (e: { metric: string; quantity: string; occurred_at?: Date }, idempotencyKey: string): UsageInput => ({
   metric: e.metric,

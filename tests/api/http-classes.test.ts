@@ -1,0 +1,109 @@
+/**
+ * The server's own request and response classes (src/http/http-classes.ts): objects made with
+ * express's prototypes from the start, answering exactly as node's own classes do.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import http from 'node:http';
+import express from 'express';
+import { createHttpServer } from '../../src/http/http-classes';
+import { createCustomer } from '../helpers/factories';
+import { createTestApp, type TestApp } from '../helpers/test-app';
+
+function listen(server: http.Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+async function call(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string) {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers, body });
+  const text = await res.text();
+  return { status: res.status, headers: Object.fromEntries(res.headers), text };
+}
+
+test('when a request arrives, then it and its response already have the app’s prototypes, and express still works on them', async () => {
+  const app = express();
+  app.use(express.json());
+  app.post('/echo/:id', (req, res) => {
+    res.json({
+      sameRequest: Object.getPrototypeOf(req) === app.request,
+      sameResponse: Object.getPrototypeOf(res) === app.response,
+      id: req.params.id,
+      body: req.body as unknown,
+      ip: req.ip,
+      query: req.query,
+      path: req.path,
+    });
+  });
+  const server = createHttpServer(app);
+  const port = await listen(server);
+  try {
+    const res = await call(port, 'POST', '/echo/42?x=1', { 'Content-Type': 'application/json' }, '{"a":[1,2]}');
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.text)).toEqual({
+      sameRequest: true,
+      sameResponse: true,
+      id: '42',
+      body: { a: [1, 2] },
+      ip: '127.0.0.1',
+      query: { x: '1' },
+      path: '/echo/42',
+    });
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+});
+
+describe('the service on its own server', () => {
+  let t: TestApp;
+  let server: http.Server;
+  let port: number;
+  let plain: http.Server;
+  let plainPort: number;
+  beforeAll(async () => {
+    t = await createTestApp();
+    server = createHttpServer(t.app);
+    port = await listen(server);
+    plain = http.createServer(t.app);
+    plainPort = await listen(plain);
+  });
+  afterAll(async () => {
+    await new Promise((r) => server.close(r));
+    await new Promise((r) => plain.close(r));
+    await t.close();
+  });
+
+  /** The same request to node's classes and to ours: same status, same headers (but the varying ones), same body. */
+  async function same(method: string, path: string, headers: Record<string, string> = {}, body?: () => string) {
+    const ours = await call(port, method, path, headers, body?.());
+    const theirs = await call(plainPort, method, path, headers, body?.());
+    const drop = (h: Record<string, string>) => {
+      const { date: _d, 'x-request-id': _r, ratelimit: _l, 'content-length': _c, ...rest } = h;
+      return rest;
+    };
+    const text = (s: string) => s.replace(/[0-9a-f-]{36}/g, 'UUID').replace(/"(received_at|occurred_at)":"[^"]+"/g, '"$1":"T"');
+    expect({ status: ours.status, headers: drop(ours.headers), text: text(ours.text) }).toEqual({
+      status: theirs.status,
+      headers: drop(theirs.headers),
+      text: text(theirs.text),
+    });
+    return ours;
+  }
+
+  test('when the same requests are sent to node’s classes and to these, then the answers are the same', async () => {
+    const c = await createCustomer(t);
+    const json = { 'Content-Type': 'application/json', 'X-API-Key': c.apiKey };
+    await same('GET', '/health');
+    await same('HEAD', '/health');
+    await same('GET', '/nope');
+    await same('GET', '/api/me', { 'X-API-Key': 'cust_nonsense' });
+    await same('GET', '/api/me', { 'X-API-Key': c.apiKey });
+    const k = `classes-${randomBytes(4).toString('hex')}`;
+    // The first stores it; the replay answers the same from either server.
+    expect((await call(port, 'POST', '/api/usage', json, JSON.stringify({ metric: 'api_calls', quantity: 1, idempotency_key: k }))).status).toBe(201);
+    const replay = await same('POST', '/api/usage', json, () => JSON.stringify({ metric: 'api_calls', quantity: 1, idempotency_key: k }));
+    expect(replay.status).toBe(200);
+    await same('POST', '/api/usage', json, () => '{"metric":');
+    await same('POST', '/api/usage', { ...json, 'Content-Type': 'text/plain' }, () => '{}');
+    await same('GET', '/api/usage?group_by=nope', { 'X-API-Key': c.apiKey });
+  });
+});
