@@ -84,8 +84,13 @@ async function freePort(): Promise<number> {
   });
 }
 
-function startNode(script: string, env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--require', 'tsx/cjs', script], {
+/** The node options `npm start` runs the service with (package.json), so the benchmark runs it as deployed. */
+const START_FLAGS = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+  .split(/\s+/)
+  .filter((a) => a.startsWith('--'));
+
+function startNode(script: string, env: Record<string, string>, ready: RegExp, flags: string[] = []): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [...flags, '--require', 'tsx/cjs', script], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -172,6 +177,7 @@ async function main(): Promise<void> {
           RATE_LIMIT_AUTH_FAILURES: '100000000/1m',
         },
         /listening/,
+        START_FLAGS,
       ),
     );
     const base = `http://127.0.0.1:${servicePort}`;
@@ -224,6 +230,7 @@ async function main(): Promise<void> {
       license: (d: number) => load(base, { method: 'GET', path: '/api/licenses', headers: { 'x-api-key': apiKey } }, d, svc),
     };
 
+    console.log(`service started with the node options of npm start: ${START_FLAGS.join(' ') || '(none)'}`);
     console.log(`warm-up: ${WARMUP}s each`);
     for (const run of Object.values(scenarios)) await run(WARMUP);
 
@@ -282,7 +289,7 @@ async function main(): Promise<void> {
       },
       usage_read: { rps: Math.round(med('usage_read', 'rps')), p99_ms: med('usage_read', 'p99_ms'), ...cpu('usage_read') },
       license: { rps: Math.round(med('license', 'rps')), p99_ms: med('license', 'p99_ms'), ...cpu('license') },
-      settings: { rounds: ROUNDS, duration_s: DURATION, connections: CONNECTIONS, batch: BATCH, cpus: os.cpus().length },
+      settings: { rounds: ROUNDS, duration_s: DURATION, connections: CONNECTIONS, batch: BATCH, cpus: os.cpus().length, service_node_flags: START_FLAGS },
       per_round_ratios: {
         single: singleRatios.map(round2),
         batch: batchRatios.map(round2),

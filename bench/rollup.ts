@@ -257,7 +257,8 @@ async function runWrites(bench: Bench, knex: Knex, customers: string[]) {
         quantity: '1',
         idempotencyKey: `${tag}-${String(j).padStart(3, '0')}`,
       }));
-    const write = (events: EventToWrite[]) => capture(knex, (db) => repo.write(db, events, 'pending', Date.now(), { allOrNothing: sc.batch }));
+    const write = (events: EventToWrite[]) =>
+      capture(knex, (db) => (sc.batch ? repo.writeAllOrNothing(db, events, 'pending', Date.now()) : repo.write(db, events, 'pending', Date.now())));
     const stored = sc.replay ? makeEvents(`${sc.id}-stored`) : null;
     const samples: Record<string, Samples> = Object.fromEntries(WRITE_VARIANTS.map((v) => [v.name, { rtt: [], cpu: [], exec: [], wal: [] }]));
     const oneWrite = async (v: WriteVariant, n: Native) => {

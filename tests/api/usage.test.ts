@@ -175,6 +175,19 @@ describe('POST /api/usage: a batch', () => {
     expect(await rows(c)).toHaveLength(50);
   });
 
+  test('when keys hold what an array literal treats specially, then each is stored and answered exactly', async () => {
+    const c = await createCustomer(t);
+    const tag = randomBytes(4).toString('hex');
+    const keys = ['NULL', 'null', '', ' ', 'a,b', '{x}', 'q"uote', 'back\\slash', '\\"', ' lead', 'trail ', '"'].map((k) => `${k}${tag}`);
+    const res = await post(c, { events: keys.map((k) => ({ metric: 'api_calls', quantity: '0.5', idempotency_key: k })) });
+    expect(res.status).toBe(201);
+    expect(res.body.events.map((e: { idempotency_key: string }) => e.idempotency_key)).toEqual(keys);
+    const stored = await rows(c);
+    expect(stored.map((r: { idempotency_key: string }) => r.idempotency_key).sort()).toEqual([...keys].sort());
+    // The same keys alone, through the group write: replays of what the batch stored.
+    for (const k of keys) expect((await post(c, { metric: 'api_calls', quantity: '0.5', idempotency_key: k })).status).toBe(200);
+  });
+
   test('when one event of a batch is bad, then 422 names it by index and nothing is written', async () => {
     const c = await createCustomer(t);
     const batch = events(10);

@@ -35,8 +35,9 @@ export interface WriteOutcome {
   conflict: boolean;
   /** Index of the first event of this write with the same customer and key. */
   leader: number;
-  occurredAt: Date;
-  receivedAt: Date;
+  /** The stored event's times, in ms since the epoch (a batch answers without them: no Date made for it). */
+  occurredMs: number;
+  receivedMs: number;
 }
 
 export interface TotalsQuery {
@@ -96,9 +97,7 @@ with given as (
     set quantity = d.quantity + excluded.quantity, events = d.events + excluded.events
 ), verdict as (
   select g.ord, ins.id, (ins.id = i.id and g.ord = i.ord) as created, ins.request_hash <> g.request_hash as conflict, i.ord as leader,
-         (ins.id = i.id) as fresh,
-         floor(extract(epoch from ins.occurred_at) * 1000)::bigint as occurred_ms,
-         floor(extract(epoch from ins.received_at) * 1000)::bigint as received_ms
+         (ins.id = i.id) as fresh, ins.occurred_at, ins.received_at
     from given g
     join input i on i.customer_id = g.customer_id and i.idempotency_key = g.idempotency_key
     join ins on ins.customer_id = g.customer_id and ins.idempotency_key = g.idempotency_key
@@ -109,9 +108,17 @@ with given as (
   select usage_refuse_write(json_agg(json_build_object('ord', v.ord, 'leader', v.leader, 'fresh', v.fresh) order by v.ord)::text)
     from verdict v where $8::boolean and v.conflict having count(*) > 0
 )
-select v.id, v.created, v.conflict, v.leader, v.occurred_ms, v.received_ms
-  from verdict v left join refused on true
- order by v.ord`;
+-- One row whatever the number of events: each column lists the events' values in the order given,
+-- comma-separated (ids, leaders, times) or one character per event (flags). A 100-event batch is
+-- one row to read, not a hundred. An all-or-nothing write (a batch) that returns had no conflict,
+-- and its caller reads ids and flags alone: the other columns are left empty.
+select string_agg(v.id::text, ',' order by v.ord) as ids,
+       string_agg(case when v.created then '1' else '0' end, '' order by v.ord) as created,
+       string_agg(case when v.conflict then '1' else '0' end, '' order by v.ord) as conflicts,
+       string_agg(case when not $8::boolean then v.leader::text end, ',' order by v.ord) as leaders,
+       string_agg(case when not $8::boolean then floor(extract(epoch from v.occurred_at) * 1000)::bigint::text end, ',' order by v.ord) as occurred_ms,
+       string_agg(case when not $8::boolean then floor(extract(epoch from v.received_at) * 1000)::bigint::text end, ',' order by v.ord) as received_ms
+  from verdict v left join refused on true`;
 
 /** SQLSTATE of an all-or-nothing write refused for a conflict; the message is JSON naming the events. */
 export const WRITE_REFUSED_SQLSTATE = 'BL409';
@@ -130,14 +137,20 @@ export class WriteRefusedError extends Error {
   }
 }
 
-/** WRITE_SQL's answer per event given, in the order given (int8 as strings). */
+/** WRITE_SQL's one row: per event given, in the order given (see there); null for an all-or-nothing write. */
 interface WriteRow {
+  ids: string;
+  created: string;
+  conflicts: string;
+  leaders: string | null;
+  occurred_ms: string | null;
+  received_ms: string | null;
+}
+
+/** An event of an all-or-nothing write: its id, and whether this write stored it. */
+export interface StoredEvent {
   id: string;
   created: boolean;
-  conflict: boolean;
-  leader: string;
-  occurred_ms: string;
-  received_ms: string;
 }
 
 /** The totals query's rows: the grouping columns asked for; null sums when nothing matched. */
@@ -161,12 +174,8 @@ const uuidArray = (values: readonly string[]): string => `{${values.join(',')}}`
 
 /** A text[]: every element quoted (so NULL and empty strings stay strings); quotes and backslashes escaped. */
 function textArray(values: readonly string[]): string {
-  let out = '{';
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    out += `${i === 0 ? '' : ','}"${NEEDS_ESCAPE.test(v) ? v.replace(ESCAPED, '\\$&') : v}"`;
-  }
-  return `${out}}`;
+  for (const v of values) if (NEEDS_ESCAPE.test(v)) return `{${values.map((x) => `"${x.replace(ESCAPED, '\\$&')}"`).join(',')}}`;
+  return `{"${values.join('","')}"}`;
 }
 const NEEDS_ESCAPE = /["\\]/;
 const ESCAPED = /["\\]/g;
@@ -189,54 +198,70 @@ async function runNamed<R>(db: Knex, query: { name: string; text: string; values
 
 const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } as const;
 
+const ONE = '1'.charCodeAt(0);
+
+/** Runs WRITE_SQL; a refused all-or-nothing write becomes a WriteRefusedError naming the events. */
+async function runWrite(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number, allOrNothing: boolean): Promise<WriteRow> {
+  try {
+    const [row] = await runNamed<WriteRow>(db, {
+      // A named (prepared) statement: each connection parses and plans it once, not per write.
+      name: 'usage-write-v4',
+      text: WRITE_SQL,
+      values: [
+        uuidArray(events.map((e) => e.customerId)),
+        textArray(events.map((e) => e.metric)),
+        textArray(events.map((e) => e.quantity)),
+        bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
+        textArray(events.map((e) => e.idempotencyKey)),
+        nowMs,
+        state,
+        allOrNothing,
+      ],
+    });
+    return row!;
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    if (e.code !== WRITE_REFUSED_SQLSTATE) throw err;
+    const marker = 'conflicting events: ';
+    const text = e.message ?? '';
+    const named = JSON.parse(text.slice(text.lastIndexOf(marker) + marker.length)) as { ord: number; leader: number; fresh: boolean }[];
+    throw new WriteRefusedError(named.map((n) => ({ index: n.ord - 1, leader: n.leader - 1, repeated: n.fresh })));
+  }
+}
+
 export function createUsageRepository() {
   return {
     /**
-     * Writes events (see WRITE_SQL) and says, for each one given, what became of it. Absent
-     * occurred_at is stored as `nowMs`. With `allOrNothing` a conflict anywhere refuses the whole
-     * statement (WriteRefusedError naming the events) and nothing of it is kept.
+     * Writes events (see WRITE_SQL) and says, for each one given, what became of it: single events
+     * of many customers, each settling on its own (a conflict is that event's answer). Absent
+     * occurred_at is stored as `nowMs`.
      */
-    async write(
-      db: Knex,
-      events: readonly EventToWrite[],
-      state: ForwardingState,
-      nowMs: number,
-      opts: { allOrNothing?: boolean } = {},
-    ): Promise<WriteOutcome[]> {
+    async write(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
-      let rows: WriteRow[];
-      try {
-        rows = await runNamed<WriteRow>(db, {
-          // A named (prepared) statement: each connection parses and plans it once, not per write.
-          name: 'usage-write-v2',
-          text: WRITE_SQL,
-          values: [
-            uuidArray(events.map((e) => e.customerId)),
-            textArray(events.map((e) => e.metric)),
-            textArray(events.map((e) => e.quantity)),
-            bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
-            textArray(events.map((e) => e.idempotencyKey)),
-            nowMs,
-            state,
-            opts.allOrNothing ?? false,
-          ],
-        });
-      } catch (err) {
-        const e = err as { code?: string; message?: string };
-        if (e.code !== WRITE_REFUSED_SQLSTATE) throw err;
-        const marker = 'conflicting events: ';
-        const text = e.message ?? '';
-        const named = JSON.parse(text.slice(text.lastIndexOf(marker) + marker.length)) as { ord: number; leader: number; fresh: boolean }[];
-        throw new WriteRefusedError(named.map((n) => ({ index: n.ord - 1, leader: n.leader - 1, repeated: n.fresh })));
-      }
-      return rows.map((r) => ({
-        id: r.id,
-        created: r.created,
-        conflict: r.conflict,
-        leader: Number(r.leader) - 1,
-        occurredAt: new Date(Number(r.occurred_ms)),
-        receivedAt: new Date(Number(r.received_ms)),
+      const row = await runWrite(db, events, state, nowMs, false);
+      const ids = row.ids.split(',');
+      const leaders = row.leaders!.split(',');
+      const occurred = row.occurred_ms!.split(',');
+      const received = row.received_ms!.split(',');
+      return ids.map((id, i) => ({
+        id,
+        created: row.created.charCodeAt(i) === ONE,
+        conflict: row.conflicts.charCodeAt(i) === ONE,
+        leader: Number(leaders[i]) - 1,
+        occurredMs: Number(occurred[i]),
+        receivedMs: Number(received[i]),
       }));
+    },
+
+    /**
+     * Writes events all or nothing (a batch): a conflict anywhere refuses the whole statement
+     * (WriteRefusedError naming the events) and nothing of it is kept. Otherwise each event's id,
+     * and whether this write stored it.
+     */
+    async writeAllOrNothing(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<StoredEvent[]> {
+      if (events.length === 0) return [];
+      const row = await runWrite(db, events, state, nowMs, true);
+      return row.ids.split(',').map((id, i) => ({ id, created: row.created.charCodeAt(i) === ONE }));
     },
 
     /**

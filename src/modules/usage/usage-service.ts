@@ -9,7 +9,7 @@ import {
   type TotalsQuery,
   type UsageEvent,
   type UsageRepository,
-  type WriteOutcome,
+  type StoredEvent,
 } from './usage-repository';
 
 export interface UsageInput {
@@ -64,7 +64,13 @@ export function createUsageService(deps: UsageServiceDeps) {
   const now = deps.now ?? Date.now;
   const state: ForwardingState = deps.stripeEnabled ? 'pending' : 'local';
 
-  const toWrite = (customerId: string, i: UsageInput): EventToWrite => ({ customerId, ...i });
+  const toWrite = (customerId: string, i: UsageInput): EventToWrite => ({
+    customerId,
+    metric: i.metric,
+    quantity: i.quantity,
+    occurredAt: i.occurredAt,
+    idempotencyKey: i.idempotencyKey,
+  });
 
   /** Single events of many customers, written together; each settles on its own. */
   async function writeGroup(events: EventToWrite[]): Promise<(Recorded | AppError)[]> {
@@ -78,9 +84,9 @@ export function createUsageService(deps: UsageServiceDeps) {
         customerId: e.customerId,
         metric: e.metric,
         quantity: e.quantity,
-        occurredAt: o.occurredAt,
+        occurredAt: new Date(o.occurredMs),
         idempotencyKey: e.idempotencyKey,
-        receivedAt: o.receivedAt,
+        receivedAt: new Date(o.receivedMs),
       };
       return { event, created: o.created };
     });
@@ -107,10 +113,10 @@ export function createUsageService(deps: UsageServiceDeps) {
      */
     async recordBatch(customerId: string, inputs: UsageInput[]): Promise<BatchOutcome[]> {
       const events = inputs.map((i) => toWrite(customerId, i));
-      let outcomes: WriteOutcome[];
+      let outcomes: StoredEvent[];
       try {
         // One statement, all or nothing: a conflict anywhere fails it whole (nothing is kept).
-        outcomes = await retryDeadlock(() => repo.write(db, events, state, now(), { allOrNothing: true }));
+        outcomes = await retryDeadlock(() => repo.writeAllOrNothing(db, events, state, now()));
       } catch (err) {
         if (!(err instanceof WriteRefusedError)) throw err;
         const repeats = err.events
