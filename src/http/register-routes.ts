@@ -67,7 +67,7 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
         const query = request.query ? parseInput(request.query, req.query, 'query') : {};
         const headers = request.headers ? parseInput(request.headers, req.headers, 'headers') : {};
         const raw: unknown = req.body;
-        const body = r.rawBody ? raw : request.body ? parseInput(request.body, raw ?? {}, 'body') : undefined;
+        const body = r.rawBody ? raw : request.body ? (request.fastBody?.(raw) ?? parseInput(request.body, raw ?? {}, 'body')) : undefined;
         let hangUp: AbortController | undefined;
         const reply = await r.handle({
           params: params.data,

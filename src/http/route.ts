@@ -78,6 +78,12 @@ export interface RequestSpec<B extends z.ZodType, Q extends z.ZodType, P extends
   params?: P;
   /** Request headers the route reads (lower-case names), e.g. Idempotency-Key. */
   headers?: H;
+  /**
+   * The body schema's checks written out for the common body: its output for a body that passes,
+   * undefined for anything else (then the schema decides and words the errors). Only where a
+   * test holds the two to the same answers.
+   */
+  fastBody?: (raw: unknown) => z.output<B> | undefined;
 }
 
 /** One row of the route table: everything the app, the OpenAPI document and the security tests need to know. */

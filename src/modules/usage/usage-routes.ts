@@ -68,7 +68,7 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
       path: '/api/usage',
       auth: 'customer',
       summary: 'Report usage: one event, or {events: [...]} (all or nothing); replays return the original',
-      request: { headers: schemas.headers, body: schemas.body },
+      request: { headers: schemas.headers, body: schemas.body, fastBody: schemas.fastBody },
       responses: {
         201: json(responses.usagePosted, 'Stored (for a batch: at least one event is new)'),
         200: { ...json(responses.usagePosted, 'A replay: every event was stored before with the same body; the original is returned'), headers: replayed },
