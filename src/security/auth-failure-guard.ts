@@ -56,7 +56,7 @@ export function createAuthFailureGuard({ store, max, windowMs, onLimited, now = 
   };
 
   async function reserve(names: readonly string[]): Promise<Reservation> {
-    // Read each count as it was right after this increment: a store may hand back its live counter.
+    // Each count as this increment left it (a store answers with its own copy).
     const counts = await Promise.all(names.map((n) => Promise.resolve(store.increment(n)).then(({ totalHits, resetTime }) => ({ totalHits, resetTime }))));
     const hits = new Map(names.map((n, i) => [n, counts[i]!]));
     let released = false;

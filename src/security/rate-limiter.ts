@@ -5,10 +5,12 @@ import type { ClientRateLimitInfo, IncrementResponse, Options, Store } from 'exp
 import type { Logger } from 'pino';
 
 /**
- * Counts in this process's memory: a fixed window per key, from its first hit. Synchronous, and a
- * hit allocates nothing once its key has an entry in the current window (the answer is the entry
- * itself: callers read it at once and do not keep it). Expired entries are swept once a window.
- * The same `Store` shape as express-rate-limit's stores, so the Redis store can stand in for it.
+ * Counts in this process's memory: a fixed window per key, from its first hit. Synchronous; the
+ * limiter's `count` allocates nothing once its key has an entry in the current window (the answer
+ * is the entry itself, read at once). `increment` answers with a copy, as a `Store` must: other
+ * callers (the failed-authentication guard) read it a turn later, after other hits may have counted.
+ * Expired entries are swept once a window. The same `Store` shape as express-rate-limit's stores,
+ * so the Redis store can stand in for it.
  */
 export class MemoryCounter implements Store {
   readonly localKeys = true;
@@ -37,7 +39,8 @@ export class MemoryCounter implements Store {
     return entry && { totalHits: entry.totalHits, resetTime: entry.resetTime };
   }
 
-  increment(key: string): IncrementResponse {
+  /** One hit; the answer is the live entry: read it at once, never keep it. */
+  count(key: string): Readonly<{ totalHits: number; resetTime: Date }> {
     let entry = this.live(key);
     if (!entry) {
       entry = { totalHits: 0, resetTime: new Date(Date.now() + this.windowMs) };
@@ -45,6 +48,11 @@ export class MemoryCounter implements Store {
     }
     entry.totalHits++;
     return entry;
+  }
+
+  increment(key: string): IncrementResponse {
+    const { totalHits, resetTime } = this.count(key);
+    return { totalHits, resetTime };
   }
 
   decrement(key: string): void {
@@ -145,7 +153,7 @@ export function rateLimiter(o: LimiterOptions): RequestHandler {
     if (o.skip?.(req)) return next();
     check(req);
     const key = o.key(req);
-    const counted = o.store.increment(key);
+    const counted = o.store instanceof MemoryCounter ? o.store.count(key) : o.store.increment(key);
     if (counted instanceof Promise) counted.then((c) => settle(req, res, next, key, c), next);
     else settle(req, res, next, key, counted);
   };

@@ -119,10 +119,19 @@ describe('rateLimiter', () => {
 });
 
 describe('MemoryCounter', () => {
-  test('when a key is hit, then it counts within its window, gives back on decrement and forgets on reset', () => {
+  /** A counter with the given window for the length of one test. */
+  async function withCounter(windowMs: number, use: (c: MemoryCounter) => Promise<void> | void): Promise<void> {
     const c = new MemoryCounter();
-    c.init({ windowMs: 60_000 });
+    c.init({ windowMs });
     try {
+      await use(c);
+    } finally {
+      c.shutdown();
+    }
+  }
+
+  test('when a key is hit, then it counts within its window, gives back on decrement and forgets on reset', () =>
+    withCounter(60_000, (c) => {
       expect(c.increment('a').totalHits).toBe(1);
       expect(c.increment('a').totalHits).toBe(2);
       expect(c.increment('b').totalHits).toBe(1);
@@ -131,21 +140,24 @@ describe('MemoryCounter', () => {
       c.resetKey('a');
       expect(c.get('a')).toBeUndefined();
       expect(c.increment('a').resetTime!.getTime()).toBeGreaterThan(Date.now() + 59_000);
-    } finally {
-      c.shutdown();
-    }
-  });
+    }));
 
-  test('when a window has passed, then its entries are swept', async () => {
-    const c = new MemoryCounter();
-    c.init({ windowMs: 100 });
-    try {
+  test('when hits are counted back to back, then each answer keeps its own count (callers read them later)', () =>
+    withCounter(60_000, async (c) => {
+      const answers = [c.increment('k'), c.increment('k'), c.increment('k')];
+      expect(answers.map((a) => a.totalHits)).toEqual([1, 2, 3]);
+      // As the failed-authentication guard reads them: after a turn of the event loop.
+      const read = await Promise.all(answers.map((a) => Promise.resolve(a).then(({ totalHits }) => totalHits)));
+      expect(read).toEqual([1, 2, 3]);
+      // The limiter's own read, at once and without a copy, counts on.
+      expect(c.count('k').totalHits).toBe(4);
+    }));
+
+  test('when a window has passed, then its entries are swept', () =>
+    withCounter(100, async (c) => {
       c.increment('gone');
       await sleep(250);
       expect((c as unknown as { entries: Map<string, unknown> }).entries.size).toBe(0);
       expect(c.increment('gone').totalHits).toBe(1);
-    } finally {
-      c.shutdown();
-    }
-  });
+    }));
 });
