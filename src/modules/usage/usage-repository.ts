@@ -108,16 +108,14 @@ with given as (
   select usage_refuse_write(json_agg(json_build_object('ord', v.ord, 'leader', v.leader, 'fresh', v.fresh) order by v.ord)::text)
     from verdict v where $8::boolean and v.conflict having count(*) > 0
 )
--- One row whatever the number of events: each column lists the events' values in the order given,
--- comma-separated (ids, leaders, times) or one character per event (flags). A 100-event batch is
--- one row to read, not a hundred. An all-or-nothing write (a batch) that returns had no conflict,
--- and its caller reads ids and flags alone: the other columns are left empty.
-select string_agg(v.id::text, ',' order by v.ord) as ids,
-       string_agg(case when v.created then '1' else '0' end, '' order by v.ord) as created,
-       string_agg(case when v.conflict then '1' else '0' end, '' order by v.ord) as conflicts,
-       string_agg(case when not $8::boolean then v.leader::text end, ',' order by v.ord) as leaders,
-       string_agg(case when not $8::boolean then floor(extract(epoch from v.occurred_at) * 1000)::bigint::text end, ',' order by v.ord) as occurred_ms,
-       string_agg(case when not $8::boolean then floor(extract(epoch from v.received_at) * 1000)::bigint::text end, ',' order by v.ord) as received_ms
+-- One row and one column whatever the number of events, so a 100-event batch is one value to read
+-- and one sort, not a hundred rows (or a sort per column): per event in the order given, comma-
+-- separated, the id (36 characters), 1/0 for created, 1/0 for conflict and, but for an
+-- all-or-nothing write (a batch, whose caller reads ids and flags alone), ':leader:occurred_ms:received_ms'.
+select string_agg(v.id::text || case when v.created then '1' else '0' end || case when v.conflict then '1' else '0' end
+         || case when not $8::boolean then ':' || v.leader || ':' || floor(extract(epoch from v.occurred_at) * 1000)::bigint
+                                     || ':' || floor(extract(epoch from v.received_at) * 1000)::bigint else '' end,
+         ',' order by v.ord) as events
   from verdict v left join refused on true`;
 
 /** SQLSTATE of an all-or-nothing write refused for a conflict; the message is JSON naming the events. */
@@ -137,15 +135,14 @@ export class WriteRefusedError extends Error {
   }
 }
 
-/** WRITE_SQL's one row: per event given, in the order given (see there); null for an all-or-nothing write. */
+/** WRITE_SQL's one row: the events given, in the order given, as it lists them. */
 interface WriteRow {
-  ids: string;
-  created: string;
-  conflicts: string;
-  leaders: string | null;
-  occurred_ms: string | null;
-  received_ms: string | null;
+  events: string;
 }
+
+/** One event of WRITE_SQL's list: `<uuid><created 1/0><conflict 1/0>[:leader:occurred_ms:received_ms]`. */
+const ID_LENGTH = 36;
+const flag = (item: string, at: number) => item.charCodeAt(at) === ONE;
 
 /** An event of an all-or-nothing write: its id, and whether this write stored it. */
 export interface StoredEvent {
@@ -205,7 +202,7 @@ async function runWrite(db: Knex, events: readonly EventToWrite[], state: Forwar
   try {
     const [row] = await runNamed<WriteRow>(db, {
       // A named (prepared) statement: each connection parses and plans it once, not per write.
-      name: 'usage-write-v4',
+      name: 'usage-write-v5',
       text: WRITE_SQL,
       values: [
         uuidArray(events.map((e) => e.customerId)),
@@ -239,18 +236,17 @@ export function createUsageRepository() {
     async write(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
       const row = await runWrite(db, events, state, nowMs, false);
-      const ids = row.ids.split(',');
-      const leaders = row.leaders!.split(',');
-      const occurred = row.occurred_ms!.split(',');
-      const received = row.received_ms!.split(',');
-      return ids.map((id, i) => ({
-        id,
-        created: row.created.charCodeAt(i) === ONE,
-        conflict: row.conflicts.charCodeAt(i) === ONE,
-        leader: Number(leaders[i]) - 1,
-        occurredMs: Number(occurred[i]),
-        receivedMs: Number(received[i]),
-      }));
+      return row.events.split(',').map((item) => {
+        const [, leader, occurred, received] = item.split(':');
+        return {
+          id: item.slice(0, ID_LENGTH),
+          created: flag(item, ID_LENGTH),
+          conflict: flag(item, ID_LENGTH + 1),
+          leader: Number(leader) - 1,
+          occurredMs: Number(occurred),
+          receivedMs: Number(received),
+        };
+      });
     },
 
     /**
@@ -261,7 +257,7 @@ export function createUsageRepository() {
     async writeAllOrNothing(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<StoredEvent[]> {
       if (events.length === 0) return [];
       const row = await runWrite(db, events, state, nowMs, true);
-      return row.ids.split(',').map((id, i) => ({ id, created: row.created.charCodeAt(i) === ONE }));
+      return row.events.split(',').map((item) => ({ id: item.slice(0, ID_LENGTH), created: flag(item, ID_LENGTH) }));
     },
 
     /**
