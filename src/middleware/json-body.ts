@@ -4,7 +4,7 @@ import { AppError } from '../errors/app-error';
 const hasBody = (req: Request) => req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 
 /** A size as the settings write it (100kb, 1mb, 2048b), in bytes (k = 1024, as express.json reads it). */
-export function byteLimit(limit: string): number {
+function byteLimit(limit: string): number {
   const m = /^(\d+)(b|kb|mb)$/i.exec(limit);
   if (!m) throw new Error(`not a body size: ${limit}`);
   return Number(m[1]) * { b: 1, kb: 1024, mb: 1024 * 1024 }[m[2]!.toLowerCase() as 'b' | 'kb' | 'mb'];

@@ -3,10 +3,9 @@
  * client and the fake Stripe: sessions, calls of up to 100 events, retries, lost answers, and
  * Stripe's asynchronous error reports arriving by webhook.
  */
-import { randomBytes } from 'node:crypto';
 import Stripe from 'stripe';
 import request from 'supertest';
-import { CreatedCustomer, createCustomer } from '../helpers/factories';
+import { CreatedCustomer, createStripeCustomer, reportBatch } from '../helpers/factories';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { createTestApp, TestApp } from '../helpers/test-app';
 
@@ -39,19 +38,8 @@ beforeEach(async () => {
   await t.db('usage_events').where({ state: 'pending' }).update({ state: 'local', last_error: 'reset by test' });
 });
 
-async function stripeCustomer(): Promise<CreatedCustomer & { stripeId: string }> {
-  const c = await createCustomer(t);
-  const stripeId = `cus_${randomBytes(7).toString('hex')}`;
-  await t.db('customers').where({ id: c.id }).update({ stripe_customer_id: stripeId });
-  return { ...c, stripeId };
-}
-
-async function report(c: CreatedCustomer, n: number, metric = 'api_calls'): Promise<string[]> {
-  const events = Array.from({ length: n }, (_, i) => ({ metric, quantity: `${i + 1}.5`, idempotency_key: `s-${randomBytes(6).toString('hex')}` }));
-  const res = await request(t.app).post('/api/usage').set('X-API-Key', c.apiKey).send({ events });
-  expect(res.status).toBe(201);
-  return res.body.events.map((e: { id: string }) => e.id);
-}
+const stripeCustomer = () => createStripeCustomer(t);
+const report = (c: CreatedCustomer, n: number, metric = 'api_calls') => reportBatch(t, c, n, metric, 's');
 
 const rows = (ids: string[]) => t.db('usage_events').whereIn('id', ids);
 const states = async (ids: string[]) => new Set((await rows(ids)).map((r) => r.state));

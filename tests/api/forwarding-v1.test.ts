@@ -3,11 +3,10 @@
  * fake Stripe server: what Stripe receives is compared with what the database says. The stream
  * mode (the default) is in forwarding-stream.test.ts.
  */
-import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { STRIPE_API_VERSION } from '../../src/stripe/stripe-client';
 import { expectError } from '../helpers/envelope';
-import { CreatedCustomer, createCustomer } from '../helpers/factories';
+import { CreatedCustomer, createCustomer, createStripeCustomer, reportBatch } from '../helpers/factories';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { createTestApp, TestApp } from '../helpers/test-app';
 
@@ -44,19 +43,8 @@ beforeEach(async () => {
   await t.db('usage_events').where({ state: 'pending' }).update({ state: 'local', last_error: 'reset by test' });
 });
 
-async function stripeCustomer(): Promise<CreatedCustomer & { stripeId: string }> {
-  const c = await createCustomer(t);
-  const stripeId = `cus_${randomBytes(7).toString('hex')}`;
-  await t.db('customers').where({ id: c.id }).update({ stripe_customer_id: stripeId });
-  return { ...c, stripeId };
-}
-
-async function report(c: CreatedCustomer, n: number, metric = 'api_calls'): Promise<string[]> {
-  const events = Array.from({ length: n }, (_, i) => ({ metric, quantity: `${i + 1}.5`, idempotency_key: `f-${randomBytes(6).toString('hex')}` }));
-  const res = await request(t.app).post('/api/usage').set('X-API-Key', c.apiKey).send({ events });
-  expect(res.status).toBe(201);
-  return res.body.events.map((e: { id: string }) => e.id);
-}
+const stripeCustomer = () => createStripeCustomer(t);
+const report = (c: CreatedCustomer, n: number, metric = 'api_calls') => reportBatch(t, c, n, metric, 'f');
 
 const sentFor = (ids: string[]) => stripe.meterEvents().filter((r) => ids.includes(String((r.body as { identifier?: string }).identifier)));
 const states = async (ids: string[]) => Object.fromEntries((await t.db('usage_events').whereIn('id', ids).select('id', 'state')).map((r) => [r.id, r.state]));

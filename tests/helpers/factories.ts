@@ -22,6 +22,22 @@ export async function createCustomer(t: TestApp, overrides: { email?: string; co
   return { id: res.body.customer.id, email, apiKey: res.body.api_key, keyId: res.body.key.id };
 }
 
+/** A customer linked to a Stripe customer id (as reconciliation or a subscription would link it). */
+export async function createStripeCustomer(t: TestApp): Promise<CreatedCustomer & { stripeId: string }> {
+  const c = await createCustomer(t);
+  const stripeId = `cus_${randomBytes(7).toString('hex')}`;
+  await t.db('customers').where({ id: c.id }).update({ stripe_customer_id: stripeId });
+  return { ...c, stripeId };
+}
+
+/** Reports a batch of n events (quantities 1.5, 2.5, ...) and returns their ids, in order. */
+export async function reportBatch(t: TestApp, c: CreatedCustomer, n: number, metric = 'api_calls', keyPrefix = 'b'): Promise<string[]> {
+  const events = Array.from({ length: n }, (_, i) => ({ metric, quantity: `${i + 1}.5`, idempotency_key: `${keyPrefix}-${randomBytes(6).toString('hex')}` }));
+  const res = await request(t.app).post('/api/usage').set('X-API-Key', c.apiKey).send({ events });
+  if (res.status !== 201) throw new Error(`reportBatch: ${res.status} ${JSON.stringify(res.body)}`);
+  return (res.body as { events: { id: string }[] }).events.map((e) => e.id);
+}
+
 export async function issueKey(t: TestApp, customerId: string, body: Record<string, unknown> = {}) {
   const res = await request(t.app).post(`/api/customers/${customerId}/keys`).set('Authorization', `Bearer ${t.adminToken}`).send(body);
   if (res.status !== 201) throw new Error(`issueKey: ${res.status} ${JSON.stringify(res.body)}`);
