@@ -1,4 +1,3 @@
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { BillingApiError, BillingNetworkError } from './api-error';
 import { InstanceLimitReachedError, UsageReportError } from './client-errors';
@@ -20,6 +19,8 @@ import { LicenseCache } from './license-cache';
 import { fileLicenseStore, memoryLicenseStore, type LicenseStore } from './license-store';
 import { createLicenseVerifier, type LicenseVerifier, type VerifiedLicense } from './license-verifier';
 import { UsageFlusher, type FlushResult } from './usage-flusher';
+import { readPrivate } from './private-fs';
+import { UsagePacer } from './usage-pacer';
 import { UsageQueue, type DeadLetter } from './usage-queue';
 import { postBatch, withKey } from './usage-sender';
 
@@ -52,14 +53,19 @@ export interface BillingClientOptions {
   maxRetries?: number;
   backoffBaseMs?: number;
   backoffMaxMs?: number;
-  /** Events per POST /api/usage: the service's USAGE_MAX_BATCH. Default 1000. */
+  /** Events per POST /api/usage: the service's USAGE_MAX_BATCH. Default 1000 (the service's default). */
   maxBatch?: number;
   /** Opt-in durable queue: reportUsage writes here first, a background flusher sends. */
   queueDir?: string;
   /** Default 100,000 events and 64 MiB waiting. */
   queueMaxEvents?: number;
   queueMaxBytes?: number;
-  /** How often the background flusher looks at the queue. Default 1 s. */
+  /**
+   * How often the background flusher sends what the queue holds. Default 60 s: with the service's
+   * default limit of 60 requests an hour (RATE_LIMIT_USAGE=60/1h) and batches of 1000, at least 60,000
+   * events an hour. A full batch is sent at once, and the flusher also paces itself by the service's
+   * Retry-After and RateLimit headers, whatever this is.
+   */
   flushIntervalMs?: number;
   /** Told of each failed background round (the events stay queued). */
   onFlushError?: (err: unknown) => void;
@@ -70,6 +76,9 @@ export interface BillingClientOptions {
 
 /** A license as getLicense answers it: verified, and whether it came from the service or the kept copy. */
 export type ClientLicense = VerifiedLicense & { offline: boolean };
+
+/** 60 requests an hour (the service's default RATE_LIMIT_USAGE) apart: one a minute. */
+export const DEFAULT_FLUSH_INTERVAL_MS = 60_000;
 
 const unreachable = (err: unknown) => err instanceof BillingNetworkError || (err instanceof BillingApiError && err.retryable);
 
@@ -110,17 +119,20 @@ export class BillingClient {
     };
     this.licenseOptions = options.license ?? {};
     if (options.queueDir !== undefined) {
-      const once = { ...this.http, maxRetries: 0 };
+      const pacer = new UsagePacer();
+      const usage = { ...this.http, observe: (status: number, headers: Headers) => pacer.observe(status, headers) };
+      const once = { ...usage, maxRetries: 0 };
       this.queue = UsageQueue.open(options.queueDir, {
         ...(options.queueMaxEvents !== undefined ? { maxEvents: options.queueMaxEvents } : {}),
         ...(options.queueMaxBytes !== undefined ? { maxBytes: options.queueMaxBytes } : {}),
       }).then((queue) => {
         const flusher = new UsageFlusher({
           queue,
-          send: (events) => postBatch(this.http, events),
+          send: (events) => postBatch(usage, events),
           sendOnce: (events) => postBatch(once, events),
           maxBatch: this.maxBatch,
-          intervalMs: options.flushIntervalMs ?? 1000,
+          intervalMs: options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS,
+          pacer,
           backoffBaseMs: this.http.backoffBaseMs,
           backoffMaxMs: this.http.backoffMaxMs,
           onError: options.onFlushError,
@@ -149,8 +161,9 @@ export class BillingClient {
     if (this.queue) {
       // occurred_at is stamped now: the event may be sent hours later.
       const events = list.map((e) => withKey(e, true));
-      const { queue } = await this.queue;
+      const { queue, flusher } = await this.queue;
       await queue.append(events);
+      flusher.nudge();
       out = events.map((e) => ({ id: null, idempotencyKey: e.idempotency_key, replayed: null, queued: true as const }));
     } else {
       out = await this.sendNow(list.map((e) => withKey(e, false)));
@@ -175,7 +188,7 @@ export class BillingClient {
   async deadLetters(): Promise<DeadLetter[]> {
     if (!this.queue) return [];
     const { queue } = await this.queue;
-    const text = await fsp.readFile(queue.deadLetterFile, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err)));
+    const text = ((await readPrivate(queue.deadLetterFile)) ?? Buffer.alloc(0)).toString('utf8');
     return text
       .split('\n')
       .filter((l) => l.trim() !== '')

@@ -50,3 +50,56 @@ export class UsageReportError<E = unknown, R = unknown> extends Error {
     super(message, options);
   }
 }
+
+/** Why a folder or file of the SDK was refused. */
+export type UnsafePathReason = 'symlink' | 'not-a-directory' | 'not-a-file' | 'owner' | 'mode' | 'hard-link' | 'parent';
+
+/**
+ * A queue or license folder (or a file in it) that another local user could tamper with: not owned
+ * by this process's user, writable by group or others, inside a folder anyone may rename things in,
+ * or a file that is a symbolic link or has other names (hard links). Nothing was read or written.
+ */
+export class UnsafePathError extends Error {
+  override readonly name = 'UnsafePathError';
+  constructor(
+    message: string,
+    readonly path: string,
+    readonly reason: UnsafePathReason,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The disk holding the queue is full (ENOSPC, or the user's quota: EDQUOT): nothing of the call was
+ * queued. Sending and acknowledging go on (acknowledgements need no new space), so the queue drains.
+ */
+export class QueueDiskFullError extends Error {
+  override readonly name = 'QueueDiskFullError';
+  constructor(
+    message: string,
+    readonly dir: string,
+    options: { cause: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * The service's address answered with a redirect the SDK does not follow: to another origin (it
+ * would carry the API key and the events there), or one that would change a write into a read.
+ * Nothing was sent to the redirect's target.
+ */
+export class RedirectRefusedError extends Error {
+  override readonly name = 'RedirectRefusedError';
+  readonly retryable = false;
+  constructor(
+    message: string,
+    readonly status: number,
+    /** The origin the request went to and the one the redirect names (origins only: a Location may carry secrets). */
+    readonly from: string,
+    readonly to: string,
+  ) {
+    super(message);
+  }
+}

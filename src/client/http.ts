@@ -1,4 +1,5 @@
 import { BillingApiError, BillingNetworkError } from './api-error';
+import { RedirectRefusedError } from './client-errors';
 
 /** How one client talks to the service: where, with which credential, how patiently. */
 export interface HttpSettings {
@@ -15,6 +16,8 @@ export interface HttpSettings {
   /** Defaults to the global fetch (Node 20). */
   fetch?: typeof fetch;
   userAgent?: string;
+  /** Told of every answer's status and headers (the usage flusher paces itself by them). */
+  observe?: (status: number, headers: Headers) => void;
 }
 
 export const defaultHttpSettings = { timeoutMs: 10_000, maxRetries: 5, backoffBaseMs: 500, backoffMaxMs: 30_000 } as const;
@@ -39,7 +42,7 @@ export interface CallResult<T> {
   requestId: string | null;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
+export const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason as Error);
     const timer = setTimeout(resolve, ms);
@@ -52,6 +55,56 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   if (/^\d+$/.test(value.trim())) return Number(value.trim());
   const at = Date.parse(value);
   return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+/** One limit as the service states it in its draft-8 `RateLimit` and `RateLimit-Policy` headers. */
+export interface RateLimitState {
+  policy: string;
+  /** Requests left in the current window. */
+  remaining: number;
+  /** Seconds until the window resets. */
+  resetSeconds: number;
+  /** The policy's quota and window (seconds), when RateLimit-Policy names it. */
+  quota?: number;
+  windowSeconds?: number;
+}
+
+/**
+ * The items of a structured-field list (RFC 9651) as `name` and `key=value` parameters: enough for
+ * `"usage"; r=59; t=3599, "usageAddress"; r=599; t=59`. The SDK's only dependency is jose, so this
+ * small reader is written here.
+ */
+function sfItems(value: string | null): { name: string; params: Map<string, string> }[] {
+  if (!value) return [];
+  const out: { name: string; params: Map<string, string> }[] = [];
+  // Items are split at commas outside quotes; a byte sequence (`:…:`) has no comma in base64.
+  for (const item of value.match(/(?:"(?:[^"\\]|\\.)*"|[^,])+/g) ?? []) {
+    const [head = '', ...rest] = item.match(/(?:"(?:[^"\\]|\\.)*"|[^;])+/g) ?? [];
+    const name = head.trim().replace(/^"(.*)"$/, '$1');
+    const params = new Map<string, string>();
+    for (const p of rest) {
+      const eq = p.indexOf('=');
+      if (eq > 0) params.set(p.slice(0, eq).trim(), p.slice(eq + 1).trim());
+    }
+    if (name) out.push({ name, params });
+  }
+  return out;
+}
+
+const nonNegative = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined);
+
+/** Every limit an answer states (several limiters may count one request), or [] when it states none. */
+export function parseRateLimit(headers: Headers): RateLimitState[] {
+  const policies = new Map(sfItems(headers.get('ratelimit-policy')).map((p) => [p.name, p.params]));
+  return sfItems(headers.get('ratelimit')).flatMap(({ name, params }) => {
+    const remaining = nonNegative(params.get('r'));
+    const resetSeconds = nonNegative(params.get('t'));
+    if (remaining === undefined || resetSeconds === undefined) return [];
+    const policy = policies.get(name);
+    const quota = nonNegative(policy?.get('q'));
+    const windowSeconds = nonNegative(policy?.get('w'));
+    return [{ policy: name, remaining, resetSeconds, ...(quota !== undefined ? { quota } : {}), ...(windowSeconds !== undefined ? { windowSeconds } : {}) }];
+  });
 }
 
 export function backoffMs(attempt: number, s: Pick<HttpSettings, 'backoffBaseMs' | 'backoffMaxMs'>, random = Math.random): number {
@@ -72,10 +125,52 @@ async function errorFrom(res: Response): Promise<BillingApiError> {
   return new BillingApiError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? res.statusText, e?.requestId ?? requestId, retryAfter, e?.details);
 }
 
+const MAX_REDIRECTS = 5;
+
+/**
+ * The request, following a redirect only to the same origin (and never turning a write into a read):
+ * fetch's own following would carry the X-API-Key header and the body to any host a redirect names.
+ */
+async function fetchSameOrigin(doFetch: typeof fetch, url: URL, init: RequestInit & { method: string }): Promise<Response> {
+  let at = url;
+  for (let hop = 0; ; hop++) {
+    const res = await doFetch(at, { ...init, redirect: 'manual' });
+    const location = res.headers.get('location');
+    if (res.status < 300 || res.status > 399 || res.status === 304 || location === null) return res;
+    await res.body?.cancel().catch(() => undefined);
+    let next: URL;
+    try {
+      next = new URL(location, at);
+    } catch {
+      throw new RedirectRefusedError(`${at.origin} answered ${res.status} with an unreadable Location`, res.status, at.origin, '');
+    }
+    if (next.origin !== at.origin) {
+      throw new RedirectRefusedError(
+        `${at.origin} redirected (${res.status}) to another origin, ${next.origin}: not followed, nothing was sent there (point baseUrl at the service itself)`,
+        res.status,
+        at.origin,
+        next.origin,
+      );
+    }
+    const keepsMethod = res.status === 307 || res.status === 308 || init.method === 'GET' || init.method === 'HEAD';
+    if (!keepsMethod) {
+      throw new RedirectRefusedError(
+        `${at.origin} answered ${res.status} to a ${init.method}: not followed (it would drop the body)`,
+        res.status,
+        at.origin,
+        next.origin,
+      );
+    }
+    if (hop + 1 >= MAX_REDIRECTS) throw new RedirectRefusedError(`more than ${MAX_REDIRECTS} redirects from ${url.origin}`, res.status, at.origin, next.origin);
+    at = next;
+  }
+}
+
 /**
  * One call, with retries when it is safe: network errors and timeouts, 429 (waiting at least what
  * Retry-After says) and 5xx, with exponential backoff and jitter. The same request (the same
- * idempotency keys) is sent each time, so a retry can never count twice.
+ * idempotency keys) is sent each time, so a retry can never count twice. Redirects are followed
+ * within the service's origin only (RedirectRefusedError otherwise).
  */
 export async function call<T>(s: HttpSettings, method: string, path: string, opts: CallOptions): Promise<CallResult<T>> {
   const url = new URL(path.replace(/^\//, ''), s.baseUrl.endsWith('/') ? s.baseUrl : `${s.baseUrl}/`);
@@ -92,7 +187,8 @@ export async function call<T>(s: HttpSettings, method: string, path: string, opt
     const timeout = AbortSignal.timeout(s.timeoutMs);
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
     try {
-      const res = await doFetch(url, { method, headers, body, signal });
+      const res = await fetchSameOrigin(doFetch, url, { method, headers, body, signal });
+      s.observe?.(res.status, res.headers);
       if (res.ok) {
         const type = res.headers.get('content-type') ?? '';
         const parsed = res.status === 204 ? undefined : type.startsWith('application/json') ? await res.json() : await res.text();
@@ -101,7 +197,7 @@ export async function call<T>(s: HttpSettings, method: string, path: string, opt
       failure = await errorFrom(res);
       if (!failure.retryable) throw failure;
     } catch (err) {
-      if (err instanceof BillingApiError) throw err;
+      if (err instanceof BillingApiError || err instanceof RedirectRefusedError) throw err;
       if (opts.signal?.aborted) throw opts.signal.reason as Error;
       failure = new BillingNetworkError(timeout.aborted ? `no answer from ${url.origin} within ${s.timeoutMs} ms` : `could not reach ${url.origin}`, {
         cause: err,

@@ -16,6 +16,8 @@ export { BillingClient } from './billing-client';
 export type { BillingClientOptions, ClientLicenseOptions, ClientLicense } from './billing-client';
 export { BillingApiError, BillingNetworkError } from './api-error';
 export { QueueFullError, QueueLockedError, InstanceLimitReachedError, UsageReportError } from './client-errors';
+export { QueueDiskFullError, UnsafePathError, RedirectRefusedError } from './client-errors';
+export type { UnsafePathReason } from './client-errors';
 export type { FlushResult } from './usage-flusher';
 export type { DeadLetter } from './usage-queue';
 export type { UsageEvent, UsageEventBody, UsageReceipt, QueuedReceipt, UsageTotals, Me, Subscriptions, LicenseAnswer, ActivationAnswer } from './client-types';

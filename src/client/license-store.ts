@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { LicenseError } from './license-errors';
+import { ensurePrivateDir, openPrivate, OPEN, syncDir } from './private-fs';
 
 /** The newest license this instance has accepted: its issue time (seconds) and id. */
 export interface LicenseMark {
@@ -63,32 +64,29 @@ function corrupt(file: string, why: string, cause?: unknown): LicenseError<'STOR
 
 /**
  * Writes `content` to `file` so that a reader sees the old content or the new, never a mix:
- * a temporary file in the same folder, fsync, rename over the target, then fsync the folder so the
- * rename itself survives a power cut.
+ * a temporary file in the same folder (created exclusively, never through a symbolic link), fsync,
+ * rename over the target (a rename replaces a link planted at the name, it never writes through it),
+ * then fsync the folder so the rename itself survives a power cut. The folder must be private to this
+ * user (UnsafePathError otherwise); whatever fails, no temporary file is left behind.
  */
 export async function writeFileAtomic(file: string, content: string, mode: number): Promise<void> {
   const dir = path.dirname(file);
-  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  await ensurePrivateDir(dir, 'license');
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await fsp.open(tmp, 'wx', mode);
+  const handle = await openPrivate(tmp, OPEN.create, mode);
   try {
-    await handle.writeFile(content, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(content, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await fsp.rename(tmp, file);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
     throw err;
   }
-  // A folder cannot be opened for fsync on Windows; the rename is as durable as the platform allows.
-  const dirHandle = await fsp.open(dir, 'r').catch(() => null);
-  if (dirHandle) {
-    await dirHandle.sync().catch(() => undefined);
-    await dirHandle.close();
-  }
+  await syncDir(dir);
 }
 
 /**

@@ -1,6 +1,6 @@
-import { BillingApiError } from './api-error';
 import type { UsageEventBody, UsageReceipt } from './client-types';
-import { backoffMs } from './http';
+import { backoffMs, sleep } from './http';
+import type { UsagePacer } from './usage-pacer';
 import type { UsageQueue } from './usage-queue';
 import { deliver } from './usage-sender';
 
@@ -22,6 +22,8 @@ export interface FlusherOptions {
   sendOnce: (events: UsageEventBody[]) => Promise<UsageReceipt[]>;
   maxBatch: number;
   intervalMs: number;
+  /** Fed by the answers of both send functions. */
+  pacer: UsagePacer;
   backoffBaseMs: number;
   backoffMaxMs: number;
   onError?: (err: unknown) => void;
@@ -30,15 +32,19 @@ export interface FlusherOptions {
 const empty = (): FlushResult => ({ sent: 0, replayed: 0, deadLettered: 0, receipts: [] });
 
 /**
- * Sends the queue in batches, oldest first, one batch at a time: in the background every
- * intervalMs (after a failure, with backoff and jitter, never sooner than a Retry-After), and all of
- * it on flush(). A batch is acknowledged on disk only after the service confirmed it.
+ * Sends the queue in batches, oldest first, one batch at a time, and all of it on flush(). A batch is
+ * acknowledged on disk only after the service confirmed it. In the background: every intervalMs, as
+ * many full batches (maxBatch events) as the queue holds, then the rest, as the pacer allows (never
+ * while a Retry-After or an exhausted limit holds; the rest only as often as the limit's requests
+ * left allow); after a failure, backoff with jitter. A queue that reaches maxBatch is sent at once.
  */
 export class UsageFlusher {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private running = false;
   private failures = 0;
   private tail: Promise<unknown> = Promise.resolve();
+  private readonly stopping = new AbortController();
 
   constructor(private readonly o: FlusherOptions) {}
 
@@ -51,6 +57,9 @@ export class UsageFlusher {
     const total = empty();
     while (this.o.queue.length > 0) {
       if (this.stopped) throw new Error('the client is closed');
+      // What the service said about its limits holds for flush() too: waiting beats a refusal.
+      const held = this.o.pacer.holdMs();
+      if (held > 0) await sleep(held, this.stopping.signal);
       const r = await this.oneBatch(this.o.send);
       total.sent += r.sent;
       total.replayed += r.replayed;
@@ -63,9 +72,17 @@ export class UsageFlusher {
   /** Stops the loop and waits for a batch under way. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort(new Error('the client is closed'));
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.tail.catch(() => undefined);
+  }
+
+  /** The queue holds a full batch: a round now, unless one is under way or the service asked to wait. */
+  nudge(): void {
+    if (this.stopped || this.running || this.failures > 0 || this.o.queue.length < this.o.maxBatch) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.schedule(this.o.pacer.holdMs());
   }
 
   private schedule(ms: number): void {
@@ -75,16 +92,27 @@ export class UsageFlusher {
   }
 
   private async round(): Promise<void> {
+    this.timer = null;
+    this.running = true;
     let wait = this.o.intervalMs;
+    const { queue, pacer, maxBatch } = this.o;
     try {
-      while (!this.stopped && this.o.queue.length > 0) await this.oneBatch(this.o.sendOnce);
+      while (!this.stopped && queue.length > 0) {
+        const held = queue.length >= maxBatch ? pacer.holdMs() : pacer.partialMs();
+        if (held > 0) {
+          wait = held;
+          break;
+        }
+        await this.oneBatch(this.o.sendOnce);
+      }
       this.failures = 0;
     } catch (err) {
       this.failures += 1;
-      const after = err instanceof BillingApiError && err.retryAfter !== null ? err.retryAfter * 1000 : 0;
       const backoff = Math.max(this.o.backoffBaseMs, backoffMs(Math.min(this.failures, 20), this.o));
-      wait = Math.max(after, Math.min(backoff, this.o.backoffMaxMs));
+      wait = Math.max(pacer.holdMs(), Math.min(backoff, this.o.backoffMaxMs));
       this.o.onError?.(err);
+    } finally {
+      this.running = false;
     }
     this.schedule(wait);
   }

@@ -2,22 +2,27 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { UsageEventBody } from './client-types';
-import { QueueFullError } from './client-errors';
-import { writeFileAtomic } from './license-store';
+import { QueueDiskFullError, QueueFullError } from './client-errors';
+import { ensurePrivateDir, isDiskFull, OPEN, openPrivate, readPrivate, syncDir } from './private-fs';
 import { acquireLock, type QueueLock } from './queue-lock';
 
 /**
  * The on-disk queue of usage events, in one directory:
  *
- *   lock                  the writer's pid (one writer per directory)
+ *   lock                  the writer's pid (one writer per directory; see queue-lock.ts)
  *   segment-<n>.jsonl     append-only, one event per line, exactly the JSON that will be sent
  *   ack.json              {"version":1,"segment":n,"offset":bytes}: every line before it is acknowledged
  *   dead-letter.jsonl     events the service refused for good, one per line, with why
  *
+ * The directory must be private to this user (UnsafePathError otherwise) and every file in it is
+ * opened without following symbolic links (see private-fs.ts).
+ *
  * Crash safety. An append resolves only after its lines are written and fsynced, so a resolved
- * event is on disk. The acknowledgement is written (atomically: temporary file, fsync, rename) only
- * after the service has confirmed the events before it; a crash before that write resends them with
- * the same keys, which the service answers as replays. A crash in the middle of an append leaves a
+ * event is on disk. The acknowledgement is written only after the service has confirmed the events
+ * before it; a crash before that write resends them with the same keys, which the service answers as
+ * replays. It is one 64-byte record overwritten in place at offset 0 and fsynced: a write within one
+ * disk sector is all-or-nothing (PostgreSQL keeps pg_control under 512 bytes for the same reason), and
+ * an overwrite needs no new space, so a full disk never stops the queue from draining. A crash in the middle of an append leaves a
  * torn last line: its append never resolved, so it is dropped (the file is cut back to its last full
  * line before anything is appended again). A segment is retired only when everything in it is
  * acknowledged: the next segment is created, the acknowledgement moved to it, then the old file removed;
@@ -45,8 +50,11 @@ export interface QueueEntry {
 /** One line of dead-letter.jsonl. */
 export interface DeadLetter {
   event: UsageEventBody | null;
-  /** The line as it was on disk, when it could not be read as an event. */
-  raw?: string;
+  /**
+   * Where the line is, when it could not be read as an event: the segment file, the byte offset and
+   * the length. Its bytes are never copied (they may not be an event at all).
+   */
+  source?: { file: string; offset: number; length: number };
   status: number | null;
   code: string;
   message: string;
@@ -58,13 +66,15 @@ export interface DeadLetter {
 const SEGMENT = /^segment-(\d{12})\.jsonl$/;
 const segmentName = (n: number) => `segment-${String(n).padStart(12, '0')}.jsonl`;
 const ACK_VERSION = 1;
+const ACK_BYTES = 64;
 
-async function syncDir(dir: string): Promise<void> {
-  const h = await fsp.open(dir, 'r').catch(() => null);
-  if (h) {
-    await h.sync().catch(() => undefined);
-    await h.close();
-  }
+function diskFull(dir: string, err: unknown): unknown {
+  if (!isDiskFull(err)) return err;
+  return new QueueDiskFullError(
+    `The disk holding the usage queue ${dir} is full: nothing of the call was queued (queued events are still sent and acknowledged)`,
+    dir,
+    { cause: err },
+  );
 }
 
 /** One at a time: appends, acknowledgements and segment changes never interleave. */
@@ -83,6 +93,7 @@ export class UsageQueue {
   private segment = 0;
   private size = 0;
   private fd: FileHandle | null = null;
+  private ackFd: FileHandle | null = null;
   private readonly exclusive = serial();
 
   private constructor(
@@ -93,12 +104,14 @@ export class UsageQueue {
 
   /** Takes the directory's lock and reads back what was queued and not acknowledged. */
   static async open(dir: string, limits: Partial<QueueLimits> = {}): Promise<UsageQueue> {
-    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    await ensurePrivateDir(dir, 'usage queue');
     const lock = await acquireLock(path.join(dir, 'lock'));
     const q = new UsageQueue(dir, { ...defaultQueueLimits, ...limits }, lock);
     try {
       await q.recover();
     } catch (err) {
+      await q.fd?.close();
+      await q.ackFd?.close();
       await lock.release();
       throw err;
     }
@@ -142,7 +155,7 @@ export class UsageQueue {
       } catch (err) {
         // Whatever part was written is cut off, so the file ends on a whole line again.
         await this.fd.truncate(start).catch(() => undefined);
-        throw err;
+        throw diskFull(this.dir, err);
       }
       let end = start;
       for (const [i, line] of lines.entries()) {
@@ -164,16 +177,19 @@ export class UsageQueue {
       await this.writeAck(last.segment, last.end);
       const done = this.pending.splice(0, count);
       this.pendingBytes -= done.reduce((n, e) => n + e.bytes, 0);
-      if (this.pending.length === 0 && this.size >= this.limits.segmentBytes) await this.rotate();
+      // A rotation that fails (a full disk cannot take the new file) is tried again at a later acknowledgement.
+      if (this.pending.length === 0 && this.size >= this.limits.segmentBytes) await this.rotate().catch(() => undefined);
     });
   }
 
   /** Keeps an event the service refused for good (fsynced before it is acknowledged). */
   async deadLetter(entry: Omit<DeadLetter, 'at'>): Promise<void> {
-    const h = await fsp.open(this.deadLetterFile, 'a', 0o600);
+    const h = await openPrivate(this.deadLetterFile, OPEN.append);
     try {
       await h.write(JSON.stringify({ ...entry, at: new Date().toISOString() }) + '\n');
       await h.datasync();
+    } catch (err) {
+      throw diskFull(this.dir, err);
     } finally {
       await h.close();
     }
@@ -183,26 +199,45 @@ export class UsageQueue {
   close(): Promise<void> {
     return this.exclusive(async () => {
       await this.fd?.close();
+      await this.ackFd?.close();
       this.fd = null;
+      this.ackFd = null;
       await this.lock.release();
     });
   }
 
+  /** One fixed-size record in place (see the top of this file): no new space, all or nothing. */
   private async writeAck(segment: number, offset: number): Promise<void> {
-    await writeFileAtomic(path.join(this.dir, 'ack.json'), JSON.stringify({ version: ACK_VERSION, segment, offset }) + '\n', 0o600);
+    if (!this.ackFd) throw new Error('the usage queue is closed');
+    const json = JSON.stringify({ version: ACK_VERSION, segment, offset });
+    await this.ackFd.write(json.padEnd(ACK_BYTES - 1, ' ') + '\n', 0, 'utf8');
+    await this.ackFd.datasync();
   }
 
+  /** Opens ack.json (created with the first record if missing) and reads it. */
   private async readAck(): Promise<{ segment: number; offset: number }> {
-    let text: string;
-    try {
-      text = await fsp.readFile(path.join(this.dir, 'ack.json'), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { segment: 0, offset: 0 };
-      throw err;
+    const file = path.join(this.dir, 'ack.json');
+    const fd = await openPrivate(file, OPEN.readWrite).catch((err: unknown) => Promise.reject(diskFull(this.dir, err)));
+    this.ackFd = fd;
+    const buf = await fd.readFile();
+    if (buf.length === 0) {
+      await this.writeAck(0, 0).catch((err: unknown) => Promise.reject(diskFull(this.dir, err)));
+      await syncDir(this.dir);
+      return { segment: 0, offset: 0 };
     }
-    const ack = JSON.parse(text) as { version?: unknown; segment?: unknown; offset?: unknown };
+    let ack: { version?: unknown; segment?: unknown; offset?: unknown } = {};
+    try {
+      ack = JSON.parse(buf.toString('utf8')) as typeof ack;
+    } catch {
+      // reported below
+    }
     if (ack.version !== ACK_VERSION || !Number.isSafeInteger(ack.segment) || !Number.isSafeInteger(ack.offset)) {
-      throw new Error(`${path.join(this.dir, 'ack.json')} is not an acknowledgement file this client writes`);
+      throw new Error(`${file} is not an acknowledgement file this client writes`);
+    }
+    if (buf.length !== ACK_BYTES) {
+      // Written by an earlier version (temporary file and rename): rewritten as the fixed-size record.
+      await this.writeAck(ack.segment as number, ack.offset as number);
+      await fd.truncate(ACK_BYTES);
     }
     return { segment: ack.segment as number, offset: ack.offset as number };
   }
@@ -221,15 +256,18 @@ export class UsageQueue {
 
     for (const n of live) {
       const file = path.join(this.dir, segmentName(n));
-      const buf = await fsp.readFile(file).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? Buffer.alloc(0) : Promise.reject(err)));
+      const last = n === live[live.length - 1];
+      // The last segment is the one appended to: opened (created if missing) once, for reading and appending.
+      const fd = last ? await openPrivate(file, OPEN.readAppend).catch((err: unknown) => Promise.reject(diskFull(this.dir, err))) : null;
+      if (fd) this.fd = fd;
+      const buf = fd ? await fd.readFile() : ((await readPrivate(file)) ?? Buffer.alloc(0));
       const whole = buf.lastIndexOf(0x0a) + 1;
       let pos = n === ack.segment ? Math.min(ack.offset, whole) : 0;
       while (pos < whole) {
         const nl = buf.indexOf(0x0a, pos);
-        const raw = buf.subarray(pos, nl).toString('utf8');
         const end = nl + 1;
         try {
-          const event = JSON.parse(raw) as UsageEventBody;
+          const event = JSON.parse(buf.subarray(pos, nl).toString('utf8')) as UsageEventBody;
           if (typeof event !== 'object' || event === null || typeof event.idempotency_key !== 'string') throw new Error('not an event');
           this.pending.push({ event, segment: n, end, bytes: end - pos });
           this.pendingBytes += end - pos;
@@ -237,7 +275,7 @@ export class UsageQueue {
           // Only a damaged disk makes a whole line unreadable (appends are whole lines, fsynced): kept for a person to see.
           await this.deadLetter({
             event: null,
-            raw,
+            source: { file: segmentName(n), offset: pos, length: end - pos },
             status: null,
             code: 'UNREADABLE_LINE',
             message: `line at byte ${pos} of ${segmentName(n)} is not an event`,
@@ -246,13 +284,12 @@ export class UsageQueue {
         }
         pos = end;
       }
-      if (n === live[live.length - 1]) {
+      if (fd) {
         this.segment = n;
         this.size = whole;
-        this.fd = await fsp.open(file, 'a+', 0o600);
         if (buf.length > whole) {
-          await this.fd.truncate(whole);
-          await this.fd.datasync();
+          await fd.truncate(whole);
+          await fd.datasync();
         }
         await syncDir(this.dir);
       }
@@ -262,9 +299,16 @@ export class UsageQueue {
   /** Everything is acknowledged: a new segment, the acknowledgement moved to it, the old one removed. */
   private async rotate(): Promise<void> {
     const next = this.segment + 1;
-    const fd = await fsp.open(path.join(this.dir, segmentName(next)), 'a+', 0o600);
-    await syncDir(this.dir);
-    await this.writeAck(next, 0);
+    const nextFile = path.join(this.dir, segmentName(next));
+    const fd = await openPrivate(nextFile, OPEN.createAppend);
+    try {
+      await syncDir(this.dir);
+      await this.writeAck(next, 0);
+    } catch (err) {
+      await fd.close();
+      await fsp.rm(nextFile, { force: true });
+      throw err;
+    }
     await this.fd?.close();
     const old = this.segment;
     this.fd = fd;
