@@ -68,8 +68,8 @@ const segmentName = (n: number) => `segment-${String(n).padStart(12, '0')}.jsonl
 const ACK_VERSION = 1;
 const ACK_BYTES = 64;
 
-function diskFull(dir: string, err: unknown): unknown {
-  if (!isDiskFull(err)) return err;
+function diskFull(dir: string, err: unknown): Error {
+  if (!isDiskFull(err)) return err as Error;
   return new QueueDiskFullError(
     `The disk holding the usage queue ${dir} is full: nothing of the call was queued (queued events are still sent and acknowledged)`,
     dir,
@@ -217,11 +217,15 @@ export class UsageQueue {
   /** Opens ack.json (created with the first record if missing) and reads it. */
   private async readAck(): Promise<{ segment: number; offset: number }> {
     const file = path.join(this.dir, 'ack.json');
-    const fd = await openPrivate(file, OPEN.readWrite).catch((err: unknown) => Promise.reject(diskFull(this.dir, err)));
+    const fd = await openPrivate(file, OPEN.readWrite).catch((err: unknown) => {
+      throw diskFull(this.dir, err);
+    });
     this.ackFd = fd;
     const buf = await fd.readFile();
     if (buf.length === 0) {
-      await this.writeAck(0, 0).catch((err: unknown) => Promise.reject(diskFull(this.dir, err)));
+      await this.writeAck(0, 0).catch((err: unknown) => {
+        throw diskFull(this.dir, err);
+      });
       await syncDir(this.dir);
       return { segment: 0, offset: 0 };
     }
@@ -258,7 +262,11 @@ export class UsageQueue {
       const file = path.join(this.dir, segmentName(n));
       const last = n === live[live.length - 1];
       // The last segment is the one appended to: opened (created if missing) once, for reading and appending.
-      const fd = last ? await openPrivate(file, OPEN.readAppend).catch((err: unknown) => Promise.reject(diskFull(this.dir, err))) : null;
+      const fd = last
+        ? await openPrivate(file, OPEN.readAppend).catch((err: unknown) => {
+            throw diskFull(this.dir, err);
+          })
+        : null;
       if (fd) this.fd = fd;
       const buf = fd ? await fd.readFile() : ((await readPrivate(file)) ?? Buffer.alloc(0));
       const whole = buf.lastIndexOf(0x0a) + 1;
