@@ -17,7 +17,11 @@ export class FakeUsageService {
   readonly stored = new Map<string, Stored>();
   /** Every batch received, as the list of its keys. */
   readonly requests: string[][] = [];
+  /** When each batch arrived (Date.now()), in order. */
+  readonly times: number[] = [];
   readonly script: Scripted[] = [];
+  /** Headers added to every answer that is not scripted (RateLimit, say). */
+  answerHeaders: Record<string, string> = {};
   /** Metrics refused with a 422 naming the item. */
   refuseMetric = 'bad_metric';
   /** Held before answering (to test a send under way). */
@@ -56,6 +60,7 @@ export class FakeUsageService {
     if (req.headers['x-api-key'] !== 'test-key') return send(401, { error: { code: 'UNAUTHORIZED', message: 'no' } });
     const events = (JSON.parse(text) as { events: { metric: string; idempotency_key: string }[] }).events;
     this.requests.push(events.map((e) => e.idempotency_key));
+    this.times.push(Date.now());
     const scripted = this.script.shift();
     if (scripted) return send(scripted.status, scripted.body, scripted.headers);
     const bad = events.flatMap((e, index) =>
@@ -75,6 +80,13 @@ export class FakeUsageService {
       return { id, idempotency_key: e.idempotency_key, replayed: false };
     });
     const created = out.filter((o) => !o.replayed).length;
-    send(created ? 201 : 200, { created, replayed: out.length - created, events: out }, created ? {} : { 'Idempotent-Replayed': 'true' });
+    send(
+      created ? 201 : 200,
+      { created, replayed: out.length - created, events: out },
+      {
+        ...this.answerHeaders,
+        ...(created ? {} : { 'Idempotent-Replayed': 'true' }),
+      },
+    );
   }
 }
