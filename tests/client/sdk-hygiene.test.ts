@@ -231,7 +231,7 @@ describe('the license folder', () => {
     const dir = privateDir('license');
     const file = path.join(dir, 'license.json');
     const fixed = Buffer.from('0123456789ab', 'hex');
-    const spy = jest.spyOn(crypto, 'randomBytes').mockImplementation((() => Buffer.from(fixed)));
+    const spy = jest.spyOn(crypto, 'randomBytes').mockImplementation(() => Buffer.from(fixed));
     try {
       const tmp = path.join(dir, `.license.json.${process.pid}.${fixed.subarray(0, 6).toString('hex')}.tmp`);
       fs.symlinkSync(target, tmp);
