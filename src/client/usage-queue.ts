@@ -94,6 +94,8 @@ export class UsageQueue {
   private size = 0;
   private fd: FileHandle | null = null;
   private ackFd: FileHandle | null = null;
+  /** An append found the disk full since the last rotation. */
+  private diskWasFull = false;
   private readonly exclusive = serial();
 
   private constructor(
@@ -148,15 +150,27 @@ export class UsageQueue {
           { events: this.pending.length, bytes: this.pendingBytes, maxEvents, maxBytes },
         );
       }
-      const start = this.size;
+      const text = lines.join('');
       try {
-        await this.fd.appendFile(lines.join(''));
-        await this.fd.datasync();
+        await this.write(text);
       } catch (err) {
-        // Whatever part was written is cut off, so the file ends on a whole line again.
-        await this.fd.truncate(start).catch(() => undefined);
-        throw diskFull(this.dir, err);
+        if (!isDiskFull(err)) throw err;
+        this.diskWasFull = true;
+        // Everything in the segment is acknowledged: a new one frees its space, and the append is tried once more.
+        if (
+          this.pending.length > 0 ||
+          this.size === 0 ||
+          !(await this.rotate().then(
+            () => true,
+            () => false,
+          ))
+        )
+          throw diskFull(this.dir, err);
+        await this.write(text).catch((again: unknown) => {
+          throw diskFull(this.dir, again);
+        });
       }
+      const start = this.size;
       let end = start;
       for (const [i, line] of lines.entries()) {
         const b = Buffer.byteLength(line);
@@ -168,6 +182,18 @@ export class UsageQueue {
     });
   }
 
+  /** Appends whole lines and fsyncs them, or cuts off whatever part was written (the file ends on a whole line again). */
+  private async write(text: string): Promise<void> {
+    const fd = this.fd!;
+    try {
+      await fd.appendFile(text);
+      await fd.datasync();
+    } catch (err) {
+      await fd.truncate(this.size).catch(() => undefined);
+      throw err;
+    }
+  }
+
   /** The service has the first `count` pending events: moves the acknowledgement past them. */
   acknowledge(count: number): Promise<void> {
     return this.exclusive(async () => {
@@ -177,8 +203,14 @@ export class UsageQueue {
       await this.writeAck(last.segment, last.end);
       const done = this.pending.splice(0, count);
       this.pendingBytes -= done.reduce((n, e) => n + e.bytes, 0);
-      // A rotation that fails (a full disk cannot take the new file) is tried again at a later acknowledgement.
-      if (this.pending.length === 0 && this.size >= this.limits.segmentBytes) await this.rotate().catch(() => undefined);
+      // After a full disk the segment is replaced as soon as it is all acknowledged, to give its space back.
+      // A rotation that fails (a full disk cannot take the new file) is tried again later.
+      if (this.pending.length === 0 && (this.size >= this.limits.segmentBytes || this.diskWasFull)) {
+        await this.rotate().then(
+          () => (this.diskWasFull = false),
+          () => undefined,
+        );
+      }
     });
   }
 
