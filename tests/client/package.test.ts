@@ -5,7 +5,7 @@ import path from 'node:path';
 
 /**
  * What a customer instance installs: `npm pack -w src/client` makes @billing/client, holding the
- * build and its manifest only; installed into an empty folder it brings jose and nothing else, and
+ * build, its manifest and its README (what npm shows) only; installed into an empty folder it brings jose and nothing else, and
  * loads without any of the service's dependencies.
  */
 const root = path.resolve(__dirname, '../..');
@@ -31,7 +31,8 @@ describe('@billing/client as a package', () => {
     expect(files).toContain('dist/index.js');
     expect(files).toContain('dist/index.d.ts');
     expect(files).toContain('dist/billing-client.js');
-    expect(files.filter((f) => !/^dist\/[a-z-]+\.(js|d\.ts)$/.test(f) && f !== 'package.json')).toEqual([]);
+    expect(files).toContain('README.md');
+    expect(files.filter((f) => !/^dist\/[a-z-]+\.(js|d\.ts)$/.test(f) && f !== 'package.json' && f !== 'README.md')).toEqual([]);
   }, 120_000);
 
   test('when the tarball is installed into an empty folder, then only jose comes with it, and BillingClient loads and works there', () => {
@@ -41,12 +42,16 @@ describe('@billing/client as a package', () => {
     npm(['install', '--no-package-lock', tarball], app);
     const installed = fs.readdirSync(path.join(app, 'node_modules')).filter((n) => !n.startsWith('.'));
     expect(installed.sort()).toEqual(['@billing', 'jose']);
+    const readme = fs.readFileSync(path.join(app, 'node_modules/@billing/client/README.md'), 'utf8');
+    for (const heading of ['## Install', '## Report usage', '## Licenses', '## Offline use', '## Errors']) expect(readme).toContain(heading);
+    expect(readme).toContain('docs/LICENSE-VERIFICATION.md');
     const script = `
-      const { BillingClient, BillingApiError, QueueFullError, verifyLicense } = require('@billing/client');
+      const { BillingClient, BillingApiError, QueueFullError, QueueDiskFullError, UnsafePathError, RedirectRefusedError, verifyLicense } = require('@billing/client');
       const c = new BillingClient({ baseUrl: 'http://127.0.0.1:1', apiKey: 'k' });
-      console.log(JSON.stringify([typeof BillingClient, typeof BillingApiError, typeof QueueFullError, typeof verifyLicense, c.baseUrl]));`;
+      const types = [BillingClient, BillingApiError, QueueFullError, QueueDiskFullError, UnsafePathError, RedirectRefusedError, verifyLicense].map((f) => typeof f);
+      console.log(JSON.stringify([...types, c.baseUrl]));`;
     const out = execFileSync(process.execPath, ['-e', script], { cwd: app }).toString().trim();
-    expect(JSON.parse(out)).toEqual(['function', 'function', 'function', 'function', 'http://127.0.0.1:1']);
+    expect(JSON.parse(out)).toEqual([...Array(7).fill('function'), 'http://127.0.0.1:1']);
   }, 180_000);
 
   test('when the service package is required as billing-service/client, then it resolves to the same build', () => {
