@@ -124,6 +124,7 @@ export async function acquireLock(file: string): Promise<QueueLock> {
   } finally {
     if (tmp) await fsp.rm(tmp, { force: true });
   }
+  await removeLeftovers(file);
   let released = false;
   return {
     async release() {
@@ -152,4 +153,14 @@ async function removeIfStale(name: string): Promise<void> {
   const moved = await holder(aside);
   if (moved !== 'gone' && !stale(moved)) await linkNew(aside, name);
   await fsp.rm(aside, { force: true });
+}
+
+/** Pid files and set-aside locks of processes that died while taking the lock (removed by its new owner). */
+async function removeLeftovers(file: string): Promise<void> {
+  const base = path.basename(file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const leftover = new RegExp(`^${base}(?:\\.steal)?\\.(\\d+)\\.[0-9a-f]{12}\\.(?:tmp|dead)$`);
+  for (const name of await fsp.readdir(path.dirname(file)).catch(() => [])) {
+    const pid = Number(leftover.exec(name)?.[1] ?? 0);
+    if (pid > 0 && pid !== process.pid && !alive(pid)) await fsp.rm(path.join(path.dirname(file), name), { force: true });
+  }
 }

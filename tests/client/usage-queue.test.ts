@@ -177,6 +177,18 @@ describe('the durable queue', () => {
     expect((err as QueueLockedError).pid).toBe(process.ppid);
   });
 
+  test('when a process died while taking the lock, then its pid file and set-aside lock are removed by the next owner; a live process’s are kept', async () => {
+    const dead = deadPid();
+    const left = [`lock.${dead}.0123456789ab.tmp`, `lock.steal.${dead}.0123456789ab.dead`];
+    const live = `lock.${process.ppid}.0123456789ab.tmp`;
+    for (const f of [...left, live]) fs.writeFileSync(path.join(dir, f), `${dead}\n`, { mode: 0o600 });
+    const c = client();
+    await c.reportUsage(ev(1));
+    const names = fs.readdirSync(dir);
+    for (const f of left) expect(names).not.toContain(f);
+    expect(names).toContain(live);
+  });
+
   test('when close is called during a send, then it waits for the answer and the batch is acknowledged', async () => {
     svc.delayMs = 300;
     const c = client({ flushIntervalMs: 10 });
