@@ -156,10 +156,11 @@ describe('files in a private queue folder', () => {
     before = { ...before, nlink: 1 };
   });
 
-  test('when a symbolic link is at ack.json, then UnsafePathError and the target is not overwritten', async () => {
+  test.each(['ack.json', 'lock'])('when a symbolic link is at %s, then UnsafePathError and the target is neither read nor overwritten', async (name) => {
     const dir = privateDir('queue');
-    fs.symlinkSync(target, path.join(dir, 'ack.json'));
+    fs.symlinkSync(target, path.join(dir, name));
     expect(await refusal(client(dir).reportUsage(ev(1)))).toMatchObject({ reason: 'symlink' });
+    expect(fs.readdirSync(dir)).toEqual([name]);
   });
 
   (asRoot ? test : test.skip)('when ack.json was pre-created by another user, then UnsafePathError (owner)', async () => {
