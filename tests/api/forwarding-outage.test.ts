@@ -5,6 +5,7 @@
  * not when a long lease runs out.
  */
 import type { Knex } from 'knex';
+import type { ForwardingState } from '../../src/db/tables';
 import { createStripeCustomer, reportBatch } from '../helpers/factories';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { startTcpProxy, TcpProxy } from '../helpers/tcp-proxy';
@@ -40,7 +41,7 @@ afterAll(async () => {
   await proxy.close();
 });
 
-const countWhere = async (db: Knex, ids: string[], state: string) =>
+const countWhere = async (db: Knex, ids: string[], state: ForwardingState) =>
   Number((await db('usage_events').whereIn('id', ids).where({ state }).count<{ n: string }[]>('* as n'))[0]!.n);
 
 /** How many times each identifier was sent on the stream. */

@@ -109,7 +109,10 @@ test('when an instance is stopped with SIGTERM with calls in flight, then their 
   a.child.kill('SIGTERM');
   expect(await a.exited).toBe(0);
 
-  const rows = await t.db('usage_events').whereIn('id', ids).select('id', 'state', 'attempts', t.db.raw('next_attempt_at > now() as leased'));
+  const rows: { id: string; state: string; attempts: number; leased: boolean }[] = await t
+    .db('usage_events')
+    .whereIn('id', ids)
+    .select('id', 'state', 'attempts', t.db.raw('next_attempt_at > now() as leased'));
   expect(rows.filter((r) => r.leased)).toEqual([]);
   const sent = rows.filter((r) => r.state === 'sent').map((r) => r.id);
   expect(new Set(sent)).toEqual(new Set(carried));
