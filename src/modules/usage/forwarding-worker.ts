@@ -19,8 +19,6 @@ export interface ForwarderDeps {
   onRun?: (summary: RunSummary) => void;
   /** Observes each Stripe call (metrics): how it ended and how many events it carried. */
   onCall?: (outcome: 'sent' | 'retried' | 'failed', events: number) => void;
-  /** How soon an outcome PostgreSQL refused is written again (tests). */
-  settleRetryMs?: number;
 }
 
 export interface RunSummary {
@@ -57,7 +55,7 @@ export function createUsageForwarder(deps: ForwarderDeps) {
   let stopping = false;
   let timer: NodeJS.Timeout | null = null;
   let current: Promise<RunSummary> | null = null;
-  const leases = createLeaseKeeper({ db, repo, logger, leaseSeconds: settings.leaseSeconds, retryMs: deps.settleRetryMs });
+  const leases = createLeaseKeeper({ db, repo, logger, leaseSeconds: settings.leaseSeconds });
   const none = { retried: 0, failed: 0 };
 
   /** Equal jitter: half the capped exponential delay, plus a random part of the other half. */
