@@ -1,10 +1,18 @@
 /**
- * npm run bench:forwarding: how fast one instance forwards usage to a slow Stripe.
+ * npm run bench:forwarding: how fast one instance forwards usage to a slow Stripe, and how soon
+ * the outbox empties once an outage with faults is over.
  *
  * Each round ingests BENCH_EVENTS usage events (10,000) through POST /api/usage in batches of 1000,
  * then starts the forwarder against the fake Stripe (tests/helpers/fake-stripe.ts) answering every
  * call in 0-300 ms, and times until the outbox is empty. It counts the Stripe calls (sessions and
  * stream calls, or v1 meter events) and checks that Stripe holds every event exactly once.
+ *
+ * Then the recovery round: BENCH_EVENTS more events, forwarded by an instance whose database is
+ * behind a TCP proxy (tests/helpers/tcp-proxy.ts) while Stripe fails 30% of calls (500, 429) and
+ * loses 10% of answers after doing the work; after 1 s PostgreSQL goes away for BENCH_OUTAGE_MS
+ * (4000), 1 s after it is back the instance dies (its pool gone, its calls in flight unrecorded) and
+ * another starts; 1 s later the faults end. The figure is the seconds from the faults' end to an
+ * empty outbox; Stripe must hold every event once. BENCH_RECOVERY=0 skips it.
  *
  * Settings: BENCH_DATABASE_URL (else TEST_DATABASE_URL, else an embedded PostgreSQL; a temporary
  * database is made there and dropped), BENCH_ROUNDS (3), BENCH_EVENTS (10000), BENCH_MODE
@@ -21,12 +29,17 @@ import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/em
 import { migrateLatest } from '../src/db/migration-source';
 import { createCustomer } from '../tests/helpers/factories';
 import { startFakeStripe } from '../tests/helpers/fake-stripe';
-import { createTestApp } from '../tests/helpers/test-app';
+import { startTcpProxy } from '../tests/helpers/tcp-proxy';
+import { createTestApp, type TestApp } from '../tests/helpers/test-app';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 10_000);
 const MODE = process.env.BENCH_MODE ?? 'stream';
 const LATENCY = Number(process.env.BENCH_LATENCY_MS ?? 300);
+const RECOVERY = process.env.BENCH_RECOVERY !== '0';
+const OUTAGE_MS = Number(process.env.BENCH_OUTAGE_MS ?? 4000);
+const RECOVERY_TIMEOUT_S = Number(process.env.BENCH_RECOVERY_TIMEOUT_S ?? 900);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function database(): Promise<{ url: string; drop: () => Promise<void> }> {
@@ -35,6 +48,7 @@ async function database(): Promise<{ url: string; drop: () => Promise<void> }> {
   let dir = '';
   if (!base) {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-bench-fwd-'));
+    fs.chmodSync(dir, 0o755); // the embedded server may run as the postgres user
     pg = await startEmbeddedPostgres({ dataDir: dir, port: 0, persistent: false, database: 'billing_bench' });
     base = pg.url;
   }
@@ -63,23 +77,23 @@ async function main(): Promise<void> {
   await db.destroy();
   const stripe = await startFakeStripe();
   process.env.TEST_DATABASE_URL = url;
-  const t = await createTestApp(
-    {
-      STRIPE_SECRET_KEY: 'sk_test_bench',
-      STRIPE_API_BASE: stripe.url,
-      FORWARDER_MODE: MODE,
-      LOG_LEVEL: 'warn',
-      USAGE_MAX_BATCH: '1000',
-      ...(process.env.FORWARDER_CONCURRENCY ? { FORWARDER_CONCURRENCY: process.env.FORWARDER_CONCURRENCY } : {}),
-      ...(process.env.FORWARDER_BATCH_SIZE ? { FORWARDER_BATCH_SIZE: process.env.FORWARDER_BATCH_SIZE } : {}),
-    },
-    { databaseUrl: url },
-  );
+  const env = {
+    STRIPE_SECRET_KEY: 'sk_test_bench',
+    STRIPE_API_BASE: stripe.url,
+    FORWARDER_MODE: MODE,
+    LOG_LEVEL: 'warn',
+    USAGE_MAX_BATCH: '1000',
+    ...(process.env.FORWARDER_CONCURRENCY ? { FORWARDER_CONCURRENCY: process.env.FORWARDER_CONCURRENCY } : {}),
+    ...(process.env.FORWARDER_BATCH_SIZE ? { FORWARDER_BATCH_SIZE: process.env.FORWARDER_BATCH_SIZE } : {}),
+    ...(process.env.FORWARDER_LEASE_SECONDS ? { FORWARDER_LEASE_SECONDS: process.env.FORWARDER_LEASE_SECONDS } : {}),
+  };
+  const t = await createTestApp(env, { databaseUrl: url });
+  const pendingNow = async () => Number((await t.db('usage_events').where({ state: 'pending' }).count<{ n: string }[]>('* as n'))[0]?.n);
   const rounds: { eventsPerSecond: number; seconds: number; calls: number; eventsPerCall: number; ingestPerSecond: number }[] = [];
   try {
     const customers = await Promise.all(Array.from({ length: 10 }, () => createCustomer(t)));
-    for (let round = 1; round <= ROUNDS; round++) {
-      // Ingest with Stripe answering at once; then make it slow for forwarding.
+    // Ingest with Stripe answering at once (forwarding makes it slow).
+    const ingest = async () => {
       stripe.setLatency(0, 0);
       const ids: string[] = [];
       const ingestStart = performance.now();
@@ -94,22 +108,24 @@ async function main(): Promise<void> {
         if (res.status !== 201) throw new Error(`ingest: ${res.status} ${JSON.stringify(res.body)}`);
         ids.push(...(res.body as { events: { id: string }[] }).events.map((e) => e.id));
       }
-      const ingestSeconds = (performance.now() - ingestStart) / 1000;
+      return { ids, ingestSeconds: (performance.now() - ingestStart) / 1000 };
+    };
+    const missingAtStripe = (ids: string[]) => {
+      const missing = ids.filter((id) => !stripe.held.has(id));
+      if (missing.length > 0) throw new Error(`${missing.length} acknowledged events are not at Stripe`);
+    };
+    for (let round = 1; round <= ROUNDS; round++) {
+      const { ids, ingestSeconds } = await ingest();
 
       stripe.setLatency(0, LATENCY);
       const callsBefore = stripe.requests.length;
       const start = performance.now();
       t.c.forwarder.start();
-      for (;;) {
-        const pending = await t.db('usage_events').where({ state: 'pending' }).count<{ n: string }[]>('* as n');
-        if (Number(pending[0]?.n) === 0) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      while ((await pendingNow()) > 0) await sleep(50);
       const seconds = (performance.now() - start) / 1000;
       await t.c.forwarder.stop();
       const calls = stripe.requests.length - callsBefore;
-      const missing = ids.filter((id) => !stripe.held.has(id));
-      if (missing.length > 0) throw new Error(`${missing.length} acknowledged events are not at Stripe`);
+      missingAtStripe(ids);
       const r = {
         eventsPerSecond: Math.round(EVENTS / seconds),
         seconds: Math.round(seconds * 100) / 100,
@@ -122,6 +138,61 @@ async function main(): Promise<void> {
         `round ${round}: ${EVENTS} events forwarded in ${r.seconds} s = ${r.eventsPerSecond} events/s; ${calls} Stripe calls (${r.eventsPerCall} events per call); ingested at ${r.ingestPerSecond} events/s`,
       );
     }
+    let recovery: Record<string, unknown> | null = null;
+    if (RECOVERY) {
+      const { ids } = await ingest();
+      const proxy = await startTcpProxy(new URL(url).hostname, Number(new URL(url).port || 5432));
+      const viaProxy = new URL(url);
+      viaProxy.port = String(proxy.port);
+      const instances: TestApp[] = [];
+      const instance = async () => {
+        const app = await createTestApp(env, { databaseUrl: viaProxy.toString() });
+        instances.push(app);
+        app.c.forwarder.start();
+        return app;
+      };
+      try {
+        const duplicatesBefore = stripe.duplicates();
+        stripe.setLatency(0, LATENCY);
+        stripe.failRandomly(/meter_event_/, 0.3, [{ status: 500 }, { status: 429, type: 'rate_limit', message: 'Too many requests' }]);
+        stripe.failRandomly(/meter_event_/, 0.143, ['drop']); // 10% of all calls: 0.7 * 0.143
+        const a = await instance();
+        await sleep(1000);
+        await proxy.cut();
+        await sleep(OUTAGE_MS);
+        await proxy.restore();
+        await sleep(1000);
+        // a dies: its pool goes away with calls in flight, nothing more of it is written.
+        void a.c.forwarder.stop();
+        await a.db.destroy();
+        await instance();
+        await sleep(1000);
+        stripe.clearFailures();
+        stripe.setLatency(0, LATENCY);
+        const pendingAtEnd = await pendingNow();
+        const faultsEnded = performance.now();
+        while ((await pendingNow()) > 0 && performance.now() - faultsEnded < RECOVERY_TIMEOUT_S * 1000) await sleep(100);
+        const seconds = Math.round((performance.now() - faultsEnded) / 100) / 10;
+        const left = await pendingNow();
+        if (left > 0) throw new Error(`${left} events still pending ${RECOVERY_TIMEOUT_S} s after the faults ended`);
+        missingAtStripe(ids);
+        const repeats = stripe.duplicates() - duplicatesBefore;
+        recovery = {
+          events: EVENTS,
+          outage_ms: OUTAGE_MS,
+          lease_seconds: t.c.config.forwarder.leaseSeconds,
+          pending_when_faults_ended: pendingAtEnd,
+          seconds_from_faults_end_to_empty_outbox: seconds,
+          duplicates_dropped_by_stripe: repeats,
+        };
+        console.log(
+          `recovery: ${pendingAtEnd} of ${EVENTS} events pending when the faults ended; outbox empty ${seconds} s later; every event at Stripe once (${repeats} repeats dropped by Stripe)`,
+        );
+      } finally {
+        for (const app of instances) await app.close().catch(() => undefined);
+        await proxy.close();
+      }
+    }
     const summary = {
       mode: MODE,
       events: EVENTS,
@@ -132,6 +203,7 @@ async function main(): Promise<void> {
       median_events_per_call: median(rounds.map((r) => r.eventsPerCall)),
       duplicates_dropped_by_stripe: stripe.duplicates(),
       rounds,
+      recovery,
     };
     console.log(JSON.stringify(summary));
   } finally {

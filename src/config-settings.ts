@@ -256,7 +256,12 @@ export const settings = z.object({
   FORWARDER_MAX_ATTEMPTS: int(1, 100).default(10).describe('Tries before an event is parked as failed (admins can retry it).'),
   FORWARDER_BACKOFF_BASE_MS: int(1, 3_600_000).default(2000).describe(forwarderBackoff),
   FORWARDER_BACKOFF_MAX_MS: int(1, 86_400_000).default(3_600_000).describe(forwarderBackoff),
-  FORWARDER_LEASE_SECONDS: int(5, 3600).default(300).describe('How long a claimed batch is reserved for one worker; must exceed the time a batch can take.'),
+  FORWARDER_LEASE_SECONDS: int(5, 3600)
+    .default(10)
+    .describe(
+      'How long claimed events stay reserved for one instance without a renewal; renewed every third of it while it holds them ' +
+        '(queued, in a Stripe call, or their outcome being written), so what a dead instance held is sent again within about this long.',
+    ),
 
   RATE_LIMIT_API: limit('100/15m').describe('Customer routes other than POST /api/usage, per client address (before authentication).'),
   RATE_LIMIT_USAGE: limit('60/1h').describe('POST /api/usage, per customer (after authentication, whatever addresses its instances use).'),

@@ -4,6 +4,10 @@
  * out and another instance sends those events again), and PostgreSQL goes away and comes back
  * (through a TCP proxy, as in database-outage.test.ts). What Stripe holds, by identifier, must be
  * exactly the events the service acknowledged: none missing, none extra.
+ *
+ * The random faults make the mix; the ones asserted are planned, so each surely happens: the dying
+ * instance's first two calls are done by Stripe and never answered (its events must be sent again,
+ * and Stripe must drop the repeat), and the next two get a 500 and a 429.
  */
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
@@ -31,10 +35,10 @@ afterAll(async () => {
   await proxy.close();
 });
 
-const env = () => ({
+const env = (timeoutMs = 300) => ({
   STRIPE_SECRET_KEY: 'sk_test_faults123',
   STRIPE_API_BASE: stripe.url,
-  STRIPE_TIMEOUT_MS: '300',
+  STRIPE_TIMEOUT_MS: String(timeoutMs),
   FORWARDER_BACKOFF_BASE_MS: '20',
   FORWARDER_BACKOFF_MAX_MS: '300',
   FORWARDER_MAX_ATTEMPTS: '100',
@@ -47,7 +51,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('when calls fail, answers are lost, an instance dies and PostgreSQL restarts, then Stripe holds each acknowledged event exactly once', async () => {
   // Other files leave events behind: only this test's customers count here.
-  const a = await createTestApp(env(), { databaseUrl: viaProxy });
+  // a's calls outlast its death: it cannot have written anything about them.
+  const a = await createTestApp(env(5000), { databaseUrl: viaProxy });
   apps.push(a);
   await a.db('usage_events').where({ state: 'pending' }).update({ state: 'local', last_error: 'reset by test' });
   const customers = [await createCustomer(a), await createCustomer(a)];
@@ -65,13 +70,22 @@ test('when calls fail, answers are lost, an instance dies and PostgreSQL restart
   for (const c of customers) expect(await ingest(a, c, 400)).toBe(201);
 
   stripe.setLatency(0, 100);
+  const from = stripe.streamCalls().length;
+  stripe.failNext(/meter_event_stream/, 2, 'drop');
+  stripe.failNext(/meter_event_stream/, 1, { status: 500 });
+  stripe.failNext(/meter_event_stream/, 1, { status: 429, type: 'rate_limit', message: 'Too many requests' });
   stripe.failRandomly(/meter_event_/, 0.3, [{ status: 500 }, { status: 429, type: 'rate_limit', message: 'Too many requests' }]);
   stripe.failRandomly(/meter_event_/, 0.143, ['drop']); // 10% of all calls: 0.7 * 0.143
 
-  // Instance a dies mid-flight: its pool goes away while calls are at Stripe, so what they carried
-  // stays leased (not marked) until the lease ends.
+  // Instance a dies mid-flight: its pool goes away while its first two calls are at Stripe (done
+  // there, never answered), so what they carried stays leased (not marked) until the lease ends.
   a.c.forwarder.start();
-  await sleep(250);
+  for (const end = Date.now() + 10_000; stripe.streamCalls().length < from + 2 && Date.now() < end;) await sleep(5);
+  const dropped = stripe
+    .streamCalls()
+    .slice(from, from + 2)
+    .flatMap((c) => (c.body as { events: { identifier: string }[] }).events.map((e) => e.identifier));
+  expect(dropped.length).toBeGreaterThan(0);
   void a.c.forwarder.stop();
   await a.db.destroy();
 
@@ -118,6 +132,15 @@ test('when calls fail, answers are lost, an instance dies and PostgreSQL restart
   const stripeIds = new Set([...stripe.held.keys()]);
   expect(stripeIds).toEqual(new Set(ids));
   for (const [id, quantity] of acknowledged) expect([id, stripe.held.get(id)!.payload.value]).toEqual([id, quantity]);
-  // The faults happened: Stripe dropped resends of events it already held.
-  expect(stripe.duplicates()).toBeGreaterThan(0);
+  // The planned faults happened. The lost answers: Stripe held those events, they were sent again
+  // (nothing else marks them sent) and Stripe dropped the repeats.
+  const sends = new Map<string, number>();
+  for (const call of stripe.streamCalls().slice(from))
+    for (const e of (call.body as { events: { identifier: string }[] }).events) sends.set(e.identifier, (sends.get(e.identifier) ?? 0) + 1);
+  expect(dropped.filter((id) => (sends.get(id) ?? 0) < 2)).toEqual([]);
+  expect(stripe.duplicates()).toBeGreaterThanOrEqual(dropped.length);
+  // The refusals: a call answered 500 and one answered 429 were retried.
+  const retried = [...a.logs, ...b.logs].filter((l) => l.includes('usage submission not accepted by Stripe; will retry'));
+  expect(retried.some((l) => l.includes('"status":500'))).toBe(true);
+  expect(retried.some((l) => l.includes('"status":429'))).toBe(true);
 }, 120_000);

@@ -64,7 +64,8 @@ export function createForwarderRepository() {
     /**
      * Claims due events by leasing them: next_attempt_at moves past the lease, in a short
      * transaction, so no row lock is held while Stripe is called. SKIP LOCKED lets any number
-     * of workers claim at once without taking the same row; a crashed worker's lease expires.
+     * of workers claim at once without taking the same row; a crashed worker's lease expires
+     * (it is short, and renewed by extendLeases while the events are held).
      */
     async claim(db: Knex, limit: number, leaseSeconds: number): Promise<ClaimedEvent[]> {
       const { rows }: { rows: ClaimedRow[] } = await db.raw(
@@ -88,6 +89,15 @@ export function createForwarderRepository() {
         occurredAt: r.occurred_at,
         attempts: r.attempts,
       }));
+    },
+
+    /** Renews the lease of events still pending, in one statement: due again leaseSeconds from now. */
+    async extendLeases(db: Knex, ids: string[], leaseSeconds: number): Promise<void> {
+      if (ids.length === 0) return;
+      await db.raw(`update usage_events set next_attempt_at = now() + make_interval(secs => ?) where id = any(?::uuid[]) and state = 'pending'`, [
+        leaseSeconds,
+        ids,
+      ]);
     },
 
     async markSent(db: Knex, ids: string[]): Promise<void> {

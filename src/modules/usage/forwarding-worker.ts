@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config';
 import type { MeterEventInput, StripePort } from '../../stripe/stripe-port';
 import { METER_STREAM_MAX_EVENTS, StripeCallError } from '../../stripe/stripe-port';
+import { createLeaseKeeper } from './forwarding-leases';
 import type { ClaimedEvent, ForwarderRepository } from './forwarding-repository';
 
 export interface ForwarderDeps {
@@ -42,6 +43,10 @@ const emptySummary = (): RunSummary => ({ claimed: 0, sent: 0, retried: 0, faile
  * identifier, so a resend (a lost answer, a crash before marking, an expired lease) counts once.
  * Failed calls are retried with capped exponential backoff and jitter; an event is parked as failed
  * after FORWARDER_MAX_ATTEMPTS or on a permanent 4xx.
+ *
+ * Leases (forwarding-leases.ts) are short and renewed while the events are held, so what a dead
+ * instance held is due again within FORWARDER_LEASE_SECONDS, and an outcome PostgreSQL could not
+ * take is written as soon as it answers, not when a long lease ends.
  */
 export function createUsageForwarder(deps: ForwarderDeps) {
   const { db, repo, stripe, logger, settings, meterEvents } = deps;
@@ -50,6 +55,8 @@ export function createUsageForwarder(deps: ForwarderDeps) {
   let stopping = false;
   let timer: NodeJS.Timeout | null = null;
   let current: Promise<RunSummary> | null = null;
+  const leases = createLeaseKeeper({ db, repo, logger, leaseSeconds: settings.leaseSeconds });
+  const none = { retried: 0, failed: 0 };
 
   /** Equal jitter: half the capped exponential delay, plus a random part of the other half. */
   function backoffMs(attempts: number): number {
@@ -75,12 +82,12 @@ export function createUsageForwarder(deps: ForwarderDeps) {
       const failure = asCallError(err);
       if (failure.retryable && e.attempts < settings.maxAttempts) {
         const delay = backoffMs(e.attempts);
-        await repo.scheduleRetry(db, e.id, delay, failure.message);
+        await leases.settle([e.id], () => repo.scheduleRetry(db, e.id, delay, failure.message));
         s.retried++;
         deps.onCall?.('retried', 1);
         logger.warn({ eventId: e.id, attempts: e.attempts, retryInMs: delay, error: failure.message }, 'usage event not forwarded; will retry');
       } else {
-        await repo.markFailed(db, e.id, failure.message);
+        await leases.settle([e.id], () => repo.markFailed(db, e.id, failure.message));
         s.failed++;
         deps.onCall?.('failed', 1);
         logger.error({ eventId: e.id, attempts: e.attempts, error: failure.message }, 'usage event failed permanently; an admin can retry it');
@@ -88,7 +95,7 @@ export function createUsageForwarder(deps: ForwarderDeps) {
       return;
     }
     // One call per event: its idempotency key (meter-event-<id>) names the call; no submission id.
-    await repo.markSent(db, [e.id]);
+    await leases.settle([e.id], () => repo.markSent(db, [e.id]));
     s.sent++;
     deps.onCall?.('sent', 1);
   }
@@ -105,21 +112,21 @@ export function createUsageForwarder(deps: ForwarderDeps) {
       const failure = asCallError(err);
       const log = { submissionId, requestId: failure.requestId ?? null, events: ids.length, status: failure.status, error: failure.message };
       if (failure.retryable) {
-        const r = await repo.retryOrFail(db, ids, submissionId, failure.message, settings);
+        const r = (await leases.settle(ids, () => repo.retryOrFail(db, ids, submissionId, failure.message, settings))) ?? none;
         s.retried += r.retried;
         s.failed += r.failed;
         deps.onCall?.('retried', ids.length);
         logger.warn({ ...log, ...r }, 'usage submission not accepted by Stripe; will retry');
       } else {
         // (Never `s.x += await …`: s.x would be read before the await, and other workers' counts lost.)
-        const failed = await repo.failMany(db, ids, submissionId, failure.message);
+        const failed = (await leases.settle(ids, () => repo.failMany(db, ids, submissionId, failure.message))) ?? 0;
         s.failed += failed;
         deps.onCall?.('failed', ids.length);
         logger.error(log, 'usage submission refused by Stripe; its events are failed, an admin can retry them');
       }
       return;
     }
-    const sent = await repo.markSentBy(db, ids, submissionId);
+    const sent = (await leases.settle(ids, () => repo.markSentBy(db, ids, submissionId))) ?? 0;
     s.sent += sent;
     deps.onCall?.('sent', ids.length);
     logger.info({ submissionId, requestId, events: ids.length }, 'usage submission accepted by Stripe');
@@ -127,8 +134,8 @@ export function createUsageForwarder(deps: ForwarderDeps) {
 
   /**
    * Claims and sends. `continuous`: claims again while leases come back full (the background loop);
-   * otherwise one lease (runOnce). A database failure while marking leaves those events leased: they
-   * are sent again when the lease ends, and Stripe drops the repeat by identifier.
+   * otherwise one lease (runOnce). An outcome is written again while PostgreSQL is away, until the
+   * lease would end; events still queued when their lease ended are left for the next claim.
    */
   async function pump(continuous: boolean): Promise<RunSummary> {
     const s = emptySummary();
@@ -138,12 +145,16 @@ export function createUsageForwarder(deps: ForwarderDeps) {
     let refilling: Promise<void> | null = null;
     const refill = () =>
       (refilling ??= (async () => {
+        const since = Date.now();
         const claimed = await repo.claim(db, settings.batchSize, settings.leaseSeconds);
+        leases.hold(
+          claimed.map((e) => e.id),
+          since,
+        );
         s.claimed += claimed.length;
         if (!continuous || claimed.length < settings.batchSize) exhausted = true;
         const orphans = claimed.filter((e) => !e.stripeCustomerId).map((e) => e.id);
-        await repo.markLocal(db, orphans, 'customer has no Stripe customer');
-        s.local += orphans.length;
+        if ((await leases.settle(orphans, () => repo.markLocal(db, orphans, 'customer has no Stripe customer'))) !== null) s.local += orphans.length;
         queue.push(...claimed.filter((e) => e.stripeCustomerId));
       })().finally(() => {
         refilling = null;
@@ -152,12 +163,13 @@ export function createUsageForwarder(deps: ForwarderDeps) {
       for (;;) {
         if (stopping) return null;
         if (queue.length > 0) {
-          const chunk = queue.splice(0, perCall);
+          const chunk = queue.splice(0, perCall).filter((e) => leases.live(e.id));
           // Claim the next lease while this one is being sent.
           if (!exhausted && !refilling && queue.length < perCall * settings.concurrency) {
             refill().catch((err: unknown) => logger.error({ err }, 'usage forwarder could not claim events; retrying'));
           }
-          return chunk;
+          if (chunk.length > 0) return chunk;
+          continue;
         }
         if (exhausted) return null;
         await refill();
@@ -172,9 +184,11 @@ export function createUsageForwarder(deps: ForwarderDeps) {
     const ended = await Promise.allSettled(Array.from({ length: settings.concurrency }, worker));
     await (refilling as Promise<void> | null)?.catch(() => undefined);
     // Stopping: what was claimed but not attempted is due again at once, the attempt not counted.
-    const unattempted = queue.splice(0).map((e) => e.id);
-    await repo.release(db, unattempted);
-    s.released = unattempted.length;
+    const unattempted = queue
+      .splice(0)
+      .filter((e) => leases.live(e.id))
+      .map((e) => e.id);
+    if ((await leases.settle(unattempted, () => repo.release(db, unattempted))) !== null) s.released = unattempted.length;
     if (s.claimed > 0) logger.info({ ...s }, 'usage forwarding run');
     deps.onRun?.(s);
     const failed = ended.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -208,12 +222,15 @@ export function createUsageForwarder(deps: ForwarderDeps) {
       stopping = false;
       loop();
     },
-    /** Finishes the calls under way, gives back the claimed events not yet attempted. */
+    /** Finishes the calls under way (their outcomes written), gives back the claimed events not yet attempted. */
     async stop(): Promise<void> {
       stopping = true;
       if (timer) clearTimeout(timer);
       await current;
+      leases.close();
     },
+    /** Events this instance holds a lease on (claimed, in a call, or their outcome being written). */
+    held: () => leases.size(),
   };
 }
 
