@@ -168,7 +168,9 @@ describe('the default plan (LICENSE_DEFAULT_PLAN)', () => {
     const free = await createTestApp({ LICENSE_DEFAULT_PLAN: code }, { now: () => clock });
     try {
       const c = await createCustomer(free);
-      const claims = await license(c, free);
+      // The plan limits instances: its licenses are issued bound only.
+      await request(free.app).post('/api/licenses/activations').set('X-API-Key', c.apiKey).send({ fingerprint: 'free-host-0001' }).expect(201);
+      const claims = await license(c, free, 'free-host-0001');
       const d = new Date(clock);
       expect(claims).toMatchObject({
         status: 'active',
@@ -183,6 +185,7 @@ describe('the default plan (LICENSE_DEFAULT_PLAN)', () => {
         valid_until: null,
         grace_until: null,
         exp: nowSec() + 7 * DAY,
+        instance: 'free-host-0001',
       });
       // A subscription takes precedence over the default plan.
       const s = await subscribe(free, { customer: c });

@@ -62,6 +62,7 @@ const activation = z.strictObject({
   expires_at: ts.nullable(),
   released_at: ts.nullable(),
   release_reason: z.enum(['customer', 'admin', 'stale']).nullable(),
+  seat_held_until: ts.nullable().describe('The exp of the last license bound to it: its seat stays taken until then, released or not'),
 });
 
 export const activationResponse = z.strictObject({ activation });
@@ -84,4 +85,5 @@ export const activationJson = (a: Activation) => ({
   expires_at: iso(a.expiresAt),
   released_at: iso(a.releasedAt),
   release_reason: a.releaseReason,
+  seat_held_until: iso(a.seatHeldUntil),
 });
