@@ -240,7 +240,7 @@ describe('seats held until the last bound license expires', () => {
     const results = await Promise.all(Array.from({ length: 12 }, () => cycle(c, fp())));
     const licensed = results.filter((r) => r !== null);
     expect(licensed).toHaveLength(3);
-    expect(new Set(licensed.map((l) => l!.fingerprint)).size).toBe(3);
+    expect(new Set(licensed.map((l) => l.fingerprint)).size).toBe(3);
     const issued = await t.db('audit_log').where({ action: 'license.issue' }).whereRaw("details->>'customer_id' = ?", [c.id]);
     expect(issued).toHaveLength(3);
   });

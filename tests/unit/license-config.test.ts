@@ -5,7 +5,13 @@ import { ConfigError, loadConfig } from '../../src/config';
 import { jwkThumbprint } from '../../src/modules/licenses/signing-keys';
 
 const strong = 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7';
-const prod = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing', STRIPE_ENABLED: 'false', ADMIN_API_TOKEN: strong };
+const prod = {
+  NODE_ENV: 'production',
+  DATABASE_URL: 'postgres://u:p@db:5432/billing',
+  STRIPE_ENABLED: 'false',
+  ADMIN_API_TOKEN: strong,
+  LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+};
 
 const ed25519 = () => generateKeyPairSync('ed25519').privateKey;
 const jwk = () => ed25519().export({ format: 'jwk' }) as { kty: string; crv: string; d: string; x: string };

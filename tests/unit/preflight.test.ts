@@ -10,6 +10,7 @@ const good = {
   TRUST_PROXY: '1',
   REDIS_URL: 'redis://redis:6379',
   LICENSE_SIGNING_KEYS: '{"kty":"OKP","crv":"Ed25519","d":"nBdKOX2FAqvI-cZTNdlgYfWITW4rsZfrTaqLakYxlGc","x":"yO4iBXcbZAqpwKMIqBKe4rk962muih682zz3cGCr0Mg"}',
+  LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
 };
 const probes = (over: Partial<Probes> = {}): Probes => ({
   migrations: async () => ({ pending: [] }),

@@ -89,15 +89,11 @@ export function createActivationsRepository() {
      * (or of its offline license).
      */
     async seatHolders(db: Knex, customerId: string, clock: Clock): Promise<SeatHolder[]> {
-      const rows: ActivationRow[] = await table(db)
-        .select('a.*')
-        .where('a.customer_id', customerId)
-        .whereRaw(HOLDS, [clock.cutoff, clock.now, clock.now]);
+      const rows: ActivationRow[] = await table(db).select('a.*').where('a.customer_id', customerId).whereRaw(HOLDS, [clock.cutoff, clock.now, clock.now]);
       const window = clock.now.getTime() - clock.cutoff.getTime();
       const byFingerprint = new Map<string, Date>();
       for (const r of rows) {
-        const frees =
-          r.released_at === null ? later(new Date(r.last_seen_at.getTime() + window), r.expires_at, r.seat_held_until) : later(r.seat_held_until);
+        const frees = r.released_at === null ? later(new Date(r.last_seen_at.getTime() + window), r.expires_at, r.seat_held_until) : later(r.seat_held_until);
         const held = byFingerprint.get(r.fingerprint);
         byFingerprint.set(r.fingerprint, held ? later(held, frees) : frees);
       }
@@ -110,10 +106,7 @@ export function createActivationsRepository() {
       return Number(row?.n ?? 0);
     },
 
-    async insert(
-      db: Knex,
-      a: Pick<Activation, 'id' | 'customerId' | 'fingerprint' | 'name' | 'hostname' | 'expiresAt'> & { at: Date },
-    ): Promise<Activation> {
+    async insert(db: Knex, a: Pick<Activation, 'id' | 'customerId' | 'fingerprint' | 'name' | 'hostname' | 'expiresAt'> & { at: Date }): Promise<Activation> {
       const [row] = await db('license_activations')
         .insert({
           id: a.id,

@@ -74,6 +74,10 @@ export const jwksResponse = z.strictObject({
   ),
 });
 
+export const keySetResponse = z.strictObject({
+  key_set: z.string().describe('Compact JWS: header {alg: EdDSA, kid: <root kid>, typ: license-keys+jwt}, payload {iss, iat, exp, keys: [public JWKs]}'),
+});
+
 export const activationJson = (a: Activation) => ({
   id: a.id,
   customer_id: a.customerId,

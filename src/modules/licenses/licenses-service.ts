@@ -332,6 +332,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     countActive: () => repo.countAllLive(db, clockAt(now())),
 
     jwks: () => signer.jwks(),
+    keySet: () => signer.keySet(),
   };
 }
 
