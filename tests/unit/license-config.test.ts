@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, verify as edVerify } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config';
 import { jwkThumbprint } from '../../src/modules/licenses/signing-keys';
@@ -114,4 +116,38 @@ test('when npm run license-key prints a key, then it is a valid LICENSE_SIGNING_
   const printed = JSON.parse(out) as { kid: string; x: string };
   expect(printed.kid).toBe(jwkThumbprint(printed.x));
   expect(loadConfig({ ...prod, LICENSE_SIGNING_KEYS: out }).license.signingKeys[0]!.kid).toBe(printed.kid);
+});
+
+test('when the vendor runs license-key root, public and sign-key-set, then the signed set is a valid LICENSE_KEY_SET that the root verifies', () => {
+  const root = path.resolve(__dirname, '../..');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'license-key-cli-'));
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    execFileSync(process.execPath, ['--require', 'tsx/cjs', 'src/cli/license-key.ts', ...args], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+  try {
+    const signing = run([]);
+    const rootKey = run(['root']);
+    fs.writeFileSync(path.join(dir, 'root.jwk'), rootKey);
+    // What the software embeds: public keys only.
+    const published = JSON.parse(run(['public'], { LICENSE_SIGNING_KEYS: signing })) as { keys: Record<string, unknown>[] };
+    expect(published.keys).toEqual([expect.objectContaining({ kid: JSON.parse(signing).kid, x: JSON.parse(signing).x })]);
+    expect(published.keys.every((k) => !('d' in k))).toBe(true);
+    fs.writeFileSync(path.join(dir, 'public.json'), JSON.stringify(published));
+    // Signed where the root is kept, from the public keys alone.
+    const keySet = run(['sign-key-set', '--root', path.join(dir, 'root.jwk'), '--keys', path.join(dir, 'public.json'), '--days', '30']).trim();
+    const c = loadConfig({ ...prod, LICENSE_SIGNING_KEYS: signing, LICENSE_KEY_SET: keySet });
+    expect(c.license.keySet).toMatchObject({ rootKid: JSON.parse(rootKey).kid, keys: published.keys });
+    expect(c.license.keySet!.exp - c.license.keySet!.iat).toBe(30 * 86_400);
+    const [h, p, s] = keySet.split('.') as [string, string, string];
+    const rootPublic = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: JSON.parse(rootKey).x }, format: 'jwk' });
+    expect(edVerify(null, Buffer.from(`${h}.${p}`), rootPublic, Buffer.from(s, 'base64url'))).toBe(true);
+    // A root that is also a signing key is refused.
+    expect(() => run(['sign-key-set', '--root', path.join(dir, 'root.jwk'), '--keys', path.join(dir, 'root.jwk')])).toThrow();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
