@@ -92,7 +92,7 @@ describe('with Stripe off, local subscriptions renew until canceled', () => {
     clock = start + 31 * DAY;
     await Promise.all(Array.from({ length: 8 }, () => request(t.app).get('/api/subscriptions').set('X-API-Key', s.customer.apiKey).expect(200)));
     expect(await t.db('audit_log').where({ action: 'subscription.renew', target_id: s.id })).toHaveLength(1);
-    expect((await t.db('subscriptions').where({ id: s.id }).first())!.current_period_end.getTime()).toBe(start + 60 * DAY);
+    expect((await t.db('subscriptions').where({ id: s.id }).first())!.current_period_end!.getTime()).toBe(start + 60 * DAY);
   });
 });
 
