@@ -127,10 +127,11 @@ describe('status and dates from the subscription', () => {
     },
   );
 
-  test('when an active subscription’s period is over (the renewal has not reached us), then grace from the period end', async () => {
+  test('when an active Stripe subscription’s period is over (the renewal has not reached us), then grace from the period end', async () => {
     const s = await subscribe(t);
     const end = nowSec() - DAY;
-    await setSubscription(s.id, { current_period_end: at(end) });
+    // Held by Stripe: only Stripe renews it (a local one renews itself, see subscriptions.test.ts).
+    await setSubscription(s.id, { current_period_end: at(end), stripe_subscription_id: `sub_lic${s.id.replace(/-/g, '')}` });
     const claims = await license(s.customer);
     expect([claims.status, claims.grace_until, claims.valid_until]).toEqual(['grace', end + 14 * DAY, null]);
   });
