@@ -239,6 +239,10 @@ describe('licenses: activate, fetch, verify offline', () => {
     expect(refused).toBeInstanceOf(InstanceLimitReachedError);
     expect(refused).toBeInstanceOf(BillingApiError);
     expect(refused).toMatchObject({ status: 409, code: 'INSTANCE_LIMIT_REACHED' });
+    // The one seat is held while the instance is live (its heartbeat window, 14 days) and until the license fetched above expires.
+    const frees = (refused as InstanceLimitReachedError).seatFreesAt!.getTime();
+    expect(frees).toBeGreaterThanOrEqual(online.expiresAt.getTime());
+    expect(Math.abs(frees - (Date.now() + 14 * 86_400_000))).toBeLessThan(60_000);
 
     await down();
     const kept = await c.getLicense();
