@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
-import { signKeySet } from '../modules/licenses/key-set';
+import { publicKeysOf, signKeySet } from '../modules/licenses/key-set';
 import { generateSigningKey, parseSigningKeys, publicJwk, type PrivateSigningJwk, type PublicSigningJwk } from '../modules/licenses/signing-keys';
 
 const out = (text: string) => process.stdout.write(`${text}\n`);
@@ -22,13 +22,9 @@ const jwks = (keys: PublicSigningJwk[]) => JSON.stringify({ keys });
 /** Private keys (any LICENSE_SIGNING_KEYS form) or a public JWKS {keys: [...]}: the public keys either way. */
 export function publicKeysFrom(text: string): PublicSigningJwk[] {
   const trimmed = text.trim();
-  if (trimmed.startsWith('{') && Array.isArray((JSON.parse(trimmed) as { keys?: unknown }).keys)) {
-    const listed = (JSON.parse(trimmed) as { keys: Record<string, unknown>[] }).keys;
-    return listed.map((k, i) => {
-      if (k.kty !== 'OKP' || k.crv !== 'Ed25519' || typeof k.x !== 'string' || typeof k.kid !== 'string' || 'd' in k)
-        throw new Error(`key ${i + 1} of the key set is not an Ed25519 public key with a kid`);
-      return { kty: 'OKP', crv: 'Ed25519', x: k.x, kid: k.kid, alg: 'EdDSA', use: 'sig' };
-    });
+  if (trimmed.startsWith('{')) {
+    const parsed = JSON.parse(trimmed) as { keys?: unknown };
+    if (Array.isArray(parsed.keys)) return publicKeysOf(parsed.keys, 'key');
   }
   return parseSigningKeys(trimmed).map(publicJwk);
 }

@@ -58,13 +58,18 @@ export function parseKeySet(text: string): KeySet {
   if (!isObj(payload) || typeof payload.iss !== 'string' || !isTime(payload.iat) || !isTime(payload.exp) || !Array.isArray(payload.keys)) {
     throw new Error('is not a license key set (payload {iss, iat, exp, keys})');
   }
-  const keys = payload.keys.map((k, i): PublicSigningJwk => {
+  const keys = publicKeysOf(payload.keys, 'key');
+  return { token, rootKid: header.kid, iss: payload.iss, iat: payload.iat, exp: payload.exp, keys };
+}
+
+/** A list of public JWKs (a key set's, or `license-key public`'s): each an Ed25519 public key with a kid, never a private one. */
+export function publicKeysOf(list: unknown[], what: string): PublicSigningJwk[] {
+  return list.map((k, i): PublicSigningJwk => {
     if (!isObj(k) || k.kty !== 'OKP' || k.crv !== 'Ed25519' || typeof k.x !== 'string' || typeof k.kid !== 'string' || 'd' in k) {
-      throw new Error(`key ${i + 1} is not an Ed25519 public key with a kid`);
+      throw new Error(`${what} ${i + 1} is not an Ed25519 public key with a kid`);
     }
     return { kty: 'OKP', crv: 'Ed25519', x: k.x, kid: k.kid, alg: 'EdDSA', use: 'sig' };
   });
-  return { token, rootKid: header.kid, iss: payload.iss, iat: payload.iat, exp: payload.exp, keys };
 }
 
 /** The signing keys a key set does not list (by kid and public key): instances relying on the set refuse their licenses. */
