@@ -203,11 +203,12 @@ export function trustAnchor(options: TrustAnchorOptions): TrustAnchor {
   let inflight: Promise<void> | null = null;
   let fetchCount = 0;
 
-  async function take(token: unknown): Promise<void> {
+  /** Uses a key set that verifies, unless an older one than held; `keep`: tell onKeySet (a set just fetched). */
+  async function take(token: unknown, keep: boolean): Promise<void> {
     const set = await verifyKeySet(token, await roots, { issuer: options.issuer, nowSec: now() / 1000, tolerance });
     if (held && set.iat < held.iat) return;
     held = set;
-    if (typeof token === 'string') await options.onKeySet?.(token.trim());
+    if (keep && typeof token === 'string') await options.onKeySet?.(token.trim());
   }
 
   const initial = (async () => {
@@ -217,7 +218,7 @@ export function trustAnchor(options: TrustAnchorOptions): TrustAnchor {
     }
     if (options.keySet !== undefined && trustedRoots) {
       // A kept or carried key set that no longer verifies (expired, another root) is only not used.
-      await take(options.keySet).catch((err: unknown) => {
+      await take(options.keySet, false).catch((err: unknown) => {
         if (!(err instanceof LicenseError)) throw err;
         lastProblem = err;
       });
@@ -246,7 +247,7 @@ export function trustAnchor(options: TrustAnchorOptions): TrustAnchor {
     }
     answered = true;
     try {
-      await take(isObj(body) ? body.key_set : undefined);
+      await take(isObj(body) ? body.key_set : undefined, true);
       lastProblem = null;
     } catch (err) {
       if (!(err instanceof LicenseError)) throw err;
