@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { parseDuration } from './lib/duration';
 import { parseSigningKeys, type PrivateSigningJwk } from './modules/licenses/signing-keys';
+import { parseKeySet, type KeySet } from './modules/licenses/key-set';
 import { parseLimit } from './lib/limit-format';
 
 /*
@@ -69,6 +70,16 @@ const stripeWebhookSecret = z.string().regex(/^whsec_[A-Za-z0-9+/=_-]+$/, 'must 
 const signingKeys = z.string().transform((v, ctx): PrivateSigningJwk[] => {
   try {
     return parseSigningKeys(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message, input: undefined });
+    return z.NEVER;
+  }
+});
+
+/** A root-signed license key set (LICENSE_KEY_SET): its shape, and which keys it lists. */
+const keySet = z.string().transform((v, ctx): KeySet => {
+  try {
+    return parseKeySet(v);
   } catch (err) {
     ctx.addIssue({ code: 'custom', message: (err as Error).message, input: undefined });
     return z.NEVER;
@@ -326,8 +337,17 @@ export const settings = z.object({
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
     .optional()
     .describe(
-      "The public keys' address given to instances with each license (https://billing.example.com/.well-known/jwks.json). " +
-        'Unset: /.well-known/jwks.json on the address the request came to (behind a proxy, set TRUST_PROXY).',
+      "The public keys' address given to instances with each license (https://billing.example.com/.well-known/jwks.json), " +
+        'for information: instances verify against the keys built into their software, never against this. Required in production; ' +
+        'unset elsewhere: http://localhost:<PORT>/.well-known/jwks.json. Never taken from the request.',
+    ),
+  LICENSE_KEY_SET: keySet
+    .optional()
+    .describe(
+      'The license keys signed by the root key (a compact JWS, made offline with `npm run license-key -- sign-key-set`), served at ' +
+        '/.well-known/license-keys: instances whose software holds the root accept a new signing key from it. It must list the ' +
+        'signing key. Unset: in production nothing is served there (instances then verify only against keys built in); in ' +
+        'development a root kept in DATA_DIR/license-root-key.json signs it.',
     ),
 });
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { PrivateSigningJwk } from './modules/licenses/signing-keys';
+import { keysMissingFrom } from './modules/licenses/key-set';
 import { FILE_SECRETS, settings, type FileSecret, type Settings } from './config-settings';
 import { checkTokenStrength } from './lib/token-strength';
 
@@ -101,6 +102,28 @@ const rules = [
       report(ctx, [setBy(s, 'LICENSE_SIGNING_KEYS')], 'required when NODE_ENV=production (make one: npm run license-key)');
     }
   }),
+  rule(['NODE_ENV', 'LICENSE_JWKS_URL'], (s, ctx) => {
+    if (s.NODE_ENV === 'production' && !s.LICENSE_JWKS_URL) {
+      report(
+        ctx,
+        ['LICENSE_JWKS_URL'],
+        'required when NODE_ENV=production (https://<your billing host>/.well-known/jwks.json); it is never built from a request',
+      );
+    }
+  }),
+  rule(['LICENSE_KEY_SET', 'LICENSE_SIGNING_KEYS'], (s, ctx) => {
+    const set = s.LICENSE_KEY_SET;
+    const signing = secret(s, 'LICENSE_SIGNING_KEYS') ?? [];
+    if (!set || signing.length === 0) return;
+    // The first key signs: a set without it would have every instance relying on the set refuse every new license.
+    if (keysMissingFrom(set, signing.slice(0, 1)).length) {
+      report(
+        ctx,
+        ['LICENSE_KEY_SET'],
+        `does not list the signing key "${signing[0]!.kid}" (the first of ${setBy(s, 'LICENSE_SIGNING_KEYS')}): sign a new key set with it (npm run license-key -- sign-key-set)`,
+      );
+    }
+  }),
   rule(['USAGE_METRICS', 'USAGE_METER_EVENTS'], (s, ctx) => {
     (s.USAGE_METER_EVENTS ?? []).forEach(([metric], i) => {
       if (!s.USAGE_METRICS.includes(metric)) report(ctx, ['USAGE_METER_EVENTS', `pair ${i + 1}`], 'names a metric that is not in USAGE_METRICS');
@@ -194,8 +217,10 @@ function toConfig(s: Settings) {
       heartbeatDays: s.LICENSE_HEARTBEAT_DAYS,
       /** A plan whose license customers without a subscription get (a free tier); unset: 404. */
       defaultPlan: s.LICENSE_DEFAULT_PLAN,
-      /** Where instances fetch the public keys; unset: /.well-known/jwks.json on the address the request came to. */
-      jwksUrl: s.LICENSE_JWKS_URL,
+      /** The public keys' address given with each license (information only); never built from a request. */
+      jwksUrl: s.LICENSE_JWKS_URL ?? `http://localhost:${s.PORT}/.well-known/jwks.json`,
+      /** The root-signed key set to publish at /.well-known/license-keys; unset: see keySetFor. */
+      keySet: s.LICENSE_KEY_SET,
     }),
   });
 }

@@ -33,7 +33,7 @@ import { createMetrics } from './metrics';
 import { createReadinessCheck } from './modules/health/readiness-check';
 import { createActivationsRepository } from './modules/licenses/activations-repository';
 import { createActivationSweeper } from './modules/licenses/activation-sweeper';
-import { createLicenseSigner, signingKeysFor } from './modules/licenses/license-signer';
+import { createLicenseSigner, keySetSourceFor, signingKeysFor } from './modules/licenses/license-signer';
 import { createLicensesService } from './modules/licenses/licenses-service';
 
 export interface ContainerOptions {
@@ -151,7 +151,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   });
 
   // Replaced on SIGHUP when the keys come from LICENSE_SIGNING_KEYS_FILE (see secrets-reload.ts).
-  const licenseSigner = createLicenseSigner(signingKeysFor(config, logger));
+  const licenseSigner = createLicenseSigner(signingKeysFor(config, logger), keySetSourceFor(config, logger));
   const licenses = createLicensesService({
     db,
     repo: createActivationsRepository(),

@@ -53,6 +53,17 @@ export async function runChecks(env: NodeJS.ProcessEnv, probes: Probes, instance
       ? `${keys.length} Ed25519 key(s); signing with kid ${keys[0]!.kid}; all published at /.well-known/jwks.json`
       : 'set LICENSE_SIGNING_KEYS (make one: npm run license-key)',
   );
+  // A key set past its exp is refused by instances: those relying on it stop accepting licenses of rotated-in keys.
+  const keySet = config.license.keySet;
+  const daysLeft = keySet ? Math.floor((keySet.exp * 1000 - Date.now()) / 86_400_000) : null;
+  add(
+    'license key set (LICENSE_KEY_SET)',
+    daysLeft === null || daysLeft >= 30,
+    !keySet
+      ? 'none: instances verify only against license keys built into the software (a new signing key needs new software); see docs/LICENSES.md'
+      : `signed by root ${keySet.rootKid}, lists ${keySet.keys.map((k) => k.kid).join(', ')}; expires ${new Date(keySet.exp * 1000).toISOString()}` +
+          (daysLeft! < 30 ? ` (in ${Math.max(daysLeft!, 0)} days): sign a new one offline (npm run license-key -- sign-key-set)` : ''),
+  );
   add(
     'metrics token set',
     !!config.metricsToken,

@@ -405,6 +405,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/.well-known/license-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The license keys signed by the vendor’s root key (a compact JWS, typ license-keys+jwt): instances accept a new signing key from it only when the root they hold verifies it */
+        get: operations["get_well_known_license_keys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/licenses": {
         parameters: {
             query?: never;
@@ -412,7 +429,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A signed license (compact JWS, EdDSA) for the calling customer; with ?fingerprint= bound to that activated instance (its heartbeat) */
+        /** A signed license (compact JWS, EdDSA) for the calling customer; with ?fingerprint= bound to that activated instance (its heartbeat; required when the plan limits instances) */
         get: operations["get_api_licenses"];
         put?: never;
         post?: never;
@@ -429,7 +446,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The calling customer’s active instances, oldest first */
+        /** The calling customer’s instances holding a seat (active, or released with a bound license still valid: see seat_held_until), oldest first */
         get: operations["get_api_licenses_activations"];
         put?: never;
         /** Activate an instance (take a seat, counted against the plan’s limits.instances); 200 when it was already active */
@@ -450,7 +467,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Release one of the calling customer’s instances, freeing its seat */
+        /** Release one of the calling customer’s instances; its seat frees once its last bound license has expired (seat_held_until). Offline activations: admins only */
         delete: operations["delete_api_licenses_activations_fingerprint"];
         options?: never;
         head?: never;
@@ -464,7 +481,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A customer’s active instances, oldest first */
+        /** A customer’s instances holding a seat (active, or released with a bound license still valid), oldest first */
         get: operations["get_api_customers_id_activations"];
         put?: never;
         post?: never;
@@ -484,7 +501,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Release one of a customer’s instances, freeing its seat */
+        /** Release one of a customer’s instances (offline ones too); its seat frees once its last bound license has expired */
         delete: operations["delete_api_customers_id_activations_fingerprint"];
         options?: never;
         head?: never;
@@ -4850,6 +4867,59 @@ export interface operations {
             };
         };
     };
+    get_well_known_license_keys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The signed key set */
+            200: {
+                headers: {
+                    /** @description public, max-age=300 */
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Compact JWS: header {alg: EdDSA, kid: <root kid>, typ: license-keys+jwt}, payload {iss, iat, exp, keys: [public JWKs]} */
+                        key_set: string;
+                    };
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+        };
+    };
     get_api_licenses: {
         parameters: {
             query?: {
@@ -5006,7 +5076,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Active activations */
+            /** @description Activations holding a seat */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5026,6 +5096,8 @@ export interface operations {
                             expires_at: string | null;
                             released_at: string | null;
                             release_reason: ("customer" | "admin" | "stale") | null;
+                            /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
+                            seat_held_until: string | null;
                         }[];
                     };
                 };
@@ -5125,6 +5197,8 @@ export interface operations {
                             expires_at: string | null;
                             released_at: string | null;
                             release_reason: ("customer" | "admin" | "stale") | null;
+                            /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
+                            seat_held_until: string | null;
                         };
                     };
                 };
@@ -5149,6 +5223,8 @@ export interface operations {
                             expires_at: string | null;
                             released_at: string | null;
                             release_reason: ("customer" | "admin" | "stale") | null;
+                            /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
+                            seat_held_until: string | null;
                         };
                     };
                 };
@@ -5326,6 +5402,8 @@ export interface operations {
                             expires_at: string | null;
                             released_at: string | null;
                             release_reason: ("customer" | "admin" | "stale") | null;
+                            /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
+                            seat_held_until: string | null;
                         };
                     };
                 };
@@ -5340,6 +5418,20 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description FORBIDDEN */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "FORBIDDEN";
                         };
                     };
                 };
@@ -5413,7 +5505,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Active activations */
+            /** @description Activations holding a seat */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5433,6 +5525,8 @@ export interface operations {
                             expires_at: string | null;
                             released_at: string | null;
                             release_reason: ("customer" | "admin" | "stale") | null;
+                            /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
+                            seat_held_until: string | null;
                         }[];
                     };
                 };
@@ -5541,6 +5635,8 @@ export interface operations {
                             expires_at: string | null;
                             released_at: string | null;
                             release_reason: ("customer" | "admin" | "stale") | null;
+                            /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
+                            seat_held_until: string | null;
                         };
                     };
                 };

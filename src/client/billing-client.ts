@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { BillingApiError, BillingNetworkError } from './api-error';
 import { InstanceLimitReachedError, UsageReportError } from './client-errors';
@@ -14,9 +15,9 @@ import type {
   UsageTotals,
 } from './client-types';
 import { call, defaultHttpSettings, type HttpSettings } from './http';
-import { remoteJwks, staticJwks, type Jwks, type JwksSource } from './jwks-source';
+import { trustAnchor, type Jwks, type JwksSource } from './jwks-source';
 import { LicenseCache } from './license-cache';
-import { fileLicenseStore, memoryLicenseStore, type LicenseStore } from './license-store';
+import { fileLicenseStore, memoryLicenseStore, writeFileAtomic, type LicenseStore } from './license-store';
 import { createLicenseVerifier, type LicenseVerifier, type VerifiedLicense } from './license-verifier';
 import { UsageFlusher, type FlushResult } from './usage-flusher';
 import { readPrivate } from './private-fs';
@@ -25,19 +26,28 @@ import { UsageQueue, type DeadLetter } from './usage-queue';
 import { postBatch, withKey } from './usage-sender';
 
 export interface ClientLicenseOptions {
-  /** This instance's fingerprint: sent with getLicense and activate, and a license bound to another is refused. */
+  /** This instance's fingerprint: sent with getLicense and activate; a license bound to another, or to none, is refused. */
   fingerprint?: string;
-  /** Where the last good license (license.json) and the replay mark (license-mark.json) are kept. Without it: in memory only. */
+  /** Where the last good license (license.json), the replay mark (license-mark.json) and the root-signed key set (license-keys.jws) are kept. Without it: in memory only. */
   dir?: string;
-  /** The service's public keys, bundled; default: fetched from `<baseUrl>/.well-known/jwks.json`. */
-  jwks?: Jwks;
-  jwksUrl?: string;
-  /** Allow an http:// key set URL to a host other than loopback. */
-  allowInsecureJwks?: boolean;
-  /** Expected `iss` and `sub`. */
+  /**
+   * The license public keys built into your software: a JWKS object, or the path of a JWKS file
+   * shipped with it (never a file the site can replace). This, or trustedRoots, or both.
+   */
+  trustedKeys?: Jwks | string;
+  /** The root public keys built into your software (object or shipped file): keys from a key set one of them signed count too. */
+  trustedRoots?: Jwks | string;
+  /** Where the root-signed key set is fetched (with trustedRoots). Default `<baseUrl>/.well-known/license-keys`: what it serves counts only if a root signed it. */
+  keySetUrl?: string;
+  /** A root-signed key set in hand (an air-gapped site's, carried in): checked against trustedRoots like a fetched one. */
+  keySet?: string;
+  /** Allow an http:// keySetUrl to a host other than loopback. */
+  allowInsecureKeySet?: boolean;
+  /** Expected `iss`. */
   issuer?: string;
+  /** Expected `sub`. Default: the customer id in the API key (`cust_<id>_…`); another customer's license is refused. */
   customerId?: string;
-  /** Refuse a license bound to no instance (needs fingerprint). */
+  /** Refuse a license bound to no instance. Default: true when a fingerprint is known. */
   requireBinding?: boolean;
   clockToleranceSeconds?: number;
 }
@@ -80,6 +90,24 @@ export type ClientLicense = VerifiedLicense & { offline: boolean };
 /** 60 requests an hour (the service's default RATE_LIMIT_USAGE) apart: one a minute. */
 export const DEFAULT_FLUSH_INTERVAL_MS = 60_000;
 
+/** A key set given in code, or read from a file shipped with the software. */
+function jwksFrom(given: Jwks | string | undefined, name: string): Jwks | undefined {
+  if (typeof given !== 'string') return given;
+  try {
+    return JSON.parse(readFileSync(given, 'utf8')) as Jwks;
+  } catch (err) {
+    throw new TypeError(`${name}: cannot read the key file ${given} (${(err as Error).message})`, { cause: err });
+  }
+}
+
+function readIfThere(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 const unreachable = (err: unknown) => err instanceof BillingNetworkError || (err instanceof BillingApiError && err.retryable);
 
 /**
@@ -93,8 +121,10 @@ export class BillingClient {
   private readonly maxBatch: number;
   private readonly queue: Promise<{ queue: UsageQueue; flusher: UsageFlusher }> | null = null;
   private readonly licenseOptions: ClientLicenseOptions;
-  private licensing: { jwks: JwksSource; store: LicenseStore; byFingerprint: Map<string, { cache: LicenseCache | null; verifier: LicenseVerifier }> } | null =
+  private licensing: { keys: JwksSource; store: LicenseStore; byFingerprint: Map<string, { cache: LicenseCache | null; verifier: LicenseVerifier }> } | null =
     null;
+  /** The customer id in the API key: licenses are for it unless license.customerId says otherwise. */
+  private readonly keyCustomerId: string | undefined;
   private lastLicense: VerifiedLicense | null = null;
   private closed = false;
 
@@ -118,6 +148,15 @@ export class BillingClient {
       userAgent: options.userAgent ?? '@billing/client',
     };
     this.licenseOptions = options.license ?? {};
+    this.keyCustomerId = /^cust_([0-9a-fA-F-]{36})_/.exec(apiKey)?.[1];
+    for (const gone of ['jwks', 'jwksUrl', 'allowInsecureJwks']) {
+      if ((this.licenseOptions as Record<string, unknown>)[gone] !== undefined) {
+        throw new TypeError(
+          `license.${gone} is no longer accepted: licenses verify only against keys built into your software. ` +
+            'Give license.trustedKeys or license.trustedRoots (see docs/LICENSE-VERIFICATION.md)',
+        );
+      }
+    }
     if (options.queueDir !== undefined) {
       const pacer = new UsagePacer();
       const usage = { ...this.http, observe: (status: number, headers: Headers) => pacer.observe(status, headers) };
@@ -277,9 +316,23 @@ export class BillingClient {
   private licensingFor(fingerprint: string | undefined) {
     const o = this.licenseOptions;
     if (!this.licensing) {
-      const jwksUrl = o.jwksUrl ?? new URL('.well-known/jwks.json', this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`).toString();
+      const keySetFile = o.dir ? path.join(o.dir, 'license-keys.jws') : null;
+      // A key set kept from an earlier fetch, or carried in: checked against the roots again, never trusted as read.
+      const keySet = o.keySet ?? (keySetFile ? readIfThere(keySetFile) : undefined);
       this.licensing = {
-        jwks: o.jwks ? staticJwks(o.jwks) : remoteJwks(jwksUrl, { allowInsecure: o.allowInsecureJwks, fetch: this.http.fetch }),
+        keys: trustAnchor({
+          trustedKeys: jwksFrom(o.trustedKeys, 'license.trustedKeys'),
+          trustedRoots: jwksFrom(o.trustedRoots, 'license.trustedRoots'),
+          keySet,
+          keySetUrl: o.trustedRoots
+            ? (o.keySetUrl ?? new URL('.well-known/license-keys', this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`).toString())
+            : undefined,
+          issuer: o.issuer,
+          clockToleranceSeconds: o.clockToleranceSeconds,
+          allowInsecure: o.allowInsecureKeySet,
+          fetch: this.http.fetch,
+          onKeySet: keySetFile ? (token) => writeFileAtomic(keySetFile, `${token}\n`, 0o600) : undefined,
+        }),
         store: o.dir ? fileLicenseStore(path.join(o.dir, 'license-mark.json')) : memoryLicenseStore(),
         byFingerprint: new Map(),
       };
@@ -289,12 +342,12 @@ export class BillingClient {
     let bound = l.byFingerprint.get(key);
     if (!bound) {
       const verify = {
-        jwks: l.jwks,
+        keys: l.keys,
         store: l.store,
         issuer: o.issuer,
-        customerId: o.customerId,
+        customerId: o.customerId ?? this.keyCustomerId,
         fingerprint,
-        requireBinding: o.requireBinding,
+        requireBinding: o.requireBinding ?? fingerprint !== undefined,
         clockToleranceSeconds: o.clockToleranceSeconds,
       };
       bound = { cache: o.dir ? new LicenseCache({ path: path.join(o.dir, 'license.json'), verify }) : null, verifier: createLicenseVerifier(verify) };

@@ -30,6 +30,12 @@ export class InstanceLimitReachedError extends BillingApiError {
   constructor(from: BillingApiError) {
     super(from.status, from.code, from.message, from.requestId, from.retryAfter, from.details);
   }
+
+  /** When the next seat frees at the latest (the last license bound to a holder expires), as the service said. */
+  get seatFreesAt(): Date | null {
+    const at = (this.details as { seat_frees_at?: unknown } | undefined)?.seat_frees_at;
+    return typeof at === 'string' && !Number.isNaN(Date.parse(at)) ? new Date(at) : null;
+  }
 }
 
 /**

@@ -7,8 +7,8 @@ export { fileLicenseStore, memoryLicenseStore } from './license-store';
 export type { LicenseStore, LicenseMark, FileLicenseStore } from './license-store';
 export { LicenseCache } from './license-cache';
 export type { LicenseCacheOptions } from './license-cache';
-export { staticJwks, remoteJwks } from './jwks-source';
-export type { Jwks, JwksSource, RemoteJwksSource, RemoteJwksOptions } from './jwks-source';
+export { staticJwks, trustAnchor, KEY_SET_TYP } from './jwks-source';
+export type { Jwks, JwksSource, TrustAnchor, TrustAnchorOptions } from './jwks-source';
 export type { LicenseClaims, LicenseStatus } from './license-claims';
 
 // The client SDK.

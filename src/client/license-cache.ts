@@ -1,8 +1,7 @@
 import { promises as fsp } from 'node:fs';
-import { remoteJwks } from './jwks-source';
 import { LicenseError } from './license-errors';
 import { writeFileAtomic } from './license-store';
-import { createLicenseVerifier, type LicenseVerifier, type VerifiedLicense, type VerifyLicenseOptions } from './license-verifier';
+import { createLicenseVerifier, trustAnchorFor, type LicenseVerifier, type VerifiedLicense, type VerifyLicenseOptions } from './license-verifier';
 
 /** The file's content: `{"version":1,"token":"<compact JWS>","savedAt":"<ISO time>"}`, mode 0600. */
 const FILE_VERSION = 1;
@@ -28,11 +27,10 @@ export class LicenseCache {
 
   constructor(private readonly options: LicenseCacheOptions) {
     const v = options.verify;
-    if ((v.jwks === undefined) === (v.jwksUrl === undefined)) throw new TypeError('give exactly one of jwks and jwksUrl');
-    // One key source for both verifiers, so a jwksUrl is fetched once for the two.
-    const jwks = v.jwks ?? remoteJwks(v.jwksUrl as string, v.jwksOptions);
-    this.strict = createLicenseVerifier({ ...v, jwks, jwksUrl: undefined });
-    this.lenient = createLicenseVerifier({ ...v, jwks, jwksUrl: undefined, acceptExpired: true });
+    // One trust anchor for both verifiers, so a key set is fetched once for the two.
+    const keys = v.keys ?? trustAnchorFor(v);
+    this.strict = createLicenseVerifier({ ...v, keys });
+    this.lenient = createLicenseVerifier({ ...v, keys, acceptExpired: true });
   }
 
   /** The license accepted or loaded last in this process. */

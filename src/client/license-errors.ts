@@ -16,6 +16,8 @@ export const LICENSE_ERROR_CODES = [
   'CLOCK_ROLLED_BACK',
   'STORE_CORRUPT',
   'JWKS_UNAVAILABLE',
+  'NO_TRUST_ANCHOR',
+  'UNTRUSTED_KEY_SET',
 ] as const;
 
 export type LicenseErrorCode = (typeof LICENSE_ERROR_CODES)[number];

@@ -4,10 +4,14 @@ import path from 'node:path';
 import { LicenseError } from './license-errors';
 import { ensurePrivateDir, openPrivate, OPEN, syncDir } from './private-fs';
 
-/** The newest license this instance has accepted: its issue time (seconds) and id. */
+/**
+ * The newest license this instance has accepted: its issue time (seconds) and id; and the newest
+ * `exp` it has seen pass (a license of its own that expired): the clock never goes back before either.
+ */
 export interface LicenseMark {
   iat: number;
   jti: string;
+  expired?: number;
 }
 
 /**
@@ -21,8 +25,13 @@ export interface LicenseStore {
   advance(mark: LicenseMark): Promise<void>;
 }
 
-function newer(held: LicenseMark | null, next: LicenseMark): boolean {
-  return held === null || next.iat > held.iat || (next.iat === held.iat && next.jti !== held.jti);
+/** The mark after `next`, or null when it changes nothing: iat/jti move only forwards, `expired` only up. */
+function merged(held: LicenseMark | null, next: LicenseMark): LicenseMark | null {
+  const newer = held === null || next.iat > held.iat || (next.iat === held.iat && next.jti !== held.jti);
+  const base = newer || held === null ? { iat: next.iat, jti: next.jti } : { iat: held.iat, jti: held.jti };
+  const expired = Math.max(held?.expired ?? -1, next.expired ?? -1);
+  if (!newer && expired === (held?.expired ?? -1)) return null;
+  return expired >= 0 ? { ...base, expired } : base;
 }
 
 /** One at a time per store, so a read-compare-write in this process is never interleaved. */
@@ -40,13 +49,13 @@ export function memoryLicenseStore(initial: LicenseMark | null = null): LicenseS
   return {
     read: () => Promise.resolve(mark ? { ...mark } : null),
     advance(next) {
-      if (newer(mark, next)) mark = { iat: next.iat, jti: next.jti };
+      mark = merged(mark, next) ?? mark;
       return Promise.resolve();
     },
   };
 }
 
-/** The file's content: `{"version":1,"iat":<seconds>,"jti":"<license id>","updatedAt":"<ISO time>"}`. */
+/** The file's content: `{"version":1,"iat":<seconds>,"jti":"<license id>","expired":<seconds, optional>,"updatedAt":"<ISO time>"}`. */
 const FILE_VERSION = 1;
 
 export interface FileLicenseStore extends LicenseStore {
@@ -116,7 +125,8 @@ export function fileLicenseStore(file: string): FileLicenseStore {
     if (d.version !== FILE_VERSION) throw corrupt(file, `unknown version`);
     if (typeof d.iat !== 'number' || !Number.isSafeInteger(d.iat) || d.iat < 0) throw corrupt(file, 'iat');
     if (typeof d.jti !== 'string' || d.jti.length === 0) throw corrupt(file, 'jti');
-    return { iat: d.iat, jti: d.jti };
+    if (d.expired !== undefined && (typeof d.expired !== 'number' || !Number.isSafeInteger(d.expired) || d.expired < 0)) throw corrupt(file, 'expired');
+    return { iat: d.iat, jti: d.jti, ...(d.expired !== undefined ? { expired: d.expired } : {}) };
   }
 
   return {
@@ -124,8 +134,9 @@ export function fileLicenseStore(file: string): FileLicenseStore {
     read: () => run(read),
     advance: (next) =>
       run(async () => {
-        if (!newer(await read(), next)) return;
-        const content = JSON.stringify({ version: FILE_VERSION, iat: next.iat, jti: next.jti, updatedAt: new Date().toISOString() }) + '\n';
+        const mark = merged(await read(), next);
+        if (!mark) return;
+        const content = JSON.stringify({ version: FILE_VERSION, ...mark, updatedAt: new Date().toISOString() }) + '\n';
         await writeFileAtomic(file, content, 0o600);
       }),
   };

@@ -1,29 +1,43 @@
 import { compactVerify, errors as joseErrors, type KeyLike } from 'jose';
-import { remoteJwks, staticJwks, type Jwks, type JwksSource, type RemoteJwksOptions } from './jwks-source';
+import { trustAnchor, type Jwks, type JwksSource, type TrustAnchorOptions } from './jwks-source';
 import { parseLicenseClaims, type LicenseClaims } from './license-claims';
 import { LicenseError } from './license-errors';
 import type { LicenseStore } from './license-store';
 
 /**
- * Offline verification of a license, in one fixed order: shape, algorithm, key, signature, payload
- * format, time (this clock against the mark, then nbf/iat, then exp), issuer, customer, instance,
- * then the monotonic mark (replay), which accepting the license advances. Each refusal is a LicenseError with its own
+ * Offline verification of a license, in one fixed order: shape, algorithm, key (only keys built into
+ * the software, or from a key set a built-in root signed), signature, payload format, time (this clock
+ * against the mark, then nbf/iat), issuer, customer, instance, exp (a lapse is remembered), then the
+ * monotonic mark (replay), which accepting the license advances. Each refusal is a LicenseError with its own
  * code; nothing from the token goes into a message.
  */
 export interface VerifyLicenseOptions {
-  /** The server's public keys: a JWKS object (or a JwksSource). One of jwks and jwksUrl. */
-  jwks?: Jwks | JwksSource;
-  /** The server's /.well-known/jwks.json, fetched once per process and kept in memory. */
-  jwksUrl?: string;
-  /** For jwksUrl, when this process first uses that URL. */
-  jwksOptions?: RemoteJwksOptions;
+  /**
+   * The license public keys built into the software (a JWKS object, e.g. imported from a file shipped
+   * with it). With trustedRoots, at least one of the two: without either, NO_TRUST_ANCHOR.
+   */
+  trustedKeys?: Jwks;
+  /** The root public keys built into the software: keys from a key set signed by one of them count too. */
+  trustedRoots?: Jwks;
+  /** A root-signed key set in hand (compact JWS): kept from an earlier fetch, or carried in to an air-gapped site. */
+  keySet?: string;
+  /** Where to fetch the root-signed key set when a kid is unknown (`<service>/.well-known/license-keys`); needs trustedRoots. */
+  keySetUrl?: string;
+  /** For keySetUrl and keySet: fetch pacing, timeout, clock. */
+  keySetOptions?: Omit<TrustAnchorOptions, 'trustedKeys' | 'trustedRoots' | 'keySet' | 'keySetUrl' | 'issuer' | 'clockToleranceSeconds'>;
+  /** Instead of the above: a trust anchor built once (trustAnchor(...)), shared by several verifiers. */
+  keys?: JwksSource;
   /** Expected `iss`. */
   issuer?: string;
   /** Expected `sub` (this instance's customer id). */
   customerId?: string;
   /** This instance's fingerprint: a license bound to another instance is refused. */
   fingerprint?: string;
-  /** Refuse a license bound to no instance (needs fingerprint). */
+  /**
+   * Refuse a license bound to no instance (needs fingerprint). A license whose plan limits instances
+   * (`entitlements.limits.instances`) is refused unbound whatever this says: its seat is counted only
+   * through the binding.
+   */
   requireBinding?: boolean;
   /** Allowed clock difference for exp, nbf and the clock check. Default 60. */
   clockToleranceSeconds?: number;
@@ -59,25 +73,60 @@ export const MAX_TOKEN_LENGTH = 64 * 1024;
 const SEGMENT = /^[A-Za-z0-9_-]*$/;
 const LICENSE_TYP = 'license+jwt';
 
-const staticSources = new WeakMap<object, JwksSource>();
-const remoteSources = new Map<string, JwksSource>();
+/** One anchor per distinct set of anchor options within the process, so verifyLicense fetches a key set once. */
+const anchors = new Map<string, JwksSource>();
+const MAX_ANCHORS = 64;
 
-function isSource(v: Jwks | JwksSource): v is JwksSource {
-  return typeof (v as JwksSource).keysFor === 'function';
+function checkLegacy(options: object): void {
+  for (const gone of ['jwks', 'jwksUrl', 'jwksOptions'] as const) {
+    if ((options as Record<string, unknown>)[gone] !== undefined) {
+      throw new TypeError(
+        `${gone} is no longer accepted: a key set fetched or carried in without the root's signature proves nothing. ` +
+          'Give trustedKeys (the public keys built into your software) or trustedRoots (and keySetUrl); see docs/LICENSE-VERIFICATION.md',
+      );
+    }
+  }
+}
+
+/** The trust anchor the options describe (checked: no legacy key options). */
+export function trustAnchorFor(options: Omit<VerifyLicenseOptions, 'store'>): JwksSource {
+  checkLegacy(options);
+  return trustAnchor(anchorOptions(options));
+}
+
+function anchorOptions(options: Omit<VerifyLicenseOptions, 'store'>): TrustAnchorOptions {
+  const given = options.now;
+  // The key set's iat and exp are judged by the same clock as the license.
+  const now = typeof given === 'function' ? given : given !== undefined ? () => given : undefined;
+  return {
+    now,
+    ...options.keySetOptions,
+    trustedKeys: options.trustedKeys,
+    trustedRoots: options.trustedRoots,
+    keySet: options.keySet,
+    keySetUrl: options.keySetUrl,
+    issuer: options.issuer,
+    clockToleranceSeconds: options.clockToleranceSeconds,
+  };
 }
 
 function sourceOf(options: VerifyLicenseOptions): JwksSource {
-  if ((options.jwks === undefined) === (options.jwksUrl === undefined)) throw new TypeError('give exactly one of jwks and jwksUrl');
-  if (options.jwks !== undefined) {
-    const given = options.jwks;
-    if (isSource(given)) return given;
-    let s = staticSources.get(given);
-    if (!s) staticSources.set(given, (s = staticJwks(given)));
-    return s;
+  checkLegacy(options);
+  if (options.keys) return options.keys;
+  const id = JSON.stringify([
+    options.trustedKeys,
+    options.trustedRoots,
+    options.keySet,
+    options.keySetUrl,
+    options.issuer,
+    typeof options.now === 'number' ? options.now : null,
+  ]);
+  let s = anchors.get(id);
+  if (!s) {
+    s = trustAnchor(anchorOptions(options));
+    if (anchors.size >= MAX_ANCHORS) anchors.delete(anchors.keys().next().value!);
+    anchors.set(id, s);
   }
-  const url = options.jwksUrl as string;
-  let s = remoteSources.get(url);
-  if (!s) remoteSources.set(url, (s = remoteJwks(url, options.jwksOptions)));
   return s;
 }
 
@@ -147,15 +196,18 @@ export async function verifyLicense(token: string, options: VerifyLicenseOptions
   const claims = parseLicenseClaims(json);
 
   // 3. Time. This clock is checked against the mark first: wound back before the newest license
-  // accepted, it would make an old license look current (and the newest look not valid yet).
+  // accepted, or before the end of a license it has seen expire, it would make an old license look
+  // current (and the newest look not valid yet).
   const mark = await options.store.read();
   const nowMs = typeof options.now === 'function' ? options.now() : (options.now ?? Date.now());
   if (!Number.isFinite(nowMs)) throw new TypeError('now must give a time in ms');
   const now = nowMs / 1000;
   if (mark && now < mark.iat - tolerance) refuse('CLOCK_ROLLED_BACK', 'This clock is earlier than the newest license accepted: it was wound back.');
+  if (mark?.expired !== undefined && now < mark.expired) {
+    refuse('CLOCK_ROLLED_BACK', 'This clock is earlier than the end of a license this instance has already seen expire: it was wound back.');
+  }
   if (claims.nbf > now + tolerance || claims.iat > now + tolerance) refuse('NOT_YET_VALID', 'The license is not valid yet (or this clock is behind).');
   const lapsed = claims.exp <= now - tolerance;
-  if (lapsed && !options.acceptExpired) refuse('EXPIRED', `The license expired at ${new Date(claims.exp * 1000).toISOString()}.`);
 
   // 4. Whose license.
   if (options.issuer !== undefined && claims.iss !== options.issuer) refuse('WRONG_ISSUER', 'The license comes from another issuer.');
@@ -164,11 +216,21 @@ export async function verifyLicense(token: string, options: VerifyLicenseOptions
     if (options.fingerprint !== undefined && claims.instance !== options.fingerprint) refuse('WRONG_INSTANCE', 'The license is bound to another instance.');
   } else if (options.requireBinding) {
     refuse('WRONG_INSTANCE', 'The license is bound to no instance, and this instance requires one.');
+  } else if (typeof claims.entitlements.limits.instances === 'number') {
+    // A plan that counts instances counts them through the binding: unbound, its seats could be copied at will.
+    refuse('WRONG_INSTANCE', 'The license is bound to no instance, and its plan limits instances: it is valid only bound to an activated one.');
   }
 
-  // 5. The monotonic mark: never an older license than the newest accepted. Accepting moves it.
+  // 5. Expiry. A license of this instance's seen expired is remembered (its exp), so the clock can
+  // never be wound back into its validity afterwards.
+  if (lapsed) {
+    await options.store.advance({ ...(mark ?? { iat: claims.iat, jti: claims.jti }), expired: claims.exp });
+    if (!options.acceptExpired) refuse('EXPIRED', `The license expired at ${new Date(claims.exp * 1000).toISOString()}.`);
+  }
+
+  // 6. The monotonic mark: never an older license than the newest accepted. Accepting moves it.
   if (mark && claims.iat < mark.iat) refuse('REPLAYED', 'The license is older than one this instance has already accepted.');
-  await options.store.advance({ iat: claims.iat, jti: claims.jti });
+  await options.store.advance({ iat: claims.iat, jti: claims.jti, ...(lapsed ? { expired: claims.exp } : {}) });
 
   const expiredBy = claims.status === 'expired' ? 'status' : lapsed ? 'license' : null;
   const decision: LicenseDecision = expiredBy ? 'expired' : claims.status === 'grace' ? 'grace' : 'full';
@@ -190,14 +252,8 @@ export interface LicenseVerifier {
   verify(token: string): Promise<VerifiedLicense>;
 }
 
-/**
- * The options bound once, with a key source of its own (for jwksUrl, not shared with the rest of
- * the process): what the SDK holds.
- */
+/** The options bound once, with a trust anchor of its own (not shared with the rest of the process): what the SDK holds. */
 export function createLicenseVerifier(options: VerifyLicenseOptions): LicenseVerifier {
-  if ((options.jwks === undefined) === (options.jwksUrl === undefined)) throw new TypeError('give exactly one of jwks and jwksUrl');
-  const jwks = options.jwks ?? (options.jwksUrl !== undefined ? remoteJwks(options.jwksUrl, options.jwksOptions) : undefined);
-  const bound: VerifyLicenseOptions = { ...options, jwks, jwksUrl: undefined };
-  sourceOf(bound);
+  const bound: VerifyLicenseOptions = { ...options, keys: options.keys ?? trustAnchorFor(options) };
   return { verify: (token) => verifyLicense(token, bound) };
 }

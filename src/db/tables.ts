@@ -307,9 +307,11 @@ export interface ActivationRow {
   expires_at: Date | null;
   released_at: Date | null;
   release_reason: ActivationReleaseReason | null;
+  /** The exp of the last license bound to it: its seat is held until then, released or not. */
+  seat_held_until: Date | null;
 }
 export type ActivationInsert = Pick<ActivationRow, 'id' | 'customer_id' | 'fingerprint'> &
-  Partial<Pick<ActivationRow, 'name' | 'hostname' | 'expires_at'>> & { created_at?: Sql<Date>; last_seen_at?: Sql<Date> };
+  Partial<Pick<ActivationRow, 'name' | 'hostname' | 'expires_at' | 'seat_held_until'>> & { created_at?: Sql<Date>; last_seen_at?: Sql<Date> };
 export interface ActivationUpdate {
   name?: string | null;
   hostname?: string | null;
@@ -317,6 +319,7 @@ export interface ActivationUpdate {
   expires_at?: Sql<Date> | null;
   released_at?: Sql<Date> | null;
   release_reason?: ActivationReleaseReason | null;
+  seat_held_until?: Sql<Date> | null;
 }
 
 declare module 'knex/types/tables' {

@@ -198,6 +198,73 @@ describe('one customer, its own activations only', () => {
   });
 });
 
+describe('seats held until the last bound license expires', () => {
+  const release = (c: CreatedCustomer, f: string) => request(t.app).delete(`/api/licenses/activations/${f}`).set('X-API-Key', c.apiKey);
+  /** Activate, fetch a bound license, release: the cycle that used to multiply seats. Answers the license's exp, or null when refused. */
+  async function cycle(c: CreatedCustomer, f: string): Promise<{ exp: number; fingerprint: string } | null> {
+    const a = await activate(c, f);
+    if (a.status === 409) return null;
+    expect(a.status).toBe(201);
+    const l = await fetchBound(c, f).expect(200);
+    await release(c, f).expect(200);
+    return { exp: l.body.claims.exp as number, fingerprint: l.body.claims.instance as string };
+  }
+
+  test('when instances activate, fetch and release one after another on a 3-seat plan, then never a 4th valid license; the 409 says when a seat frees', async () => {
+    const c = await customerWith(3);
+    const got: { exp: number; fingerprint: string }[] = [];
+    for (let i = 0; i < 8; i++) {
+      const r = await cycle(c, fp());
+      if (r) got.push(r);
+      clock += 60_000;
+    }
+    expect(got).toHaveLength(3);
+    const refused = await activate(c, fp());
+    expectError(refused, 409, 'INSTANCE_LIMIT_REACHED');
+    const firstExp = Math.min(...got.map((g) => g.exp));
+    expect(refused.body.error.details).toEqual({ limit: 3, seat_frees_at: new Date(firstExp * 1000).toISOString() });
+    expect(refused.body.error.message).toContain(new Date(firstExp * 1000).toISOString());
+    expect(Number(refused.headers['retry-after'])).toBe(firstExp - Math.floor(clock / 1000));
+    // The released activations are listed with until when they hold their seat.
+    const listed = (await list(c)).body.data as { fingerprint: string; released_at: string | null; seat_held_until: string }[];
+    expect(listed.map((a) => [a.fingerprint, a.seat_held_until])).toEqual(got.map((g) => [g.fingerprint, new Date(g.exp * 1000).toISOString()]));
+    expect(listed.every((a) => a.released_at !== null)).toBe(true);
+    // Control: once the first license has expired, its seat is free again, and only that one.
+    clock = firstExp * 1000 + 1000;
+    expect((await activate(c, fp())).status).toBe(201);
+    expectError(await activate(c, fp()), 409, 'INSTANCE_LIMIT_REACHED');
+  });
+
+  test('when 12 instances run the activate-fetch-release cycle at once on a 3-seat plan, then exactly 3 get a license', async () => {
+    const c = await customerWith(3);
+    const results = await Promise.all(Array.from({ length: 12 }, () => cycle(c, fp())));
+    const licensed = results.filter((r) => r !== null);
+    expect(licensed).toHaveLength(3);
+    expect(new Set(licensed.map((l) => l.fingerprint)).size).toBe(3);
+    const issued = await t.db('audit_log').where({ action: 'license.issue' }).whereRaw("details->>'customer_id' = ?", [c.id]);
+    expect(issued).toHaveLength(3);
+  });
+
+  test('when a released instance activates again while its license is valid, then it takes its own seat back, not a new one', async () => {
+    const c = await customerWith(1);
+    const f = fp();
+    expect(await cycle(c, f)).not.toBeNull();
+    expectError(await activate(c, fp()), 409, 'INSTANCE_LIMIT_REACHED');
+    expect((await activate(c, f)).status).toBe(201);
+    expect((await fetchBound(c, f)).status).toBe(200);
+  });
+
+  test('when the plan limits instances, then an unbound license is 422; without a limit it is issued (control)', async () => {
+    const limited = await customerWith(3);
+    const res = await request(t.app).get('/api/licenses').set('X-API-Key', limited.apiKey);
+    expectError(res, 422, 'VALIDATION_FAILED');
+    expect(JSON.stringify(res.body.error.details)).toContain('fingerprint');
+    const open = await customerWith(null);
+    const ok = await request(t.app).get('/api/licenses').set('X-API-Key', open.apiKey).expect(200);
+    expect(ok.body.claims.instance).toBeUndefined();
+  });
+});
+
 describe('offline activation (air-gapped instances)', () => {
   test('when an admin issues an offline license, then it is bound to the fingerprint, lasts the chosen TTL, holds a seat until it expires, and is audited', async () => {
     const code = await createPlan(t, { entitlements: { features: [], limits: { instances: 1 } } });
@@ -225,6 +292,26 @@ describe('offline activation (air-gapped instances)', () => {
     } finally {
       await free.close();
     }
+  });
+
+  test('when the customer tries to release an offline activation, then 403; an admin can, and the seat stays held until the license expires', async () => {
+    const c = await customerWith(1);
+    const f = fp();
+    const issued = await request(t.app).post(`/api/customers/${c.id}/licenses`).set(admin()).send({ fingerprint: f, ttl: '20d' }).expect(201);
+    const exp = issued.body.claims.exp as number;
+    const byCustomer = await request(t.app).delete(`/api/licenses/activations/${f}`).set('X-API-Key', c.apiKey);
+    expectError(byCustomer, 403, 'FORBIDDEN');
+    const row = await t.db('license_activations').where({ customer_id: c.id, fingerprint: f }).first();
+    expect(row!.released_at).toBeNull();
+    // Control: the admin may.
+    const byAdmin = await request(t.app).delete(`/api/customers/${c.id}/activations/${f}`).set(admin()).expect(200);
+    expect(byAdmin.body.activation).toMatchObject({ release_reason: 'admin', seat_held_until: new Date(exp * 1000).toISOString() });
+    // Released, but the offline license still verifies at the site: the seat is still taken.
+    const refused = await activate(c, fp());
+    expectError(refused, 409, 'INSTANCE_LIMIT_REACHED');
+    expect(refused.body.error.details.seat_frees_at).toBe(new Date(exp * 1000).toISOString());
+    clock = exp * 1000 + 1000;
+    expect((await activate(c, fp())).status).toBe(201);
   });
 
   test('when the subscription’s period ends first, then the offline license still ends with it', async () => {

@@ -48,7 +48,7 @@ async function license(c: CreatedCustomer, app: TestApp = t, fingerprint?: strin
     .set('X-API-Key', c.apiKey);
   if (res.status !== 200) throw new Error(`license: ${res.status} ${JSON.stringify(res.body)}`);
   expect(await verifyIndependently(app, res.body.license)).toEqual(res.body.claims);
-  expect(res.body.jwks_url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\.well-known\/jwks\.json$/);
+  expect(res.body.jwks_url).toBe(app.c.config.license.jwksUrl);
   return res.body.claims;
 }
 
@@ -127,10 +127,11 @@ describe('status and dates from the subscription', () => {
     },
   );
 
-  test('when an active subscription’s period is over (the renewal has not reached us), then grace from the period end', async () => {
+  test('when an active Stripe subscription’s period is over (the renewal has not reached us), then grace from the period end', async () => {
     const s = await subscribe(t);
     const end = nowSec() - DAY;
-    await setSubscription(s.id, { current_period_end: at(end) });
+    // Held by Stripe: only Stripe renews it (a local one renews itself, see subscriptions.test.ts).
+    await setSubscription(s.id, { current_period_end: at(end), stripe_subscription_id: `sub_lic${s.id.replace(/-/g, '')}` });
     const claims = await license(s.customer);
     expect([claims.status, claims.grace_until, claims.valid_until]).toEqual(['grace', end + 14 * DAY, null]);
   });
@@ -168,7 +169,9 @@ describe('the default plan (LICENSE_DEFAULT_PLAN)', () => {
     const free = await createTestApp({ LICENSE_DEFAULT_PLAN: code }, { now: () => clock });
     try {
       const c = await createCustomer(free);
-      const claims = await license(c, free);
+      // The plan limits instances: its licenses are issued bound only.
+      await request(free.app).post('/api/licenses/activations').set('X-API-Key', c.apiKey).send({ fingerprint: 'free-host-0001' }).expect(201);
+      const claims = await license(c, free, 'free-host-0001');
       const d = new Date(clock);
       expect(claims).toMatchObject({
         status: 'active',
@@ -183,6 +186,7 @@ describe('the default plan (LICENSE_DEFAULT_PLAN)', () => {
         valid_until: null,
         grace_until: null,
         exp: nowSec() + 7 * DAY,
+        instance: 'free-host-0001',
       });
       // A subscription takes precedence over the default plan.
       const s = await subscribe(free, { customer: c });

@@ -4,6 +4,98 @@ import { createCustomer, createPlan, subscribe } from '../helpers/factories';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { createTestApp, TestApp } from '../helpers/test-app';
 
+describe('with Stripe off, local subscriptions renew until canceled', () => {
+  const DAY = 86_400_000;
+  let clock = Date.now();
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({}, { now: () => clock });
+  });
+  afterAll(() => t.close());
+  beforeEach(() => {
+    clock = Date.now();
+  });
+
+  /** What the admin API, the customer's own list and a license fetched now say of the subscription. */
+  async function views(s: Awaited<ReturnType<typeof subscribe>>) {
+    const admin = (await request(t.app).get(`/api/customers/${s.customerId}/subscriptions`).set('Authorization', `Bearer ${t.adminToken}`).expect(200)).body
+      .data[0];
+    const own = (await request(t.app).get('/api/subscriptions').set('X-API-Key', s.customer.apiKey).expect(200)).body.data[0];
+    const license = (await request(t.app).get('/api/licenses').set('X-API-Key', s.customer.apiKey).expect(200)).body.claims;
+    return { admin, own, license };
+  }
+
+  test('when a local subscription runs across three periods, then each renews, and the admin API, the customer and the license agree', async () => {
+    const start = clock;
+    const s = await subscribe(t);
+    for (let period = 1; period <= 3; period++) {
+      clock = start + period * 30 * DAY + DAY; // a day into the next period
+      const end = new Date(start + (period + 1) * 30 * DAY).toISOString();
+      const { admin, own, license } = await views(s);
+      expect([period, admin.status, admin.current_period_start, admin.current_period_end]).toEqual([
+        period,
+        'active',
+        new Date(start + period * 30 * DAY).toISOString(),
+        end,
+      ]);
+      expect(own).toEqual(admin);
+      const endSec = Math.floor(Date.parse(end) / 1000);
+      expect([license.status, license.valid_until, license.subscription.current_period_end]).toEqual(['active', endSec, endSec]);
+    }
+    const renewals = await t.db('audit_log').where({ action: 'subscription.renew', target_id: s.id }).orderBy('at');
+    expect(renewals.map((r) => [r.actor, r.details.periods])).toEqual([
+      ['system', 1],
+      ['system', 1],
+      ['system', 1],
+    ]);
+
+    // Canceled at the period end: it ends then, and nothing renews it.
+    await request(t.app).delete(`/api/customers/${s.customerId}/subscriptions/${s.id}`).set('Authorization', `Bearer ${t.adminToken}`).expect(200);
+    clock = start + 4 * 30 * DAY + DAY;
+    const { admin, own, license } = await views(s);
+    expect([admin.status, admin.canceled_at, own.status, license.status]).toEqual([
+      'canceled',
+      new Date(start + 4 * 30 * DAY).toISOString(),
+      'canceled',
+      'expired',
+    ]);
+  });
+
+  test('when periods were missed (nobody read it for 100 days), then one renewal catches up to the period holding now', async () => {
+    const start = clock;
+    const s = await subscribe(t);
+    clock = start + 100 * DAY;
+    const { admin } = await views(s);
+    expect([admin.current_period_start, admin.current_period_end]).toEqual([
+      new Date(start + 90 * DAY).toISOString(),
+      new Date(start + 120 * DAY).toISOString(),
+    ]);
+    expect((await t.db('audit_log').where({ action: 'subscription.renew', target_id: s.id })).map((r) => r.details.periods)).toEqual([3]);
+  });
+
+  test('when a trial ends, then the subscription becomes active, its first period starting at the trial end', async () => {
+    const start = clock;
+    const s = await subscribe(t, { body: { trial_days: 14 } });
+    clock = start + 15 * DAY;
+    const { admin, license } = await views(s);
+    expect([admin.status, admin.current_period_start, admin.current_period_end]).toEqual([
+      'active',
+      new Date(start + 14 * DAY).toISOString(),
+      new Date(start + 44 * DAY).toISOString(),
+    ]);
+    expect([license.status, license.valid_until]).toEqual(['active', Math.floor((start + 44 * DAY) / 1000)]);
+  });
+
+  test('when several requests read an overdue subscription at once, then it renews once', async () => {
+    const start = clock;
+    const s = await subscribe(t);
+    clock = start + 31 * DAY;
+    await Promise.all(Array.from({ length: 8 }, () => request(t.app).get('/api/subscriptions').set('X-API-Key', s.customer.apiKey).expect(200)));
+    expect(await t.db('audit_log').where({ action: 'subscription.renew', target_id: s.id })).toHaveLength(1);
+    expect((await t.db('subscriptions').where({ id: s.id }).first())!.current_period_end!.getTime()).toBe(start + 60 * DAY);
+  });
+});
+
 describe('with Stripe off', () => {
   let t: TestApp;
   let admin: Record<string, string>;

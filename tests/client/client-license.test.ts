@@ -1,12 +1,13 @@
 /**
  * BillingClient's license calls against a fake of the licenses routes (given as `fetch`): the token
- * verified offline against the service's key set, the last good license kept on disk and answered
- * while the service is out of reach, activation and its typed 409.
+ * verified offline against the keys built into the software (never fetched), the last good license
+ * kept on disk and answered while the service is out of reach, the customer pinned from the API key,
+ * binding required where a fingerprint is known, activation and its typed 409.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BillingApiError, BillingClient, InstanceLimitReachedError, LicenseError } from '../../src/client';
+import { BillingApiError, BillingClient, InstanceLimitReachedError } from '../../src/client';
 import { claims, CUSTOMER, jwksOf, makeKey, sign, type TestKey } from './license-fixtures';
 
 const BASE = 'http://127.0.0.1:9';
@@ -34,8 +35,16 @@ const fakeFetch: typeof fetch = async (input, init) => {
 };
 
 const now = () => Math.floor(Date.now() / 1000);
-const client = () =>
-  new BillingClient({ baseUrl: BASE, apiKey: 'k', fetch: fakeFetch, maxRetries: 1, backoffBaseMs: 5, license: { fingerprint: FP, dir, customerId: CUSTOMER } });
+const API_KEY = `cust_${CUSTOMER}_${'s'.repeat(43)}`;
+const client = (license: Record<string, unknown> = {}) =>
+  new BillingClient({
+    baseUrl: BASE,
+    apiKey: API_KEY,
+    fetch: fakeFetch,
+    maxRetries: 1,
+    backoffBaseMs: 5,
+    license: { fingerprint: FP, dir, trustedKeys: jwksOf(key), ...license },
+  });
 
 beforeAll(async () => (key = await makeKey('k1')));
 beforeEach(async () => {
@@ -47,10 +56,10 @@ beforeEach(async () => {
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('licenses through BillingClient', () => {
-  test('when the license is fetched, then it is asked for this fingerprint, verified against the service key set and kept on disk', async () => {
+  test('when the license is fetched, then it is asked for this fingerprint, verified against the built-in keys (no key fetch) and kept on disk', async () => {
     const l = await client().getLicense();
     expect(l).toMatchObject({ offline: false, decision: 'full', claims: { sub: CUSTOMER, instance: FP } });
-    expect(seen).toEqual([`GET /api/licenses?fingerprint=${FP}`, 'GET /.well-known/jwks.json']);
+    expect(seen).toEqual([`GET /api/licenses?fingerprint=${FP}`]);
     expect(fs.existsSync(path.join(dir, 'license.json'))).toBe(true);
     expect(fs.existsSync(path.join(dir, 'license-mark.json'))).toBe(true);
   });
@@ -58,10 +67,11 @@ describe('licenses through BillingClient', () => {
   test('when the service cannot be reached, then the kept license is answered (offline: true), also by a new client', async () => {
     const first = await client().getLicense();
     down = true;
-    // A new client: the key set must be fetched again, and cannot be; bundled keys make it work.
-    await expect(client().getLicense()).rejects.toThrow(LicenseError);
-    const bundled = new BillingClient({ baseUrl: BASE, apiKey: 'k', fetch: fakeFetch, maxRetries: 0, license: { fingerprint: FP, dir, jwks: jwksOf(key) } });
-    expect(await bundled.getLicense()).toMatchObject({ offline: true, decision: 'full', claims: { jti: first.claims.jti } });
+    expect(await client().getLicense()).toMatchObject({ offline: true, decision: 'full', claims: { jti: first.claims.jti } });
+    // Keys bundled as a file shipped with the software work the same.
+    const file = path.join(dir, 'vendor-keys.json');
+    fs.writeFileSync(file, JSON.stringify(jwksOf(key)));
+    expect(await client({ trustedKeys: file }).getLicense()).toMatchObject({ offline: true, claims: { jti: first.claims.jti } });
   });
 
   test('when the service answers a license that does not verify, then it is an error and the kept one is not used instead', async () => {
@@ -69,6 +79,33 @@ describe('licenses through BillingClient', () => {
     const other = await makeKey('k1');
     token = await sign(other, claims({ iat: now(), exp: now() + 3600, instance: FP }));
     await expect(client().getLicense()).rejects.toMatchObject({ code: 'BAD_SIGNATURE' });
+  });
+
+  test('when no trust anchor is configured, then licenses are refused with NO_TRUST_ANCHOR and nothing is fetched or kept; the old key options are a TypeError', async () => {
+    const c = client({ trustedKeys: undefined });
+    await expect(c.getLicense()).rejects.toMatchObject({ code: 'NO_TRUST_ANCHOR' });
+    await expect(c.verifyLicense(token)).rejects.toMatchObject({ code: 'NO_TRUST_ANCHOR' });
+    expect(seen.filter((s) => s.includes('well-known'))).toEqual([]);
+    expect(fs.existsSync(path.join(dir, 'license.json'))).toBe(false);
+    expect(() => client({ jwks: jwksOf(key) })).toThrow(/no longer accepted/);
+    expect(() => client({ jwksUrl: `${BASE}/.well-known/jwks.json` })).toThrow(/no longer accepted/);
+  });
+
+  test('when another customer’s genuine license is answered, then it is refused by default (the customer pinned from the API key); its own is accepted', async () => {
+    token = await sign(key, claims({ sub: '0a1b2c3d-0000-4000-8000-000000000001', iat: now(), exp: now() + 3600, instance: FP }));
+    await expect(client().getLicense()).rejects.toMatchObject({ code: 'WRONG_CUSTOMER' });
+    token = await sign(key, claims({ iat: now(), exp: now() + 3600, instance: FP }));
+    await expect(client().getLicense()).resolves.toMatchObject({ claims: { sub: CUSTOMER } });
+  });
+
+  test('when an unbound license is answered to an instance with a fingerprint, then it is refused by default; with requireBinding false it is accepted', async () => {
+    token = await sign(key, claims({ iat: now(), exp: now() + 3600 }));
+    await expect(client().getLicense()).rejects.toMatchObject({ code: 'WRONG_INSTANCE' });
+    expect(fs.existsSync(path.join(dir, 'license.json'))).toBe(false);
+    await expect(client({ requireBinding: false }).getLicense()).resolves.toMatchObject({ decision: 'full' });
+    // Where the plan limits instances, unbound is refused whatever the option says.
+    token = await sign(key, claims({ iat: now() + 1, exp: now() + 3600, entitlements: { features: [], limits: { instances: 3 } } }));
+    await expect(client({ requireBinding: false }).getLicense()).rejects.toMatchObject({ code: 'WRONG_INSTANCE' });
   });
 
   test('when a license bound to another instance is given to verifyLicense, then it is refused', async () => {

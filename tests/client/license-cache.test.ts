@@ -21,7 +21,7 @@ afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function verifyOptions(now = NOW_MS): LicenseCacheOptions['verify'] {
   // A new store on each call, as after a restart: only the file carries the mark.
-  return { jwks: jwksOf(k1), issuer: ISSUER, customerId: CUSTOMER, fingerprint: 'fp-1', now, store: fileLicenseStore(markFile) };
+  return { trustedKeys: jwksOf(k1), issuer: ISSUER, customerId: CUSTOMER, fingerprint: 'fp-1', now, store: fileLicenseStore(markFile) };
 }
 
 describe('the file store across a restart', () => {
@@ -69,6 +69,17 @@ describe('LicenseCache', () => {
     });
     // A lapsed license fetched fresh is refused, though: accept() is for licenses just issued.
     await expect(new LicenseCache({ path: cacheFile, verify: verifyOptions(later) }).accept(token)).rejects.toMatchObject({ code: 'EXPIRED' });
+  });
+
+  test('when the clock is wound back after the kept license expired, then it loads as CLOCK_ROLLED_BACK, never full again, also after a restart', async () => {
+    const token = await sign(k1, claims({ instance: 'fp-1' }));
+    await new LicenseCache({ path: cacheFile, verify: verifyOptions() }).accept(token);
+    const later = NOW_MS + 8 * 86400 * 1000;
+    await expect(new LicenseCache({ path: cacheFile, verify: verifyOptions(later) }).load()).resolves.toMatchObject({ decision: 'expired' });
+    // The owner winds the clock back to a day after issue: the license is within its validity again.
+    const wound = NOW_MS + 86400 * 1000;
+    await expect(new LicenseCache({ path: cacheFile, verify: verifyOptions(wound) }).load()).rejects.toMatchObject({ code: 'CLOCK_ROLLED_BACK' });
+    expect(JSON.parse(fs.readFileSync(markFile, 'utf8'))).toMatchObject({ iat: T0, expired: T0 + 7 * 86400 });
   });
 
   test('when a license is refused, then the kept one stays', async () => {

@@ -26,6 +26,18 @@ export function jwksOf(...keys: TestKey[]): { keys: JWK[] } {
   return { keys: keys.map((k) => k.jwk) };
 }
 
+/** A key set signed by `root` (the service's /.well-known/license-keys format), with any header or payload changes. */
+export function signKeySet(
+  root: TestKey,
+  keys: TestKey[],
+  o: { iat?: number; exp?: number; iss?: string; header?: Record<string, unknown> } = {},
+): Promise<string> {
+  const iat = o.iat ?? T0;
+  return new SignJWT({ iss: o.iss ?? ISSUER, iat, exp: o.exp ?? iat + 365 * 86400, keys: keys.map((k) => k.jwk) })
+    .setProtectedHeader({ alg: 'EdDSA', kid: root.kid, typ: 'license-keys+jwt', ...o.header })
+    .sign(root.privateKey);
+}
+
 export function claims(overrides: Partial<LicenseClaims> = {}): LicenseClaims {
   const iat = overrides.iat ?? T0;
   return {
@@ -36,7 +48,7 @@ export function claims(overrides: Partial<LicenseClaims> = {}): LicenseClaims {
     nbf: iat,
     exp: iat + 7 * 86400,
     plan: { code: 'pro', name: 'Pro' },
-    entitlements: { features: ['sso'], limits: { api_calls: 100000, instances: 3 }, seats: 5 },
+    entitlements: { features: ['sso'], limits: { api_calls: 100000 }, seats: 5 },
     usage: { period_start: T0 - 86400, period_end: T0 + 30 * 86400, quantities: { api_calls: '1234.5' } },
     status: 'active',
     subscription: { id: randomUUID(), status: 'active', current_period_end: T0 + 30 * 86400, cancel_at_period_end: false },

@@ -6,13 +6,28 @@ import {
   isLicenseError,
   LicenseError,
   memoryLicenseStore,
-  remoteJwks,
+  trustAnchor,
   verifyLicense,
   type LicenseErrorCode,
   type LicenseStore,
   type VerifyLicenseOptions,
 } from '../../src/client';
-import { claims, CUSTOMER, handToken, hs256Token, ISSUER, jwksOf, makeKey, NOW_MS, sign, signRaw, T0, withPayload, type TestKey } from './license-fixtures';
+import {
+  claims,
+  CUSTOMER,
+  handToken,
+  hs256Token,
+  ISSUER,
+  jwksOf,
+  makeKey,
+  NOW_MS,
+  sign,
+  signKeySet,
+  signRaw,
+  T0,
+  withPayload,
+  type TestKey,
+} from './license-fixtures';
 
 let k1: TestKey;
 let k2: TestKey;
@@ -23,7 +38,7 @@ beforeAll(async () => {
 });
 
 function opts(extra: Partial<VerifyLicenseOptions> = {}): VerifyLicenseOptions {
-  return { jwks: jwksOf(k1, k2), issuer: ISSUER, customerId: CUSTOMER, now: NOW_MS, store: memoryLicenseStore(), ...extra };
+  return { trustedKeys: jwksOf(k1, k2), issuer: ISSUER, customerId: CUSTOMER, now: NOW_MS, store: memoryLicenseStore(), ...extra };
 }
 
 async function refusal(token: string, options: VerifyLicenseOptions): Promise<LicenseError> {
@@ -53,7 +68,7 @@ describe('verifyLicense: a license signed in the license format', () => {
     expect(v.kid).toBe('k1');
     expect(v.claims).toEqual(c);
     expect(v.features).toEqual(['sso']);
-    expect(v.limits).toEqual({ api_calls: 100000, instances: 3 });
+    expect(v.limits).toEqual({ api_calls: 100000 });
     expect(v.validUntil).toEqual(new Date((T0 + 30 * 86400) * 1000));
     expect(v.graceUntil).toBeNull();
     expect(v.issuedAt).toEqual(new Date(T0 * 1000));
@@ -83,9 +98,9 @@ describe('verifyLicense: a license signed in the license format', () => {
 
   test('when the key was rotated, then a license signed with the second listed key verifies, and with a key no longer listed it is refused', async () => {
     const token = await sign(k2, claims());
-    await expect(verifyLicense(token, opts({ jwks: jwksOf(k1, k2) }))).resolves.toMatchObject({ kid: 'k2', decision: 'full' });
+    await expect(verifyLicense(token, opts({ trustedKeys: jwksOf(k1, k2) }))).resolves.toMatchObject({ kid: 'k2', decision: 'full' });
     const old = await sign(k1, claims());
-    await expectRefused(old, opts({ jwks: jwksOf(k2) }), 'UNKNOWN_KEY');
+    await expectRefused(old, opts({ trustedKeys: jwksOf(k2) }), 'UNKNOWN_KEY');
   });
 });
 
@@ -139,7 +154,7 @@ describe('verifyLicense: hostile tokens', () => {
     }
     // Even a JWKS that also lists a symmetric key under that kid gives HS256 nothing to verify with.
     const oct: JWK = { kty: 'oct', kid: 'k1', k: Buffer.from(pem).toString('base64url'), alg: 'HS256' };
-    await expectRefused(hs256Token(header, claims(), pem), opts({ jwks: { keys: [oct, k1.jwk] } }), 'ALGORITHM_NOT_ALLOWED');
+    await expectRefused(hs256Token(header, claims(), pem), opts({ trustedKeys: { keys: [oct, k1.jwk] } }), 'ALGORITHM_NOT_ALLOWED');
   });
 
   test('when the header names any other algorithm (RS256, ES256, a different spelling), then ALGORITHM_NOT_ALLOWED', async () => {
@@ -206,11 +221,29 @@ describe('verifyLicense: whose license', () => {
     await expectRefused(unbound, opts({ fingerprint: 'fp-mine', requireBinding: true }), 'WRONG_INSTANCE');
   });
 
+  test('when the plan limits instances, then an unbound license is refused whatever the options; bound, it verifies (control)', async () => {
+    const limited = { features: ['sso'], limits: { api_calls: 100000, instances: 3 }, seats: 5 };
+    const unbound = await sign(k1, claims({ entitlements: limited }));
+    await expectRefused(unbound, opts(), 'WRONG_INSTANCE');
+    await expectRefused(unbound, opts({ fingerprint: 'fp-mine', requireBinding: false }), 'WRONG_INSTANCE');
+    await expect(
+      verifyLicense(await sign(k1, claims({ entitlements: limited, instance: 'fp-mine' })), opts({ fingerprint: 'fp-mine' })),
+    ).resolves.toMatchObject({
+      decision: 'full',
+    });
+  });
+
   test('when the options cannot work, then a TypeError (a bug of the caller), not a LicenseError', async () => {
     const token = await sign(k1, claims());
     await expect(verifyLicense(token, opts({ requireBinding: true }))).rejects.toThrow(TypeError);
     await expect(verifyLicense(token, opts({ now: NaN }))).rejects.toThrow(TypeError);
-    await expect(verifyLicense(token, opts({ jwksUrl: 'https://billing.example.com/jwks' }))).rejects.toThrow(TypeError);
+    // The old ways of giving keys (a fetched or carried JWKS) are refused outright, not ignored.
+    for (const legacy of [{ jwksUrl: 'https://billing.example.com/jwks' }, { jwks: jwksOf(k1) }]) {
+      await expect(verifyLicense(token, { ...opts(), ...legacy })).rejects.toThrow(/no longer accepted/);
+    }
+    await expect(verifyLicense(token, opts({ trustedKeys: jwksOf(k1), keySetUrl: 'https://billing.example.com/.well-known/license-keys' }))).rejects.toThrow(
+      TypeError,
+    );
     await expect(verifyLicense(token, opts({ clockToleranceSeconds: -1 }))).rejects.toThrow(TypeError);
   });
 });
@@ -246,6 +279,27 @@ describe('verifyLicense: the monotonic mark', () => {
     await expect(verifyLicense(newest, opts({ store, now: NOW_MS - 30_000 }))).resolves.toBeDefined();
   });
 
+  test('when the clock is wound back after the newest license has expired, then it never verifies again', async () => {
+    const store = memoryLicenseStore();
+    const newest = await sign(k1, claims()); // exp T0 + 7d
+    await verifyLicense(newest, opts({ store }));
+    // Seen expired (as the offline cache does it, and as a fresh verification does too).
+    const after = NOW_MS + 8 * 86400 * 1000;
+    await expect(verifyLicense(newest, opts({ store, now: after, acceptExpired: true }))).resolves.toMatchObject({ decision: 'expired' });
+    expect(await store.read()).toMatchObject({ iat: T0, expired: T0 + 7 * 86400 });
+    // Wound back into its validity: after its iat, before its exp. It used to say full here.
+    for (const back of [NOW_MS + 86400 * 1000, NOW_MS + 7 * 86400 * 1000 - 5_000]) {
+      await expectRefused(newest, opts({ store, now: back }), 'CLOCK_ROLLED_BACK');
+      await expectRefused(newest, opts({ store, now: back, acceptExpired: true }), 'CLOCK_ROLLED_BACK');
+    }
+    // A strict verification that refuses the lapsed license remembers the expiry just the same.
+    const other = memoryLicenseStore();
+    await expectRefused(newest, opts({ store: other, now: after }), 'EXPIRED');
+    await expectRefused(newest, opts({ store: other, now: NOW_MS + 86400 * 1000 }), 'CLOCK_ROLLED_BACK');
+    // Control: the clock at or after that exp is fine for a newer license.
+    await expect(verifyLicense(await sign(k1, claims({ iat: T0 + 7 * 86400 })), opts({ store, now: after }))).resolves.toMatchObject({ decision: 'full' });
+  });
+
   test('when no license was accepted yet, then an early clock is only checked against the license itself', async () => {
     const old = await sign(k1, claims({ iat: T0 - 3 * 86400, exp: T0 - 86400 }));
     await expect(verifyLicense(old, opts({ now: NOW_MS - 2 * 86400 * 1000 }))).resolves.toBeDefined();
@@ -267,69 +321,138 @@ describe('verifyLicense: the monotonic mark', () => {
   });
 });
 
-describe('verifyLicense: keys from a jwksUrl', () => {
+describe('verifyLicense: the trust anchor', () => {
   let server: http.Server;
-  let served: { keys: JWK[] };
+  let served: unknown;
   let requests = 0;
   let url: string;
+  let root: TestKey;
+  let otherRoot: TestKey;
 
   beforeAll(async () => {
-    served = jwksOf(k1);
+    [root, otherRoot] = await Promise.all([makeKey('root-1'), makeKey('root-1')]); // the attacker's root even copies the kid
     server = http.createServer((req, res) => {
       requests += 1;
-      if (req.url !== '/.well-known/jwks.json') return void res.writeHead(404).end();
+      if (req.url !== '/.well-known/license-keys') return void res.writeHead(404).end();
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(served));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/license-keys`;
   });
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  beforeEach(async () => {
+    served = { key_set: await signKeySet(root, [k1]) };
+  });
 
-  test('when several licenses are verified, then the key set is fetched once; a new kid causes one refetch, and no more within the cooldown', async () => {
-    const o = (extra: Partial<VerifyLicenseOptions> = {}) => opts({ jwks: undefined, jwksUrl: url, ...extra });
-    await Promise.all([verifyLicense(await sign(k1, claims()), o()), verifyLicense(await sign(k1, claims()), o())]);
-    await verifyLicense(await sign(k1, claims()), o());
-    expect(requests).toBe(1);
+  /** A new instance holding only the root, fetching the key set from `url`. */
+  const rooted = () => opts({ keys: trustAnchor({ trustedRoots: jwksOf(root), keySetUrl: url, issuer: ISSUER, now: () => NOW_MS }) });
 
-    served = jwksOf(k1, k2); // the server rotates in k2
-    await expect(verifyLicense(await sign(k2, claims()), o())).resolves.toMatchObject({ kid: 'k2' });
-    expect(requests).toBe(2);
-    await verifyLicense(await sign(k2, claims()), o());
-    await expectRefused(await sign(outsider, claims()), o(), 'UNKNOWN_KEY');
-    await expectRefused(await sign(outsider, claims(), { kid: 'made-up' }), o(), 'UNKNOWN_KEY');
-    expect(requests).toBe(2);
+  test('when no key and no root is given, then NO_TRUST_ANCHOR, and nothing is fetched from anywhere', async () => {
+    const before = requests;
+    await expectRefused(await sign(k1, claims()), opts({ trustedKeys: undefined }), 'NO_TRUST_ANCHOR');
+    await expectRefused(await sign(k1, claims()), opts({ trustedKeys: { keys: [] } }), 'NO_TRUST_ANCHOR');
+    // A private key is not a trust anchor either (a public key is what the software ships).
+    await expectRefused(await sign(k1, claims()), opts({ trustedKeys: { keys: [{ ...k1.jwk, d: 'AAAA' }] } }), 'NO_TRUST_ANCHOR');
+    expect(requests).toBe(before);
+  });
+
+  test('when the key set is signed by the root, then its keys verify; a rotated-in key costs one refetch, no more within the cooldown', async () => {
+    const before = requests;
+    const source = trustAnchor({ trustedRoots: jwksOf(root), keySetUrl: url, issuer: ISSUER, now: () => NOW_MS });
+    await Promise.all([verifyLicense(await sign(k1, claims()), opts({ keys: source })), verifyLicense(await sign(k1, claims()), opts({ keys: source }))]);
+    expect(requests - before).toBe(1);
+    expect(source.keySetIssuedAt).toBe(T0);
+
+    served = { key_set: await signKeySet(root, [k1, k2], { iat: T0 + 10 }) }; // rotation: k2 added, signed by the root
+    await expect(verifyLicense(await sign(k2, claims()), opts({ keys: source }))).resolves.toMatchObject({ kid: 'k2' });
+    expect(requests - before).toBe(2);
+    await expectRefused(await sign(outsider, claims()), opts({ keys: source }), 'UNKNOWN_KEY');
+    await expectRefused(await sign(outsider, claims(), { kid: 'made-up' }), opts({ keys: source }), 'UNKNOWN_KEY');
+    expect(requests - before).toBe(2);
+  });
+
+  test('when the key set is signed by anything but the root, then it is refused (UNTRUSTED_KEY_SET) and none of its keys verify', async () => {
+    const forged = await sign(outsider, claims());
+    for (const bad of [
+      await signKeySet(otherRoot, [outsider]), // another root under the same kid
+      await signKeySet(outsider, [outsider]), // the signing key itself
+      await signKeySet(root, [outsider], { header: { typ: 'JWT' } }), // not a key set's typ
+      await signKeySet(root, [outsider], { exp: T0 - 3600 }), // expired
+      await signKeySet(root, [outsider], { iat: T0 + 3600 }), // from the future
+      await signKeySet(root, [outsider], { iss: 'someone-else' }),
+      forged, // a license is not a key set
+    ]) {
+      served = { key_set: bad };
+      await expectRefused(forged, rooted(), 'UNTRUSTED_KEY_SET');
+    }
+    // A plain JWKS, as an attacker's own server would serve it, is no key set at all.
+    served = jwksOf(outsider);
+    await expectRefused(forged, rooted(), 'UNTRUSTED_KEY_SET');
+    served = { key_set: JSON.stringify(jwksOf(outsider)) };
+    await expectRefused(forged, rooted(), 'UNTRUSTED_KEY_SET');
+    // Control: the root's own key set, listing that key, is used.
+    served = { key_set: await signKeySet(root, [outsider]) };
+    await expect(verifyLicense(forged, rooted())).resolves.toMatchObject({ kid: 'outsider' });
+  });
+
+  test('when the root itself signs a license, or a key set is given as a license, then they are refused', async () => {
+    await expectRefused(await sign(root, claims()), rooted(), 'UNKNOWN_KEY');
+    await expectRefused(await signKeySet(root, [k1]), rooted(), 'MALFORMED');
+  });
+
+  test('when an older key set is served after a newer one, then the newer stays: a key rotated out does not come back', async () => {
+    const source = trustAnchor({ trustedRoots: jwksOf(root), keySetUrl: url, now: () => NOW_MS, cooldownMs: 0 });
+    served = { key_set: await signKeySet(root, [k2], { iat: T0 }) };
+    await verifyLicense(await sign(k2, claims()), opts({ keys: source }));
+    served = { key_set: await signKeySet(root, [k1], { iat: T0 - 86400 }) }; // the set from before k1 was rotated out
+    await expectRefused(await sign(k1, claims()), opts({ keys: source }), 'UNKNOWN_KEY');
+    expect(source.keySetIssuedAt).toBe(T0);
+  });
+
+  test('when a key set is carried in (keySet), then it counts only when the root signed it', async () => {
+    const carried = await signKeySet(root, [k2]);
+    await expect(verifyLicense(await sign(k2, claims()), opts({ trustedKeys: undefined, trustedRoots: jwksOf(root), keySet: carried }))).resolves.toMatchObject(
+      {
+        kid: 'k2',
+      },
+    );
+    const forgedSet = await signKeySet(outsider, [outsider]);
+    await expectRefused(await sign(outsider, claims()), opts({ trustedKeys: undefined, trustedRoots: jwksOf(root), keySet: forgedSet }), 'UNTRUSTED_KEY_SET');
   });
 
   test('when the cooldown has passed, then an unknown kid may refetch again', async () => {
-    let clock = 0;
+    let clock = NOW_MS;
     const before = requests;
-    const source = remoteJwks(url, { now: () => clock, cooldownMs: 60_000 });
-    await expectRefused(await sign(outsider, claims()), opts({ jwks: source }), 'UNKNOWN_KEY'); // first fetch, then one refetch
-    await expectRefused(await sign(outsider, claims()), opts({ jwks: source }), 'UNKNOWN_KEY');
+    const source = trustAnchor({ trustedRoots: jwksOf(root), keySetUrl: url, now: () => clock, cooldownMs: 60_000 });
+    await expectRefused(await sign(outsider, claims()), opts({ keys: source }), 'UNKNOWN_KEY'); // the first fetch
+    await expectRefused(await sign(outsider, claims()), opts({ keys: source }), 'UNKNOWN_KEY'); // one refetch
+    await expectRefused(await sign(outsider, claims()), opts({ keys: source }), 'UNKNOWN_KEY'); // within the cooldown: none
     expect(requests - before).toBe(2);
     clock += 60_000;
-    await expectRefused(await sign(outsider, claims()), opts({ jwks: source }), 'UNKNOWN_KEY');
+    await expectRefused(await sign(outsider, claims()), opts({ keys: source }), 'UNKNOWN_KEY');
     expect(requests - before).toBe(3);
     expect(source.fetchCount).toBe(3);
   });
 
-  test('when the key set cannot be fetched, then JWKS_UNAVAILABLE, retried only after a pause', async () => {
-    let clock = 0;
-    const missing = url.replace('/.well-known/jwks.json', '/nothing');
-    const source = remoteJwks(missing, { now: () => clock, retryAfterFailureMs: 10_000 });
-    const err = await refusal(await sign(k1, claims()), opts({ jwks: source }));
+  test('when the key set cannot be fetched, then JWKS_UNAVAILABLE (transient), retried only after a pause; built-in keys still verify', async () => {
+    let clock = NOW_MS;
+    const missing = url.replace('/.well-known/license-keys', '/nothing');
+    const source = trustAnchor({ trustedKeys: jwksOf(k1), trustedRoots: jwksOf(root), keySetUrl: missing, now: () => clock, retryAfterFailureMs: 10_000 });
+    const err = await refusal(await sign(k2, claims()), opts({ keys: source }));
     expect(err.code).toBe('JWKS_UNAVAILABLE');
     expect(err.transient).toBe(true);
-    await expectRefused(await sign(k1, claims()), opts({ jwks: source }), 'JWKS_UNAVAILABLE');
+    await expectRefused(await sign(k2, claims()), opts({ keys: source }), 'JWKS_UNAVAILABLE');
     expect(source.fetchCount).toBe(1);
     clock += 10_000;
-    await expectRefused(await sign(k1, claims()), opts({ jwks: source }), 'JWKS_UNAVAILABLE');
+    await expectRefused(await sign(k2, claims()), opts({ keys: source }), 'JWKS_UNAVAILABLE');
+    expect(source.fetchCount).toBe(2);
+    await expect(verifyLicense(await sign(k1, claims()), opts({ keys: source }))).resolves.toMatchObject({ kid: 'k1' });
     expect(source.fetchCount).toBe(2);
   });
 
-  test('when the jwksUrl is plain http to another host, then it is refused before any request', () => {
-    expect(() => remoteJwks('http://billing.example.com/.well-known/jwks.json')).toThrow(TypeError);
-    expect(() => remoteJwks('https://billing.example.com/.well-known/jwks.json')).not.toThrow();
+  test('when the keySetUrl is plain http to another host, then it is refused before any request', () => {
+    expect(() => trustAnchor({ trustedRoots: jwksOf(root), keySetUrl: 'http://billing.example.com/.well-known/license-keys' })).toThrow(TypeError);
+    expect(() => trustAnchor({ trustedRoots: jwksOf(root), keySetUrl: 'https://billing.example.com/.well-known/license-keys' })).not.toThrow();
   });
 });
 

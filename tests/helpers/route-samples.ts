@@ -83,6 +83,7 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
   'GET /docs': async () => ({ path: '/docs' }),
   'GET /docs/assets/:file': async () => ({ path: '/docs/assets/docs-init.js' }),
   'GET /.well-known/jwks.json': async () => ({ path: '/.well-known/jwks.json' }),
+  'GET /.well-known/license-keys': async () => ({ path: '/.well-known/license-keys' }),
   'GET /api/licenses': async (t, caller) => {
     if (caller) await withLicense(t, caller);
     return { path: '/api/licenses' };

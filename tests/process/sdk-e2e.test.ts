@@ -10,10 +10,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client as PgClient } from 'pg';
 import { BillingApiError, BillingClient, InstanceLimitReachedError, type BillingClientOptions } from '../../src/client';
+import { signKeySet } from '../../src/modules/licenses/key-set';
+import { generateSigningKey, publicJwk } from '../../src/modules/licenses/signing-keys';
 import { testDatabaseUrl } from '../helpers/test-app';
 import { call, freePort, type Running, startServer, waitFor } from '../helpers/server-process';
 
 const ADMIN = randomBytes(32).toString('hex');
+// What the vendor holds: the signing key the service uses, and a root kept offline whose public key the
+// software embeds; the service publishes the key set the root signed (LICENSE_KEY_SET).
+const SIGNING = generateSigningKey();
+const ROOT = generateSigningKey();
+const KEY_SET = signKeySet(ROOT, [publicJwk(SIGNING)], { issuer: 'billing-service', iat: Math.floor(Date.now() / 1000), days: 30 });
+const TRUSTED_ROOTS = { keys: [publicJwk(ROOT)] };
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-sdk-e2e-'));
 fs.chmodSync(work, 0o755);
 let port: number;
@@ -29,6 +37,8 @@ async function up(): Promise<void> {
     PORT: String(port),
     DATA_DIR: path.join(work, 'data'),
     ADMIN_API_TOKEN: ADMIN,
+    LICENSE_SIGNING_KEYS: JSON.stringify(SIGNING),
+    LICENSE_KEY_SET: KEY_SET,
     RATE_LIMIT_USAGE: '100000/1m',
     RATE_LIMIT_USAGE_ADDRESS: '100000/1m',
     RATE_LIMIT_API: '100000/1m',
@@ -206,13 +216,14 @@ describe('licenses: activate, fetch, verify offline', () => {
 
     const fingerprint = `inst-${randomBytes(6).toString('hex')}`;
     const licenseDir = path.join(work, 'license');
-    const c = sdk(customer.apiKey, { license: { fingerprint, dir: licenseDir, customerId: customer.id, requireBinding: true } });
+    // The defaults: the customer pinned from the API key, binding required since the fingerprint is known.
+    const c = sdk(customer.apiKey, { license: { fingerprint, dir: licenseDir, trustedRoots: TRUSTED_ROOTS } });
     const activated = await c.activate({ name: 'e2e', hostname: 'e2e.local' });
     expect(activated.created).toBe(true);
     expect(activated.activation.fingerprint).toBe(fingerprint);
     expect((await c.activate()).created).toBe(false);
 
-    // A raw token, verified by the SDK offline against the service's key set.
+    // A raw token, verified by the SDK offline against the root-signed key set.
     const raw = await call(port, 'GET', `/api/licenses?fingerprint=${fingerprint}`, { 'X-API-Key': customer.apiKey });
     expect(raw.status).toBe(200);
     const verified = await c.verifyLicense(JSON.parse(raw.body).license);
@@ -228,15 +239,20 @@ describe('licenses: activate, fetch, verify offline', () => {
     expect(refused).toBeInstanceOf(InstanceLimitReachedError);
     expect(refused).toBeInstanceOf(BillingApiError);
     expect(refused).toMatchObject({ status: 409, code: 'INSTANCE_LIMIT_REACHED' });
+    // The one seat is held while the instance is live (its heartbeat window, 14 days) and until the license fetched above expires.
+    const frees = (refused as InstanceLimitReachedError).seatFreesAt!.getTime();
+    expect(frees).toBeGreaterThanOrEqual(online.expiresAt.getTime());
+    expect(Math.abs(frees - (Date.now() + 14 * 86_400_000))).toBeLessThan(60_000);
 
-    // What an instance that may start while the service is down bundles: the public key set.
-    const bundled = JSON.parse((await call(port, 'GET', '/.well-known/jwks.json')).body);
     await down();
     const kept = await c.getLicense();
     expect(kept).toMatchObject({ offline: true, decision: 'full', claims: { jti: online.claims.jti } });
-    // And after the instance restarts while the server is down: read back from disk, verified again.
-    const restarted = sdk(customer.apiKey, { license: { fingerprint, dir: licenseDir, jwks: bundled } });
+    // And after the instance restarts while the server is down: the license and the key set read back
+    // from disk, both verified again against the root the software holds.
+    const restarted = sdk(customer.apiKey, { license: { fingerprint, dir: licenseDir, trustedRoots: TRUSTED_ROOTS } });
     expect(await restarted.getLicense()).toMatchObject({ offline: true, claims: { jti: online.claims.jti } });
+    // Without a trust anchor the same files give nothing.
+    await expect(sdk(customer.apiKey, { license: { fingerprint, dir: licenseDir } }).getLicense()).rejects.toMatchObject({ code: 'NO_TRUST_ANCHOR' });
     await up();
   }, 120_000);
 });

@@ -5,7 +5,13 @@ import { ConfigError, loadConfig, SETTING_DESCRIPTIONS, SETTING_NAMES } from '..
 
 const strong = 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7';
 const licenseKey = '{"kty":"OKP","crv":"Ed25519","d":"nBdKOX2FAqvI-cZTNdlgYfWITW4rsZfrTaqLakYxlGc","x":"yO4iBXcbZAqpwKMIqBKe4rk962muih682zz3cGCr0Mg"}';
-const prod = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing', STRIPE_ENABLED: 'false', LICENSE_SIGNING_KEYS: licenseKey };
+const prod = {
+  NODE_ENV: 'production',
+  DATABASE_URL: 'postgres://u:p@db:5432/billing',
+  STRIPE_ENABLED: 'false',
+  LICENSE_SIGNING_KEYS: licenseKey,
+  LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+};
 
 function problems(env: Record<string, string>): string {
   try {
@@ -181,7 +187,8 @@ describe('secrets from files (<NAME>_FILE)', () => {
       DATABASE_URL_FILE: file('db', 'postgres://u:p@db:5432/billing\n'),
       LICENSE_SIGNING_KEYS_FILE: file('license', `${licenseKey}\n`),
     };
-    const c = loadConfig({ NODE_ENV: 'production', ...files });
+    const jwks = { LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json' };
+    const c = loadConfig({ NODE_ENV: 'production', ...files, ...jwks });
     expect(c.adminTokens).toEqual([strong]);
     expect(c.metricsToken).toBe(`${'m'.repeat(8)}${strong.slice(8)}`);
     expect(c.stripe.secretKey).toBe('sk_live_abc123');
@@ -231,6 +238,7 @@ describe('secrets from files (<NAME>_FILE)', () => {
       NODE_ENV: 'production',
       STRIPE_ENABLED: 'false',
       LICENSE_SIGNING_KEYS: licenseKey,
+      LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
       DATABASE_URL_FILE: file('db2', 'postgres://u:p@db/b'),
       ADMIN_API_TOKEN_FILE: file('a2', strong),
     });
@@ -263,9 +271,10 @@ describe('every problem at once, in one error', () => {
         expect.stringMatching(/^ADMIN_API_TOKEN: too short/),
         expect.stringMatching(/^STRIPE_SECRET_KEY: required when NODE_ENV=production/),
         'LICENSE_SIGNING_KEYS: required when NODE_ENV=production (make one: npm run license-key)',
+        expect.stringMatching(/^LICENSE_JWKS_URL: required when NODE_ENV=production/),
       ]),
     );
-    expect(list).toHaveLength(8);
+    expect(list).toHaveLength(9);
   });
 
   test('when a secret file is missing and another setting is wrong, then both are reported, and no rule judges the missing secret', () => {
@@ -274,6 +283,7 @@ describe('every problem at once, in one error', () => {
       STRIPE_ENABLED: 'false',
       DATABASE_URL: 'postgres://u:p@db/b',
       LICENSE_SIGNING_KEYS: licenseKey,
+      LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
       ADMIN_API_TOKEN_FILE: path.join(dir, 'missing'),
       BCRYPT_COST: '99',
     });

@@ -1,11 +1,19 @@
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, verify as edVerify } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config';
 import { jwkThumbprint } from '../../src/modules/licenses/signing-keys';
 
 const strong = 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7';
-const prod = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db:5432/billing', STRIPE_ENABLED: 'false', ADMIN_API_TOKEN: strong };
+const prod = {
+  NODE_ENV: 'production',
+  DATABASE_URL: 'postgres://u:p@db:5432/billing',
+  STRIPE_ENABLED: 'false',
+  ADMIN_API_TOKEN: strong,
+  LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+};
 
 const ed25519 = () => generateKeyPairSync('ed25519').privateKey;
 const jwk = () => ed25519().export({ format: 'jwk' }) as { kty: string; crv: string; d: string; x: string };
@@ -108,4 +116,38 @@ test('when npm run license-key prints a key, then it is a valid LICENSE_SIGNING_
   const printed = JSON.parse(out) as { kid: string; x: string };
   expect(printed.kid).toBe(jwkThumbprint(printed.x));
   expect(loadConfig({ ...prod, LICENSE_SIGNING_KEYS: out }).license.signingKeys[0]!.kid).toBe(printed.kid);
+});
+
+test('when the vendor runs license-key root, public and sign-key-set, then the signed set is a valid LICENSE_KEY_SET that the root verifies', () => {
+  const root = path.resolve(__dirname, '../..');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'license-key-cli-'));
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    execFileSync(process.execPath, ['--require', 'tsx/cjs', 'src/cli/license-key.ts', ...args], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+  try {
+    const signing = run([]);
+    const rootKey = run(['root']);
+    fs.writeFileSync(path.join(dir, 'root.jwk'), rootKey);
+    // What the software embeds: public keys only.
+    const published = JSON.parse(run(['public'], { LICENSE_SIGNING_KEYS: signing })) as { keys: Record<string, unknown>[] };
+    expect(published.keys).toEqual([expect.objectContaining({ kid: JSON.parse(signing).kid, x: JSON.parse(signing).x })]);
+    expect(published.keys.every((k) => !('d' in k))).toBe(true);
+    fs.writeFileSync(path.join(dir, 'public.json'), JSON.stringify(published));
+    // Signed where the root is kept, from the public keys alone.
+    const keySet = run(['sign-key-set', '--root', path.join(dir, 'root.jwk'), '--keys', path.join(dir, 'public.json'), '--days', '30']).trim();
+    const c = loadConfig({ ...prod, LICENSE_SIGNING_KEYS: signing, LICENSE_KEY_SET: keySet });
+    expect(c.license.keySet).toMatchObject({ rootKid: JSON.parse(rootKey).kid, keys: published.keys });
+    expect(c.license.keySet!.exp - c.license.keySet!.iat).toBe(30 * 86_400);
+    const [h, p, s] = keySet.split('.') as [string, string, string];
+    const rootPublic = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: JSON.parse(rootKey).x }, format: 'jwk' });
+    expect(edVerify(null, Buffer.from(`${h}.${p}`), rootPublic, Buffer.from(s, 'base64url'))).toBe(true);
+    // A root that is also a signing key is refused.
+    expect(() => run(['sign-key-set', '--root', path.join(dir, 'root.jwk'), '--keys', path.join(dir, 'root.jwk')])).toThrow();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,4 +1,6 @@
 import { runChecks, type Probes } from '../../src/cli/preflight-checks';
+import { signKeySet } from '../../src/modules/licenses/key-set';
+import { generateSigningKey, parseSigningKeys, publicJwk } from '../../src/modules/licenses/signing-keys';
 
 const good = {
   NODE_ENV: 'production',
@@ -10,6 +12,7 @@ const good = {
   TRUST_PROXY: '1',
   REDIS_URL: 'redis://redis:6379',
   LICENSE_SIGNING_KEYS: '{"kty":"OKP","crv":"Ed25519","d":"nBdKOX2FAqvI-cZTNdlgYfWITW4rsZfrTaqLakYxlGc","x":"yO4iBXcbZAqpwKMIqBKe4rk962muih682zz3cGCr0Mg"}',
+  LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
 };
 const probes = (over: Partial<Probes> = {}): Probes => ({
   migrations: async () => ({ pending: [] }),
@@ -67,4 +70,17 @@ test('when no license signing key is set, then the configuration fails and names
 test('when signing keys are set, then the check names the signing kid', async () => {
   const r = await runChecks(good, probes(), 3);
   expect(r.find((c) => c.name === 'license signing keys')).toMatchObject({ ok: true, detail: expect.stringMatching(/1 Ed25519 key\(s\); signing with kid /) });
+});
+
+test('when LICENSE_KEY_SET is set, then the check names its root and keys, and fails within 30 days of its expiry', async () => {
+  const signing = parseSigningKeys(good.LICENSE_SIGNING_KEYS)[0]!;
+  const root = generateSigningKey();
+  const set = (days: number) => signKeySet(root, [publicJwk(signing)], { issuer: 'billing-service', iat: Math.floor(Date.now() / 1000), days });
+  const check = async (env: Record<string, string>) => (await runChecks(env, probes(), 3)).find((r) => r.name === 'license key set (LICENSE_KEY_SET)')!;
+  expect(await check(good)).toMatchObject({ ok: true, detail: expect.stringMatching(/^none: instances verify only against license keys built into/) });
+  expect(await check({ ...good, LICENSE_KEY_SET: set(365) })).toMatchObject({
+    ok: true,
+    detail: expect.stringContaining(`signed by root ${root.kid}, lists ${signing.kid}`),
+  });
+  expect(await check({ ...good, LICENSE_KEY_SET: set(10) })).toMatchObject({ ok: false, detail: expect.stringContaining('sign a new one offline') });
 });

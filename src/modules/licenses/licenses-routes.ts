@@ -1,4 +1,4 @@
-import type { Request } from 'express';
+import { AppError } from '../../errors/app-error';
 import { z } from 'zod';
 import { uuid } from '../../http/common-schemas';
 import { json } from '../../http/response-schemas';
@@ -11,6 +11,7 @@ import {
   activationResponse,
   activationsResponse,
   jwksResponse,
+  keySetResponse,
   licenseQuery,
   licenseResponse,
   offlineLicenseBody,
@@ -20,12 +21,14 @@ const JWKS_PATH = '/.well-known/jwks.json';
 const customerParams = z.object({ id: uuid });
 const customerActivationParams = z.object({ id: uuid, fingerprint: activationParams.shape.fingerprint });
 
-/** LICENSE_JWKS_URL, else the JWKS on the address the request came to (behind a proxy: set TRUST_PROXY). */
-const jwksUrlOf = (configured: string | undefined) => (req: Request) => configured ?? `${req.protocol}://${req.get('host') ?? 'localhost'}${JWKS_PATH}`;
+const KEY_SET_PATH = '/.well-known/license-keys';
 
-export function licensesRoutes(licenses: LicensesService, configuredJwksUrl: string | undefined) {
-  const jwksUrl = jwksUrlOf(configuredJwksUrl);
-  const licenseJson = (l: IssuedLicense, req: Request) => ({ license: l.license, claims: l.claims, jwks_url: jwksUrl(req) });
+/**
+ * `jwksUrl` is LICENSE_JWKS_URL (or, outside production, localhost): never built from the request's
+ * Host header, which whoever sends the request chooses.
+ */
+export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
+  const licenseJson = (l: IssuedLicense) => ({ license: l.license, claims: l.claims, jwks_url: jwksUrl });
 
   return [
     defineRoute({
@@ -42,15 +45,34 @@ export function licensesRoutes(licenses: LicensesService, configuredJwksUrl: str
     }).handle(() => ({ status: 200, body: licenses.jwks(), headers: { 'Cache-Control': 'public, max-age=300' } })),
     defineRoute({
       method: 'get',
+      path: KEY_SET_PATH,
+      auth: 'public',
+      summary:
+        'The license keys signed by the vendor’s root key (a compact JWS, typ license-keys+jwt): instances accept a new signing key from it only when the root they hold verifies it',
+      responses: {
+        200: {
+          ...json(keySetResponse, 'The signed key set'),
+          headers: { 'Cache-Control': { description: 'public, max-age=300', schema: z.string() } },
+        },
+      },
+      errors: ['NOT_FOUND'],
+    }).handle(() => {
+      const keySet = licenses.keySet();
+      if (!keySet) throw new AppError('NOT_FOUND', 'No signed license key set is published here (LICENSE_KEY_SET is not set)');
+      return { status: 200, body: { key_set: keySet }, headers: { 'Cache-Control': 'public, max-age=300' } };
+    }),
+    defineRoute({
+      method: 'get',
       path: '/api/licenses',
       auth: 'customer',
-      summary: 'A signed license (compact JWS, EdDSA) for the calling customer; with ?fingerprint= bound to that activated instance (its heartbeat)',
+      summary:
+        'A signed license (compact JWS, EdDSA) for the calling customer; with ?fingerprint= bound to that activated instance (its heartbeat; required when the plan limits instances)',
       request: { query: licenseQuery },
       responses: { 200: json(licenseResponse, 'The license, its claims as signed, and where the public keys are') },
       errors: ['LICENSE_NOT_FOUND', 'ACTIVATION_NOT_FOUND'],
-    }).handle(async ({ query, principal, ctx, req }) => ({
+    }).handle(async ({ query, principal, ctx }) => ({
       status: 200,
-      body: licenseJson(await licenses.issue(ctx, principal.customerId, query.fingerprint), req),
+      body: licenseJson(await licenses.issue(ctx, principal.customerId, query.fingerprint)),
     })),
     defineRoute({
       method: 'post',
@@ -71,16 +93,18 @@ export function licensesRoutes(licenses: LicensesService, configuredJwksUrl: str
       method: 'get',
       path: '/api/licenses/activations',
       auth: 'customer',
-      summary: 'The calling customer’s active instances, oldest first',
-      responses: { 200: json(activationsResponse, 'Active activations') },
+      summary: 'The calling customer’s instances holding a seat (active, or released with a bound license still valid: see seat_held_until), oldest first',
+      responses: { 200: json(activationsResponse, 'Activations holding a seat') },
     }).handle(async ({ principal, ctx }) => ({ status: 200, body: { data: (await licenses.list(principal.customerId, ctx.requestId)).map(activationJson) } })),
     defineRoute({
       method: 'delete',
       path: '/api/licenses/activations/:fingerprint',
       auth: 'customer',
-      summary: 'Release one of the calling customer’s instances, freeing its seat',
+      summary:
+        'Release one of the calling customer’s instances; its seat frees once its last bound license has expired (seat_held_until). Offline activations: admins only',
       request: { params: activationParams },
       responses: { 200: json(activationResponse, 'The activation, released') },
+      errors: ['FORBIDDEN'],
     }).handle(async ({ params, principal, ctx }) => ({
       status: 200,
       body: { activation: activationJson(await licenses.release(ctx, principal.customerId, params.fingerprint, 'customer')) },
@@ -89,15 +113,15 @@ export function licensesRoutes(licenses: LicensesService, configuredJwksUrl: str
       method: 'get',
       path: '/api/customers/:id/activations',
       auth: 'admin',
-      summary: 'A customer’s active instances, oldest first',
+      summary: 'A customer’s instances holding a seat (active, or released with a bound license still valid), oldest first',
       request: { params: customerParams },
-      responses: { 200: json(activationsResponse, 'Active activations') },
+      responses: { 200: json(activationsResponse, 'Activations holding a seat') },
     }).handle(async ({ params, ctx }) => ({ status: 200, body: { data: (await licenses.listForAdmin(params.id, ctx.requestId)).map(activationJson) } })),
     defineRoute({
       method: 'delete',
       path: '/api/customers/:id/activations/:fingerprint',
       auth: 'admin',
-      summary: 'Release one of a customer’s instances, freeing its seat',
+      summary: 'Release one of a customer’s instances (offline ones too); its seat frees once its last bound license has expired',
       request: { params: customerActivationParams },
       responses: { 200: json(activationResponse, 'The activation, released') },
       auditAction: 'license.activation_release',
@@ -114,9 +138,9 @@ export function licensesRoutes(licenses: LicensesService, configuredJwksUrl: str
       responses: { 201: json(licenseResponse, 'The license to carry to the instance') },
       errors: ['LICENSE_NOT_FOUND', 'INSTANCE_LIMIT_REACHED', 'CUSTOMER_DELETED'],
       auditAction: 'license.issue_offline',
-    }).handle(async ({ params, body, ctx, req }) => {
+    }).handle(async ({ params, body, ctx }) => {
       const l = await licenses.issueOffline(ctx, params.id, { fingerprint: body.fingerprint, name: body.name, hostname: body.hostname, ttlSeconds: body.ttl });
-      return { status: 201, body: licenseJson(l, req) };
+      return { status: 201, body: licenseJson(l) };
     }),
   ];
 }

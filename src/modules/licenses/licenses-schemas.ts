@@ -62,6 +62,7 @@ const activation = z.strictObject({
   expires_at: ts.nullable(),
   released_at: ts.nullable(),
   release_reason: z.enum(['customer', 'admin', 'stale']).nullable(),
+  seat_held_until: ts.nullable().describe('The exp of the last license bound to it: its seat stays taken until then, released or not'),
 });
 
 export const activationResponse = z.strictObject({ activation });
@@ -71,6 +72,10 @@ export const jwksResponse = z.strictObject({
   keys: z.array(
     z.strictObject({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), kid: z.string(), alg: z.literal('EdDSA'), use: z.literal('sig') }),
   ),
+});
+
+export const keySetResponse = z.strictObject({
+  key_set: z.string().describe('Compact JWS: header {alg: EdDSA, kid: <root kid>, typ: license-keys+jwt}, payload {iss, iat, exp, keys: [public JWKs]}'),
 });
 
 export const activationJson = (a: Activation) => ({
@@ -84,4 +89,5 @@ export const activationJson = (a: Activation) => ({
   expires_at: iso(a.expiresAt),
   released_at: iso(a.releasedAt),
   release_reason: a.releaseReason,
+  seat_held_until: iso(a.seatHeldUntil),
 });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { Config } from '../../config';
-import { AppError, NotFoundError } from '../../errors/app-error';
+import { AppError, NotFoundError, ValidationError } from '../../errors/app-error';
 import { uuidv7 } from '../../lib/ids';
 import { systemContext, type ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
@@ -12,7 +12,7 @@ import type { Entitlements } from '../plans/plans-schemas';
 import type { Subscription } from '../subscriptions/subscriptions-repository';
 import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
 import type { UsageService } from '../usage/usage-service';
-import type { Activation, ActivationsRepository, Clock, ReleaseReason } from './activations-repository';
+import type { Activation, ActivationsRepository, Clock, ReleaseReason, SeatHolder } from './activations-repository';
 import type { LicenseSigner } from './license-signer';
 import { expiry, licenseState, pickSubscription, type LicenseState, type LicenseStatus } from './license-status';
 
@@ -180,6 +180,18 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     return released;
   }
 
+  /** The 409 of a full plan: how many seats, and when the next one frees at the latest (nobody releasing anything). */
+  function limitReached(limit: number, holders: SeatHolder[]): AppError {
+    const next = new Date(Math.min(...holders.map((h) => h.freesAt.getTime())));
+    return new AppError(
+      'INSTANCE_LIMIT_REACHED',
+      `The plan allows ${limit} instance(s), and every seat is held (by a live activation, or by a license bound to one that has not expired). ` +
+        `The next seat frees by ${next.toISOString()}; releasing an activation frees its seat once its last license has expired`,
+      { limit, seat_frees_at: next.toISOString() },
+      { headers: { 'Retry-After': String(Math.max(1, Math.ceil((next.getTime() - now()) / 1000))) } },
+    );
+  }
+
   async function activateWith(ctx: ActorContext, customerId: string, input: ActivationInput, b: Basis, nowMs: number, expiresAt: Date | null) {
     const clock = clockAt(nowMs);
     const limit = b.plan.entitlements.limits.instances;
@@ -188,13 +200,14 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       if (!customer) throw new NotFoundError('Customer');
       if (customer.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
       await releaseStale(trx, clock, ctx.requestId, customerId);
-      const existing = await repo.touch(trx, customerId, input.fingerprint, clock, expiresAt ?? undefined);
+      const hold = expiresAt ? { expiresAt, seatHeldUntil: expiresAt } : {};
+      const existing = await repo.touch(trx, customerId, input.fingerprint, clock, hold);
       if (existing) return { activation: existing, created: false };
-      if (typeof limit === 'number' && (await repo.countLive(trx, customerId, clock)) >= limit) {
-        throw new AppError(
-          'INSTANCE_LIMIT_REACHED',
-          `The plan allows ${limit} active instance(s); release one first (DELETE /api/licenses/activations/:fingerprint)`,
-        );
+      if (typeof limit === 'number') {
+        // Counted under the customer's lock: a fingerprint whose released activation still holds a
+        // seat takes that seat back, any other needs a free one.
+        const holders = await repo.seatHolders(trx, customerId, clock);
+        if (!holders.some((h) => h.fingerprint === input.fingerprint) && holders.length >= limit) throw limitReached(limit, holders);
       }
       const activation = await repo.insert(trx, {
         id: uuidv7(nowMs),
@@ -216,11 +229,11 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     });
   }
 
-  /** Live activations, oldest first; stale ones are released on the way. */
+  /** Activations holding a seat (live, or released with a license still valid), oldest first; stale ones are released on the way. */
   async function list(customerId: string, requestId: string | null = null): Promise<Activation[]> {
     const clock = clockAt(now());
     await db.transaction((trx) => releaseStale(trx, clock, requestId, customerId));
-    return repo.listLive(db, customerId, clock);
+    return repo.listHolding(db, customerId, clock);
   }
 
   async function liveCustomer(customerId: string) {
@@ -230,15 +243,29 @@ export function createLicensesService(deps: LicensesServiceDeps) {
   }
 
   return {
-    /** The customer's license; with a fingerprint, bound to that activation and counted as its heartbeat. */
+    /**
+     * The customer's license; with a fingerprint, bound to that activation, counted as its heartbeat,
+     * and holding its seat until the license's exp. A plan that limits instances issues only bound
+     * licenses: an unbound one would be a seat nobody counts.
+     */
     async issue(ctx: ActorContext, customerId: string, fingerprint?: string): Promise<IssuedLicense> {
       const nowMs = now();
       const iat = sec(nowMs);
       const b = await basis(customerId, nowMs);
-      if (fingerprint !== undefined && !(await repo.touch(db, customerId, fingerprint, clockAt(nowMs)))) {
+      const limit = b.plan.entitlements.limits.instances;
+      if (fingerprint === undefined && typeof limit === 'number') {
+        throw new ValidationError('This plan limits instances: a license is issued only bound to an activated instance', [
+          {
+            path: 'fingerprint',
+            message: `required: the plan allows ${limit} instance(s); activate (POST /api/licenses/activations), then ask with ?fingerprint=`,
+          },
+        ]);
+      }
+      const exp = expiry(b.state, iat, settings.ttlSeconds);
+      if (fingerprint !== undefined && !(await repo.touch(db, customerId, fingerprint, clockAt(nowMs), { seatHeldUntil: new Date(exp * 1000) }))) {
         throw new AppError('ACTIVATION_NOT_FOUND', 'No active activation with this fingerprint: activate it first (POST /api/licenses/activations)');
       }
-      return sign(ctx, customerId, b, iat, expiry(b.state, iat, settings.ttlSeconds), fingerprint);
+      return sign(ctx, customerId, b, iat, exp, fingerprint);
     },
 
     /** Takes a seat for an instance; `created` false when it already held one (then only a heartbeat). */
@@ -269,16 +296,28 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       return list(customerId, requestId);
     },
 
+    /**
+     * Releases an activation. Its seat stays held until its last bound license expires. An offline
+     * activation is released only by an admin: the customer holds a license for it that no heartbeat
+     * can take back.
+     */
     async release(ctx: ActorContext, customerId: string, fingerprint: string, reason: Exclude<ReleaseReason, 'stale'>): Promise<Activation> {
       return db.transaction(async (trx) => {
-        const a = await repo.release(trx, customerId, fingerprint, reason, new Date(now()));
-        if (!a) throw new NotFoundError('Activation');
+        const found = await repo.findUnreleased(trx, customerId, fingerprint);
+        if (!found) throw new NotFoundError('Activation');
+        if (found.expiresAt !== null && reason === 'customer') {
+          throw new AppError(
+            'FORBIDDEN',
+            `This instance was activated offline by an admin; only an admin can release it (its seat stays held until its license expires at ${found.expiresAt.toISOString()})`,
+          );
+        }
+        const a = await repo.release(trx, found.id, reason, new Date(now()));
         await audit.record(trx, ctx, {
           action: 'license.activation_release',
           outcome: 'success',
           targetType: 'license_activation',
           targetId: a.id,
-          details: { customer_id: customerId, fingerprint, by: reason },
+          details: { customer_id: customerId, fingerprint, by: reason, seat_held_until: a.seatHeldUntil?.toISOString() ?? null },
         });
         return a;
       });
@@ -293,6 +332,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     countActive: () => repo.countAllLive(db, clockAt(now())),
 
     jwks: () => signer.jwks(),
+    keySet: () => signer.keySet(),
   };
 }
 

@@ -116,8 +116,8 @@ export const toKeyObject = (k: PrivateSigningJwk): KeyObject => fromSeed(k.d);
  * DATA_DIR/license-signing-key.json (mode 0600) and reused on later starts, so licenses an
  * instance already holds keep verifying across restarts.
  */
-export function loadOrCreateDevSigningKey(dataDir: string): { key: PrivateSigningJwk; file: string; created: boolean } {
-  const file = path.resolve(dataDir, 'license-signing-key.json');
+export function loadOrCreateDevSigningKey(dataDir: string, name = 'license-signing-key.json'): { key: PrivateSigningJwk; file: string; created: boolean } {
+  const file = path.resolve(dataDir, name);
   if (fs.existsSync(file)) return { key: parseSigningKeys(fs.readFileSync(file, 'utf8'))[0]!, file, created: false };
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const key = generateSigningKey();

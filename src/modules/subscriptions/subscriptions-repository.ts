@@ -120,6 +120,20 @@ export function createSubscriptionsRepository() {
     },
 
     /**
+     * A local subscription's next state (renewed, or ended at its period end), written only if its
+     * period is still the one it was read with: of two instances renewing at once, one writes and
+     * the other finds the row already moved. Returns whether this call wrote it.
+     */
+    async advanceLocal(db: Knex, id: string, readPeriodEnd: Date, next: Partial<LocalState>): Promise<boolean> {
+      const rows = await db('subscriptions')
+        .where({ id, current_period_end: readPeriodEnd })
+        .whereNull('stripe_subscription_id')
+        .update({ ...stateColumns(next), updated_at: db.fn.now() })
+        .returning('id');
+      return rows.length > 0;
+    },
+
+    /**
      * Stripe's state for one subscription, applied only if it is newer than what we hold
      * (stateAt: when we read it from Stripe, ms). Inserts the row if we never saw it.
      * Returns 'inserted', 'updated' or 'stale'.

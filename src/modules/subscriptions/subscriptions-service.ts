@@ -3,13 +3,13 @@ import type { Logger } from 'pino';
 import { AppError, NotFoundError, ServiceUnavailableError } from '../../errors/app-error';
 import { UUID_RE, uuidv7 } from '../../lib/ids';
 import { isDatabaseUnavailable } from '../../db/db-errors';
-import type { ActorContext } from '../../lib/request-context';
+import { systemContext, type ActorContext } from '../../lib/request-context';
 import { StripeCallError, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomersService } from '../customers/customers-service';
 import type { Plan } from '../plans/plans-repository';
 import type { PlansService } from '../plans/plans-service';
-import { fromStripe, Subscription, SubscriptionsRepository } from './subscriptions-repository';
+import { fromStripe, type LocalState, Subscription, SubscriptionsRepository } from './subscriptions-repository';
 
 export interface SubscriptionsServiceDeps {
   db: Knex;
@@ -35,6 +35,21 @@ export function stripeFailure(err: unknown): AppError {
 }
 
 const MONTH_MS = 30 * 86_400_000;
+const PAID = new Set(['active', 'trialing']);
+
+/**
+ * Where a local subscription (one Stripe does not hold) stands at `nowMs`: null when its period is
+ * still running. A period that is over renews for another period (a trial that is over becomes
+ * active, its first period starting at the trial's end), as many times as needed to reach now;
+ * one set to cancel at the period end ends then instead.
+ */
+export function localRenewal(s: Subscription, nowMs: number): { next: Partial<LocalState>; periods: number } | null {
+  if (s.stripeSubscriptionId || !PAID.has(s.status) || !s.currentPeriodEnd || s.currentPeriodEnd.getTime() > nowMs) return null;
+  if (s.cancelAtPeriodEnd) return { next: { status: 'canceled', canceledAt: s.currentPeriodEnd, cancelAtPeriodEnd: false }, periods: 0 };
+  const missed = Math.floor((nowMs - s.currentPeriodEnd.getTime()) / MONTH_MS);
+  const start = s.currentPeriodEnd.getTime() + missed * MONTH_MS;
+  return { next: { status: 'active', currentPeriodStart: new Date(start), currentPeriodEnd: new Date(start + MONTH_MS) }, periods: missed + 1 };
+}
 
 export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
   const { db, repo, plans, customers, stripe, audit, logger } = deps;
@@ -111,10 +126,40 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
     return { outcome, subscriptionId: id };
   }
 
+  /**
+   * With Stripe off nothing else renews a subscription: every read brings local ones up to date
+   * first, so the admin API, the customer's own list and the license always tell the same period.
+   * Written once (the period it was read with guards the update), audited as the system.
+   */
+  async function current(subs: Subscription[]): Promise<Subscription[]> {
+    const nowMs = now();
+    return Promise.all(
+      subs.map(async (s) => {
+        const renewal = localRenewal(s, nowMs);
+        if (!renewal) return s;
+        if (await repo.advanceLocal(db, s.id, s.currentPeriodEnd!, renewal.next)) {
+          await audit.recordDetached(systemContext(), {
+            action: renewal.next.status === 'canceled' ? 'subscription.end' : 'subscription.renew',
+            outcome: 'success',
+            targetType: 'subscription',
+            targetId: s.id,
+            details: {
+              customer_id: s.customerId,
+              periods: renewal.periods,
+              current_period_end: renewal.next.currentPeriodEnd?.toISOString() ?? null,
+              stripe: false,
+            },
+          });
+        }
+        return (await repo.find(db, s.id)) ?? s;
+      }),
+    );
+  }
+
   async function mine(customerId: string, subscriptionId: string): Promise<Subscription> {
     const s = await repo.find(db, subscriptionId, customerId);
     if (!s) throw new NotFoundError('Subscription');
-    return s;
+    return (await current([s]))[0]!;
   }
 
   async function record(ctx: ActorContext, action: string, s: Subscription, details: Record<string, unknown>) {
@@ -131,11 +176,11 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
     apply,
     stripeEnabled: stripe.enabled,
 
-    list: (customerId: string) => repo.listForCustomer(db, customerId),
+    list: async (customerId: string) => current(await repo.listForCustomer(db, customerId)),
 
     async listForAdmin(customerId: string) {
       await customers.assertExists(db, customerId);
-      return repo.listForCustomer(db, customerId);
+      return current(await repo.listForCustomer(db, customerId));
     },
 
     /**
