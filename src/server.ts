@@ -1,6 +1,9 @@
+// First: a SIGHUP during start-up must not end the process (the handler is in place before anything loads).
+import { onSighupWhenReady } from './early-signals';
 import dotenv from 'dotenv';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { inspect } from 'node:util';
 import { createApp } from './app';
 import { Config, ConfigError, loadConfig } from './config';
 import { buildContainer } from './container';
@@ -84,7 +87,8 @@ async function main(): Promise<void> {
     process.exit(code);
   };
   // A leaked admin token, metrics token or webhook secret is replaced without a restart.
-  process.on('SIGHUP', () => void reloadSecrets(process.env, config, container, logger));
+  const queued = onSighupWhenReady(() => void reloadSecrets(process.env, config, container, logger));
+  if (queued) logger.info('a SIGHUP came during start-up: reloading the secrets now that the service is ready');
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('unhandledRejection', (err) => {
@@ -93,7 +97,22 @@ async function main(): Promise<void> {
   });
 }
 
+/** A start-up failure in words: the error, then each cause under it; never a bare `undefined`. */
+export function describeFailure(err: unknown): string {
+  const lines: string[] = [];
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    if (e instanceof Error) {
+      lines.push(depth === 0 ? (e.stack ?? e.message) : `caused by: ${e.stack ?? e.message}`);
+      e = e.cause;
+    } else {
+      lines.push(depth === 0 ? inspect(e) : `caused by: ${inspect(e)}`);
+      break;
+    }
+  }
+  return lines.length ? lines.join('\n') : 'an error without a message was thrown (run with LOG_LEVEL=trace for the details)';
+}
+
 main().catch((err: unknown) => {
-  process.stderr.write(`Failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(`Failed to start: ${describeFailure(err)}\n`);
   process.exit(1);
 });
