@@ -14,6 +14,7 @@ import { createLogger } from './logger';
 import { connectRedis } from './redis';
 import { reloadSecrets } from './secrets-reload';
 import { createHttpServer } from './http/http-classes';
+import { observeClientErrors } from './http/client-errors';
 
 /** Composition root: config -> database -> migrations -> services -> app -> listen -> graceful shutdown. */
 async function main(): Promise<void> {
@@ -55,7 +56,9 @@ async function main(): Promise<void> {
 
   const server: Server = await new Promise((resolve, reject) => {
     // Requests and responses made with express's prototypes from the start (src/http/http-classes.ts).
-    const s = createHttpServer(app).listen(config.port, config.host, () => resolve(s));
+    const s = createHttpServer(app);
+    observeClientErrors(s, logger, container.metrics.clientErrors);
+    s.listen(config.port, config.host, () => resolve(s));
     s.once('error', reject);
   });
   const { port } = server.address() as AddressInfo;
