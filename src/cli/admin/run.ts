@@ -31,6 +31,7 @@ export function buildProgram(deps: Deps): Command {
     // No default from the environment here: commander would print it in --help.
     .option('--token <token>', 'the admin token (default: $ADMIN_API_TOKEN; prefer the variable, a flag shows in the process list)')
     .option('--json', 'print the service’s JSON, unchanged (for scripts)')
+    .option('--insecure', 'allow a plain http:// URL to a host other than this machine (the admin token then travels in clear)')
     .option('--timeout <ms>', 'per request (default 10000)', int(100, 600_000))
     .exitOverride()
     .configureOutput({ writeOut: (s) => void deps.io.stdout.write(s), writeErr: (s) => void deps.io.stderr.write(s) })
