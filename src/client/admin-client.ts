@@ -177,6 +177,11 @@ export class AdminClient {
       },
     );
 
+  // licenses
+  /** An offline license, bound to an air-gapped instance's fingerprint; takes a seat until it expires. */
+  issueOfflineLicense = (id: string, body: BodyOf<'/api/customers/{id}/licenses', 'post'>) =>
+    this.send<Answer<'/api/customers/{id}/licenses', 'post', 201>>('POST', `/api/customers/${seg(id)}/licenses`, body);
+
   // license activations
   listActivations = (id: string) => this.get<{ data: Activation[] }>(`/api/customers/${seg(id)}/activations`);
   releaseActivation = (id: string, fingerprint: string) =>

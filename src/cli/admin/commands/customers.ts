@@ -75,7 +75,7 @@ export function customersCommands(program: Command, deps: Deps): void {
     .command('list')
     .description('list customers, newest first')
     .option('--status <status>', 'active or deleted')
-    .option('--email <text>', 'only emails containing this')
+    .option('--email <address>', 'only the customer with this email (the whole address, any case)')
     .option('--limit <n>', 'rows per page (1-200)', int(1, 200))
     .option('--cursor <cursor>', 'start at this page (from a previous list)')
     .option('--all', 'follow every page')
