@@ -3,6 +3,7 @@ import { onSighupWhenReady } from './early-signals';
 import dotenv from 'dotenv';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { inspect } from 'node:util';
 import { createApp } from './app';
 import { Config, ConfigError, loadConfig } from './config';
@@ -13,6 +14,7 @@ import { loadOrCreateDevAdminToken } from './dev-admin-token';
 import { createLogger } from './logger';
 import { connectRedis } from './redis';
 import { reloadSecrets } from './secrets-reload';
+import { envFileProblem } from './lib/secret-file';
 import { createHttpServer } from './http/http-classes';
 import { observeClientErrors } from './http/client-errors';
 
@@ -25,6 +27,12 @@ async function main(): Promise<void> {
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\nThe service did not start. See .env.example for every setting.\n`);
+    process.exit(1);
+  }
+  // The .env read above may hold every secret: in production it must be private like a secret file.
+  const envProblem = config.env === 'production' ? envFileProblem(path.resolve('.env')) : null;
+  if (envProblem) {
+    process.stderr.write(`${envProblem}\nThe service did not start.\n`);
     process.exit(1);
   }
   const logger = createLogger(config);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { runChecks, type Probes } from '../../src/cli/preflight-checks';
 import { ConfigError, loadConfig } from '../../src/config';
 import { loadOrCreateDevAdminToken } from '../../src/dev-admin-token';
+import { envFileProblem } from '../../src/lib/secret-file';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-secret-files-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -96,4 +97,14 @@ test('when the development admin token file under DATA_DIR is readable by others
   expect(loadOrCreateDevAdminToken(dataDir)).toMatchObject({ created: false, token: first.token });
   fs.chmodSync(first.file, 0o644);
   expect(() => loadOrCreateDevAdminToken(dataDir)).toThrow(`${first.file} can be read or written by group or others (mode 0644): chmod 600 ${first.file}`);
+});
+
+test('when the .env file that may hold every secret is readable by others, then it is named with the fix; private or absent, nothing is said', () => {
+  const envFile = path.join(dir, '.env');
+  fs.writeFileSync(envFile, 'ADMIN_API_TOKEN=x\n');
+  fs.chmodSync(envFile, 0o644);
+  expect(envFileProblem(envFile)).toBe(`.env: ${envFile} can be read or written by group or others (mode 0644): chmod 600 ${envFile}`);
+  fs.chmodSync(envFile, 0o600);
+  expect(envFileProblem(envFile)).toBeNull();
+  expect(envFileProblem(path.join(dir, 'no-such-file'))).toBeNull();
 });
