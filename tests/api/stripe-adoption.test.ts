@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import Stripe from 'stripe';
 import request from 'supertest';
-import { createPlan, subscribe } from '../helpers/factories';
+import { createPlan, createStripeCustomer, subscribe } from '../helpers/factories';
 import { type FakeStripe, type FakeSubscription, startFakeStripe } from '../helpers/fake-stripe';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 
@@ -149,12 +149,14 @@ function publishedSubscription(o: { customer: string; price: string; metadata: R
 
 /** Another tool's subscription, held by the fake Stripe as Stripe would hold it. */
 async function foreignSubscription(metadata: Record<string, string>) {
-  const host = await subscribe(t, { plan: await createPlan(t, { stripe_price_id: `price_${randomBytes(5).toString('hex')}` }) });
-  const price = (await t.db('plans').where({ code: host.plan }).first())!.stripe_price_id as string;
-  const stripeCustomer = (await t.db('customers').where({ id: host.customerId }).first())!.stripe_customer_id as string;
-  // Our own subscription ended: the customer now pays through the other tool's.
-  await request(t.app).delete(`/api/customers/${host.customerId}/subscriptions/${host.id}`).query({ immediately: 'true' }).set(admin);
-  const sub = publishedSubscription({ customer: stripeCustomer, price, metadata });
+  const plan = await createPlan(t, { stripe_price_id: `price_${randomBytes(5).toString('hex')}` });
+  const price = (await t.db('plans').where({ code: plan }).first())!.stripe_price_id as string;
+  // A customer of ours, linked to its Stripe customer, that pays through the other tool only.
+  const customer = await createStripeCustomer(t);
+  const host = { customerId: customer.id, plan, customer };
+  // Without a subscription of ours, its license is refused: what the customer met.
+  expect((await request(t.app).get('/api/licenses').set('X-API-Key', customer.apiKey)).status).not.toBe(200);
+  const sub = publishedSubscription({ customer: customer.stripeId, price, metadata });
   stripe.subscriptions.set(sub.id, sub as unknown as FakeSubscription);
   return { host, sub };
 }
@@ -205,6 +207,8 @@ describe.each([
       .first())!;
     expect(event.details).toMatchObject({ subscription_id: row.id, applied: 'inserted', adopted: true });
 
+    // The customer's license is given again.
+    expect((await request(t.app).get('/api/licenses').set('X-API-Key', host.customer.apiKey)).status).toBe(200);
     // The customer's own view, and what the license check reads, now know the subscription.
     const list = await request(t.app).get(`/api/customers/${host.customerId}/subscriptions`).set(admin);
     expect(list.body.data.map((s: { id: string }) => s.id)).toContain(row.id);
