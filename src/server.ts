@@ -4,7 +4,6 @@ import dotenv from 'dotenv';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { inspect } from 'node:util';
 import { createApp } from './app';
 import { Config, ConfigError, loadConfig } from './config';
 import { buildContainer } from './container';
@@ -15,6 +14,7 @@ import { createLogger } from './logger';
 import { connectRedis } from './redis';
 import { reloadSecrets } from './secrets-reload';
 import { envFileProblem } from './lib/secret-file';
+import { describeFailure } from './lib/describe-failure';
 import { createHttpServer } from './http/http-classes';
 import { observeClientErrors } from './http/client-errors';
 
@@ -106,21 +106,6 @@ async function main(): Promise<void> {
     logger.fatal({ err }, 'unhandled rejection');
     void shutdown('unhandledRejection', 1);
   });
-}
-
-/** A start-up failure in words: the error, then each cause under it; never a bare `undefined`. */
-export function describeFailure(err: unknown): string {
-  const lines: string[] = [];
-  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
-    if (e instanceof Error) {
-      lines.push(depth === 0 ? (e.stack ?? e.message) : `caused by: ${e.stack ?? e.message}`);
-      e = e.cause;
-    } else {
-      lines.push(depth === 0 ? inspect(e) : `caused by: ${inspect(e)}`);
-      break;
-    }
-  }
-  return lines.length ? lines.join('\n') : 'an error without a message was thrown (run with LOG_LEVEL=trace for the details)';
 }
 
 main().catch((err: unknown) => {
