@@ -92,10 +92,13 @@ const keySet = z.string().transform((v, ctx): KeySet => {
  * operator set) and never shows the contents. The path is kept so SIGHUP can read the file again.
  */
 const secretFile = <T>(plain: z.ZodType<T, string>) =>
-  z.string().transform((file, ctx): { file: string; value: T } => {
+  z.string().transform((file, ctx): { file: string; value: T; mode: number } => {
     let text: string;
+    let mode: number;
     try {
       text = fs.readFileSync(file, 'utf8');
+      // Its permissions, checked against NODE_ENV with the other rules (config.ts).
+      mode = fs.statSync(file).mode;
     } catch (err) {
       ctx.addIssue({ code: 'custom', message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
       return z.NEVER;
@@ -111,7 +114,7 @@ const secretFile = <T>(plain: z.ZodType<T, string>) =>
       for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, input: undefined });
       return z.NEVER;
     }
-    return { file, value: parsed.data };
+    return { file, value: parsed.data, mode };
   });
 
 /** 7d, 12h, 30m, as seconds. */

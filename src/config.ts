@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { PrivateSigningJwk } from './modules/licenses/signing-keys';
 import { keysMissingFrom } from './modules/licenses/key-set';
 import { FILE_SECRETS, settings, type FileSecret, type Settings } from './config-settings';
+import { secretFileProblem } from './lib/secret-file';
 import { checkTokenStrength } from './lib/token-strength';
 
 export { FILE_SECRETS, type FileSecret } from './config-settings';
@@ -62,6 +63,18 @@ const rules = [
       }
     },
     { when: () => true },
+  ),
+  z.superRefine<Settings>(
+    (s, ctx) => {
+      // A secret file others can read is a secret shared with them: production refuses it.
+      if (s.NODE_ENV !== 'production') return;
+      for (const name of FILE_SECRETS) {
+        const f = s[`${name}_FILE`] as { file: string; mode: number } | undefined;
+        const problem = f ? secretFileProblem(f.file, f.mode) : null;
+        if (problem) report(ctx, [`${name}_FILE`], problem);
+      }
+    },
+    { when: (payload) => !payload.issues.some((i) => i.path?.[0] === 'NODE_ENV') },
   ),
   rule(['NODE_ENV', 'DATABASE_URL'], (s, ctx) => {
     if (s.NODE_ENV === 'production' && !secret(s, 'DATABASE_URL')) report(ctx, ['DATABASE_URL'], 'required when NODE_ENV=production');

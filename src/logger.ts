@@ -21,12 +21,35 @@ export const REDACT_PATHS = [
   '*.secretHash',
 ];
 
+/**
+ * A customer key anywhere in a text: `cust_<customerId>_<secret>`, whole or cut short, or anything
+ * else after `cust_` that could be part of one. The customer id stays (it is no secret and tells
+ * support whose key leaked); the rest is replaced.
+ */
+const KEY_IN_TEXT = /cust_(?:([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(_[A-Za-z0-9_-]*)?|[A-Za-z0-9_-]+)/g;
+const MASK = '[masked]';
+
+/** The text with every customer key (or part of one) masked: for log lines and error messages. */
+export function maskSecrets(text: string): string {
+  // The common case (no key) costs one indexOf.
+  if (!text.includes('cust_')) return text;
+  return text.replace(KEY_IN_TEXT, (m: string, id: string | undefined, rest: string | undefined, offset: number) => {
+    if (!id) return `cust_${MASK}`;
+    // A bare customer id, or one masked already (a message masked, then logged).
+    if (!rest || (rest === '_' && text.startsWith(MASK, offset + m.length))) return m;
+    return `cust_${id}_${MASK}`;
+  });
+}
+
 export function createLogger(config: Pick<Config, 'logLevel' | 'logPretty'>, destination?: DestinationStream): Logger {
   const options: pino.LoggerOptions = {
     level: config.logLevel,
     base: { service: 'billing-service' },
     redact: { paths: REDACT_PATHS, censor: '[Redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // Redaction names fields; a key can also be inside any text (a URL, an error's message or stack):
+    // each finished line is masked before it is written.
+    hooks: { streamWrite: maskSecrets },
   };
   if (destination) return pino(options, destination);
   if (config.logPretty && prettyAvailable()) {

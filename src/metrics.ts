@@ -29,6 +29,12 @@ export function createMetrics() {
       help: 'Requests answered 503 because every bcrypt slot (AUTH_MAX_CONCURRENT_VERIFICATIONS) was taken',
       registers: [registry],
     }),
+    clientErrors: new Counter({
+      name: 'http_client_errors_total',
+      help: "Requests node's HTTP parser refused before the app saw them, by the parser's code (HPE_INVALID_HEADER_TOKEN, HPE_HEADER_OVERFLOW, ...)",
+      labelNames: ['code'] as const,
+      registers: [registry],
+    }),
     rateLimited: new Counter({
       name: 'rate_limited_total',
       help: 'Requests refused by a rate limiter',

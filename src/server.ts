@@ -1,6 +1,9 @@
+// First: a SIGHUP during start-up must not end the process (the handler is in place before anything loads).
+import { onSighupWhenReady } from './early-signals';
 import dotenv from 'dotenv';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { createApp } from './app';
 import { Config, ConfigError, loadConfig } from './config';
 import { buildContainer } from './container';
@@ -10,7 +13,10 @@ import { loadOrCreateDevAdminToken } from './dev-admin-token';
 import { createLogger } from './logger';
 import { connectRedis } from './redis';
 import { reloadSecrets } from './secrets-reload';
+import { envFileProblem } from './lib/secret-file';
+import { describeFailure } from './lib/describe-failure';
 import { createHttpServer } from './http/http-classes';
+import { observeClientErrors } from './http/client-errors';
 
 /** Composition root: config -> database -> migrations -> services -> app -> listen -> graceful shutdown. */
 async function main(): Promise<void> {
@@ -21,6 +27,12 @@ async function main(): Promise<void> {
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\nThe service did not start. See .env.example for every setting.\n`);
+    process.exit(1);
+  }
+  // The .env read above may hold every secret: in production it must be private like a secret file.
+  const envProblem = config.env === 'production' ? envFileProblem(path.resolve('.env')) : null;
+  if (envProblem) {
+    process.stderr.write(`${envProblem}\nThe service did not start.\n`);
     process.exit(1);
   }
   const logger = createLogger(config);
@@ -52,7 +64,9 @@ async function main(): Promise<void> {
 
   const server: Server = await new Promise((resolve, reject) => {
     // Requests and responses made with express's prototypes from the start (src/http/http-classes.ts).
-    const s = createHttpServer(app).listen(config.port, config.host, () => resolve(s));
+    const s = createHttpServer(app);
+    observeClientErrors(s, logger, container.metrics.clientErrors);
+    s.listen(config.port, config.host, () => resolve(s));
     s.once('error', reject);
   });
   const { port } = server.address() as AddressInfo;
@@ -84,7 +98,8 @@ async function main(): Promise<void> {
     process.exit(code);
   };
   // A leaked admin token, metrics token or webhook secret is replaced without a restart.
-  process.on('SIGHUP', () => void reloadSecrets(process.env, config, container, logger));
+  const queued = onSighupWhenReady(() => void reloadSecrets(process.env, config, container, logger));
+  if (queued) logger.info('a SIGHUP came during start-up: reloading the secrets now that the service is ready');
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('unhandledRejection', (err) => {
@@ -94,6 +109,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`Failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(`Failed to start: ${describeFailure(err)}\n`);
   process.exit(1);
 });

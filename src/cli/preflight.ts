@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
+import path from 'node:path';
 import dotenv from 'dotenv';
 import { createClient } from 'redis';
 import { createKnex } from '../db/knex';
 import { pendingMigrations } from '../db/migration-source';
+import { envFileProblem } from '../lib/secret-file';
 import { runChecks } from './preflight-checks';
 
 /** npm run preflight [-- --instances N]: checks a production configuration; exit 1 on any failure. */
@@ -52,6 +54,12 @@ async function main(): Promise<void> {
     },
     instances,
   );
+  const envProblem = envFileProblem(path.resolve('.env'));
+  results.push({
+    name: 'secret files readable by their owner only',
+    ok: envProblem === null,
+    detail: envProblem ?? 'the *_FILE settings are checked with the configuration; .env is private or absent',
+  });
   for (const r of results) console.log(`${r.ok ? 'PASS' : 'FAIL'}  ${r.name}: ${r.detail}`);
   const failed = results.filter((r) => !r.ok).length;
   console.log(failed ? `\n${failed} check(s) failed.` : '\nAll checks passed.');

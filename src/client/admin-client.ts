@@ -125,8 +125,13 @@ export class AdminClient {
   listKeys = (id: string) => this.get<Answer<'/api/customers/{id}/keys', 'get'>>(`/api/customers/${seg(id)}/keys`);
   revokeKey = (id: string, keyId: string) =>
     this.send<Answer<'/api/customers/{id}/keys/{keyId}', 'delete'>>('DELETE', `/api/customers/${seg(id)}/keys/${seg(keyId)}`);
-  /** Never retried: a second attempt would rotate again and the first answer's keys would be lost. */
-  rotateKeys = (body: BodyOf<'/api/keys/rotate', 'post'>) => this.send<RotatedKeys>('POST', '/api/keys/rotate', body);
+  /**
+   * Without an idempotency key never retried: a second attempt would rotate again and the first
+   * answer's keys would be lost. With one (the same for every page of a run), a retry resumes the
+   * run: the service replaces the keys of an answer that never arrived.
+   */
+  rotateKeys = (body: BodyOf<'/api/keys/rotate', 'post'>, idempotencyKey?: string) =>
+    this.send<RotatedKeys>('POST', '/api/keys/rotate', body, idempotencyKey ? { headers: { 'idempotency-key': idempotencyKey }, idempotent: true } : {});
 
   // audit, usage, reports
   listAudit = (query: QueryOf<'/api/audit', 'get'> = {}) => this.get<Answer<'/api/audit', 'get'>>('/api/audit', query);
@@ -171,6 +176,11 @@ export class AdminClient {
         query: { immediately: String(immediately) },
       },
     );
+
+  // licenses
+  /** An offline license, bound to an air-gapped instance's fingerprint; takes a seat until it expires. */
+  issueOfflineLicense = (id: string, body: BodyOf<'/api/customers/{id}/licenses', 'post'>) =>
+    this.send<Answer<'/api/customers/{id}/licenses', 'post', 201>>('POST', `/api/customers/${seg(id)}/licenses`, body);
 
   // license activations
   listActivations = (id: string) => this.get<{ data: Activation[] }>(`/api/customers/${seg(id)}/activations`);

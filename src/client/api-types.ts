@@ -119,7 +119,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Rotate the keys of every active customer (up to 1000 a request, then next_cursor) or of the given ones; new keys shown this once */
+        /**
+         * Rotate the keys of every active customer (up to 1000 a request, then next_cursor) or of the given ones; new keys shown this once
+         * @description Send an Idempotency-Key (any 1-190 printable characters, e.g. a UUID per run) to make the run resumable: an answer lost after the commit (a proxy or network failure) is recovered by sending the same request with the same key. The customers that attempt rotated get a fresh key in place of the one nobody received (revoked at once; it is in ended_key_ids), their older keys keep the grace the first attempt gave them. Reuse a key only to resume a run whose answer you did not get: keys a received answer carried are replaced too. Keys are never stored in clear, so no answer can be replayed.
+         */
         post: operations["post_api_keys_rotate"];
         delete?: never;
         options?: never;
@@ -1784,7 +1787,10 @@ export interface operations {
     post_api_keys_rotate: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Names the run: sent again with the same key, a run whose answer was lost is resumed */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };

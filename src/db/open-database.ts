@@ -24,6 +24,7 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Open
       persistent: true,
       onLog: (m) => logger.trace({ postgres: m.trim() }, 'embedded postgres'),
     });
+    if (pg.leftover) logger.warn({ pid: pg.leftover.pid }, pg.leftover.message);
     url = pg.url;
     stopEmbedded = pg.stop;
     logger.info({ dataDir: config.dataDir, ms: Date.now() - started }, 'embedded PostgreSQL started (no DATABASE_URL set)');

@@ -46,6 +46,7 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
       (_req, res, next) => {
         // The error handler checks every error answered against what the route declares.
         res.locals.route = r;
+        if (r.noStore) res.setHeader('Cache-Control', 'no-store');
         next();
       },
     ];

@@ -106,6 +106,12 @@ export interface RouteDef {
   rawBody?: boolean;
   /** An extra limiter applied after authentication (per customer). */
   rateLimit?: 'usage';
+  /**
+   * Its answers carry a key, a secret or a license: every answer (errors too) is sent with
+   * `Cache-Control: no-store`, so no browser, proxy or CDN keeps a copy. tests/api/no-store.test.ts
+   * sends every route's sample request and fails on a secret answered without it.
+   */
+  noStore?: boolean;
   handle(input: RouteInput<AuthKind, unknown, unknown, unknown, unknown>): Promise<Reply> | Reply;
 }
 
@@ -125,6 +131,7 @@ export interface RouteSpec<A extends AuthKind, Rs extends ResponseSpecs, B exten
   bodyLimit?: string;
   rawBody?: boolean;
   rateLimit?: 'usage';
+  noStore?: boolean;
 }
 
 export type Handler<A extends AuthKind, Rs extends ResponseSpecs, B extends z.ZodType, Q extends z.ZodType, P extends z.ZodType, H extends z.ZodType> = (

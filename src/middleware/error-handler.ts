@@ -4,6 +4,7 @@ import { isDatabaseUnavailable } from '../db/db-errors';
 import { AppError, ServiceUnavailableError } from '../errors/app-error';
 import { errorCodes, type RouteDef } from '../http/route';
 import { sendJson } from '../http/json-reply';
+import { maskSecrets } from '../logger';
 
 /** Errors raised by body-parser carry a `type`; map them to our codes. */
 function fromBodyParser(err: { type?: string; status?: number }): AppError | null {
@@ -37,7 +38,8 @@ export function toAppError(err: unknown): AppError {
 }
 
 export const notFound: RequestHandler = (req) => {
-  throw new AppError('NOT_FOUND', `No route for ${req.method} ${req.path}`);
+  // The path is echoed, masked: a client may have put a key in it.
+  throw new AppError('NOT_FOUND', maskSecrets(`No route for ${req.method} ${req.path}`));
 };
 
 /**
@@ -62,7 +64,8 @@ export function errorHandler(logger: Logger, onUndeclared?: (route: string, code
     sendJson(res, e.status, {
       error: {
         code: e.code,
-        message: e.message,
+        // Messages can quote input (a path, a value): never a customer key.
+        message: maskSecrets(e.message),
         requestId: req.id,
         ...(e.details !== undefined ? { details: e.details } : {}),
       },

@@ -3,10 +3,33 @@ import type { Logger } from 'pino';
 import type { Histogram } from 'prom-client';
 
 /**
+ * The URL as logged: the path, and the query string's parameter names only. Values may be
+ * secrets a client put in the wrong place (?api_key=cust_...), tokens, or personal data.
+ */
+export function loggedUrl(originalUrl: string): string {
+  const q = originalUrl.indexOf('?');
+  if (q < 0) return originalUrl;
+  const names = originalUrl
+    .slice(q + 1)
+    .split('&')
+    .filter((pair) => pair !== '')
+    .map((pair) => {
+      const name = pair.split('=', 1)[0]!;
+      try {
+        return encodeURIComponent(decodeURIComponent(name.replace(/\+/g, ' ')));
+      } catch {
+        return encodeURIComponent(name);
+      }
+    });
+  return `${originalUrl.slice(0, q)}?${names.join('&')}`;
+}
+
+/**
  * One access-log line and one request-duration observation per request, from a single 'close'
  * listener (it comes whether the answer was sent or the client hung up first). Built by hand rather
  * than with pino-http: no child logger and no serialisers per request, only the fields below (no
- * headers, no bodies, no credentials: nothing the redaction paths name, see below).
+ * headers, no bodies, no credentials: nothing the redaction paths name, see below; query strings by
+ * parameter name only; a customer key in the path is masked by the logger's line hook).
  * A client that hung up before the whole answer was sent is logged as 499 (nginx's code), never as
  * the status its answer would have had.
  */
@@ -30,7 +53,7 @@ export function requestObserver(logger: Logger, duration: Histogram<'method' | '
         {
           reqId: req.id,
           method: req.method,
-          url: req.originalUrl,
+          url: loggedUrl(req.originalUrl),
           status,
           ms: Math.round(seconds * 1000),
           ip: req.ip,

@@ -84,12 +84,12 @@ test('when `npm run reconcile` runs, then it prints what it checked and changed'
   expect((await t.db('subscriptions').where({ id: s.id }).first())!.status).toBe('unpaid');
 });
 
-test('when another app’s subscription, with its own ids in the metadata, sits among ours, then ours are repaired, it is reported as ignored, and the call succeeds', async () => {
+test('when another app’s subscription, with its own ids in the metadata, sits among ours, then ours are repaired, it is adopted, and the call succeeds', async () => {
   const first = await subscribe(t, { plan: await stripePlan() });
   const foreignPlan = await stripePlan();
   const host = await subscribe(t, { plan: foreignPlan });
   const last = await subscribe(t, { plan: await stripePlan() });
-  // On one of our Stripe customers, with our price and plan code: only its metadata ids say it is not ours.
+  // On one of our Stripe customers, with our price: the customer pays for it, whatever ids its metadata holds.
   const foreign = await otherApp().subscriptions.create({
     customer: await stripeCustomerOf(host.customerId),
     items: [{ price: await priceOf(foreignPlan) }],
@@ -101,23 +101,20 @@ test('when another app’s subscription, with its own ids in the metadata, sits 
   const res = await request(t.app).post('/api/stripe/reconcile').set(admin);
   expect(res.status).toBe(200);
   const byStripeId = Object.fromEntries(res.body.changes.map((c: { stripe_subscription_id: string }) => [c.stripe_subscription_id, c]));
-  expect(byStripeId[foreign.id]).toEqual({
-    subscription_id: null,
-    stripe_subscription_id: foreign.id,
-    change: 'ignored: metadata.customer_id is not one of our ids',
-  });
+  const adopted = (await t.db('subscriptions').where({ stripe_subscription_id: foreign.id }).first())!;
+  expect(byStripeId[foreign.id]).toEqual({ subscription_id: adopted.id, stripe_subscription_id: foreign.id, change: 'added', to: 'active' });
+  expect(adopted.customer_id).toBe(host.customerId);
   expect(byStripeId[first.body.stripe_subscription_id]).toMatchObject({ change: 'updated', to: 'past_due' });
   expect(byStripeId[last.body.stripe_subscription_id]).toMatchObject({ change: 'updated', to: 'unpaid' });
   expect((await t.db('subscriptions').where({ id: first.id }).first())!.status).toBe('past_due');
   expect((await t.db('subscriptions').where({ id: last.id }).first())!.status).toBe('unpaid');
-  expect(await t.db('subscriptions').where({ stripe_subscription_id: foreign.id })).toEqual([]);
-  expect(await t.db('subscriptions').where({ customer_id: host.customerId })).toHaveLength(1);
+  expect(await t.db('subscriptions').where({ customer_id: host.customerId })).toHaveLength(2);
+  // Its metadata is the other app's: nothing is written back to Stripe.
+  expect(stripe.requests.filter((r) => r.method === 'POST' && r.path === `/v1/subscriptions/${foreign.id}`)).toEqual([]);
 
   stripe.setSubscription(host.body.stripe_subscription_id, { cancel_at_period_end: true });
   const out = await runCli();
   expect(out.code).toBe(0);
-  expect(out.text).toContain(`"stripe_subscription_id": "${foreign.id}"`);
-  expect(out.text).toContain('ignored: metadata.customer_id is not one of our ids');
   expect((await t.db('subscriptions').where({ id: host.id }).first())!.cancel_at_period_end).toBe(true);
   stripe.subscriptions.delete(foreign.id);
 });

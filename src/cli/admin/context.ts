@@ -48,7 +48,16 @@ function resolveToken(flag: string | undefined, env: CliIo['env']): string {
   return token;
 }
 
-function resolveUrl(flag: string | undefined, env: CliIo['env']): string {
+/** This machine: plain http:// there never leaves it. */
+function isLoopback(hostname: string): boolean {
+  const h = hostname
+    .replace(/^\[|\]$/g, '')
+    .replace(/\.$/, '')
+    .toLowerCase();
+  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
+}
+
+function resolveUrl(flag: string | undefined, env: CliIo['env'], insecure: boolean): string {
   const url = flag ?? env.BILLING_API_URL ?? DEFAULT_URL;
   let parsed: URL;
   try {
@@ -57,6 +66,12 @@ function resolveUrl(flag: string | undefined, env: CliIo['env']): string {
     throw new UsageError(`not a URL: ${JSON.stringify(url)} (BILLING_API_URL or --url)`);
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError('the service URL must be http:// or https://');
+  // The admin token travels in a header: in clear over http:// to anything but this machine.
+  if (parsed.protocol === 'http:' && !isLoopback(parsed.hostname) && !insecure) {
+    throw new UsageError(
+      `refusing to send the admin token over plain http:// to ${parsed.hostname}: use https://, or add --insecure if this network is yours (a tunnel, a private link)`,
+    );
+  }
   return url;
 }
 
@@ -72,7 +87,7 @@ export function action(deps: Deps, fn: (ctx: Ctx, opts: Opts, args: string[]) =>
       json: Boolean(opts.json),
       client: () =>
         (client ??= new AdminClient({
-          baseUrl: resolveUrl(opts.url as string | undefined, io.env),
+          baseUrl: resolveUrl(opts.url as string | undefined, io.env, Boolean(opts.insecure)),
           token: resolveToken(opts.token as string | undefined, io.env),
           timeoutMs: opts.timeout as number | undefined,
           fetch: deps.fetch,

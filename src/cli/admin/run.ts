@@ -5,6 +5,7 @@ import { activationsCommands } from './commands/activations';
 import { auditCommands } from './commands/audit';
 import { customersCommands } from './commands/customers';
 import { keysCommands } from './commands/keys';
+import { licensesCommands } from './commands/licenses';
 import { plansCommands } from './commands/plans';
 import { reportsCommands } from './commands/reports';
 import { subscriptionsCommands } from './commands/subscriptions';
@@ -16,7 +17,10 @@ Environment:
   ADMIN_API_TOKEN        the admin token (or ADMIN_API_TOKEN_FILE: a file holding it)
 
 Output: tables for people; --json prints the service's JSON unchanged (--all: one page per line).
-A new API key is printed once, alone on stdout: KEY=$(billing-admin customers create ...).
+A new API key is printed once, alone on stdout (or with --output, into a file only you can read):
+  KEY=$(billing-admin customers create --email ops@acme.example --company Acme)
+Dates: 2026-11-01 (its midnight, UTC), 2026-11-01T09:30 (UTC) or with an offset, e.g.
+  billing-admin audit --from 2026-11-01 --to 2026-11-08T12:00
 
 Exit codes: 0 done, 1 refused (not found, conflict), 2 invalid request (422: the fields are listed),
 3 admin token refused (401/403), 4 rate limited (429: retry after Retry-After),
@@ -31,6 +35,7 @@ export function buildProgram(deps: Deps): Command {
     // No default from the environment here: commander would print it in --help.
     .option('--token <token>', 'the admin token (default: $ADMIN_API_TOKEN; prefer the variable, a flag shows in the process list)')
     .option('--json', 'print the service’s JSON, unchanged (for scripts)')
+    .option('--insecure', 'allow a plain http:// URL to a host other than this machine (the admin token then travels in clear)')
     .option('--timeout <ms>', 'per request (default 10000)', int(100, 600_000))
     .exitOverride()
     .configureOutput({ writeOut: (s) => void deps.io.stdout.write(s), writeErr: (s) => void deps.io.stderr.write(s) })
@@ -42,16 +47,47 @@ export function buildProgram(deps: Deps): Command {
   plansCommands(program, deps);
   subscriptionsCommands(program, deps);
   activationsCommands(program, deps);
+  licensesCommands(program, deps);
   usageCommands(program, deps);
   auditCommands(program, deps);
   reportsCommands(program, deps);
   return program;
 }
 
+/**
+ * The first word of the line that names no command where one is expected (`billing-admin nosuch
+ * --help`, `keys nosuch`), or null. commander answers such a line with the parent's help and exit 0
+ * when --help is on it; a script must see the mistake instead.
+ */
+function unknownCommand(program: Command, argv: string[]): string | null {
+  let cmd = program;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return null;
+    if (arg.startsWith('-')) {
+      // An option taking a value (--url x, --timeout 5) skips its value unless given as --opt=value.
+      const opt = [...cmd.options, ...program.options].find((o) => o.long === arg || o.short === arg);
+      if (opt && (opt.required || opt.optional) && !arg.includes('=')) i++;
+      continue;
+    }
+    if (cmd.commands.length === 0) return null;
+    const next = cmd.commands.find((c) => c.name() === arg || c.aliases().includes(arg));
+    if (!next) return arg === 'help' ? null : arg;
+    cmd = next;
+  }
+  return null;
+}
+
 /** Runs one command line; returns the exit code (nothing here calls process.exit, so tests can run it in-process). */
 export async function runCli(argv: string[], deps: Deps): Promise<number> {
   try {
-    await buildProgram(deps).parseAsync(argv, { from: 'user' });
+    const program = buildProgram(deps);
+    const unknown = unknownCommand(program, argv);
+    if (unknown !== null) {
+      deps.io.stderr.write(`error: unknown command '${unknown}' (add --help for usage)\n`);
+      return EXIT.usage;
+    }
+    await program.parseAsync(argv, { from: 'user' });
     return EXIT.ok;
   } catch (err) {
     // commander has written its own message (or the help) already.

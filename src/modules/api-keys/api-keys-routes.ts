@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { json, responses } from '../../http/response-schemas';
 import { defineRoute } from '../../http/route';
 import { idParams } from '../../http/common-schemas';
@@ -6,12 +7,22 @@ import { decodeCursor, encodeCursor } from '../../lib/pagination';
 import type { ApiKeysService } from './api-keys-service';
 import { issueKeyBody, keyJson, keyParams, rotateKeysBody } from './api-keys-schemas';
 
+/** The run's own name: the same one again resumes it (see the route's description). */
+const rotateHeaders = z.object({
+  'idempotency-key': z
+    .string()
+    .regex(/^[\x21-\x7e]{1,190}$/, 'must be 1-190 printable ASCII characters without spaces')
+    .optional()
+    .describe('Names the run: sent again with the same key, a run whose answer was lost is resumed'),
+});
+
 export function apiKeysRoutes(apiKeys: ApiKeysService) {
   return [
     defineRoute({
       method: 'post',
       path: '/api/customers/:id/keys',
       auth: 'admin',
+      noStore: true,
       summary: 'Issue a key: rotate (older keys revoked, or kept for a grace period) or add one beside them',
       request: { params: idParams, body: issueKeyBody },
       responses: { 201: json(responses.issuedKey, 'Issued; `api_key` is shown this once and never again') },
@@ -29,17 +40,25 @@ export function apiKeysRoutes(apiKeys: ApiKeysService) {
       method: 'post',
       path: '/api/keys/rotate',
       auth: 'admin',
+      noStore: true,
       summary: 'Rotate the keys of every active customer (up to 1000 a request, then next_cursor) or of the given ones; new keys shown this once',
-      request: { body: rotateKeysBody },
+      description:
+        'Send an Idempotency-Key (any 1-190 printable characters, e.g. a UUID per run) to make the run resumable: an answer lost after the ' +
+        'commit (a proxy or network failure) is recovered by sending the same request with the same key. The customers that attempt ' +
+        'rotated get a fresh key in place of the one nobody received (revoked at once; it is in ended_key_ids), their older keys keep the ' +
+        'grace the first attempt gave them. Reuse a key only to resume a run whose answer you did not get: keys a received answer carried ' +
+        'are replaced too. Keys are never stored in clear, so no answer can be replayed.',
+      request: { body: rotateKeysBody, headers: rotateHeaders },
       responses: { 200: json(responses.rotatedKeys, 'The new keys, shown this once; customers skipped and why') },
       auditAction: 'api_key.bulk_rotate',
-    }).handle(async ({ body, ctx, signal }) => {
+    }).handle(async ({ body, headers, ctx, signal }) => {
       const afterId = decodeCursor(body.cursor, (id) => UUID_RE.test(id));
       const r = await apiKeys.rotateMany(ctx, {
         gracePeriodSeconds: body.grace_period_seconds,
         customerIds: body.customer_ids,
         afterId,
         limit: body.limit,
+        idempotencyKey: headers['idempotency-key'],
         // A client that hangs up before the commit changes nothing: nobody would see the new keys.
         signal,
       });

@@ -6,6 +6,7 @@ import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomerLookup } from '../customers/customer-lookup';
 import type { ApiKey, ApiKeysRepository } from './api-keys-repository';
+import { createBulkRotationRepository } from './bulk-rotation-repository';
 import { createBulkRotationService, type BulkRotationOptions } from './bulk-rotation-service';
 import { displayStart, generateKey } from './key-format';
 import type { KeyInvalidation } from './key-invalidation';
@@ -59,7 +60,7 @@ export function createApiKeysService(deps: ApiKeysServiceDeps) {
     return created;
   }
 
-  const bulk = createBulkRotationService({ db, repo, customers, audit, invalidation, prepare, maxActiveKeys });
+  const bulk = createBulkRotationService({ db, repo, runs: createBulkRotationRepository(), customers, audit, invalidation, prepare, maxActiveKeys });
 
   return {
     prepare,

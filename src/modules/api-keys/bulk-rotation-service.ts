@@ -5,6 +5,7 @@ import { mapLimit } from '../../lib/map-limit';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomerLookup } from '../customers/customer-lookup';
 import type { ApiKey, ApiKeysRepository } from './api-keys-repository';
+import type { BulkRotationRepository } from './bulk-rotation-repository';
 import type { PreparedKey } from './api-keys-service';
 import { displayStart } from './key-format';
 import type { KeyInvalidation } from './key-invalidation';
@@ -24,6 +25,12 @@ export interface BulkRotationOptions {
   limit?: number;
   /** Aborted when the client hangs up: nothing is written after that. */
   signal?: AbortSignal;
+  /**
+   * The caller's name for this run (the Idempotency-Key header). Sent again, the customers this run
+   * already rotated get a fresh key in place of the one it made (revoked at once), their older keys
+   * untouched: a run whose answer was lost after its commit is resumed without a key nobody holds.
+   */
+  idempotencyKey?: string;
 }
 
 export interface BulkRotationResult {
@@ -36,6 +43,7 @@ export interface BulkRotationResult {
 export interface BulkRotationDeps {
   db: Knex;
   repo: ApiKeysRepository;
+  runs: BulkRotationRepository;
   customers: Pick<CustomerLookup, 'findMany' | 'activeIdsAfter'>;
   audit: AuditService;
   invalidation: KeyInvalidation;
@@ -53,7 +61,7 @@ export interface BulkRotationDeps {
  * or at the key limit with a grace period) are reported as skipped, not failed.
  */
 export function createBulkRotationService(deps: BulkRotationDeps) {
-  const { db, repo, customers, audit, invalidation, prepare, maxActiveKeys } = deps;
+  const { db, repo, runs, customers, audit, invalidation, prepare, maxActiveKeys } = deps;
 
   async function choose(opts: BulkRotationOptions) {
     const skipped: BulkRotationResult['skipped'] = [];
@@ -88,18 +96,33 @@ export function createBulkRotationService(deps: BulkRotationDeps) {
         // Locked in id order, as every other bulk rotation does: two of them never deadlock.
         const locked = new Map((await customers.findMany(trx, live, { forUpdate: true })).map((c) => [c.id, c]));
         const active = grace > 0 ? await repo.countActiveByCustomer(trx, live) : new Map<string, number>();
+        // The keys an earlier attempt of this run made (its answer lost): replaced, not rotated again.
+        const earlier = opts.idempotencyKey ? await runs.keysOfRun(trx, opts.idempotencyKey, live) : new Map<string, string>();
         const go: PreparedKey[] = [];
         for (const p of prepared) {
           const c = locked.get(p.customerId);
           // Deleted (or gone) between the first read and the lock.
           if (!c) skipped.push({ customerId: p.customerId, reason: 'not_found' });
           else if (c.status !== 'active') skipped.push({ customerId: p.customerId, reason: 'deleted' });
-          // Keys kept through a grace period count toward the limit, as in a single rotation.
-          else if ((active.get(p.customerId) ?? 0) + 1 > maxActiveKeys) skipped.push({ customerId: p.customerId, reason: 'too_many_keys' });
+          // Keys kept through a grace period count toward the limit, as in a single rotation (a
+          // replaced key leaves as its replacement comes: the count does not change).
+          else if (!earlier.has(p.customerId) && (active.get(p.customerId) ?? 0) + 1 > maxActiveKeys)
+            skipped.push({ customerId: p.customerId, reason: 'too_many_keys' });
           else go.push(p);
         }
         const goIds = go.map((p) => p.customerId);
-        const ended = await repo.endActiveForCustomers(trx, goIds, grace);
+        const resumedIds = goIds.filter((id) => earlier.has(id));
+        const ended = [
+          ...(await repo.endActiveForCustomers(
+            trx,
+            goIds.filter((id) => !earlier.has(id)),
+            grace,
+          )),
+          ...(await runs.revokeNow(
+            trx,
+            resumedIds.map((id) => earlier.get(id)!),
+          )),
+        ];
         const endedBy = new Map<string, string[]>(goIds.map((id) => [id, []]));
         for (const e of ended) endedBy.get(e.customerId)!.push(e.id);
         await invalidation.publishMany(
@@ -111,6 +134,12 @@ export function createBulkRotationService(deps: BulkRotationDeps) {
           go.map((p) => ({ id: p.id, customerId: p.customerId, name: null, secretHash: p.secretHash, start: p.start })),
         );
         const keyById = new Map(keys.map((k) => [k.id, k]));
+        if (opts.idempotencyKey)
+          await runs.record(
+            trx,
+            opts.idempotencyKey,
+            go.map((p) => ({ customerId: p.customerId, keyId: p.id })),
+          );
         const out = go.map((p) => ({ customerId: p.customerId, apiKey: p.key, key: keyById.get(p.id)!, endedKeyIds: endedBy.get(p.customerId)! }));
         for (const r of out) {
           await audit.record(trx, ctx, {
@@ -123,6 +152,7 @@ export function createBulkRotationService(deps: BulkRotationDeps) {
               start: displayStart(r.customerId, r.key.start),
               mode: 'rotate',
               bulk: true,
+              ...(earlier.has(r.customerId) ? { resumed: true, replaced_key_id: earlier.get(r.customerId) } : {}),
               grace_period_seconds: grace,
               ended_key_ids: r.endedKeyIds,
             },
@@ -135,6 +165,7 @@ export function createBulkRotationService(deps: BulkRotationDeps) {
             rotated: out.length,
             grace_period_seconds: grace,
             selection: opts.customerIds ? 'customer_ids' : 'active',
+            ...(opts.idempotencyKey ? { idempotency_key: opts.idempotencyKey, resumed: resumedIds.length } : {}),
             skipped: skipped.map((s) => ({ customer_id: s.customerId, reason: s.reason })),
             next_after_id: nextAfterId,
           },

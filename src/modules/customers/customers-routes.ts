@@ -14,6 +14,7 @@ export function customersRoutes(customers: CustomersService) {
       method: 'post',
       path: '/api/customers',
       auth: 'admin',
+      noStore: true,
       summary: 'Create a customer and its first API key (shown this once)',
       request: { body: createCustomerBody },
       responses: { 201: json(responses.createdCustomer, 'Created; `api_key` is shown this once and never again') },

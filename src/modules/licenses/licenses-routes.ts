@@ -65,6 +65,7 @@ export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
       method: 'get',
       path: '/api/licenses',
       auth: 'customer',
+      noStore: true,
       summary:
         'A signed license (compact JWS, EdDSA) for the calling customer; with ?fingerprint= bound to that activated instance (its heartbeat; required when the plan limits instances)',
       request: { query: licenseQuery },
@@ -133,6 +134,7 @@ export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
       method: 'post',
       path: '/api/customers/:id/licenses',
       auth: 'admin',
+      noStore: true,
       summary: 'Offline activation: a license bound to an air-gapped instance’s fingerprint, with a TTL the admin chooses; takes a seat until it expires',
       request: { params: customerParams, body: offlineLicenseBody },
       responses: { 201: json(licenseResponse, 'The license to carry to the instance') },

@@ -201,8 +201,9 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
       Object.assign(details, { customer_id: customerId, stripe_customer_id: stripeCustomerId });
       if (!customerId) applied = { result: 'ignored', reason: 'no customer of ours is linked to this Stripe customer' };
     } else if (live) {
-      const r = await subscriptions.apply(live, readAt, trx);
+      const r = await subscriptions.apply(live, readAt, trx, ctx);
       Object.assign(details, { subscription_id: r.subscriptionId, stripe_subscription_id: live.id, status: live.status, applied: r.outcome });
+      if (r.outcome !== 'ignored' && r.adopted) details.adopted = true;
       if (r.outcome === 'ignored') applied = { result: 'ignored', reason: r.reason };
     } else {
       applied = {

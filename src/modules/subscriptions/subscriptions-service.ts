@@ -69,61 +69,88 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
 
   const priceIds = (plan: Plan) => [plan.stripePriceId!, ...Object.values(plan.meteredPrices)];
 
-  /** Which of our plans a Stripe subscription is on: by its licensed price, else the metadata we set. */
+  /** Whether the metadata holds our ids (UUIDs) where we put them: only then is plan_code ours too. */
+  function metadataIsOurs(s: StripeSubscriptionState): boolean {
+    return (['customer_id', 'subscription_id'] as const).every((key) => {
+      const v: unknown = s.metadata[key];
+      return v === undefined || (typeof v === 'string' && UUID_RE.test(v));
+    });
+  }
+
+  /**
+   * Which of our plans a Stripe subscription is on: by its licensed price; else, for one we made
+   * (our ids in its metadata), the plan_code we put there. Another tool's metadata names its own plans.
+   */
   async function planFor(trx: Knex, s: StripeSubscriptionState, fallback?: string): Promise<string | null> {
     const all = await plans.listAll(trx);
     const byPrice = all.find((p) => p.stripePriceId && s.items.some((i) => i.priceId === p.stripePriceId));
     if (byPrice) return byPrice.id;
-    const byCode = all.find((p) => p.code === s.metadata.plan_code);
+    const byCode = metadataIsOurs(s) ? all.find((p) => p.code === s.metadata.plan_code) : undefined;
     return byCode?.id ?? fallback ?? null;
   }
 
   /**
-   * Why a subscription we never recorded is not ours, checked before its metadata reaches a query:
-   * other integrations in the same Stripe account keep their own ids there ("10234", "SUB-2291"),
-   * and ours are UUIDs.
+   * Our id for a subscription we never recorded: the one we put in its metadata when we made it,
+   * unless another row holds it; a new one for a subscription made elsewhere (another tool keeps its
+   * own ids there, "SUB-2291": they are never read as ours, and never overwritten in Stripe).
    */
-  function foreignMetadata(s: StripeSubscriptionState): string | null {
-    for (const key of ['customer_id', 'subscription_id'] as const) {
-      const v: unknown = s.metadata[key];
-      if (v !== undefined && !(typeof v === 'string' && UUID_RE.test(v))) return `metadata.${key} is not one of our ids`;
-    }
-    return null;
-  }
-
-  /** Our id for a subscription we never recorded: the one we put in its metadata, unless another row holds it. */
-  async function newId(trx: Knex, s: StripeSubscriptionState): Promise<string> {
+  async function newId(trx: Knex, s: StripeSubscriptionState): Promise<{ id: string; made: 'by us' | 'elsewhere' }> {
     const wanted = s.metadata.subscription_id;
-    if (!wanted) return uuidv7();
+    if (!wanted || !UUID_RE.test(wanted)) return { id: uuidv7(), made: 'elsewhere' };
     const taken = await repo.find(trx, wanted);
-    return taken && taken.stripeSubscriptionId !== s.id ? uuidv7() : wanted;
+    return taken && taken.stripeSubscriptionId !== s.id ? { id: uuidv7(), made: 'elsewhere' } : { id: wanted, made: 'by us' };
   }
 
   /**
    * Applies Stripe's state of a subscription locally, unless we already hold a newer one.
-   * Returns what happened, or 'ignored' and why when it is not ours (another integration's, or
-   * of no customer or plan of ours).
+   * A subscription we never recorded is adopted when its Stripe customer is one of ours and it is
+   * on one of our plans, whatever its metadata holds: the customer pays for it, so licenses and
+   * limits must know it (a Dashboard or another tool made it). Its metadata stays as it is in
+   * Stripe. An adoption of one we did not make is audited (subscription.adopt) when a context is
+   * given, in the same transaction. Returns what happened, or 'ignored' and why when it is not ours
+   * (of no customer or plan of ours).
    */
   async function apply(
     s: StripeSubscriptionState,
     stateAt: number,
     trx: Knex = db,
-  ): Promise<{ outcome: 'inserted' | 'updated' | 'stale'; subscriptionId: string } | { outcome: 'ignored'; reason: string; subscriptionId: string | null }> {
+    ctx?: ActorContext,
+  ): Promise<
+    | { outcome: 'inserted' | 'updated' | 'stale'; subscriptionId: string; adopted?: boolean }
+    | { outcome: 'ignored'; reason: string; subscriptionId: string | null }
+  > {
     const existing = await repo.findByStripeId(trx, s.id);
     let customerId = existing?.customerId;
     if (!existing) {
-      const foreign = foreignMetadata(s);
-      if (foreign) return { outcome: 'ignored', reason: foreign, subscriptionId: null };
-      const customer =
-        (await customers.findByStripeId(trx, s.stripeCustomerId)) ?? (s.metadata.customer_id ? await customers.findById(trx, s.metadata.customer_id) : null);
+      const byMetadata = s.metadata.customer_id && UUID_RE.test(s.metadata.customer_id) ? s.metadata.customer_id : null;
+      const customer = (await customers.findByStripeId(trx, s.stripeCustomerId)) ?? (byMetadata ? await customers.findById(trx, byMetadata) : null);
       if (!customer) return { outcome: 'ignored', reason: 'no customer of ours has its Stripe customer', subscriptionId: null };
       customerId = customer.id;
     }
     const planId = await planFor(trx, s, existing?.planId);
     if (!planId) return { outcome: 'ignored', reason: 'no plan of ours matches its prices', subscriptionId: existing?.id ?? null };
-    const id = existing?.id ?? (await newId(trx, s));
+    const fresh = existing ? null : await newId(trx, s);
+    const id = existing?.id ?? fresh!.id;
     const outcome = await repo.applyStripeState(trx, { id, customerId: customerId!, planId, stripeSubscriptionId: s.id, state: fromStripe(s), stateAt });
-    return { outcome, subscriptionId: id };
+    const adopted = outcome === 'inserted' && fresh?.made === 'elsewhere';
+    if (adopted && ctx) {
+      const plan = (await plans.listAll(trx)).find((p) => p.id === planId);
+      await audit.record(trx, ctx, {
+        action: 'subscription.adopt',
+        outcome: 'success',
+        targetType: 'subscription',
+        targetId: id,
+        details: {
+          customer_id: customerId,
+          plan: plan?.code ?? null,
+          stripe_subscription_id: s.id,
+          status: s.status,
+          // Which keys another tool keeps there (their values are its business, and stay in Stripe).
+          metadata_keys: Object.keys(s.metadata).sort(),
+        },
+      });
+    }
+    return { outcome, subscriptionId: id, ...(adopted ? { adopted } : {}) };
   }
 
   /**
@@ -310,7 +337,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
           const before = await repo.findByStripeId(db, s.id);
           let applied: Awaited<ReturnType<typeof apply>>;
           try {
-            applied = await apply(s, now());
+            applied = await db.transaction((trx) => apply(s, now(), trx, ctx));
           } catch (err) {
             // One subscription that cannot be applied must not stop the repair of the others; a
             // database that is gone stops it all. The detail (SQL included) goes to the log only.

@@ -3,6 +3,7 @@ import type { AuditEntry } from '../../../client/admin-client';
 import { action, int, printPages, type Deps } from '../context';
 import { table } from '../io';
 import { progress } from '../progress';
+import { dateFlag } from '../dates';
 
 const auditTable = (rows: AuditEntry[]) =>
   table(rows, [
@@ -27,8 +28,8 @@ export function auditCommands(program: Command, deps: Deps): void {
     .option('--target <id>', 'rows about this target id')
     .option('--request-id <id>', 'rows of this request (the X-Request-Id of an answer)')
     .option('--client-request-id <id>', 'rows of the request that sent this X-Request-Id')
-    .option('--from <date>', 'from this date or date-time')
-    .option('--to <date>', 'up to this date or date-time')
+    .option('--from <date>', 'from this date or date-time, included (2026-11-01: its midnight, UTC; 2026-11-01T09:30; with an offset)', dateFlag)
+    .option('--to <date>', 'up to this date or date-time, excluded (same forms as --from)', dateFlag)
     .option('--limit <n>', 'rows per page (1-200)', int(1, 200))
     .option('--cursor <cursor>', 'start at this page')
     .option('--all', 'follow every page (a progress line on stderr when it is a terminal)')

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { Customer } from '../../../client/admin-client';
 import { action, int, printPages, type Ctx, type Deps } from '../context';
-import { details, table } from '../io';
+import { details, jsonText, table } from '../io';
+import { openKeyFile } from '../key-file';
 import { progress } from '../progress';
 import { UsageError } from '../failure';
 
@@ -35,6 +36,23 @@ export function printNewKey(ctx: Ctx, apiKey: string, about: string): void {
   ctx.say(`${about}\nStore this API key now: it is shown this once and cannot be read again.`);
 }
 
+export const OUTPUT_HELP = 'write the new key (with --json: the answer) to this file, created readable by you only (0600), not to stdout';
+
+/**
+ * An answer carrying a new key: to stdout as printNewKey says, or with --output into a file only its
+ * owner can read (a shell redirect would make it 0644), then the note on stderr.
+ */
+export function emitNewKey(ctx: Ctx, o: Record<string, unknown>, body: unknown, apiKey: string, about: string): void {
+  if (typeof o.output !== 'string') return ctx.print(body, () => printNewKey(ctx, apiKey, about));
+  const file = openKeyFile(o.output);
+  try {
+    file.write(ctx.json ? jsonText(body) : `${apiKey}\n`);
+  } finally {
+    file.close();
+  }
+  ctx.say(`${about}\nThe new API key is in ${file.path} (readable by you only): it is shown this once and cannot be read again.`);
+}
+
 export function customersCommands(program: Command, deps: Deps): void {
   const customers = program.command('customers').description('create, list, show, update and delete customers');
 
@@ -43,10 +61,13 @@ export function customersCommands(program: Command, deps: Deps): void {
     .description('create a customer and its first API key (printed once, alone on stdout)')
     .requiredOption('--email <email>', 'the customer’s email (unique)')
     .requiredOption('--company <name>', 'the company name')
+    .option('--output <file>', OUTPUT_HELP)
     .action(
       action(deps, async (ctx, o) => {
+        // A file that cannot take the key is refused before the key is made.
+        if (typeof o.output === 'string') openKeyFile(o.output).close();
         const r = await ctx.client().createCustomer({ email: o.email as string, company_name: o.company as string });
-        ctx.print(r, () => printNewKey(ctx, r.api_key, `Created customer ${r.customer.id} (${r.customer.email}), key ${r.key.id}.`));
+        emitNewKey(ctx, o, r, r.api_key, `Created customer ${r.customer.id} (${r.customer.email}), key ${r.key.id}.`);
       }),
     );
 
@@ -54,7 +75,7 @@ export function customersCommands(program: Command, deps: Deps): void {
     .command('list')
     .description('list customers, newest first')
     .option('--status <status>', 'active or deleted')
-    .option('--email <text>', 'only emails containing this')
+    .option('--email <address>', 'only the customer with this email (the whole address, any case)')
     .option('--limit <n>', 'rows per page (1-200)', int(1, 200))
     .option('--cursor <cursor>', 'start at this page (from a previous list)')
     .option('--all', 'follow every page')

@@ -1,9 +1,11 @@
-import type { Command } from 'commander';
+import { randomUUID } from 'node:crypto';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { ApiKey, RotatedKeys } from '../../../client/admin-client';
 import { action, collect, int, type Ctx, type Deps } from '../context';
 import { table } from '../io';
 import { progress } from '../progress';
-import { printNewKey } from './customers';
+import { openKeyFile } from '../key-file';
+import { emitNewKey, OUTPUT_HELP } from './customers';
 
 const MAX_GRACE = 30 * 24 * 3600;
 
@@ -18,21 +20,29 @@ const keyTable = (rows: ApiKey[]) =>
     { header: 'expires', value: (k) => k.expires_at ?? '-' },
   ]);
 
-async function issue(ctx: Ctx, id: string, body: { name?: string; grace_period_seconds?: number; keep_existing?: boolean }) {
+async function issue(ctx: Ctx, o: Record<string, unknown>, id: string, body: { name?: string; grace_period_seconds?: number; keep_existing?: boolean }) {
+  // A file that cannot take the key is refused before the key is made.
+  if (typeof o.output === 'string') openKeyFile(o.output).close();
   const r = await ctx.client().issueKey(id, body);
   const ended = r.ended_key_ids.length
     ? `; ${r.ended_key_ids.length} older key(s) ${body.grace_period_seconds ? `valid for ${body.grace_period_seconds} s more` : 'revoked now'}`
     : '';
-  ctx.print(r, () => printNewKey(ctx, r.api_key, `Issued key ${r.key.id} for customer ${id}${ended}.`));
+  emitNewKey(ctx, o, r, r.api_key, `Issued key ${r.key.id} for customer ${id}${ended}.`);
 }
 
 /**
- * Rotates page after page. Each page is committed by the service before we see it, so its keys are
- * printed at once; if a later page fails, the cursor to resume from is said on stderr.
+ * Rotates page after page, every request named by the run's id (Idempotency-Key). Each page is
+ * committed by the service before we see it, so its keys are written at once (with --output, to a
+ * 0600 file, flushed, before the next page is asked for). An answer lost on the way (a network
+ * failure after the commit) is asked for again with the same id: the service then replaces the keys
+ * nobody received. If the command still stops, the run id and the cursor to resume from are said on stderr.
  */
 async function rotateAll(ctx: Ctx, o: Record<string, unknown>) {
   const grace = o.grace as number;
   const ids = o.customer as string[] | undefined;
+  const run = (o.runId as string | undefined) ?? randomUUID();
+  const file = typeof o.output === 'string' ? openKeyFile(o.output) : null;
+  const write = (text: string) => (file ? file.write(text) : ctx.out(text));
   const bar = progress(ctx.io, 'rotating');
   let cursor = o.cursor as string | undefined;
   let rotated = 0;
@@ -44,26 +54,31 @@ async function rotateAll(ctx: Ctx, o: Record<string, unknown>) {
         .client()
         .rotateKeys(
           ids ? { grace_period_seconds: grace, customer_ids: ids } : { grace_period_seconds: grace, limit: o.pageSize as number | undefined, cursor },
+          run,
         );
       pages++;
       rotated += page.rotated;
       skipped.push(...page.skipped);
-      if (ctx.json) ctx.out(`${JSON.stringify(page)}\n`);
-      else for (const k of page.keys) ctx.out(`${k.customer_id}\t${k.api_key}\n`);
+      if (ctx.json) write(`${JSON.stringify(page)}\n`);
+      else write(page.keys.map((k) => `${k.customer_id}\t${k.api_key}\n`).join(''));
       bar.update(rotated, pages);
       if (!page.next_cursor || ids) break;
       cursor = page.next_cursor;
     }
   } catch (err) {
     bar.done();
-    if (pages > 0) ctx.say(`${rotated} customer(s) rotated before the failure; resume with --cursor ${cursor ?? ''}`.trimEnd());
+    file?.close();
+    const resume = ids ? `--run-id ${run}` : `--run-id ${run}${cursor ? ` --cursor ${cursor}` : ''}`;
+    ctx.say(`${rotated} customer(s) rotated before the failure; resume with the same options and ${resume}`);
     throw err;
   }
   bar.done();
+  file?.close();
+  if (file) ctx.say(`The new keys are in ${file.path} (readable by you only).`);
   if (ctx.json) return;
   for (const s of skipped) ctx.say(`skipped ${s.customer_id}: ${s.reason}`);
   ctx.say(`Rotated ${rotated} customer(s) in ${pages} request(s); older keys ${grace ? `stay valid for ${grace} s` : 'are revoked'}.`);
-  if (rotated) ctx.say('The new keys are above (customer id, key), shown this once: store them now.');
+  if (rotated && !file) ctx.say('The new keys are above (customer id, key), shown this once: store them now.');
 }
 
 export function keysCommands(program: Command, deps: Deps): void {
@@ -75,9 +90,10 @@ export function keysCommands(program: Command, deps: Deps): void {
     .option('--grace <seconds>', `older keys stay valid this long (0-${MAX_GRACE})`, int(0, MAX_GRACE))
     .option('--keep-existing', 'add a key beside the others (a second site) instead of rotating')
     .option('--name <name>', 'a name for the key')
+    .option('--output <file>', OUTPUT_HELP)
     .action(
       action(deps, async (ctx, o, [id]) => {
-        await issue(ctx, id!, {
+        await issue(ctx, o, id!, {
           name: o.name as string | undefined,
           grace_period_seconds: o.grace as number | undefined,
           keep_existing: o.keepExisting ? true : undefined,
@@ -90,9 +106,10 @@ export function keysCommands(program: Command, deps: Deps): void {
     .description('rotate a customer’s key: a new key (printed once), older keys valid for --grace seconds (0: revoked now)')
     .requiredOption('--grace <seconds>', `grace period for the older keys (0-${MAX_GRACE})`, int(0, MAX_GRACE))
     .option('--name <name>', 'a name for the new key')
+    .option('--output <file>', OUTPUT_HELP)
     .action(
       action(deps, async (ctx, o, [id]) => {
-        await issue(ctx, id!, { name: o.name as string | undefined, grace_period_seconds: o.grace as number });
+        await issue(ctx, o, id!, { name: o.name as string | undefined, grace_period_seconds: o.grace as number });
       }),
     );
 
@@ -102,7 +119,12 @@ export function keysCommands(program: Command, deps: Deps): void {
     .requiredOption('--grace <seconds>', `grace period for the older keys (0-${MAX_GRACE}); required, so nothing is revoked by accident`, int(0, MAX_GRACE))
     .option('--customer <id>', 'only this customer (repeatable, up to 1000)', collect)
     .option('--page-size <n>', 'customers a request (1-1000)', int(1, 1000))
-    .option('--cursor <cursor>', 'resume a rotation that stopped')
+    .option('--cursor <cursor>', 'resume a rotation that stopped (with its --run-id)')
+    .option('--run-id <id>', 'the run to resume (said when one stops); a new run gets a new id', (v: string) => {
+      if (!/^[\x21-\x7e]{1,190}$/.test(v)) throw new InvalidArgumentError('must be 1-190 printable characters without spaces');
+      return v;
+    })
+    .option('--output <file>', 'write the "customer-id<TAB>key" lines to this file, created readable by you only (0600), page by page')
     .action(action(deps, (ctx, o) => rotateAll(ctx, o)));
 
   keys

@@ -4,6 +4,7 @@ import { usageChart } from '../chart';
 import { action, type Deps } from '../context';
 import { table } from '../io';
 import { UsageError } from '../failure';
+import { dateFlag, monthAfter } from '../dates';
 
 type Row = UsageReport['rows'][number];
 
@@ -17,8 +18,14 @@ const rowsTable = (rows: Row[], first: 'customer_id' | 'day') =>
 
 const period = (cmd: Command) =>
   cmd
-    .option('--from <date>', 'start of the period, included (YYYY-MM-DD or an ISO date-time; default: the first of this month, UTC)')
-    .option('--to <date>', 'end of the period, excluded (default: a month after --from)');
+    .option('--from <date>', 'start of the period, included (YYYY-MM-DD or a date-time; default: the first of this month, UTC)', dateFlag)
+    .option('--to <date>', 'end of the period, excluded (default: a month after --from, or the end of this month)', dateFlag);
+
+/** The period asked for: --to defaults to a month after --from (the service alone would stop at the end of --from's month). */
+const periodQuery = (o: Record<string, unknown>) => {
+  const from = o.from as string | undefined;
+  return { from, to: (o.to as string | undefined) ?? (from ? monthAfter(from) : undefined) };
+};
 
 export function usageCommands(program: Command, deps: Deps): void {
   const usage = program.command('usage').description('usage reports: tables, CSV, JSON, or a chart of daily usage');
@@ -34,8 +41,7 @@ export function usageCommands(program: Command, deps: Deps): void {
         if ([o.csv, o.chart, o.json].filter(Boolean).length > 1) throw new UsageError('choose one of --csv, --chart and --json');
         if (o.by !== 'customer' && o.by !== 'day') throw new UsageError('--by takes customer or day');
         const query = {
-          from: o.from as string | undefined,
-          to: o.to as string | undefined,
+          ...periodQuery(o),
           metric: o.metric as string | undefined,
           customer_id: o.customer as string | undefined,
           group_by: (o.chart ? 'day' : o.by) as 'customer' | 'day',
@@ -56,9 +62,7 @@ export function usageCommands(program: Command, deps: Deps): void {
     .action(
       action(deps, async (ctx, o, [id]) => {
         if (o.by !== 'metric' && o.by !== 'day') throw new UsageError('--by takes metric or day');
-        const r = await ctx
-          .client()
-          .customerUsage(id!, { from: o.from as string | undefined, to: o.to as string | undefined, group_by: o.by as 'metric' | 'day' });
+        const r = await ctx.client().customerUsage(id!, { ...periodQuery(o), group_by: o.by as 'metric' | 'day' });
         ctx.print(r, () => {
           ctx.say(`usage of ${r.customer_id} from ${r.from} to ${r.to}`);
           if (!r.totals.length) return ctx.say('no usage');
