@@ -61,11 +61,14 @@ export function adminAuth(verifier: AdminTokenVerifier, guard: AuthFailureGuard,
       const reason = token ? 'invalid' : 'missing';
       onFailure?.(reason);
       const refusal = await guard.fail([addressName(req.ip)]);
-      await audit.recordDetached(
-        { ...contextOf(req), actor: 'admin', actorId: null },
-        { action: 'auth.admin_token', outcome: 'failure', details: { reason, ...(refusal.code === 'RATE_LIMITED' ? { limited: true } : {}) } },
-      );
-      if (refusal.code === 'UNAUTHORIZED') res.setHeader('WWW-Authenticate', 'Bearer realm="billing-admin"');
+      // Past the limit, a 429 and no row (rate_limited_total counts them): a flood never becomes a flood of writes.
+      if (refusal.code === 'UNAUTHORIZED') {
+        await audit.recordDetached(
+          { ...contextOf(req), actor: 'admin', actorId: null },
+          { action: 'auth.admin_token', outcome: 'failure', details: { reason } },
+        );
+        res.setHeader('WWW-Authenticate', 'Bearer realm="billing-admin"');
+      }
       throw refusal;
     }
     res.locals.principal = { actorId: fingerprint };
