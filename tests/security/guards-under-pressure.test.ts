@@ -156,7 +156,7 @@ describe('valid callers behind an address that sends junk', () => {
   });
 
   test('when 100 junk requests come from an address, then a key already verified is served from it, counted by its customer', async () => {
-    const s = await serve({ RATE_LIMIT_API: '10/1h', RATE_LIMIT_AUTH_FAILURES: '5/1h' });
+    const s = await serve({ RATE_LIMIT_API: '10/1h', RATE_LIMIT_AUTH_FAILURES: '5/1h', AUTH_MAX_CONCURRENT_VERIFICATIONS: '64' });
     try {
       const c = await createCustomer(s.t);
       expect((await me(s, c.apiKey, clientIp())).status).toBe(200); // verified (remembered) from elsewhere
