@@ -226,6 +226,26 @@ describe('busy is not free', () => {
   });
 });
 
+describe('busy attempts that name a live key', () => {
+  test("when attempts with a live key's start are refused as busy, then they are given back: only checked ones count", async () => {
+    const s = await serve({ AUTH_MAX_CONCURRENT_VERIFICATIONS: '1', BCRYPT_COST: '10', RATE_LIMIT_AUTH_FAILURES: '5/1m' });
+    try {
+      const c = await createCustomer(s.t);
+      const ip = clientIp();
+      const results = await Promise.all(Array.from({ length: 5 }, () => me(s, sameStartKey(c.apiKey), ip)));
+      const checked = results.filter((r) => r.status === 401).length;
+      const busy = results.filter((r) => r.status === 503).length;
+      expect([checked > 0, busy > 0, checked + busy]).toEqual([true, true, 5]);
+      const after = [];
+      for (let i = 0; i < 5 - checked; i++) after.push((await me(s, sameStartKey(c.apiKey), ip)).status);
+      expect(after.every((st) => st === 401)).toBe(true);
+      expect((await me(s, sameStartKey(c.apiKey), ip)).status).toBe(429);
+    } finally {
+      await stop(s);
+    }
+  });
+});
+
 describe('bounded', () => {
   test('when 300 copies of one wrong key arrive at once from one address, then at most RATE_LIMIT_AUTH_FAILURES audit rows are written', async () => {
     const s = await serve({ RATE_LIMIT_AUTH_FAILURES: '20/1m', AUTH_MAX_CONCURRENT_VERIFICATIONS: '64' });
