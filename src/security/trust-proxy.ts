@@ -77,9 +77,24 @@ const nonPublicList = (() => {
   return list;
 })();
 
+/**
+ * Peers behind TRUST_PROXY are the few proxies in front, so answers are remembered (a BlockList check
+ * costs microseconds, a lookup here nanoseconds); the map is emptied if it ever holds many.
+ */
+const seen = new Map<string, boolean>();
+
 /** Whether a socket's address is a public one (an IPv4-mapped IPv6 address is read as IPv4). */
 export function isPublicAddress(address: string | undefined): boolean {
   if (!address) return false;
+  let known = seen.get(address);
+  if (known === undefined) {
+    if (seen.size >= 1024) seen.clear();
+    seen.set(address, (known = checkPublic(address)));
+  }
+  return known;
+}
+
+function checkPublic(address: string): boolean {
   const v4 = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : null;
   if (v4) return !nonPublicList.check(v4, 'ipv4');
   const kind = isIP(address);
