@@ -31,8 +31,10 @@ export interface RedisBreakerOptions {
  * (replies must stay in order); the open breaker is also what keeps that queue short.
  */
 export function withRedisBreaker(inner: RedisCommander, o: RedisBreakerOptions): RedisCommander {
-  const breaker = new CircuitBreaker((args: string[]) => inner.sendCommand(args), {
-    timeout: o.timeoutMs,
+  const breaker = new CircuitBreaker((args: string[]) => bounded(inner.sendCommand(args), o.timeoutMs), {
+    // Bounded by `bounded` below: opossum's own timer would also fire for a reply that has arrived
+    // but waits behind a busy event loop.
+    timeout: false,
     resetTimeout: o.openMs,
     errorThresholdPercentage: 50,
     volumeThreshold: 3,
@@ -56,4 +58,39 @@ export function withRedisBreaker(inner: RedisCommander, o: RedisBreakerOptions):
     o.logger.info('rate limits shared through Redis again');
   });
   return { sendCommand: (args) => breaker.fire(args) };
+}
+
+/**
+ * The call's answer, or a timeout error after `ms`. When the timer fires, the answer may already be
+ * in the socket's buffer, unread because the event loop was busy (timers run before I/O): one turn
+ * of the loop (setImmediate runs after I/O) lets it land first, so only a Redis that really has not
+ * answered counts as a timeout.
+ */
+function bounded<T>(call: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (settled) return;
+          settled = true;
+          reject(new Error(`Timed out after ${ms}ms`));
+        }),
+      ms,
+    );
+    call.then(
+      (v) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
 }

@@ -133,7 +133,8 @@ withRedis('with Redis (REDIS_URL)', () => {
     const [ra, rb] = [connectRedis(redisUrl!, logger), connectRedis(redisUrl!, logger)];
     expect(await ra.ready).toBe(true);
     expect(await rb.ready).toBe(true);
-    const env = { TRUST_PROXY: '1', RATE_LIMIT_ADMIN: '3/1m' };
+    // A roomy bound: on a loaded test machine Redis may be slow, and this test is about sharing.
+    const env = { TRUST_PROXY: '1', RATE_LIMIT_ADMIN: '3/1m', REDIS_COMMAND_TIMEOUT: '2000' };
     const a = await createTestApp(env, { redis: ra });
     const b = await createTestApp({ ...env, ADMIN_API_TOKEN: a.adminToken }, { redis: rb });
     try {

@@ -166,7 +166,8 @@ const redisUrl = process.env.REDIS_URL;
     const logger = createLogger({ logLevel: 'silent', logPretty: false });
     const [ra, rb] = [connectRedis(redisUrl!, logger), connectRedis(redisUrl!, logger)];
     await Promise.all([ra.ready, rb.ready]);
-    const env = { RATE_LIMIT_AUTH_FAILURES: '10/1m', AUTH_MAX_CONCURRENT_VERIFICATIONS: '64' };
+    // A roomy Redis bound: on a loaded test machine Redis may be slow, and this test is about sharing.
+    const env = { RATE_LIMIT_AUTH_FAILURES: '10/1m', AUTH_MAX_CONCURRENT_VERIFICATIONS: '64', REDIS_COMMAND_TIMEOUT: '2000' };
     const [a, b] = [await serve(env, { redis: ra }), await serve(env, { redis: rb })];
     try {
       const c = await createCustomer(a.t);

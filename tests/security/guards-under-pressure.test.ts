@@ -33,7 +33,8 @@ const redisUrl = process.env.REDIS_URL;
     const [ra, rb] = [connectRedis(viaProxy.toString(), logger), connectRedis(viaProxy.toString(), logger)];
     expect(await ra.ready).toBe(true);
     expect(await rb.ready).toBe(true);
-    const env = { RATE_LIMIT_ADMIN: '3/1m', REDIS_COMMAND_TIMEOUT: '200', REDIS_BREAKER_SECONDS: '1', METRICS_TOKEN: metricsToken };
+    // 500 ms rather than the default 200: on a loaded test machine a live Redis may take 200 ms.
+    const env = { RATE_LIMIT_ADMIN: '3/1m', REDIS_COMMAND_TIMEOUT: '500', REDIS_BREAKER_SECONDS: '1', METRICS_TOKEN: metricsToken };
     const a = await serve(env, { redis: ra });
     const b = await serve(env, { redis: rb });
     // Without a correct token, admin routes are counted by address: 401 until the limit, then 429.
@@ -50,12 +51,12 @@ const redisUrl = process.env.REDIS_URL;
       const ip = clientIp();
       const during = [];
       for (const s of [a, b]) for (let i = 0; i < 4; i++) during.push(await probe(s, ip));
-      // Each instance counts on its own: 3 each, then refused; none waited on Redis past its bound.
+      // Each instance counts on its own: 3 each, then refused; none waited on Redis much past its bound.
       expect(during.map((r) => r.status)).toEqual([401, 401, 401, 429, 401, 401, 401, 429]);
-      expect(Math.max(...during.map((r) => r.ms))).toBeLessThan(2000);
+      expect(Math.max(...during.map((r) => r.ms))).toBeLessThan(2500);
       // The fault happened: the calls timed out (the connection stayed up), and the breaker is open.
       for (const s of [a, b]) {
-        expect(s.t.logs.join('')).toMatch(/"reason":"Timed out after 200ms","msg":"Redis unreachable: rate limits counted per instance until it returns"/);
+        expect(s.t.logs.join('')).toMatch(/"reason":"Timed out after 500ms","msg":"Redis unreachable: rate limits counted per instance until it returns"/);
         expect(await metric(s, 'redis_fallback_active')).toBe(1);
       }
       // Open: Redis is skipped, so a burst costs no waiting at all.
