@@ -278,9 +278,9 @@ describe('bounded', () => {
       let n = 0;
       const outcomes: Record<string, number> = {};
       const flood = async (count: number) => {
-        for (let done = 0; done < count; done += 2000) {
+        for (let done = 0; done < count; done += 500) {
           await Promise.all(
-            Array.from({ length: 2000 }, () =>
+            Array.from({ length: 500 }, () =>
               t.c.verifier
                 .verify(`cust_${randomUUID()}_${randomBytes(32).toString('base64url')}`, {
                   actor: 'system',
@@ -291,7 +291,10 @@ describe('bounded', () => {
                 })
                 .then(
                   () => (outcomes.ok = (outcomes.ok ?? 0) + 1),
-                  (err: { code: string }) => (outcomes[err.code] = (outcomes[err.code] ?? 0) + 1),
+                  (err: { code?: string; message: string }) => {
+                    const what = err.code ?? err.message;
+                    outcomes[what] = (outcomes[what] ?? 0) + 1;
+                  },
                 ),
             ),
           );
@@ -305,10 +308,11 @@ describe('bounded', () => {
       gc();
       const grown = process.memoryUsage().heapUsed - before;
       // Floor: the flood was real and refused (checked, or shed as busy, while under the limits; then refused).
-      expect(outcomes.ok).toBeUndefined();
-      expect(outcomes.UNAUTHORIZED).toBeGreaterThan(0);
-      expect(outcomes.RATE_LIMITED).toBeGreaterThan(200_000);
-      expect((outcomes.UNAUTHORIZED ?? 0) + (outcomes.RATE_LIMITED ?? 0) + (outcomes.SERVICE_UNAVAILABLE ?? 0)).toBe(220_000);
+      const { UNAUTHORIZED = 0, RATE_LIMITED = 0, SERVICE_UNAVAILABLE = 0, ...other } = outcomes;
+      expect(other).toEqual({});
+      expect(UNAUTHORIZED).toBeGreaterThan(0);
+      expect(RATE_LIMITED).toBeGreaterThan(200_000);
+      expect(UNAUTHORIZED + RATE_LIMITED + SERVICE_UNAVAILABLE).toBe(220_000);
       // A counter per id costs ~700 bytes: 200,000 of them would be ~140 MB.
       console.log(`heap grew ${(grown / 1048576).toFixed(1)} MB over 200,000 random customer ids`);
       expect(grown).toBeLessThan(20 * 1024 * 1024);
