@@ -202,7 +202,8 @@ export const settings = z.object({
     .describe(
       'Express "trust proxy": false, a hop count (1 behind one nginx/ingress), or comma-separated addresses/subnets of your ' +
         "proxies (loopback, 10.0.0.0/8). Decides which address is the client's. " +
-        '"true" (trust any X-Forwarded-For) lets every client choose its own address and so dodge every per-address limit: production refuses it.',
+        '"true" (trust any X-Forwarded-For) lets every client choose its own address and so dodge every per-address limit: production refuses it, ' +
+        "and also hop counts above 3 and subnets that reach into public address space (a single public address, your load balancer's, is fine).",
     ),
   SHUTDOWN_TIMEOUT_SECONDS: int(1, 300).default(10).describe('Graceful shutdown: how long requests in flight may take after SIGTERM before being cut.'),
 
@@ -296,6 +297,18 @@ export const settings = z.object({
     .describe(
       'Redis for rate-limit counters shared by every instance (redis://host:6379). Unset: each instance counts in memory. ' +
         'If Redis goes away, limits keep working per instance until it returns.',
+    ),
+  REDIS_COMMAND_TIMEOUT: int(10, 10_000)
+    .default(200)
+    .describe(
+      'Milliseconds a Redis call may take. A call that takes longer (a Redis that accepts connections but does not answer) ' +
+        'is a failure: that request is counted in memory at once, as when Redis is down.',
+    ),
+  REDIS_BREAKER_SECONDS: int(1, 300)
+    .default(5)
+    .describe(
+      'After 3 Redis failures in a row, limits skip Redis (counted per instance) for this many seconds, ' +
+        'then one call probes it; shared counting resumes when the probe answers.',
     ),
   METRICS_TOKEN: metricsToken.optional().describe('A token (32+ characters) that reads /metrics, for Prometheus; its scrapes do not spend the admin limit.'),
   METRICS_TOKEN_FILE: secretFile(metricsToken)

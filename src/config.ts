@@ -4,6 +4,7 @@ import { keysMissingFrom } from './modules/licenses/key-set';
 import { FILE_SECRETS, settings, type FileSecret, type Settings } from './config-settings';
 import { secretFileProblem } from './lib/secret-file';
 import { checkTokenStrength } from './lib/token-strength';
+import { trustProxyProblem } from './security/trust-proxy';
 
 export { FILE_SECRETS, type FileSecret } from './config-settings';
 
@@ -80,15 +81,10 @@ const rules = [
     if (s.NODE_ENV === 'production' && !secret(s, 'DATABASE_URL')) report(ctx, ['DATABASE_URL'], 'required when NODE_ENV=production');
   }),
   rule(['NODE_ENV', 'TRUST_PROXY'], (s, ctx) => {
-    // Every client could then name its own address in X-Forwarded-For, and every per-address
-    // limit (and the address in audit rows) would be the client's to choose.
-    if (s.NODE_ENV === 'production' && s.TRUST_PROXY === true) {
-      report(
-        ctx,
-        ['TRUST_PROXY'],
-        '"true" trusts any X-Forwarded-For a client sends; set the hop count of your proxies (e.g. 1) or their addresses/subnets (e.g. loopback, 10.0.0.0/8)',
-      );
-    }
+    // A trusted peer names the client address in X-Forwarded-For: every per-address limit (and the
+    // address in audit rows) would be the client's to choose if anyone on the internet were trusted.
+    const problem = trustProxyProblem(s.TRUST_PROXY, s.NODE_ENV === 'production');
+    if (problem) report(ctx, ['TRUST_PROXY'], problem);
   }),
   rule(['NODE_ENV', 'ADMIN_API_TOKEN'], (s, ctx) => {
     if (s.NODE_ENV !== 'production') return;
@@ -202,6 +198,10 @@ function toConfig(s: Settings) {
     }),
     /** Unset: rate limits are counted in each instance's memory. */
     redisUrl: s.REDIS_URL,
+    /** Every Redis call is bounded by this; a call that takes longer counts in memory instead. */
+    redisCommandTimeoutMs: s.REDIS_COMMAND_TIMEOUT,
+    /** After repeated Redis failures, Redis is skipped this long before one call probes it again. */
+    redisBreakerMs: s.REDIS_BREAKER_SECONDS * 1000,
     /** A token that reads /metrics only, and that the admin limiter does not count. */
     metricsToken: secret(s, 'METRICS_TOKEN'),
     /** /openapi.json and /docs: without credentials, with an admin token, or not served at all. */

@@ -67,12 +67,16 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   const limiters = createLimiters({
     config,
     metricsTokens,
+    adminTokens,
+    // Read at request time: the verifier is built below, with the limiters' failure guard.
+    rememberedCustomer: (presented) => verifier.rememberedCustomer(presented),
     redis,
     logger,
     onLimited: (name) => {
       metrics.rateLimited.inc({ limiter: name });
       onLimited?.(name);
     },
+    onRedisFallback: (active) => metrics.redisFallbackActive.set(active ? 1 : 0),
   });
   const cache = new VerificationCache(config.apiKeyCacheTtlSeconds * 1000, config.apiKeyCacheMaxEntries, now);
   const invalidation = createKeyInvalidation({ cache, logger });

@@ -26,7 +26,12 @@ export function createMetrics() {
     }),
     keyVerificationsBusy: new Counter({
       name: 'key_verifications_busy_total',
-      help: 'Requests answered 503 because every bcrypt slot (AUTH_MAX_CONCURRENT_VERIFICATIONS) was taken',
+      help: "Requests answered 503 because every bcrypt slot (AUTH_MAX_CONCURRENT_VERIFICATIONS), or a flooded key's lane, was taken",
+      registers: [registry],
+    }),
+    redisFallbackActive: new Gauge({
+      name: 'redis_fallback_active',
+      help: '1 while rate limits are counted in this instance (Redis failing or slow, see REDIS_COMMAND_TIMEOUT), 0 while shared through Redis',
       registers: [registry],
     }),
     clientErrors: new Counter({

@@ -75,7 +75,10 @@ export class UnauthorizedError extends AppError {
 }
 
 export class ServiceUnavailableError extends AppError {
-  constructor(message = 'The service is temporarily unavailable; retry shortly', options?: { cause?: unknown; retryAfterSeconds?: number }) {
+  /** An expected refusal (the service shedding load), not a fault: logged at warn, without a stack. */
+  readonly quiet: boolean;
+  constructor(message = 'The service is temporarily unavailable; retry shortly', options?: { cause?: unknown; retryAfterSeconds?: number; quiet?: boolean }) {
     super('SERVICE_UNAVAILABLE', message, undefined, { cause: options?.cause, headers: { 'Retry-After': String(options?.retryAfterSeconds ?? 5) } });
+    this.quiet = options?.quiet ?? false;
   }
 }

@@ -47,22 +47,28 @@ export function bearerToken(header: string | undefined): string | undefined {
 /**
  * A correct token is cheap to check (two SHA-256 and a constant-time compare), so it is checked
  * first and never refused by the failed-authentication limit: bad tokens from a shared address
- * cannot lock the admins there out. A wrong or missing one is counted, then refused: 401, or 429
+ * cannot lock the admins there out. The admin limiter before this step has matched it already
+ * (it counts a correct token by its fingerprint, not by address) and left the answer in
+ * `res.locals.adminFingerprint`. A wrong or missing one is counted, then refused: 401, or 429
  * once the address is past the limit.
  */
 export function adminAuth(verifier: AdminTokenVerifier, guard: AuthFailureGuard, audit: AuditService, onFailure?: (reason: string) => void): RequestHandler {
   return async (req, res, next) => {
     const token = bearerToken(req.get('authorization'));
-    const fingerprint = token ? verifier.match(token) : null;
+    const matched = res.locals.adminFingerprint as string | null | undefined;
+    const fingerprint = matched !== undefined ? matched : token ? verifier.match(token) : null;
     if (!fingerprint) {
       const reason = token ? 'invalid' : 'missing';
       onFailure?.(reason);
       const refusal = await guard.fail([addressName(req.ip)]);
-      await audit.recordDetached(
-        { ...contextOf(req), actor: 'admin', actorId: null },
-        { action: 'auth.admin_token', outcome: 'failure', details: { reason, ...(refusal.code === 'RATE_LIMITED' ? { limited: true } : {}) } },
-      );
-      if (refusal.code === 'UNAUTHORIZED') res.setHeader('WWW-Authenticate', 'Bearer realm="billing-admin"');
+      // Past the limit, a 429 and no row (rate_limited_total counts them): a flood never becomes a flood of writes.
+      if (refusal.code === 'UNAUTHORIZED') {
+        await audit.recordDetached(
+          { ...contextOf(req), actor: 'admin', actorId: null },
+          { action: 'auth.admin_token', outcome: 'failure', details: { reason } },
+        );
+        res.setHeader('WWW-Authenticate', 'Bearer realm="billing-admin"');
+      }
       throw refusal;
     }
     res.locals.principal = { actorId: fingerprint };

@@ -55,7 +55,10 @@ export function errorHandler(logger: Logger, onUndeclared?: (route: string, code
     // An answer to a client that already hung up reaches nobody: it is no part of the contract.
     const gone = res.destroyed || req.socket.destroyed;
     if (route && onUndeclared && !gone && !errorCodes(route).includes(e.code)) onUndeclared(`${route.method.toUpperCase()} ${route.path}`, e.code);
-    if (e.status >= 500) {
+    // Shedding load (every key-check slot taken) is expected: the access log's warn line says it.
+    const quiet = e instanceof ServiceUnavailableError && e.quiet;
+    if (quiet) res.locals.quietRefusal = true;
+    if (e.status >= 500 && !quiet) {
       // Unknown errors: details to the log with the request id, a generic message to the caller.
       logger.error({ err, reqId: req.id, code: e.code }, 'request failed');
     }

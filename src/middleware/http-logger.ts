@@ -46,7 +46,7 @@ export function requestObserver(logger: Logger, duration: Histogram<'method' | '
       const status = aborted ? 499 : res.statusCode;
       // The route template, not the path: ids stay out of the labels.
       duration.observe({ method: req.method, route: (req.route as { path?: string } | undefined)?.path ?? 'unmatched', status: String(status) }, seconds);
-      const level = status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info';
+      const level = status >= 500 && !res.locals.quietRefusal ? 'error' : status >= 400 ? 'warn' : 'info';
       if (!access.isLevelEnabled(level)) return;
       const errorCode = res.locals.errorCode as string | undefined;
       access[level](

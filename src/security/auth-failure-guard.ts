@@ -8,10 +8,13 @@ import { AppError, UnauthorizedError } from '../errors/app-error';
  * counter before any of them adds to it: of 200 concurrent failures against a limit of 20, 20 run.
  *
  * Counters are named by what an attempt claims: `ip:<address>` (IPv6 by /56), `customer:<id>` (the
- * customer id in a presented key) and `key:<id>:<start>` (a key whose display start matches a live
- * key). Every name shares the one limit, RATE_LIMIT_AUTH_FAILURES.
+ * customer id in a presented key, for customers that exist), `key:<id>:<start>` (a key whose
+ * display start matches a live key) and `keyip:<id>:<start>:<address>` (the same, from one
+ * address). Every name shares the one limit, RATE_LIMIT_AUTH_FAILURES.
  */
 export interface AuthFailureGuard {
+  /** The limit each counter is held to. */
+  readonly max: number;
   /** Counts one attempt against each name now; the caller gives it back on success. */
   reserve(names: readonly string[]): Promise<Reservation>;
   /** A failure that cost nothing to find (a missing, malformed or remembered-bad credential): counted, refused if over. */
@@ -21,6 +24,8 @@ export interface AuthFailureGuard {
 export interface Reservation {
   /** Whether the named counter has passed the limit with this attempt. */
   over(name: string): boolean;
+  /** The named counter as this attempt left it. */
+  hits(name: string): number;
   /** The 429 to answer, naming when the earliest counter that is over resets. */
   refusal(): AppError;
   /** Gives the attempt back (a success, or a check that never ran). Idempotent. */
@@ -30,6 +35,8 @@ export interface Reservation {
 export const addressName = (ip: string | null | undefined) => `ip:${ipKeyGenerator(ip ?? 'unknown')}`;
 export const customerName = (customerId: string) => `customer:${customerId}`;
 export const keyName = (customerId: string, start: string) => `key:${customerId}:${start}`;
+export const keyAddressName = (customerId: string, start: string, ip: string | null | undefined) =>
+  `keyip:${customerId}:${start}:${ipKeyGenerator(ip ?? 'unknown')}`;
 
 export interface AuthFailureGuardDeps {
   store: Store;
@@ -62,6 +69,7 @@ export function createAuthFailureGuard({ store, max, windowMs, onLimited, now = 
     let released = false;
     return {
       over: (name) => (hits.get(name)?.totalHits ?? 0) > max,
+      hits: (name) => hits.get(name)?.totalHits ?? 0,
       refusal() {
         const resets = names.filter((n) => hits.get(n)!.totalHits > max).map((n) => hits.get(n)!.resetTime?.getTime() ?? now() + windowMs);
         return refusal(resets.length ? Math.min(...resets) : undefined);
@@ -75,6 +83,7 @@ export function createAuthFailureGuard({ store, max, windowMs, onLimited, now = 
   }
 
   return {
+    max,
     reserve,
     async fail(names) {
       const r = await reserve(names);

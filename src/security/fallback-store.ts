@@ -1,24 +1,19 @@
 import type { ClientRateLimitInfo, IncrementResponse, Options, Store } from 'express-rate-limit';
-import type { Logger } from 'pino';
 import { MemoryCounter } from './rate-limiter';
 
 /**
  * A rate-limit store that keeps counters in Redis (shared by every instance) and, while Redis is
- * unreachable, in this instance's memory. Limits never switch off: they become per-instance until
- * Redis answers again. A warning is logged once per outage.
+ * unreachable or slow, in this instance's memory. Limits never switch off: they become per-instance
+ * until Redis answers again. Its Redis calls go through the breaker (redis-breaker.ts), which bounds
+ * each one, skips Redis while it keeps failing, and logs the outage once for every limiter.
  */
 export class FallbackStore implements Store {
   private readonly local = new MemoryCounter();
-  private degraded = false;
   private options: Options | null = null;
-  private lastInit = 0;
+  private initializing = false;
   prefix?: string;
 
-  constructor(
-    private readonly shared: Store,
-    private readonly name: string,
-    private readonly logger: Logger,
-  ) {
+  constructor(private readonly shared: Store) {
     this.prefix = shared.prefix;
   }
 
@@ -30,28 +25,22 @@ export class FallbackStore implements Store {
 
   /**
    * The Redis store loads its counting script when initialised; if Redis was away then (at
-   * startup, or during an outage) it must be loaded again, at most once a second.
+   * startup, or during an outage) it must be loaded again: after any failure, one load at a time
+   * (while the breaker is open, a load is refused without reaching Redis).
    */
   private initShared(): void {
-    if (!this.options || Date.now() - this.lastInit < 1000) return;
-    this.lastInit = Date.now();
-    Promise.resolve(this.shared.init?.(this.options)).catch(() => undefined);
+    if (!this.options || this.initializing) return;
+    this.initializing = true;
+    Promise.resolve(this.shared.init?.(this.options))
+      .catch(() => undefined)
+      .finally(() => (this.initializing = false));
   }
 
   private async attempt<T>(shared: () => Promise<T> | T, local: () => Promise<T> | T): Promise<T> {
     try {
-      const result = await shared();
-      if (this.degraded) {
-        this.degraded = false;
-        this.logger.info({ limiter: this.name }, 'rate limits shared through Redis again');
-      }
-      return result;
-    } catch (err) {
+      return await shared();
+    } catch {
       this.initShared();
-      if (!this.degraded) {
-        this.degraded = true;
-        this.logger.warn({ err, limiter: this.name }, 'Redis unreachable: rate limits counted per instance until it returns');
-      }
       return local();
     }
   }

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { ClientRateLimitInfo, IncrementResponse, Options, Store } from 'express-rate-limit';
 import type { Logger } from 'pino';
+import { isPublicAddress } from './trust-proxy';
 
 /**
  * Counts in this process's memory: a fixed window per key, from its first hit. Synchronous; the
@@ -109,7 +110,7 @@ function deploymentChecks(name: string, logger: Logger): (req: Request) => void 
     logger.warn({ limiter: name, code }, message);
   };
   return (req) => {
-    if (warned.size === 4) return;
+    if (warned.size === 5) return;
     const trust: unknown = req.app.get('trust proxy');
     if (trust === true) warn('PERMISSIVE_TRUST_PROXY', 'TRUST_PROXY is true: any client can pick the address it is limited by (X-Forwarded-For)');
     if (trust === false && req.headers['x-forwarded-for'] !== undefined)
@@ -118,6 +119,9 @@ function deploymentChecks(name: string, logger: Logger): (req: Request) => void 
     if (ip === undefined || !isIP(ip)) warn('NO_CLIENT_ADDRESS', 'a request without a usable client address: such requests share one limit');
     if (req.headers.forwarded !== undefined && ip === req.socket.remoteAddress)
       warn('FORWARDED_HEADER', 'a Forwarded header arrives; only X-Forwarded-For is read (TRUST_PROXY)');
+    // A peer on a public address was trusted to name the client: TRUST_PROXY reaches past the proxies.
+    if (ip !== req.socket.remoteAddress && isPublicAddress(req.socket.remoteAddress))
+      warn('TRUSTED_PUBLIC_PEER', 'TRUST_PROXY trusted X-Forwarded-For from a public address: anyone there can pick the address it is limited by');
   };
 }
 

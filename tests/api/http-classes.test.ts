@@ -96,6 +96,8 @@ describe('the service on its own server', () => {
     await same('HEAD', '/health');
     await same('GET', '/nope');
     await same('GET', '/api/me', { 'X-API-Key': 'cust_nonsense' });
+    // Verified once first: a remembered key is rate-limited by its customer, a new one by its address.
+    await call(port, 'GET', '/api/me', { 'X-API-Key': c.apiKey });
     await same('GET', '/api/me', { 'X-API-Key': c.apiKey });
     const k = `classes-${randomBytes(4).toString('hex')}`;
     // The first stores it; the replay answers the same from either server.

@@ -3,68 +3,11 @@
  * up before the answer, guesses spread over addresses, and the bcrypt slots. Requests go over real
  * sockets to a listening server, so concurrency and hang-ups are what a client would produce.
  */
-import { randomBytes } from 'node:crypto';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import net from 'node:net';
 import { createLogger } from '../../src/logger';
 import { connectRedis } from '../../src/redis';
 import { createCustomer, issueKey, wrongSecretKey } from '../helpers/factories';
-import { createTestApp, newAdminToken, TestApp } from '../helpers/test-app';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const clientIp = () => `10.${randomBytes(1)[0]}.${randomBytes(1)[0]}.${randomBytes(1)[0]}`;
-
-interface Served {
-  t: TestApp;
-  url: string;
-  server: Server;
-}
-
-async function serve(env: Record<string, string>, opts: Parameters<typeof createTestApp>[1] = {}): Promise<Served> {
-  const t = await createTestApp({ TRUST_PROXY: '1', ...env }, opts);
-  const server = await new Promise<Server>((resolve) => {
-    const s = t.app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  return { t, server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
-async function stop(s: Served) {
-  await new Promise((r) => s.server.close(r));
-  s.server.closeAllConnections();
-  await s.t.close();
-}
-
-async function call(s: Served, path: string, headers: Record<string, string>, init: RequestInit = {}) {
-  const started = Date.now();
-  const res = await fetch(`${s.url}${path}`, { ...init, headers });
-  const body = (await res.json()) as { error?: { code: string } };
-  return { status: res.status, code: body.error?.code, headers: res.headers, ms: Date.now() - started };
-}
-
-const me = (s: Served, key: string, ip: string) => call(s, '/api/me', { 'X-API-Key': key, 'X-Forwarded-For': ip });
-const tally = (statuses: number[]) => statuses.reduce<Record<number, number>>((acc, st) => ({ ...acc, [st]: (acc[st] ?? 0) + 1 }), {});
-
-/** A real key's start with another secret: it names a live key, so it is checked against that key's count. */
-function sameStartKey(key: string): string {
-  const prefix = key.slice(0, 'cust_'.length + 36 + 1 + 8);
-  return prefix + randomBytes(32).toString('base64url').slice(0, 35);
-}
-
-/** Sends a whole request on a raw socket and hangs up at once, without reading the answer. */
-function hangUp(s: Served, headers: Record<string, string>): Promise<void> {
-  const { port } = s.server.address() as AddressInfo;
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1', () => {
-      const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}`);
-      socket.write(['GET /api/me HTTP/1.1', 'Host: 127.0.0.1', ...lines, '', ''].join('\r\n'), () => {
-        socket.destroy();
-        resolve();
-      });
-    });
-    socket.on('error', () => resolve());
-  });
-}
+import { call, clientIp, hangUp, me, sameStartKey, serve, Served, sleep, stop, tally } from '../helpers/served-app';
+import { newAdminToken } from '../helpers/test-app';
 
 describe('the failed-authentication limit counts before it checks', () => {
   let s: Served;
@@ -157,13 +100,16 @@ describe('the limit does not lock out what it can tell is real', () => {
     expect((await me(s, c.apiKey, clientIp())).status).toBe(200);
   });
 
-  test("when wrong secrets reuse a live key's start, then they are counted against that key and refused past the limit", async () => {
+  test("when wrong secrets reuse a live key's start from one address, then they are counted against that key from that address and refused past the limit", async () => {
     const c = await createCustomer(s.t);
+    const ip = clientIp();
     const before = s.t.bcryptCalls();
     const statuses = [];
-    for (let i = 0; i < 5; i++) statuses.push((await me(s, sameStartKey(c.apiKey), clientIp())).status);
+    for (let i = 0; i < 5; i++) statuses.push((await me(s, sameStartKey(c.apiKey), ip)).status);
     expect(statuses).toEqual([401, 401, 401, 429, 429]);
     expect(s.t.bcryptCalls() - before).toBe(3);
+    // The key itself, from another address, is not locked out by them.
+    expect((await me(s, c.apiKey, clientIp())).status).toBe(200);
   });
 
   test('when an address floods POST /api/usage with bad keys, then its own per-address limit refuses it before authentication', async () => {
@@ -212,25 +158,6 @@ describe('bcrypt slots', () => {
     const text = await (await fetch(`${s.url}/metrics`, { headers: { Authorization: `Bearer ${s.t.adminToken}` } })).text();
     expect(text).toMatch(new RegExp(`^key_verifications_busy_total ${busy.length}$`, 'm'));
   });
-
-  test('when a guess is refused as busy, then its attempt is given back: it was never checked', async () => {
-    const t = await serve({ AUTH_MAX_CONCURRENT_VERIFICATIONS: '1', BCRYPT_COST: '10', RATE_LIMIT_AUTH_FAILURES: '5/1m' });
-    try {
-      const c = await createCustomer(t.t);
-      const ip = clientIp();
-      const results = await Promise.all(Array.from({ length: 5 }, () => me(t, wrongSecretKey(c.id), ip)));
-      const checked = results.filter((r) => r.status === 401).length;
-      expect(checked).toBeGreaterThan(0);
-      expect(checked + results.filter((r) => r.status === 503).length).toBe(5);
-      // Only the checked ones were spent: the rest of the budget is still there.
-      const after = [];
-      for (let i = 0; i < 5 - checked; i++) after.push((await me(t, wrongSecretKey(c.id), ip)).status);
-      expect(after.every((st) => st === 401)).toBe(true);
-      expect((await me(t, wrongSecretKey(c.id), ip)).status).toBe(429);
-    } finally {
-      await stop(t);
-    }
-  });
 });
 
 const redisUrl = process.env.REDIS_URL;
@@ -239,7 +166,8 @@ const redisUrl = process.env.REDIS_URL;
     const logger = createLogger({ logLevel: 'silent', logPretty: false });
     const [ra, rb] = [connectRedis(redisUrl!, logger), connectRedis(redisUrl!, logger)];
     await Promise.all([ra.ready, rb.ready]);
-    const env = { RATE_LIMIT_AUTH_FAILURES: '10/1m', AUTH_MAX_CONCURRENT_VERIFICATIONS: '64' };
+    // A roomy Redis bound: on a loaded test machine Redis may be slow, and this test is about sharing.
+    const env = { RATE_LIMIT_AUTH_FAILURES: '10/1m', AUTH_MAX_CONCURRENT_VERIFICATIONS: '64', REDIS_COMMAND_TIMEOUT: '2000' };
     const [a, b] = [await serve(env, { redis: ra }), await serve(env, { redis: rb })];
     try {
       const c = await createCustomer(a.t);

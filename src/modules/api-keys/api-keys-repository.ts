@@ -156,6 +156,23 @@ export function createApiKeysRepository() {
       }));
     },
 
+    /**
+     * findCandidates, and whether the customer exists at all, in one query: the failed-authentication
+     * limit keeps a counter only for customers that exist (random ids must not each cost a counter).
+     */
+    async findCandidatesOf(db: Knex, customerId: string, start: string): Promise<{ customerExists: boolean; candidates: KeyCandidate[] }> {
+      const rows = (await db('customers as c')
+        .leftJoin('api_keys as k', (j) => void j.on('k.customer_id', '=', 'c.id').andOn('k.start', '=', db.raw('?', [start])))
+        .select('k.id', 'k.secret_hash', 'k.expires_at', 'k.revoked_at', 'c.status')
+        .where('c.id', customerId)) as (Omit<CandidateRow, 'id'> & { id: string | null })[];
+      return {
+        customerExists: rows.length > 0,
+        candidates: rows
+          .filter((r) => r.id !== null)
+          .map((r) => ({ id: r.id!, secretHash: r.secret_hash, expiresAt: r.expires_at, revokedAt: r.revoked_at, customerStatus: r.status })),
+      };
+    },
+
     /** The state of one key and its customer: the cheap re-check of a cached verdict. */
     async findState(db: Knex, keyId: string): Promise<Omit<KeyCandidate, 'secretHash'> | null> {
       const r = (await db('api_keys as k')

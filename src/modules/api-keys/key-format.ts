@@ -3,7 +3,7 @@ import { UUID_RE } from '../../lib/ids';
 
 /** `cust_<customerId>_<secret>`: the secret is 32 random bytes, base64url (43 characters). */
 const KEY_RE = /^cust_([0-9a-f-]{36})_([A-Za-z0-9_-]{43})$/;
-const KEY_LENGTH = 'cust_'.length + 36 + 1 + 43;
+export const KEY_LENGTH = 'cust_'.length + 36 + 1 + 43;
 /** Characters of the secret kept in clear for display and candidate lookup (48 of 256 bits). */
 export const START_LENGTH = 8;
 

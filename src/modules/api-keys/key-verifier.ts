@@ -2,13 +2,14 @@ import bcrypt from 'bcrypt';
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { AppError, ServiceUnavailableError, UnauthorizedError } from '../../errors/app-error';
-import { addressName, customerName, keyName, type AuthFailureGuard, type Reservation } from '../../security/auth-failure-guard';
+import { addressName, customerName, keyAddressName, keyName, type AuthFailureGuard, type Reservation } from '../../security/auth-failure-guard';
 import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import type { ApiKeysRepository, KeyCandidate } from './api-keys-repository';
-import { keyFingerprint, parseKey } from './key-format';
+import { KEY_LENGTH, keyFingerprint, parseKey, type ParsedKey } from './key-format';
 import type { LastUsedTracker } from './last-used-tracker';
 import type { CacheEntry, CachedVerdict, VerificationCache } from './verification-cache';
+import { createLanes, createSlots } from './verification-slots';
 
 export interface CustomerPrincipal {
   customerId: string;
@@ -33,6 +34,8 @@ export interface KeyVerifierDeps {
   guard: AuthFailureGuard;
   /** bcrypt verifications at once; above it a fast 503 (half at most for keys matching no live key). */
   maxConcurrent: number;
+  /** How long an attempt on a key whose start is flooded may wait for that key's lane (default 1 s). */
+  laneWaitMs?: number;
   now?: () => number;
   /** Observes each bcrypt comparison (metrics, and tests that count them). */
   onBcrypt?: () => void;
@@ -43,52 +46,47 @@ export interface KeyVerifierDeps {
 }
 
 /**
- * How many bcrypt verifications may run at once. A key that matches no live key (a guess) may
- * take at most half of the slots, so a flood of guesses can never take the slots real keys need.
+ * An address this many times past the failed-authentication limit is refused before any lookup:
+ * it could only be looked up to find live key starts, and the lookups are what a flood costs.
  */
-function createSlots(max: number) {
-  const guessMax = Math.max(1, Math.floor(max / 2));
-  let active = 0;
-  let guesses = 0;
-  return {
-    tryAcquire(guess: boolean): (() => void) | null {
-      if (active >= max || (guess && guesses >= guessMax)) return null;
-      active++;
-      if (guess) guesses++;
-      let done = false;
-      return () => {
-        if (done) return;
-        done = true;
-        active--;
-        if (guess) guesses--;
-      };
-    },
-  };
-}
+const FAR_OVER = 5;
 
-/** A verification that did not run: over the failed-authentication limit, or no free slot, or nobody waiting. */
+/** A verification that did not run: over a limit, no free slot or lane, or nobody waiting. */
 class NotChecked extends Error {
   constructor(
     readonly answer: AppError,
+    /** Whether the caller gives its attempt back (it was never checked, and it named a live key). */
     readonly giveBack: boolean,
+    /** Every caller waiting for it had hung up: one that is still there checks again. */
+    readonly abandoned = false,
   ) {
     super(answer.message);
   }
 }
 
+/** One check of a presented key, shared by every concurrent caller presenting the same key. */
+interface SharedCheck {
+  verdict: Promise<CachedVerdict>;
+  /** Each waiting caller's "has hung up"; the check is dropped before bcrypt only if all have. */
+  waiters: Set<() => boolean>;
+}
+
 /**
  * Checks a presented X-API-Key, always in the same order:
  * shape (no bcrypt, no database) -> cache (a stale positive verdict is re-checked by key id,
- * without bcrypt) -> one indexed lookup -> bcrypt -> key and customer state. Every failure is the same 401 to the caller; the reason goes to the audit log.
+ * without bcrypt) -> the address's count (far past the limit: refused before any query) -> one
+ * indexed lookup -> the counts the key names -> bcrypt -> key and customer state. Every failure is
+ * the same 401 to the caller; the reason goes to the audit log.
  * State checks run after bcrypt so unknown, wrong, revoked and expired keys take similar time.
  */
 export function createKeyVerifier(deps: KeyVerifierDeps) {
-  const { db, repo, cache, audit, lastUsed, bcryptCost } = deps;
+  const { db, repo, cache, audit, lastUsed, bcryptCost, guard } = deps;
   const now = deps.now ?? Date.now;
-  const inFlight = new Map<string, Promise<CachedVerdict>>();
+  const inFlight = new Map<string, SharedCheck>();
   const rechecks = new Map<string, Promise<CachedVerdict>>();
   let dummyHash: Promise<string> | null = null;
   const slots = createSlots(deps.maxConcurrent);
+  const lanes = createLanes(deps.laneWaitMs ?? 1000);
 
   const compare = (secret: string, hash: string) => {
     deps.onBcrypt?.();
@@ -131,53 +129,82 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
     return pending;
   }
 
+  const busy = () => new ServiceUnavailableError('Too many key verifications at once; retry shortly', { retryAfterSeconds: 1, quiet: true });
+
   /**
-   * A presented key not in the cache. The caller has already counted this attempt against its
-   * address and claimed customer. A key whose start matches a live key is checked against its
-   * own per-key count instead, so a flood of guesses from a shared address or against one customer
-   * does not lock the real keys there out; a guess past either count is refused without bcrypt.
+   * A presented key not in the cache; `own` is the first caller's count by address. A key whose
+   * start matches a live key is counted per key and per key and address instead of by address and
+   * customer, so a flood from a shared address or against one customer does not lock the real
+   * keys there out: past the per-key count it is checked in that key's own lane, one at a time,
+   * and only an address past its own count for that key is refused. A guess past its address or
+   * customer count is refused without bcrypt; a guess refused as busy stays counted.
    */
-  async function checkUncached(
-    customerId: string,
-    secret: string,
-    start: string,
-    reservation: Reservation,
-    names: readonly string[],
-    opts: VerifyOptions,
-  ): Promise<CachedVerdict> {
-    const candidates = await repo.findCandidates(db, customerId, start);
-    const guess = !candidates.some((c) => judge(c) === null);
-    let perKey: Reservation | null = null;
-    if (!guess) {
-      const name = keyName(customerId, start);
-      perKey = await deps.guard.reserve([name]);
-      if (perKey.over(name)) throw new NotChecked(perKey.refusal(), false);
-    } else if (names.some((n) => reservation.over(n))) {
-      throw new NotChecked(reservation.refusal(), false);
+  async function checkUncached(key: ParsedKey, ip: string | null, own: Reservation, allGone: () => boolean): Promise<CachedVerdict> {
+    const { customerId, secret, start } = key;
+    const { customerExists, candidates } = await repo.findCandidatesOf(db, customerId, start);
+    const live = candidates.some((c) => judge(c) === null);
+    let keyCounts: Reservation | null = null;
+    let laneName: string | null = null;
+    if (live) {
+      const [fromAddress, perKey] = [keyAddressName(customerId, start, ip), keyName(customerId, start)];
+      keyCounts = await guard.reserve([fromAddress, perKey]);
+      if (keyCounts.over(fromAddress)) throw new NotChecked(keyCounts.refusal(), false);
+      if (keyCounts.over(perKey)) laneName = perKey;
+    } else {
+      if (own.over(addressName(ip))) throw new NotChecked(own.refusal(), false);
+      // Only customers that exist get a counter: random ids must not each cost one.
+      const perCustomer = customerExists ? await guard.reserve([customerName(customerId)]) : null;
+      if (perCustomer?.over(customerName(customerId))) throw new NotChecked(perCustomer.refusal(), false);
     }
-    // Nobody is waiting for the answer: spend nothing on it (the attempt stays counted).
-    if (opts.clientGone?.()) throw new NotChecked(new AppError('BAD_REQUEST', 'The client closed the connection'), false);
-    const release = slots.tryAcquire(guess);
+    // Nobody is waiting for the answer: spend nothing on it (the attempts stay counted).
+    const abandoned = () => new NotChecked(new AppError('BAD_REQUEST', 'The client closed the connection'), false, true);
+    if (allGone()) throw abandoned();
+    const release = laneName ? await lanes.acquire(laneName) : slots.tryAcquire(!live);
     if (!release) {
-      await perKey?.release();
       deps.onBusy?.();
-      throw new NotChecked(new ServiceUnavailableError('Too many key verifications at once; retry shortly', { retryAfterSeconds: 1 }), true);
+      await keyCounts?.release();
+      throw new NotChecked(busy(), live);
     }
     try {
+      if (allGone()) throw abandoned();
       if (candidates.length === 0) {
         await burnBcrypt(secret);
-        return { ok: false, customerId, keyId: null, keyExpiresAt: null, reason: 'unknown_key' };
+        return { ok: false, customerId, keyId: null, keyExpiresAt: null, reason: 'unknown_key', customerExists };
       }
       for (const c of candidates) {
         if (!(await compare(secret, c.secretHash))) continue;
         const reason = judge(c);
-        if (reason === null) await perKey?.release();
+        if (reason === null) await keyCounts?.release();
         return { ok: reason === null, customerId, keyId: c.id, keyExpiresAt: c.expiresAt?.getTime() ?? null, ...(reason ? { reason } : {}) };
       }
       return { ok: false, customerId, keyId: null, keyExpiresAt: null, reason: 'wrong_secret' };
     } finally {
       release();
     }
+  }
+
+  /** The check of this key under way, or a new one. */
+  function sharedCheck(fp: string, key: ParsedKey, ctx: ActorContext, own: Reservation): SharedCheck {
+    const existing = inFlight.get(fp);
+    if (existing) return existing;
+    const waiters = new Set<() => boolean>();
+    const generation = cache.generation;
+    const verdict = checkUncached(key, ctx.ip, own, () => [...waiters].every((gone) => gone())).finally(() => inFlight.delete(fp));
+    const check = { verdict, waiters };
+    inFlight.set(fp, check);
+    verdict.then(
+      async (v) => {
+        cache.set(fp, v, generation);
+        if (!v.ok) return;
+        await audit.recordDetached(
+          { ...ctx, actor: 'customer', actorId: v.customerId },
+          // One success row per key per instance per cache TTL: uses in between are cache hits.
+          { action: 'auth.customer_key', outcome: 'success', targetType: 'api_key', targetId: v.keyId, details: { verified_by: 'bcrypt' } },
+        );
+      },
+      () => undefined,
+    );
+    return check;
   }
 
   /**
@@ -192,7 +219,7 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
     answer: AppError,
     cached = false,
   ): Promise<never> {
-    deps.onFailure?.(reason);
+    deps.onFailure?.(answer.code === 'RATE_LIMITED' ? 'rate_limited' : reason);
     if (answer.code === 'UNAUTHORIZED') {
       await audit.recordDetached(
         { ...ctx, actor: 'customer', actorId: customerId },
@@ -208,11 +235,25 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
     throw answer;
   }
 
-  /** A failure found without bcrypt: counted against the address (and the customer it names), then refused. */
+  /** A failure found without bcrypt: counted against the address (and the customer it names, if it exists), then refused. */
   const cheapFailure = (ctx: ActorContext, customerId: string | null) =>
-    deps.guard.fail(customerId ? [addressName(ctx.ip), customerName(customerId)] : [addressName(ctx.ip)]);
+    guard.fail(customerId ? [addressName(ctx.ip), customerName(customerId)] : [addressName(ctx.ip)]);
+
+  /** A remembered positive verdict that still holds (it may be due for its cheap re-check). */
+  function rememberedHit(presented: string): CacheEntry | null {
+    const hit = cache.get(keyFingerprint(presented));
+    return hit?.ok && (hit.keyExpiresAt === null || hit.keyExpiresAt > now()) ? hit : null;
+  }
 
   return {
+    /**
+     * The customer of a key this instance has already verified, without bcrypt or a query; null
+     * otherwise. The per-address limits count such a caller by its customer instead.
+     */
+    rememberedCustomer(presented: string | undefined): string | null {
+      return presented && presented.length === KEY_LENGTH ? (rememberedHit(presented)?.customerId ?? null) : null;
+    },
+
     async verify(presented: string | undefined, ctx: ActorContext, opts: VerifyOptions = {}): Promise<CustomerPrincipal> {
       if (!presented) return fail(ctx, 'missing', null, null, await cheapFailure(ctx, null));
       const parsed = parseKey(presented);
@@ -227,50 +268,47 @@ export function createKeyVerifier(deps: KeyVerifierDeps) {
         hit = await recheck(fp, hit as CacheEntry);
       }
       if (hit) {
-        if (!hit.ok)
-          return fail(ctx, (hit.reason ?? 'wrong_secret') as FailureReason, hit.customerId, hit.keyId, await cheapFailure(ctx, hit.customerId), true);
+        if (!hit.ok) {
+          const answer = await cheapFailure(ctx, hit.customerExists === false ? null : hit.customerId);
+          return fail(ctx, (hit.reason ?? 'wrong_secret') as FailureReason, hit.customerId, hit.keyId, answer, true);
+        }
         lastUsed.touch(hit.keyId!, new Date(now()));
         return { customerId: hit.customerId, keyId: hit.keyId! };
       }
 
-      // Counted before anything is spent on it; a success gives it back.
-      const names = [addressName(ctx.ip), customerName(parsed.customerId)];
-      const reservation = await deps.guard.reserve(names);
-      // Concurrent first uses of one key share a single lookup and bcrypt.
-      let pending = inFlight.get(fp);
-      if (!pending) {
-        const generation = cache.generation;
-        pending = checkUncached(parsed.customerId, parsed.secret, parsed.start, reservation, names, opts).finally(() => inFlight.delete(fp));
-        inFlight.set(fp, pending);
-        pending.then(
-          (v) => cache.set(fp, v, generation),
-          () => undefined,
-        );
-        pending.then(
-          async (v) => {
-            if (!v.ok) return;
-            await audit.recordDetached(
-              { ...ctx, actor: 'customer', actorId: v.customerId },
-              // One success row per key per instance per cache TTL: uses in between are cache hits.
-              { action: 'auth.customer_key', outcome: 'success', targetType: 'api_key', targetId: v.keyId, details: { verified_by: 'bcrypt' } },
-            );
-          },
-          () => undefined,
-        );
-      }
+      // Counted before anything is spent on it; a success gives it back. An address far past its
+      // count is refused before the database is asked anything.
+      const address = addressName(ctx.ip);
+      const own = await guard.reserve([address]);
+      if (own.hits(address) > FAR_OVER * guard.max) return fail(ctx, 'rate_limited', parsed.customerId, null, own.refusal());
+      const gone = opts.clientGone ?? (() => false);
       let verdict: CachedVerdict;
-      try {
-        verdict = await pending;
-      } catch (err) {
-        if (!(err instanceof NotChecked)) throw err;
-        if (err.giveBack) await reservation.release();
-        if (err.answer.code === 'RATE_LIMITED') deps.onFailure?.('rate_limited');
-        throw err.answer;
+      for (;;) {
+        // Concurrent first uses of one key share a single lookup and bcrypt.
+        const check = sharedCheck(fp, parsed, ctx, own);
+        check.waiters.add(gone);
+        try {
+          verdict = await check.verdict;
+          break;
+        } catch (err) {
+          if (!(err instanceof NotChecked)) throw err;
+          // Dropped because every caller then waiting had hung up; this one is still here.
+          if (err.abandoned && !gone()) continue;
+          if (err.giveBack) await own.release();
+          if (err.answer.code === 'RATE_LIMITED') deps.onFailure?.('rate_limited');
+          throw err.answer;
+        } finally {
+          check.waiters.delete(gone);
+        }
       }
-      if (!verdict.ok) return fail(ctx, verdict.reason as FailureReason, verdict.customerId, verdict.keyId, new UnauthorizedError());
-      await reservation.release();
-      lastUsed.touch(verdict.keyId!, new Date(now()));
-      return { customerId: verdict.customerId, keyId: verdict.keyId! };
+      if (verdict.ok) {
+        await own.release();
+        lastUsed.touch(verdict.keyId!, new Date(now()));
+        return { customerId: verdict.customerId, keyId: verdict.keyId! };
+      }
+      // Each caller sharing the check is judged by its own count: past it, a 429 and no audit row.
+      const answer = own.over(address) ? own.refusal() : new UnauthorizedError();
+      return fail(ctx, verdict.reason as FailureReason, verdict.customerId, verdict.keyId, answer);
     },
   };
 }

@@ -15,6 +15,8 @@ export interface CachedVerdict {
   keyExpiresAt: number | null;
   /** Why a negative verdict failed, for the audit trail. */
   reason?: string;
+  /** False when the key's customer id names no customer: no counter is kept for it. */
+  customerExists?: boolean;
 }
 
 export interface CacheEntry extends CachedVerdict {
