@@ -9,24 +9,23 @@ type Constructor<T> = new (...args: never[]) => T;
  *
  * express gives every request and response another prototype (Object.setPrototypeOf) and then
  * adds a dozen properties to each. V8 cannot reuse hidden classes for an object whose prototype
- * was swapped, so each of those additions builds a new one: on this Node about 3 us apiece, some
- * 40 us a request before any work is done. Objects made from these classes have express's
- * prototypes from the start: the swap changes nothing and the additions reuse cached hidden
- * classes. A bare Express app answering from a setImmediate spent 160-190 us of CPU a request
- * with node's own classes and 55-65 us with these (autocannon, 50 connections, this machine).
+ * was swapped, so each of those additions builds a new one. Objects made from these classes have
+ * express's prototypes from the start: the swap changes nothing and the additions reuse cached
+ * hidden classes. Why, what it saves (measured) and when to delete it:
+ * docs/decisions/request-classes.md.
  */
 export function httpClassesFor(app: Express): { IncomingMessage: typeof http.IncomingMessage; ServerResponse: typeof http.ServerResponse } {
-  // node's own constructors are plain functions (not classes): they can run on an object made here.
-  const IncomingMessage = http.IncomingMessage as unknown as (this: object, socket: Socket) => void;
-  const ServerResponse = http.ServerResponse as unknown as (this: object, req: http.IncomingMessage, options?: object) => void;
-
-  function BillingRequest(this: object, socket: Socket) {
-    IncomingMessage.call(this, socket);
+  // Reflect.construct runs node's constructor on an object whose prototype is new.target's
+  // (express's): it works whether node's constructors are plain functions, as in Node 20, or
+  // classes, which cannot be called with another `this`.
+  const { IncomingMessage, ServerResponse } = http;
+  function BillingRequest(this: unknown, socket: Socket): http.IncomingMessage {
+    return Reflect.construct(IncomingMessage, [socket], new.target ?? BillingRequest) as http.IncomingMessage;
   }
   BillingRequest.prototype = app.request;
 
-  function BillingResponse(this: object, req: http.IncomingMessage, options?: object) {
-    ServerResponse.call(this, req, options);
+  function BillingResponse(this: unknown, req: http.IncomingMessage, options?: object): http.ServerResponse {
+    return Reflect.construct(ServerResponse, [req, options], new.target ?? BillingResponse) as http.ServerResponse;
   }
   BillingResponse.prototype = app.response;
 
