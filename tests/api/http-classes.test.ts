@@ -56,7 +56,7 @@ test('when a request arrives, then it and its response already have the app’s 
 
 test('when node’s request and response constructors are classes, then the server still makes its objects with express’s prototypes', async () => {
   // A later Node may turn these constructors into classes, which cannot be called with another
-  // `this`: the server builds through Reflect.construct, which works for both.
+  // `this`: the server subclasses them (construction through super()), which works for both.
   const { IncomingMessage, ServerResponse } = http;
   const classes = http as { IncomingMessage: typeof http.IncomingMessage; ServerResponse: typeof http.ServerResponse };
   classes.IncomingMessage = class extends IncomingMessage {};
