@@ -1,4 +1,5 @@
 import express, { Express } from 'express';
+import helmet from 'helmet';
 import { z } from 'zod';
 import type { Config } from './config';
 import type { Container } from './container';
@@ -9,7 +10,6 @@ import { adminAuth, metricsAuth } from './middleware/admin-auth';
 import { customerAuth } from './middleware/customer-auth';
 import { errorHandler, notFound } from './middleware/error-handler';
 import { requestObserver } from './middleware/http-logger';
-import { securityHeaders } from './middleware/security-headers';
 import { requestId } from './middleware/request-id';
 import { apiKeysRoutes } from './modules/api-keys/api-keys-routes';
 import { auditRoutes } from './modules/audit/audit-routes';
@@ -90,8 +90,8 @@ export function createApp(c: Container, opts: AppOptions = {}): Express {
   // API answers change with every write; a SHA-1 of every body buys clients nothing here.
   app.set('etag', false);
 
-  // Every request, as one layer: our request id, the access log and duration, security headers.
-  app.use(compose([requestId(), requestObserver(c.logger, c.metrics.httpDuration), securityHeaders()]));
+  // Every request, as one layer: our request id, the access log and duration, helmet's security headers.
+  app.use(compose([requestId(), requestObserver(c.logger, c.metrics.httpDuration), helmet()]));
 
   const admin = adminAuth(c.adminTokens, c.limiters.authFailures, c.audit, (reason) => c.metrics.authFailures.inc({ kind: 'admin_token', reason }));
   registerRoutes(app, routeTable(c), {

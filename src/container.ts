@@ -13,9 +13,9 @@ import { createAuditService } from './modules/audit/audit-service';
 import { createCustomerLookup } from './modules/customers/customer-lookup';
 import { createCustomersRepository } from './modules/customers/customers-repository';
 import { createCustomersService } from './modules/customers/customers-service';
-import { createForwarderRepository } from './modules/usage/forwarding-repository';
+import { createForwardingRepository } from './modules/usage/forwarding-repository';
 import { createForwardingService } from './modules/usage/forwarding-service';
-import { createUsageForwarder } from './modules/usage/forwarding-worker';
+import { createForwardingWorker } from './modules/usage/forwarding-worker';
 import { createUsageRepository } from './modules/usage/usage-repository';
 import { usageSchemas } from './modules/usage/usage-schemas';
 import { createUsageService } from './modules/usage/usage-service';
@@ -113,8 +113,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     now,
     onAccepted: (mode, n) => metrics.usageAccepted.inc({ mode }, n),
   });
-  const forwarderRepo = createForwarderRepository();
-  const forwarder = createUsageForwarder({
+  const forwarderRepo = createForwardingRepository();
+  const forwarder = createForwardingWorker({
     db,
     repo: forwarderRepo,
     stripe,

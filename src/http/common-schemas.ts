@@ -63,7 +63,16 @@ export const email = z.string().trim().max(254, 'must be at most 254 characters'
 
 export const idParams = z.object({ id: uuid });
 
-export const isoDate = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
+/**
+ * The one ISO 8601 date-time rule: with a time zone (Z or an offset), any number of fractional
+ * digits. The schema for the API and the pattern for checks written by hand (the usage body's) are
+ * zod's one public rule (`z.iso.datetime` and `z.regexes.datetime` with the same options), so the two
+ * cannot read a date differently.
+ */
+export const isoDateTime = (message?: string) => z.iso.datetime({ offset: true, ...(message ? { message } : {}) });
+export const ISO_DATE_TIME: RegExp = z.regexes.datetime({ offset: true });
+
+export const isoDate = isoDateTime().transform((s) => new Date(s));
 
 export function iso(d: Date): string;
 export function iso(d: Date | null): string | null;

@@ -1,39 +1,41 @@
 import http from 'node:http';
-import type { Socket } from 'node:net';
 import type { Express } from 'express';
 
-type Constructor<T> = new (...args: never[]) => T;
+interface HttpClasses {
+  IncomingMessage: typeof http.IncomingMessage;
+  ServerResponse: typeof http.ServerResponse;
+}
+
+const made = new WeakMap<Express, HttpClasses>();
 
 /**
  * The classes node makes each request and response from, for express's app.
  *
- * express gives every request and response another prototype (Object.setPrototypeOf) and then
- * adds a dozen properties to each. V8 cannot reuse hidden classes for an object whose prototype
- * was swapped, so each of those additions builds a new one: on this Node about 3 us apiece, some
- * 40 us a request before any work is done. Objects made from these classes have express's
- * prototypes from the start: the swap changes nothing and the additions reuse cached hidden
- * classes. A bare Express app answering from a setImmediate spent 160-190 us of CPU a request
- * with node's own classes and 55-65 us with these (autocannon, 50 connections, this machine).
+ * express gives every request and response the app's prototypes (`Object.setPrototypeOf(req,
+ * app.request)`) and then adds a dozen properties to each. V8 cannot reuse hidden classes for an
+ * object whose prototype was swapped, so each of those additions builds a new one. Objects made
+ * from these classes have the app's prototypes from the start: the swap changes nothing and the
+ * additions reuse cached hidden classes. Why, what it saves (measured) and when to delete it:
+ * docs/decisions/request-classes.md.
+ *
+ * They are subclasses of node's own, so construction goes through `super()` (V8's ordinary path
+ * for a derived class, whose instances share one hidden class) and works whether node's
+ * constructors are plain functions, as in Node 20, or classes. The app's prototypes become the
+ * subclasses' prototypes: each is placed in front of the app's own and takes its place in
+ * `app.request` / `app.response`, so what express sets is what the object already has.
  */
-export function httpClassesFor(app: Express): { IncomingMessage: typeof http.IncomingMessage; ServerResponse: typeof http.ServerResponse } {
-  // node's own constructors are plain functions (not classes): they can run on an object made here.
-  const IncomingMessage = http.IncomingMessage as unknown as (this: object, socket: Socket) => void;
-  const ServerResponse = http.ServerResponse as unknown as (this: object, req: http.IncomingMessage, options?: object) => void;
-
-  function BillingRequest(this: object, socket: Socket) {
-    IncomingMessage.call(this, socket);
-  }
-  BillingRequest.prototype = app.request;
-
-  function BillingResponse(this: object, req: http.IncomingMessage, options?: object) {
-    ServerResponse.call(this, req, options);
-  }
-  BillingResponse.prototype = app.response;
-
-  return {
-    IncomingMessage: BillingRequest as unknown as Constructor<http.IncomingMessage> as typeof http.IncomingMessage,
-    ServerResponse: BillingResponse as unknown as Constructor<http.ServerResponse> as typeof http.ServerResponse,
-  };
+export function httpClassesFor(app: Express): HttpClasses {
+  const known = made.get(app);
+  if (known) return known;
+  class BillingRequest extends http.IncomingMessage {}
+  class BillingResponse extends http.ServerResponse {}
+  Object.setPrototypeOf(BillingRequest.prototype, app.request);
+  Object.setPrototypeOf(BillingResponse.prototype, app.response);
+  app.request = BillingRequest.prototype as unknown as Express['request'];
+  app.response = BillingResponse.prototype as unknown as Express['response'];
+  const classes: HttpClasses = { IncomingMessage: BillingRequest, ServerResponse: BillingResponse as typeof http.ServerResponse };
+  made.set(app, classes);
+  return classes;
 }
 
 /** The HTTP server for an app, with the classes above (app.listen would use node's own). */

@@ -1,10 +1,11 @@
 import { z } from 'zod';
+import { isoDateTime } from './common-schemas';
 
 /**
  * The shapes of successful responses, documented in the OpenAPI document and checked against real
  * responses by the tests. Strict: a field added to a response without being documented fails.
  */
-const ts = z.iso.datetime({ offset: true });
+const ts = isoDateTime();
 const nts = ts.nullable();
 const id = z.string();
 const obj = z.strictObject;

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import http from 'node:http';
 import express from 'express';
+import request from 'supertest';
 import { createHttpServer } from '../../src/http/http-classes';
 import { createCustomer } from '../helpers/factories';
 import { createTestApp, type TestApp } from '../helpers/test-app';
@@ -53,6 +54,35 @@ test('when a request arrives, then it and its response already have the app’s 
   }
 });
 
+test('when node’s request and response constructors are classes, then the server still makes its objects with express’s prototypes', async () => {
+  // A later Node may turn these constructors into classes, which cannot be called with another
+  // `this`: the server subclasses them (construction through super()), which works for both.
+  const { IncomingMessage, ServerResponse } = http;
+  const classes = http as { IncomingMessage: typeof http.IncomingMessage; ServerResponse: typeof http.ServerResponse };
+  classes.IncomingMessage = class extends IncomingMessage {};
+  classes.ServerResponse = class extends ServerResponse {} as typeof http.ServerResponse;
+  const app = express();
+  app.get('/p', (req, res) => {
+    res.json({ sameRequest: Object.getPrototypeOf(req) === app.request, sameResponse: Object.getPrototypeOf(res) === app.response });
+  });
+  let server: http.Server;
+  try {
+    server = createHttpServer(app);
+  } finally {
+    classes.IncomingMessage = IncomingMessage;
+    classes.ServerResponse = ServerResponse;
+  }
+  // Control: calling a class constructor with another `this`, as the server once did, throws.
+  expect(() => (class extends IncomingMessage {} as unknown as (this: object) => void).call({})).toThrow(TypeError);
+  const port = await listen(server);
+  try {
+    const res = await call(port, 'GET', '/p');
+    expect(JSON.parse(res.text)).toEqual({ sameRequest: true, sameResponse: true });
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+});
+
 describe('the service on its own server', () => {
   let t: TestApp;
   let server: http.Server;
@@ -61,9 +91,10 @@ describe('the service on its own server', () => {
   let plainPort: number;
   beforeAll(async () => {
     t = await createTestApp();
-    server = createHttpServer(t.app);
+    // The server every API test calls (tests/helpers/test-app.ts), against node's own classes.
+    server = t.app;
     port = await listen(server);
-    plain = http.createServer(t.app);
+    plain = http.createServer(t.express);
     plainPort = await listen(plain);
   });
   afterAll(async () => {
@@ -88,6 +119,23 @@ describe('the service on its own server', () => {
     });
     return ours;
   }
+
+  test('when a test calls request(t.app), then the request is made by the production server’s classes', async () => {
+    const seen: unknown[] = [];
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => void seen.push(Object.getPrototypeOf(req), Object.getPrototypeOf(res));
+    // Before the app's own listener, which gives node's objects express's prototypes.
+    t.app.prependListener('request', onRequest);
+    try {
+      expect((await request(t.app).get('/health')).status).toBe(200);
+    } finally {
+      t.app.off('request', onRequest);
+    }
+    expect(seen).toEqual([t.express.request, t.express.response]);
+    // Control: node's own classes, as the plain server makes them, have other prototypes.
+    plain.prependOnceListener('request', (req: http.IncomingMessage) => void seen.push(Object.getPrototypeOf(req)));
+    expect((await call(plainPort, 'GET', '/health')).status).toBe(200);
+    expect(seen[2]).toBe(http.IncomingMessage.prototype);
+  });
 
   test('when the same requests are sent to node’s classes and to these, then the answers are the same', async () => {
     const c = await createCustomer(t);

@@ -5,7 +5,6 @@
  */
 import { verify as edVerify, createPublicKey, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +13,7 @@ import { BillingClient, type Jwks } from '../../src/client';
 import { ConfigError, loadConfig } from '../../src/config';
 import { signKeySet } from '../../src/modules/licenses/key-set';
 import { generateSigningKey, publicJwk } from '../../src/modules/licenses/signing-keys';
+import { createHttpServer } from '../../src/http/http-classes';
 import { reloadSecrets } from '../../src/secrets-reload';
 import { createPlan, subscribe } from '../helpers/factories';
 import { createTestApp, type TestApp } from '../helpers/test-app';
@@ -28,7 +28,7 @@ function verifiesWith(token: string, jwk: { x: string }): boolean {
 }
 
 async function listen(t: TestApp): Promise<{ url: string; close: () => Promise<void> }> {
-  const server = http.createServer(t.app);
+  const server = createHttpServer(t.express);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,

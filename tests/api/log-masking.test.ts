@@ -70,7 +70,7 @@ describe('a customer key in a URL', () => {
 
 describe('requests the HTTP parser refuses', () => {
   test('when a request is malformed at the HTTP level, then it is logged and counted, and the client gets 400', async () => {
-    const server = createHttpServer(t.app);
+    const server = createHttpServer(t.express);
     observeClientErrors(server, t.c.logger, t.c.metrics.clientErrors);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const { port } = server.address() as net.AddressInfo;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
 import { Writable } from 'node:stream';
 import type { Express } from 'express';
 import type { Knex } from 'knex';
@@ -6,11 +7,20 @@ import { createApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { buildContainer, Container } from '../../src/container';
 import { createKnex } from '../../src/db/knex';
+import { createHttpServer } from '../../src/http/http-classes';
 import { createLogger } from '../../src/logger';
 import type { RedisCommander } from '../../src/middleware/rate-limits';
 
 export interface TestApp {
-  app: Express;
+  /**
+   * The HTTP server production runs (createHttpServer, as src/server.ts starts it), not yet
+   * listening: `request(t.app)` listens it on a free port of 127.0.0.1 while its requests are in
+   * flight (supertest's way with a server it is given), and a test that needs an address of its
+   * own calls `t.app.listen(0, '127.0.0.1')`. close() closes it if it is still listening.
+   */
+  app: Server;
+  /** The Express app the server answers with. */
+  express: Express;
   c: Container;
   db: Knex;
   adminToken: string;
@@ -74,8 +84,11 @@ export async function createTestApp(
     onLimited: (n) => void limited.push(n),
   });
   const undeclared: string[] = [];
+  const app = createApp(c, { onUndeclaredError: (route, code) => void undeclared.push(`${route} answered ${code}`) });
+  const server = createHttpServer(app);
   return {
-    app: createApp(c, { onUndeclaredError: (route, code) => void undeclared.push(`${route} answered ${code}`) }),
+    app: server,
+    express: app,
     c,
     db,
     adminToken,
@@ -84,6 +97,11 @@ export async function createTestApp(
     limited,
     undeclared,
     async close() {
+      if (server.listening) {
+        const closed = new Promise((resolve) => server.close(resolve));
+        server.closeAllConnections();
+        await closed;
+      }
       await c.stop();
       await db.destroy();
       // The OpenAPI document lists each route's error codes: an answer outside them is a lie in it.

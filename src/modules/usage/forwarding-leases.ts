@@ -1,10 +1,10 @@
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
-import type { ForwarderRepository } from './forwarding-repository';
+import type { ForwardingRepository } from './forwarding-repository';
 
 export interface LeaseKeeperDeps {
   db: Knex;
-  repo: ForwarderRepository;
+  repo: ForwardingRepository;
   logger: Logger;
   leaseSeconds: number;
   /** How soon an outcome PostgreSQL refused is written again. */

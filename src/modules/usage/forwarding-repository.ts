@@ -59,7 +59,7 @@ type StatsRow = Pick<ForwardingStats, 'pending' | 'due' | 'failed' | 'local' | '
   sent_last_minute: number;
 };
 
-export function createForwarderRepository() {
+export function createForwardingRepository() {
   return {
     /**
      * Claims due events by leasing them: next_attempt_at moves past the lease, in a short
@@ -262,4 +262,4 @@ export function createForwarderRepository() {
   };
 }
 
-export type ForwarderRepository = ReturnType<typeof createForwarderRepository>;
+export type ForwardingRepository = ReturnType<typeof createForwardingRepository>;

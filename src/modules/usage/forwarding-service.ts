@@ -1,10 +1,10 @@
 import type { Knex } from 'knex';
 import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
-import type { ForwarderRepository } from './forwarding-repository';
+import type { ForwardingRepository } from './forwarding-repository';
 
 /** What admins see of the outbox towards Stripe, and the one thing they can do: retry. */
-export function createForwardingService(deps: { db: Knex; repo: ForwarderRepository; audit: AuditService; stripeEnabled: boolean }) {
+export function createForwardingService(deps: { db: Knex; repo: ForwardingRepository; audit: AuditService; stripeEnabled: boolean }) {
   const { db, repo, audit, stripeEnabled } = deps;
   return {
     async status() {

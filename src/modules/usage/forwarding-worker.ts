@@ -5,11 +5,11 @@ import type { Config } from '../../config';
 import type { MeterEventInput, StripePort } from '../../stripe/stripe-port';
 import { METER_STREAM_MAX_EVENTS, StripeCallError } from '../../stripe/stripe-port';
 import { createLeaseKeeper } from './forwarding-leases';
-import type { ClaimedEvent, ForwarderRepository } from './forwarding-repository';
+import type { ClaimedEvent, ForwardingRepository } from './forwarding-repository';
 
-export interface ForwarderDeps {
+export interface ForwardingWorkerDeps {
   db: Knex;
-  repo: ForwarderRepository;
+  repo: ForwardingRepository;
   stripe: StripePort;
   logger: Logger;
   settings: Config['forwarder'];
@@ -48,7 +48,7 @@ const emptySummary = (): RunSummary => ({ claimed: 0, sent: 0, retried: 0, faile
  * instance held is due again within FORWARDER_LEASE_SECONDS, and an outcome PostgreSQL could not
  * take is written as soon as it answers, not when a long lease ends.
  */
-export function createUsageForwarder(deps: ForwarderDeps) {
+export function createForwardingWorker(deps: ForwardingWorkerDeps) {
   const { db, repo, stripe, logger, settings, meterEvents } = deps;
   const random = deps.random ?? Math.random;
   const perCall = settings.mode === 'stream' ? METER_STREAM_MAX_EVENTS : 1;
@@ -234,4 +234,4 @@ export function createUsageForwarder(deps: ForwarderDeps) {
   };
 }
 
-export type UsageForwarder = ReturnType<typeof createUsageForwarder>;
+export type ForwardingWorker = ReturnType<typeof createForwardingWorker>;

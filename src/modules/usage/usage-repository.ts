@@ -1,9 +1,19 @@
 import type { Knex } from 'knex';
-import type pg from 'pg';
+import { namedStatement, runNamed } from '../../db/named-statement';
 import type { ForwardingState, UsageDailyRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
+import {
+  answerListSql,
+  decodeOutcomes,
+  decodeRefusal,
+  decodeStored,
+  refusalDetailSql,
+  type RefusedEvent,
+  type StoredEvent,
+  type WriteOutcome,
+} from './write-answer';
 
-export type { ForwardingState };
+export type { ForwardingState, RefusedEvent, StoredEvent, WriteOutcome };
 
 export interface UsageEvent {
   id: string;
@@ -23,21 +33,6 @@ export interface EventToWrite {
   quantity: string;
   occurredAt?: Date;
   idempotencyKey: string;
-}
-
-/** What the write says of each event given, in the order given. */
-export interface WriteOutcome {
-  /** The stored event's id: new, or the one stored earlier under the same key. */
-  id: string;
-  /** Stored by this write (false: the key was stored before, or earlier in the same write). */
-  created: boolean;
-  /** The key is stored with a different request fingerprint. */
-  conflict: boolean;
-  /** Index of the first event of this write with the same customer and key. */
-  leader: number;
-  /** The stored event's times, in ms since the epoch (a batch answers without them: no Date made for it). */
-  occurredMs: number;
-  receivedMs: number;
 }
 
 export interface TotalsQuery {
@@ -68,7 +63,8 @@ export interface TotalsRow {
  * - the daily totals of exactly the inserted rows;
  * - per event given: replay or conflict, by comparing fingerprints. This is the only place the
  *   idempotency rule is written.
- * Arrays through unnest keep the SQL text constant whatever the number of events.
+ * Arrays through unnest keep the SQL text constant whatever the number of events. It runs as a
+ * named statement (src/db/named-statement.ts); its answer is encoded and read in write-answer.ts.
  */
 const WRITE_SQL = `
 with given as (
@@ -103,31 +99,21 @@ with given as (
     join ins on ins.customer_id = g.customer_id and ins.idempotency_key = g.idempotency_key
 ), refused as (
   -- All or nothing (a batch): any conflict fails the whole statement, so nothing of it is kept.
-  -- The message lists each conflicting event: its index, its key's first index, and whether that
-  -- key was stored by this very statement (a repeat inside the request) or before.
-  select usage_refuse_write(json_agg(json_build_object('ord', v.ord, 'leader', v.leader, 'fresh', v.fresh) order by v.ord)::text)
+  -- The error's DETAIL lists each conflicting event: its index, its key's first index, and whether
+  -- that key was stored by this very statement (a repeat inside the request) or before.
+  select usage_refuse_write(${refusalDetailSql('v')})
     from verdict v where $8::boolean and v.conflict having count(*) > 0
 )
--- One row and one column whatever the number of events, so a 100-event batch is one value to read
--- and one sort, not a hundred rows (or a sort per column): per event in the order given, comma-
--- separated, the id (36 characters), 1/0 for created, 1/0 for conflict and, but for an
--- all-or-nothing write (a batch, whose caller reads ids and flags alone), ':leader:occurred_ms:received_ms'.
-select string_agg(v.id::text || case when v.created then '1' else '0' end || case when v.conflict then '1' else '0' end
-         || case when not $8::boolean then ':' || v.leader || ':' || floor(extract(epoch from v.occurred_at) * 1000)::bigint
-                                     || ':' || floor(extract(epoch from v.received_at) * 1000)::bigint else '' end,
-         ',' order by v.ord) as events
+-- One row, one value: every event's outcome in the order given (write-answer.ts), brief for an
+-- all-or-nothing write.
+select ${answerListSql('v', '$8::boolean')} as events
   from verdict v left join refused on true`;
 
-/** SQLSTATE of an all-or-nothing write refused for a conflict; the message is JSON naming the events. */
-export const WRITE_REFUSED_SQLSTATE = 'BL409';
+/** The write as a named statement, named after its text. */
+const WRITE = namedStatement('usage-write', WRITE_SQL);
 
-/** A conflicting event of a refused all-or-nothing write (indexes from 0). */
-export interface RefusedEvent {
-  index: number;
-  leader: number;
-  /** The key was stored by the refused write itself: the request repeats a key with another body. */
-  repeated: boolean;
-}
+/** SQLSTATE of an all-or-nothing write refused for a conflict; the DETAIL is JSON naming the events. */
+export const WRITE_REFUSED_SQLSTATE = 'BL409';
 
 export class WriteRefusedError extends Error {
   constructor(readonly events: RefusedEvent[]) {
@@ -135,19 +121,9 @@ export class WriteRefusedError extends Error {
   }
 }
 
-/** WRITE_SQL's one row: the events given, in the order given, as it lists them. */
+/** WRITE_SQL's one row: the events given, in the order given, as write-answer.ts encodes them. */
 interface WriteRow {
   events: string;
-}
-
-/** One event of WRITE_SQL's list: `<uuid><created 1/0><conflict 1/0>[:leader:occurred_ms:received_ms]`. */
-const ID_LENGTH = 36;
-const flag = (item: string, at: number) => item.charCodeAt(at) === ONE;
-
-/** An event of an all-or-nothing write: its id, and whether this write stored it. */
-export interface StoredEvent {
-  id: string;
-  created: boolean;
 }
 
 /** The totals query's rows: the grouping columns asked for; null sums when nothing matched. */
@@ -177,52 +153,26 @@ function textArray(values: readonly string[]): string {
 const NEEDS_ESCAPE = /["\\]/;
 const ESCAPED = /["\\]/g;
 
-/**
- * Runs a named statement on a connection of knex's pool, straight through pg: the text is fixed
- * and its parameters ready, so knex's query building (which walks every binding, arrays included)
- * has nothing to add. Never inside a transaction: the statement is all or nothing by itself.
- */
-async function runNamed<R>(db: Knex, query: { name: string; text: string; values: unknown[] }): Promise<R[]> {
-  if (db.isTransaction) throw new Error('runNamed runs on a pooled connection of its own, not inside a transaction');
-  const client = db.client as { acquireConnection(): Promise<pg.ClientBase>; releaseConnection(c: pg.ClientBase): Promise<void> };
-  const conn = await client.acquireConnection();
-  try {
-    return (await conn.query<R & pg.QueryResultRow>(query)).rows;
-  } finally {
-    await client.releaseConnection(conn);
-  }
-}
-
 const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } as const;
-
-const ONE = '1'.charCodeAt(0);
 
 /** Runs WRITE_SQL; a refused all-or-nothing write becomes a WriteRefusedError naming the events. */
 async function runWrite(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number, allOrNothing: boolean): Promise<WriteRow> {
   try {
-    const [row] = await runNamed<WriteRow>(db, {
-      // A named (prepared) statement: each connection parses and plans it once, not per write.
-      name: 'usage-write-v5',
-      text: WRITE_SQL,
-      values: [
-        uuidArray(events.map((e) => e.customerId)),
-        textArray(events.map((e) => e.metric)),
-        textArray(events.map((e) => e.quantity)),
-        bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
-        textArray(events.map((e) => e.idempotencyKey)),
-        nowMs,
-        state,
-        allOrNothing,
-      ],
-    });
+    const [row] = await runNamed<WriteRow>(db, WRITE, [
+      uuidArray(events.map((e) => e.customerId)),
+      textArray(events.map((e) => e.metric)),
+      textArray(events.map((e) => e.quantity)),
+      bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
+      textArray(events.map((e) => e.idempotencyKey)),
+      nowMs,
+      state,
+      allOrNothing,
+    ]);
     return row!;
   } catch (err) {
-    const e = err as { code?: string; message?: string };
-    if (e.code !== WRITE_REFUSED_SQLSTATE) throw err;
-    const marker = 'conflicting events: ';
-    const text = e.message ?? '';
-    const named = JSON.parse(text.slice(text.lastIndexOf(marker) + marker.length)) as { ord: number; leader: number; fresh: boolean }[];
-    throw new WriteRefusedError(named.map((n) => ({ index: n.ord - 1, leader: n.leader - 1, repeated: n.fresh })));
+    const e = err as { code?: string; detail?: string };
+    if (e.code !== WRITE_REFUSED_SQLSTATE || e.detail === undefined) throw err;
+    throw new WriteRefusedError(decodeRefusal(e.detail));
   }
 }
 
@@ -235,18 +185,7 @@ export function createUsageRepository() {
      */
     async write(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
-      const row = await runWrite(db, events, state, nowMs, false);
-      return row.events.split(',').map((item) => {
-        const [, leader, occurred, received] = item.split(':');
-        return {
-          id: item.slice(0, ID_LENGTH),
-          created: flag(item, ID_LENGTH),
-          conflict: flag(item, ID_LENGTH + 1),
-          leader: Number(leader) - 1,
-          occurredMs: Number(occurred),
-          receivedMs: Number(received),
-        };
-      });
+      return decodeOutcomes((await runWrite(db, events, state, nowMs, false)).events);
     },
 
     /**
@@ -256,8 +195,7 @@ export function createUsageRepository() {
      */
     async writeAllOrNothing(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<StoredEvent[]> {
       if (events.length === 0) return [];
-      const row = await runWrite(db, events, state, nowMs, true);
-      return row.events.split(',').map((item) => ({ id: item.slice(0, ID_LENGTH), created: flag(item, ID_LENGTH) }));
+      return decodeStored((await runWrite(db, events, state, nowMs, true)).events);
     },
 
     /**
