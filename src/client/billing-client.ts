@@ -156,7 +156,7 @@ export class BillingClient {
         );
       }
     }
-    // Checked now, reported by the first license call (as the queue folder is by the first queue call).
+    // Checked now, reported by the first getLicense or verifyLicense (as the queue folder is by the first queue call).
     if (this.licenseOptions.dir !== undefined) this.licenseFolder = privateDirCheck(this.licenseOptions.dir, 'license');
     if (options.queueDir !== undefined) {
       const pacer = new UsagePacer();
