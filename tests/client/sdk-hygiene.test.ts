@@ -393,12 +393,19 @@ describe('files in the license folder', () => {
 });
 
 describe('redirects', () => {
-  let elsewhere: http.Server;
   let got: { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }[];
   let elsewhereUrl: string;
+  const servers: http.Server[] = [];
+  /** A server on a port of its own (another origin: same host, another port), closed after the test; its address. */
+  const listening = async (handler: http.RequestListener): Promise<string> => {
+    const server = http.createServer(handler);
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
   beforeEach(async () => {
     got = [];
-    elsewhere = http.createServer((req, res) => {
+    elsewhereUrl = await listening((req, res) => {
       let body = '';
       req.on('data', (d) => (body += d));
       req.on('end', () => {
@@ -407,13 +414,12 @@ describe('redirects', () => {
         res.end(JSON.stringify({ created: 0, replayed: 0, events: [] }));
       });
     });
-    await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.1', r));
-    // Another origin: same host, another port.
-    elsewhereUrl = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}`;
   });
   afterEach(async () => {
-    elsewhere.closeAllConnections();
-    await new Promise((r) => elsewhere.close(r));
+    for (const server of servers.splice(0)) {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   test.each([307, 308, 302])(
@@ -432,24 +438,18 @@ describe('redirects', () => {
   );
 
   test('when a GET is redirected to another origin, then RedirectRefusedError and nothing reaches it', async () => {
-    const front = http.createServer((_req, res) => {
+    const front = await listening((_req, res) => {
       res.writeHead(302, { location: `${elsewhereUrl}/api/me` });
       res.end();
     });
-    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
-    try {
-      const c = new BillingClient({ baseUrl: `http://127.0.0.1:${(front.address() as AddressInfo).port}`, apiKey: 'test-key' });
-      await expect(c.me()).rejects.toBeInstanceOf(RedirectRefusedError);
-      expect(got).toEqual([]);
-    } finally {
-      front.closeAllConnections();
-      await new Promise((r) => front.close(r));
-    }
+    const c = new BillingClient({ baseUrl: front, apiKey: 'test-key' });
+    await expect(c.me()).rejects.toBeInstanceOf(RedirectRefusedError);
+    expect(got).toEqual([]);
   });
 
   test('when the root-signed key set is redirected to another origin, then it is not fetched there (JWKS_UNAVAILABLE, RedirectRefusedError) and the other server gets nothing; a same-origin redirect is followed', async () => {
     let keysAt = `${elsewhereUrl}/.well-known/license-keys`;
-    const front = http.createServer((req, res) => {
+    const frontUrl = await listening((req, res) => {
       const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
         res.writeHead(status, { 'content-type': 'application/json', ...headers });
         res.end(JSON.stringify(body));
@@ -459,26 +459,19 @@ describe('redirects', () => {
       if (req.url === '/keys/current') return send(200, { key_set: keySet });
       send(404, {});
     });
-    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
-    const frontUrl = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
-    try {
-      const sdk = () => new BillingClient({ baseUrl: frontUrl, apiKey: API_KEY, maxRetries: 0, license: { trustedRoots: jwksOf(root) } });
-      const err = await sdk()
-        .getLicense()
-        .catch((e: unknown) => e);
-      expect(err).toMatchObject({ code: 'JWKS_UNAVAILABLE' });
-      expect((err as Error).cause).toBeInstanceOf(RedirectRefusedError);
-      expect((err as Error).cause).toMatchObject({ status: 302, from: frontUrl, to: elsewhereUrl });
-      expect(got).toEqual([]);
+    const sdk = () => new BillingClient({ baseUrl: frontUrl, apiKey: API_KEY, maxRetries: 0, license: { trustedRoots: jwksOf(root) } });
+    const err = await sdk()
+      .getLicense()
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'JWKS_UNAVAILABLE' });
+    expect((err as Error).cause).toBeInstanceOf(RedirectRefusedError);
+    expect((err as Error).cause).toMatchObject({ status: 302, from: frontUrl, to: elsewhereUrl });
+    expect(got).toEqual([]);
 
-      // Control: a redirect within the service's origin is followed, and the key set verifies the license.
-      keysAt = '/keys/current';
-      expect(await sdk().getLicense()).toMatchObject({ decision: 'full', kid: key.kid });
-      expect(got).toEqual([]);
-    } finally {
-      front.closeAllConnections();
-      await new Promise((r) => front.close(r));
-    }
+    // Control: a redirect within the service's origin is followed, and the key set verifies the license.
+    keysAt = '/keys/current';
+    expect(await sdk().getLicense()).toMatchObject({ decision: 'full', kid: key.kid });
+    expect(got).toEqual([]);
   });
 
   test('when the queue flusher is redirected to another origin, then the events stay queued and nothing reaches it; a same-origin 307 is followed with the same body', async () => {
