@@ -17,10 +17,10 @@ import type {
 import { call, defaultHttpSettings, type HttpSettings } from './http';
 import { trustAnchor, type Jwks, type JwksSource } from './jwks-source';
 import { LicenseCache } from './license-cache';
-import { fileLicenseStore, memoryLicenseStore, writeFileAtomic, type LicenseStore } from './license-store';
+import { fileLicenseStore, memoryLicenseStore, type LicenseStore } from './license-store';
 import { createLicenseVerifier, type LicenseVerifier, type VerifiedLicense } from './license-verifier';
 import { UsageFlusher, type FlushResult } from './usage-flusher';
-import { readPrivate } from './private-fs';
+import { privateDirCheck, readPrivate, writeFileAtomic } from './private-fs';
 import { UsagePacer } from './usage-pacer';
 import { UsageQueue, type DeadLetter } from './usage-queue';
 import { postBatch, withKey } from './usage-sender';
@@ -84,6 +84,12 @@ export interface BillingClientOptions {
   userAgent?: string;
 }
 
+interface Licensing {
+  keys: JwksSource;
+  store: LicenseStore;
+  byFingerprint: Map<string, { cache: LicenseCache | null; verifier: LicenseVerifier }>;
+}
+
 /** A license as getLicense answers it: verified, and whether it came from the service or the kept copy. */
 export type ClientLicense = VerifiedLicense & { offline: boolean };
 
@@ -100,14 +106,6 @@ function jwksFrom(given: Jwks | string | undefined, name: string): Jwks | undefi
   }
 }
 
-function readIfThere(file: string): string | undefined {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
 const unreachable = (err: unknown) => err instanceof BillingNetworkError || (err instanceof BillingApiError && err.retryable);
 
 /**
@@ -121,8 +119,9 @@ export class BillingClient {
   private readonly maxBatch: number;
   private readonly queue: Promise<{ queue: UsageQueue; flusher: UsageFlusher }> | null = null;
   private readonly licenseOptions: ClientLicenseOptions;
-  private licensing: { keys: JwksSource; store: LicenseStore; byFingerprint: Map<string, { cache: LicenseCache | null; verifier: LicenseVerifier }> } | null =
-    null;
+  private licensing: Promise<Licensing> | null = null;
+  /** The license folder's check, started as the client is built (see licensing()). */
+  private readonly licenseFolder: (() => Promise<void>) | null = null;
   /** The customer id in the API key: licenses are for it unless license.customerId says otherwise. */
   private readonly keyCustomerId: string | undefined;
   private lastLicense: VerifiedLicense | null = null;
@@ -157,6 +156,8 @@ export class BillingClient {
         );
       }
     }
+    // Checked now, reported by the first getLicense or verifyLicense (as the queue folder is by the first queue call).
+    if (this.licenseOptions.dir !== undefined) this.licenseFolder = privateDirCheck(this.licenseOptions.dir, 'license');
     if (options.queueDir !== undefined) {
       const pacer = new UsagePacer();
       const usage = { ...this.http, observe: (status: number, headers: Headers) => pacer.observe(status, headers) };
@@ -286,14 +287,14 @@ export class BillingClient {
   }
 
   /**
-   * GET /api/licenses: the license, verified offline (signature against the service's key set, time,
+   * GET /api/licenses: the license, verified offline (signature against the keys built in or a key set a built-in root signed, time,
    * binding, replay) and kept as the last good one. When the service cannot be reached (network,
    * 429, 5xx), the kept license, verified again (offline: true; past its exp it answers decision
    * `expired` rather than failing). A license that does not verify is an error, never replaced by the kept one.
    */
   async getLicense(q: { fingerprint?: string } = {}): Promise<ClientLicense> {
     const fingerprint = q.fingerprint ?? this.licenseOptions.fingerprint;
-    const { cache, verifier } = this.licensingFor(fingerprint);
+    const { cache, verifier } = await this.licensingFor(fingerprint);
     let answer: LicenseAnswer;
     try {
       answer = (await call<LicenseAnswer>(this.http, 'GET', '/api/licenses', { query: { fingerprint }, idempotent: true })).body;
@@ -310,34 +311,46 @@ export class BillingClient {
 
   /** Verifies a license token offline (a lapsed one is refused: EXPIRED); accepting it moves the replay mark. */
   async verifyLicense(token: string): Promise<VerifiedLicense> {
-    return this.licensingFor(this.licenseOptions.fingerprint).verifier.verify(token);
+    return (await this.licensingFor(this.licenseOptions.fingerprint)).verifier.verify(token);
   }
 
-  private licensingFor(fingerprint: string | undefined) {
+  /** The trust anchor and the mark, made once per client (made again after a failure: a folder fixed, say). */
+  private licensingShared(): Promise<Licensing> {
+    this.licensing ??= this.startLicensing().catch((err: unknown) => {
+      this.licensing = null;
+      throw err;
+    });
+    return this.licensing;
+  }
+
+  private async startLicensing(): Promise<Licensing> {
     const o = this.licenseOptions;
-    if (!this.licensing) {
-      const keySetFile = o.dir ? path.join(o.dir, 'license-keys.jws') : null;
-      // A key set kept from an earlier fetch, or carried in: checked against the roots again, never trusted as read.
-      const keySet = o.keySet ?? (keySetFile ? readIfThere(keySetFile) : undefined);
-      this.licensing = {
-        keys: trustAnchor({
-          trustedKeys: jwksFrom(o.trustedKeys, 'license.trustedKeys'),
-          trustedRoots: jwksFrom(o.trustedRoots, 'license.trustedRoots'),
-          keySet,
-          keySetUrl: o.trustedRoots
-            ? (o.keySetUrl ?? new URL('.well-known/license-keys', this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`).toString())
-            : undefined,
-          issuer: o.issuer,
-          clockToleranceSeconds: o.clockToleranceSeconds,
-          allowInsecure: o.allowInsecureKeySet,
-          fetch: this.http.fetch,
-          onKeySet: keySetFile ? (token) => writeFileAtomic(keySetFile, `${token}\n`, 0o600) : undefined,
-        }),
-        store: o.dir ? fileLicenseStore(path.join(o.dir, 'license-mark.json')) : memoryLicenseStore(),
-        byFingerprint: new Map(),
-      };
-    }
-    const l = this.licensing;
+    const keySetFile = o.dir ? path.join(o.dir, 'license-keys.jws') : null;
+    if (this.licenseFolder) await this.licenseFolder();
+    // A key set kept from an earlier fetch, or carried in: checked against the roots again, never trusted as read.
+    const keySet = o.keySet ?? (keySetFile ? (await readPrivate(keySetFile))?.toString('utf8') : undefined);
+    return {
+      keys: trustAnchor({
+        trustedKeys: jwksFrom(o.trustedKeys, 'license.trustedKeys'),
+        trustedRoots: jwksFrom(o.trustedRoots, 'license.trustedRoots'),
+        keySet,
+        keySetUrl: o.trustedRoots
+          ? (o.keySetUrl ?? new URL('.well-known/license-keys', this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`).toString())
+          : undefined,
+        issuer: o.issuer,
+        clockToleranceSeconds: o.clockToleranceSeconds,
+        allowInsecure: o.allowInsecureKeySet,
+        fetch: this.http.fetch,
+        onKeySet: keySetFile ? (token) => writeFileAtomic(keySetFile, `${token}\n`, 0o600, 'license') : undefined,
+      }),
+      store: o.dir ? fileLicenseStore(path.join(o.dir, 'license-mark.json')) : memoryLicenseStore(),
+      byFingerprint: new Map(),
+    };
+  }
+
+  private async licensingFor(fingerprint: string | undefined) {
+    const o = this.licenseOptions;
+    const l = await this.licensingShared();
     const key = fingerprint ?? '';
     let bound = l.byFingerprint.get(key);
     if (!bound) {

@@ -129,9 +129,10 @@ const MAX_REDIRECTS = 5;
 
 /**
  * The request, following a redirect only to the same origin (and never turning a write into a read):
- * fetch's own following would carry the X-API-Key header and the body to any host a redirect names.
+ * fetch's own following would carry the X-API-Key header and the body to any host a redirect names,
+ * and could take a request off https. Every request of the SDK goes through it (RedirectRefusedError).
  */
-async function fetchSameOrigin(doFetch: typeof fetch, url: URL, init: RequestInit & { method: string }): Promise<Response> {
+export async function fetchSameOrigin(doFetch: typeof fetch, url: URL, init: RequestInit & { method: string }): Promise<Response> {
   let at = url;
   for (let hop = 0; ; hop++) {
     const res = await doFetch(at, { ...init, redirect: 'manual' });
@@ -146,7 +147,7 @@ async function fetchSameOrigin(doFetch: typeof fetch, url: URL, init: RequestIni
     }
     if (next.origin !== at.origin) {
       throw new RedirectRefusedError(
-        `${at.origin} redirected (${res.status}) to another origin, ${next.origin}: not followed, nothing was sent there (point baseUrl at the service itself)`,
+        `${at.origin} redirected (${res.status}) to another origin, ${next.origin}: not followed, nothing was sent there (point the client at the service itself)`,
         res.status,
         at.origin,
         next.origin,

@@ -1,4 +1,5 @@
 import { compactVerify, errors as joseErrors, importJWK, type JWK, type KeyLike } from 'jose';
+import { fetchSameOrigin } from './http';
 import { LicenseError } from './license-errors';
 
 export interface Jwks {
@@ -231,8 +232,8 @@ export function trustAnchor(options: TrustAnchorOptions): TrustAnchor {
     lastAttemptAt = now();
     let body: unknown;
     try {
-      // No redirects: a redirect could take the request off https.
-      const res = await doFetch(target!, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(timeoutMs) });
+      // A redirect to another origin (another host, or off https) is refused: RedirectRefusedError.
+      const res = await fetchSameOrigin(doFetch, target!, { method: 'GET', headers: { accept: 'application/json' }, signal: AbortSignal.timeout(timeoutMs) });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const text = await res.text();
       if (text.length > MAX_KEY_SET_BYTES) throw new Error('key set too large');

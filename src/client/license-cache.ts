@@ -1,6 +1,8 @@
 import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { UnsafePathError } from './client-errors';
 import { LicenseError } from './license-errors';
-import { writeFileAtomic } from './license-store';
+import { privateDirCheck, readPrivate, writeFileAtomic } from './private-fs';
 import { createLicenseVerifier, trustAnchorFor, type LicenseVerifier, type VerifiedLicense, type VerifyLicenseOptions } from './license-verifier';
 
 /** The file's content: `{"version":1,"token":"<compact JWS>","savedAt":"<ISO time>"}`, mode 0600. */
@@ -18,14 +20,18 @@ export interface LicenseCacheOptions {
  * while the server is out of reach. Nothing in the file is trusted: at load the token is verified
  * again (signature, key, exp, the mark: the kept license is normally the newest accepted, which is
  * not a replay). Deleting the file is always safe: the instance then has no offline license until
- * its next fetch. The mark lives in the store, not here.
+ * its next fetch. The mark lives in the store, not here. The folder must be private to this user and
+ * the file is never read or written through a symbolic link (UnsafePathError: the folder is checked
+ * as the cache is made, reported by its first use).
  */
 export class LicenseCache {
   private readonly strict: LicenseVerifier;
   private readonly lenient: LicenseVerifier;
   private last: VerifiedLicense | null = null;
+  private readonly folder: () => Promise<void>;
 
   constructor(private readonly options: LicenseCacheOptions) {
+    this.folder = privateDirCheck(path.dirname(options.path), 'license');
     const v = options.verify;
     // One trust anchor for both verifiers, so a key set is fetched once for the two.
     const keys = v.keys ?? trustAnchorFor(v);
@@ -43,9 +49,10 @@ export class LicenseCache {
    * is accepted, keeps it as the last good license.
    */
   async accept(token: string): Promise<VerifiedLicense> {
+    await this.folder();
     const verified = await this.strict.verify(token);
     const content = JSON.stringify({ version: FILE_VERSION, token, savedAt: new Date().toISOString() }) + '\n';
-    await writeFileAtomic(this.options.path, content, 0o600);
+    await writeFileAtomic(this.options.path, content, 0o600, 'license');
     this.last = verified;
     return verified;
   }
@@ -55,16 +62,18 @@ export class LicenseCache {
    * decision `expired` (expiredBy `license`) rather than an error, so the instance degrades.
    */
   async load(): Promise<VerifiedLicense | null> {
-    let text: string;
+    await this.folder();
+    let content: Buffer | null;
     try {
-      text = await fsp.readFile(this.options.path, 'utf8');
+      content = await readPrivate(this.options.path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if (err instanceof UnsafePathError) throw err;
       throw this.corrupt((err as NodeJS.ErrnoException).code ?? 'read failed', err);
     }
+    if (content === null) return null;
     let token: unknown;
     try {
-      const data = JSON.parse(text) as { version?: unknown; token?: unknown };
+      const data = JSON.parse(content.toString('utf8')) as { version?: unknown; token?: unknown };
       if (data.version !== FILE_VERSION) throw new Error('unknown version');
       token = data.token;
     } catch (err) {

@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { UnsafePathError } from './client-errors';
 import { LicenseError } from './license-errors';
-import { ensurePrivateDir, openPrivate, OPEN, syncDir } from './private-fs';
+import { privateDirCheck, readPrivate, writeFileAtomic } from './private-fs';
 
 /**
  * The newest license this instance has accepted: its issue time (seconds) and id; and the newest
@@ -72,51 +71,29 @@ function corrupt(file: string, why: string, cause?: unknown): LicenseError<'STOR
 }
 
 /**
- * Writes `content` to `file` so that a reader sees the old content or the new, never a mix:
- * a temporary file in the same folder (created exclusively, never through a symbolic link), fsync,
- * rename over the target (a rename replaces a link planted at the name, it never writes through it),
- * then fsync the folder so the rename itself survives a power cut. The folder must be private to this
- * user (UnsafePathError otherwise); whatever fails, no temporary file is left behind.
- */
-export async function writeFileAtomic(file: string, content: string, mode: number): Promise<void> {
-  const dir = path.dirname(file);
-  await ensurePrivateDir(dir, 'license');
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await openPrivate(tmp, OPEN.create, mode);
-  try {
-    try {
-      await handle.writeFile(content, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fsp.rename(tmp, file);
-  } catch (err) {
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
-  await syncDir(dir);
-}
-
-/**
  * The mark in a small JSON file (no secret in it). A missing file means "no license accepted yet";
  * anything else unreadable is STORE_CORRUPT, never a silent reset: resetting the mark is what a
- * rollback attack wants, so it takes an operator.
+ * rollback attack wants, so it takes an operator. The folder must be private to this user and the
+ * file is never read or written through a symbolic link (UnsafePathError: the folder is checked as the
+ * store is made, reported by its first use).
  */
 export function fileLicenseStore(file: string): FileLicenseStore {
   const run = serial();
+  const folder = privateDirCheck(path.dirname(file), 'license');
 
   async function read(): Promise<LicenseMark | null> {
-    let text: string;
+    await folder();
+    let content: Buffer | null;
     try {
-      text = await fsp.readFile(file, 'utf8');
+      content = await readPrivate(file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if (err instanceof UnsafePathError) throw err;
       throw corrupt(file, (err as NodeJS.ErrnoException).code ?? 'read failed', err);
     }
+    if (content === null) return null;
     let data: unknown;
     try {
-      data = JSON.parse(text);
+      data = JSON.parse(content.toString('utf8'));
     } catch (err) {
       throw corrupt(file, 'not JSON', err);
     }
@@ -137,7 +114,7 @@ export function fileLicenseStore(file: string): FileLicenseStore {
         const mark = merged(await read(), next);
         if (!mark) return;
         const content = JSON.stringify({ version: FILE_VERSION, ...mark, updatedAt: new Date().toISOString() }) + '\n';
-        await writeFileAtomic(file, content, 0o600);
+        await writeFileAtomic(file, content, 0o600, 'license');
       }),
   };
 }

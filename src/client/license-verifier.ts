@@ -1,8 +1,10 @@
 import { compactVerify, errors as joseErrors, type KeyLike } from 'jose';
-import { trustAnchor, type Jwks, type JwksSource, type TrustAnchorOptions } from './jwks-source';
+import { trustAnchor, type JwksSource, type TrustAnchorOptions } from './jwks-source';
 import { parseLicenseClaims, type LicenseClaims } from './license-claims';
 import { LicenseError } from './license-errors';
 import type { LicenseStore } from './license-store';
+
+type AnchorKey = 'trustedKeys' | 'trustedRoots' | 'keySet' | 'keySetUrl';
 
 /**
  * Offline verification of a license, in one fixed order: shape, algorithm, key (only keys built into
@@ -10,21 +12,13 @@ import type { LicenseStore } from './license-store';
  * against the mark, then nbf/iat), issuer, customer, instance, exp (a lapse is remembered), then the
  * monotonic mark (replay), which accepting the license advances. Each refusal is a LicenseError with its own
  * code; nothing from the token goes into a message.
+ *
+ * The trust anchor's options (trustedKeys and/or trustedRoots, without either NO_TRUST_ANCHOR; keySet,
+ * keySetUrl) are trustAnchor's, documented there.
  */
-export interface VerifyLicenseOptions {
-  /**
-   * The license public keys built into the software (a JWKS object, e.g. imported from a file shipped
-   * with it). With trustedRoots, at least one of the two: without either, NO_TRUST_ANCHOR.
-   */
-  trustedKeys?: Jwks;
-  /** The root public keys built into the software: keys from a key set signed by one of them count too. */
-  trustedRoots?: Jwks;
-  /** A root-signed key set in hand (compact JWS): kept from an earlier fetch, or carried in to an air-gapped site. */
-  keySet?: string;
-  /** Where to fetch the root-signed key set when a kid is unknown (`<service>/.well-known/license-keys`); needs trustedRoots. */
-  keySetUrl?: string;
+export interface VerifyLicenseOptions extends Pick<TrustAnchorOptions, AnchorKey> {
   /** For keySetUrl and keySet: fetch pacing, timeout, clock. */
-  keySetOptions?: Omit<TrustAnchorOptions, 'trustedKeys' | 'trustedRoots' | 'keySet' | 'keySetUrl' | 'issuer' | 'clockToleranceSeconds'>;
+  keySetOptions?: Omit<TrustAnchorOptions, AnchorKey | 'issuer' | 'clockToleranceSeconds'>;
   /** Instead of the above: a trust anchor built once (trustAnchor(...)), shared by several verifiers. */
   keys?: JwksSource;
   /** Expected `iss`. */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -85,10 +86,10 @@ export async function openPrivate(file: string, flags: number, mode = 0o600, o: 
 }
 
 /** The whole file, read through openPrivate; null when it does not exist. */
-export async function readPrivate(file: string): Promise<Buffer | null> {
+export async function readPrivate(file: string, o: { hardLinks?: boolean } = {}): Promise<Buffer | null> {
   let h: FileHandle;
   try {
-    h = await openPrivate(file, OPEN.read);
+    h = await openPrivate(file, OPEN.read, 0o600, o);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
@@ -98,6 +99,61 @@ export async function readPrivate(file: string): Promise<Buffer | null> {
   } finally {
     await h.close();
   }
+}
+
+/**
+ * A folder check started as an object is built (a misconfigured folder is known at once, without
+ * waiting for a first write) and reported by its first use; each later use checks again, so a folder
+ * made private after a refusal is taken.
+ */
+export function privateDirCheck(dir: string, what: string): () => Promise<void> {
+  let early: Promise<void> | null = ensurePrivateDir(dir, what);
+  early.catch(() => undefined);
+  return () => {
+    const check = early ?? ensurePrivateDir(dir, what);
+    early = null;
+    return check;
+  };
+}
+
+/**
+ * A new file with `content`, fsynced: created exclusively (EEXIST when anything, a symbolic link
+ * included, has the name), removed again if writing fails.
+ */
+export async function writeNewPrivate(file: string, content: string, mode = 0o600): Promise<void> {
+  const h = await openPrivate(file, OPEN.create, mode);
+  try {
+    try {
+      await h.writeFile(content, 'utf8');
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  } catch (err) {
+    await fsp.rm(file, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Writes `content` to `file` so that a reader sees the old content or the new, never a mix: a
+ * temporary file in the same folder (writeNewPrivate), renamed over the target (a rename replaces a
+ * link planted at the name, it never writes through it), then the folder fsynced so the rename itself
+ * survives a power cut. The folder must be private to this user (UnsafePathError otherwise; `what`
+ * names it); whatever fails, no temporary file is left behind.
+ */
+export async function writeFileAtomic(file: string, content: string, mode: number, what: string): Promise<void> {
+  const dir = path.dirname(file);
+  await ensurePrivateDir(dir, what);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  await writeNewPrivate(tmp, content, mode);
+  try {
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDir(dir);
 }
 
 /** fsyncs a folder so a create, rename or unlink in it survives a power cut (not possible on Windows). */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { QueueLockedError } from './client-errors';
-import { OPEN, openPrivate } from './private-fs';
+import { readPrivate, writeNewPrivate } from './private-fs';
 
 export interface QueueLock {
   release(): Promise<void>;
@@ -23,20 +23,10 @@ function alive(pid: number): boolean {
 
 /** The pid in a lock file (null: unreadable), or 'gone' when there is no such file. */
 async function holder(file: string): Promise<number | null | 'gone'> {
-  let text: string;
-  try {
-    // A lock has two names for a moment: the pid file it was made as is linked to `lock`, then removed.
-    const h = await openPrivate(file, OPEN.read, 0o600, { hardLinks: true });
-    try {
-      text = (await h.readFile()).toString('utf8');
-    } finally {
-      await h.close();
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
-    throw err;
-  }
-  const pid = Number.parseInt(text.trim(), 10);
+  // A lock has two names for a moment: the pid file it was made as is linked to `lock`, then removed.
+  const content = await readPrivate(file, { hardLinks: true });
+  if (content === null) return 'gone';
+  const pid = Number.parseInt(content.toString('utf8').trim(), 10);
   return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
 }
 
@@ -50,17 +40,7 @@ const stale = (pid: number | null) => pid === null || pid === process.pid || !al
 /** A file holding this process's pid, written and fsynced under a unique name, to be linked into place. */
 async function pidFile(file: string): Promise<string> {
   const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const h = await openPrivate(tmp, OPEN.create);
-  try {
-    await h.writeFile(`${process.pid}\n`);
-    await h.sync();
-  } catch (err) {
-    await h.close();
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  } finally {
-    await h.close().catch(() => undefined);
-  }
+  await writeNewPrivate(tmp, `${process.pid}\n`);
   return tmp;
 }
 

@@ -11,9 +11,18 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BillingClient, RedirectRefusedError, UnsafePathError, UsageReportError, fileLicenseStore, type BillingClientOptions } from '../../src/client';
-import { writeFileAtomic } from '../../src/client/license-store';
+import {
+  BillingClient,
+  LicenseCache,
+  RedirectRefusedError,
+  UnsafePathError,
+  UsageReportError,
+  fileLicenseStore,
+  type BillingClientOptions,
+} from '../../src/client';
+import { writeFileAtomic } from '../../src/client/private-fs';
 import { FakeUsageService } from './fake-usage-service';
+import { claims, CUSTOMER, jwksOf, makeKey, sign, signKeySet, type TestKey } from './license-fixtures';
 
 const NOBODY = 65534;
 const asRoot = process.getuid?.() === 0;
@@ -223,7 +232,7 @@ describe('the license folder', () => {
     const dir = privateDir('license');
     const file = path.join(dir, 'license.json');
     fs.symlinkSync(target, file);
-    await writeFileAtomic(file, '{"version":1}\n', 0o600);
+    await writeFileAtomic(file, '{"version":1}\n', 0o600, 'license');
     expect(fs.lstatSync(file).isSymbolicLink()).toBe(false);
     expect(fs.readFileSync(file, 'utf8')).toBe('{"version":1}\n');
   });
@@ -236,13 +245,13 @@ describe('the license folder', () => {
     try {
       const tmp = path.join(dir, `.license.json.${process.pid}.${fixed.subarray(0, 6).toString('hex')}.tmp`);
       fs.symlinkSync(target, tmp);
-      const err = await writeFileAtomic(file, 'x', 0o600).catch((e: unknown) => e);
+      const err = await writeFileAtomic(file, 'x', 0o600, 'license').catch((e: unknown) => e);
       expect((err as NodeJS.ErrnoException).code).toBe('EEXIST');
       expect(fs.readdirSync(dir)).toEqual([path.basename(tmp)]);
       expect(fs.lstatSync(tmp).isSymbolicLink()).toBe(true);
       // Control: with nothing at the name the same write succeeds.
       fs.rmSync(tmp);
-      await writeFileAtomic(file, 'x', 0o600);
+      await writeFileAtomic(file, 'x', 0o600, 'license');
       expect(fs.readdirSync(dir)).toEqual(['license.json']);
     } finally {
       spy.mockRestore();
@@ -250,13 +259,153 @@ describe('the license folder', () => {
   });
 });
 
+/** Licenses as the service answers them (through `fetch`): signed by `key`, whose key set `root` signs. */
+const FP = 'instance-hygiene';
+const API_KEY = `cust_${CUSTOMER}_${'s'.repeat(43)}`;
+const nowSec = () => Math.floor(Date.now() / 1000);
+let key: TestKey;
+let root: TestKey;
+let licenseToken: string;
+let keySet: string;
+let serviceDown = false;
+const asked: string[] = [];
+const answer = (status: number, body: unknown) => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+const licenseFetch: typeof fetch = async (input) => {
+  const url = new URL(input instanceof Request ? input.url : String(input));
+  asked.push(url.pathname);
+  if (serviceDown) throw new TypeError('fetch failed');
+  if (url.pathname === '/api/licenses') return answer(200, { license: licenseToken, claims: {}, jwks_url: 'http://127.0.0.1:9/.well-known/jwks.json' });
+  if (url.pathname === '/.well-known/license-keys') return answer(200, { key_set: keySet });
+  return answer(404, { error: { code: 'NOT_FOUND', message: 'no route' } });
+};
+const licensed = (dir: string, license: Record<string, unknown> = {}) =>
+  new BillingClient({
+    baseUrl: 'http://127.0.0.1:9',
+    apiKey: API_KEY,
+    fetch: licenseFetch,
+    maxRetries: 0,
+    license: { fingerprint: FP, dir, trustedKeys: jwksOf(key), ...license },
+  });
+/** A client of another user plants `name` in the license folder: a symbolic link to the target, owned by that user. */
+const plantLink = (dir: string, name: string) => {
+  fs.symlinkSync(target, path.join(dir, name));
+  if (asRoot) fs.lchownSync(path.join(dir, name), NOBODY, NOBODY);
+};
+
+beforeAll(async () => {
+  [key, root] = await Promise.all([makeKey('hyg-k1'), makeKey('hyg-root')]);
+});
+beforeEach(async () => {
+  serviceDown = false;
+  asked.length = 0;
+  licenseToken = await sign(key, claims({ iat: nowSec(), exp: nowSec() + 3600, valid_until: nowSec() + 86400, instance: FP }));
+  keySet = await signKeySet(root, [key], { iat: nowSec() });
+});
+
+describe('files in the license folder', () => {
+  test('when the license folder is world-writable, then every license call of the client is UnsafePathError (mode) before anything is asked or written; made 0700, the same client works', async () => {
+    const dir = privateDir('license');
+    fs.chmodSync(dir, 0o777);
+    const c = licensed(dir);
+    expect(await refusal(c.getLicense())).toMatchObject({ reason: 'mode', path: dir });
+    expect(await refusal(c.verifyLicense(licenseToken))).toMatchObject({ reason: 'mode' });
+    expect(asked).toEqual([]);
+    expect(fs.readdirSync(dir)).toEqual([]);
+
+    fs.chmodSync(dir, 0o700);
+    expect(await c.getLicense()).toMatchObject({ offline: false, decision: 'full' });
+    expect(fs.readdirSync(dir).sort()).toEqual(['license-mark.json', 'license.json']);
+  });
+
+  test('when the folder of a LicenseCache or a fileLicenseStore is world-writable, then reading it is UnsafePathError (mode), not only writing', async () => {
+    const dir = privateDir('license');
+    const verify = { trustedKeys: jwksOf(key), customerId: CUSTOMER, fingerprint: FP, store: fileLicenseStore(path.join(dir, 'license-mark.json')) };
+    await new LicenseCache({ path: path.join(dir, 'license.json'), verify }).accept(licenseToken);
+    fs.chmodSync(dir, 0o777);
+    expect(await refusal(new LicenseCache({ path: path.join(dir, 'license.json'), verify }).load())).toMatchObject({ reason: 'mode' });
+    expect(await refusal(fileLicenseStore(path.join(dir, 'license-mark.json')).read())).toMatchObject({ reason: 'mode' });
+
+    // Control: the same files, the folder private again.
+    fs.chmodSync(dir, 0o700);
+    expect(await new LicenseCache({ path: path.join(dir, 'license.json'), verify }).load()).toMatchObject({ decision: 'full' });
+    expect(await fileLicenseStore(path.join(dir, 'license-mark.json')).read()).toMatchObject({ jti: expect.any(String) });
+  });
+
+  test('when another user plants a symbolic link at license.json, then the kept license is not read through it (UnsafePathError) while the service is out of reach, and a license fetched replaces the link, never the target', async () => {
+    const dir = privateDir('license');
+    plantLink(dir, 'license.json');
+    serviceDown = true;
+    const err = await licensed(dir)
+      .getLicense()
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnsafePathError);
+    expect(err).toMatchObject({ reason: 'symlink' });
+
+    // Fetched: written beside and renamed over the name: the link goes, the target stays.
+    serviceDown = false;
+    const fetched = await licensed(dir).getLicense();
+    expect(fs.lstatSync(path.join(dir, 'license.json')).isSymbolicLink()).toBe(false);
+    // Control: the license kept in its place answers while the service is out of reach.
+    serviceDown = true;
+    expect(await licensed(dir).getLicense()).toMatchObject({ offline: true, claims: { jti: fetched.claims.jti } });
+  });
+
+  test('when another user plants a symbolic link at license-mark.json, then no license is accepted (UnsafePathError) and the link is left as it is; without it, the mark is a private file', async () => {
+    const dir = privateDir('license');
+    plantLink(dir, 'license-mark.json');
+    expect(await refusal(licensed(dir).getLicense())).toMatchObject({ reason: 'symlink' });
+    expect(await refusal(licensed(dir).verifyLicense(licenseToken))).toMatchObject({ reason: 'symlink' });
+    expect(fs.readdirSync(dir)).toEqual(['license-mark.json']);
+    expect(fs.lstatSync(path.join(dir, 'license-mark.json')).isSymbolicLink()).toBe(true);
+
+    fs.rmSync(path.join(dir, 'license-mark.json'));
+    expect(await licensed(dir).getLicense()).toMatchObject({ decision: 'full' });
+    const mark = fs.lstatSync(path.join(dir, 'license-mark.json'));
+    expect([mark.isFile(), mark.mode & 0o777]).toEqual([true, 0o600]);
+  });
+
+  test('when another user plants a symbolic link at license-keys.jws, then the kept key set is not read through it (UnsafePathError); without it, the key set is fetched and kept as a private file', async () => {
+    const dir = privateDir('license');
+    plantLink(dir, 'license-keys.jws');
+    const withRoot = { trustedKeys: undefined, trustedRoots: jwksOf(root) };
+    expect(await refusal(licensed(dir, withRoot).getLicense())).toMatchObject({ reason: 'symlink' });
+    expect(asked).toEqual([]);
+
+    fs.rmSync(path.join(dir, 'license-keys.jws'));
+    expect(await licensed(dir, withRoot).getLicense()).toMatchObject({ decision: 'full', kid: key.kid });
+    expect(asked).toEqual(['/api/licenses', '/.well-known/license-keys']);
+    const kept = fs.lstatSync(path.join(dir, 'license-keys.jws'));
+    expect([kept.isFile(), kept.mode & 0o777]).toEqual([true, 0o600]);
+    expect(fs.readFileSync(path.join(dir, 'license-keys.jws'), 'utf8').trim()).toBe(keySet);
+  });
+
+  (asRoot ? test.each(['license.json', 'license-mark.json', 'license-keys.jws']) : test.skip.each(['license.json']))(
+    'when %s was pre-created by another user, then UnsafePathError (owner) and nothing is taken from it',
+    async (name) => {
+      const dir = privateDir('license');
+      fs.writeFileSync(path.join(dir, name), '{"version":1,"iat":1,"jti":"planted"}\n', { mode: 0o644 });
+      fs.chownSync(path.join(dir, name), NOBODY, NOBODY);
+      serviceDown = name === 'license.json'; // the kept license is read when the service is out of reach
+      const c = licensed(dir, name === 'license-keys.jws' ? { trustedKeys: undefined, trustedRoots: jwksOf(root) } : {});
+      expect(await refusal(c.getLicense())).toMatchObject({ reason: 'owner' });
+    },
+  );
+});
+
 describe('redirects', () => {
-  let elsewhere: http.Server;
   let got: { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }[];
   let elsewhereUrl: string;
+  const servers: http.Server[] = [];
+  /** A server on a port of its own (another origin: same host, another port), closed after the test; its address. */
+  const listening = async (handler: http.RequestListener): Promise<string> => {
+    const server = http.createServer(handler);
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
   beforeEach(async () => {
     got = [];
-    elsewhere = http.createServer((req, res) => {
+    elsewhereUrl = await listening((req, res) => {
       let body = '';
       req.on('data', (d) => (body += d));
       req.on('end', () => {
@@ -265,13 +414,12 @@ describe('redirects', () => {
         res.end(JSON.stringify({ created: 0, replayed: 0, events: [] }));
       });
     });
-    await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.1', r));
-    // Another origin: same host, another port.
-    elsewhereUrl = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}`;
   });
   afterEach(async () => {
-    elsewhere.closeAllConnections();
-    await new Promise((r) => elsewhere.close(r));
+    for (const server of servers.splice(0)) {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   test.each([307, 308, 302])(
@@ -290,19 +438,40 @@ describe('redirects', () => {
   );
 
   test('when a GET is redirected to another origin, then RedirectRefusedError and nothing reaches it', async () => {
-    const front = http.createServer((_req, res) => {
+    const front = await listening((_req, res) => {
       res.writeHead(302, { location: `${elsewhereUrl}/api/me` });
       res.end();
     });
-    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
-    try {
-      const c = new BillingClient({ baseUrl: `http://127.0.0.1:${(front.address() as AddressInfo).port}`, apiKey: 'test-key' });
-      await expect(c.me()).rejects.toBeInstanceOf(RedirectRefusedError);
-      expect(got).toEqual([]);
-    } finally {
-      front.closeAllConnections();
-      await new Promise((r) => front.close(r));
-    }
+    const c = new BillingClient({ baseUrl: front, apiKey: 'test-key' });
+    await expect(c.me()).rejects.toBeInstanceOf(RedirectRefusedError);
+    expect(got).toEqual([]);
+  });
+
+  test('when the root-signed key set is redirected to another origin, then it is not fetched there (JWKS_UNAVAILABLE, RedirectRefusedError) and the other server gets nothing; a same-origin redirect is followed', async () => {
+    let keysAt = `${elsewhereUrl}/.well-known/license-keys`;
+    const frontUrl = await listening((req, res) => {
+      const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+        res.writeHead(status, { 'content-type': 'application/json', ...headers });
+        res.end(JSON.stringify(body));
+      };
+      if (req.url?.startsWith('/api/licenses')) return send(200, { license: licenseToken, claims: {}, jwks_url: null });
+      if (req.url === '/.well-known/license-keys') return send(302, {}, { location: keysAt });
+      if (req.url === '/keys/current') return send(200, { key_set: keySet });
+      send(404, {});
+    });
+    const sdk = () => new BillingClient({ baseUrl: frontUrl, apiKey: API_KEY, maxRetries: 0, license: { trustedRoots: jwksOf(root) } });
+    const err = await sdk()
+      .getLicense()
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'JWKS_UNAVAILABLE' });
+    expect((err as Error).cause).toBeInstanceOf(RedirectRefusedError);
+    expect((err as Error).cause).toMatchObject({ status: 302, from: frontUrl, to: elsewhereUrl });
+    expect(got).toEqual([]);
+
+    // Control: a redirect within the service's origin is followed, and the key set verifies the license.
+    keysAt = '/keys/current';
+    expect(await sdk().getLicense()).toMatchObject({ decision: 'full', kid: key.kid });
+    expect(got).toEqual([]);
   });
 
   test('when the queue flusher is redirected to another origin, then the events stay queued and nothing reaches it; a same-origin 307 is followed with the same body', async () => {
