@@ -41,6 +41,12 @@ async function answer(r: RouteDef, caller: CreatedCustomer) {
 
 const routes = () => routeTable(t.c).filter((r) => r.auth !== 'stripe');
 
+/**
+ * Public documents that are signed for everyone to read (the root-signed license key set): a JWS, but
+ * no secret and no license; they are meant to be cached (checked below).
+ */
+const PUBLIC_SIGNED = new Set(['GET /.well-known/license-keys']);
+
 test('when every route answers its sample request, then each answer carrying a key, a secret or a license has Cache-Control: no-store, and its route declares it', async () => {
   const carrying: string[] = [];
   const problems: string[] = [];
@@ -52,6 +58,11 @@ test('when every route answers its sample request, then each answer carrying a k
       continue;
     }
     const text = res.text ?? JSON.stringify(res.body);
+    if (PUBLIC_SIGNED.has(name(r))) {
+      if (r.auth !== 'public' || r.noStore || !/^public, max-age=\d+$/.test(String(res.headers['cache-control'])))
+        problems.push(`${name(r)}: a public signed document must be public and cacheable`);
+      continue;
+    }
     if (carriesSecret(text, res.body)) {
       carrying.push(name(r));
       if (res.headers['cache-control'] !== 'no-store') problems.push(`${name(r)}: carries a secret without Cache-Control: no-store`);

@@ -46,6 +46,7 @@ async function production(mode: number, envFileMode: number | null) {
   const port = await freePort();
   const r = start(cwd, {
     NODE_ENV: 'production',
+    LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
     DATABASE_URL: testDatabaseUrl(),
     ADMIN_API_TOKEN_FILE: tokenFile,
     LICENSE_SIGNING_KEYS: KEY,
