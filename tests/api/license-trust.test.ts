@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
-import { BillingClient, type Jwks } from '../../src/client';
+import { BillingClient, type Jwks } from '../../packages/client';
 import { ConfigError, loadConfig } from '../../src/config';
 import { signKeySet } from '../../src/modules/licenses/key-set';
 import { generateSigningKey, publicJwk } from '../../src/modules/licenses/signing-keys';

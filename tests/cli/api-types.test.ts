@@ -4,11 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 
 /**
- * src/client/api-types.ts is generated from the service's OpenAPI document (npm run client:types).
+ * packages/client/api-types.ts is generated from the service's OpenAPI document (npm run client:types).
  * The admin client and the SDK type every request and answer with it, so a route that changes
  * without the file being regenerated fails here rather than drifting silently.
  */
-describe('src/client/api-types.ts', () => {
+describe('packages/client/api-types.ts', () => {
   const root = path.resolve(__dirname, '../..');
   let dir: string;
   beforeAll(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-api-types-'))));
@@ -22,7 +22,8 @@ describe('src/client/api-types.ts', () => {
       stdio: 'pipe',
     });
     execFileSync(process.execPath, [path.join(root, 'node_modules/openapi-typescript/bin/cli.js'), doc, '-o', out], { cwd: root, stdio: 'pipe' });
-    const committed = fs.readFileSync(path.join(root, 'src/client/api-types.ts'), 'utf8');
-    if (committed !== fs.readFileSync(out, 'utf8')) throw new Error('src/client/api-types.ts is out of date: run `npm run client:types` and commit the result');
+    const committed = fs.readFileSync(path.join(root, 'packages/client/api-types.ts'), 'utf8');
+    if (committed !== fs.readFileSync(out, 'utf8'))
+      throw new Error('packages/client/api-types.ts is out of date: run `npm run client:types` and commit the result');
   }, 60_000);
 });

@@ -2,7 +2,7 @@
  * BillingClient.reportUsage without a queue, against a fake of POST /api/usage: keys, batches, safe
  * retries, replays, and what a caller gets back when the service did not acknowledge.
  */
-import { BillingApiError, BillingClient, UsageReportError, type UsageReceipt } from '../../src/client';
+import { BillingApiError, BillingClient, UsageReportError, type UsageReceipt } from '../../packages/client';
 import { FakeUsageService } from './fake-usage-service';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BillingApiError, BillingClient, InstanceLimitReachedError } from '../../src/client';
+import { BillingApiError, BillingClient, InstanceLimitReachedError } from '../../packages/client';
 import { claims, CUSTOMER, jwksOf, makeKey, sign, type TestKey } from './license-fixtures';
 
 const BASE = 'http://127.0.0.1:9';

@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BillingClient, isLicenseError, type ClientLicenseOptions } from '../../src/client';
+import { BillingClient, isLicenseError, type ClientLicenseOptions } from '../../packages/client';
 import { claims, CUSTOMER, ISSUER, jwksOf, makeKey, sign, signKeySet, type TestKey } from './license-fixtures';
 
 const FP = 'instance-forged-01';

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileLicenseStore, LicenseCache, verifyLicense, type LicenseCacheOptions } from '../../src/client';
+import { fileLicenseStore, LicenseCache, verifyLicense, type LicenseCacheOptions } from '../../packages/client';
 import { claims, CUSTOMER, ISSUER, jwksOf, makeKey, NOW_MS, sign, T0, type TestKey } from './license-fixtures';
 
 let k1: TestKey;

@@ -1,6 +1,6 @@
 import { createHmac, randomUUID, sign as edSign, type KeyObject } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type KeyLike } from 'jose';
-import type { LicenseClaims } from '../../src/client';
+import type { LicenseClaims } from '../../packages/client';
 
 /** Licenses signed the way the server signs them (the license format), and hostile tokens made by hand. */
 

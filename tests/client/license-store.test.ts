@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { isLicenseError } from '../../src/client/license-errors';
-import { fileLicenseStore, memoryLicenseStore } from '../../src/client/license-store';
+import { isLicenseError } from '../../packages/client/license-errors';
+import { fileLicenseStore, memoryLicenseStore } from '../../packages/client/license-store';
 
 let dir: string;
 beforeEach(() => {

@@ -11,7 +11,7 @@ import {
   type LicenseErrorCode,
   type LicenseStore,
   type VerifyLicenseOptions,
-} from '../../src/client';
+} from '../../packages/client';
 import {
   claims,
   CUSTOMER,

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 /**
- * What a customer instance installs: `npm pack -w src/client` makes @billing/client, holding the
+ * What a customer instance installs: `npm pack -w packages/client` makes @billing/client, holding the
  * build, its manifest and its README (what npm shows) only; installed into an empty folder it brings jose and nothing else, and
  * loads without any of the service's dependencies.
  */
@@ -24,7 +24,10 @@ describe('@billing/client as a package', () => {
   let tarball: string;
 
   test('when it is packed, then the tarball holds the build (.js and .d.ts), the manifest and nothing of the sources or the server', () => {
-    const out = JSON.parse(npm(['pack', '-w', 'src/client', '--json', '--pack-destination', work], root)) as { filename: string; files: { path: string }[] }[];
+    const out = JSON.parse(npm(['pack', '-w', 'packages/client', '--json', '--pack-destination', work], root)) as {
+      filename: string;
+      files: { path: string }[];
+    }[];
     tarball = path.join(work, out[0]!.filename);
     const files = out[0]!.files.map((f) => f.path);
     expect(files).toContain('package.json');
@@ -33,6 +36,8 @@ describe('@billing/client as a package', () => {
     expect(files).toContain('dist/billing-client.js');
     expect(files).toContain('README.md');
     expect(files.filter((f) => !/^dist\/[a-z-]+\.(js|d\.ts)$/.test(f) && f !== 'package.json' && f !== 'README.md')).toEqual([]);
+    // The operator's admin client stays with the service's CLI: customers never install it.
+    expect(files.filter((f) => /admin/.test(f))).toEqual([]);
   }, 120_000);
 
   test('when the tarball is installed into an empty folder, then only jose comes with it, and BillingClient loads and works there', () => {
@@ -52,10 +57,13 @@ describe('@billing/client as a package', () => {
       console.log(JSON.stringify([...types, c.baseUrl]));`;
     const out = execFileSync(process.execPath, ['-e', script], { cwd: app }).toString().trim();
     expect(JSON.parse(out)).toEqual([...Array(7).fill('function'), 'http://127.0.0.1:1']);
+    const exported = execFileSync(process.execPath, ['-e', "console.log(JSON.stringify(Object.keys(require('@billing/client'))))"], { cwd: app }).toString();
+    expect(JSON.parse(exported)).toContain('BillingClient');
+    expect((JSON.parse(exported) as string[]).filter((name) => /admin/i.test(name))).toEqual([]);
   }, 180_000);
 
   test('when the service package is required as billing-service/client, then it resolves to the same build', () => {
     const out = execFileSync(process.execPath, ['-e', "console.log(require.resolve('billing-service/client'))"], { cwd: root }).toString().trim();
-    expect(out).toBe(path.join(root, 'src/client/dist/index.js'));
+    expect(out).toBe(path.join(root, 'packages/client/dist/index.js'));
   });
 });

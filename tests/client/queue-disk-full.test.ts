@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BillingClient, QueueDiskFullError, type BillingClientOptions } from '../../src/client';
+import { BillingClient, QueueDiskFullError, type BillingClientOptions } from '../../packages/client';
 import { FakeUsageService } from './fake-usage-service';
 
 const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-full-disk-'));

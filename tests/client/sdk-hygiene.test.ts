@@ -19,8 +19,8 @@ import {
   UsageReportError,
   fileLicenseStore,
   type BillingClientOptions,
-} from '../../src/client';
-import { writeFileAtomic } from '../../src/client/private-fs';
+} from '../../packages/client';
+import { writeFileAtomic } from '../../packages/client/private-fs';
 import { FakeUsageService } from './fake-usage-service';
 import { claims, CUSTOMER, jwksOf, makeKey, sign, signKeySet, type TestKey } from './license-fixtures';
 

@@ -8,10 +8,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BillingClient, type BillingClientOptions } from '../../src/client';
-import { DEFAULT_FLUSH_INTERVAL_MS } from '../../src/client/billing-client';
-import { parseRateLimit } from '../../src/client/http';
-import { UsagePacer } from '../../src/client/usage-pacer';
+import { BillingClient, type BillingClientOptions } from '../../packages/client';
+import { DEFAULT_FLUSH_INTERVAL_MS } from '../../packages/client/billing-client';
+import { parseRateLimit } from '../../packages/client/http';
+import { UsagePacer } from '../../packages/client/usage-pacer';
 import { FakeUsageService } from './fake-usage-service';
 
 let svc: FakeUsageService;

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BillingClient, QueueFullError, QueueLockedError, type BillingClientOptions } from '../../src/client';
+import { BillingClient, QueueFullError, QueueLockedError, type BillingClientOptions } from '../../packages/client';
 import { FakeUsageService } from './fake-usage-service';
 
 let svc: FakeUsageService;

@@ -10,8 +10,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BillingClient, type BillingClientOptions } from '../../src/client';
-import { parseRateLimit } from '../../src/client/http';
+import { BillingClient, type BillingClientOptions } from '../../packages/client';
+import { parseRateLimit } from '../../packages/client/http';
 import { createCustomer, type CreatedCustomer } from '../helpers/factories';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 

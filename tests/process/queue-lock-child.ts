@@ -3,7 +3,7 @@
  * given instant (so all start together), calls acquireLock and says whether it won; on `release`,
  * releases what it won.
  */
-import { acquireLock, type QueueLock } from '../../src/client/queue-lock';
+import { acquireLock, type QueueLock } from '../../packages/client/queue-lock';
 
 let held: QueueLock | null = null;
 const reply = (m: unknown) => process.send?.(m);

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client as PgClient } from 'pg';
-import { BillingApiError, BillingClient, InstanceLimitReachedError, type BillingClientOptions } from '../../src/client';
+import { BillingApiError, BillingClient, InstanceLimitReachedError, type BillingClientOptions } from '../../packages/client';
 import { signKeySet } from '../../src/modules/licenses/key-set';
 import { generateSigningKey, publicJwk } from '../../src/modules/licenses/signing-keys';
 import { testDatabaseUrl } from '../helpers/test-app';

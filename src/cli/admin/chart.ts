@@ -1,5 +1,5 @@
 import * as asciichart from 'asciichart';
-import type { UsageReport } from '../../client/admin-client';
+import type { UsageReport } from './admin-client';
 
 const DAY = 86_400_000;
 

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
-import { AdminClient } from '../../client/admin-client';
+import { AdminClient } from './admin-client';
 import { jsonText, type CliIo } from './io';
 import { UsageError } from './failure';
 

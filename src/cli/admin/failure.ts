@@ -1,4 +1,4 @@
-import { BillingApiError, BillingNetworkError } from '../../client/api-error';
+import { BillingApiError, BillingNetworkError } from '../../../packages/client';
 
 /** Exit codes: one per kind of failure, so a script can tell them apart. */
 export const EXIT = {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Activation } from '../../../client/admin-client';
+import type { Activation } from '../admin-client';
 import { action, type Deps } from '../context';
 import { table } from '../io';
 

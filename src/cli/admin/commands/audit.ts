@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { AuditEntry } from '../../../client/admin-client';
+import type { AuditEntry } from '../admin-client';
 import { action, int, printPages, type Deps } from '../context';
 import { table } from '../io';
 import { progress } from '../progress';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Customer } from '../../../client/admin-client';
+import type { Customer } from '../admin-client';
 import { action, int, printPages, type Ctx, type Deps } from '../context';
 import { details, jsonText, table } from '../io';
 import { openKeyFile } from '../key-file';

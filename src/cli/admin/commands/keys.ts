@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type Command, InvalidArgumentError } from 'commander';
-import type { ApiKey, RotatedKeys } from '../../../client/admin-client';
+import type { ApiKey, RotatedKeys } from '../admin-client';
 import { action, collect, int, type Ctx, type Deps } from '../context';
 import { table } from '../io';
 import { progress } from '../progress';

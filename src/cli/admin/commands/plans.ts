@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { BodyOf, Plan } from '../../../client/admin-client';
+import type { BodyOf, Plan } from '../admin-client';
 import { action, collect, readJsonFile, type Deps } from '../context';
 import { details, table } from '../io';
 import { UsageError } from '../failure';

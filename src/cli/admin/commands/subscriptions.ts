@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Subscription } from '../../../client/admin-client';
+import type { Subscription } from '../admin-client';
 import { action, int, type Deps } from '../context';
 import { details, table } from '../io';
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { UsageReport } from '../../../client/admin-client';
+import type { UsageReport } from '../admin-client';
 import { usageChart } from '../chart';
 import { action, type Deps } from '../context';
 import { table } from '../io';

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { UnsafePathError } from './client-errors';
 import { LicenseError } from './license-errors';
 import { privateDirCheck, readPrivate, writeFileAtomic } from './private-fs';
+import { serial } from './serial';
 
 /**
  * The newest license this instance has accepted: its issue time (seconds) and id; and the newest
@@ -31,16 +32,6 @@ function merged(held: LicenseMark | null, next: LicenseMark): LicenseMark | null
   const expired = Math.max(held?.expired ?? -1, next.expired ?? -1);
   if (!newer && expired === (held?.expired ?? -1)) return null;
   return expired >= 0 ? { ...base, expired } : base;
-}
-
-/** One at a time per store, so a read-compare-write in this process is never interleaved. */
-function serial() {
-  let tail: Promise<unknown> = Promise.resolve();
-  return <T>(work: () => Promise<T>): Promise<T> => {
-    const run = tail.then(work, work);
-    tail = run.catch(() => undefined);
-    return run;
-  };
 }
 
 export function memoryLicenseStore(initial: LicenseMark | null = null): LicenseStore {
@@ -78,6 +69,7 @@ function corrupt(file: string, why: string, cause?: unknown): LicenseError<'STOR
  * store is made, reported by its first use).
  */
 export function fileLicenseStore(file: string): FileLicenseStore {
+  // One at a time per store, so a read-compare-write in this process is never interleaved.
   const run = serial();
   const folder = privateDirCheck(path.dirname(file), 'license');
 

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { BillingApiError } from './api-error';
-import type { paths } from './api-types';
-import { call, defaultHttpSettings, parseRetryAfter, type HttpSettings } from './http';
+import { BillingApiError, type paths } from '../../../packages/client';
+// The SDK's request loop (retries, Retry-After, same-origin redirects only), read from the package's
+// sources in this repository: the admin client is the operator's, never part of what customers install.
+import { call, defaultHttpSettings, parseRetryAfter, type HttpSettings } from '../../../packages/client/http';
 
 /**
  * The admin API, one method per admin route, each returning the service's JSON unchanged. Every
- * request and answer type is read from the generated `paths` (src/client/api-types.ts), so a route
+ * request and answer type is read from the generated `paths` (packages/client/api-types.ts), so a route
  * that changes shows up here as a compile error, not as a field silently missing.
  */
 

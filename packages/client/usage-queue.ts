@@ -5,6 +5,7 @@ import type { UsageEventBody } from './client-types';
 import { QueueDiskFullError, QueueFullError } from './client-errors';
 import { ensurePrivateDir, isDiskFull, OPEN, openPrivate, readPrivate, syncDir } from './private-fs';
 import { acquireLock, type QueueLock } from './queue-lock';
+import { serial } from './serial';
 
 /**
  * The on-disk queue of usage events, in one directory:
@@ -77,16 +78,6 @@ function diskFull(dir: string, err: unknown): Error {
   );
 }
 
-/** One at a time: appends, acknowledgements and segment changes never interleave. */
-function serial() {
-  let tail: Promise<unknown> = Promise.resolve();
-  return <T>(work: () => Promise<T>): Promise<T> => {
-    const run = tail.then(work, work);
-    tail = run.catch(() => undefined);
-    return run;
-  };
-}
-
 export class UsageQueue {
   private pending: QueueEntry[] = [];
   private pendingBytes = 0;
@@ -96,6 +87,7 @@ export class UsageQueue {
   private ackFd: FileHandle | null = null;
   /** An append found the disk full since the last rotation. */
   private diskWasFull = false;
+  /** One at a time: appends, acknowledgements and segment changes never interleave. */
   private readonly exclusive = serial();
 
   private constructor(

@@ -3,6 +3,7 @@ import { backoffMs, sleep } from './http';
 import type { UsagePacer } from './usage-pacer';
 import type { UsageQueue } from './usage-queue';
 import { deliver } from './usage-sender';
+import { serial } from './serial';
 
 export interface FlushResult {
   /** Events the service has now (new or replayed). */
@@ -43,7 +44,8 @@ export class UsageFlusher {
   private stopped = false;
   private running = false;
   private failures = 0;
-  private tail: Promise<unknown> = Promise.resolve();
+  /** One batch at a time. */
+  private readonly exclusive = serial();
   private readonly stopping = new AbortController();
 
   constructor(private readonly o: FlusherOptions) {}
@@ -75,7 +77,7 @@ export class UsageFlusher {
     this.stopping.abort(new Error('the client is closed'));
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await this.tail.catch(() => undefined);
+    await this.exclusive(() => Promise.resolve());
   }
 
   /** The queue holds a full batch: a round now, unless one is under way or the service asked to wait. */
@@ -119,7 +121,7 @@ export class UsageFlusher {
 
   /** One batch from the head of the queue, never two at once. */
   private oneBatch(send: FlusherOptions['send']): Promise<FlushResult> {
-    const run = this.tail.then(async () => {
+    return this.exclusive(async () => {
       const q = this.o.queue;
       const entries = q.peek(this.o.maxBatch);
       if (entries.length === 0) return empty();
@@ -135,7 +137,5 @@ export class UsageFlusher {
       await q.acknowledge(entries.length);
       return { sent: receipts.length, replayed: receipts.filter((r) => r.replayed).length, deadLettered, receipts };
     });
-    this.tail = run.catch(() => undefined);
-    return run;
   }
 }
