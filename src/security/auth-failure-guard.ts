@@ -1,5 +1,6 @@
 import { ipKeyGenerator, type Store } from 'express-rate-limit';
 import { AppError, UnauthorizedError } from '../errors/app-error';
+import { rateLimitHeaders } from './rate-limit-headers';
 
 /**
  * The failed-authentication limit. Attempts are counted *before* the check they pay for, with an
@@ -56,8 +57,7 @@ export function createAuthFailureGuard({ store, max, windowMs, onLimited, now = 
     return new AppError('RATE_LIMITED', 'Too many failed authentications; retry after the time in the Retry-After header', undefined, {
       headers: {
         'Retry-After': String(seconds),
-        'RateLimit-Policy': `"authFailures"; q=${max}; w=${Math.ceil(windowMs / 1000)}`,
-        RateLimit: `"authFailures"; r=0; t=${seconds}`,
+        ...rateLimitHeaders({ name: 'authFailures', limit: max, windowSeconds: Math.ceil(windowMs / 1000), remaining: 0, resetSeconds: seconds }),
       },
     });
   };
