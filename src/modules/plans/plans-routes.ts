@@ -1,11 +1,11 @@
 import { json, responses } from '../../http/response-schemas';
-import { defineRoute } from '../../http/route';
+import { defineRoute, type HandlersFor } from '../../http/route';
 import type { PlansService } from './plans-service';
 import { planJson, planParams, planSchemas } from './plans-schemas';
 
-export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof planSchemas>) {
-  return [
-    defineRoute({
+export function plansRouteSpecs(schemas: ReturnType<typeof planSchemas>) {
+  return {
+    postPlans: defineRoute({
       method: 'post',
       path: '/api/plans',
       auth: 'admin',
@@ -14,33 +14,24 @@ export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof plan
       responses: { 201: json(responses.plan, 'The plan as created') },
       errors: ['PLAN_CODE_TAKEN'],
       auditAction: 'plan.create',
-    }).handle(async ({ body, ctx }) => {
-      const plan = await plans.create(ctx, {
-        code: body.code,
-        name: body.name,
-        entitlements: body.entitlements,
-        stripePriceId: body.stripe_price_id,
-        meteredPrices: body.metered_prices,
-      });
-      return { status: 201, body: { plan: planJson(plan) } };
     }),
-    defineRoute({
+    getPlans: defineRoute({
       method: 'get',
       path: '/api/plans',
       auth: 'admin',
       summary: 'List plans by code',
       request: { query: schemas.list },
       responses: { 200: json(responses.plans, 'The plans, by code') },
-    }).handle(async ({ query }) => ({ status: 200, body: { data: (await plans.list(query.status)).map(planJson) } })),
-    defineRoute({
+    }),
+    getPlansByCode: defineRoute({
       method: 'get',
       path: '/api/plans/:code',
       auth: 'admin',
       summary: 'Get a plan',
       request: { params: planParams },
       responses: { 200: json(responses.plan, 'The plan') },
-    }).handle(async ({ params }) => ({ status: 200, body: { plan: planJson(await plans.get(params.code)) } })),
-    defineRoute({
+    }),
+    patchPlansByCode: defineRoute({
       method: 'patch',
       path: '/api/plans/:code',
       auth: 'admin',
@@ -48,17 +39,8 @@ export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof plan
       request: { params: planParams, body: schemas.update },
       responses: { 200: json(responses.plan, 'The plan as changed') },
       auditAction: 'plan.update',
-    }).handle(async ({ params, body, ctx }) => {
-      const plan = await plans.update(ctx, params.code, {
-        name: body.name,
-        entitlements: body.entitlements,
-        stripePriceId: body.stripe_price_id,
-        meteredPrices: body.metered_prices,
-        status: body.status,
-      });
-      return { status: 200, body: { plan: planJson(plan) } };
     }),
-    defineRoute({
+    deletePlansByCode: defineRoute({
       method: 'delete',
       path: '/api/plans/:code',
       auth: 'admin',
@@ -67,9 +49,37 @@ export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof plan
       responses: { 204: { description: 'Deleted' } },
       errors: ['PLAN_IN_USE'],
       auditAction: 'plan.delete',
-    }).handle(async ({ params, ctx }) => {
+    }),
+  };
+}
+
+export function plansHandlers(plans: PlansService): HandlersFor<ReturnType<typeof plansRouteSpecs>> {
+  return {
+    postPlans: async ({ body, ctx }) => {
+      const plan = await plans.create(ctx, {
+        code: body.code,
+        name: body.name,
+        entitlements: body.entitlements,
+        stripePriceId: body.stripe_price_id,
+        meteredPrices: body.metered_prices,
+      });
+      return { status: 201, body: { plan: planJson(plan) } };
+    },
+    getPlans: async ({ query }) => ({ status: 200, body: { data: (await plans.list(query.status)).map(planJson) } }),
+    getPlansByCode: async ({ params }) => ({ status: 200, body: { plan: planJson(await plans.get(params.code)) } }),
+    patchPlansByCode: async ({ params, body, ctx }) => {
+      const plan = await plans.update(ctx, params.code, {
+        name: body.name,
+        entitlements: body.entitlements,
+        stripePriceId: body.stripe_price_id,
+        meteredPrices: body.metered_prices,
+        status: body.status,
+      });
+      return { status: 200, body: { plan: planJson(plan) } };
+    },
+    deletePlansByCode: async ({ params, ctx }) => {
       await plans.remove(ctx, params.code);
       return { status: 204 };
-    }),
-  ];
+    },
+  };
 }
