@@ -5,7 +5,6 @@ import type { Config } from './config';
 import type { Container } from './container';
 import { compose } from './http/compose';
 import { registerRoutes } from './http/register-routes';
-import type { RouteDef } from './http/route';
 import { adminAuth, metricsAuth } from './middleware/admin-auth';
 import { customerAuth } from './middleware/customer-auth';
 import { errorHandler, notFound } from './middleware/error-handler';
@@ -15,8 +14,8 @@ import { apiKeysHandlers, apiKeysRouteSpecs } from './modules/api-keys/api-keys-
 import { auditHandlers, auditRouteSpecs } from './modules/audit/audit-routes';
 import { customersHandlers, customersRouteSpecs } from './modules/customers/customers-routes';
 import { healthHandlers, healthRouteSpecs } from './modules/health/health-routes';
-import { json, responses } from './http/response-schemas';
-import { bindRoutes, contractsOf, defineRoute, type RouteContract } from './http/route';
+import { json, openapiResponse } from './http/response-schemas';
+import { bindRoutes, contractsOf, defineRoute, type RouteContract, type RouteDef } from './http/route';
 import { docsPageHandlers, docsPageRouteSpecs } from './http/docs-page';
 import { buildOpenApi } from './http/openapi';
 import { planSchemas } from './modules/plans/plans-schemas';
@@ -40,7 +39,7 @@ function docsRouteSpecs(auth: 'public' | 'admin') {
       path: '/openapi.json',
       auth,
       summary: 'The OpenAPI 3.1 document of this API',
-      responses: { 200: json(responses.openapi, 'The document: every route, its requests, answers and errors') },
+      responses: { 200: json(openapiResponse, 'The document: every route, its requests, answers and errors') },
     }),
     ...docsPageRouteSpecs(auth),
   };

@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { json, responses } from '../../http/response-schemas';
+import { json } from '../../http/response-schemas';
+import { issuedKeyResponse, issueKeyBody, keyJson, keyParams, keyResponse, keysResponse, rotatedKeysResponse, rotateKeysBody } from './api-keys-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import { idParams } from '../../http/common-schemas';
 import { UUID_RE } from '../../lib/ids';
 import { decodeCursor, encodeCursor } from '../../lib/pagination';
 import type { ApiKeysService } from './api-keys-service';
-import { issueKeyBody, keyJson, keyParams, rotateKeysBody } from './api-keys-schemas';
 
 /** The run's own name: the same one again resumes it (see the route's description). */
 const rotateHeaders = z.object({
@@ -25,7 +25,7 @@ export function apiKeysRouteSpecs() {
       noStore: true,
       summary: 'Issue a key: rotate (older keys revoked, or kept for a grace period) or add one beside them',
       request: { params: idParams, body: issueKeyBody },
-      responses: { 201: json(responses.issuedKey, 'Issued; `api_key` is shown this once and never again') },
+      responses: { 201: json(issuedKeyResponse, 'Issued; `api_key` is shown this once and never again') },
       errors: ['CUSTOMER_DELETED', 'TOO_MANY_KEYS'],
       auditAction: 'api_key.issue',
     }),
@@ -42,7 +42,7 @@ export function apiKeysRouteSpecs() {
         'grace the first attempt gave them. Reuse a key only to resume a run whose answer you did not get: keys a received answer carried ' +
         'are replaced too. Keys are never stored in clear, so no answer can be replayed.',
       request: { body: rotateKeysBody, headers: rotateHeaders },
-      responses: { 200: json(responses.rotatedKeys, 'The new keys, shown this once; customers skipped and why') },
+      responses: { 200: json(rotatedKeysResponse, 'The new keys, shown this once; customers skipped and why') },
       auditAction: 'api_key.bulk_rotate',
     }),
     getCustomersByIdKeys: defineRoute({
@@ -51,7 +51,7 @@ export function apiKeysRouteSpecs() {
       auth: 'admin',
       summary: 'List a customer’s keys (never a secret or hash)',
       request: { params: idParams },
-      responses: { 200: json(responses.keys, 'Every key of the customer, newest first') },
+      responses: { 200: json(keysResponse, 'Every key of the customer, newest first') },
     }),
     deleteCustomersByIdKeysByKeyId: defineRoute({
       method: 'delete',
@@ -59,7 +59,7 @@ export function apiKeysRouteSpecs() {
       auth: 'admin',
       summary: 'Revoke a key at once, on every instance',
       request: { params: keyParams },
-      responses: { 200: json(responses.key, 'The key, now revoked') },
+      responses: { 200: json(keyResponse, 'The key, now revoked') },
       auditAction: 'api_key.revoke',
     }),
   };

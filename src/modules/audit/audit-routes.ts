@@ -1,9 +1,9 @@
-import { json, responses } from '../../http/response-schemas';
+import { json } from '../../http/response-schemas';
+import { auditJson, auditResponse, listAuditQuery } from './audit-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import { isBigserialId } from '../../lib/ids';
 import { decodeCursor, page } from '../../lib/pagination';
 import type { AuditService } from './audit-service';
-import { auditJson, listAuditQuery } from './audit-schemas';
 
 export function auditRouteSpecs() {
   return {
@@ -13,7 +13,7 @@ export function auditRouteSpecs() {
       auth: 'admin',
       summary: 'Read the audit log, newest first, with filters',
       request: { query: listAuditQuery },
-      responses: { 200: json(responses.audit, 'A page of audit rows; `next_cursor` fetches the next') },
+      responses: { 200: json(auditResponse, 'A page of audit rows; `next_cursor` fetches the next') },
     }),
   };
 }

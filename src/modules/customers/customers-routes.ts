@@ -1,11 +1,20 @@
-import { json, responses } from '../../http/response-schemas';
+import { json } from '../../http/response-schemas';
+import {
+  createCustomerBody,
+  createdCustomerResponse,
+  customerJson,
+  customerResponse,
+  customersResponse,
+  listCustomersQuery,
+  meResponse,
+  updateCustomerBody,
+} from './customers-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import { idParams } from '../../http/common-schemas';
 import { decodeCursor, page } from '../../lib/pagination';
 import { UUID_RE } from '../../lib/ids';
 import { keyJson } from '../api-keys/api-keys-schemas';
 import type { CustomersService } from './customers-service';
-import { createCustomerBody, customerJson, listCustomersQuery, updateCustomerBody } from './customers-schemas';
 import { UnauthorizedError } from '../../errors/app-error';
 
 export function customersRouteSpecs() {
@@ -17,7 +26,7 @@ export function customersRouteSpecs() {
       noStore: true,
       summary: 'Create a customer and its first API key (shown this once)',
       request: { body: createCustomerBody },
-      responses: { 201: json(responses.createdCustomer, 'Created; `api_key` is shown this once and never again') },
+      responses: { 201: json(createdCustomerResponse, 'Created; `api_key` is shown this once and never again') },
       errors: ['EMAIL_TAKEN'],
       auditAction: 'customer.create',
     }),
@@ -27,7 +36,7 @@ export function customersRouteSpecs() {
       auth: 'admin',
       summary: 'List customers, newest first',
       request: { query: listCustomersQuery },
-      responses: { 200: json(responses.customers, 'A page of customers; `next_cursor` fetches the next') },
+      responses: { 200: json(customersResponse, 'A page of customers; `next_cursor` fetches the next') },
     }),
     getCustomersById: defineRoute({
       method: 'get',
@@ -35,7 +44,7 @@ export function customersRouteSpecs() {
       auth: 'admin',
       summary: 'Get a customer',
       request: { params: idParams },
-      responses: { 200: json(responses.customer, 'The customer') },
+      responses: { 200: json(customerResponse, 'The customer') },
     }),
     patchCustomersById: defineRoute({
       method: 'patch',
@@ -43,7 +52,7 @@ export function customersRouteSpecs() {
       auth: 'admin',
       summary: 'Change a customer’s email or company name',
       request: { params: idParams, body: updateCustomerBody },
-      responses: { 200: json(responses.customer, 'The customer as changed') },
+      responses: { 200: json(customerResponse, 'The customer as changed') },
       errors: ['EMAIL_TAKEN', 'CUSTOMER_DELETED'],
       auditAction: 'customer.update',
     }),
@@ -53,7 +62,7 @@ export function customersRouteSpecs() {
       auth: 'admin',
       summary: 'Soft-delete a customer: every key revoked at once, usage and audit kept',
       request: { params: idParams },
-      responses: { 200: json(responses.customer, 'The customer, now deleted') },
+      responses: { 200: json(customerResponse, 'The customer, now deleted') },
       auditAction: 'customer.delete',
     }),
     getMe: defineRoute({
@@ -61,7 +70,7 @@ export function customersRouteSpecs() {
       path: '/api/me',
       auth: 'customer',
       summary: 'The customer the presented key belongs to',
-      responses: { 200: json(responses.me, 'The key’s customer, and the key’s id') },
+      responses: { 200: json(meResponse, 'The key’s customer, and the key’s id') },
     }),
   };
 }

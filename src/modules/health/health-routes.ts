@@ -1,5 +1,6 @@
 import type { ReadinessCheck } from './readiness-check';
-import { json, responses } from '../../http/response-schemas';
+import { json } from '../../http/response-schemas';
+import { healthResponse, readyResponse } from './health-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 
 export function healthRouteSpecs() {
@@ -9,14 +10,14 @@ export function healthRouteSpecs() {
       path: '/health',
       auth: 'public',
       summary: 'Liveness: the process answers',
-      responses: { 200: json(responses.health, 'The process is alive') },
+      responses: { 200: json(healthResponse, 'The process is alive') },
     }),
     getReady: defineRoute({
       method: 'get',
       path: '/ready',
       auth: 'public',
       summary: 'Readiness: the database answers and every migration is applied (an answer at most a second old)',
-      responses: { 200: json(responses.ready, 'Ready for traffic') },
+      responses: { 200: json(readyResponse, 'Ready for traffic') },
       errors: ['SERVICE_UNAVAILABLE'],
     }),
   };

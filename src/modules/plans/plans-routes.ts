@@ -1,7 +1,7 @@
-import { json, responses } from '../../http/response-schemas';
+import { json } from '../../http/response-schemas';
+import { planJson, planParams, planResponse, planSchemas, plansResponse } from './plans-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import type { PlansService } from './plans-service';
-import { planJson, planParams, planSchemas } from './plans-schemas';
 
 export function plansRouteSpecs(schemas: ReturnType<typeof planSchemas>) {
   return {
@@ -11,7 +11,7 @@ export function plansRouteSpecs(schemas: ReturnType<typeof planSchemas>) {
       auth: 'admin',
       summary: 'Create a plan: code, name, entitlements, Stripe prices',
       request: { body: schemas.create },
-      responses: { 201: json(responses.plan, 'The plan as created') },
+      responses: { 201: json(planResponse, 'The plan as created') },
       errors: ['PLAN_CODE_TAKEN'],
       auditAction: 'plan.create',
     }),
@@ -21,7 +21,7 @@ export function plansRouteSpecs(schemas: ReturnType<typeof planSchemas>) {
       auth: 'admin',
       summary: 'List plans by code',
       request: { query: schemas.list },
-      responses: { 200: json(responses.plans, 'The plans, by code') },
+      responses: { 200: json(plansResponse, 'The plans, by code') },
     }),
     getPlansByCode: defineRoute({
       method: 'get',
@@ -29,7 +29,7 @@ export function plansRouteSpecs(schemas: ReturnType<typeof planSchemas>) {
       auth: 'admin',
       summary: 'Get a plan',
       request: { params: planParams },
-      responses: { 200: json(responses.plan, 'The plan') },
+      responses: { 200: json(planResponse, 'The plan') },
     }),
     patchPlansByCode: defineRoute({
       method: 'patch',
@@ -37,7 +37,7 @@ export function plansRouteSpecs(schemas: ReturnType<typeof planSchemas>) {
       auth: 'admin',
       summary: 'Change a plan, or archive it (status "archived")',
       request: { params: planParams, body: schemas.update },
-      responses: { 200: json(responses.plan, 'The plan as changed') },
+      responses: { 200: json(planResponse, 'The plan as changed') },
       auditAction: 'plan.update',
     }),
     deletePlansByCode: defineRoute({

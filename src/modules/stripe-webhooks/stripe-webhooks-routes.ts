@@ -1,5 +1,6 @@
 import { iso } from '../../http/common-schemas';
-import { json, responses } from '../../http/response-schemas';
+import { json } from '../../http/response-schemas';
+import { webhookResponse, webhooksResponse } from './stripe-webhooks-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import type { StripeWebhooksService } from './stripe-webhooks-service';
 
@@ -11,7 +12,7 @@ export function stripeWebhooksRouteSpecs(bodyLimit: string) {
       path: '/api/webhooks/stripe',
       auth: 'stripe',
       summary: 'Stripe events, verified by their signature over the raw body; each applied once',
-      responses: { 200: json(responses.webhook, 'Received: processed now, a duplicate of one processed, or ignored (not ours, or not a type we act on)') },
+      responses: { 200: json(webhookResponse, 'Received: processed now, a duplicate of one processed, or ignored (not ours, or not a type we act on)') },
       errors: ['BAD_REQUEST', 'BAD_GATEWAY'],
       rawBody: true,
       bodyLimit,
@@ -21,7 +22,7 @@ export function stripeWebhooksRouteSpecs(bodyLimit: string) {
       path: '/api/reports/webhooks',
       auth: 'admin',
       summary: 'Stripe webhook processing: counts, and events that failed and wait for Stripe’s retry',
-      responses: { 200: json(responses.webhooks, 'Counts, and the failing events with their last error') },
+      responses: { 200: json(webhooksResponse, 'Counts, and the failing events with their last error') },
     }),
   };
 }

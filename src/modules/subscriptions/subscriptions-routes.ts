@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { iso, uuid } from '../../http/common-schemas';
-import { json, responses } from '../../http/response-schemas';
+import { json } from '../../http/response-schemas';
+import { reconciledResponse, subscriptionResponse, subscriptionsResponse } from './subscriptions-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import { planCode } from '../plans/plans-schemas';
 import type { Subscription } from './subscriptions-repository';
@@ -45,7 +46,7 @@ export function subscriptionsRouteSpecs() {
         headers: createHeaders,
         body: z.strictObject({ plan: planCode, trial_days: z.number().int().min(1).max(730).optional() }),
       },
-      responses: { 201: json(responses.subscription, 'The subscription as created (and as Stripe has it)') },
+      responses: { 201: json(subscriptionResponse, 'The subscription as created (and as Stripe has it)') },
       errors: ['CUSTOMER_DELETED', 'PLAN_ARCHIVED', 'CONFLICT', 'BAD_GATEWAY'],
       auditAction: 'subscription.create',
     }),
@@ -55,7 +56,7 @@ export function subscriptionsRouteSpecs() {
       auth: 'admin',
       summary: 'A customer’s subscriptions, newest first',
       request: { params: customerParams },
-      responses: { 200: json(responses.subscriptions, 'The customer’s subscriptions') },
+      responses: { 200: json(subscriptionsResponse, 'The customer’s subscriptions') },
     }),
     patchCustomersByIdSubscriptionsBySubscriptionId: defineRoute({
       method: 'patch',
@@ -63,7 +64,7 @@ export function subscriptionsRouteSpecs() {
       auth: 'admin',
       summary: 'Move a subscription to another plan (prorated in Stripe)',
       request: { params: subscriptionParams, body: z.strictObject({ plan: planCode }) },
-      responses: { 200: json(responses.subscription, 'The subscription on its new plan') },
+      responses: { 200: json(subscriptionResponse, 'The subscription on its new plan') },
       errors: ['PLAN_ARCHIVED', 'CONFLICT', 'BAD_GATEWAY'],
       auditAction: 'subscription.change_plan',
     }),
@@ -73,7 +74,7 @@ export function subscriptionsRouteSpecs() {
       auth: 'admin',
       summary: 'Cancel at the end of the period, or at once with ?immediately=true',
       request: { params: subscriptionParams, query: z.strictObject({ immediately: z.enum(['true', 'false']).default('false') }) },
-      responses: { 200: json(responses.subscription, 'The subscription, canceled or set to cancel') },
+      responses: { 200: json(subscriptionResponse, 'The subscription, canceled or set to cancel') },
       errors: ['CONFLICT', 'BAD_GATEWAY'],
       auditAction: 'subscription.cancel',
     }),
@@ -82,7 +83,7 @@ export function subscriptionsRouteSpecs() {
       path: '/api/stripe/reconcile',
       auth: 'admin',
       summary: 'Re-list linked customers’ subscriptions in Stripe, repair local drift, report what changed',
-      responses: { 200: json(responses.reconciled, 'What was checked and each change made') },
+      responses: { 200: json(reconciledResponse, 'What was checked and each change made') },
       errors: ['BAD_GATEWAY'],
       auditAction: 'subscription.reconcile',
     }),
@@ -91,7 +92,7 @@ export function subscriptionsRouteSpecs() {
       path: '/api/subscriptions',
       auth: 'customer',
       summary: 'The calling customer’s own subscriptions',
-      responses: { 200: json(responses.subscriptions, 'The customer’s subscriptions, with plan and entitlements') },
+      responses: { 200: json(subscriptionsResponse, 'The customer’s subscriptions, with plan and entitlements') },
     }),
   };
 }

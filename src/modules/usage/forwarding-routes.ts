@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { iso, uuid } from '../../http/common-schemas';
-import { json, responses } from '../../http/response-schemas';
+import { json } from '../../http/response-schemas';
+import { forwardingResponse, retriedResponse } from './usage-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import type { ForwardingService } from './forwarding-service';
 
@@ -16,7 +17,7 @@ export function forwardingRouteSpecs() {
       auth: 'admin',
       summary: 'The usage outbox towards Stripe: backlog, failures, and the latest failed events',
       responses: {
-        200: json(responses.forwarding, 'Counts by state, the oldest pending event and its age, the rate sent over the last minute, and recent failures'),
+        200: json(forwardingResponse, 'Counts by state, the oldest pending event and its age, the rate sent over the last minute, and recent failures'),
       },
     }),
     postReportsForwardingRetry: defineRoute({
@@ -25,7 +26,7 @@ export function forwardingRouteSpecs() {
       auth: 'admin',
       summary: 'Queue failed usage events for forwarding again (all, or the ids given)',
       request: { body: retryBody },
-      responses: { 200: json(responses.retried, 'The events queued again') },
+      responses: { 200: json(retriedResponse, 'The events queued again') },
       auditAction: 'usage.forwarding_retry',
     }),
   };

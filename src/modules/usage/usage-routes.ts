@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { ValidationError } from '../../errors/app-error';
 import { idParams } from '../../http/common-schemas';
-import { json, responses } from '../../http/response-schemas';
+import { json } from '../../http/response-schemas';
+import { reportQuery, reportResponse, totalsResponse, usageEventJson, usagePeriodQuery, usagePostedResponse, type UsageSchemas } from './usage-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import type { UsageService, UsageInput, Recorded } from './usage-service';
-import { reportQuery, usageEventJson, usagePeriodQuery, type UsageSchemas } from './usage-schemas';
 import type { TotalsRow } from './usage-repository';
 
 const MAX_PERIOD_DAYS = 400;
@@ -70,8 +70,8 @@ export function usageRouteSpecs(schemas: UsageSchemas, bodyLimit: string) {
       summary: 'Report usage: one event, or {events: [...]} (all or nothing); replays return the original',
       request: { headers: schemas.headers, body: schemas.body, fastBody: schemas.fastBody },
       responses: {
-        201: json(responses.usagePosted, 'Stored (for a batch: at least one event is new)'),
-        200: { ...json(responses.usagePosted, 'A replay: every event was stored before with the same body; the original is returned'), headers: replayed },
+        201: json(usagePostedResponse, 'Stored (for a batch: at least one event is new)'),
+        200: { ...json(usagePostedResponse, 'A replay: every event was stored before with the same body; the original is returned'), headers: replayed },
       },
       errors: ['IDEMPOTENCY_CONFLICT'],
       bodyLimit,
@@ -83,7 +83,7 @@ export function usageRouteSpecs(schemas: UsageSchemas, bodyLimit: string) {
       auth: 'customer',
       summary: 'Own usage totals per metric (or per day) over a period; default the current month',
       request: { query: usagePeriodQuery },
-      responses: { 200: json(responses.totals, 'Totals over [from, to)') },
+      responses: { 200: json(totalsResponse, 'Totals over [from, to)') },
     }),
     getCustomersByIdUsage: defineRoute({
       method: 'get',
@@ -91,7 +91,7 @@ export function usageRouteSpecs(schemas: UsageSchemas, bodyLimit: string) {
       auth: 'admin',
       summary: 'A customer’s usage totals per metric (or per day) over a period',
       request: { params: idParams, query: usagePeriodQuery },
-      responses: { 200: json(responses.totals, 'Totals over [from, to)') },
+      responses: { 200: json(totalsResponse, 'Totals over [from, to)') },
     }),
     getReportsUsage: defineRoute({
       method: 'get',
@@ -102,7 +102,7 @@ export function usageRouteSpecs(schemas: UsageSchemas, bodyLimit: string) {
       responses: {
         200: {
           description: 'Rows over [from, to); with format=csv the same rows as CSV, with a header line',
-          content: { 'application/json': responses.report, 'text/csv': z.string() },
+          content: { 'application/json': reportResponse, 'text/csv': z.string() },
           headers: { 'Content-Disposition': { description: 'With format=csv: attachment; filename="usage-<from>.csv"', schema: z.string() } },
         },
       },
