@@ -51,13 +51,15 @@ export function createAuthFailureGuard({ store, max, windowMs, onLimited, now = 
   // Stores initialise synchronously (memory) or start loading their script (Redis, see FallbackStore).
   void store.init?.({ windowMs } as never);
 
+  const headers = rateLimitHeaders('authFailures', max, Math.ceil(windowMs / 1000));
   const refusal = (resetAt: number | undefined): AppError => {
     onLimited?.();
     const seconds = Math.max(1, Math.ceil(((resetAt ?? now() + windowMs) - now()) / 1000));
     return new AppError('RATE_LIMITED', 'Too many failed authentications; retry after the time in the Retry-After header', undefined, {
       headers: {
         'Retry-After': String(seconds),
-        ...rateLimitHeaders({ name: 'authFailures', limit: max, windowSeconds: Math.ceil(windowMs / 1000), remaining: 0, resetSeconds: seconds }),
+        'RateLimit-Policy': headers.policy(),
+        RateLimit: headers.state(0, seconds),
       },
     });
   };

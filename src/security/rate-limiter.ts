@@ -136,6 +136,7 @@ function deploymentChecks(name: string, logger: Logger): (req: Request) => void 
  */
 export function rateLimiter(o: LimiterOptions): RequestHandler {
   const windowSeconds = Math.ceil(o.windowMs / 1000);
+  const headers = rateLimitHeaders(o.name, o.limit, windowSeconds);
   const check = deploymentChecks(o.name, o.logger);
   Promise.resolve(o.store.init?.({ windowMs: o.windowMs } as Options)).catch((err: unknown) =>
     o.logger.error({ err, limiter: o.name }, 'rate-limit store failed to initialise'),
@@ -144,16 +145,8 @@ export function rateLimiter(o: LimiterOptions): RequestHandler {
   function settle(req: Request, res: Response, next: NextFunction, key: string, counted: IncrementResponse): void {
     const reset = counted.resetTime ? Math.max(0, Math.ceil((counted.resetTime.getTime() - Date.now()) / 1000)) : windowSeconds;
     if (!res.headersSent) {
-      const h = rateLimitHeaders({
-        name: o.name,
-        limit: o.limit,
-        windowSeconds,
-        remaining: Math.max(o.limit - counted.totalHits, 0),
-        resetSeconds: reset,
-        partitionKey: partitionKey(key),
-      });
-      append(res, 'RateLimit-Policy', h['RateLimit-Policy']);
-      append(res, 'RateLimit', h.RateLimit);
+      append(res, 'RateLimit-Policy', headers.policy(partitionKey(key)));
+      append(res, 'RateLimit', headers.state(Math.max(o.limit - counted.totalHits, 0), reset));
     }
     if (counted.totalHits <= o.limit) return next();
     if (!res.headersSent) res.setHeader('Retry-After', String(reset));
