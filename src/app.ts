@@ -5,75 +5,115 @@ import type { Config } from './config';
 import type { Container } from './container';
 import { compose } from './http/compose';
 import { registerRoutes } from './http/register-routes';
-import type { RouteDef } from './http/route';
 import { adminAuth, metricsAuth } from './middleware/admin-auth';
 import { customerAuth } from './middleware/customer-auth';
 import { errorHandler, notFound } from './middleware/error-handler';
 import { requestObserver } from './middleware/http-logger';
 import { requestId } from './middleware/request-id';
-import { apiKeysRoutes } from './modules/api-keys/api-keys-routes';
-import { auditRoutes } from './modules/audit/audit-routes';
-import { customersRoutes } from './modules/customers/customers-routes';
-import { healthRoutes } from './modules/health/health-routes';
-import { json, responses } from './http/response-schemas';
-import { defineRoute } from './http/route';
-import { docsPageRoutes } from './http/docs-page';
+import { apiKeysHandlers, apiKeysRouteSpecs } from './modules/api-keys/api-keys-routes';
+import { auditHandlers, auditRouteSpecs } from './modules/audit/audit-routes';
+import { customersHandlers, customersRouteSpecs } from './modules/customers/customers-routes';
+import { healthHandlers, healthRouteSpecs } from './modules/health/health-routes';
+import { json, openapiResponse } from './http/response-schemas';
+import { bindRoutes, contractsOf, defineRoute, type RouteContract, type RouteDef } from './http/route';
+import { docsPageHandlers, docsPageRouteSpecs } from './http/docs-page';
 import { buildOpenApi } from './http/openapi';
-import { plansRoutes } from './modules/plans/plans-routes';
-import { subscriptionsRoutes } from './modules/subscriptions/subscriptions-routes';
-import { stripeWebhooksRoutes } from './modules/stripe-webhooks/stripe-webhooks-routes';
-import { forwardingRoutes } from './modules/usage/forwarding-routes';
-import { usageRoutes } from './modules/usage/usage-routes';
-import { licensesRoutes } from './modules/licenses/licenses-routes';
+import { planSchemas } from './modules/plans/plans-schemas';
+import { plansHandlers, plansRouteSpecs } from './modules/plans/plans-routes';
+import { subscriptionsHandlers, subscriptionsRouteSpecs } from './modules/subscriptions/subscriptions-routes';
+import { stripeWebhooksHandlers, stripeWebhooksRouteSpecs } from './modules/stripe-webhooks/stripe-webhooks-routes';
+import { forwardingHandlers, forwardingRouteSpecs } from './modules/usage/forwarding-routes';
+import { usageSchemas } from './modules/usage/usage-schemas';
+import { usageHandlers, usageRouteSpecs } from './modules/usage/usage-routes';
+import { licensesHandlers, licensesRouteSpecs } from './modules/licenses/licenses-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
  * included. API_DOCS decides who may read them: anyone, admins (the route table says so, so the
  * authorisation matrix covers them), or nobody (not registered: a 404 like any unknown path).
  */
-function docsRoutes(table: () => RouteDef[], mode: Config['apiDocs']): RouteDef[] {
-  if (mode === 'off') return [];
-  const auth = mode === 'admin' ? 'admin' : 'public';
-  let spec: ReturnType<typeof buildOpenApi> | null = null;
-  const document = () => (spec ??= buildOpenApi(table(), process.env.npm_package_version ?? '0.1.0'));
-  return [
-    defineRoute({
+function docsRouteSpecs(auth: 'public' | 'admin') {
+  return {
+    getOpenapiJson: defineRoute({
       method: 'get',
       path: '/openapi.json',
       auth,
       summary: 'The OpenAPI 3.1 document of this API',
-      responses: { 200: json(responses.openapi, 'The document: every route, its requests, answers and errors') },
-    }).handle(() => ({ status: 200, body: document() })),
-    ...docsPageRoutes(auth),
-  ];
+      responses: { 200: json(openapiResponse, 'The document: every route, its requests, answers and errors') },
+    }),
+    ...docsPageRouteSpecs(auth),
+  };
 }
 
 /** prom-client's exposition format (text, version 0.0.4). */
 const PROMETHEUS = 'text/plain; version=0.0.4; charset=utf-8';
 
-/** The route table: every route the service answers, with its authentication. */
-export function routeTable(c: Container): RouteDef[] {
-  const table: RouteDef[] = [
-    ...healthRoutes(c.readiness, c.startedAt),
-    ...customersRoutes(c.customers),
-    ...apiKeysRoutes(c.apiKeys),
-    ...auditRoutes(c.audit),
-    ...usageRoutes(c.usage, c.usageSchemas, c.config.usage.bodyLimit),
-    ...forwardingRoutes(c.forwarding),
-    ...plansRoutes(c.plans, c.planSchemas),
-    ...subscriptionsRoutes(c.subscriptions),
-    ...stripeWebhooksRoutes(c.webhooks, c.config.stripe.webhookBodyLimit),
-    ...licensesRoutes(c.licenses, c.config.license.jwksUrl),
-    defineRoute({
+function serviceRouteSpecs() {
+  return {
+    getMetrics: defineRoute({
       method: 'get',
       path: '/metrics',
       auth: 'metrics',
       summary: 'Prometheus metrics (METRICS_TOKEN or an admin token)',
       responses: { 200: { description: 'The Prometheus text format', content: { [PROMETHEUS]: z.string() } } },
-    }).handle(async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() })),
+    }),
+  };
+}
+
+/**
+ * Every route's contract, by module, built from configuration alone: no service, no database. The
+ * OpenAPI document (and the client types generated from it) need nothing more. `now` is the clock
+ * the usage schemas check occurred_at against.
+ */
+export function routeSpecs(config: Config, now: () => number = Date.now) {
+  return {
+    health: healthRouteSpecs(),
+    customers: customersRouteSpecs(),
+    apiKeys: apiKeysRouteSpecs(),
+    audit: auditRouteSpecs(),
+    usage: usageRouteSpecs(usageSchemas(config.usage.metrics, config.usage.maxBatch, now), config.usage.bodyLimit),
+    forwarding: forwardingRouteSpecs(),
+    plans: plansRouteSpecs(planSchemas(config.usage.metrics)),
+    subscriptions: subscriptionsRouteSpecs(),
+    stripeWebhooks: stripeWebhooksRouteSpecs(config.stripe.webhookBodyLimit),
+    licenses: licensesRouteSpecs(),
+    service: serviceRouteSpecs(),
+    docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
+  };
+}
+
+/** The contracts of the whole table, in the order it is served: what the OpenAPI document describes. */
+export function routeContracts(specs: ReturnType<typeof routeSpecs>): RouteContract[] {
+  return Object.values(specs).flatMap((s) => (s ? contractsOf(s) : []));
+}
+
+export const openApiDocument = (contracts: readonly RouteContract[]) => buildOpenApi(contracts, process.env.npm_package_version ?? '0.1.0');
+
+/** The route table: every route the service answers, its contract bound to its handler. */
+export function routeTable(c: Container): RouteDef[] {
+  const specs = routeSpecs(c.config, c.now);
+  let document: ReturnType<typeof openApiDocument> | null = null;
+  return [
+    ...bindRoutes(specs.health, healthHandlers(c.readiness, c.startedAt)),
+    ...bindRoutes(specs.customers, customersHandlers(c.customers)),
+    ...bindRoutes(specs.apiKeys, apiKeysHandlers(c.apiKeys)),
+    ...bindRoutes(specs.audit, auditHandlers(c.audit)),
+    ...bindRoutes(specs.usage, usageHandlers(c.usage)),
+    ...bindRoutes(specs.forwarding, forwardingHandlers(c.forwarding)),
+    ...bindRoutes(specs.plans, plansHandlers(c.plans)),
+    ...bindRoutes(specs.subscriptions, subscriptionsHandlers(c.subscriptions)),
+    ...bindRoutes(specs.stripeWebhooks, stripeWebhooksHandlers(c.webhooks)),
+    ...bindRoutes(specs.licenses, licensesHandlers(c.licenses, c.config.license.jwksUrl)),
+    ...bindRoutes(specs.service, {
+      getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
+    }),
+    ...(specs.docs
+      ? bindRoutes(specs.docs, {
+          getOpenapiJson: () => ({ status: 200, body: (document ??= openApiDocument(routeContracts(specs))) }),
+          ...docsPageHandlers(c.config.apiDocs === 'admin' ? 'admin' : 'public'),
+        })
+      : []),
   ];
-  table.push(...docsRoutes(() => table, c.config.apiDocs));
-  return table;
 }
 
 export interface AppOptions {

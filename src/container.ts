@@ -17,10 +17,8 @@ import { createForwardingRepository } from './modules/usage/forwarding-repositor
 import { createForwardingService } from './modules/usage/forwarding-service';
 import { createForwardingWorker } from './modules/usage/forwarding-worker';
 import { createUsageRepository } from './modules/usage/usage-repository';
-import { usageSchemas } from './modules/usage/usage-schemas';
 import { createUsageService } from './modules/usage/usage-service';
 import { createPlansRepository } from './modules/plans/plans-repository';
-import { planSchemas } from './modules/plans/plans-schemas';
 import { createPlansService } from './modules/plans/plans-service';
 import { createSubscriptionsRepository } from './modules/subscriptions/subscriptions-repository';
 import { createSubscriptionsService } from './modules/subscriptions/subscriptions-service';
@@ -194,7 +192,6 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     customers,
     stripe,
     usage,
-    usageSchemas: usageSchemas(config.usage.metrics, config.usage.maxBatch, now ?? Date.now),
     forwarder,
     forwarding,
     plans,
@@ -204,7 +201,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     licenseSigner,
     metrics,
     limiters,
-    planSchemas: planSchemas(config.usage.metrics),
+    /** The clock the services and the request schemas (the usage window) read. */
+    now: now ?? Date.now,
 
     /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, the stale-activation sweep. */
     async start(databaseUrl: string): Promise<void> {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { defineRoute, type RouteDef } from './route';
+import { defineRoute, type HandlersFor } from './route';
 
 /**
  * GET /docs: Swagger UI (swagger-ui-dist), served from the installed package, never a CDN: the
@@ -133,12 +133,9 @@ function renderPage(assets: Record<DocsAsset, Loaded>): string {
  * The page and its assets, with the authentication API_DOCS gives /openapi.json. Admin-only assets
  * are cached privately (the browser only); public ones by any cache.
  */
-export function docsPageRoutes(auth: 'public' | 'admin'): RouteDef[] {
-  const assets = loader();
-  let page: string | null = null;
-  const cacheControl = `${auth === 'public' ? 'public' : 'private'}, max-age=31536000, immutable`;
-  return [
-    defineRoute({
+export function docsPageRouteSpecs(auth: 'public' | 'admin') {
+  return {
+    getDocs: defineRoute({
       method: 'get',
       path: '/docs',
       auth,
@@ -153,14 +150,8 @@ export function docsPageRoutes(auth: 'public' | 'admin'): RouteDef[] {
           },
         },
       },
-    }).handle(() => ({
-      status: 200,
-      type: 'text/html',
-      body: (page ??= renderPage(assets())),
-      // Small, and names the current assets: always revalidated.
-      headers: { 'Content-Security-Policy': DOCS_CSP, 'Cache-Control': 'no-cache' },
-    })),
-    defineRoute({
+    }),
+    getDocsAssetsByFile: defineRoute({
       method: 'get',
       path: '/docs/assets/:file',
       auth,
@@ -173,9 +164,25 @@ export function docsPageRoutes(auth: 'public' | 'admin'): RouteDef[] {
           headers: { 'Cache-Control': { description: 'public (or private under API_DOCS=admin), a year, immutable', schema: z.string() } },
         },
       },
-    }).handle(({ params }) => {
+    }),
+  };
+}
+
+export function docsPageHandlers(auth: 'public' | 'admin'): HandlersFor<ReturnType<typeof docsPageRouteSpecs>> {
+  const assets = loader();
+  let page: string | null = null;
+  const cacheControl = `${auth === 'public' ? 'public' : 'private'}, max-age=31536000, immutable`;
+  return {
+    getDocs: () => ({
+      status: 200,
+      type: 'text/html',
+      body: (page ??= renderPage(assets())),
+      // Small, and names the current assets: always revalidated.
+      headers: { 'Content-Security-Policy': DOCS_CSP, 'Cache-Control': 'no-cache' },
+    }),
+    getDocsAssetsByFile: ({ params }) => {
       const asset = assets()[params.file];
       return { status: 200, type: asset.type, body: asset.body, headers: { 'Cache-Control': cacheControl } };
-    }),
-  ];
+    },
+  };
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ERROR_STATUS } from '../errors/app-error';
-import { errorCodes, type AuthKind, type RouteDef } from './route';
+import { errorCodes, type AuthKind, type RouteContract } from './route';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -22,7 +22,7 @@ const SECURITY: Record<AuthKind, Record<string, string[]>[]> = {
 const headerName = (name: string) => name.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
 
 /** Path, query and header parameters, from the route's request schemas. */
-function parameters(r: RouteDef): unknown[] {
+function parameters(r: RouteContract): unknown[] {
   const out: unknown[] = [];
   for (const [where, schema] of [
     ['path', r.request.params],
@@ -46,7 +46,7 @@ function parameters(r: RouteDef): unknown[] {
 }
 
 /** Every success the route declares: status, content types with their schemas, headers. */
-function successResponses(r: RouteDef): Record<string, unknown> {
+function successResponses(r: RouteContract): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(r.responses).map(([status, spec]) => [
       status,
@@ -68,7 +68,7 @@ function successResponses(r: RouteDef): Record<string, unknown> {
 }
 
 /** Error answers by status, each naming exactly the codes this route can answer with it. */
-function errorResponses(r: RouteDef): Record<string, unknown> {
+function errorResponses(r: RouteContract): Record<string, unknown> {
   const byStatus = new Map<number, string[]>();
   for (const code of errorCodes(r)) byStatus.set(ERROR_STATUS[code], [...(byStatus.get(ERROR_STATUS[code]) ?? []), code]);
   return Object.fromEntries(
@@ -93,7 +93,7 @@ function errorResponses(r: RouteDef): Record<string, unknown> {
  * schemas that validate its requests, every success it declares (status, content type, headers,
  * schema) and exactly the error codes it can answer. Nothing is special-cased by path.
  */
-export function buildOpenApi(routes: readonly RouteDef[], version: string) {
+export function buildOpenApi(routes: readonly RouteContract[], version: string) {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
     const params = parameters(r);

@@ -86,8 +86,11 @@ export interface RequestSpec<B extends z.ZodType, Q extends z.ZodType, P extends
   fastBody?: (raw: unknown) => z.output<B> | undefined;
 }
 
-/** One row of the route table: everything the app, the OpenAPI document and the security tests need to know. */
-export interface RouteDef {
+/**
+ * A route's contract: everything the OpenAPI document, the validation and the security tests need to
+ * know, built from configuration alone (no service, no database).
+ */
+export interface RouteContract {
   method: HttpMethod;
   path: string;
   auth: AuthKind;
@@ -112,6 +115,10 @@ export interface RouteDef {
    * sends every route's sample request and fails on a secret answered without it.
    */
   noStore?: boolean;
+}
+
+/** One row of the route table: a contract with its handler bound. */
+export interface RouteDef extends RouteContract {
   handle(input: RouteInput<AuthKind, unknown, unknown, unknown, unknown>): Promise<Reply> | Reply;
 }
 
@@ -138,10 +145,25 @@ export type Handler<A extends AuthKind, Rs extends ResponseSpecs, B extends z.Zo
   input: RouteInput<A, z.output<B>, z.output<Q>, z.output<P>, z.output<H>>,
 ) => Promise<ReplyFor<Rs>> | ReplyFor<Rs>;
 
+/** A declared route: its contract, and `handle` to bind a handler typed by it. */
+export interface DefinedRoute<
+  A extends AuthKind,
+  Rs extends ResponseSpecs,
+  B extends z.ZodType,
+  Q extends z.ZodType,
+  P extends z.ZodType,
+  H extends z.ZodType,
+> {
+  readonly contract: RouteContract;
+  handle(handle: Handler<A, Rs, B, Q, P, H>): RouteDef;
+}
+
 /**
  * A route's contract first, then its handler: `defineRoute({...}).handle(async (input) => reply)`.
  * In two steps so the reply is checked against the declared answers (status, body, headers) once
  * they are fully known: a status or a field the contract does not declare does not compile.
+ * Modules declare their contracts (`<name>RouteSpecs`) apart from their handlers (`<name>Handlers`),
+ * and the route table binds the two with `bindRoutes`.
  */
 export function defineRoute<
   A extends AuthKind,
@@ -151,13 +173,30 @@ export function defineRoute<
   P extends z.ZodType = None,
   H extends z.ZodType = None,
 >(spec: RouteSpec<A, Rs, B, Q, P, H>) {
+  const contract: RouteContract = { ...spec, request: spec.request ?? {}, errors: spec.errors ?? [] };
   return {
-    handle: (handle: Handler<A, Rs, B, Q, P, H>): RouteDef => ({ ...spec, request: spec.request ?? {}, errors: spec.errors ?? [], handle }),
-  };
+    contract,
+    handle: (handle: Handler<A, Rs, B, Q, P, H>): RouteDef => ({ ...contract, handle }),
+  } satisfies DefinedRoute<A, Rs, B, Q, P, H>;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyDefinedRoute = DefinedRoute<any, any, any, any, any, any>;
+/** A module's route contracts, by name, in the order they are served and documented. */
+export type RouteSpecs = Readonly<Record<string, AnyDefinedRoute>>;
+/** One handler for each of a module's contracts, typed by it. */
+export type HandlersFor<S extends RouteSpecs> = { [K in keyof S]: Parameters<S[K]['handle']>[0] };
+
+/** The contracts alone, in their order: what the OpenAPI document is built from. */
+export const contractsOf = (specs: RouteSpecs): RouteContract[] => Object.values(specs).map((s) => s.contract);
+
+/** Binds each contract to its handler, in the contracts' order. */
+export function bindRoutes<S extends RouteSpecs>(specs: S, handlers: HandlersFor<S>): RouteDef[] {
+  return Object.keys(specs).map((k) => specs[k]!.handle(handlers[k as keyof S]));
 }
 
 /** The success statuses a route declares, in ascending order. */
-export const successStatuses = (r: RouteDef): number[] =>
+export const successStatuses = (r: RouteContract): number[] =>
   Object.keys(r.responses)
     .map(Number)
     .sort((a, b) => a - b);
@@ -167,7 +206,7 @@ export const successStatuses = (r: RouteDef): number[] =>
  * validates, the database) and those it declares. The OpenAPI document publishes exactly these, and
  * the tests fail on any answer outside them.
  */
-export function errorCodes(r: RouteDef): ErrorCode[] {
+export function errorCodes(r: RouteContract): ErrorCode[] {
   const codes = new Set<ErrorCode>(['INTERNAL_ERROR']);
   if (r.auth === 'admin' || r.auth === 'metrics' || r.auth === 'customer') codes.add('UNAUTHORIZED').add('RATE_LIMITED').add('SERVICE_UNAVAILABLE');
   if (r.auth === 'stripe') codes.add('INVALID_SIGNATURE').add('RATE_LIMITED').add('SERVICE_UNAVAILABLE');

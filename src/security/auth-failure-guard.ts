@@ -1,5 +1,6 @@
 import { ipKeyGenerator, type Store } from 'express-rate-limit';
 import { AppError, UnauthorizedError } from '../errors/app-error';
+import { rateLimitHeaders } from './rate-limit-headers';
 
 /**
  * The failed-authentication limit. Attempts are counted *before* the check they pay for, with an
@@ -50,14 +51,15 @@ export function createAuthFailureGuard({ store, max, windowMs, onLimited, now = 
   // Stores initialise synchronously (memory) or start loading their script (Redis, see FallbackStore).
   void store.init?.({ windowMs } as never);
 
+  const headers = rateLimitHeaders('authFailures', max, Math.ceil(windowMs / 1000));
   const refusal = (resetAt: number | undefined): AppError => {
     onLimited?.();
     const seconds = Math.max(1, Math.ceil(((resetAt ?? now() + windowMs) - now()) / 1000));
     return new AppError('RATE_LIMITED', 'Too many failed authentications; retry after the time in the Retry-After header', undefined, {
       headers: {
         'Retry-After': String(seconds),
-        'RateLimit-Policy': `"authFailures"; q=${max}; w=${Math.ceil(windowMs / 1000)}`,
-        RateLimit: `"authFailures"; r=0; t=${seconds}`,
+        'RateLimit-Policy': headers.policy(),
+        RateLimit: headers.state(0, seconds),
       },
     });
   };

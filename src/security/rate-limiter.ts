@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { ClientRateLimitInfo, IncrementResponse, Options, Store } from 'express-rate-limit';
 import type { Logger } from 'pino';
+import { rateLimitHeaders } from './rate-limit-headers';
 import { isPublicAddress } from './trust-proxy';
 
 /**
@@ -127,16 +128,15 @@ function deploymentChecks(name: string, logger: Logger): (req: Request) => void 
 
 /**
  * A fixed-window rate limit as one synchronous middleware when its store counts in memory (one
- * promise when it counts in Redis). It answers as express-rate-limit did with draft-8 headers:
- * `RateLimit-Policy: "<name>"; q=<limit>; w=<window s>; pk=:<partition key>:` and
- * `RateLimit: "<name>"; r=<remaining>; t=<reset s>` on every answer, `Retry-After` on a refusal.
- * Written for the hot path: express-rate-limit's middleware awaits five times per request, hashes
- * the key and builds its deployment checks' arguments on each one; two of them on POST /api/usage
- * cost more CPU than the rest of its plumbing (docs/USAGE.md, Performance).
+ * promise when it counts in Redis). It answers as express-rate-limit did with draft-8 headers
+ * (rate-limit-headers.ts, with the partition key) on every answer, `Retry-After` on a refusal.
+ * It saves express-rate-limit's awaits and its per-request deployment-check arguments; like that
+ * library it still hashes the key (the partition key) and builds the header strings on every
+ * request. What it replaces, the gain and when to delete it: docs/decisions/rate-limiter.md.
  */
 export function rateLimiter(o: LimiterOptions): RequestHandler {
   const windowSeconds = Math.ceil(o.windowMs / 1000);
-  const policy = `"${o.name}"; q=${o.limit}; w=${windowSeconds}; pk=:`;
+  const headers = rateLimitHeaders(o.name, o.limit, windowSeconds);
   const check = deploymentChecks(o.name, o.logger);
   Promise.resolve(o.store.init?.({ windowMs: o.windowMs } as Options)).catch((err: unknown) =>
     o.logger.error({ err, limiter: o.name }, 'rate-limit store failed to initialise'),
@@ -145,8 +145,8 @@ export function rateLimiter(o: LimiterOptions): RequestHandler {
   function settle(req: Request, res: Response, next: NextFunction, key: string, counted: IncrementResponse): void {
     const reset = counted.resetTime ? Math.max(0, Math.ceil((counted.resetTime.getTime() - Date.now()) / 1000)) : windowSeconds;
     if (!res.headersSent) {
-      append(res, 'RateLimit-Policy', `${policy}${partitionKey(key)}:`);
-      append(res, 'RateLimit', `"${o.name}"; r=${Math.max(o.limit - counted.totalHits, 0)}; t=${reset}`);
+      append(res, 'RateLimit-Policy', headers.policy(partitionKey(key)));
+      append(res, 'RateLimit', headers.state(Math.max(o.limit - counted.totalHits, 0), reset));
     }
     if (counted.totalHits <= o.limit) return next();
     if (!res.headersSent) res.setHeader('Retry-After', String(reset));

@@ -162,3 +162,22 @@ describe('types generated from the document (openapi-typescript)', () => {
     expect(compile(`export const bad: UsageBody = { events: [{ metric: 'api_calls', quantity: 1 }] };`)).toMatch(/idempotency_key/);
   });
 });
+
+describe('npm run openapi (src/cli/openapi.ts)', () => {
+  test('when it runs without a database URL, then it prints byte for byte the document the app serves', async () => {
+    const root = path.resolve(__dirname, '../..');
+    // Nothing that names a database: no DATABASE_URL, no TEST_DATABASE_URL, no PG* variables.
+    const version = process.env.npm_package_version;
+    const env = { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), ...(version ? { npm_package_version: version } : {}) };
+    const printed = execFileSync(process.execPath, [path.join(root, 'node_modules/tsx/dist/cli.mjs'), path.join(root, 'src/cli/openapi.ts')], {
+      cwd: root,
+      env,
+      stdio: 'pipe',
+      timeout: 60_000,
+    }).toString('utf8');
+    const served = await request(t.app).get('/openapi.json');
+    expect(served.status).toBe(200);
+    expect(Object.keys(JSON.parse(printed).paths).length).toBeGreaterThan(30);
+    expect(printed).toBe(`${JSON.stringify(served.body, null, 2)}\n`);
+  }, 60_000);
+});

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { createIsolatedTestApp } from '../helpers/fresh-database';
 import { cli } from './cli-harness';
 import { buildProgram } from '../../src/cli/admin/run';
-import type { Command } from 'commander';
+import type { CommandUnknownOpts as Command } from '@commander-js/extra-typings';
 
 const root = path.resolve(__dirname, '..', '..');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-readme-'));

@@ -3,6 +3,7 @@ import { createPublicKey, generateKeyPairSync, verify as edVerify } from 'node:c
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { calculateJwkThumbprint } from 'jose';
 import { ConfigError, loadConfig } from '../../src/config';
 import { jwkThumbprint } from '../../src/modules/licenses/signing-keys';
 
@@ -149,5 +150,14 @@ test('when the vendor runs license-key root, public and sign-key-set, then the s
     expect(() => run(['sign-key-set', '--root', path.join(dir, 'root.jwk'), '--keys', path.join(dir, 'root.jwk')])).toThrow();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('when a key has no kid, then its kid is the RFC 7638 thumbprint jose computes', async () => {
+  for (let i = 0; i < 5; i++) {
+    const k = jwk();
+    expect(jwkThumbprint(k.x)).toBe(await calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: k.x }, 'sha256'));
+    // A control: another key's thumbprint differs.
+    expect(jwkThumbprint(jwk().x)).not.toBe(jwkThumbprint(k.x));
   }
 });

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, type OptionValues } from '@commander-js/extra-typings';
 import { AdminClient } from './admin-client';
 import { jsonText, type CliIo } from './io';
 import { UsageError } from './failure';
@@ -26,8 +26,30 @@ export interface Ctx {
   print(body: unknown, human: () => void): void;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Opts = Record<string, any>;
+/** The program's own options (run.ts declares them with `globalOptions`), read by every command. */
+export function globalOptions(program: Command) {
+  return (
+    program
+      .option('--url <url>', 'the service’s URL (default: $BILLING_API_URL)')
+      // No default from the environment here: commander would print it in --help.
+      .option('--token <token>', 'the admin token (default: $ADMIN_API_TOKEN; prefer the variable, a flag shows in the process list)')
+      .option('--json', 'print the service’s JSON, unchanged (for scripts)')
+      .option('--insecure', 'allow a plain http:// URL to a host other than this machine (the admin token then travels in clear)')
+      .option('--timeout <ms>', 'per request (default 10000)', int(100, 600_000))
+  );
+}
+
+/** The program, with its global options typed: every command hangs below it. */
+export type Program = ReturnType<typeof globalOptions>;
+type GlobalOptions = ReturnType<Program['opts']>;
+
+/** What an action reads of its command: its own options, its arguments, and the global options. */
+interface ActionThis<A extends unknown[], O extends OptionValues> {
+  opts(): O;
+  /** Its own options with the global ones (commander merges them). */
+  optsWithGlobals(): O & GlobalOptions;
+  processedArgs: A;
+}
 
 /**
  * The admin token, from --token, ADMIN_API_TOKEN or the file ADMIN_API_TOKEN_FILE names. It goes
@@ -75,29 +97,28 @@ function resolveUrl(flag: string | undefined, env: CliIo['env'], insecure: boole
   return url;
 }
 
-/** Wraps a command's action: builds its context from the global options, passes its own options and arguments. */
-export function action(deps: Deps, fn: (ctx: Ctx, opts: Opts, args: string[]) => Promise<void>) {
-  return async (...all: unknown[]) => {
-    const cmd = all[all.length - 1] as Command;
-    const opts = cmd.optsWithGlobals<Opts>();
+/** Wraps a command's action: builds its context from the global options, passes the options (its own and the global ones) and its arguments, typed by the command's declaration. */
+export function action<A extends unknown[], O extends OptionValues>(deps: Deps, fn: (ctx: Ctx, opts: O & GlobalOptions, args: A) => Promise<void>) {
+  return async function (this: ActionThis<A, O>): Promise<void> {
+    const global = this.optsWithGlobals();
     const { io } = deps;
     let client: AdminClient | undefined;
     const ctx: Ctx = {
       io,
-      json: Boolean(opts.json),
+      json: Boolean(global.json),
       client: () =>
         (client ??= new AdminClient({
-          baseUrl: resolveUrl(opts.url as string | undefined, io.env, Boolean(opts.insecure)),
-          token: resolveToken(opts.token as string | undefined, io.env),
-          timeoutMs: opts.timeout as number | undefined,
+          baseUrl: resolveUrl(global.url, io.env, Boolean(global.insecure)),
+          token: resolveToken(global.token, io.env),
+          timeoutMs: global.timeout,
           fetch: deps.fetch,
           userAgent: 'billing-admin',
         })),
       out: (t) => void io.stdout.write(t),
       say: (t) => void io.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
-      print: (body, human) => (opts.json ? void io.stdout.write(jsonText(body)) : human()),
+      print: (body, human) => (global.json ? void io.stdout.write(jsonText(body)) : human()),
     };
-    await fn(ctx, opts, cmd.args);
+    await fn(ctx, global, this.processedArgs);
   };
 }
 
@@ -131,7 +152,7 @@ export async function readJsonFile(io: CliIo, file: string): Promise<unknown> {
 /** Prints every page of a paged list: tables for people, one JSON page per line with --json. */
 export async function printPages<T extends { data: R[]; next_cursor: string | null }, R>(
   ctx: Ctx,
-  opts: Opts,
+  opts: { all?: true; cursor?: string },
   fetchPage: (cursor: string | undefined) => Promise<T>,
   render: (rows: R[]) => string,
   label: string,
@@ -143,7 +164,7 @@ export async function printPages<T extends { data: R[]; next_cursor: string | nu
   let count = 0;
   let last: T | undefined;
   try {
-    for await (const page of ctx.client().pages(fetchPage, opts.cursor as string | undefined, all ? Infinity : 1)) {
+    for await (const page of ctx.client().pages(fetchPage, opts.cursor, all ? Infinity : 1)) {
       last = page;
       pages++;
       count += page.data.length;

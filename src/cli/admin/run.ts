@@ -1,5 +1,5 @@
-import { Command, CommanderError } from 'commander';
-import { DEFAULT_URL, int, type Deps } from './context';
+import { Command, CommanderError, type CommandUnknownOpts } from '@commander-js/extra-typings';
+import { DEFAULT_URL, globalOptions, type Deps } from './context';
 import { describeFailure, EXIT } from './failure';
 import { activationsCommands } from './commands/activations';
 import { auditCommands } from './commands/audit';
@@ -27,16 +27,12 @@ Exit codes: 0 done, 1 refused (not found, conflict), 2 invalid request (422: the
 5 service failed or unreachable (5xx, network, timeout), 64 wrong command line.
 `;
 
-export function buildProgram(deps: Deps): Command {
-  const program = new Command('billing-admin')
-    .description('Administer the billing service: customers, keys, plans, subscriptions, activations, usage, audit')
-    .version(process.env.npm_package_version ?? '0.1.0')
-    .option('--url <url>', 'the service’s URL (default: $BILLING_API_URL)')
-    // No default from the environment here: commander would print it in --help.
-    .option('--token <token>', 'the admin token (default: $ADMIN_API_TOKEN; prefer the variable, a flag shows in the process list)')
-    .option('--json', 'print the service’s JSON, unchanged (for scripts)')
-    .option('--insecure', 'allow a plain http:// URL to a host other than this machine (the admin token then travels in clear)')
-    .option('--timeout <ms>', 'per request (default 10000)', int(100, 600_000))
+export function buildProgram(deps: Deps) {
+  const program = globalOptions(
+    new Command('billing-admin')
+      .description('Administer the billing service: customers, keys, plans, subscriptions, activations, usage, audit')
+      .version(process.env.npm_package_version ?? '0.1.0'),
+  )
     .exitOverride()
     .configureOutput({ writeOut: (s) => void deps.io.stdout.write(s), writeErr: (s) => void deps.io.stderr.write(s) })
     .showHelpAfterError('(add --help for usage)')
@@ -59,7 +55,7 @@ export function buildProgram(deps: Deps): Command {
  * --help`, `keys nosuch`), or null. commander answers such a line with the parent's help and exit 0
  * when --help is on it; a script must see the mistake instead.
  */
-function unknownCommand(program: Command, argv: string[]): string | null {
+function unknownCommand(program: CommandUnknownOpts, argv: string[]): string | null {
   let cmd = program;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;

@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { json, responses } from '../../http/response-schemas';
-import { defineRoute } from '../../http/route';
+import { json } from '../../http/response-schemas';
+import { issuedKeyResponse, issueKeyBody, keyJson, keyParams, keyResponse, keysResponse, rotatedKeysResponse, rotateKeysBody } from './api-keys-schemas';
+import { defineRoute, type HandlersFor } from '../../http/route';
 import { idParams } from '../../http/common-schemas';
 import { UUID_RE } from '../../lib/ids';
 import { decodeCursor, encodeCursor } from '../../lib/pagination';
 import type { ApiKeysService } from './api-keys-service';
-import { issueKeyBody, keyJson, keyParams, rotateKeysBody } from './api-keys-schemas';
 
 /** The run's own name: the same one again resumes it (see the route's description). */
 const rotateHeaders = z.object({
@@ -16,27 +16,20 @@ const rotateHeaders = z.object({
     .describe('Names the run: sent again with the same key, a run whose answer was lost is resumed'),
 });
 
-export function apiKeysRoutes(apiKeys: ApiKeysService) {
-  return [
-    defineRoute({
+export function apiKeysRouteSpecs() {
+  return {
+    postCustomersByIdKeys: defineRoute({
       method: 'post',
       path: '/api/customers/:id/keys',
       auth: 'admin',
       noStore: true,
       summary: 'Issue a key: rotate (older keys revoked, or kept for a grace period) or add one beside them',
       request: { params: idParams, body: issueKeyBody },
-      responses: { 201: json(responses.issuedKey, 'Issued; `api_key` is shown this once and never again') },
+      responses: { 201: json(issuedKeyResponse, 'Issued; `api_key` is shown this once and never again') },
       errors: ['CUSTOMER_DELETED', 'TOO_MANY_KEYS'],
       auditAction: 'api_key.issue',
-    }).handle(async ({ params, body, ctx }) => {
-      const issued = await apiKeys.issue(ctx, params.id, {
-        name: body.name,
-        gracePeriodSeconds: body.grace_period_seconds,
-        keepExisting: body.keep_existing,
-      });
-      return { status: 201, body: { api_key: issued.apiKey, key: keyJson(issued.key), ended_key_ids: issued.endedKeyIds } };
     }),
-    defineRoute({
+    postKeysRotate: defineRoute({
       method: 'post',
       path: '/api/keys/rotate',
       auth: 'admin',
@@ -49,9 +42,40 @@ export function apiKeysRoutes(apiKeys: ApiKeysService) {
         'grace the first attempt gave them. Reuse a key only to resume a run whose answer you did not get: keys a received answer carried ' +
         'are replaced too. Keys are never stored in clear, so no answer can be replayed.',
       request: { body: rotateKeysBody, headers: rotateHeaders },
-      responses: { 200: json(responses.rotatedKeys, 'The new keys, shown this once; customers skipped and why') },
+      responses: { 200: json(rotatedKeysResponse, 'The new keys, shown this once; customers skipped and why') },
       auditAction: 'api_key.bulk_rotate',
-    }).handle(async ({ body, headers, ctx, signal }) => {
+    }),
+    getCustomersByIdKeys: defineRoute({
+      method: 'get',
+      path: '/api/customers/:id/keys',
+      auth: 'admin',
+      summary: 'List a customer’s keys (never a secret or hash)',
+      request: { params: idParams },
+      responses: { 200: json(keysResponse, 'Every key of the customer, newest first') },
+    }),
+    deleteCustomersByIdKeysByKeyId: defineRoute({
+      method: 'delete',
+      path: '/api/customers/:id/keys/:keyId',
+      auth: 'admin',
+      summary: 'Revoke a key at once, on every instance',
+      request: { params: keyParams },
+      responses: { 200: json(keyResponse, 'The key, now revoked') },
+      auditAction: 'api_key.revoke',
+    }),
+  };
+}
+
+export function apiKeysHandlers(apiKeys: ApiKeysService): HandlersFor<ReturnType<typeof apiKeysRouteSpecs>> {
+  return {
+    postCustomersByIdKeys: async ({ params, body, ctx }) => {
+      const issued = await apiKeys.issue(ctx, params.id, {
+        name: body.name,
+        gracePeriodSeconds: body.grace_period_seconds,
+        keepExisting: body.keep_existing,
+      });
+      return { status: 201, body: { api_key: issued.apiKey, key: keyJson(issued.key), ended_key_ids: issued.endedKeyIds } };
+    },
+    postKeysRotate: async ({ body, headers, ctx, signal }) => {
       const afterId = decodeCursor(body.cursor, (id) => UUID_RE.test(id));
       const r = await apiKeys.rotateMany(ctx, {
         gracePeriodSeconds: body.grace_period_seconds,
@@ -72,23 +96,8 @@ export function apiKeysRoutes(apiKeys: ApiKeysService) {
           next_cursor: r.nextAfterId ? encodeCursor(r.nextAfterId) : null,
         },
       };
-    }),
-    defineRoute({
-      method: 'get',
-      path: '/api/customers/:id/keys',
-      auth: 'admin',
-      summary: 'List a customer’s keys (never a secret or hash)',
-      request: { params: idParams },
-      responses: { 200: json(responses.keys, 'Every key of the customer, newest first') },
-    }).handle(async ({ params }) => ({ status: 200, body: { data: (await apiKeys.list(params.id)).map(keyJson) } })),
-    defineRoute({
-      method: 'delete',
-      path: '/api/customers/:id/keys/:keyId',
-      auth: 'admin',
-      summary: 'Revoke a key at once, on every instance',
-      request: { params: keyParams },
-      responses: { 200: json(responses.key, 'The key, now revoked') },
-      auditAction: 'api_key.revoke',
-    }).handle(async ({ params, ctx }) => ({ status: 200, body: { key: keyJson(await apiKeys.revoke(ctx, params.id, params.keyId)) } })),
-  ];
+    },
+    getCustomersByIdKeys: async ({ params }) => ({ status: 200, body: { data: (await apiKeys.list(params.id)).map(keyJson) } }),
+    deleteCustomersByIdKeysByKeyId: async ({ params, ctx }) => ({ status: 200, body: { key: keyJson(await apiKeys.revoke(ctx, params.id, params.keyId)) } }),
+  };
 }

@@ -3,6 +3,7 @@ import { iso, text, uuid } from '../../http/common-schemas';
 import type { ApiKey } from './api-keys-repository';
 import { MAX_BULK_ROTATION } from './bulk-rotation-service';
 import { displayStart } from './key-format';
+import { id, list, nullableTimestamp, obj, timestamp } from '../../http/response-schemas';
 
 const MAX_GRACE_SECONDS = 30 * 24 * 3600;
 
@@ -58,3 +59,27 @@ export const keyJson = (k: ApiKey) => ({
   expires_at: iso(k.expiresAt),
   revoked_at: iso(k.revokedAt),
 });
+
+/** An API key as answers show it (never its secret). */
+export const apiKeyResponse = obj({
+  id,
+  customer_id: id,
+  name: z.string().nullable(),
+  start: z.string(),
+  status: z.enum(['active', 'expired', 'revoked']),
+  created_at: timestamp,
+  last_used_at: nullableTimestamp,
+  expires_at: nullableTimestamp,
+  revoked_at: nullableTimestamp,
+});
+
+export const issuedKeyResponse = obj({ api_key: z.string(), key: apiKeyResponse, ended_key_ids: z.array(id) });
+export const keysResponse = list(apiKeyResponse);
+export const rotatedKeysResponse = obj({
+  rotated: z.number().int(),
+  grace_period_seconds: z.number().int(),
+  keys: z.array(obj({ customer_id: id, api_key: z.string(), key: apiKeyResponse, ended_key_ids: z.array(id) })),
+  skipped: z.array(obj({ customer_id: id, reason: z.enum(['not_found', 'deleted', 'too_many_keys']) })),
+  next_cursor: z.string().nullable(),
+});
+export const keyResponse = obj({ key: apiKeyResponse });

@@ -1,20 +1,26 @@
-import { json, responses } from '../../http/response-schemas';
-import { defineRoute } from '../../http/route';
+import { json } from '../../http/response-schemas';
+import { auditJson, auditResponse, listAuditQuery } from './audit-schemas';
+import { defineRoute, type HandlersFor } from '../../http/route';
 import { isBigserialId } from '../../lib/ids';
 import { decodeCursor, page } from '../../lib/pagination';
 import type { AuditService } from './audit-service';
-import { auditJson, listAuditQuery } from './audit-schemas';
 
-export function auditRoutes(audit: AuditService) {
-  return [
-    defineRoute({
+export function auditRouteSpecs() {
+  return {
+    getAudit: defineRoute({
       method: 'get',
       path: '/api/audit',
       auth: 'admin',
       summary: 'Read the audit log, newest first, with filters',
       request: { query: listAuditQuery },
-      responses: { 200: json(responses.audit, 'A page of audit rows; `next_cursor` fetches the next') },
-    }).handle(async ({ query }) => {
+      responses: { 200: json(auditResponse, 'A page of audit rows; `next_cursor` fetches the next') },
+    }),
+  };
+}
+
+export function auditHandlers(audit: AuditService): HandlersFor<ReturnType<typeof auditRouteSpecs>> {
+  return {
+    getAudit: async ({ query }) => {
       const rows = await audit.list({
         actor: query.actor,
         actorId: query.actor_id,
@@ -31,6 +37,6 @@ export function auditRoutes(audit: AuditService) {
       });
       const { items, nextCursor } = page(rows, query.limit);
       return { status: 200, body: { data: items.map(auditJson), next_cursor: nextCursor } };
-    }),
-  ];
+    },
+  };
 }

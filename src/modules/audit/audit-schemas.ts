@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { actorId, isoDate, iso, requestIdFilter, targetId, uuid } from '../../http/common-schemas';
 import { paginationQuery } from '../../lib/pagination';
 import type { AuditEntry } from './audit-repository';
+import { id, obj, page, timestamp } from '../../http/response-schemas';
 
 export const listAuditQuery = z.strictObject({
   actor: z.enum(['admin', 'customer', 'stripe', 'system']).optional(),
@@ -34,3 +35,20 @@ export const auditJson = (e: AuditEntry) => ({
   client_request_id: e.clientRequestId,
   details: e.details,
 });
+
+export const auditResponse = page(
+  obj({
+    id,
+    at: timestamp,
+    actor: z.enum(['admin', 'customer', 'stripe', 'system']),
+    actor_id: z.string().nullable(),
+    action: z.string(),
+    outcome: z.enum(['success', 'failure', 'denied']),
+    target_type: z.string().nullable(),
+    target_id: z.string().nullable(),
+    ip: z.string().nullable(),
+    request_id: z.string().nullable(),
+    client_request_id: z.string().nullable(),
+    details: z.record(z.string(), z.unknown()),
+  }),
+);

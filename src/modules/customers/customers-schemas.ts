@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { email, iso, searchText, text } from '../../http/common-schemas';
 import { paginationQuery } from '../../lib/pagination';
 import type { Customer } from './customers-repository';
+import { id, nullableTimestamp, obj, page, timestamp } from '../../http/response-schemas';
+import { apiKeyResponse } from '../api-keys/api-keys-schemas';
 
 export const createCustomerBody = z.strictObject({
   email,
@@ -33,3 +35,19 @@ export const customerJson = (c: Customer) => ({
   updated_at: iso(c.updatedAt),
   deleted_at: iso(c.deletedAt),
 });
+
+const customer = obj({
+  id,
+  email: z.string(),
+  company_name: z.string(),
+  status: z.enum(['active', 'deleted']),
+  stripe_customer_id: z.string().nullable(),
+  created_at: timestamp,
+  updated_at: timestamp,
+  deleted_at: nullableTimestamp,
+});
+
+export const createdCustomerResponse = obj({ customer, api_key: z.string(), key: apiKeyResponse });
+export const customerResponse = obj({ customer });
+export const customersResponse = page(customer);
+export const meResponse = obj({ customer, key: obj({ id }) });

@@ -2,7 +2,7 @@ import { AppError } from '../../errors/app-error';
 import { z } from 'zod';
 import { uuid } from '../../http/common-schemas';
 import { json } from '../../http/response-schemas';
-import { defineRoute } from '../../http/route';
+import { defineRoute, type HandlersFor } from '../../http/route';
 import type { IssuedLicense, LicensesService } from './licenses-service';
 import {
   activationBody,
@@ -27,11 +27,9 @@ const KEY_SET_PATH = '/.well-known/license-keys';
  * `jwksUrl` is LICENSE_JWKS_URL (or, outside production, localhost): never built from the request's
  * Host header, which whoever sends the request chooses.
  */
-export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
-  const licenseJson = (l: IssuedLicense) => ({ license: l.license, claims: l.claims, jwks_url: jwksUrl });
-
-  return [
-    defineRoute({
+export function licensesRouteSpecs() {
+  return {
+    getJwks: defineRoute({
       method: 'get',
       path: JWKS_PATH,
       auth: 'public',
@@ -42,8 +40,8 @@ export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
           headers: { 'Cache-Control': { description: 'public, max-age=300', schema: z.string() } },
         },
       },
-    }).handle(() => ({ status: 200, body: licenses.jwks(), headers: { 'Cache-Control': 'public, max-age=300' } })),
-    defineRoute({
+    }),
+    getKeySet: defineRoute({
       method: 'get',
       path: KEY_SET_PATH,
       auth: 'public',
@@ -56,12 +54,8 @@ export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
         },
       },
       errors: ['NOT_FOUND'],
-    }).handle(() => {
-      const keySet = licenses.keySet();
-      if (!keySet) throw new AppError('NOT_FOUND', 'No signed license key set is published here (LICENSE_KEY_SET is not set)');
-      return { status: 200, body: { key_set: keySet }, headers: { 'Cache-Control': 'public, max-age=300' } };
     }),
-    defineRoute({
+    getLicenses: defineRoute({
       method: 'get',
       path: '/api/licenses',
       auth: 'customer',
@@ -71,11 +65,8 @@ export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
       request: { query: licenseQuery },
       responses: { 200: json(licenseResponse, 'The license, its claims as signed, and where the public keys are') },
       errors: ['LICENSE_NOT_FOUND', 'ACTIVATION_NOT_FOUND'],
-    }).handle(async ({ query, principal, ctx }) => ({
-      status: 200,
-      body: licenseJson(await licenses.issue(ctx, principal.customerId, query.fingerprint)),
-    })),
-    defineRoute({
+    }),
+    postLicensesActivations: defineRoute({
       method: 'post',
       path: '/api/licenses/activations',
       auth: 'customer',
@@ -86,18 +77,15 @@ export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
         200: json(activationResponse, 'Already active: its heartbeat was recorded'),
       },
       errors: ['LICENSE_NOT_FOUND', 'INSTANCE_LIMIT_REACHED', 'CUSTOMER_DELETED'],
-    }).handle(async ({ body, principal, ctx }) => {
-      const r = await licenses.activate(ctx, principal.customerId, body);
-      return { status: r.created ? 201 : 200, body: { activation: activationJson(r.activation) } };
     }),
-    defineRoute({
+    getLicensesActivations: defineRoute({
       method: 'get',
       path: '/api/licenses/activations',
       auth: 'customer',
       summary: 'The calling customer’s instances holding a seat (active, or released with a bound license still valid: see seat_held_until), oldest first',
       responses: { 200: json(activationsResponse, 'Activations holding a seat') },
-    }).handle(async ({ principal, ctx }) => ({ status: 200, body: { data: (await licenses.list(principal.customerId, ctx.requestId)).map(activationJson) } })),
-    defineRoute({
+    }),
+    deleteLicensesActivationsByFingerprint: defineRoute({
       method: 'delete',
       path: '/api/licenses/activations/:fingerprint',
       auth: 'customer',
@@ -106,19 +94,16 @@ export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
       request: { params: activationParams },
       responses: { 200: json(activationResponse, 'The activation, released') },
       errors: ['FORBIDDEN'],
-    }).handle(async ({ params, principal, ctx }) => ({
-      status: 200,
-      body: { activation: activationJson(await licenses.release(ctx, principal.customerId, params.fingerprint, 'customer')) },
-    })),
-    defineRoute({
+    }),
+    getCustomersByIdActivations: defineRoute({
       method: 'get',
       path: '/api/customers/:id/activations',
       auth: 'admin',
       summary: 'A customer’s instances holding a seat (active, or released with a bound license still valid), oldest first',
       request: { params: customerParams },
       responses: { 200: json(activationsResponse, 'Activations holding a seat') },
-    }).handle(async ({ params, ctx }) => ({ status: 200, body: { data: (await licenses.listForAdmin(params.id, ctx.requestId)).map(activationJson) } })),
-    defineRoute({
+    }),
+    deleteCustomersByIdActivationsByFingerprint: defineRoute({
       method: 'delete',
       path: '/api/customers/:id/activations/:fingerprint',
       auth: 'admin',
@@ -126,11 +111,8 @@ export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
       request: { params: customerActivationParams },
       responses: { 200: json(activationResponse, 'The activation, released') },
       auditAction: 'license.activation_release',
-    }).handle(async ({ params, ctx }) => ({
-      status: 200,
-      body: { activation: activationJson(await licenses.release(ctx, params.id, params.fingerprint, 'admin')) },
-    })),
-    defineRoute({
+    }),
+    postCustomersByIdLicenses: defineRoute({
       method: 'post',
       path: '/api/customers/:id/licenses',
       auth: 'admin',
@@ -140,9 +122,47 @@ export function licensesRoutes(licenses: LicensesService, jwksUrl: string) {
       responses: { 201: json(licenseResponse, 'The license to carry to the instance') },
       errors: ['LICENSE_NOT_FOUND', 'INSTANCE_LIMIT_REACHED', 'CUSTOMER_DELETED'],
       auditAction: 'license.issue_offline',
-    }).handle(async ({ params, body, ctx }) => {
+    }),
+  };
+}
+
+export function licensesHandlers(licenses: LicensesService, jwksUrl: string): HandlersFor<ReturnType<typeof licensesRouteSpecs>> {
+  const licenseJson = (l: IssuedLicense) => ({ license: l.license, claims: l.claims, jwks_url: jwksUrl });
+
+  return {
+    getJwks: () => ({ status: 200, body: licenses.jwks(), headers: { 'Cache-Control': 'public, max-age=300' } }),
+    getKeySet: () => {
+      const keySet = licenses.keySet();
+      if (!keySet) throw new AppError('NOT_FOUND', 'No signed license key set is published here (LICENSE_KEY_SET is not set)');
+      return { status: 200, body: { key_set: keySet }, headers: { 'Cache-Control': 'public, max-age=300' } };
+    },
+    getLicenses: async ({ query, principal, ctx }) => ({
+      status: 200,
+      body: licenseJson(await licenses.issue(ctx, principal.customerId, query.fingerprint)),
+    }),
+    postLicensesActivations: async ({ body, principal, ctx }) => {
+      const r = await licenses.activate(ctx, principal.customerId, body);
+      return { status: r.created ? 201 : 200, body: { activation: activationJson(r.activation) } };
+    },
+    getLicensesActivations: async ({ principal, ctx }) => ({
+      status: 200,
+      body: { data: (await licenses.list(principal.customerId, ctx.requestId)).map(activationJson) },
+    }),
+    deleteLicensesActivationsByFingerprint: async ({ params, principal, ctx }) => ({
+      status: 200,
+      body: { activation: activationJson(await licenses.release(ctx, principal.customerId, params.fingerprint, 'customer')) },
+    }),
+    getCustomersByIdActivations: async ({ params, ctx }) => ({
+      status: 200,
+      body: { data: (await licenses.listForAdmin(params.id, ctx.requestId)).map(activationJson) },
+    }),
+    deleteCustomersByIdActivationsByFingerprint: async ({ params, ctx }) => ({
+      status: 200,
+      body: { activation: activationJson(await licenses.release(ctx, params.id, params.fingerprint, 'admin')) },
+    }),
+    postCustomersByIdLicenses: async ({ params, body, ctx }) => {
       const l = await licenses.issueOffline(ctx, params.id, { fingerprint: body.fingerprint, name: body.name, hostname: body.hostname, ttlSeconds: body.ttl });
       return { status: 201, body: licenseJson(l) };
-    }),
-  ];
+    },
+  };
 }

@@ -30,7 +30,11 @@ export interface PublicSigningJwk {
 const KID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 const PEM_RE = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----/g;
 
-/** RFC 7638: SHA-256 over the required members in lexicographic order, base64url. */
+/**
+ * RFC 7638: SHA-256 over the required members in lexicographic order, base64url. Written here because
+ * jose's calculateJwkThumbprint is async and the settings are parsed synchronously at startup;
+ * tests/unit/license-config.test.ts holds it to jose's answer.
+ */
 export function jwkThumbprint(x: string): string {
   return createHash('sha256')
     .update(JSON.stringify({ crv: 'Ed25519', kty: 'OKP', x }))

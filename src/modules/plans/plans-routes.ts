@@ -1,64 +1,46 @@
-import { json, responses } from '../../http/response-schemas';
-import { defineRoute } from '../../http/route';
+import { json } from '../../http/response-schemas';
+import { planJson, planParams, planResponse, planSchemas, plansResponse } from './plans-schemas';
+import { defineRoute, type HandlersFor } from '../../http/route';
 import type { PlansService } from './plans-service';
-import { planJson, planParams, planSchemas } from './plans-schemas';
 
-export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof planSchemas>) {
-  return [
-    defineRoute({
+export function plansRouteSpecs(schemas: ReturnType<typeof planSchemas>) {
+  return {
+    postPlans: defineRoute({
       method: 'post',
       path: '/api/plans',
       auth: 'admin',
       summary: 'Create a plan: code, name, entitlements, Stripe prices',
       request: { body: schemas.create },
-      responses: { 201: json(responses.plan, 'The plan as created') },
+      responses: { 201: json(planResponse, 'The plan as created') },
       errors: ['PLAN_CODE_TAKEN'],
       auditAction: 'plan.create',
-    }).handle(async ({ body, ctx }) => {
-      const plan = await plans.create(ctx, {
-        code: body.code,
-        name: body.name,
-        entitlements: body.entitlements,
-        stripePriceId: body.stripe_price_id,
-        meteredPrices: body.metered_prices,
-      });
-      return { status: 201, body: { plan: planJson(plan) } };
     }),
-    defineRoute({
+    getPlans: defineRoute({
       method: 'get',
       path: '/api/plans',
       auth: 'admin',
       summary: 'List plans by code',
       request: { query: schemas.list },
-      responses: { 200: json(responses.plans, 'The plans, by code') },
-    }).handle(async ({ query }) => ({ status: 200, body: { data: (await plans.list(query.status)).map(planJson) } })),
-    defineRoute({
+      responses: { 200: json(plansResponse, 'The plans, by code') },
+    }),
+    getPlansByCode: defineRoute({
       method: 'get',
       path: '/api/plans/:code',
       auth: 'admin',
       summary: 'Get a plan',
       request: { params: planParams },
-      responses: { 200: json(responses.plan, 'The plan') },
-    }).handle(async ({ params }) => ({ status: 200, body: { plan: planJson(await plans.get(params.code)) } })),
-    defineRoute({
+      responses: { 200: json(planResponse, 'The plan') },
+    }),
+    patchPlansByCode: defineRoute({
       method: 'patch',
       path: '/api/plans/:code',
       auth: 'admin',
       summary: 'Change a plan, or archive it (status "archived")',
       request: { params: planParams, body: schemas.update },
-      responses: { 200: json(responses.plan, 'The plan as changed') },
+      responses: { 200: json(planResponse, 'The plan as changed') },
       auditAction: 'plan.update',
-    }).handle(async ({ params, body, ctx }) => {
-      const plan = await plans.update(ctx, params.code, {
-        name: body.name,
-        entitlements: body.entitlements,
-        stripePriceId: body.stripe_price_id,
-        meteredPrices: body.metered_prices,
-        status: body.status,
-      });
-      return { status: 200, body: { plan: planJson(plan) } };
     }),
-    defineRoute({
+    deletePlansByCode: defineRoute({
       method: 'delete',
       path: '/api/plans/:code',
       auth: 'admin',
@@ -67,9 +49,37 @@ export function plansRoutes(plans: PlansService, schemas: ReturnType<typeof plan
       responses: { 204: { description: 'Deleted' } },
       errors: ['PLAN_IN_USE'],
       auditAction: 'plan.delete',
-    }).handle(async ({ params, ctx }) => {
+    }),
+  };
+}
+
+export function plansHandlers(plans: PlansService): HandlersFor<ReturnType<typeof plansRouteSpecs>> {
+  return {
+    postPlans: async ({ body, ctx }) => {
+      const plan = await plans.create(ctx, {
+        code: body.code,
+        name: body.name,
+        entitlements: body.entitlements,
+        stripePriceId: body.stripe_price_id,
+        meteredPrices: body.metered_prices,
+      });
+      return { status: 201, body: { plan: planJson(plan) } };
+    },
+    getPlans: async ({ query }) => ({ status: 200, body: { data: (await plans.list(query.status)).map(planJson) } }),
+    getPlansByCode: async ({ params }) => ({ status: 200, body: { plan: planJson(await plans.get(params.code)) } }),
+    patchPlansByCode: async ({ params, body, ctx }) => {
+      const plan = await plans.update(ctx, params.code, {
+        name: body.name,
+        entitlements: body.entitlements,
+        stripePriceId: body.stripe_price_id,
+        meteredPrices: body.metered_prices,
+        status: body.status,
+      });
+      return { status: 200, body: { plan: planJson(plan) } };
+    },
+    deletePlansByCode: async ({ params, ctx }) => {
       await plans.remove(ctx, params.code);
       return { status: 204 };
-    }),
-  ];
+    },
+  };
 }

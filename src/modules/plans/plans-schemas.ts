@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { iso, notReserved, safeRecord, text } from '../../http/common-schemas';
 import type { Plan } from './plans-repository';
+import { id, list, obj, timestamp } from '../../http/response-schemas';
 
 const name = z
   .string()
@@ -66,3 +67,19 @@ export const planJson = (p: Plan) => ({
   created_at: iso(p.createdAt),
   updated_at: iso(p.updatedAt),
 });
+
+/** A plan as answers show it. */
+export const planResponseItem = obj({
+  id,
+  code: z.string(),
+  name: z.string(),
+  entitlements: obj({ features: z.array(z.string()), limits: z.record(z.string(), z.number().nullable()), seats: z.number().nullable().optional() }),
+  stripe_price_id: z.string().nullable(),
+  metered_prices: z.record(z.string(), z.string()),
+  status: z.enum(['active', 'archived']),
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+
+export const planResponse = obj({ plan: planResponseItem });
+export const plansResponse = list(planResponseItem);

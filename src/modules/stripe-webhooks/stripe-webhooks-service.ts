@@ -12,6 +12,17 @@ import type { SubscriptionsService } from '../subscriptions/subscriptions-servic
 import { METER_ERROR_REPORT, parseMeterErrorReport } from './meter-error-report';
 import type { EventHeader, StripeEventsRepository } from './stripe-events-repository';
 
+/** An event that could not be applied: answered as a 500 so Stripe retries it; it names the event's type for the metrics. */
+export class WebhookApplyError extends AppError {
+  constructor(
+    readonly eventType: string,
+    cause: unknown,
+  ) {
+    super('INTERNAL_ERROR', 'The event could not be applied; Stripe will retry it', undefined, { cause });
+    this.name = 'WebhookApplyError';
+  }
+}
+
 /** Events that change a subscription, and where each keeps the subscription's id. */
 const SUBSCRIPTION_EVENTS = new Set([
   'customer.subscription.created',
@@ -226,7 +237,7 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
         result = await handleVerified(parsed.data!, ctx);
       } catch (err) {
         const invalid = err instanceof AppError && err.code === 'INVALID_SIGNATURE';
-        deps.onOutcome?.(invalid ? 'unknown' : ((err as { eventType?: string }).eventType ?? 'unknown'), invalid ? 'invalid_signature' : 'failed');
+        deps.onOutcome?.(err instanceof WebhookApplyError ? err.eventType : 'unknown', invalid ? 'invalid_signature' : 'failed');
         throw err;
       }
       deps.onOutcome?.(result.type, result.result);
@@ -266,9 +277,7 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
       await events
         .recordFailure(db, header, failureSummary(err))
         .catch((e: unknown) => logger.error({ err: e, eventId: event.id }, 'could not record the webhook failure'));
-      throw Object.assign(new AppError('INTERNAL_ERROR', 'The event could not be applied; Stripe will retry it', undefined, { cause: err }), {
-        eventType: event.type,
-      });
+      throw new WebhookApplyError(event.type, err);
     }
   }
 }

@@ -1,24 +1,40 @@
 import { z } from 'zod';
 import { iso, uuid } from '../../http/common-schemas';
-import { json, responses } from '../../http/response-schemas';
-import { defineRoute } from '../../http/route';
+import { json } from '../../http/response-schemas';
+import { forwardingResponse, retriedResponse } from './usage-schemas';
+import { defineRoute, type HandlersFor } from '../../http/route';
 import type { ForwardingService } from './forwarding-service';
 
 const retryBody = z.strictObject({
   event_ids: z.array(uuid).min(1).max(1000).optional(),
 });
 
-export function forwardingRoutes(forwarding: ForwardingService) {
-  return [
-    defineRoute({
+export function forwardingRouteSpecs() {
+  return {
+    getReportsForwarding: defineRoute({
       method: 'get',
       path: '/api/reports/forwarding',
       auth: 'admin',
       summary: 'The usage outbox towards Stripe: backlog, failures, and the latest failed events',
       responses: {
-        200: json(responses.forwarding, 'Counts by state, the oldest pending event and its age, the rate sent over the last minute, and recent failures'),
+        200: json(forwardingResponse, 'Counts by state, the oldest pending event and its age, the rate sent over the last minute, and recent failures'),
       },
-    }).handle(async () => {
+    }),
+    postReportsForwardingRetry: defineRoute({
+      method: 'post',
+      path: '/api/reports/forwarding/retry',
+      auth: 'admin',
+      summary: 'Queue failed usage events for forwarding again (all, or the ids given)',
+      request: { body: retryBody },
+      responses: { 200: json(retriedResponse, 'The events queued again') },
+      auditAction: 'usage.forwarding_retry',
+    }),
+  };
+}
+
+export function forwardingHandlers(forwarding: ForwardingService): HandlersFor<ReturnType<typeof forwardingRouteSpecs>> {
+  return {
+    getReportsForwarding: async () => {
       const { stripeEnabled, stats, failures } = await forwarding.status();
       return {
         status: 200,
@@ -45,18 +61,10 @@ export function forwardingRoutes(forwarding: ForwardingService) {
           })),
         },
       };
-    }),
-    defineRoute({
-      method: 'post',
-      path: '/api/reports/forwarding/retry',
-      auth: 'admin',
-      summary: 'Queue failed usage events for forwarding again (all, or the ids given)',
-      request: { body: retryBody },
-      responses: { 200: json(responses.retried, 'The events queued again') },
-      auditAction: 'usage.forwarding_retry',
-    }).handle(async ({ body, ctx }) => {
+    },
+    postReportsForwardingRetry: async ({ body, ctx }) => {
       const ids = await forwarding.retry(ctx, body.event_ids ?? null);
       return { status: 200, body: { requeued: ids.length, event_ids: ids } };
-    }),
-  ];
+    },
+  };
 }

@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { ValidationError } from '../../errors/app-error';
 import { idParams } from '../../http/common-schemas';
-import { json, responses } from '../../http/response-schemas';
-import { defineRoute } from '../../http/route';
+import { json } from '../../http/response-schemas';
+import { reportQuery, reportResponse, totalsResponse, usageEventJson, usagePeriodQuery, usagePostedResponse, type UsageSchemas } from './usage-schemas';
+import { defineRoute, type HandlersFor } from '../../http/route';
 import type { UsageService, UsageInput, Recorded } from './usage-service';
-import { reportQuery, usageEventJson, usagePeriodQuery, type UsageSchemas } from './usage-schemas';
 import type { TotalsRow } from './usage-repository';
 
 const MAX_PERIOD_DAYS = 400;
@@ -61,22 +61,58 @@ function singleKey(bodyKey: string | undefined, header: string | undefined): str
 
 const replayed = { 'Idempotent-Replayed': { description: 'true: nothing new was stored, the answer is the original', schema: z.literal('true') } };
 
-export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimit: string) {
-  return [
-    defineRoute({
+export function usageRouteSpecs(schemas: UsageSchemas, bodyLimit: string) {
+  return {
+    postUsage: defineRoute({
       method: 'post',
       path: '/api/usage',
       auth: 'customer',
       summary: 'Report usage: one event, or {events: [...]} (all or nothing); replays return the original',
       request: { headers: schemas.headers, body: schemas.body, fastBody: schemas.fastBody },
       responses: {
-        201: json(responses.usagePosted, 'Stored (for a batch: at least one event is new)'),
-        200: { ...json(responses.usagePosted, 'A replay: every event was stored before with the same body; the original is returned'), headers: replayed },
+        201: json(usagePostedResponse, 'Stored (for a batch: at least one event is new)'),
+        200: { ...json(usagePostedResponse, 'A replay: every event was stored before with the same body; the original is returned'), headers: replayed },
       },
       errors: ['IDEMPOTENCY_CONFLICT'],
       bodyLimit,
       rateLimit: 'usage',
-    }).handle(async ({ body, headers, principal }) => {
+    }),
+    getUsage: defineRoute({
+      method: 'get',
+      path: '/api/usage',
+      auth: 'customer',
+      summary: 'Own usage totals per metric (or per day) over a period; default the current month',
+      request: { query: usagePeriodQuery },
+      responses: { 200: json(totalsResponse, 'Totals over [from, to)') },
+    }),
+    getCustomersByIdUsage: defineRoute({
+      method: 'get',
+      path: '/api/customers/:id/usage',
+      auth: 'admin',
+      summary: 'A customer’s usage totals per metric (or per day) over a period',
+      request: { params: idParams, query: usagePeriodQuery },
+      responses: { 200: json(totalsResponse, 'Totals over [from, to)') },
+    }),
+    getReportsUsage: defineRoute({
+      method: 'get',
+      path: '/api/reports/usage',
+      auth: 'admin',
+      summary: 'Usage of all customers over a period, by customer or by day; JSON or CSV (format=csv)',
+      request: { query: reportQuery },
+      responses: {
+        200: {
+          description: 'Rows over [from, to); with format=csv the same rows as CSV, with a header line',
+          content: { 'application/json': reportResponse, 'text/csv': z.string() },
+          headers: { 'Content-Disposition': { description: 'With format=csv: attachment; filename="usage-<from>.csv"', schema: z.string() } },
+        },
+      },
+    }),
+  };
+}
+
+export function usageHandlers(usage: UsageService): HandlersFor<ReturnType<typeof usageRouteSpecs>> {
+  return {
+    postUsage: async ({ body, headers, principal }) => {
       if ('events' in body) {
         if (headers['idempotency-key'] !== undefined) {
           throw new ValidationError('Invalid request headers', [{ path: 'idempotency-key', message: 'is for one event; a batch names each event’s key' }]);
@@ -96,40 +132,16 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
       const recorded = await usage.recordOne(principal.customerId, toInput(body, singleKey(body.idempotency_key, headers['idempotency-key'])));
       const out = { event: recordedJson(recorded) };
       return recorded.created ? { status: 201, body: out } : { status: 200, body: out, headers: { 'Idempotent-Replayed': 'true' } };
-    }),
-    defineRoute({
-      method: 'get',
-      path: '/api/usage',
-      auth: 'customer',
-      summary: 'Own usage totals per metric (or per day) over a period; default the current month',
-      request: { query: usagePeriodQuery },
-      responses: { 200: json(responses.totals, 'Totals over [from, to)') },
-    }).handle(async ({ query, principal }) => ({
+    },
+    getUsage: async ({ query, principal }) => ({
       status: 200,
       body: await customerTotals(principal.customerId, query, (q) => usage.totals({ ...q, customerId: principal.customerId })),
-    })),
-    defineRoute({
-      method: 'get',
-      path: '/api/customers/:id/usage',
-      auth: 'admin',
-      summary: 'A customer’s usage totals per metric (or per day) over a period',
-      request: { params: idParams, query: usagePeriodQuery },
-      responses: { 200: json(responses.totals, 'Totals over [from, to)') },
-    }).handle(async ({ query, params }) => ({ status: 200, body: await customerTotals(params.id, query, (q) => usage.totalsForCustomer(params.id, q)) })),
-    defineRoute({
-      method: 'get',
-      path: '/api/reports/usage',
-      auth: 'admin',
-      summary: 'Usage of all customers over a period, by customer or by day; JSON or CSV (format=csv)',
-      request: { query: reportQuery },
-      responses: {
-        200: {
-          description: 'Rows over [from, to); with format=csv the same rows as CSV, with a header line',
-          content: { 'application/json': responses.report, 'text/csv': z.string() },
-          headers: { 'Content-Disposition': { description: 'With format=csv: attachment; filename="usage-<from>.csv"', schema: z.string() } },
-        },
-      },
-    }).handle(async ({ query }) => {
+    }),
+    getCustomersByIdUsage: async ({ query, params }) => ({
+      status: 200,
+      body: await customerTotals(params.id, query, (q) => usage.totalsForCustomer(params.id, q)),
+    }),
+    getReportsUsage: async ({ query }) => {
       const p = period(query);
       const groupBy = query.group_by === 'day' ? (['day', 'metric'] as const) : (['customer', 'metric'] as const);
       const rows = await usage.totals({ ...p, metric: query.metric, customerId: query.customer_id, groupBy: [...groupBy] });
@@ -144,6 +156,6 @@ export function usageRoutes(usage: UsageService, schemas: UsageSchemas, bodyLimi
         };
       }
       return { status: 200, body: { from: p.from.toISOString(), to: p.to.toISOString(), group_by: query.group_by, rows: rows.map(totalJson) } };
-    }),
-  ];
+    },
+  };
 }

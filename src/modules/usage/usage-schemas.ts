@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ISO_DATE_TIME, iso, isoDateTime as isoDateTimeSchema, uuid } from '../../http/common-schemas';
 import type { UsageEvent } from './usage-repository';
 import { normalizeQuantity } from './quantity';
+import { id, nullableTimestamp, obj, timestamp } from '../../http/response-schemas';
 
 /** Stripe meters accept events at most 35 days old and 5 minutes ahead. */
 export const MAX_AGE_MS = 35 * 24 * 3600 * 1000;
@@ -141,3 +142,54 @@ export const usageEventJson = (e: UsageEvent) => ({
   idempotency_key: e.idempotencyKey,
   received_at: iso(e.receivedAt),
 });
+
+const usageEvent = obj({
+  id,
+  metric: z.string(),
+  quantity: z.string(),
+  occurred_at: timestamp,
+  idempotency_key: z.string(),
+  received_at: timestamp,
+  replayed: z.boolean(),
+});
+
+const total = obj({
+  customer_id: id.optional(),
+  day: z.iso.date().optional(),
+  metric: z.string().optional(),
+  quantity: z.string(),
+  events: z.number().int(),
+});
+
+export const usagePostedResponse = z.union([
+  obj({ event: usageEvent }),
+  obj({ created: z.number().int(), replayed: z.number().int(), events: z.array(obj({ id, idempotency_key: z.string(), replayed: z.boolean() })) }),
+]);
+export const totalsResponse = obj({ customer_id: id, from: timestamp, to: timestamp, group_by: z.enum(['metric', 'day']), totals: z.array(total) });
+export const reportResponse = obj({ from: timestamp, to: timestamp, group_by: z.enum(['customer', 'day']), rows: z.array(total) });
+
+export const forwardingResponse = obj({
+  stripe_enabled: z.boolean(),
+  pending: z.number().int(),
+  due: z.number().int(),
+  failed: z.number().int(),
+  local: z.number().int(),
+  sent: z.number().int(),
+  oldest_pending_at: nullableTimestamp,
+  oldest_pending_age_seconds: z.number().nonnegative(),
+  sent_last_minute: z.number().int(),
+  events_per_second: z.number().nonnegative(),
+  recent_failures: z.array(
+    obj({
+      id,
+      customer_id: id,
+      metric: z.string(),
+      quantity: z.string(),
+      occurred_at: timestamp,
+      attempts: z.number().int(),
+      last_error: z.string().nullable(),
+      stripe_submission_id: id.nullable(),
+    }),
+  ),
+});
+export const retriedResponse = obj({ requeued: z.number().int(), event_ids: z.array(id) });

@@ -1,6 +1,5 @@
-import type { Command } from 'commander';
 import type { Activation } from '../admin-client';
-import { action, type Deps } from '../context';
+import { action, type Deps, type Program } from '../context';
 import { table } from '../io';
 
 const activationTable = (rows: Activation[]) =>
@@ -13,7 +12,7 @@ const activationTable = (rows: Activation[]) =>
     { header: 'expires', value: (a) => a.expires_at ?? '-' },
   ]);
 
-export function activationsCommands(program: Command, deps: Deps): void {
+export function activationsCommands(program: Program, deps: Deps): void {
   const activations = program.command('activations').description('a customer’s activated instances (license seats)');
 
   activations
@@ -21,7 +20,7 @@ export function activationsCommands(program: Command, deps: Deps): void {
     .description('the customer’s active instances, oldest first')
     .action(
       action(deps, async (ctx, _o, [id]) => {
-        const r = await ctx.client().listActivations(id!);
+        const r = await ctx.client().listActivations(id);
         ctx.print(r, () => (r.data.length ? ctx.out(activationTable(r.data)) : ctx.say('no active instances')));
       }),
     );
@@ -31,7 +30,7 @@ export function activationsCommands(program: Command, deps: Deps): void {
     .description('release an instance, freeing its seat')
     .action(
       action(deps, async (ctx, _o, [id, fingerprint]) => {
-        const r = await ctx.client().releaseActivation(id!, fingerprint!);
+        const r = await ctx.client().releaseActivation(id, fingerprint);
         ctx.print(r, () => ctx.say(`Released instance ${r.activation.fingerprint} of customer ${id}.`));
       }),
     );

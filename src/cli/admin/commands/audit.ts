@@ -1,6 +1,5 @@
-import type { Command } from 'commander';
 import type { AuditEntry } from '../admin-client';
-import { action, int, printPages, type Deps } from '../context';
+import { action, int, printPages, type Deps, type Program } from '../context';
 import { table } from '../io';
 import { progress } from '../progress';
 import { dateFlag } from '../dates';
@@ -16,7 +15,7 @@ const auditTable = (rows: AuditEntry[]) =>
     { header: 'request id', value: (e) => e.request_id ?? '' },
   ]);
 
-export function auditCommands(program: Command, deps: Deps): void {
+export function auditCommands(program: Program, deps: Deps): void {
   program
     .command('audit')
     .description('read the audit log, newest first (one page; --all follows every page)')
@@ -37,16 +36,16 @@ export function auditCommands(program: Command, deps: Deps): void {
       action(deps, async (ctx, o) => {
         const query = {
           actor: o.actor as AuditEntry['actor'] | undefined,
-          actor_id: o.actorId as string | undefined,
-          action: o.action as string | undefined,
+          actor_id: o.actorId,
+          action: o.action,
           outcome: o.outcome as AuditEntry['outcome'] | undefined,
-          customer_id: o.customer as string | undefined,
-          target_id: o.target as string | undefined,
-          request_id: o.requestId as string | undefined,
-          client_request_id: o.clientRequestId as string | undefined,
-          from: o.from as string | undefined,
-          to: o.to as string | undefined,
-          limit: o.limit as number | undefined,
+          customer_id: o.customer,
+          target_id: o.target,
+          request_id: o.requestId,
+          client_request_id: o.clientRequestId,
+          from: o.from,
+          to: o.to,
+          limit: o.limit,
         };
         await printPages(ctx, o, (cursor) => ctx.client().listAudit({ ...query, cursor }), auditTable, 'audit rows', progress(ctx.io, 'audit'));
       }),

@@ -1,6 +1,5 @@
-import type { Command } from 'commander';
 import type { Customer } from '../admin-client';
-import { action, int, printPages, type Ctx, type Deps } from '../context';
+import { action, int, printPages, type Ctx, type Deps, type Program } from '../context';
 import { details, jsonText, table } from '../io';
 import { openKeyFile } from '../key-file';
 import { progress } from '../progress';
@@ -42,8 +41,8 @@ export const OUTPUT_HELP = 'write the new key (with --json: the answer) to this 
  * An answer carrying a new key: to stdout as printNewKey says, or with --output into a file only its
  * owner can read (a shell redirect would make it 0644), then the note on stderr.
  */
-export function emitNewKey(ctx: Ctx, o: Record<string, unknown>, body: unknown, apiKey: string, about: string): void {
-  if (typeof o.output !== 'string') return ctx.print(body, () => printNewKey(ctx, apiKey, about));
+export function emitNewKey(ctx: Ctx, o: { output?: string }, body: unknown, apiKey: string, about: string): void {
+  if (o.output === undefined) return ctx.print(body, () => printNewKey(ctx, apiKey, about));
   const file = openKeyFile(o.output);
   try {
     file.write(ctx.json ? jsonText(body) : `${apiKey}\n`);
@@ -53,7 +52,7 @@ export function emitNewKey(ctx: Ctx, o: Record<string, unknown>, body: unknown, 
   ctx.say(`${about}\nThe new API key is in ${file.path} (readable by you only): it is shown this once and cannot be read again.`);
 }
 
-export function customersCommands(program: Command, deps: Deps): void {
+export function customersCommands(program: Program, deps: Deps): void {
   const customers = program.command('customers').description('create, list, show, update and delete customers');
 
   customers
@@ -66,7 +65,7 @@ export function customersCommands(program: Command, deps: Deps): void {
       action(deps, async (ctx, o) => {
         // A file that cannot take the key is refused before the key is made.
         if (typeof o.output === 'string') openKeyFile(o.output).close();
-        const r = await ctx.client().createCustomer({ email: o.email as string, company_name: o.company as string });
+        const r = await ctx.client().createCustomer({ email: o.email, company_name: o.company });
         emitNewKey(ctx, o, r, r.api_key, `Created customer ${r.customer.id} (${r.customer.email}), key ${r.key.id}.`);
       }),
     );
@@ -81,7 +80,7 @@ export function customersCommands(program: Command, deps: Deps): void {
     .option('--all', 'follow every page')
     .action(
       action(deps, async (ctx, o) => {
-        const query = { status: o.status as 'active' | 'deleted' | undefined, email: o.email as string | undefined, limit: o.limit as number | undefined };
+        const query = { status: o.status as 'active' | 'deleted' | undefined, email: o.email, limit: o.limit };
         await printPages(ctx, o, (cursor) => ctx.client().listCustomers({ ...query, cursor }), customerTable, 'customers', progress(ctx.io, 'customers'));
       }),
     );
@@ -91,7 +90,7 @@ export function customersCommands(program: Command, deps: Deps): void {
     .description('show one customer')
     .action(
       action(deps, async (ctx, _o, [id]) => {
-        const r = await ctx.client().getCustomer(id!);
+        const r = await ctx.client().getCustomer(id);
         ctx.print(r, () => ctx.out(customerDetails(r.customer)));
       }),
     );
@@ -104,7 +103,7 @@ export function customersCommands(program: Command, deps: Deps): void {
     .action(
       action(deps, async (ctx, o, [id]) => {
         if (o.email === undefined && o.company === undefined) throw new UsageError('give --email, --company or both');
-        const r = await ctx.client().updateCustomer(id!, { email: o.email as string | undefined, company_name: o.company as string | undefined });
+        const r = await ctx.client().updateCustomer(id, { email: o.email, company_name: o.company });
         ctx.print(r, () => ctx.out(customerDetails(r.customer)));
       }),
     );
@@ -114,7 +113,7 @@ export function customersCommands(program: Command, deps: Deps): void {
     .description('soft-delete a customer: every key revoked at once, usage and audit kept')
     .action(
       action(deps, async (ctx, _o, [id]) => {
-        const r = await ctx.client().deleteCustomer(id!);
+        const r = await ctx.client().deleteCustomer(id);
         ctx.print(r, () => ctx.say(`Deleted customer ${r.customer.id} (${r.customer.email}); its keys are revoked.`));
       }),
     );

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { type Command, InvalidArgumentError } from 'commander';
+import { InvalidArgumentError } from '@commander-js/extra-typings';
 import type { ApiKey, RotatedKeys } from '../admin-client';
-import { action, collect, int, type Ctx, type Deps } from '../context';
+import { action, collect, int, type Ctx, type Deps, type Program } from '../context';
 import { table } from '../io';
 import { progress } from '../progress';
 import { openKeyFile } from '../key-file';
@@ -20,9 +20,9 @@ const keyTable = (rows: ApiKey[]) =>
     { header: 'expires', value: (k) => k.expires_at ?? '-' },
   ]);
 
-async function issue(ctx: Ctx, o: Record<string, unknown>, id: string, body: { name?: string; grace_period_seconds?: number; keep_existing?: boolean }) {
+async function issue(ctx: Ctx, o: { output?: string }, id: string, body: { name?: string; grace_period_seconds?: number; keep_existing?: boolean }) {
   // A file that cannot take the key is refused before the key is made.
-  if (typeof o.output === 'string') openKeyFile(o.output).close();
+  if (o.output !== undefined) openKeyFile(o.output).close();
   const r = await ctx.client().issueKey(id, body);
   const ended = r.ended_key_ids.length
     ? `; ${r.ended_key_ids.length} older key(s) ${body.grace_period_seconds ? `valid for ${body.grace_period_seconds} s more` : 'revoked now'}`
@@ -37,14 +37,14 @@ async function issue(ctx: Ctx, o: Record<string, unknown>, id: string, body: { n
  * failure after the commit) is asked for again with the same id: the service then replaces the keys
  * nobody received. If the command still stops, the run id and the cursor to resume from are said on stderr.
  */
-async function rotateAll(ctx: Ctx, o: Record<string, unknown>) {
-  const grace = o.grace as number;
-  const ids = o.customer as string[] | undefined;
-  const run = (o.runId as string | undefined) ?? randomUUID();
-  const file = typeof o.output === 'string' ? openKeyFile(o.output) : null;
+async function rotateAll(ctx: Ctx, o: { grace: number; customer?: string[]; runId?: string; output?: string; cursor?: string; pageSize?: number }) {
+  const grace = o.grace;
+  const ids = o.customer;
+  const run = o.runId ?? randomUUID();
+  const file = o.output !== undefined ? openKeyFile(o.output) : null;
   const write = (text: string) => (file ? file.write(text) : ctx.out(text));
   const bar = progress(ctx.io, 'rotating');
-  let cursor = o.cursor as string | undefined;
+  let cursor = o.cursor;
   let rotated = 0;
   let pages = 0;
   const skipped: RotatedKeys['skipped'] = [];
@@ -52,10 +52,7 @@ async function rotateAll(ctx: Ctx, o: Record<string, unknown>) {
     for (;;) {
       const page = await ctx
         .client()
-        .rotateKeys(
-          ids ? { grace_period_seconds: grace, customer_ids: ids } : { grace_period_seconds: grace, limit: o.pageSize as number | undefined, cursor },
-          run,
-        );
+        .rotateKeys(ids ? { grace_period_seconds: grace, customer_ids: ids } : { grace_period_seconds: grace, limit: o.pageSize, cursor }, run);
       pages++;
       rotated += page.rotated;
       skipped.push(...page.skipped);
@@ -81,7 +78,7 @@ async function rotateAll(ctx: Ctx, o: Record<string, unknown>) {
   if (rotated && !file) ctx.say('The new keys are above (customer id, key), shown this once: store them now.');
 }
 
-export function keysCommands(program: Command, deps: Deps): void {
+export function keysCommands(program: Program, deps: Deps): void {
   const keys = program.command('keys').description('issue, rotate, list and revoke customers’ API keys');
 
   keys
@@ -93,9 +90,9 @@ export function keysCommands(program: Command, deps: Deps): void {
     .option('--output <file>', OUTPUT_HELP)
     .action(
       action(deps, async (ctx, o, [id]) => {
-        await issue(ctx, o, id!, {
-          name: o.name as string | undefined,
-          grace_period_seconds: o.grace as number | undefined,
+        await issue(ctx, o, id, {
+          name: o.name,
+          grace_period_seconds: o.grace,
           keep_existing: o.keepExisting ? true : undefined,
         });
       }),
@@ -109,7 +106,7 @@ export function keysCommands(program: Command, deps: Deps): void {
     .option('--output <file>', OUTPUT_HELP)
     .action(
       action(deps, async (ctx, o, [id]) => {
-        await issue(ctx, o, id!, { name: o.name as string | undefined, grace_period_seconds: o.grace as number });
+        await issue(ctx, o, id, { name: o.name, grace_period_seconds: o.grace });
       }),
     );
 
@@ -132,7 +129,7 @@ export function keysCommands(program: Command, deps: Deps): void {
     .description('list a customer’s keys (never a secret)')
     .action(
       action(deps, async (ctx, _o, [id]) => {
-        const r = await ctx.client().listKeys(id!);
+        const r = await ctx.client().listKeys(id);
         ctx.print(r, () => (r.data.length ? ctx.out(keyTable(r.data)) : ctx.say('no keys')));
       }),
     );
@@ -142,7 +139,7 @@ export function keysCommands(program: Command, deps: Deps): void {
     .description('revoke a key now, on every instance')
     .action(
       action(deps, async (ctx, _o, [id, keyId]) => {
-        const r = await ctx.client().revokeKey(id!, keyId!);
+        const r = await ctx.client().revokeKey(id, keyId);
         ctx.print(r, () => ctx.say(`Revoked key ${r.key.id} (${r.key.start}…).`));
       }),
     );

@@ -1,10 +1,9 @@
-import type { Command } from 'commander';
-import { action, type Deps } from '../context';
+import { action, type Deps, type Program } from '../context';
 import { jsonText } from '../io';
 import { openKeyFile } from '../key-file';
 
 /** An offline license: the license alone on stdout (LICENSE=$(...)), or in a 0600 file with --output. */
-export function licensesCommands(program: Command, deps: Deps): void {
+export function licensesCommands(program: Program, deps: Deps): void {
   const licenses = program.command('licenses').description('licenses for instances that cannot reach the service (offline activation)');
 
   licenses
@@ -19,13 +18,13 @@ export function licensesCommands(program: Command, deps: Deps): void {
       action(deps, async (ctx, o, [id]) => {
         const file = typeof o.output === 'string' ? openKeyFile(o.output) : null;
         try {
-          const r = await ctx.client().issueOfflineLicense(id!, {
-            fingerprint: o.fingerprint as string,
-            name: o.name as string | undefined,
-            hostname: o.hostname as string | undefined,
-            ttl: o.ttl as string | undefined,
+          const r = await ctx.client().issueOfflineLicense(id, {
+            fingerprint: o.fingerprint,
+            name: o.name,
+            hostname: o.hostname,
+            ttl: o.ttl,
           });
-          const about = `Issued an offline license for ${r.claims.sub}, instance ${o.fingerprint as string}, valid until ${new Date(r.claims.exp * 1000).toISOString()}.`;
+          const about = `Issued an offline license for ${r.claims.sub}, instance ${o.fingerprint}, valid until ${new Date(r.claims.exp * 1000).toISOString()}.`;
           if (file) {
             file.write(ctx.json ? jsonText(r) : `${r.license}\n`);
             ctx.say(`${about}\nThe license is in ${file.path} (readable by you only); verify it with the keys at ${r.jwks_url}.`);

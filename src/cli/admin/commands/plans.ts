@@ -1,6 +1,6 @@
-import type { Command } from 'commander';
+import type { Command, OptionValues } from '@commander-js/extra-typings';
 import type { BodyOf, Plan } from '../admin-client';
-import { action, collect, readJsonFile, type Deps } from '../context';
+import { action, collect, readJsonFile, type Deps, type Program } from '../context';
 import { details, table } from '../io';
 import { UsageError } from '../failure';
 
@@ -62,14 +62,17 @@ function limitsOf(values: string[] | undefined): Record<string, number | null> {
   );
 }
 
-const hasEntitlementFlags = (o: Record<string, unknown>) => o.feature !== undefined || o.limit !== undefined || o.seats !== undefined;
+/** The entitlement flags planFlags declares. */
+type EntitlementFlags = { feature?: string[]; limit?: string[]; seats?: string };
+
+const hasEntitlementFlags = (o: EntitlementFlags) => o.feature !== undefined || o.limit !== undefined || o.seats !== undefined;
 
 /** The entitlements the flags describe, on top of `base` (the file's, or the plan's current ones). */
-function entitlementsFrom(o: Record<string, unknown>, base: Entitlements): Entitlements {
+function entitlementsFrom(o: EntitlementFlags, base: Entitlements): Entitlements {
   const out: Entitlements = {
     ...base,
-    features: (o.feature as string[] | undefined) ?? base.features,
-    limits: { ...base.limits, ...limitsOf(o.limit as string[] | undefined) },
+    features: o.feature ?? base.features,
+    limits: { ...base.limits, ...limitsOf(o.limit) },
   };
   if (o.seats !== undefined) out.seats = o.seats === 'unlimited' ? null : Number(o.seats);
   return out;
@@ -80,7 +83,7 @@ const seats = (v: string) => {
   return v;
 };
 
-function planFlags(cmd: Command): Command {
+function planFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>) {
   return cmd
     .option('--file <path>', 'the request body as JSON (the API’s fields; "-" reads stdin); flags given too override it')
     .option('--name <name>', 'display name')
@@ -91,22 +94,21 @@ function planFlags(cmd: Command): Command {
     .option('--metered-price <metric=price>', 'Stripe price of a metered metric (repeatable)', collect);
 }
 
-export function plansCommands(program: Command, deps: Deps): void {
+export function plansCommands(program: Program, deps: Deps): void {
   const plans = program.command('plans').description('create, list, show, update, archive and delete plans');
 
   planFlags(plans.command('create').description('create a plan from flags, or from a JSON file (--file)'))
     .option('--code <code>', 'the plan’s code (lowercase letters, digits, _ and -)')
     .action(
       action(deps, async (ctx, o) => {
-        const file = o.file ? ((await readJsonFile(ctx.io, o.file as string)) as Partial<CreateBody>) : {};
+        const file = o.file ? ((await readJsonFile(ctx.io, o.file)) as Partial<CreateBody>) : {};
         const body = { ...file } as CreateBody;
-        if (o.code !== undefined) body.code = o.code as string;
-        if (o.name !== undefined) body.name = o.name as string;
+        if (o.code !== undefined) body.code = o.code;
+        if (o.name !== undefined) body.name = o.name;
         if (!body.code || !body.name) throw new UsageError('a plan needs --code and --name (or "code" and "name" in --file)');
         body.entitlements = entitlementsFrom(o, file.entitlements ?? { features: [], limits: {} });
-        if (o.stripePrice !== undefined) body.stripe_price_id = o.stripePrice as string;
-        if (o.meteredPrice !== undefined)
-          body.metered_prices = { ...file.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice as string[], '--metered-price')) };
+        if (o.stripePrice !== undefined) body.stripe_price_id = o.stripePrice;
+        if (o.meteredPrice !== undefined) body.metered_prices = { ...file.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice, '--metered-price')) };
         const r = await ctx.client().createPlan(body);
         ctx.print(r, () => ctx.out(planDetails(r.plan)));
       }),
@@ -128,7 +130,7 @@ export function plansCommands(program: Command, deps: Deps): void {
     .description('show one plan')
     .action(
       action(deps, async (ctx, _o, [code]) => {
-        const r = await ctx.client().getPlan(code!);
+        const r = await ctx.client().getPlan(code);
         ctx.print(r, () => ctx.out(planDetails(r.plan)));
       }),
     );
@@ -137,15 +139,14 @@ export function plansCommands(program: Command, deps: Deps): void {
     .option('--no-stripe-price', 'remove the Stripe price')
     .action(
       action(deps, async (ctx, o, [code]) => {
-        const body = (o.file ? await readJsonFile(ctx.io, o.file as string) : {}) as UpdateBody;
-        if (o.name !== undefined) body.name = o.name as string;
-        if (hasEntitlementFlags(o)) body.entitlements = entitlementsFrom(o, body.entitlements ?? (await ctx.client().getPlan(code!)).plan.entitlements);
+        const body = (o.file ? await readJsonFile(ctx.io, o.file) : {}) as UpdateBody;
+        if (o.name !== undefined) body.name = o.name;
+        if (hasEntitlementFlags(o)) body.entitlements = entitlementsFrom(o, body.entitlements ?? (await ctx.client().getPlan(code)).plan.entitlements);
         if (o.stripePrice === false) body.stripe_price_id = null;
         else if (typeof o.stripePrice === 'string') body.stripe_price_id = o.stripePrice;
-        if (o.meteredPrice !== undefined)
-          body.metered_prices = { ...body.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice as string[], '--metered-price')) };
+        if (o.meteredPrice !== undefined) body.metered_prices = { ...body.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice, '--metered-price')) };
         if (Object.keys(body).length === 0) throw new UsageError('nothing to change: give a flag or --file');
-        const r = await ctx.client().updatePlan(code!, body);
+        const r = await ctx.client().updatePlan(code, body);
         ctx.print(r, () => ctx.out(planDetails(r.plan)));
       }),
     );
@@ -155,7 +156,7 @@ export function plansCommands(program: Command, deps: Deps): void {
     .description('archive a plan: no new subscriptions, existing ones keep it')
     .action(
       action(deps, async (ctx, _o, [code]) => {
-        const r = await ctx.client().updatePlan(code!, { status: 'archived' });
+        const r = await ctx.client().updatePlan(code, { status: 'archived' });
         ctx.print(r, () => ctx.say(`Archived plan ${r.plan.code}.`));
       }),
     );
@@ -165,7 +166,7 @@ export function plansCommands(program: Command, deps: Deps): void {
     .description('delete a plan no subscription uses (otherwise archive it)')
     .action(
       action(deps, async (ctx, _o, [code]) => {
-        await ctx.client().deletePlan(code!);
+        await ctx.client().deletePlan(code);
         // 204: the service sends no JSON, so --json prints nothing either; the exit code says it worked.
         if (!ctx.json) ctx.say(`Deleted plan ${code}.`);
       }),

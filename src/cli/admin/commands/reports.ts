@@ -1,8 +1,7 @@
-import type { Command } from 'commander';
-import { action, type Deps } from '../context';
+import { action, type Deps, type Program } from '../context';
 import { details, table } from '../io';
 
-export function reportsCommands(program: Command, deps: Deps): void {
+export function reportsCommands(program: Program, deps: Deps): void {
   const forwarding = program.command('forwarding').description('the usage outbox towards Stripe');
 
   forwarding
@@ -44,7 +43,7 @@ export function reportsCommands(program: Command, deps: Deps): void {
     .command('retry [eventIds...]')
     .description('queue failed events for forwarding again: the ids given, or every failed one')
     .action(
-      action(deps, async (ctx, _o, ids) => {
+      action(deps, async (ctx, _o, [ids]) => {
         const r = await ctx.client().retryForwarding(ids.length ? { event_ids: ids } : {});
         ctx.print(r, () => ctx.say(`Queued ${r.requeued} event(s) again.`));
       }),

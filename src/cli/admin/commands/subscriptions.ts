@@ -1,6 +1,5 @@
-import type { Command } from 'commander';
 import type { Subscription } from '../admin-client';
-import { action, int, type Deps } from '../context';
+import { action, int, type Deps, type Program } from '../context';
 import { details, table } from '../io';
 
 const subscriptionTable = (rows: Subscription[]) =>
@@ -27,7 +26,7 @@ const subscriptionDetails = (s: Subscription) =>
     ['stripe subscription', s.stripe_subscription_id ?? '-'],
   ]);
 
-export function subscriptionsCommands(program: Command, deps: Deps): void {
+export function subscriptionsCommands(program: Program, deps: Deps): void {
   const subs = program.command('subscriptions').description('subscribe customers to plans, change plans, cancel');
 
   subs
@@ -38,9 +37,7 @@ export function subscriptionsCommands(program: Command, deps: Deps): void {
     .option('--idempotency-key <key>', 'reuse a key to repeat a create that may have happened (default: a new one)')
     .action(
       action(deps, async (ctx, o, [id]) => {
-        const r = await ctx
-          .client()
-          .createSubscription(id!, { plan: o.plan as string, trial_days: o.trialDays as number | undefined }, o.idempotencyKey as string | undefined);
+        const r = await ctx.client().createSubscription(id, { plan: o.plan, trial_days: o.trialDays }, o.idempotencyKey);
         ctx.print(r, () => ctx.out(subscriptionDetails(r.subscription)));
       }),
     );
@@ -50,7 +47,7 @@ export function subscriptionsCommands(program: Command, deps: Deps): void {
     .description('a customer’s subscriptions, newest first')
     .action(
       action(deps, async (ctx, _o, [id]) => {
-        const r = await ctx.client().listSubscriptions(id!);
+        const r = await ctx.client().listSubscriptions(id);
         ctx.print(r, () => (r.data.length ? ctx.out(subscriptionTable(r.data)) : ctx.say('no subscriptions')));
       }),
     );
@@ -61,7 +58,7 @@ export function subscriptionsCommands(program: Command, deps: Deps): void {
     .requiredOption('--plan <code>', 'the new plan’s code')
     .action(
       action(deps, async (ctx, o, [id, subscriptionId]) => {
-        const r = await ctx.client().changePlan(id!, subscriptionId!, o.plan as string);
+        const r = await ctx.client().changePlan(id, subscriptionId, o.plan);
         ctx.print(r, () => ctx.out(subscriptionDetails(r.subscription)));
       }),
     );
@@ -72,7 +69,7 @@ export function subscriptionsCommands(program: Command, deps: Deps): void {
     .option('--immediately', 'cancel now rather than at the period end')
     .action(
       action(deps, async (ctx, o, [id, subscriptionId]) => {
-        const r = await ctx.client().cancelSubscription(id!, subscriptionId!, Boolean(o.immediately));
+        const r = await ctx.client().cancelSubscription(id, subscriptionId, Boolean(o.immediately));
         ctx.print(r, () => ctx.out(subscriptionDetails(r.subscription)));
       }),
     );

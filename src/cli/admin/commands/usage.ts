@@ -1,7 +1,7 @@
-import type { Command } from 'commander';
+import type { Command, OptionValues } from '@commander-js/extra-typings';
 import type { UsageReport } from '../admin-client';
 import { usageChart } from '../chart';
-import { action, type Deps } from '../context';
+import { action, type Deps, type Program } from '../context';
 import { table } from '../io';
 import { UsageError } from '../failure';
 import { dateFlag, monthAfter } from '../dates';
@@ -16,18 +16,18 @@ const rowsTable = (rows: Row[], first: 'customer_id' | 'day') =>
     { header: 'events', value: (r) => r.events, right: true },
   ]);
 
-const period = (cmd: Command) =>
+const period = <A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>) =>
   cmd
     .option('--from <date>', 'start of the period, included (YYYY-MM-DD or a date-time; default: the first of this month, UTC)', dateFlag)
     .option('--to <date>', 'end of the period, excluded (default: a month after --from, or the end of this month)', dateFlag);
 
 /** The period asked for: --to defaults to a month after --from (the service alone would stop at the end of --from's month). */
-const periodQuery = (o: Record<string, unknown>) => {
-  const from = o.from as string | undefined;
-  return { from, to: (o.to as string | undefined) ?? (from ? monthAfter(from) : undefined) };
+const periodQuery = (o: { from?: string; to?: string }) => {
+  const from = o.from;
+  return { from, to: o.to ?? (from ? monthAfter(from) : undefined) };
 };
 
-export function usageCommands(program: Command, deps: Deps): void {
+export function usageCommands(program: Program, deps: Deps): void {
   const usage = program.command('usage').description('usage reports: tables, CSV, JSON, or a chart of daily usage');
 
   period(usage.command('report').description('usage of all customers over a period, by customer (default) or by day'))
@@ -39,12 +39,14 @@ export function usageCommands(program: Command, deps: Deps): void {
     .action(
       action(deps, async (ctx, o) => {
         if ([o.csv, o.chart, o.json].filter(Boolean).length > 1) throw new UsageError('choose one of --csv, --chart and --json');
-        if (o.by !== 'customer' && o.by !== 'day') throw new UsageError('--by takes customer or day');
+        const by = o.by;
+        if (by !== 'customer' && by !== 'day') throw new UsageError('--by takes customer or day');
+        const groupBy: 'customer' | 'day' = o.chart ? 'day' : by;
         const query = {
           ...periodQuery(o),
-          metric: o.metric as string | undefined,
-          customer_id: o.customer as string | undefined,
-          group_by: (o.chart ? 'day' : o.by) as 'customer' | 'day',
+          metric: o.metric,
+          customer_id: o.customer,
+          group_by: groupBy,
         };
         if (o.csv) return ctx.out(await ctx.client().usageReportCsv(query));
         const r = await ctx.client().usageReport(query);
@@ -62,7 +64,7 @@ export function usageCommands(program: Command, deps: Deps): void {
     .action(
       action(deps, async (ctx, o, [id]) => {
         if (o.by !== 'metric' && o.by !== 'day') throw new UsageError('--by takes metric or day');
-        const r = await ctx.client().customerUsage(id!, { ...periodQuery(o), group_by: o.by as 'metric' | 'day' });
+        const r = await ctx.client().customerUsage(id, { ...periodQuery(o), group_by: o.by });
         ctx.print(r, () => {
           ctx.say(`usage of ${r.customer_id} from ${r.from} to ${r.to}`);
           if (!r.totals.length) return ctx.say('no usage');
