@@ -111,13 +111,44 @@ export function backoffMs(attempt: number, s: Pick<HttpSettings, 'backoffBaseMs'
   return Math.floor(random() * Math.min(s.backoffMaxMs, s.backoffBaseMs * 2 ** attempt));
 }
 
+/** The largest answer the client reads (a usage answer for 1,000 events is about 100 KB). */
+export const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * An answer's body as text, read at most `max` bytes: a server (or whatever sits in between) that
+ * sends more is cut off instead of filling the instance's memory. The request's timeout bounds a
+ * slow body; this bounds a fast one.
+ */
+export async function readCapped(res: Response, max = MAX_ANSWER_BYTES): Promise<string> {
+  const declared = Number(res.headers.get('content-length'));
+  if (declared > max) {
+    await res.body?.cancel();
+    throw new Error(`answer larger than ${max} bytes`);
+  }
+  if (!res.body) return '';
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel();
+      throw new Error(`answer larger than ${max} bytes`);
+    }
+    parts.push(value);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
 async function errorFrom(res: Response): Promise<BillingApiError> {
   const requestId = res.headers.get('x-request-id');
   const retryAfter = parseRetryAfter(res.headers.get('retry-after'));
   type Envelope = { error?: { code?: string; message?: string; requestId?: string; details?: unknown } };
   let envelope: Envelope | null = null;
   try {
-    envelope = (await res.json()) as Envelope;
+    envelope = JSON.parse(await readCapped(res)) as Envelope;
   } catch {
     // not the service's envelope (a proxy's page)
   }
@@ -192,7 +223,8 @@ export async function call<T>(s: HttpSettings, method: string, path: string, opt
       s.observe?.(res.status, res.headers);
       if (res.ok) {
         const type = res.headers.get('content-type') ?? '';
-        const parsed = res.status === 204 ? undefined : type.startsWith('application/json') ? await res.json() : await res.text();
+        const text = res.status === 204 ? '' : await readCapped(res);
+        const parsed: unknown = res.status === 204 ? undefined : type.startsWith('application/json') ? JSON.parse(text) : text;
         return { status: res.status, body: parsed as T, headers: res.headers, requestId: res.headers.get('x-request-id') };
       }
       failure = await errorFrom(res);

@@ -1,5 +1,5 @@
 import { compactVerify, errors as joseErrors, importJWK, type JWK, type KeyLike } from 'jose';
-import { fetchSameOrigin } from './http';
+import { fetchSameOrigin, readCapped } from './http';
 import { LicenseError } from './license-errors';
 
 export interface Jwks {
@@ -235,9 +235,7 @@ export function trustAnchor(options: TrustAnchorOptions): TrustAnchor {
       // A redirect to another origin (another host, or off https) is refused: RedirectRefusedError.
       const res = await fetchSameOrigin(doFetch, target!, { method: 'GET', headers: { accept: 'application/json' }, signal: AbortSignal.timeout(timeoutMs) });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const text = await res.text();
-      if (text.length > MAX_KEY_SET_BYTES) throw new Error('key set too large');
-      body = JSON.parse(text);
+      body = JSON.parse(await readCapped(res, MAX_KEY_SET_BYTES));
     } catch (err) {
       lastProblem = new LicenseError(
         'JWKS_UNAVAILABLE',
