@@ -193,7 +193,7 @@ async function main(): Promise<void> {
     await fetch(`${base}/api/plans`, {
       method: 'POST',
       headers: adminJson,
-      body: JSON.stringify({ code: 'bench', name: 'Bench', entitlements: { features: ['sso'], limits: { api_calls: 1000000000, instances: 5 } } }),
+      body: JSON.stringify({ code: 'bench', name: 'Bench', entitlements: { features: ['sso'], limits: { api_calls: 1000000000 } } }),
     });
     await fetch(`${base}/api/customers/${created.customer.id}/subscriptions`, { method: 'POST', headers: adminJson, body: JSON.stringify({ plan: 'bench' }) });
 
