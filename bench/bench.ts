@@ -162,6 +162,7 @@ async function main(): Promise<void> {
           NODE_ENV: 'production',
           LICENSE_SIGNING_KEYS: JSON.stringify(generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' })),
           LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+          WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
           STRIPE_ENABLED: 'false',
           REDIS_URL: '', // in-memory limits, as the baseline has none to share
           DATABASE_URL: pg.url,

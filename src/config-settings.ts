@@ -76,6 +76,23 @@ const signingKeys = z.string().transform((v, ctx): PrivateSigningJwk[] => {
   }
 });
 
+/**
+ * Keys that encrypt webhook endpoint secrets at rest: 32 random bytes each, base64 or hex, comma-separated.
+ * The first encrypts; every one decrypts (so a key can be rotated). A refusal never shows a key.
+ */
+const webhookSecretsKeys = z.string().transform((v, ctx): Buffer[] => {
+  const keys = list(v).map((k) => (/^[0-9a-f]{64}$/i.test(k) ? Buffer.from(k, 'hex') : /^[A-Za-z0-9+/]{43}=$/.test(k) ? Buffer.from(k, 'base64') : null));
+  if (keys.length === 0 || keys.some((k) => k === null || k.length !== 32)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be 32 random bytes in base64 or hex (openssl rand -base64 32), comma-separated to rotate',
+      input: undefined,
+    });
+    return z.NEVER;
+  }
+  return keys as Buffer[];
+});
+
 /** A root-signed license key set (LICENSE_KEY_SET): its shape, and which keys it lists. */
 const keySet = z.string().transform((v, ctx): KeySet => {
   try {
@@ -115,6 +132,33 @@ const secretFile = <T>(plain: z.ZodType<T, string>) =>
       return z.NEVER;
     }
     return { file, value: parsed.data, mode };
+  });
+
+/** 5s, 30m, 2h, 1d, as milliseconds. */
+const shortDuration = (fallback: string, maxDays: number) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const seconds = parseDuration(v, { seconds: true });
+      if (seconds === null || seconds > maxDays * 86_400) {
+        ctx.addIssue({ code: 'custom', message: `must look like 10s, 5m, 2h or 1d (at most ${maxDays}d)` });
+        return z.NEVER;
+      }
+      return seconds * 1000;
+    });
+
+/** A comma-separated list of delays (5s,5m,30m,2h), as milliseconds. */
+const retrySchedule = z
+  .string()
+  .default('5s,5m,30m,2h,5h,10h,10h,14h,14h,14h')
+  .transform((v, ctx) => {
+    const delays = list(v).map((d) => parseDuration(d, { seconds: true }));
+    if (delays.length === 0 || delays.length > 50 || delays.some((d) => d === null || d > 7 * 86_400)) {
+      ctx.addIssue({ code: 'custom', message: 'must be 1-50 comma-separated delays like 5s,5m,30m,2h (each at most 7d)' });
+      return z.NEVER;
+    }
+    return (delays as number[]).map((d) => d * 1000);
   });
 
 /** 7d, 12h, 30m, as seconds. */
@@ -278,6 +322,49 @@ export const settings = z.object({
         '(queued, in a Stripe call, or their outcome being written), so what a dead instance held is sent again within about this long.',
     ),
 
+  EVENT_RETENTION_DAYS: int(1, 3650)
+    .default(30)
+    .describe('Days events (GET /api/events) and their webhook deliveries are kept; older ones are deleted. At least as long as WEBHOOK_RETRY_SCHEDULE lasts.'),
+  WEBHOOKS_ENABLED: bool
+    .default(true)
+    .describe('Deliver events to webhook endpoints from this instance (true/false). Events are recorded either way; any instance with it on delivers them.'),
+  WEBHOOK_SECRETS_KEY: webhookSecretsKeys
+    .optional()
+    .describe(
+      "Encrypts the webhook endpoints' signing secrets in the database (AES-256-GCM), so a database dump alone does not reveal them: " +
+        '32 random bytes in base64 or hex (openssl rand -base64 32). Several, comma-separated, to rotate: the first encrypts, all decrypt. ' +
+        'Required in production; unset elsewhere: one is generated once and kept in DATA_DIR/webhook-secrets-key (0600).',
+    ),
+  WEBHOOK_SECRETS_KEY_FILE: secretFile(webhookSecretsKeys)
+    .optional()
+    .describe('Or a file holding it (a mounted secret). Not both. Read at startup only: a new key needs a restart.'),
+  WEBHOOK_TIMEOUT: shortDuration('10s', 1).describe(
+    'How long a webhook delivery may take (connect, send, answer) before it counts as failed and is retried (10s, 30s).',
+  ),
+  WEBHOOK_RETRY_SCHEDULE: retrySchedule.describe(
+    'Delays between a failed delivery and its next attempt, comma-separated (5s,5m,30m,2h…); each gets up to 10% jitter. ' +
+      'After the last one the delivery is marked failed. The default retries for about 3 days.',
+  ),
+  WEBHOOK_DISABLE_AFTER: shortDuration('5d', 90).describe(
+    'An endpoint whose deliveries have failed this long without one success is disabled, and a webhook_endpoint.disabled event is sent to the others.',
+  ),
+  WEBHOOK_ALLOW_HTTP: bool
+    .optional()
+    .describe('Allow http:// endpoint URLs (true/false). Unset: allowed in development and test, refused in production (https only).'),
+  WEBHOOK_ALLOW_PRIVATE: bool
+    .default(false)
+    .describe(
+      'Allow endpoints on loopback, private, link-local and other non-public addresses (true/false). For development and tests only: ' +
+        'production refuses to start with it, since a webhook URL is a way into the private network.',
+    ),
+  WEBHOOK_CONCURRENCY: int(1, 1000).default(100).describe('Webhook deliveries in flight at once in this instance.'),
+  WEBHOOK_ENDPOINT_CONCURRENCY: int(1, 1000)
+    .default(20)
+    .describe('Deliveries in flight at once to one endpoint, per instance: a slow endpoint never takes every slot.'),
+  LICENSE_EXPIRING_SOON_DAYS: int(1, 365)
+    .default(7)
+    .describe("How many days before a license's validity ends, with no renewal in sight, the license.expiring_soon event is sent (once)."),
+
   RATE_LIMIT_API: limit('100/15m').describe('Customer routes other than POST /api/usage, per client address (before authentication).'),
   RATE_LIMIT_USAGE: limit('60/1h').describe('POST /api/usage, per customer (after authentication, whatever addresses its instances use).'),
   RATE_LIMIT_USAGE_ADDRESS: limit('600/1m').describe('POST /api/usage, per client address, before authentication (a whole fleet behind one NAT shares it).'),
@@ -370,5 +457,13 @@ export const settings = z.object({
 export type Settings = z.output<typeof settings>;
 
 /** The secrets that may instead be read from a file: `<NAME>_FILE` holds the path. */
-export const FILE_SECRETS = ['ADMIN_API_TOKEN', 'METRICS_TOKEN', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'DATABASE_URL', 'LICENSE_SIGNING_KEYS'] as const;
+export const FILE_SECRETS = [
+  'ADMIN_API_TOKEN',
+  'METRICS_TOKEN',
+  'STRIPE_SECRET_KEY',
+  'STRIPE_WEBHOOK_SECRET',
+  'DATABASE_URL',
+  'LICENSE_SIGNING_KEYS',
+  'WEBHOOK_SECRETS_KEY',
+] as const;
 export type FileSecret = (typeof FILE_SECRETS)[number];

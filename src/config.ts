@@ -133,6 +133,17 @@ const rules = [
       );
     }
   }),
+  rule(['NODE_ENV', 'WEBHOOK_SECRETS_KEY'], (s, ctx) => {
+    if (s.NODE_ENV === 'production' && !secret(s, 'WEBHOOK_SECRETS_KEY')?.length) {
+      report(ctx, [setBy(s, 'WEBHOOK_SECRETS_KEY')], 'required when NODE_ENV=production (make one: openssl rand -base64 32)');
+    }
+  }),
+  rule(['NODE_ENV', 'WEBHOOK_ALLOW_PRIVATE'], (s, ctx) => {
+    // A webhook URL is chosen by whoever holds an admin token: in production it must never reach the private network.
+    if (s.NODE_ENV === 'production' && s.WEBHOOK_ALLOW_PRIVATE) {
+      report(ctx, ['WEBHOOK_ALLOW_PRIVATE'], 'must not be true when NODE_ENV=production (webhook endpoints must be public addresses)');
+    }
+  }),
   rule(['USAGE_METRICS', 'USAGE_METER_EVENTS'], (s, ctx) => {
     (s.USAGE_METER_EVENTS ?? []).forEach(([metric], i) => {
       if (!s.USAGE_METRICS.includes(metric)) report(ctx, ['USAGE_METER_EVENTS', `pair ${i + 1}`], 'names a metric that is not in USAGE_METRICS');
@@ -219,6 +230,22 @@ function toConfig(s: Settings) {
       backoffMaxMs: s.FORWARDER_BACKOFF_MAX_MS,
       leaseSeconds: s.FORWARDER_LEASE_SECONDS,
     }),
+    events: Object.freeze({
+      retentionDays: s.EVENT_RETENTION_DAYS,
+    }),
+    webhooks: Object.freeze({
+      enabled: s.WEBHOOKS_ENABLED,
+      /** Keys that encrypt endpoint secrets: the first encrypts, all decrypt. Empty: none set (see webhookSecretsKeysFor). */
+      secretsKeys: Object.freeze<Buffer[]>([...(secret(s, 'WEBHOOK_SECRETS_KEY') ?? [])]),
+      timeoutMs: s.WEBHOOK_TIMEOUT,
+      /** Delay before each retry, in order; after the last, the delivery has failed. */
+      retryScheduleMs: Object.freeze<number[]>([...s.WEBHOOK_RETRY_SCHEDULE]),
+      disableAfterMs: s.WEBHOOK_DISABLE_AFTER,
+      allowHttp: s.WEBHOOK_ALLOW_HTTP ?? s.NODE_ENV !== 'production',
+      allowPrivate: s.WEBHOOK_ALLOW_PRIVATE,
+      concurrency: s.WEBHOOK_CONCURRENCY,
+      endpointConcurrency: s.WEBHOOK_ENDPOINT_CONCURRENCY,
+    }),
     license: Object.freeze({
       /** Ed25519 private keys: the first signs, all are published. Empty: none set (a development key is used). */
       signingKeys: Object.freeze<PrivateSigningJwk[]>([...(secret(s, 'LICENSE_SIGNING_KEYS') ?? [])]),
@@ -226,6 +253,8 @@ function toConfig(s: Settings) {
       ttlSeconds: s.LICENSE_TTL,
       /** How long past_due/unpaid keeps a license in grace, from when payment started failing. */
       graceDays: s.LICENSE_GRACE_DAYS,
+      /** license.expiring_soon is sent this many days before validity ends with no renewal in sight. */
+      expiringSoonDays: s.LICENSE_EXPIRING_SOON_DAYS,
       /** An activation unseen this long is released and its seat freed. */
       heartbeatDays: s.LICENSE_HEARTBEAT_DAYS,
       /** A plan whose license customers without a subscription get (a free tier); unset: 404. */

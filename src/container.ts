@@ -33,6 +33,9 @@ import { createActivationsRepository } from './modules/licenses/activations-repo
 import { createActivationSweeper } from './modules/licenses/activation-sweeper';
 import { createLicenseSigner, keySetSourceFor, signingKeysFor } from './modules/licenses/license-signer';
 import { createLicensesService } from './modules/licenses/licenses-service';
+import { createEventsRepository } from './modules/events/events-repository';
+import { createEventsService } from './modules/events/events-service';
+import { createSecretBox, webhookSecretsKeysFor } from './modules/webhooks/secret-box';
 
 export interface ContainerOptions {
   config: Config;
@@ -58,6 +61,9 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   const customerLookup = createCustomerLookup({ repo: customersRepo });
 
   const audit = createAuditService({ db, repo: auditRepo, logger });
+  // Every business change records its events through this, in its own transaction (docs/WEBHOOKS.md).
+  const events = createEventsService({ db, repo: createEventsRepository(), now });
+  const secretBox = createSecretBox(webhookSecretsKeysFor(config, logger));
   const adminTokens = createAdminTokenVerifier(config.adminTokens);
   const metricsTokens = createAdminTokenVerifier(config.metricsToken ? [config.metricsToken] : [], 'metrics');
   // Replaced on SIGHUP when it comes from STRIPE_WEBHOOK_SECRET_FILE (see secrets-reload.ts).
@@ -184,6 +190,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       webhookSecret = secret;
     },
     audit,
+    events,
+    secretBox,
     cache,
     invalidation,
     lastUsed,

@@ -322,6 +322,112 @@ export interface ActivationUpdate {
   seat_held_until?: Sql<Date> | null;
 }
 
+// events, webhook_endpoints, webhook_endpoint_secrets, webhook_deliveries, webhook_attempts (20261207020000)
+export interface EventRow {
+  /** evt_ + a UUIDv7 in hex. */
+  id: string;
+  type: string;
+  customer_id: string | null;
+  /** The object as the API shows it after the change; never a secret. */
+  data: Record<string, unknown>;
+  created_at: Date;
+}
+export interface EventInsert {
+  id: string;
+  type: string;
+  customer_id: string | null;
+  data: JsonText;
+  created_at?: Sql<Date>;
+}
+
+export type WebhookEndpointDisabledReason = 'admin' | 'failing';
+export interface WebhookEndpointRow {
+  id: string;
+  url: string;
+  events: string[];
+  description: string | null;
+  disabled: boolean;
+  disabled_reason: WebhookEndpointDisabledReason | null;
+  disabled_at: Date | null;
+  failing_since: Date | null;
+  last_success_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+export type WebhookEndpointInsert = Pick<WebhookEndpointRow, 'id' | 'url' | 'events'> & { description?: string | null };
+export interface WebhookEndpointUpdate {
+  url?: string;
+  events?: string[];
+  description?: string | null;
+  disabled?: boolean;
+  disabled_reason?: WebhookEndpointDisabledReason | null;
+  disabled_at?: Sql<Date> | null;
+  failing_since?: Sql<Date> | null;
+  last_success_at?: Sql<Date> | null;
+  updated_at?: Sql<Date>;
+}
+
+export interface WebhookEndpointSecretRow {
+  id: string;
+  endpoint_id: string;
+  /** Encrypted (secret-box.ts); never the secret itself. */
+  ciphertext: string;
+  created_at: Date;
+  /** Null: the current secret; otherwise a rotated-out one that keeps signing until then. */
+  expires_at: Date | null;
+}
+export type WebhookEndpointSecretInsert = Pick<WebhookEndpointSecretRow, 'id' | 'endpoint_id' | 'ciphertext'> & { expires_at?: Sql<Date> | null };
+export interface WebhookEndpointSecretUpdate {
+  expires_at?: Sql<Date> | null;
+}
+
+export type WebhookDeliveryState = 'pending' | 'delivered' | 'failed';
+export interface WebhookDeliveryRow {
+  /** bigserial: a string. */
+  id: string;
+  event_id: string;
+  endpoint_id: string;
+  state: WebhookDeliveryState;
+  attempts: number;
+  next_attempt_at: Date;
+  leased_until: Date | null;
+  leased_by: string | null;
+  last_attempt_at: Date | null;
+  last_status: number | null;
+  last_error: string | null;
+  delivered_at: Date | null;
+  created_at: Date;
+}
+export type WebhookDeliveryInsert = Pick<WebhookDeliveryRow, 'event_id' | 'endpoint_id'> & { next_attempt_at?: Sql<Date> };
+export interface WebhookDeliveryUpdate {
+  state?: WebhookDeliveryState;
+  attempts?: Sql<number>;
+  next_attempt_at?: Sql<Date>;
+  leased_until?: Sql<Date> | null;
+  leased_by?: string | null;
+  last_attempt_at?: Sql<Date> | null;
+  last_status?: number | null;
+  last_error?: string | null;
+  delivered_at?: Sql<Date> | null;
+}
+
+export type WebhookAttemptOutcome = 'delivered' | 'failed';
+export interface WebhookAttemptRow {
+  id: string;
+  delivery_id: string;
+  endpoint_id: string;
+  event_id: string;
+  attempted_at: Date;
+  outcome: WebhookAttemptOutcome;
+  status: number | null;
+  duration_ms: number;
+  /** The first 1 kB of the answer. */
+  response_body: string | null;
+  error: string | null;
+}
+export type WebhookAttemptInsert = Omit<WebhookAttemptRow, 'id' | 'attempted_at'> & { attempted_at?: Sql<Date> };
+export type WebhookAttemptUpdate = never;
+
 declare module 'knex/types/tables' {
   interface Tables {
     customers: Knex.CompositeTableType<CustomerRow, CustomerInsert, CustomerUpdate>;
@@ -333,5 +439,10 @@ declare module 'knex/types/tables' {
     subscriptions: Knex.CompositeTableType<SubscriptionRow, SubscriptionInsert, SubscriptionUpdate>;
     stripe_events: Knex.CompositeTableType<StripeEventRow, StripeEventInsert, StripeEventUpdate>;
     license_activations: Knex.CompositeTableType<ActivationRow, ActivationInsert, ActivationUpdate>;
+    events: Knex.CompositeTableType<EventRow, EventInsert, never>;
+    webhook_endpoints: Knex.CompositeTableType<WebhookEndpointRow, WebhookEndpointInsert, WebhookEndpointUpdate>;
+    webhook_endpoint_secrets: Knex.CompositeTableType<WebhookEndpointSecretRow, WebhookEndpointSecretInsert, WebhookEndpointSecretUpdate>;
+    webhook_deliveries: Knex.CompositeTableType<WebhookDeliveryRow, WebhookDeliveryInsert, WebhookDeliveryUpdate>;
+    webhook_attempts: Knex.CompositeTableType<WebhookAttemptRow, WebhookAttemptInsert, WebhookAttemptUpdate>;
   }
 }

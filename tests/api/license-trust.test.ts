@@ -119,6 +119,7 @@ test('when production has no LICENSE_KEY_SET, then nothing is served at /.well-k
     NODE_ENV: 'production',
     LICENSE_SIGNING_KEYS: JSON.stringify(generateSigningKey()),
     LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+    WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
     STRIPE_ENABLED: 'false',
   });
   try {

@@ -47,6 +47,7 @@ async function production(mode: number, envFileMode: number | null) {
   const r = start(cwd, {
     NODE_ENV: 'production',
     LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+    WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
     DATABASE_URL: testDatabaseUrl(),
     ADMIN_API_TOKEN_FILE: tokenFile,
     LICENSE_SIGNING_KEYS: KEY,

@@ -11,6 +11,7 @@ const prod = {
   STRIPE_ENABLED: 'false',
   LICENSE_SIGNING_KEYS: licenseKey,
   LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+  WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
 };
 
 function problems(env: Record<string, string>): string {
@@ -186,6 +187,7 @@ describe('secrets from files (<NAME>_FILE)', () => {
       STRIPE_WEBHOOK_SECRET_FILE: file('whsec', 'whsec_abc123\n'),
       DATABASE_URL_FILE: file('db', 'postgres://u:p@db:5432/billing\n'),
       LICENSE_SIGNING_KEYS_FILE: file('license', `${licenseKey}\n`),
+      WEBHOOK_SECRETS_KEY_FILE: file('webhook-key', `${Buffer.alloc(32, 7).toString('base64')}\n`),
     };
     const jwks = { LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json' };
     const c = loadConfig({ NODE_ENV: 'production', ...files, ...jwks });
@@ -201,7 +203,9 @@ describe('secrets from files (<NAME>_FILE)', () => {
       STRIPE_WEBHOOK_SECRET: files.STRIPE_WEBHOOK_SECRET_FILE,
       DATABASE_URL: files.DATABASE_URL_FILE,
       LICENSE_SIGNING_KEYS: files.LICENSE_SIGNING_KEYS_FILE,
+      WEBHOOK_SECRETS_KEY: files.WEBHOOK_SECRETS_KEY_FILE,
     });
+    expect(c.webhooks.secretsKeys).toEqual([Buffer.alloc(32, 7)]);
   });
 
   test.each(['ADMIN_API_TOKEN', 'METRICS_TOKEN', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'DATABASE_URL'])(
@@ -239,6 +243,7 @@ describe('secrets from files (<NAME>_FILE)', () => {
       STRIPE_ENABLED: 'false',
       LICENSE_SIGNING_KEYS: licenseKey,
       LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+      WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
       DATABASE_URL_FILE: file('db2', 'postgres://u:p@db/b'),
       ADMIN_API_TOKEN_FILE: file('a2', strong),
     });
@@ -272,9 +277,10 @@ describe('every problem at once, in one error', () => {
         expect.stringMatching(/^STRIPE_SECRET_KEY: required when NODE_ENV=production/),
         'LICENSE_SIGNING_KEYS: required when NODE_ENV=production (make one: npm run license-key)',
         expect.stringMatching(/^LICENSE_JWKS_URL: required when NODE_ENV=production/),
+        'WEBHOOK_SECRETS_KEY: required when NODE_ENV=production (make one: openssl rand -base64 32)',
       ]),
     );
-    expect(list).toHaveLength(9);
+    expect(list).toHaveLength(10);
   });
 
   test('when a secret file is missing and another setting is wrong, then both are reported, and no rule judges the missing secret', () => {
@@ -284,6 +290,7 @@ describe('every problem at once, in one error', () => {
       DATABASE_URL: 'postgres://u:p@db/b',
       LICENSE_SIGNING_KEYS: licenseKey,
       LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+      WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
       ADMIN_API_TOKEN_FILE: path.join(dir, 'missing'),
       BCRYPT_COST: '99',
     });

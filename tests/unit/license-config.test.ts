@@ -14,6 +14,7 @@ const prod = {
   STRIPE_ENABLED: 'false',
   ADMIN_API_TOKEN: strong,
   LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+  WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
 };
 
 const ed25519 = () => generateKeyPairSync('ed25519').privateKey;

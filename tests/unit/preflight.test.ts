@@ -13,6 +13,7 @@ const good = {
   REDIS_URL: 'redis://redis:6379',
   LICENSE_SIGNING_KEYS: '{"kty":"OKP","crv":"Ed25519","d":"nBdKOX2FAqvI-cZTNdlgYfWITW4rsZfrTaqLakYxlGc","x":"yO4iBXcbZAqpwKMIqBKe4rk962muih682zz3cGCr0Mg"}',
   LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+  WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
 };
 const probes = (over: Partial<Probes> = {}): Probes => ({
   migrations: async () => ({ pending: [] }),

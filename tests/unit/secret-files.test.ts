@@ -18,6 +18,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const production = {
   NODE_ENV: 'production',
   LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+  WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
   DATABASE_URL: 'postgres://u:p@db:5432/billing',
   STRIPE_ENABLED: 'false',
   TRUST_PROXY: '1',

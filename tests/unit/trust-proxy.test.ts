@@ -13,6 +13,7 @@ import { MemoryCounter, rateLimiter } from '../../src/security/rate-limiter';
 const production = {
   NODE_ENV: 'production',
   LICENSE_JWKS_URL: 'https://billing.example.com/.well-known/jwks.json',
+  WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
   DATABASE_URL: 'postgres://u:p@db:5432/billing',
   ADMIN_API_TOKEN: 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7',
   STRIPE_ENABLED: 'false',

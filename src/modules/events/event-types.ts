@@ -1,0 +1,33 @@
+/**
+ * Every event type the service writes (docs/WEBHOOKS.md describes each and its `data`). A closed
+ * list: endpoint filters and the events list are validated against it.
+ */
+export const EVENT_TYPES = [
+  'customer.created',
+  'customer.updated',
+  'customer.deleted',
+  'api_key.created',
+  'api_key.revoked',
+  'api_key.rotated',
+  'subscription.created',
+  'subscription.updated',
+  'subscription.canceled',
+  'subscription.past_due',
+  'invoice.payment_failed',
+  'invoice.paid',
+  'license.grace_started',
+  'license.expired',
+  'license.expiring_soon',
+  'instance.activated',
+  'instance.deactivated',
+  'instance.released',
+  'instance.limit_reached',
+  'usage.forwarding_failed',
+  'webhook_endpoint.disabled',
+  'webhook_endpoint.test',
+] as const;
+
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** What an endpoint may subscribe to: a type, every type of one object (`license.*`), or everything (`*`). */
+export const EVENT_FILTERS: readonly string[] = ['*', ...new Set(EVENT_TYPES.map((t) => `${t.split('.')[0]}.*`)), ...EVENT_TYPES];
