@@ -1,5 +1,5 @@
 /**
- * Activations (seats): the plan's limits.instances under concurrency, heartbeats and stale release
+ * Activations: the plan's limits.instances under concurrency, heartbeats and stale release
  * on a fake clock, one customer never reaching another's, garbage fingerprints, and offline licenses.
  */
 import { randomBytes } from 'node:crypto';

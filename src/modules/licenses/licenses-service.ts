@@ -57,7 +57,7 @@ const sec = (ms: number) => Math.floor(ms / 1000);
 const secOrNull = (d: Date | null) => (d ? sec(d.getTime()) : null);
 
 /**
- * Licenses and the activations (seats) they bind to.
+ * Licenses and the activations they bind to (instances, counted against the plan's `limits.instances`).
  *
  * A fetch is cheap: the customer's subscriptions with their plans in one query, usage totals only
  * when the plan limits a metered metric, one heartbeat update when bound, one signature, one audit row.
@@ -164,7 +164,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     return released;
   }
 
-  /** The 409 of a full plan: how many seats, and when the next one frees at the latest (nobody releasing anything). */
+  /** The 409 of a full plan: its instance limit, and when the next seat frees at the latest (nobody releasing anything). */
   function limitReached(limit: number, holders: SeatHolder[]): AppError {
     const next = new Date(Math.min(...holders.map((h) => h.freesAt.getTime())));
     return new AppError(
