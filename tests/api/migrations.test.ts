@@ -59,7 +59,7 @@ test('when the audit log’s client request id is rolled back on its own, then o
 
 test('when plans carry entitlements.seats, then the migration removes it without setting an instance limit, with an audit row each; down puts it back', async () => {
   await migrateLatest(db);
-  const name = '20261207020000_remove_seats_from_plan_entitlements';
+  const name = '20261207030000_remove_seats_from_plan_entitlements';
   await db.migrate.down({ ...migrationConfig(), name });
   expect(await pendingMigrations(db)).toEqual([name]);
   const plan = (code: string, entitlements: object) => ({
