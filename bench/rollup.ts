@@ -326,7 +326,7 @@ async function checkTotals(client: Client) {
 async function seedMonth(client: Client, customerId: string, n: number) {
   await client.query(
     `insert into usage_events (id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, state, received_at)
-     select usage_uuidv7(), $1, (array['api_calls', 'storage_gb', 'seats'])[1 + i % 3], 1 + i % 5, t, 'gen-' || i, md5(i::text), 'sent', t
+     select usage_uuidv7(), $1, (array['api_calls', 'storage_gb', 'builds'])[1 + i % 3], 1 + i % 5, t, 'gen-' || i, md5(i::text), 'sent', t
        from generate_series(1, $4::int) i,
             lateral (select $2::timestamptz + ((i - 1)::float8 / $4::int) * ($3::timestamptz - $2::timestamptz) as t) x`,
     [customerId, MONTH.from.toISOString(), MONTH.to.toISOString(), n],

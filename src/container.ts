@@ -148,7 +148,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     events: createStripeEventsRepository(),
     subscriptions,
     customers,
-    usage: forwarderRepo,
+    usage: forwarding,
     stripe,
     audit,
     logger: logger.child({ component: 'stripe-webhooks' }),

@@ -600,6 +600,45 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        LicenseClaims: {
+            iss: string;
+            /** @description The customer id */
+            sub: string;
+            jti: string;
+            iat: number;
+            nbf: number;
+            exp: number;
+            plan: {
+                code: string;
+                name: string;
+            };
+            entitlements: {
+                features: string[];
+                /** @description null: unlimited; `instances` is the activation limit the service enforces */
+                limits: {
+                    [key: string]: number | null;
+                };
+            };
+            usage: {
+                period_start: number;
+                period_end: number;
+                quantities: {
+                    [key: string]: string;
+                };
+            } | null;
+            /** @enum {string} */
+            status: "active" | "trialing" | "grace" | "expired";
+            subscription: {
+                id: string;
+                status: string;
+                current_period_end: number | null;
+                cancel_at_period_end: boolean;
+            } | null;
+            valid_until: number | null;
+            grace_until: number | null;
+            /** @description The instance fingerprint, only when the license is bound to an activated instance */
+            instance?: string;
+        };
         Error: {
             error: {
                 /** @enum {string} */
@@ -3023,7 +3062,6 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
-                                seats?: number | null;
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3128,7 +3166,6 @@ export interface operations {
                         limits: {
                             [key: string]: number | null;
                         };
-                        seats?: number | null;
                     };
                     stripe_price_id?: string;
                     metered_prices?: {
@@ -3154,7 +3191,6 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
-                                seats?: number | null;
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3325,7 +3361,6 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
-                                seats?: number | null;
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3535,7 +3570,6 @@ export interface operations {
                         limits: {
                             [key: string]: number | null;
                         };
-                        seats?: number | null;
                     };
                     stripe_price_id?: string | null;
                     metered_prices?: {
@@ -3563,7 +3597,6 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
-                                seats?: number | null;
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3736,7 +3769,6 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
-                                    seats?: number | null;
                                 };
                             };
                             /** @enum {string} */
@@ -3866,7 +3898,6 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
-                                    seats?: number | null;
                                 };
                             };
                             /** @enum {string} */
@@ -4073,7 +4104,6 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
-                                    seats?: number | null;
                                 };
                             };
                             /** @enum {string} */
@@ -4242,7 +4272,6 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
-                                    seats?: number | null;
                                 };
                             };
                             /** @enum {string} */
@@ -4544,7 +4573,6 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
-                                    seats?: number | null;
                                 };
                             };
                             /** @enum {string} */
@@ -4946,43 +4974,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         license: string;
-                        claims: {
-                            iss: string;
-                            sub: string;
-                            jti: string;
-                            iat: number;
-                            nbf: number;
-                            exp: number;
-                            plan: {
-                                code: string;
-                                name: string;
-                            };
-                            entitlements: {
-                                features: string[];
-                                limits: {
-                                    [key: string]: number | null;
-                                };
-                                seats: number | null;
-                            };
-                            usage: {
-                                period_start: number;
-                                period_end: number;
-                                quantities: {
-                                    [key: string]: string;
-                                };
-                            } | null;
-                            /** @enum {string} */
-                            status: "active" | "trialing" | "grace" | "expired";
-                            subscription: {
-                                id: string;
-                                status: string;
-                                current_period_end: number | null;
-                                cancel_at_period_end: boolean;
-                            } | null;
-                            valid_until: number | null;
-                            grace_until: number | null;
-                            instance?: string;
-                        };
+                        claims: components["schemas"]["LicenseClaims"];
                         jwks_url: string;
                     };
                 };
@@ -5748,43 +5740,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         license: string;
-                        claims: {
-                            iss: string;
-                            sub: string;
-                            jti: string;
-                            iat: number;
-                            nbf: number;
-                            exp: number;
-                            plan: {
-                                code: string;
-                                name: string;
-                            };
-                            entitlements: {
-                                features: string[];
-                                limits: {
-                                    [key: string]: number | null;
-                                };
-                                seats: number | null;
-                            };
-                            usage: {
-                                period_start: number;
-                                period_end: number;
-                                quantities: {
-                                    [key: string]: string;
-                                };
-                            } | null;
-                            /** @enum {string} */
-                            status: "active" | "trialing" | "grace" | "expired";
-                            subscription: {
-                                id: string;
-                                status: string;
-                                current_period_end: number | null;
-                                cancel_at_period_end: boolean;
-                            } | null;
-                            valid_until: number | null;
-                            grace_until: number | null;
-                            instance?: string;
-                        };
+                        claims: components["schemas"]["LicenseClaims"];
                         jwks_url: string;
                     };
                 };

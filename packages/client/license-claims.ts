@@ -1,32 +1,16 @@
+import type { components } from './api-types';
 import { LicenseError } from './license-errors';
 
-/** The payload the server signs (see docs/LICENSE-VERIFICATION.md); NumericDate fields are seconds. */
-export type LicenseStatus = 'active' | 'trialing' | 'grace' | 'expired';
+/**
+ * The payload the server signs, as the service's OpenAPI document describes it (the `LicenseClaims`
+ * component, generated into api-types.ts; docs/LICENSE-VERIFICATION.md explains each field):
+ * NumericDate fields are seconds, a limit of null is unlimited. A change to the server's claims
+ * regenerates this type, and the check below stops compiling until it follows.
+ */
+export type LicenseClaims = components['schemas']['LicenseClaims'];
+export type LicenseStatus = LicenseClaims['status'];
 
-export interface LicenseClaims {
-  iss: string;
-  sub: string;
-  jti: string;
-  iat: number;
-  nbf: number;
-  exp: number;
-  plan: { code: string; name: string };
-  entitlements: {
-    features: string[];
-    /** null: unlimited. */
-    limits: Record<string, number | null>;
-    seats?: number | null;
-  };
-  usage: { period_start: number; period_end: number; quantities: Record<string, string> } | null;
-  status: LicenseStatus;
-  subscription: { id: string; status: string; current_period_end: number | null; cancel_at_period_end: boolean } | null;
-  valid_until: number | null;
-  grace_until: number | null;
-  /** The instance fingerprint, only when the license is bound to an activated instance. */
-  instance?: string;
-}
-
-const STATUSES: readonly string[] = ['active', 'trialing', 'grace', 'expired'];
+const STATUSES: readonly LicenseStatus[] = ['active', 'trialing', 'grace', 'expired'];
 
 type Obj = Record<string, unknown>;
 
@@ -59,13 +43,12 @@ export function parseLicenseClaims(payload: unknown): LicenseClaims {
   const p = payload;
   for (const f of ['iss', 'sub', 'jti'] as const) if (!isText(p[f])) bad(f);
   for (const f of ['iat', 'nbf', 'exp'] as const) if (!isTime(p[f])) bad(f);
-  if (typeof p.status !== 'string' || !STATUSES.includes(p.status)) bad('status');
+  if (!STATUSES.includes(p.status as LicenseStatus)) bad('status');
   if (!isObj(p.plan) || typeof p.plan.code !== 'string' || typeof p.plan.name !== 'string') bad('plan');
 
   const e = p.entitlements;
   if (!isObj(e) || !Array.isArray(e.features) || !e.features.every((f) => typeof f === 'string')) bad('entitlements.features');
   const limits = record(e.limits, 'entitlements.limits', (x): x is number | null => x === null || (typeof x === 'number' && Number.isFinite(x)));
-  if (e.seats !== undefined && e.seats !== null && !(typeof e.seats === 'number' && Number.isFinite(e.seats))) bad('entitlements.seats');
 
   let usage: LicenseClaims['usage'] = null;
   if (p.usage !== null && p.usage !== undefined) {
@@ -97,7 +80,8 @@ export function parseLicenseClaims(payload: unknown): LicenseClaims {
     nbf: p.nbf as number,
     exp: p.exp as number,
     plan: { code: p.plan.code, name: p.plan.name },
-    entitlements: { features: [...e.features], limits, ...(e.seats !== undefined ? { seats: e.seats } : {}) },
+    // Fields the format no longer has (a plan's `seats`, in licenses signed before it was removed) are left out.
+    entitlements: { features: [...e.features], limits },
     usage,
     status: p.status as LicenseStatus,
     subscription,

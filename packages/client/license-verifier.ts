@@ -211,7 +211,7 @@ export async function verifyLicense(token: string, options: VerifyLicenseOptions
   } else if (options.requireBinding) {
     refuse('WRONG_INSTANCE', 'The license is bound to no instance, and this instance requires one.');
   } else if (typeof claims.entitlements.limits.instances === 'number') {
-    // A plan that counts instances counts them through the binding: unbound, its seats could be copied at will.
+    // A plan that counts instances counts them through the binding: unbound, one license could run any number of them.
     refuse('WRONG_INSTANCE', 'The license is bound to no instance, and its plan limits instances: it is valid only bound to an activated one.');
   }
 

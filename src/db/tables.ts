@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { Entitlements } from '../modules/plans/plans-schemas';
+import type { Entitlements } from '../modules/plans/plan-types';
 import type { SubscriptionStatus } from '../stripe/stripe-port';
 
 /**

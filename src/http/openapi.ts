@@ -10,6 +10,29 @@ const toSchema = (s: z.ZodType, io: 'input' | 'output' = 'input'): JsonSchema =>
   return rest;
 };
 
+/**
+ * Schemas given an id (`.meta({ id: 'LicenseClaims' })`) come out of zod under `$defs` in each
+ * schema that uses them: they become named components (`#/components/schemas/<id>`), so generated
+ * types can name them. One id must describe one schema wherever it is used.
+ */
+function liftDefs(node: unknown, components: Record<string, unknown>): unknown {
+  if (Array.isArray(node)) return node.map((n) => liftDefs(n, components));
+  if (node === null || typeof node !== 'object') return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (k === '$defs') {
+      for (const [id, def] of Object.entries(v as Record<string, unknown>)) {
+        const lifted = liftDefs(def, components);
+        if (id in components && JSON.stringify(components[id]) !== JSON.stringify(lifted))
+          throw new Error(`OpenAPI: schema id ${id} describes two different schemas`);
+        components[id] = lifted;
+      }
+    } else if (k === '$ref' && typeof v === 'string' && v.startsWith('#/$defs/')) out[k] = `#/components/schemas/${v.slice('#/$defs/'.length)}`;
+    else out[k] = liftDefs(v, components);
+  }
+  return out;
+}
+
 const SECURITY: Record<AuthKind, Record<string, string[]>[]> = {
   public: [],
   admin: [{ adminToken: [] }],
@@ -119,6 +142,9 @@ export function buildOpenApi(routes: readonly RouteContract[], version: string) 
     };
   }
 
+  const named: Record<string, unknown> = {};
+  const liftedPaths = liftDefs(paths, named) as typeof paths;
+
   return {
     openapi: '3.1.0' as const,
     info: {
@@ -128,7 +154,7 @@ export function buildOpenApi(routes: readonly RouteContract[], version: string) 
       license: { name: 'UNLICENSED', identifier: 'UNLICENSED' },
     },
     servers: [{ url: '/' }],
-    paths,
+    paths: liftedPaths,
     components: {
       securitySchemes: {
         adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_API_TOKEN (one of them)' },
@@ -137,6 +163,7 @@ export function buildOpenApi(routes: readonly RouteContract[], version: string) 
         stripeSignature: { type: 'apiKey', in: 'header', name: 'Stripe-Signature', description: 'Stripe’s signature over the raw body' },
       },
       schemas: {
+        ...named,
         Error: {
           type: 'object',
           required: ['error'],

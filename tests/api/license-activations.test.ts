@@ -1,5 +1,5 @@
 /**
- * Activations (seats): the plan's limits.instances under concurrency, heartbeats and stale release
+ * Activations: the plan's limits.instances under concurrency, heartbeats and stale release
  * on a fake clock, one customer never reaching another's, garbage fingerprints, and offline licenses.
  */
 import { randomBytes } from 'node:crypto';
@@ -70,6 +70,39 @@ describe('activating', () => {
     expect(Number((await t.db('license_activations').where({ customer_id: c.id }).count({ n: '*' }))[0]!.n)).toBe(3);
   });
 
+  test("when another transaction holds the customer's row, then an activation waits for it; a customer deleted meanwhile is refused with 409 CUSTOMER_DELETED", async () => {
+    const c = await customerWith(2);
+    const offline = (fingerprint: string) => request(t.app).post(`/api/customers/${c.id}/licenses`).set(admin()).send({ fingerprint });
+    /** Holds the customer's row lock, starts an activation, and waits until it is blocked on that lock; then `meanwhile`, commit. */
+    async function behindLock(fingerprint: string, meanwhile: (trx: typeof t.db) => Promise<unknown>) {
+      const trx = await t.db.transaction();
+      try {
+        const { rows } = await trx.raw<{ rows: { pid: number }[] }>('select pg_backend_pid() as pid');
+        await trx('customers').where({ id: c.id }).forUpdate().first();
+        let settled = false;
+        const pending = offline(fingerprint).then((r) => ((settled = true), r));
+        const blocked = async () =>
+          Number((await t.db.raw('select count(*) as n from pg_stat_activity where ? = any(pg_blocking_pids(pid))', [rows[0]!.pid])).rows[0].n);
+        for (let i = 0; (await blocked()) === 0; i++) {
+          if (i > 200) throw new Error('the activation never waited for the customer row lock');
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        expect(settled).toBe(false);
+        await meanwhile(trx);
+        await trx.commit();
+        return pending;
+      } catch (err) {
+        await trx.rollback();
+        throw err;
+      }
+    }
+    // Control: the lock released unchanged, the activation goes through.
+    expect((await behindLock(fp(), async () => undefined)).status).toBe(201);
+    const refused = await behindLock(fp(), (trx) => trx('customers').where({ id: c.id }).update({ status: 'deleted' }));
+    expectError(refused, 409, 'CUSTOMER_DELETED');
+    expect(await t.db('license_activations').where({ customer_id: c.id })).toHaveLength(1);
+  });
+
   test('when the plan sets no instance limit, then any number activate', async () => {
     const c = await customerWith(null);
     const results = await Promise.all(Array.from({ length: 8 }, () => activate(c, fp())));
@@ -102,7 +135,7 @@ describe('activating', () => {
 
   test('when the body has unknown fields or a name with control characters, then 422', async () => {
     const c = await customerWith(null);
-    expectError(await activate(c, fp(), { seats: 100 }), 422, 'VALIDATION_FAILED');
+    expectError(await activate(c, fp(), { instances: 100 }), 422, 'VALIDATION_FAILED');
     expectError(await activate(c, fp(), { name: 'evil\u202ename' }), 422, 'VALIDATION_FAILED');
   });
 });

@@ -72,7 +72,7 @@ describe('status and dates from the subscription', () => {
       nbf: nowSec(),
       exp: nowSec() + 7 * DAY,
       plan: { code: s.plan, name: 'Pro' },
-      entitlements: { features: ['sso', 'audit-export'], limits: { projects: 10, api_calls: null }, seats: 5 },
+      entitlements: { features: ['sso', 'audit-export'], limits: { projects: 10, api_calls: null } },
       usage: { period_start: Math.floor(Date.parse(s.body.current_period_start) / 1000), period_end: periodEnd, quantities: { api_calls: '12.5' } },
       status: 'active',
       subscription: { id: s.id, status: 'active', current_period_end: periodEnd, cancel_at_period_end: false },
@@ -176,7 +176,7 @@ describe('the default plan (LICENSE_DEFAULT_PLAN)', () => {
       expect(claims).toMatchObject({
         status: 'active',
         plan: { code, name: 'Free' },
-        entitlements: { features: [], limits: { api_calls: 1000, instances: 1 }, seats: null },
+        entitlements: { features: [], limits: { api_calls: 1000, instances: 1 } },
         usage: {
           period_start: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1) / 1000,
           period_end: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) / 1000,

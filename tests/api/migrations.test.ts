@@ -56,3 +56,56 @@ test('when the audit log’s client request id is rolled back on its own, then o
   expect(await columns()).toEqual(withColumn);
   expect(await indexes()).toEqual(withIndex);
 });
+
+test('when plans carry entitlements.seats, then the migration removes it without setting an instance limit, with an audit row each; down puts it back', async () => {
+  await migrateLatest(db);
+  const name = '20261207030000_remove_seats_from_plan_entitlements';
+  await db.migrate.down({ ...migrationConfig(), name });
+  expect(await pendingMigrations(db)).toEqual([name]);
+  const plan = (code: string, entitlements: object) => ({
+    id: `0192f000-0000-7000-8000-${code.padStart(12, '0')}`,
+    code,
+    name: code,
+    entitlements: JSON.stringify(entitlements),
+  });
+  await db('plans').insert([
+    plan('1', { features: ['sso'], limits: { projects: 3 }, seats: 5 }),
+    plan('2', { features: [], limits: { instances: 2 }, seats: null }),
+    // Control: a plan without seats is left as it is, with no audit row.
+    plan('3', { features: [], limits: { instances: 1 } }),
+  ]);
+  const entitlements = async () => Object.fromEntries((await db('plans').orderBy('code').select('code', 'entitlements')).map((r) => [r.code, r.entitlements]));
+  const audit = async (action: string) =>
+    (await db('audit_log').where({ action }).orderBy('id').select('actor', 'target_type', 'target_id', 'details')).map((r) => ({
+      ...r,
+      details: { code: r.details.code, seats: r.details.seats },
+    }));
+
+  await migrateLatest(db);
+  expect(await entitlements()).toEqual({
+    '1': { features: ['sso'], limits: { projects: 3 } },
+    '2': { features: [], limits: { instances: 2 } },
+    '3': { features: [], limits: { instances: 1 } },
+  });
+  const id = (code: string) => plan(code, {}).id;
+  expect(await audit('plan.seats_removed')).toEqual([
+    { actor: 'system', target_type: 'plan', target_id: id('1'), details: { code: '1', seats: 5 } },
+    { actor: 'system', target_type: 'plan', target_id: id('2'), details: { code: '2', seats: null } },
+  ]);
+
+  await db.migrate.down({ ...migrationConfig(), name });
+  expect(await entitlements()).toEqual({
+    '1': { features: ['sso'], limits: { projects: 3 }, seats: 5 },
+    '2': { features: [], limits: { instances: 2 }, seats: null },
+    '3': { features: [], limits: { instances: 1 } },
+  });
+  expect((await audit('plan.seats_restored')).map((r) => r.details)).toEqual([
+    { code: '1', seats: 5 },
+    { code: '2', seats: null },
+  ]);
+
+  await migrateLatest(db);
+  expect(Object.values(await entitlements()).filter((e) => 'seats' in e)).toEqual([]);
+  await db('audit_log').delete();
+  await db('plans').delete();
+});

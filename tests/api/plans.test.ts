@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { uuidv7 } from '../../src/lib/ids';
+import { SEATS_REMOVED } from '../../src/modules/plans/plan-types';
 import { expectError } from '../helpers/envelope';
 import { createCustomer, createPlan, planCode } from '../helpers/factories';
 import { createTestApp, TestApp } from '../helpers/test-app';
@@ -13,7 +14,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-const entitlements = { features: ['sso'], limits: { projects: 3, api_calls: null }, seats: 2 };
+const entitlements = { features: ['sso'], limits: { projects: 3, api_calls: null, instances: 2 } };
 
 test('when an admin creates a plan, then it is stored with its entitlements and prices', async () => {
   const code = planCode();
@@ -34,6 +35,36 @@ test('when an admin creates a plan, then it is stored with its entitlements and 
   expect(row.entitlements).toEqual(entitlements);
   expect((await request(t.app).get(`/api/plans/${code}`).set(admin)).body.plan.id).toBe(row.id);
   expect((await request(t.app).get('/api/plans').set(admin)).body.data.map((p: { code: string }) => p.code)).toContain(code);
+});
+
+test('when a plan still sends entitlements.seats, then 422 naming limits.instances, on create and on change, and nothing is written', async () => {
+  const code = planCode();
+  const create = await request(t.app)
+    .post('/api/plans')
+    .set(admin)
+    .send({ code, name: 'Seats', entitlements: { ...entitlements, seats: 5 } });
+  expectError(create, 422, 'VALIDATION_FAILED');
+  expect(create.body.error.details).toEqual([{ path: 'entitlements.seats', message: SEATS_REMOVED }]);
+  expect(SEATS_REMOVED).toMatch(/limits\.instances/);
+  expect(await t.db('plans').where({ code })).toHaveLength(0);
+
+  const existing = await createPlan(t);
+  const before = (await t.db('plans').where({ code: existing }).first())!;
+  const change = await request(t.app)
+    .patch(`/api/plans/${existing}`)
+    .set(admin)
+    .send({ entitlements: { features: [], limits: {}, seats: null } });
+  expectError(change, 422, 'VALIDATION_FAILED');
+  expect(change.body.error.details).toEqual([{ path: 'entitlements.seats', message: SEATS_REMOVED }]);
+  expect((await t.db('plans').where({ code: existing }).first())!.entitlements).toEqual(before.entitlements);
+
+  // Control: the same plan with the instance limit where it belongs.
+  const ok = await request(t.app)
+    .post('/api/plans')
+    .set(admin)
+    .send({ code, name: 'Seats', entitlements: { ...entitlements, limits: { instances: 5 } } });
+  expect(ok.status).toBe(201);
+  expect(ok.body.plan.entitlements).toEqual({ features: ['sso'], limits: { instances: 5 } });
 });
 
 test('when the code is taken, then 409 PLAN_CODE_TAKEN', async () => {

@@ -143,8 +143,8 @@ describe('plans and subscriptions', () => {
         'projects=10',
         '--limit',
         'api_calls=unlimited',
-        '--seats',
-        '5',
+        '--limit',
+        'instances=5',
         '--json',
       ],
       { env },
@@ -153,9 +153,14 @@ describe('plans and subscriptions', () => {
     expect(JSON.parse(created.stdout)).toEqual(await serviceJson(s, `/api/plans/${code}`));
     expect((JSON.parse(created.stdout) as { plan: { entitlements: unknown } }).plan.entitlements).toEqual({
       features: ['sso'],
-      limits: { projects: 10, api_calls: null },
-      seats: 5,
+      limits: { projects: 10, api_calls: null, instances: 5 },
     });
+
+    // --seats is gone (nothing enforced it): the instance limit is --limit instances=N.
+    const seats = await cli(['plans', 'create', '--code', `${code}-s`, '--name', 'Seats', '--seats', '5'], { env });
+    expect(seats.code).toBe(64);
+    expect(seats.stderr).toMatch(/unknown option '--seats'/);
+    expect((await cli(['plans', 'show', `${code}-s`], { env })).code).toBe(1);
 
     const fromFile = await cli(['plans', 'create', '--file', '-', '--code', `${code}-b`], {
       env,
@@ -167,8 +172,7 @@ describe('plans and subscriptions', () => {
     const updated = await cli(['plans', 'update', code, '--limit', 'projects=20', '--json'], { env });
     expect((JSON.parse(updated.stdout) as { plan: { entitlements: unknown } }).plan.entitlements).toEqual({
       features: ['sso'],
-      limits: { projects: 20, api_calls: null },
-      seats: 5,
+      limits: { projects: 20, api_calls: null, instances: 5 },
     });
 
     expect((await cli(['plans', 'archive', `${code}-b`], { env })).stderr).toMatch(/Archived plan/);

@@ -34,7 +34,7 @@ async function service(key: TestKey, root: TestKey, published: TestKey[]): Promi
       valid_until: iat + 10 * 365 * 86400,
       instance: FP,
       plan: { code: 'enterprise', name: 'Enterprise' },
-      entitlements: { features: ['everything'], limits: { api_calls: null, instances: null }, seats: null },
+      entitlements: { features: ['everything'], limits: { api_calls: null, instances: null } },
     }),
   );
   const keySet = await signKeySet(root, published, { iat });

@@ -48,7 +48,7 @@ export function claims(overrides: Partial<LicenseClaims> = {}): LicenseClaims {
     nbf: iat,
     exp: iat + 7 * 86400,
     plan: { code: 'pro', name: 'Pro' },
-    entitlements: { features: ['sso'], limits: { api_calls: 100000 }, seats: 5 },
+    entitlements: { features: ['sso'], limits: { api_calls: 100000 } },
     usage: { period_start: T0 - 86400, period_end: T0 + 30 * 86400, quantities: { api_calls: '1234.5' } },
     status: 'active',
     subscription: { id: randomUUID(), status: 'active', current_period_end: T0 + 30 * 86400, cancel_at_period_end: false },

@@ -88,7 +88,19 @@ describe('verifyLicense: a license signed in the license format', () => {
     expect(v.graceUntil).toEqual(graceUntil === null ? null : new Date(graceUntil * 1000));
   });
 
-  test('when the license has no subscription, usage, valid_until nor seats (default plan), then it verifies', async () => {
+  test('when an old license still carries entitlements.seats (a field the format no longer has), then it verifies and the field is left out', async () => {
+    const c = claims();
+    const old = { ...c, entitlements: { ...c.entitlements, seats: 5 } };
+    const v = await verifyLicense(await sign(k1, old), opts());
+    expect(v.decision).toBe('full');
+    expect(v.claims).toEqual(c);
+    expect(v.claims.entitlements).not.toHaveProperty('seats');
+    // Whatever it held, even a value of the wrong type: nothing reads it.
+    const odd = await verifyLicense(await sign(k1, { ...c, entitlements: { ...c.entitlements, seats: 'many' } }), opts());
+    expect(odd.claims).toEqual(c);
+  });
+
+  test('when the license has no subscription, usage nor valid_until (default plan), then it verifies', async () => {
     const c = claims({ subscription: null, usage: null, valid_until: null, entitlements: { features: [], limits: { api_calls: null } } });
     const v = await verifyLicense(await sign(k1, c), opts());
     expect(v.decision).toBe('full');
@@ -142,7 +154,7 @@ describe('verifyLicense: hostile tokens', () => {
     const payload = claims();
     await expectRefused(handToken({ alg: 'none', kid: 'k1', typ: 'license+jwt' }, payload), opts(), 'ALGORITHM_NOT_ALLOWED');
     await expectRefused(handToken({ alg: 'none', kid: 'k1' }, payload, 'c2lnbmF0dXJl'), opts(), 'ALGORITHM_NOT_ALLOWED');
-    await expectRefused(new UnsecuredJWT(payload as unknown as Record<string, unknown>).encode(), opts(), 'ALGORITHM_NOT_ALLOWED');
+    await expectRefused(new UnsecuredJWT(payload).encode(), opts(), 'ALGORITHM_NOT_ALLOWED');
   });
 
   test('when HS256 is signed with the public key (its JWK, its PEM) as the secret, then ALGORITHM_NOT_ALLOWED', async () => {
@@ -222,7 +234,7 @@ describe('verifyLicense: whose license', () => {
   });
 
   test('when the plan limits instances, then an unbound license is refused whatever the options; bound, it verifies (control)', async () => {
-    const limited = { features: ['sso'], limits: { api_calls: 100000, instances: 3 }, seats: 5 };
+    const limited = { features: ['sso'], limits: { api_calls: 100000, instances: 3 } };
     const unbound = await sign(k1, claims({ entitlements: limited }));
     await expectRefused(unbound, opts(), 'WRONG_INSTANCE');
     await expectRefused(unbound, opts({ fingerprint: 'fp-mine', requireBinding: false }), 'WRONG_INSTANCE');

@@ -67,7 +67,7 @@ export async function createPlan(t: TestApp, overrides: Record<string, unknown> 
   const res = await request(t.app)
     .post('/api/plans')
     .set('Authorization', `Bearer ${t.adminToken}`)
-    .send({ code, name: 'Pro', entitlements: { features: ['sso', 'audit-export'], limits: { projects: 10, api_calls: null }, seats: 5 }, ...overrides });
+    .send({ code, name: 'Pro', entitlements: { features: ['sso', 'audit-export'], limits: { projects: 10, api_calls: null } }, ...overrides });
   if (res.status !== 201) throw new Error(`createPlan: ${res.status} ${JSON.stringify(res.body)}`);
   return code;
 }

@@ -209,8 +209,7 @@ describe('licenses: activate, fetch, verify offline', () => {
     await requireRoutes(customer.apiKey);
     const plan = `sdk-${randomBytes(4).toString('hex')}`;
     expect(
-      (await admin('POST', '/api/plans', { code: plan, name: 'SDK', entitlements: { features: ['sso'], limits: { instances: 1, api_calls: 1000 }, seats: 2 } }))
-        .status,
+      (await admin('POST', '/api/plans', { code: plan, name: 'SDK', entitlements: { features: ['sso'], limits: { instances: 1, api_calls: 1000 } } })).status,
     ).toBe(201);
     expect((await admin('POST', `/api/customers/${customer.id}/subscriptions`, { plan })).status).toBe(201);
 

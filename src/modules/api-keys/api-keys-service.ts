@@ -10,15 +10,7 @@ import { createBulkRotationRepository } from './bulk-rotation-repository';
 import { createBulkRotationService, type BulkRotationOptions } from './bulk-rotation-service';
 import { displayStart, generateKey } from './key-format';
 import type { KeyInvalidation } from './key-invalidation';
-
-export interface PreparedKey {
-  id: string;
-  customerId: string;
-  /** The whole key, to hand to the caller once. Never stored, never logged. */
-  key: string;
-  start: string;
-  secretHash: string;
-}
+import type { PreparedKey } from './prepared-key';
 
 export interface IssueOptions {
   name?: string | null;

@@ -6,7 +6,7 @@ import type { AuditService } from '../audit/audit-service';
 import type { CustomerLookup } from '../customers/customer-lookup';
 import type { ApiKey, ApiKeysRepository } from './api-keys-repository';
 import type { BulkRotationRepository } from './bulk-rotation-repository';
-import type { PreparedKey } from './api-keys-service';
+import type { PreparedKey } from './prepared-key';
 import { displayStart } from './key-format';
 import type { KeyInvalidation } from './key-invalidation';
 

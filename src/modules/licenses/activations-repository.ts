@@ -62,15 +62,6 @@ export function createActivationsRepository() {
   const table = (db: Knex) => db('license_activations as a');
 
   return {
-    /**
-     * Locks the customer's row for the rest of the transaction: activations of one customer are
-     * counted and inserted one transaction at a time, so the seat limit holds under concurrency.
-     */
-    async lockCustomer(trx: Knex, customerId: string): Promise<{ status: 'active' | 'deleted' } | null> {
-      const row = await trx('customers').where({ id: customerId }).forUpdate().first<{ status: 'active' | 'deleted' } | undefined>('status');
-      return row ?? null;
-    },
-
     /** Releases every unreleased activation that is no longer live (of one customer, or all); returns them. */
     async releaseStale(db: Knex, clock: Clock, customerId?: string): Promise<Activation[]> {
       const { rows } = await db.raw<{ rows: ActivationRow[] }>(

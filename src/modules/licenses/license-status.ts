@@ -1,4 +1,4 @@
-import type { Subscription } from '../subscriptions/subscriptions-repository';
+import type { Subscription } from '../subscriptions/subscription-types';
 
 export type LicenseStatus = 'active' | 'trialing' | 'grace' | 'expired';
 

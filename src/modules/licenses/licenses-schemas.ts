@@ -32,22 +32,35 @@ export const activationParams = z.object({ fingerprint });
 const nd = z.number().int();
 const ts = z.iso.datetime({ offset: true });
 
-export const licenseClaims = z.strictObject({
-  iss: z.string(),
-  sub: z.string(),
-  jti: z.string(),
-  iat: nd,
-  nbf: nd,
-  exp: nd,
-  plan: z.strictObject({ code: z.string(), name: z.string() }),
-  entitlements: z.strictObject({ features: z.array(z.string()), limits: z.record(z.string(), z.number().nullable()), seats: z.number().nullable() }),
-  usage: z.strictObject({ period_start: nd, period_end: nd, quantities: z.record(z.string(), z.string()) }).nullable(),
-  status: z.enum(['active', 'trialing', 'grace', 'expired']),
-  subscription: z.strictObject({ id: z.string(), status: z.string(), current_period_end: nd.nullable(), cancel_at_period_end: z.boolean() }).nullable(),
-  valid_until: nd.nullable(),
-  grace_until: nd.nullable(),
-  instance: z.string().optional(),
-});
+/**
+ * The payload of every license the service signs, described once: the service's `LicenseClaims` type
+ * is inferred from it, the OpenAPI document publishes it as the `LicenseClaims` component, and the
+ * client SDK's type is read from the types generated from that document (docs/LICENSE-VERIFICATION.md
+ * explains each field). NumericDate fields are seconds.
+ */
+export const licenseClaims = z
+  .strictObject({
+    iss: z.string(),
+    sub: z.string().describe('The customer id'),
+    jti: z.string(),
+    iat: nd,
+    nbf: nd,
+    exp: nd,
+    plan: z.strictObject({ code: z.string(), name: z.string() }),
+    entitlements: z.strictObject({
+      features: z.array(z.string()),
+      limits: z.record(z.string(), z.number().nullable()).describe('null: unlimited; `instances` is the activation limit the service enforces'),
+    }),
+    usage: z.strictObject({ period_start: nd, period_end: nd, quantities: z.record(z.string(), z.string()) }).nullable(),
+    status: z.enum(['active', 'trialing', 'grace', 'expired']),
+    subscription: z.strictObject({ id: z.string(), status: z.string(), current_period_end: nd.nullable(), cancel_at_period_end: z.boolean() }).nullable(),
+    valid_until: nd.nullable(),
+    grace_until: nd.nullable(),
+    instance: z.string().optional().describe('The instance fingerprint, only when the license is bound to an activated instance'),
+  })
+  .meta({ id: 'LicenseClaims' });
+
+export type LicenseClaims = z.output<typeof licenseClaims>;
 
 export const licenseResponse = z.strictObject({ license: z.string(), claims: licenseClaims, jwks_url: z.string() });
 

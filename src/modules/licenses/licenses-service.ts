@@ -8,12 +8,13 @@ import { systemContext, type ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomerLookup } from '../customers/customer-lookup';
 import type { PlansService } from '../plans/plans-service';
-import type { Entitlements } from '../plans/plans-schemas';
-import type { Subscription } from '../subscriptions/subscriptions-repository';
+import type { Entitlements } from '../plans/plan-types';
+import type { Subscription } from '../subscriptions/subscription-types';
 import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
 import type { UsageService } from '../usage/usage-service';
 import type { Activation, ActivationsRepository, Clock, ReleaseReason, SeatHolder } from './activations-repository';
 import type { LicenseSigner } from './license-signer';
+import type { LicenseClaims } from './licenses-schemas';
 import { expiry, licenseState, pickSubscription, type LicenseState, type LicenseStatus } from './license-status';
 
 export interface LicensesServiceDeps {
@@ -21,7 +22,7 @@ export interface LicensesServiceDeps {
   repo: ActivationsRepository;
   subscriptions: Pick<SubscriptionsService, 'list'>;
   plans: Pick<PlansService, 'findByCode'>;
-  customers: Pick<CustomerLookup, 'findById'>;
+  customers: Pick<CustomerLookup, 'findById' | 'assertActive'>;
   usage: Pick<UsageService, 'totals'>;
   audit: AuditService;
   signer: LicenseSigner;
@@ -41,23 +42,6 @@ interface Basis {
   period: { from: Date; to: Date } | null;
 }
 
-export interface LicenseClaims {
-  iss: string;
-  sub: string;
-  jti: string;
-  iat: number;
-  nbf: number;
-  exp: number;
-  plan: { code: string; name: string };
-  entitlements: { features: string[]; limits: Record<string, number | null>; seats: number | null };
-  usage: { period_start: number; period_end: number; quantities: Record<string, string> } | null;
-  status: LicenseStatus;
-  subscription: { id: string; status: string; current_period_end: number | null; cancel_at_period_end: boolean } | null;
-  valid_until: number | null;
-  grace_until: number | null;
-  instance?: string;
-}
-
 export interface IssuedLicense {
   license: string;
   claims: LicenseClaims;
@@ -73,7 +57,7 @@ const sec = (ms: number) => Math.floor(ms / 1000);
 const secOrNull = (d: Date | null) => (d ? sec(d.getTime()) : null);
 
 /**
- * Licenses and the activations (seats) they bind to.
+ * Licenses and the activations they bind to (instances, counted against the plan's `limits.instances`).
  *
  * A fetch is cheap: the customer's subscriptions with their plans in one query, usage totals only
  * when the plan limits a metered metric, one heartbeat update when bound, one signature, one audit row.
@@ -136,7 +120,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       nbf: iat,
       exp,
       plan: { code: b.plan.code, name: b.plan.name },
-      entitlements: { features: entitlements.features, limits: entitlements.limits, seats: entitlements.seats ?? null },
+      entitlements: { features: entitlements.features, limits: entitlements.limits },
       usage: b.period
         ? { period_start: sec(b.period.from.getTime()), period_end: sec(b.period.to.getTime()), quantities: await quantities(customerId, b) }
         : null,
@@ -180,7 +164,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     return released;
   }
 
-  /** The 409 of a full plan: how many seats, and when the next one frees at the latest (nobody releasing anything). */
+  /** The 409 of a full plan: its instance limit, and when the next seat frees at the latest (nobody releasing anything). */
   function limitReached(limit: number, holders: SeatHolder[]): AppError {
     const next = new Date(Math.min(...holders.map((h) => h.freesAt.getTime())));
     return new AppError(
@@ -196,9 +180,8 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     const clock = clockAt(nowMs);
     const limit = b.plan.entitlements.limits.instances;
     return db.transaction(async (trx) => {
-      const customer = await repo.lockCustomer(trx, customerId);
-      if (!customer) throw new NotFoundError('Customer');
-      if (customer.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
+      // The customer's row lock serialises its activations (404 if it is gone, CUSTOMER_DELETED if deleted).
+      await customers.assertActive(trx, customerId, { forUpdate: true });
       await releaseStale(trx, clock, ctx.requestId, customerId);
       const hold = expiresAt ? { expiresAt, seatHeldUntil: expiresAt } : {};
       const existing = await repo.touch(trx, customerId, input.fingerprint, clock, hold);
@@ -237,9 +220,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
   }
 
   async function liveCustomer(customerId: string) {
-    const customer = await customers.findById(db, customerId);
-    if (!customer) throw new NotFoundError('Customer');
-    if (customer.status !== 'active') throw new AppError('CUSTOMER_DELETED', 'The customer is deleted');
+    await customers.assertActive(db, customerId);
   }
 
   return {

@@ -1,18 +1,6 @@
 import type { Knex } from 'knex';
 import { jsonb, type PlanRow } from '../../db/tables';
-import type { Entitlements } from './plans-schemas';
-
-export interface Plan {
-  id: string;
-  code: string;
-  name: string;
-  entitlements: Entitlements;
-  stripePriceId: string | null;
-  meteredPrices: Record<string, string>;
-  status: 'active' | 'archived';
-  createdAt: Date;
-  updatedAt: Date;
-}
+import type { Plan } from './plan-types';
 
 export const PLAN_CODE_UNIQUE = 'plans_code_unique';
 

@@ -1,29 +1,9 @@
 import { z } from 'zod';
-import { iso, notReserved, safeRecord, text } from '../../http/common-schemas';
-import type { Plan } from './plans-repository';
+import { iso, safeRecord, text } from '../../http/common-schemas';
+import { entitlementsSchema, type Plan } from './plan-types';
 import { id, list, obj, timestamp } from '../../http/response-schemas';
 
-const name = z
-  .string()
-  .regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'lowercase letters, digits, _ . - (at most 64)')
-  .refine(notReserved, { error: (issue) => `"${String(issue.input)}" is a reserved name` });
 const stripePriceId = z.string().regex(/^price_[A-Za-z0-9]{1,100}$/, 'must be a Stripe price id (price_…)');
-
-/** What a plan grants: feature flags, numeric limits (null: unlimited), and seats. */
-export const entitlementsSchema = z.strictObject({
-  features: z
-    .array(name)
-    .max(100)
-    .refine((f) => new Set(f).size === f.length, { message: 'must not repeat a feature' }),
-  limits: safeRecord(
-    z.record(name, z.number().int().min(0).max(1e12).nullable()).refine((l) => Object.keys(l).length <= 100, {
-      message: 'at most 100 limits',
-    }),
-  ),
-  seats: z.number().int().min(0).max(1_000_000).nullable().optional(),
-});
-
-export type Entitlements = z.infer<typeof entitlementsSchema>;
 
 export const planCode = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'lowercase letters, digits, _ and - (at most 64)');
 
@@ -73,7 +53,7 @@ export const planResponseItem = obj({
   id,
   code: z.string(),
   name: z.string(),
-  entitlements: obj({ features: z.array(z.string()), limits: z.record(z.string(), z.number().nullable()), seats: z.number().nullable().optional() }),
+  entitlements: obj({ features: z.array(z.string()), limits: z.record(z.string(), z.number().nullable()) }),
   stripe_price_id: z.string().nullable(),
   metered_prices: z.record(z.string(), z.string()),
   status: z.enum(['active', 'archived']),

@@ -4,8 +4,8 @@ import { AppError, NotFoundError } from '../../errors/app-error';
 import { uuidv7 } from '../../lib/ids';
 import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
-import { PLAN_CODE_UNIQUE, Plan, PlanChanges, PlansRepository } from './plans-repository';
-import type { Entitlements } from './plans-schemas';
+import { PLAN_CODE_UNIQUE, type PlanChanges, type PlansRepository } from './plans-repository';
+import type { Entitlements, Plan } from './plan-types';
 
 export interface NewPlan {
   code: string;

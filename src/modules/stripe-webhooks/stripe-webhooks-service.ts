@@ -9,6 +9,7 @@ import { StripeCallError, type StripePort, type StripeSubscriptionState } from '
 import type { AuditService } from '../audit/audit-service';
 import type { CustomersService } from '../customers/customers-service';
 import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
+import type { ForwardingService } from '../usage/forwarding-service';
 import { METER_ERROR_REPORT, parseMeterErrorReport } from './meter-error-report';
 import type { EventHeader, StripeEventsRepository } from './stripe-events-repository';
 
@@ -104,8 +105,8 @@ export interface StripeWebhooksDeps {
   events: StripeEventsRepository;
   subscriptions: SubscriptionsService;
   customers: Pick<CustomersService, 'unlinkStripeCustomer'>;
-  /** Marks usage events Stripe rejected after accepting them (meter error reports) as failed; returns the ids changed. */
-  usage: { markRejected(db: Knex, rejections: { id: string; error: string }[]): Promise<string[]> };
+  /** The usage module's outbox: marks usage events Stripe rejected after accepting them (meter error reports) as failed. */
+  usage: Pick<ForwardingService, 'markRejected'>;
   stripe: StripePort;
   audit: AuditService;
   logger: Logger;

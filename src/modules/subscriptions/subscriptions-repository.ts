@@ -1,22 +1,7 @@
 import type { Knex } from 'knex';
 import type { PlanRow, SubscriptionRow } from '../../db/tables';
 import type { StripeSubscriptionState } from '../../stripe/stripe-port';
-import type { Entitlements } from '../plans/plans-schemas';
-
-/** The state we keep of a subscription: the same fields, whether it lives in Stripe or only here. */
-export type LocalState = Pick<StripeSubscriptionState, 'status' | 'currentPeriodStart' | 'currentPeriodEnd' | 'cancelAtPeriodEnd' | 'canceledAt' | 'trialEnd'>;
-
-export interface Subscription extends LocalState {
-  id: string;
-  customerId: string;
-  planId: string;
-  plan: { code: string; name: string; entitlements: Entitlements };
-  stripeSubscriptionId: string | null;
-  /** When it became past_due or unpaid (null when paid up): a license's grace runs from then. */
-  paymentFailingSince: Date | null;
-  createdAt: Date;
-  updatedAt: Date;
-}
+import type { LocalState, Subscription } from './subscription-types';
 
 const SELECT = `s.*, p.code as plan_code, p.name as plan_name, p.entitlements as plan_entitlements`;
 

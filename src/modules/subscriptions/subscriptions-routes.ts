@@ -4,7 +4,7 @@ import { json } from '../../http/response-schemas';
 import { reconciledResponse, subscriptionResponse, subscriptionsResponse } from './subscriptions-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import { planCode } from '../plans/plans-schemas';
-import type { Subscription } from './subscriptions-repository';
+import type { Subscription } from './subscription-types';
 import type { SubscriptionsService } from './subscriptions-service';
 
 const customerParams = z.object({ id: uuid });

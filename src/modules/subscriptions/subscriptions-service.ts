@@ -7,9 +7,10 @@ import { systemContext, type ActorContext } from '../../lib/request-context';
 import { StripeCallError, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomersService } from '../customers/customers-service';
-import type { Plan } from '../plans/plans-repository';
+import type { Plan } from '../plans/plan-types';
 import type { PlansService } from '../plans/plans-service';
-import { fromStripe, type LocalState, Subscription, SubscriptionsRepository } from './subscriptions-repository';
+import { fromStripe, type SubscriptionsRepository } from './subscriptions-repository';
+import type { LocalState, Subscription } from './subscription-types';
 
 export interface SubscriptionsServiceDeps {
   db: Knex;

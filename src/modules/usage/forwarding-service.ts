@@ -1,9 +1,12 @@
 import type { Knex } from 'knex';
 import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
-import type { ForwardingRepository } from './forwarding-repository';
+import type { ForwardingRepository, Rejection } from './forwarding-repository';
 
-/** What admins see of the outbox towards Stripe, and the one thing they can do: retry. */
+/**
+ * The outbox towards Stripe as other parts see it: what admins see of it and the one thing they can
+ * do (retry), and what the Stripe webhooks report back (events Stripe rejected after accepting them).
+ */
 export function createForwardingService(deps: { db: Knex; repo: ForwardingRepository; audit: AuditService; stripeEnabled: boolean }) {
   const { db, repo, audit, stripeEnabled } = deps;
   return {
@@ -23,6 +26,15 @@ export function createForwardingService(deps: { db: Knex; repo: ForwardingReposi
         });
         return requeued;
       });
+    },
+
+    /**
+     * Usage events Stripe rejected after accepting them (a meter error report) become failed, in the
+     * caller's transaction (the webhook's, which records the event as processed with it). Events
+     * already failed or kept local are left alone. Returns the ids changed.
+     */
+    markRejected(trx: Knex, rejections: Rejection[]): Promise<string[]> {
+      return repo.markRejected(trx, rejections);
     },
   };
 }

@@ -13,7 +13,7 @@ const activationTable = (rows: Activation[]) =>
   ]);
 
 export function activationsCommands(program: Program, deps: Deps): void {
-  const activations = program.command('activations').description('a customer’s activated instances (license seats)');
+  const activations = program.command('activations').description('a customer’s activated instances (counted against the plan’s limits.instances)');
 
   activations
     .command('list <customerId>')

@@ -15,7 +15,6 @@ const planTable = (rows: Plan[]) =>
     { header: 'status', value: (p) => p.status },
     { header: 'features', value: (p) => p.entitlements.features.join(',') },
     { header: 'limits', value: (p) => limitsText(p.entitlements.limits) },
-    { header: 'seats', value: (p) => p.entitlements.seats ?? '-' },
     { header: 'stripe price', value: (p) => p.stripe_price_id ?? '-' },
   ]);
 
@@ -31,7 +30,6 @@ const planDetails = (p: Plan) =>
     ['status', p.status],
     ['features', p.entitlements.features.join(', ') || '-'],
     ['limits', limitsText(p.entitlements.limits) || '-'],
-    ['seats', p.entitlements.seats ?? '-'],
     ['stripe price', p.stripe_price_id ?? '-'],
     [
       'metered prices',
@@ -63,33 +61,21 @@ function limitsOf(values: string[] | undefined): Record<string, number | null> {
 }
 
 /** The entitlement flags planFlags declares. */
-type EntitlementFlags = { feature?: string[]; limit?: string[]; seats?: string };
+type EntitlementFlags = { feature?: string[]; limit?: string[] };
 
-const hasEntitlementFlags = (o: EntitlementFlags) => o.feature !== undefined || o.limit !== undefined || o.seats !== undefined;
+const hasEntitlementFlags = (o: EntitlementFlags) => o.feature !== undefined || o.limit !== undefined;
 
 /** The entitlements the flags describe, on top of `base` (the file's, or the plan's current ones). */
 function entitlementsFrom(o: EntitlementFlags, base: Entitlements): Entitlements {
-  const out: Entitlements = {
-    ...base,
-    features: o.feature ?? base.features,
-    limits: { ...base.limits, ...limitsOf(o.limit) },
-  };
-  if (o.seats !== undefined) out.seats = o.seats === 'unlimited' ? null : Number(o.seats);
-  return out;
+  return { ...base, features: o.feature ?? base.features, limits: { ...base.limits, ...limitsOf(o.limit) } };
 }
-
-const seats = (v: string) => {
-  if (v !== 'unlimited' && !/^\d+$/.test(v)) throw new UsageError('--seats takes a whole number or "unlimited"');
-  return v;
-};
 
 function planFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>) {
   return cmd
     .option('--file <path>', 'the request body as JSON (the API’s fields; "-" reads stdin); flags given too override it')
     .option('--name <name>', 'display name')
     .option('--feature <name>', 'a feature flag (repeatable; replaces the list)', collect)
-    .option('--limit <name=value>', 'a numeric limit, or name=unlimited (repeatable)', collect)
-    .option('--seats <n>', 'seats, or "unlimited"', seats)
+    .option('--limit <name=value>', 'a numeric limit, or name=unlimited (repeatable); instances=N is how many instances may activate', collect)
     .option('--stripe-price <id>', 'Stripe price id (price_…)')
     .option('--metered-price <metric=price>', 'Stripe price of a metered metric (repeatable)', collect);
 }
