@@ -30,7 +30,7 @@ select distinct s.customer_id
        and coalesce(s.current_period_end, s.trial_end) between ? and ?
        and (s.cancel_at_period_end or coalesce(s.current_period_end, s.trial_end) <= ?))
      or (s.status in ('past_due', 'unpaid') and coalesce(s.payment_failing_since, s.current_period_start, s.updated_at) > ?)
-     or (s.status in ('canceled', 'paused') and greatest(s.updated_at, coalesce(s.canceled_at, s.current_period_end, s.created_at)) > ?)
+     or (s.status in ('canceled', 'paused') and greatest(s.updated_at, coalesce(s.canceled_at, s.trial_end, s.current_period_end, s.created_at)) > ?)
    )
  order by s.customer_id
  limit ?`;

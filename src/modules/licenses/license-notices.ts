@@ -34,13 +34,14 @@ export interface Notice {
  *   subscription set to cancel at its period end (one that renews normally gets none), or a grace
  *   (payment failing, or a period over with no renewal received) that ends by then.
  * - expired: the license is expired: its grace ran out (ends_at = grace_until), or the subscription
- *   was canceled or paused (ends_at = canceled_at, else its period end, else its creation: stable, so
- *   the same episode every run). Never for one that expired before the look-back.
+ *   was canceled or paused (ends_at = canceled_at, else the trial's end, as Stripe pauses a trial that
+ *   ended unpaid, else its period end, else its creation: stable, so the same episode every run).
+ *   Never for one that expired before the look-back.
  */
 export function noticeFor(sub: Subscription, nowSec: number, s: NoticeSettings): Notice | null {
   const state = licenseState(sub, nowSec, s.graceDays);
   if (state.status === 'expired') {
-    const endsAt = state.graceUntil ?? (ENDED.has(sub.status) ? sec(sub.canceledAt ?? sub.currentPeriodEnd ?? sub.createdAt) : null);
+    const endsAt = state.graceUntil ?? (ENDED.has(sub.status) ? sec(sub.canceledAt ?? sub.trialEnd ?? sub.currentPeriodEnd ?? sub.createdAt) : null);
     if (endsAt === null) return null;
     const since = nowSec - s.lookbackDays * DAY;
     // A subscription ended long ago but changed lately (Stripe's canceled_at is when the cancel was asked for) still counts.
