@@ -27,7 +27,7 @@ function sub(over: Partial<Subscription>): Subscription {
     createdAt: at(NOW - 60 * DAY),
     updatedAt: at(NOW - 27 * DAY),
     ...over,
-  } as Subscription;
+  };
 }
 
 test.each([
@@ -70,6 +70,6 @@ test.each([
   ['incomplete_expired (never valid)', { status: 'incomplete_expired' }, null],
   ['incomplete (never valid)', { status: 'incomplete' }, null],
 ] as const)('%s', (_label, over, expected) => {
-  const n = noticeFor(sub(over as Partial<Subscription>), NOW, settings);
+  const n = noticeFor(sub(over), NOW, settings);
   expect(n && { kind: n.kind, endsAt: n.endsAt }).toEqual(expected);
 });
