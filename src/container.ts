@@ -33,6 +33,8 @@ import { createActivationsRepository } from './modules/licenses/activations-repo
 import { createActivationSweeper } from './modules/licenses/activation-sweeper';
 import { createLicenseSigner, keySetSourceFor, signingKeysFor } from './modules/licenses/license-signer';
 import { createLicensesService } from './modules/licenses/licenses-service';
+import { createLicenseNotices, createLicenseNoticesJob } from './modules/licenses/license-notices';
+import { createLicenseNoticesRepository } from './modules/licenses/license-notices-repository';
 import { createEventsRepository } from './modules/events/events-repository';
 import { createEventsService } from './modules/events/events-service';
 import { createSecretBox, webhookSecretsKeysFor } from './modules/webhooks/secret-box';
@@ -174,9 +176,21 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     metrics: config.usage.metrics,
     now,
     onIssued: (status) => metrics.licensesIssued.inc({ status }),
+    events,
   });
   metrics.watchActivations(() => licenses.countActive());
   const activationSweeper = createActivationSweeper({ licenses, logger: logger.child({ component: 'license-activations' }), intervalMs: 3_600_000 });
+  // license.expiring_soon and license.expired: announced once per episode, by whichever instance gets there first.
+  const licenseNotices = createLicenseNotices({
+    db,
+    repo: createLicenseNoticesRepository(),
+    subscriptions,
+    events,
+    logger: logger.child({ component: 'license-notices' }),
+    settings: { graceDays: config.license.graceDays, expiringSoonDays: config.license.expiringSoonDays, lookbackDays: config.events.retentionDays },
+    now,
+  });
+  const licenseNoticesJob = createLicenseNoticesJob({ notices: licenseNotices, logger: logger.child({ component: 'license-notices' }), intervalMs: 900_000 });
 
   return {
     config,
@@ -207,17 +221,19 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     webhooks,
     licenses,
     licenseSigner,
+    licenseNotices,
     metrics,
     limiters,
     /** The clock the services and the request schemas (the usage window) read. */
     now: now ?? Date.now,
 
-    /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, the stale-activation sweep. */
+    /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, the stale-activation sweep, the license notices. */
     async start(databaseUrl: string): Promise<void> {
       lastUsed.start();
       await invalidation.listen(databaseUrl);
       forwarder.start();
       activationSweeper.start();
+      licenseNoticesJob.start();
     },
 
     /** After the HTTP server closed: finish writes under way, then stop background work. */
@@ -225,6 +241,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       await usage.drained();
       await forwarder.stop();
       await activationSweeper.stop();
+      await licenseNoticesJob.stop();
       await invalidation.stop();
       await lastUsed.stop();
     },

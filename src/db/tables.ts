@@ -428,6 +428,18 @@ export interface WebhookAttemptRow {
 export type WebhookAttemptInsert = Omit<WebhookAttemptRow, 'id' | 'attempted_at'> & { attempted_at?: Sql<Date> };
 export type WebhookAttemptUpdate = never;
 
+// license_notices (20261207031500)
+export type LicenseNoticeKind = 'expiring_soon' | 'expired';
+export interface LicenseNoticeRow {
+  customer_id: string;
+  kind: LicenseNoticeKind;
+  /** When validity ends (expiring_soon) or ended (expired): with the customer and kind, the episode. */
+  ends_at: Date;
+  subscription_id: string | null;
+  created_at: Date;
+}
+export type LicenseNoticeInsert = Omit<LicenseNoticeRow, 'created_at'> & { created_at?: Sql<Date> };
+
 declare module 'knex/types/tables' {
   interface Tables {
     customers: Knex.CompositeTableType<CustomerRow, CustomerInsert, CustomerUpdate>;
@@ -444,5 +456,6 @@ declare module 'knex/types/tables' {
     webhook_endpoint_secrets: Knex.CompositeTableType<WebhookEndpointSecretRow, WebhookEndpointSecretInsert, WebhookEndpointSecretUpdate>;
     webhook_deliveries: Knex.CompositeTableType<WebhookDeliveryRow, WebhookDeliveryInsert, WebhookDeliveryUpdate>;
     webhook_attempts: Knex.CompositeTableType<WebhookAttemptRow, WebhookAttemptInsert, WebhookAttemptUpdate>;
+    license_notices: Knex.CompositeTableType<LicenseNoticeRow, LicenseNoticeInsert, never>;
   }
 }

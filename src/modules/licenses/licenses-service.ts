@@ -4,6 +4,9 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config';
 import { AppError, NotFoundError, ValidationError } from '../../errors/app-error';
 import { uuidv7 } from '../../lib/ids';
+import type { EventEmitter } from '../events/events-service';
+import { activationEvent, createLimitReachedEvents } from './license-events';
+import { createLicenseNoticesRepository } from './license-notices-repository';
 import { systemContext, type ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomerLookup } from '../customers/customer-lookup';
@@ -32,6 +35,8 @@ export interface LicensesServiceDeps {
   metrics: readonly string[];
   now?: () => number;
   onIssued?: (status: LicenseStatus) => void;
+  /** instance.activated, .deactivated, .released (in the change's transaction) and .limit_reached (docs/LICENSES.md). */
+  events: EventEmitter;
 }
 
 /** What a license is issued from: a subscription, or the default plan. */
@@ -70,6 +75,14 @@ export function createLicensesService(deps: LicensesServiceDeps) {
   const now = deps.now ?? Date.now;
 
   const clockAt = (ms: number): Clock => ({ now: new Date(ms), cutoff: new Date(ms - settings.heartbeatDays * 86_400_000) });
+  const limitEvents = createLimitReachedEvents({
+    db,
+    repo: createLicenseNoticesRepository(),
+    events: deps.events,
+    logger,
+    now,
+    seatsHeld: async (trx, customerId) => (await repo.seatHolders(trx, customerId, clockAt(now()))).length,
+  });
 
   async function basis(customerId: string, nowMs: number): Promise<Basis> {
     const sub = pickSubscription(await subscriptions.list(customerId));
@@ -152,6 +165,10 @@ export function createLicensesService(deps: LicensesServiceDeps) {
   /** Releases stale activations (of one customer, or all), one audit row each, in the caller's transaction. */
   async function releaseStale(trx: Knex, clock: Clock, requestId: string | null, customerId?: string): Promise<Activation[]> {
     const released = await repo.releaseStale(trx, clock, customerId);
+    await deps.events.emit(
+      trx,
+      released.map((a) => activationEvent('instance.released', a)),
+    );
     for (const a of released) {
       await audit.record(trx, systemContext(requestId), {
         action: 'license.activation_expire',
@@ -201,6 +218,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
         expiresAt,
         at: clock.now,
       });
+      await deps.events.emit(trx, activationEvent('instance.activated', activation));
       await audit.record(trx, ctx, {
         action: 'license.activation_create',
         outcome: 'success',
@@ -252,7 +270,8 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     /** Takes a seat for an instance; `created` false when it already held one (then only a heartbeat). */
     async activate(ctx: ActorContext, customerId: string, input: ActivationInput) {
       const nowMs = now();
-      return activateWith(ctx, customerId, input, await basis(customerId, nowMs), nowMs, null);
+      const b = await basis(customerId, nowMs);
+      return limitEvents.watch(customerId, input.fingerprint, () => activateWith(ctx, customerId, input, b, nowMs, null));
     },
 
     /**
@@ -266,7 +285,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       const iat = sec(nowMs);
       const b = await basis(customerId, nowMs);
       const exp = expiry(b.state, iat, input.ttlSeconds);
-      await activateWith(ctx, customerId, input, b, nowMs, new Date(exp * 1000));
+      await limitEvents.watch(customerId, input.fingerprint, () => activateWith(ctx, customerId, input, b, nowMs, new Date(exp * 1000)));
       return sign(ctx, customerId, b, iat, exp, input.fingerprint, true);
     },
 
@@ -293,6 +312,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
           );
         }
         const a = await repo.release(trx, found.id, reason, new Date(now()));
+        await deps.events.emit(trx, activationEvent('instance.deactivated', a));
         await audit.record(trx, ctx, {
           action: 'license.activation_release',
           outcome: 'success',
