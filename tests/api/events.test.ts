@@ -103,9 +103,11 @@ describe('GET /api/events', () => {
     [{ limit: 'ten' }, 'limit'],
     [{ cursor: 'abc' }, 'cursor'],
   ])('when the query is %j, then 422 names %s', async (query, field) => {
-    const res = await list(query as Record<string, string | number>);
+    const res = await list(query);
     expectError(res, 422, 'VALIDATION_FAILED');
     expect(res.body.error.message).toBe('Invalid request query');
+    // The field is named: as the path of its problem, or (an unknown one) in the message.
+    expect(JSON.stringify(res.body.error.details)).toContain(field);
   });
 
   test('when the query is right at the edges, then it is accepted (control)', async () => {

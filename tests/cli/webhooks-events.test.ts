@@ -115,9 +115,8 @@ describe('billing-admin webhooks', () => {
 
 describe('billing-admin events', () => {
   test('when events are listed a page at a time and one is shown, then the cursor continues and the data is printed', async () => {
-    const customerId = (
-      await s.t.db('customers').insert({ id: '01900000-0000-7000-8000-0000000000e1', email: 'cli-events@example.com', company_name: 'E' }).returning('id')
-    )[0]!.id;
+    const customerId = uuidv7();
+    await s.t.db('customers').insert({ id: customerId, email: `cli-events-${customerId}@example.com`, company_name: 'E' });
     const ids: string[] = [];
     for (let i = 0; i < 3; i++)
       ids.push(...(await s.t.db.transaction((trx) => s.t.c.events.emit(trx, { type: 'license.expired', customerId, data: { n: i } }))));
