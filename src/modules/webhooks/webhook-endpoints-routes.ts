@@ -1,4 +1,4 @@
-import { idParams } from '../../http/common-schemas';
+import { idParams, iso } from '../../http/common-schemas';
 import { json } from '../../http/response-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import { UUID_RE } from '../../lib/ids';
@@ -15,7 +15,6 @@ import {
   webhookEndpointsResponse,
 } from './webhook-endpoints-schemas';
 import { DEFAULT_ROTATION_GRACE_SECONDS, type WebhookEndpointsService } from './webhook-endpoints-service';
-import { iso } from '../../http/common-schemas';
 
 export function webhookEndpointsRouteSpecs() {
   return {
