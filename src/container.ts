@@ -37,7 +37,10 @@ import { createLicenseNotices, createLicenseNoticesJob } from './modules/license
 import { createLicenseNoticesRepository } from './modules/licenses/license-notices-repository';
 import { createEventsRepository } from './modules/events/events-repository';
 import { createEventsService } from './modules/events/events-service';
+import { createEventRetention } from './modules/events/events-retention';
 import { createSecretBox, webhookSecretsKeysFor } from './modules/webhooks/secret-box';
+import { createWebhookEndpointsRepository } from './modules/webhooks/webhook-endpoints-repository';
+import { createWebhookEndpointsService } from './modules/webhooks/webhook-endpoints-service';
 
 export interface ContainerOptions {
   config: Config;
@@ -64,8 +67,17 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
 
   const audit = createAuditService({ db, repo: auditRepo, logger });
   // Every business change records its events through this, in its own transaction (docs/WEBHOOKS.md).
-  const events = createEventsService({ db, repo: createEventsRepository(), now });
+  const events = createEventsService({ db, repo: createEventsRepository(), now, retentionDays: config.events.retentionDays });
+  const eventRetention = createEventRetention({ events, logger: logger.child({ component: 'event-retention' }), intervalMs: 600_000 });
   const secretBox = createSecretBox(webhookSecretsKeysFor(config, logger));
+  const webhookEndpoints = createWebhookEndpointsService({
+    db,
+    repo: createWebhookEndpointsRepository(),
+    audit,
+    secretBox,
+    policy: { allowHttp: config.webhooks.allowHttp, allowPrivate: config.webhooks.allowPrivate },
+    now,
+  });
   const adminTokens = createAdminTokenVerifier(config.adminTokens);
   const metricsTokens = createAdminTokenVerifier(config.metricsToken ? [config.metricsToken] : [], 'metrics');
   // Replaced on SIGHUP when it comes from STRIPE_WEBHOOK_SECRET_FILE (see secrets-reload.ts).
@@ -205,7 +217,9 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     },
     audit,
     events,
+    eventRetention,
     secretBox,
+    webhookEndpoints,
     cache,
     invalidation,
     lastUsed,
@@ -227,13 +241,17 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     /** The clock the services and the request schemas (the usage window) read. */
     now: now ?? Date.now,
 
-    /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, the stale-activation sweep, the license notices. */
+    /**
+     * Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, the stale-activation
+     * sweep, the license notices, event retention.
+     */
     async start(databaseUrl: string): Promise<void> {
       lastUsed.start();
       await invalidation.listen(databaseUrl);
       forwarder.start();
       activationSweeper.start();
       licenseNoticesJob.start();
+      eventRetention.start();
     },
 
     /** After the HTTP server closed: finish writes under way, then stop background work. */
@@ -242,6 +260,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       await forwarder.stop();
       await activationSweeper.stop();
       await licenseNoticesJob.stop();
+      await eventRetention.stop();
       await invalidation.stop();
       await lastUsed.stop();
     },

@@ -64,6 +64,20 @@ export async function runChecks(env: NodeJS.ProcessEnv, probes: Probes, instance
       : `signed by root ${keySet.rootKid}, lists ${keySet.keys.map((k) => k.kid).join(', ')}; expires ${new Date(keySet.exp * 1000).toISOString()}` +
           (daysLeft! < 30 ? ` (in ${Math.max(daysLeft!, 0)} days): sign a new one offline (npm run license-key -- sign-key-set)` : ''),
   );
+  // Required by the configuration in production: named here so the checklist shows how many keys decrypt.
+  const webhookKeys = config.webhooks.secretsKeys.length;
+  add(
+    'webhook secrets key (WEBHOOK_SECRETS_KEY)',
+    webhookKeys > 0,
+    webhookKeys
+      ? `${webhookKeys} key(s): the first encrypts webhook endpoint secrets, all decrypt; the same on every instance`
+      : 'set WEBHOOK_SECRETS_KEY (openssl rand -base64 32)',
+  );
+  add(
+    'webhook endpoints https only',
+    !config.webhooks.allowHttp,
+    config.webhooks.allowHttp ? 'WEBHOOK_ALLOW_HTTP=true lets endpoint URLs be plain http: events and their signatures travel in clear' : 'https only',
+  );
   add(
     'metrics token set',
     !!config.metricsToken,

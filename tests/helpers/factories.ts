@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
+import type { EventType } from '../../src/modules/events/event-types';
 import type { TestApp } from './test-app';
 
 export const uniqueEmail = (tag = 'customer') => `${tag}-${randomBytes(6).toString('hex')}@example.com`;
@@ -82,4 +83,29 @@ export async function subscribe(t: TestApp, opts: { customer?: CreatedCustomer; 
     .send({ plan, ...opts.body });
   if (res.status !== 201) throw new Error(`subscribe: ${res.status} ${JSON.stringify(res.body)}`);
   return { id: res.body.subscription.id as string, customerId: customer.id, customer, plan, body: res.body.subscription };
+}
+
+/** A public address that needs no DNS (tests never resolve names: there may be no resolver). */
+export const PUBLIC_HOOK_URL = 'https://93.184.215.14/hook';
+
+/** Creates a webhook endpoint through the API; returns it with its one-time secret. */
+export async function createWebhookEndpoint(t: TestApp, body: { url?: string; events?: string[]; description?: string } = {}) {
+  const res = await request(t.app)
+    .post('/api/webhook-endpoints')
+    .set('Authorization', `Bearer ${t.adminToken}`)
+    .send({ url: PUBLIC_HOOK_URL, events: ['license.expiring_soon'], ...body });
+  if (res.status !== 201) throw new Error(`createWebhookEndpoint: ${res.status} ${JSON.stringify(res.body)}`);
+  return { id: res.body.webhook_endpoint.id as string, secret: res.body.secret as string, body: res.body };
+}
+
+/** Records one event as a business change would, in a transaction of its own; returns its id. */
+export async function emitEvent(t: TestApp, input: { type?: EventType; customerId?: string | null; data?: Record<string, unknown> } = {}): Promise<string> {
+  const [id] = await t.db.transaction((trx) =>
+    t.c.events.emit(trx, {
+      type: input.type ?? 'customer.updated',
+      customerId: input.customerId ?? null,
+      data: input.data ?? { note: 'test' },
+    }),
+  );
+  return id!;
 }

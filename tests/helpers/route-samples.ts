@@ -1,7 +1,7 @@
 import type { RouteDef } from '../../src/http/route';
 import request from 'supertest';
 import { randomBytes } from 'node:crypto';
-import { createCustomer, createPlan, planCode, subscribe, type CreatedCustomer } from './factories';
+import { createCustomer, createPlan, createWebhookEndpoint, emitEvent, planCode, PUBLIC_HOOK_URL, subscribe, type CreatedCustomer } from './factories';
 import type { TestApp } from './test-app';
 
 export const routeName = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
@@ -105,5 +105,19 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
   'POST /api/customers/:id/licenses': async (t) => ({
     path: `/api/customers/${(await withLicense(t)).id}/licenses`,
     body: { fingerprint: fingerprint(), ttl: '30d' },
+  }),
+  'GET /api/events': async () => ({ path: '/api/events' }),
+  'GET /api/events/:id': async (t) => ({ path: `/api/events/${await emitEvent(t)}` }),
+  'POST /api/webhook-endpoints': async () => ({ path: '/api/webhook-endpoints', body: { url: PUBLIC_HOOK_URL, events: ['license.expiring_soon'] } }),
+  'GET /api/webhook-endpoints': async () => ({ path: '/api/webhook-endpoints' }),
+  'GET /api/webhook-endpoints/:id': async (t) => ({ path: `/api/webhook-endpoints/${(await createWebhookEndpoint(t)).id}` }),
+  'PATCH /api/webhook-endpoints/:id': async (t) => ({
+    path: `/api/webhook-endpoints/${(await createWebhookEndpoint(t)).id}`,
+    body: { description: 'Renamed' },
+  }),
+  'DELETE /api/webhook-endpoints/:id': async (t) => ({ path: `/api/webhook-endpoints/${(await createWebhookEndpoint(t)).id}` }),
+  'POST /api/webhook-endpoints/:id/rotate-secret': async (t) => ({
+    path: `/api/webhook-endpoints/${(await createWebhookEndpoint(t)).id}/rotate-secret`,
+    body: { grace_period: '1h' },
   }),
 };

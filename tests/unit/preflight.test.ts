@@ -85,3 +85,19 @@ test('when LICENSE_KEY_SET is set, then the check names its root and keys, and f
   });
   expect(await check({ ...good, LICENSE_KEY_SET: set(10) })).toMatchObject({ ok: false, detail: expect.stringContaining('sign a new one offline') });
 });
+
+test('when webhooks are configured, then the checklist names the secrets keys, fails without one and fails plain-http endpoints', async () => {
+  const r = await runChecks({ ...good, WEBHOOK_SECRETS_KEY: `${good.WEBHOOK_SECRETS_KEY},${'cd'.repeat(32)}` }, probes(), 3);
+  expect(r.find((c) => c.name === 'webhook secrets key (WEBHOOK_SECRETS_KEY)')).toMatchObject({ ok: true, detail: expect.stringMatching(/^2 key\(s\)/) });
+  expect(r.find((c) => c.name === 'webhook endpoints https only')).toMatchObject({ ok: true });
+  const { WEBHOOK_SECRETS_KEY: _unset, ...without } = good;
+  expect(failed(await runChecks(without, probes(), 3))).toEqual([
+    expect.stringMatching(/^configuration valid for production: WEBHOOK_SECRETS_KEY: required when NODE_ENV=production/),
+  ]);
+  expect(failed(await runChecks({ ...good, WEBHOOK_ALLOW_HTTP: 'true' }, probes(), 3))).toEqual([
+    expect.stringMatching(/^webhook endpoints https only: WEBHOOK_ALLOW_HTTP=true/),
+  ]);
+  expect(failed(await runChecks({ ...good, WEBHOOK_ALLOW_PRIVATE: 'true' }, probes(), 3))).toEqual([
+    expect.stringMatching(/^configuration valid for production: WEBHOOK_ALLOW_PRIVATE: must not be true/),
+  ]);
+});

@@ -27,6 +27,10 @@ export type Plan = Answer<'/api/plans/{code}', 'get'>['plan'];
 export type Subscription = Answer<'/api/customers/{id}/subscriptions', 'get'>['data'][number];
 export type UsageReport = Answer<'/api/reports/usage', 'get'>;
 export type RotatedKeys = Answer<'/api/keys/rotate', 'post'>;
+export type WebhookEndpoint = Answer<'/api/webhook-endpoints/{id}', 'get'>['webhook_endpoint'];
+export type CreatedWebhookEndpoint = Answer<'/api/webhook-endpoints', 'post', 201>;
+export type RotatedWebhookSecret = Answer<'/api/webhook-endpoints/{id}/rotate-secret', 'post'>;
+export type BillingEvent = Answer<'/api/events/{id}', 'get'>['event'];
 
 /**
  * GET/DELETE /api/customers/:id/activations[/:fingerprint] come with the licenses module, which is
@@ -187,6 +191,22 @@ export class AdminClient {
   listActivations = (id: string) => this.get<{ data: Activation[] }>(`/api/customers/${seg(id)}/activations`);
   releaseActivation = (id: string, fingerprint: string) =>
     this.send<{ activation: Activation }>('DELETE', `/api/customers/${seg(id)}/activations/${seg(fingerprint)}`);
+
+  // webhook endpoints (events out). Creating one and rotating its secret are never retried: a second
+  // attempt would make another secret, and the first answer's would be lost.
+  createWebhookEndpoint = (body: BodyOf<'/api/webhook-endpoints', 'post'>) => this.send<CreatedWebhookEndpoint>('POST', '/api/webhook-endpoints', body);
+  listWebhookEndpoints = (query: QueryOf<'/api/webhook-endpoints', 'get'> = {}) =>
+    this.get<Answer<'/api/webhook-endpoints', 'get'>>('/api/webhook-endpoints', query);
+  getWebhookEndpoint = (id: string) => this.get<Answer<'/api/webhook-endpoints/{id}', 'get'>>(`/api/webhook-endpoints/${seg(id)}`);
+  updateWebhookEndpoint = (id: string, body: BodyOf<'/api/webhook-endpoints/{id}', 'patch'>) =>
+    this.send<Answer<'/api/webhook-endpoints/{id}', 'patch'>>('PATCH', `/api/webhook-endpoints/${seg(id)}`, body);
+  deleteWebhookEndpoint = (id: string) => this.send<void>('DELETE', `/api/webhook-endpoints/${seg(id)}`);
+  rotateWebhookSecret = (id: string, body: BodyOf<'/api/webhook-endpoints/{id}/rotate-secret', 'post'> = {}) =>
+    this.send<RotatedWebhookSecret>('POST', `/api/webhook-endpoints/${seg(id)}/rotate-secret`, body);
+
+  // events
+  listEvents = (query: QueryOf<'/api/events', 'get'> = {}) => this.get<Answer<'/api/events', 'get'>>('/api/events', query);
+  getEvent = (id: string) => this.get<Answer<'/api/events/{id}', 'get'>>(`/api/events/${seg(id)}`);
 
   /** Follows next_cursor from `cursor` until the last page (or `maxPages`), yielding each page as the service sent it. */
   async *pages<T extends { next_cursor: string | null }>(

@@ -10,6 +10,8 @@ import { plansCommands } from './commands/plans';
 import { reportsCommands } from './commands/reports';
 import { subscriptionsCommands } from './commands/subscriptions';
 import { usageCommands } from './commands/usage';
+import { eventsCommands } from './commands/events';
+import { webhooksCommands } from './commands/webhooks';
 
 const EXIT_HELP = `
 Environment:
@@ -30,7 +32,7 @@ Exit codes: 0 done, 1 refused (not found, conflict), 2 invalid request (422: the
 export function buildProgram(deps: Deps) {
   const program = globalOptions(
     new Command('billing-admin')
-      .description('Administer the billing service: customers, keys, plans, subscriptions, activations, usage, audit')
+      .description('Administer the billing service: customers, keys, plans, subscriptions, activations, usage, audit, webhook endpoints, events')
       .version(process.env.npm_package_version ?? '0.1.0'),
   )
     .exitOverride()
@@ -47,6 +49,8 @@ export function buildProgram(deps: Deps) {
   usageCommands(program, deps);
   auditCommands(program, deps);
   reportsCommands(program, deps);
+  webhooksCommands(program, deps);
+  eventsCommands(program, deps);
   return program;
 }
 

@@ -1,3 +1,4 @@
+import type { Command } from '@commander-js/extra-typings';
 import { action, type Deps, type Program } from '../context';
 import { details, table } from '../io';
 
@@ -48,10 +49,16 @@ export function reportsCommands(program: Program, deps: Deps): void {
         ctx.print(r, () => ctx.say(`Queued ${r.requeued} event(s) again.`));
       }),
     );
+}
 
-  program
-    .command('webhooks')
-    .description('Stripe webhook processing: counts, and the events that failed with their last error')
+/**
+ * `webhooks stripe`, the default of the `webhooks` group (webhooks.ts), so `billing-admin webhooks`
+ * still reports on Stripe's webhooks in, as it did before endpoints out had commands of their own.
+ */
+export function stripeWebhooksReportCommand(webhooks: Command<[], Record<string, unknown>>, deps: Deps): void {
+  webhooks
+    .command('stripe', { isDefault: true })
+    .description('Stripe webhooks in: counts, and the events that failed with their last error (the default)')
     .action(
       action(deps, async (ctx) => {
         const r = await ctx.client().webhooks();
