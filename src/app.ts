@@ -26,6 +26,7 @@ import { forwardingHandlers, forwardingRouteSpecs } from './modules/usage/forwar
 import { usageSchemas } from './modules/usage/usage-schemas';
 import { usageHandlers, usageRouteSpecs } from './modules/usage/usage-routes';
 import { licensesHandlers, licensesRouteSpecs } from './modules/licenses/licenses-routes';
+import { webhookDeliveriesHandlers, webhookDeliveriesRouteSpecs } from './modules/webhooks/webhook-deliveries-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
@@ -77,6 +78,7 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     subscriptions: subscriptionsRouteSpecs(),
     stripeWebhooks: stripeWebhooksRouteSpecs(config.stripe.webhookBodyLimit),
     licenses: licensesRouteSpecs(),
+    webhookDeliveries: webhookDeliveriesRouteSpecs(),
     service: serviceRouteSpecs(),
     docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
   };
@@ -104,6 +106,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.subscriptions, subscriptionsHandlers(c.subscriptions)),
     ...bindRoutes(specs.stripeWebhooks, stripeWebhooksHandlers(c.webhooks)),
     ...bindRoutes(specs.licenses, licensesHandlers(c.licenses, c.config.license.jwksUrl)),
+    ...bindRoutes(specs.webhookDeliveries, webhookDeliveriesHandlers(c.deliveries)),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),

@@ -36,6 +36,9 @@ import { createLicensesService } from './modules/licenses/licenses-service';
 import { createEventsRepository } from './modules/events/events-repository';
 import { createEventsService } from './modules/events/events-service';
 import { createSecretBox, webhookSecretsKeysFor } from './modules/webhooks/secret-box';
+import { createDeliveryRepository } from './modules/webhooks/delivery-repository';
+import { createDeliveryService } from './modules/webhooks/delivery-service';
+import { createDeliveryWorker } from './modules/webhooks/delivery-worker';
 
 export interface ContainerOptions {
   config: Config;
@@ -158,6 +161,29 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     onOutcome: (type, outcome) => metrics.webhookEvents.inc({ type, outcome }),
   });
 
+  // Webhook deliveries (docs/decisions/webhook-deliveries.md): the outbox the worker empties, and the admin routes over it.
+  const deliveries = createDeliveryService({
+    db,
+    repo: createDeliveryRepository(),
+    events,
+    audit,
+    secretBox,
+    logger: logger.child({ component: 'webhook-deliveries' }),
+    settings: config.webhooks,
+    now,
+    onAttempt: (outcome, seconds) => {
+      metrics.webhookDeliveries.inc({ outcome });
+      metrics.webhookDeliveryDuration.observe(seconds);
+    },
+  });
+  const deliveryWorker = createDeliveryWorker({
+    db,
+    deliveries,
+    logger: logger.child({ component: 'webhook-deliveries' }),
+    settings: config.webhooks,
+  });
+  metrics.watchWebhooks(() => deliveries.backlog());
+
   // Replaced on SIGHUP when the keys come from LICENSE_SIGNING_KEYS_FILE (see secrets-reload.ts).
   const licenseSigner = createLicenseSigner(signingKeysFor(config, logger), keySetSourceFor(config, logger));
   const licenses = createLicensesService({
@@ -192,6 +218,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     audit,
     events,
     secretBox,
+    deliveries,
+    deliveryWorker,
     cache,
     invalidation,
     lastUsed,
@@ -212,11 +240,12 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     /** The clock the services and the request schemas (the usage window) read. */
     now: now ?? Date.now,
 
-    /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, the stale-activation sweep. */
+    /** Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, webhook deliveries, the stale-activation sweep. */
     async start(databaseUrl: string): Promise<void> {
       lastUsed.start();
       await invalidation.listen(databaseUrl);
       forwarder.start();
+      if (config.webhooks.enabled) deliveryWorker.start(databaseUrl);
       activationSweeper.start();
     },
 
@@ -224,6 +253,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     async stop(): Promise<void> {
       await usage.drained();
       await forwarder.stop();
+      await deliveryWorker.stop();
+      deliveries.close();
       await activationSweeper.stop();
       await invalidation.stop();
       await lastUsed.stop();
