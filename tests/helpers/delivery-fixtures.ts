@@ -210,7 +210,11 @@ export async function deliveryStates(t: TestApp, endpointId: string, eventIds: s
   return out;
 }
 
+/** One key for every app of a test file: instances share it, as they do in production. */
+const SECRETS_KEY = randomBytes(32).toString('base64');
+
 export const webhookEnv = (extra: Record<string, string> = {}) => ({
+  WEBHOOK_SECRETS_KEY: SECRETS_KEY,
   WEBHOOK_ALLOW_PRIVATE: 'true',
   WEBHOOK_ALLOW_HTTP: 'true',
   WEBHOOK_TIMEOUT: '2s',
