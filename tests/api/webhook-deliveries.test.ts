@@ -360,14 +360,11 @@ describe('secrets and metrics', () => {
     await emit(t, 2);
     worker().start();
     await waitFor(() => ep.receiver.received.length === 2);
-    // Pending for an enabled endpoint, 2 s old, and never attempted.
+    // Pending for an enabled endpoint, 120 s old, and never attempted.
     const stuck = await insertEndpoint(t, { url: 'http://127.0.0.1:9/' });
     await workers[0]!.stop();
     const [old] = await emit(t, 1, 'license.expired');
-    await t
-      .db('webhook_deliveries')
-      .where({ event_id: old!, endpoint_id: stuck.id })
-      .update({ created_at: t.db.raw(`now() - interval '120 seconds'`) });
+    await t.db.raw(`update webhook_deliveries set created_at = now() - interval '120 seconds' where event_id = ? and endpoint_id = ?`, [old!, stuck.id]);
     const res = await request(t.app).get('/metrics').set(admin());
     expect(res.status).toBe(200);
     expect(res.text).toMatch(/^webhook_deliveries_total\{outcome="delivered"\} [1-9]\d*$/m);

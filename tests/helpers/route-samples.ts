@@ -2,6 +2,7 @@ import type { RouteDef } from '../../src/http/route';
 import request from 'supertest';
 import { randomBytes } from 'node:crypto';
 import { createCustomer, createPlan, planCode, subscribe, type CreatedCustomer } from './factories';
+import { emit, insertEndpoint } from './delivery-fixtures';
 import type { TestApp } from './test-app';
 
 export const routeName = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
@@ -106,4 +107,12 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
     path: `/api/customers/${(await withLicense(t)).id}/licenses`,
     body: { fingerprint: fingerprint(), ttl: '30d' },
   }),
+  // Disabled (so other files' events make no deliveries to them); nothing listens on port 9: the test attempt fails at once, answered 200.
+  'POST /api/webhook-endpoints/:id/test': async (t) => ({
+    path: `/api/webhook-endpoints/${(await insertEndpoint(t, { url: 'http://127.0.0.1:9/', disabled: true })).id}/test`,
+  }),
+  'GET /api/webhook-endpoints/:id/deliveries': async (t) => ({
+    path: `/api/webhook-endpoints/${(await insertEndpoint(t, { url: 'http://127.0.0.1:9/', disabled: true })).id}/deliveries`,
+  }),
+  'POST /api/events/:id/resend': async (t) => ({ path: `/api/events/${(await emit(t, 1, 'customer.updated'))[0]}/resend`, body: {} }),
 };
