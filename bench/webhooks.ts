@@ -88,7 +88,7 @@ interface BenchReceiver {
 async function receiver(mode: 'healthy' | 'hang'): Promise<BenchReceiver> {
   const arrivals = new Map<string, number>();
   const sockets = new Set<Socket>();
-  const r: BenchReceiver = { url: '', arrivals, requests: 0, secret: '', close: async () => undefined };
+  const r: BenchReceiver = { url: '', arrivals, requests: 0, secret: '', close: () => Promise.resolve() };
   const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));

@@ -184,7 +184,9 @@ export function createDeliveryRepository() {
       const rows = await db('webhook_endpoint_secrets')
         .select('endpoint_id', 'ciphertext')
         .whereIn('endpoint_id', [...new Set(endpointIds)])
-        .andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()))
+        .andWhere((q) => {
+          void q.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now());
+        })
         .orderBy('created_at', 'desc');
       return rows.map((r) => ({ endpointId: r.endpoint_id, ciphertext: r.ciphertext }));
     },
