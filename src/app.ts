@@ -28,6 +28,7 @@ import { usageHandlers, usageRouteSpecs } from './modules/usage/usage-routes';
 import { licensesHandlers, licensesRouteSpecs } from './modules/licenses/licenses-routes';
 import { eventsHandlers, eventsRouteSpecs } from './modules/events/events-routes';
 import { webhookEndpointsHandlers, webhookEndpointsRouteSpecs } from './modules/webhooks/webhook-endpoints-routes';
+import { webhookDeliveriesHandlers, webhookDeliveriesRouteSpecs } from './modules/webhooks/webhook-deliveries-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
@@ -81,6 +82,7 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     licenses: licensesRouteSpecs(),
     events: eventsRouteSpecs(),
     webhookEndpoints: webhookEndpointsRouteSpecs(),
+    webhookDeliveries: webhookDeliveriesRouteSpecs(),
     service: serviceRouteSpecs(),
     docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
   };
@@ -110,6 +112,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.licenses, licensesHandlers(c.licenses, c.config.license.jwksUrl)),
     ...bindRoutes(specs.events, eventsHandlers(c.events)),
     ...bindRoutes(specs.webhookEndpoints, webhookEndpointsHandlers(c.webhookEndpoints)),
+    ...bindRoutes(specs.webhookDeliveries, webhookDeliveriesHandlers(c.deliveries)),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),

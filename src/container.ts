@@ -41,6 +41,9 @@ import { createEventRetention } from './modules/events/events-retention';
 import { createSecretBox, webhookSecretsKeysFor } from './modules/webhooks/secret-box';
 import { createWebhookEndpointsRepository } from './modules/webhooks/webhook-endpoints-repository';
 import { createWebhookEndpointsService } from './modules/webhooks/webhook-endpoints-service';
+import { createDeliveryRepository } from './modules/webhooks/delivery-repository';
+import { createDeliveryService } from './modules/webhooks/delivery-service';
+import { createDeliveryWorker } from './modules/webhooks/delivery-worker';
 
 export interface ContainerOptions {
   config: Config;
@@ -172,6 +175,29 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     onOutcome: (type, outcome) => metrics.webhookEvents.inc({ type, outcome }),
   });
 
+  // Webhook deliveries (docs/decisions/webhook-deliveries.md): the outbox the worker empties, and the admin routes over it.
+  const deliveries = createDeliveryService({
+    db,
+    repo: createDeliveryRepository(),
+    events,
+    audit,
+    secretBox,
+    logger: logger.child({ component: 'webhook-deliveries' }),
+    settings: config.webhooks,
+    now,
+    onAttempt: (outcome, seconds) => {
+      metrics.webhookDeliveries.inc({ outcome });
+      metrics.webhookDeliveryDuration.observe(seconds);
+    },
+  });
+  const deliveryWorker = createDeliveryWorker({
+    db,
+    deliveries,
+    logger: logger.child({ component: 'webhook-deliveries' }),
+    settings: config.webhooks,
+  });
+  metrics.watchWebhooks(() => deliveries.backlog());
+
   // Replaced on SIGHUP when the keys come from LICENSE_SIGNING_KEYS_FILE (see secrets-reload.ts).
   const licenseSigner = createLicenseSigner(signingKeysFor(config, logger), keySetSourceFor(config, logger));
   const licenses = createLicensesService({
@@ -220,6 +246,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     eventRetention,
     secretBox,
     webhookEndpoints,
+    deliveries,
+    deliveryWorker,
     cache,
     invalidation,
     lastUsed,
@@ -242,13 +270,14 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     now: now ?? Date.now,
 
     /**
-     * Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, the stale-activation
-     * sweep, the license notices, event retention.
+     * Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, webhook deliveries,
+     * the stale-activation sweep, the license notices, event retention.
      */
     async start(databaseUrl: string): Promise<void> {
       lastUsed.start();
       await invalidation.listen(databaseUrl);
       forwarder.start();
+      if (config.webhooks.enabled) deliveryWorker.start(databaseUrl);
       activationSweeper.start();
       licenseNoticesJob.start();
       eventRetention.start();
@@ -258,6 +287,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     async stop(): Promise<void> {
       await usage.drained();
       await forwarder.stop();
+      await deliveryWorker.stop();
+      deliveries.close();
       await activationSweeper.stop();
       await licenseNoticesJob.stop();
       await eventRetention.stop();

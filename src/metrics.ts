@@ -71,6 +71,19 @@ export function createMetrics() {
       registers: [registry],
     }),
 
+    webhookDeliveries: new Counter({
+      name: 'webhook_deliveries_total',
+      help: 'Webhook delivery attempts to endpoints, by outcome (delivered: a 2xx in time; failed: anything else, retried on schedule)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    webhookDeliveryDuration: new Histogram({
+      name: 'webhook_delivery_duration_seconds',
+      help: 'How long webhook delivery attempts took (connect, send, the answer), every outcome',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+
     licensesIssued: new Counter({
       name: 'licenses_issued_total',
       help: 'Licenses signed, by the status they carry (active, trialing, grace, expired)',
@@ -89,6 +102,39 @@ export function createMetrics() {
             this.set(await count());
           } catch {
             // The database is away: the scrape still answers, without this value.
+          }
+        },
+      });
+    },
+
+    /** The webhook deliveries' backlog and disabled endpoints, read from the database when Prometheus scrapes (one query for both). */
+    watchWebhooks(backlog: () => Promise<{ oldestPendingSeconds: number; disabledEndpoints: number }>) {
+      let read: { at: number; value: ReturnType<typeof backlog> } | null = null;
+      const latest = () => {
+        if (!read || Date.now() - read.at > 1000) read = { at: Date.now(), value: backlog() };
+        return read.value;
+      };
+      new Gauge({
+        name: 'webhook_oldest_pending_seconds',
+        help: 'Age of the oldest webhook delivery not yet delivered to an enabled endpoint (since its event was written), in seconds; 0 when none waits',
+        registers: [registry],
+        async collect() {
+          try {
+            this.set((await latest()).oldestPendingSeconds);
+          } catch {
+            // The database is away: the scrape still answers, without this value.
+          }
+        },
+      });
+      new Gauge({
+        name: 'webhook_endpoints_disabled',
+        help: 'Webhook endpoints disabled (by an admin, or for failing WEBHOOK_DISABLE_AFTER without a success)',
+        registers: [registry],
+        async collect() {
+          try {
+            this.set((await latest()).disabledEndpoints);
+          } catch {
+            // As above.
           }
         },
       });

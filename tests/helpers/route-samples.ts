@@ -2,6 +2,7 @@ import type { RouteDef } from '../../src/http/route';
 import request from 'supertest';
 import { randomBytes } from 'node:crypto';
 import { createCustomer, createPlan, createWebhookEndpoint, emitEvent, planCode, PUBLIC_HOOK_URL, subscribe, type CreatedCustomer } from './factories';
+import { emit, insertEndpoint } from './delivery-fixtures';
 import type { TestApp } from './test-app';
 
 export const routeName = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
@@ -120,4 +121,12 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
     path: `/api/webhook-endpoints/${(await createWebhookEndpoint(t)).id}/rotate-secret`,
     body: { grace_period: '1h' },
   }),
+  // Disabled (so other files' events make no deliveries to them); nothing listens on port 9: the test attempt fails at once, answered 200.
+  'POST /api/webhook-endpoints/:id/test': async (t) => ({
+    path: `/api/webhook-endpoints/${(await insertEndpoint(t, { url: 'http://127.0.0.1:9/', disabled: true })).id}/test`,
+  }),
+  'GET /api/webhook-endpoints/:id/deliveries': async (t) => ({
+    path: `/api/webhook-endpoints/${(await insertEndpoint(t, { url: 'http://127.0.0.1:9/', disabled: true })).id}/deliveries`,
+  }),
+  'POST /api/events/:id/resend': async (t) => ({ path: `/api/events/${(await emit(t, 1, 'customer.updated'))[0]}/resend`, body: {} }),
 };

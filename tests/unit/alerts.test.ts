@@ -39,6 +39,7 @@ test('when an alert names a metric, then the service exports it', async () => {
   }
   // Gauges read at scrape time are registered by watch(); their names are fixed here.
   exported.add('usage_forwarder_backlog').add('usage_forwarder_oldest_pending_seconds').add('db_pool_connections');
+  exported.add('webhook_oldest_pending_seconds').add('webhook_endpoints_disabled');
   for (const r of all) {
     const names = r.expr.match(/\b[a-z_]+(?=\{|\[)/g)?.filter((n) => !['rate', 'sum', 'max', 'deriv', 'histogram_quantile', 'by'].includes(n)) ?? [];
     expect(names.length).toBeGreaterThan(0);

@@ -4,11 +4,15 @@ import type { ForwardingRepository } from './forwarding-repository';
 
 export interface LeaseKeeperDeps {
   db: Knex;
-  repo: ForwardingRepository;
+  /** Renews leases in one statement (the usage outbox's, or the webhook deliveries'). */
+  repo: Pick<ForwardingRepository, 'extendLeases'>;
   logger: Logger;
   leaseSeconds: number;
   /** How soon an outcome PostgreSQL refused is written again. */
   retryMs?: number;
+  /** What the logs call the things held ('usage'), and what happens when an outcome is given up. */
+  what?: string;
+  givenUp?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -25,7 +29,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * tried again until PostgreSQL answers or the lease would end. Past that point another instance may
  * have the events: they are sent again, and Stripe drops the repeat by identifier.
  */
-export function createLeaseKeeper({ db, repo, logger, leaseSeconds, retryMs = 250 }: LeaseKeeperDeps) {
+export function createLeaseKeeper({
+  db,
+  repo,
+  logger,
+  leaseSeconds,
+  retryMs = 250,
+  what = 'usage',
+  givenUp = 'the events will be sent again (Stripe drops a repeat)',
+}: LeaseKeeperDeps) {
   const leaseMs = leaseSeconds * 1000;
   const held = new Map<string, number>();
   let timer: NodeJS.Timeout | null = null;
@@ -52,11 +64,11 @@ export function createLeaseKeeper({ db, repo, logger, leaseSeconds, retryMs = 25
       .then(
         () => {
           for (const id of ids) if (held.has(id)) held.set(id, now + leaseMs);
-          if (failing) logger.info({ events: ids.length }, 'usage leases renewed again');
+          if (failing) logger.info({ events: ids.length }, `${what} leases renewed again`);
           failing = false;
         },
         (err: unknown) => {
-          if (!failing) logger.warn({ err, events: ids.length }, 'usage leases not renewed; retrying');
+          if (!failing) logger.warn({ err, events: ids.length }, `${what} leases not renewed; retrying`);
           failing = true;
         },
       )
@@ -102,13 +114,10 @@ export function createLeaseKeeper({ db, repo, logger, leaseSeconds, retryMs = 25
           return await write();
         } catch (err) {
           if (Date.now() + retryMs >= until) {
-            logger.error(
-              { err, events: ids.length, tries },
-              'usage outcome not recorded before the lease ended; the events will be sent again (Stripe drops a repeat)',
-            );
+            logger.error({ err, events: ids.length, tries }, `${what} outcome not recorded before the lease ended; ${givenUp}`);
             return null;
           }
-          if (tries === 1) logger.warn({ err, events: ids.length }, 'usage outcome not recorded; retrying until PostgreSQL answers');
+          if (tries === 1) logger.warn({ err, events: ids.length }, `${what} outcome not recorded; retrying until PostgreSQL answers`);
           await sleep(retryMs);
         }
       }
