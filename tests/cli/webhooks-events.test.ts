@@ -83,8 +83,10 @@ describe('billing-admin webhooks', () => {
   });
 
   test('when the secret is rotated, then the new one is printed once and the old one keeps signing for the grace given', async () => {
-    const first = (await create()).stdout.trim();
-    const id = (await s.t.db('webhook_endpoints').orderBy('id', 'desc').first())!.id;
+    // Named by its own description: other files make endpoints in the same database at the same time.
+    const description = `rotate ${uuidv7()}`;
+    const first = (await create('--description', description)).stdout.trim();
+    const id = (await s.t.db('webhook_endpoints').where({ description }).first())!.id;
     const r = await cli(['webhooks', 'rotate-secret', id, '--grace', '1h'], { env });
     expect(r.code).toBe(0);
     const next = r.stdout.trim();

@@ -22,7 +22,9 @@ export function eventIdSource() {
   let lastMs = -1;
   let seq = 0;
   return (now = Date.now()): string => {
-    let ms = Math.max(now, lastMs);
+    // A clock stepped back by a little (a smear, a small correction) keeps counting on from the last
+    // millisecond; one set back further starts again from its own time, so ids keep meaning "when".
+    let ms = now < lastMs && lastMs - now <= 1000 ? lastMs : now;
     if (ms === lastMs) {
       seq++;
       if (seq > 0xfff) {
