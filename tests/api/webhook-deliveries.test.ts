@@ -174,6 +174,8 @@ describe('retries and disabling', () => {
     expect(watcher.receiver.received[0]!.verifyError).toBeNull();
     expect(heard.type).toBe('webhook_endpoint.disabled');
     expect(heard.data).toMatchObject({ id: dead.id, disabled_reason: 'failing' });
+    // The endpoint exactly as the API shows it (webhookEndpointJson, the one function for both).
+    expect(heard.data).toEqual((await request(t.app).get(`/api/webhook-endpoints/${dead.id}`).set(admin())).body.webhook_endpoint);
     expect(JSON.stringify(heard)).not.toContain(dead.secret.slice(6));
     // Once: one event, however many outcomes followed.
     expect(await t.db('events').where({ type: 'webhook_endpoint.disabled' }).whereRaw(`data->>'id' = ?`, [dead.id])).toHaveLength(1);
