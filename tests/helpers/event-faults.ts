@@ -16,7 +16,7 @@ export function eventFaults(db: Knex) {
   return {
     async install(): Promise<void> {
       await db.raw(`
-        create table if not exists test_event_faults (name text not null, customer_id uuid, email text);
+        create table if not exists test_event_faults (name text not null, customer_id uuid, email text, state text);
         create or replace function test_event_fault() returns trigger language plpgsql as $$
         declare
           j jsonb := to_jsonb(new);
@@ -24,7 +24,7 @@ export function eventFaults(db: Knex) {
           cust text := case when tg_table_name = 'customers' then j->>'id' else j->>'customer_id' end;
           mail text := coalesce(j->>'email', j->'data'->>'email');
         begin
-          if exists (select 1 from test_event_faults f where f.name = n and (f.customer_id::text = cust or f.email = mail)) then
+          if exists (select 1 from test_event_faults f where f.name = n and (f.customer_id::text = cust or f.email = mail) and (f.state is null or f.state = j->>'state')) then
             raise exception 'injected failure at commit (%)', n;
           end if;
           return null;
@@ -40,9 +40,12 @@ export function eventFaults(db: Knex) {
       for (const table of ['events', ...CHANGED_TABLES]) await db.raw(`drop trigger if exists test_event_fault on ${table}`);
       await db.raw(`drop function if exists test_event_fault(); drop table if exists test_event_faults;`);
     },
-    /** Until cleared, the customer's transactions writing an event of this type (or a row of this table) fail at commit. */
-    async fail(name: string, customerId: string): Promise<void> {
-      await db('test_event_faults').insert({ name, customer_id: customerId });
+    /**
+     * Until cleared, the customer's transactions writing an event of this type (or a row of this
+     * table; with `state`, only a row written with that state) fail at commit.
+     */
+    async fail(name: string, customerId: string, state?: string): Promise<void> {
+      await db('test_event_faults').insert({ name, customer_id: customerId, state: state ?? null });
     },
     /** The same for the customer with this email (a customer not made yet has no id to name). */
     async failEmail(name: string, email: string): Promise<void> {
