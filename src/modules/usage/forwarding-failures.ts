@@ -1,16 +1,9 @@
 import type { Knex } from 'knex';
 import type { EventEmitter, EventInput } from '../events/events-service';
-import type { ForwardingRepository } from './forwarding-repository';
+import type { FailedUsageEvent, ForwardingRepository } from './forwarding-repository';
 
 /** Most usage event ids one usage.forwarding_failed names (`count` tells how many failed). */
 export const MAX_NAMED_EVENTS = 100;
-
-export interface FailedUsageEvent {
-  id: string;
-  customerId: string;
-  metric: string;
-  lastError: string | null;
-}
 
 /**
  * One usage.forwarding_failed per customer among `failed` (one batch: a Stripe call, or one error

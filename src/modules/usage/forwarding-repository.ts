@@ -1,6 +1,5 @@
 import type { Knex } from 'knex';
 import type { CustomerRow, UsageEventRow } from '../../db/tables';
-import type { FailedUsageEvent } from './forwarding-failures';
 import { trimDecimal } from './quantity';
 
 export interface ClaimedEvent {
@@ -50,6 +49,14 @@ export interface FailedEvent {
   lastError: string | null;
   /** The Stripe call that last carried it (stream mode). */
   stripeSubmissionId: string | null;
+}
+
+/** A usage event just marked failed, as a usage.forwarding_failed event tells of it. */
+export interface FailedUsageEvent {
+  id: string;
+  customerId: string;
+  metric: string;
+  lastError: string | null;
 }
 
 /** A claimed event with its customer's Stripe id; quantity as text (trimmed here). */
