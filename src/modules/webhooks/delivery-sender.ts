@@ -2,6 +2,7 @@ import dns from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import { Webhook } from 'standardwebhooks';
+import { eventJson } from '../events/events-schemas';
 import { lookupFor, urlProblem, type DestinationPolicy } from './destination-policy';
 
 /** What the receiver is sent: the event exactly as GET /api/events/:id shows it. */
@@ -34,9 +35,8 @@ export const MAX_ANSWER_BYTES = 64 * 1024;
 export const STORED_BODY_BYTES = 1024;
 const USER_AGENT = `billing-service-webhooks/${process.env.npm_package_version ?? '0.1.0'}`;
 
-/** The body: snake_case, created_at in ISO 8601, as the events API shows an event. */
-export const eventBody = (e: DeliveryMessage['event']): string =>
-  JSON.stringify({ id: e.id, type: e.type, created_at: e.createdAt.toISOString(), customer_id: e.customerId, data: e.data });
+/** The body: the event exactly as the events API shows it (one function shapes both). */
+export const eventBody = (e: DeliveryMessage['event']): string => JSON.stringify(eventJson(e));
 
 /** `v1,<base64 HMAC-SHA256>` for each secret, space-separated (Standard Webhooks), by the standardwebhooks package. */
 export function signatureHeader(secrets: readonly string[], msgId: string, at: Date, body: string): string {
