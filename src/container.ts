@@ -13,6 +13,7 @@ import { createAuditService } from './modules/audit/audit-service';
 import { createCustomerLookup } from './modules/customers/customer-lookup';
 import { createCustomersRepository } from './modules/customers/customers-repository';
 import { createCustomersService } from './modules/customers/customers-service';
+import { createForwardingFailures } from './modules/usage/forwarding-failures';
 import { createForwardingRepository } from './modules/usage/forwarding-repository';
 import { createForwardingService } from './modules/usage/forwarding-service';
 import { createForwardingWorker } from './modules/usage/forwarding-worker';
@@ -122,11 +123,12 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     repo: keysRepo,
     customers: customerLookup,
     audit,
+    events,
     invalidation,
     bcryptCost: config.bcryptCost,
     maxActiveKeys: config.maxActiveKeysPerCustomer,
   });
-  const customers = createCustomersService({ db, repo: customersRepo, lookup: customerLookup, apiKeys, audit, invalidation, stripe, logger });
+  const customers = createCustomersService({ db, repo: customersRepo, lookup: customerLookup, apiKeys, audit, events, invalidation, stripe, logger });
   const usage = createUsageService({
     db,
     repo: createUsageRepository(),
@@ -136,10 +138,12 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     onAccepted: (mode, n) => metrics.usageAccepted.inc({ mode }, n),
   });
   const forwarderRepo = createForwardingRepository();
+  const usageFailures = createForwardingFailures({ repo: forwarderRepo, events });
   const forwarder = createForwardingWorker({
     db,
     repo: forwarderRepo,
     stripe,
+    failures: usageFailures,
     logger: logger.child({ component: 'usage-forwarder' }),
     settings: config.forwarder,
     meterEvents: config.usage.meterEvents,
@@ -158,6 +162,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     customers,
     stripe,
     audit,
+    events,
+    licenseGraceDays: config.license.graceDays,
     logger,
     now,
   });
@@ -167,6 +173,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     subscriptions,
     customers,
     usage: forwarding,
+    usageFailures,
+    eventLog: events,
     stripe,
     audit,
     logger: logger.child({ component: 'stripe-webhooks' }),

@@ -63,6 +63,16 @@ export function createApiKeysRepository() {
       return rows.map(toApiKey);
     },
 
+    /** The keys with these ids (any customer's), in id order. */
+    async findMany(db: Knex, ids: readonly string[]): Promise<ApiKey[]> {
+      if (ids.length === 0) return [];
+      const rows = await db('api_keys')
+        .select([...PUBLIC_COLUMNS])
+        .whereIn('id', [...ids])
+        .orderBy('id');
+      return rows.map(toApiKey);
+    },
+
     async findForCustomer(db: Knex, customerId: string, keyId: string): Promise<ApiKey | null> {
       const row = await db('api_keys')
         .select([...PUBLIC_COLUMNS])

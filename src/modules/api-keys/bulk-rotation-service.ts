@@ -48,6 +48,8 @@ export interface BulkRotationDeps {
   audit: AuditService;
   invalidation: KeyInvalidation;
   prepare: (customerId: string) => Promise<PreparedKey>;
+  /** Each new key's api_key.rotated (or api_key.created when it ended none), in the run's transaction. */
+  emitIssued: (trx: Knex, keys: readonly { key: ApiKey; endedKeyIds: readonly string[] }[]) => Promise<void>;
   maxActiveKeys: number;
 }
 
@@ -61,7 +63,7 @@ export interface BulkRotationDeps {
  * or at the key limit with a grace period) are reported as skipped, not failed.
  */
 export function createBulkRotationService(deps: BulkRotationDeps) {
-  const { db, repo, runs, customers, audit, invalidation, prepare, maxActiveKeys } = deps;
+  const { db, repo, runs, customers, audit, invalidation, prepare, emitIssued, maxActiveKeys } = deps;
 
   async function choose(opts: BulkRotationOptions) {
     const skipped: BulkRotationResult['skipped'] = [];
@@ -158,6 +160,7 @@ export function createBulkRotationService(deps: BulkRotationDeps) {
             },
           });
         }
+        await emitIssued(trx, out);
         await audit.record(trx, ctx, {
           action: 'api_key.bulk_rotate',
           outcome: 'success',

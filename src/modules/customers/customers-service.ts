@@ -8,8 +8,10 @@ import type { StripePort } from '../../stripe/stripe-port';
 import type { ApiKeysService } from '../api-keys/api-keys-service';
 import type { KeyInvalidation } from '../api-keys/key-invalidation';
 import type { AuditService } from '../audit/audit-service';
+import type { EventEmitter } from '../events/events-service';
 import type { CustomerLookup } from './customer-lookup';
 import { Customer, CustomerFilter, CustomersRepository, EMAIL_UNIQUE_INDEX } from './customers-repository';
+import { customerJson } from './customers-schemas';
 
 export interface CustomersServiceDeps {
   db: Knex;
@@ -18,6 +20,8 @@ export interface CustomersServiceDeps {
   lookup: CustomerLookup;
   apiKeys: ApiKeysService;
   audit: AuditService;
+  /** customer.* events, written in the transaction of the change they describe. */
+  events: EventEmitter;
   invalidation: KeyInvalidation;
   stripe: StripePort;
   logger: Logger;
@@ -35,7 +39,7 @@ async function mapEmailConflict<T>(work: Promise<T>): Promise<T> {
 }
 
 export function createCustomersService(deps: CustomersServiceDeps) {
-  const { db, repo, lookup, apiKeys, audit, invalidation, stripe, logger } = deps;
+  const { db, repo, lookup, apiKeys, audit, events, invalidation, stripe, logger } = deps;
 
   async function get(id: string): Promise<Customer> {
     return lookup.assertExists(db, id);
@@ -48,7 +52,15 @@ export function createCustomersService(deps: CustomersServiceDeps) {
   async function ensureStripeCustomer(ctx: ActorContext, customer: Customer): Promise<Customer> {
     if (customer.stripeCustomerId || !stripe.enabled) return customer;
     const stripeId = await stripe.createCustomer({ customerId: customer.id, email: customer.email, name: customer.companyName });
-    const linked = await repo.linkStripeCustomer(db, customer.id, stripeId);
+    // The link is a change the API shows (stripe_customer_id): its event commits with it.
+    const linked = await db.transaction(async (trx) => {
+      const before = await repo.findById(trx, customer.id, { forUpdate: true });
+      // A concurrent link that won first is kept, and has its own event.
+      if (!before || before.stripeCustomerId) return before ?? customer;
+      const row = await repo.linkStripeCustomer(trx, customer.id, stripeId);
+      await events.emit(trx, { type: 'customer.updated', customerId: row.id, data: customerJson(row) });
+      return row;
+    });
     await audit.recordDetached(ctx, {
       action: 'customer.stripe_link',
       outcome: 'success',
@@ -73,6 +85,7 @@ export function createCustomersService(deps: CustomersServiceDeps) {
           targetId: id,
           details: { fields: ['email', 'company_name'] },
         });
+        await events.emit(trx, { type: 'customer.created', customerId: id, data: customerJson(customer) });
         const key = await apiKeys.insertPrepared(trx, ctx, prepared, null, { mode: 'initial' });
         return { customer, key, apiKey: prepared.key };
       }),
@@ -95,6 +108,7 @@ export function createCustomersService(deps: CustomersServiceDeps) {
               .map((f) => (f === 'companyName' ? 'company_name' : f)),
           },
         });
+        await events.emit(trx, { type: 'customer.updated', customerId: id, data: customerJson(updated) });
         return updated;
       }),
     );
@@ -106,8 +120,11 @@ export function createCustomersService(deps: CustomersServiceDeps) {
     ensureStripeCustomer,
 
     /** A Stripe customer deleted in Stripe (a webhook, in its transaction): the id of ours it was linked to, if any. */
-    unlinkStripeCustomer(trx: Knex, stripeCustomerId: string): Promise<string | null> {
-      return repo.unlinkStripeCustomer(trx, stripeCustomerId);
+    async unlinkStripeCustomer(trx: Knex, stripeCustomerId: string): Promise<string | null> {
+      const id = await repo.unlinkStripeCustomer(trx, stripeCustomerId);
+      const customer = id ? await repo.findById(trx, id) : null;
+      if (customer) await events.emit(trx, { type: 'customer.updated', customerId: customer.id, data: customerJson(customer) });
+      return id;
     },
 
     list(filter: CustomerFilter): Promise<Customer[]> {
@@ -166,6 +183,8 @@ export function createCustomersService(deps: CustomersServiceDeps) {
           targetId: id,
           details: { revoked_key_ids: revokedKeyIds, already_deleted: alreadyDeleted },
         });
+        // Deleting it again changes nothing: no second event (its keys' api_key.revoked come from revokeAllInTransaction).
+        if (!alreadyDeleted) await events.emit(trx, { type: 'customer.deleted', customerId: id, data: customerJson(customer) });
         return customer;
       });
       invalidation.evictLocal({ customerId: id, keyIds: null });

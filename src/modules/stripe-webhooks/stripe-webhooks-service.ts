@@ -8,8 +8,11 @@ import type { ActorContext } from '../../lib/request-context';
 import { StripeCallError, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomersService } from '../customers/customers-service';
+import type { EventEmitter } from '../events/events-service';
 import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
 import type { ForwardingService } from '../usage/forwarding-service';
+import type { ForwardingFailures } from '../usage/forwarding-failures';
+import { invoiceSummary } from './invoice-summary';
 import { METER_ERROR_REPORT, parseMeterErrorReport } from './meter-error-report';
 import type { EventHeader, StripeEventsRepository } from './stripe-events-repository';
 
@@ -104,9 +107,13 @@ export interface StripeWebhooksDeps {
   db: Knex;
   events: StripeEventsRepository;
   subscriptions: SubscriptionsService;
-  customers: Pick<CustomersService, 'unlinkStripeCustomer'>;
+  customers: Pick<CustomersService, 'unlinkStripeCustomer' | 'findByStripeId'>;
   /** The usage module's outbox: marks usage events Stripe rejected after accepting them (meter error reports) as failed. */
   usage: Pick<ForwardingService, 'markRejected'>;
+  /** usage.forwarding_failed for the events a meter error report fails, in the webhook's transaction. */
+  usageFailures: Pick<ForwardingFailures, 'record'>;
+  /** invoice.* events, in the webhook's transaction (so a duplicate delivery, never applied, writes none). */
+  eventLog: EventEmitter;
   stripe: StripePort;
   audit: AuditService;
   logger: Logger;
@@ -195,6 +202,7 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
       // Parsed before the transaction (handleVerified): here it is known to be a report.
       const report = parseMeterErrorReport(event.data.object)!;
       const marked = await usage.markRejected(trx, report.rejections);
+      await deps.usageFailures.record(trx, marked, { source: 'stripe_error_report', stripe_event_id: event.id, meter: report.meter });
       Object.assign(details, {
         meter: report.meter,
         error_count: report.errorCount,
@@ -222,6 +230,16 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
         result: 'ignored',
         reason: !stripe.enabled ? 'Stripe is off' : subscriptionIdOf(event) ? 'Stripe has no such subscription' : 'it names no subscription',
       };
+    }
+    if (event.type === 'invoice.paid' || event.type === 'invoice.payment_failed') {
+      // Told for any invoice of a customer of ours, with our subscription's id when it is one of ours.
+      const stripeCustomerId = stripeId(field(event.data.object, 'customer') ?? null) ?? stripeId(field(field(event.data.object, 'customer'), 'id'));
+      const customer = stripeCustomerId ? await customers.findByStripeId(trx, stripeCustomerId) : null;
+      if (customer) {
+        const subscriptionId = typeof details.subscription_id === 'string' ? details.subscription_id : null;
+        const data = invoiceSummary(event.data.object, { customerId: customer.id, subscriptionId, stripeSubscriptionId: subscriptionIdOf(event) });
+        await deps.eventLog.emit(trx, { type: event.type, customerId: customer.id, data });
+      }
     }
     if (applied.result === 'ignored') details.ignored = applied.reason;
     await audit.record(trx, ctx, { action: `stripe.${event.type}`, outcome: 'success', targetType: 'stripe_event', targetId: event.id, details });

@@ -59,6 +59,21 @@ export function createSubscriptionsRepository() {
       return row ? toSubscription(row) : null;
     },
 
+    /** The subscription, its row locked until the caller's transaction ends. */
+    async findForUpdate(db: Knex, id: string): Promise<Subscription | null> {
+      const row = (await byId(db).where('s.id', id).forUpdate('s').first()) as JoinedRow | undefined;
+      return row ? toSubscription(row) : null;
+    },
+
+    /**
+     * Serialises the writers of one Stripe subscription until the caller's transaction ends, whether
+     * or not its row exists yet: each then reads the state it changes, and its events describe
+     * exactly that change.
+     */
+    async lockStripeId(db: Knex, stripeSubscriptionId: string): Promise<void> {
+      await db.raw(`select pg_advisory_xact_lock(hashtext('subscriptions.stripe_subscription_id'), hashtext(?))`, [stripeSubscriptionId]);
+    },
+
     async findByStripeId(db: Knex, stripeSubscriptionId: string): Promise<Subscription | null> {
       const row = (await byId(db).where('s.stripe_subscription_id', stripeSubscriptionId).first()) as JoinedRow | undefined;
       return row ? toSubscription(row) : null;

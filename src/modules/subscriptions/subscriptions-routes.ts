@@ -1,29 +1,13 @@
 import { z } from 'zod';
-import { iso, uuid } from '../../http/common-schemas';
+import { uuid } from '../../http/common-schemas';
 import { json } from '../../http/response-schemas';
-import { reconciledResponse, subscriptionResponse, subscriptionsResponse } from './subscriptions-schemas';
+import { reconciledResponse, subscriptionJson, subscriptionResponse, subscriptionsResponse } from './subscriptions-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import { planCode } from '../plans/plans-schemas';
-import type { Subscription } from './subscription-types';
 import type { SubscriptionsService } from './subscriptions-service';
 
 const customerParams = z.object({ id: uuid });
 const subscriptionParams = z.object({ id: uuid, subscriptionId: uuid });
-
-export const subscriptionJson = (s: Subscription) => ({
-  id: s.id,
-  customer_id: s.customerId,
-  plan: { code: s.plan.code, name: s.plan.name, entitlements: s.plan.entitlements },
-  status: s.status,
-  stripe_subscription_id: s.stripeSubscriptionId,
-  current_period_start: iso(s.currentPeriodStart),
-  current_period_end: iso(s.currentPeriodEnd),
-  cancel_at_period_end: s.cancelAtPeriodEnd,
-  canceled_at: iso(s.canceledAt),
-  trial_end: iso(s.trialEnd),
-  created_at: iso(s.createdAt),
-  updated_at: iso(s.updatedAt),
-});
 
 /** The caller's own key for a create: Stripe's key is derived from it, within Stripe's 255 characters. */
 const createHeaders = z.object({

@@ -1,6 +1,24 @@
 import { z } from 'zod';
 import { id, list, nullableTimestamp, obj, timestamp } from '../../http/response-schemas';
+import { iso } from '../../http/common-schemas';
 import { planResponseItem } from '../plans/plans-schemas';
+import type { Subscription } from './subscription-types';
+
+/** A subscription as every answer (and its events) show it. */
+export const subscriptionJson = (s: Subscription) => ({
+  id: s.id,
+  customer_id: s.customerId,
+  plan: { code: s.plan.code, name: s.plan.name, entitlements: s.plan.entitlements },
+  status: s.status,
+  stripe_subscription_id: s.stripeSubscriptionId,
+  current_period_start: iso(s.currentPeriodStart),
+  current_period_end: iso(s.currentPeriodEnd),
+  cancel_at_period_end: s.cancelAtPeriodEnd,
+  canceled_at: iso(s.canceledAt),
+  trial_end: iso(s.trialEnd),
+  created_at: iso(s.createdAt),
+  updated_at: iso(s.updatedAt),
+});
 
 const subscription = obj({
   id,

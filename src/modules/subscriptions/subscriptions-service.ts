@@ -7,8 +7,10 @@ import { systemContext, type ActorContext } from '../../lib/request-context';
 import { StripeCallError, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomersService } from '../customers/customers-service';
+import type { EventEmitter } from '../events/events-service';
 import type { Plan } from '../plans/plan-types';
 import type { PlansService } from '../plans/plans-service';
+import { subscriptionEvents } from './subscription-events';
 import { fromStripe, type SubscriptionsRepository } from './subscriptions-repository';
 import type { LocalState, Subscription } from './subscription-types';
 
@@ -19,6 +21,10 @@ export interface SubscriptionsServiceDeps {
   customers: Pick<CustomersService, 'assertActive' | 'assertExists' | 'findById' | 'findByStripeId' | 'withStripeCustomer' | 'ensureStripeCustomer'>;
   stripe: StripePort;
   audit: AuditService;
+  /** subscription.* and license.grace_started events, written in the transaction of each write. */
+  events: EventEmitter;
+  /** LICENSE_GRACE_DAYS: a license.grace_started event names when the grace ends. */
+  licenseGraceDays: number;
   logger: Logger;
   now?: () => number;
 }
@@ -53,8 +59,22 @@ export function localRenewal(s: Subscription, nowMs: number): { next: Partial<Lo
 }
 
 export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
-  const { db, repo, plans, customers, stripe, audit, logger } = deps;
+  const { db, repo, plans, customers, stripe, audit, events, logger } = deps;
   const now = deps.now ?? Date.now;
+
+  /** The events of a write of subscription `id`, `before` it read in the same transaction (null: new). */
+  async function recordChange(trx: Knex, before: Subscription | null, id: string): Promise<void> {
+    const after = (await repo.find(trx, id))!;
+    await events.emit(trx, subscriptionEvents(before, after, deps.licenseGraceDays));
+  }
+
+  /** A write of a stored subscription and its events, in one transaction, the row locked first; `write` says whether it wrote. */
+  async function writeStored(id: string, write: (trx: Knex) => Promise<boolean>): Promise<void> {
+    await db.transaction(async (trx) => {
+      const before = await repo.findForUpdate(trx, id);
+      if (before && (await write(trx))) await recordChange(trx, before, id);
+    });
+  }
 
   async function activePlan(code: string): Promise<Plan> {
     const plan = await plans.findByCode(db, code);
@@ -114,12 +134,14 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
   async function apply(
     s: StripeSubscriptionState,
     stateAt: number,
-    trx: Knex = db,
+    /** A transaction: the subscription's events are written in it. */
+    trx: Knex,
     ctx?: ActorContext,
   ): Promise<
     | { outcome: 'inserted' | 'updated' | 'stale'; subscriptionId: string; adopted?: boolean }
     | { outcome: 'ignored'; reason: string; subscriptionId: string | null }
   > {
+    await repo.lockStripeId(trx, s.id);
     const existing = await repo.findByStripeId(trx, s.id);
     let customerId = existing?.customerId;
     if (!existing) {
@@ -133,6 +155,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
     const fresh = existing ? null : await newId(trx, s);
     const id = existing?.id ?? fresh!.id;
     const outcome = await repo.applyStripeState(trx, { id, customerId: customerId!, planId, stripeSubscriptionId: s.id, state: fromStripe(s), stateAt });
+    if (outcome !== 'stale') await recordChange(trx, outcome === 'inserted' ? null : existing, id);
     const adopted = outcome === 'inserted' && fresh?.made === 'elsewhere';
     if (adopted && ctx) {
       const plan = (await plans.listAll(trx)).find((p) => p.id === planId);
@@ -165,7 +188,9 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
       subs.map(async (s) => {
         const renewal = localRenewal(s, nowMs);
         if (!renewal) return s;
-        if (await repo.advanceLocal(db, s.id, s.currentPeriodEnd!, renewal.next)) {
+        let advanced = false;
+        await writeStored(s.id, async (trx) => (advanced = await repo.advanceLocal(trx, s.id, s.currentPeriodEnd!, renewal.next)));
+        if (advanced) {
           await audit.recordDetached(systemContext(), {
             action: renewal.next.status === 'canceled' ? 'subscription.end' : 'subscription.renew',
             outcome: 'success',
@@ -224,16 +249,19 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
         const id = uuidv7();
         const start = now();
         const trialEnd = input.trialDays ? new Date(start + input.trialDays * 86_400_000) : null;
-        await repo.insertLocal(db, {
-          id,
-          customerId,
-          planId: plan.id,
-          status: trialEnd ? 'trialing' : 'active',
-          currentPeriodStart: new Date(start),
-          currentPeriodEnd: trialEnd ?? new Date(start + MONTH_MS),
-          cancelAtPeriodEnd: false,
-          canceledAt: null,
-          trialEnd,
+        await db.transaction(async (trx) => {
+          await repo.insertLocal(trx, {
+            id,
+            customerId,
+            planId: plan.id,
+            status: trialEnd ? 'trialing' : 'active',
+            currentPeriodStart: new Date(start),
+            currentPeriodEnd: trialEnd ?? new Date(start + MONTH_MS),
+            cancelAtPeriodEnd: false,
+            canceledAt: null,
+            trialEnd,
+          });
+          await recordChange(trx, null, id);
         });
         const s = (await repo.find(db, id))!;
         await record(ctx, 'subscription.create', s, { plan: plan.code, stripe: false });
@@ -253,7 +281,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
           trialDays: input.trialDays,
           metadata: { customer_id: customerId, plan_code: plan.code, subscription_id: ourId },
         });
-        const { subscriptionId } = await apply(created, now());
+        const { subscriptionId } = await db.transaction((trx) => apply(created, now(), trx));
         const s = (await repo.find(db, subscriptionId!))!;
         await record(ctx, 'subscription.create', s, { plan: plan.code, stripe_subscription_id: created.id, idempotency_key: idempotencyKey });
         return s;
@@ -269,7 +297,10 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
         throw new AppError('CONFLICT', `The subscription is ${current.status}; create a new one`);
       }
       if (!stripe.enabled || !current.stripeSubscriptionId) {
-        await repo.updateLocal(db, current.id, { planId: plan.id });
+        await writeStored(current.id, async (trx) => {
+          await repo.updateLocal(trx, current.id, { planId: plan.id });
+          return true;
+        });
       } else {
         try {
           const live = await stripe.retrieveSubscription(current.stripeSubscriptionId);
@@ -284,7 +315,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
             items,
             `subscription-plan-${current.id}-${plan.id}-${current.updatedAt.getTime()}`,
           );
-          await apply(updated, now());
+          await db.transaction((trx) => apply(updated, now(), trx));
         } catch (err) {
           throw stripeFailure(err);
         }
@@ -299,11 +330,14 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
       const current = await mine(customerId, subscriptionId);
       if (current.status === 'canceled') return current;
       if (!stripe.enabled || !current.stripeSubscriptionId) {
-        await repo.updateLocal(
-          db,
-          current.id,
-          immediately ? { status: 'canceled', canceledAt: new Date(now()), cancelAtPeriodEnd: false } : { cancelAtPeriodEnd: true },
-        );
+        await writeStored(current.id, async (trx) => {
+          await repo.updateLocal(
+            trx,
+            current.id,
+            immediately ? { status: 'canceled', canceledAt: new Date(now()), cancelAtPeriodEnd: false } : { cancelAtPeriodEnd: true },
+          );
+          return true;
+        });
       } else {
         try {
           const updated = await stripe.cancelSubscription(
@@ -311,7 +345,7 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
             !immediately,
             `subscription-cancel-${current.id}-${immediately ? 'now' : 'period-end'}`,
           );
-          await apply(updated, now());
+          await db.transaction((trx) => apply(updated, now(), trx));
         } catch (err) {
           throw stripeFailure(err);
         }
@@ -365,7 +399,10 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
         }
         for (const mineOnly of await repo.listWithStripeId(db, customer.id)) {
           if (seen.has(mineOnly.stripeSubscriptionId!) || mineOnly.status === 'canceled') continue;
-          await repo.updateLocal(db, mineOnly.id, { status: 'canceled', canceledAt: new Date(now()), cancelAtPeriodEnd: false });
+          await writeStored(mineOnly.id, async (trx) => {
+            await repo.updateLocal(trx, mineOnly.id, { status: 'canceled', canceledAt: new Date(now()), cancelAtPeriodEnd: false });
+            return true;
+          });
           changes.push({
             subscription_id: mineOnly.id,
             stripe_subscription_id: mineOnly.stripeSubscriptionId!,

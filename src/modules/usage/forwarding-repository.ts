@@ -51,6 +51,14 @@ export interface FailedEvent {
   stripeSubmissionId: string | null;
 }
 
+/** A usage event just marked failed, as a usage.forwarding_failed event tells of it. */
+export interface FailedUsageEvent {
+  id: string;
+  customerId: string;
+  metric: string;
+  lastError: string | null;
+}
+
 /** A claimed event with its customer's Stripe id; quantity as text (trimmed here). */
 type ClaimedRow = Pick<UsageEventRow, 'id' | 'customer_id' | 'metric' | 'quantity' | 'occurred_at' | 'attempts'> & Pick<CustomerRow, 'stripe_customer_id'>;
 type StatsRow = Pick<ForwardingStats, 'pending' | 'due' | 'failed' | 'local' | 'sent'> & {
@@ -127,29 +135,39 @@ export function createForwardingRepository() {
       submissionId: string,
       error: string,
       policy: { backoffBaseMs: number; backoffMaxMs: number; maxAttempts: number },
-    ): Promise<{ retried: number; failed: number }> {
-      if (ids.length === 0) return { retried: 0, failed: 0 };
-      const { rows }: { rows: { state: string }[] } = await db.raw(
+    ): Promise<{ retried: number; failed: number; failedIds: string[] }> {
+      if (ids.length === 0) return { retried: 0, failed: 0, failedIds: [] };
+      const { rows }: { rows: { id: string; state: string }[] } = await db.raw(
         `update usage_events
             set state = case when attempts >= :max then 'failed' else state end,
                 next_attempt_at = case when attempts >= :max then null else
                   now() + make_interval(secs => least(:cap::float8, :base::float8 * 2 ^ (greatest(attempts, 1) - 1)) * (0.5 + random() / 2) / 1000) end,
                 last_error = :error, stripe_submission_id = :submission
           where id = any(:ids::uuid[]) and state = 'pending'
-      returning state`,
+      returning id, state`,
         { max: policy.maxAttempts, cap: policy.backoffMaxMs, base: policy.backoffBaseMs, error, submission: submissionId, ids },
       );
-      const failed = rows.filter((r) => r.state === 'failed').length;
-      return { retried: rows.length - failed, failed };
+      const failedIds = rows.filter((r) => r.state === 'failed').map((r) => r.id);
+      return { retried: rows.length - failedIds.length, failed: failedIds.length, failedIds };
     },
 
-    /** A call Stripe refused for good (a 4xx), in one statement. */
-    async failMany(db: Knex, ids: string[], submissionId: string | null, error: string): Promise<number> {
-      if (ids.length === 0) return 0;
-      return db('usage_events')
+    /** A call Stripe refused for good (a 4xx), in one statement. Returns the ids it failed. */
+    async failMany(db: Knex, ids: string[], submissionId: string | null, error: string): Promise<string[]> {
+      if (ids.length === 0) return [];
+      const rows = await db('usage_events')
         .whereIn('id', ids)
         .where({ state: 'pending' })
-        .update({ state: 'failed', next_attempt_at: null, last_error: error, stripe_submission_id: submissionId });
+        .update({ state: 'failed', next_attempt_at: null, last_error: error, stripe_submission_id: submissionId }, ['id']);
+      return rows.map((r) => r.id);
+    },
+
+    /** Who each event belongs to and its last error: what a usage.forwarding_failed event tells. */
+    async describe(db: Knex, ids: readonly string[]): Promise<FailedUsageEvent[]> {
+      if (ids.length === 0) return [];
+      const rows = await db('usage_events')
+        .select('id', 'customer_id', 'metric', 'last_error')
+        .whereIn('id', [...ids]);
+      return rows.map((r) => ({ id: r.id, customerId: r.customer_id, metric: r.metric, lastError: r.last_error }));
     },
 
     /**
@@ -174,8 +192,9 @@ export function createForwardingRepository() {
       await db('usage_events').whereIn('id', ids).where({ state: 'pending' }).update({ state: 'local', next_attempt_at: null, last_error: reason });
     },
 
-    async markFailed(db: Knex, id: string, error: string): Promise<void> {
-      await db('usage_events').where({ id, state: 'pending' }).update({ state: 'failed', next_attempt_at: null, last_error: error });
+    /** Returns whether it failed it (it was still pending). */
+    async markFailed(db: Knex, id: string, error: string): Promise<boolean> {
+      return (await db('usage_events').where({ id, state: 'pending' }).update({ state: 'failed', next_attempt_at: null, last_error: error })) > 0;
     },
 
     async scheduleRetry(db: Knex, id: string, delayMs: number, error: string): Promise<void> {

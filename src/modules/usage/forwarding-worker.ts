@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config';
 import type { MeterEventInput, StripePort } from '../../stripe/stripe-port';
 import { METER_STREAM_MAX_EVENTS, StripeCallError } from '../../stripe/stripe-port';
+import type { ForwardingFailures } from './forwarding-failures';
 import { createLeaseKeeper } from './forwarding-leases';
 import type { ClaimedEvent, ForwardingRepository } from './forwarding-repository';
 
@@ -11,6 +12,8 @@ export interface ForwardingWorkerDeps {
   db: Knex;
   repo: ForwardingRepository;
   stripe: StripePort;
+  /** usage.forwarding_failed events, written in the transaction that parks events as failed. */
+  failures: ForwardingFailures;
   logger: Logger;
   settings: Config['forwarder'];
   meterEvents: Config['usage']['meterEvents'];
@@ -49,7 +52,7 @@ const emptySummary = (): RunSummary => ({ claimed: 0, sent: 0, retried: 0, faile
  * take is written as soon as it answers, not when a long lease ends.
  */
 export function createForwardingWorker(deps: ForwardingWorkerDeps) {
-  const { db, repo, stripe, logger, settings, meterEvents } = deps;
+  const { db, repo, stripe, failures, logger, settings, meterEvents } = deps;
   const random = deps.random ?? Math.random;
   const perCall = settings.mode === 'stream' ? METER_STREAM_MAX_EVENTS : 1;
   let stopping = false;
@@ -87,7 +90,12 @@ export function createForwardingWorker(deps: ForwardingWorkerDeps) {
         deps.onCall?.('retried', 1);
         logger.warn({ eventId: e.id, attempts: e.attempts, retryInMs: delay, error: failure.message }, 'usage event not forwarded; will retry');
       } else {
-        await leases.settle([e.id], () => repo.markFailed(db, e.id, failure.message));
+        await leases.settle([e.id], () =>
+          db.transaction(async (trx) => {
+            if (await repo.markFailed(trx, e.id, failure.message))
+              await failures.record(trx, [e.id], { source: 'forwarder', http_status: failure.status ?? null });
+          }),
+        );
         s.failed++;
         deps.onCall?.('failed', 1);
         logger.error({ eventId: e.id, attempts: e.attempts, error: failure.message }, 'usage event failed permanently; an admin can retry it');
@@ -112,14 +120,28 @@ export function createForwardingWorker(deps: ForwardingWorkerDeps) {
       const failure = asCallError(err);
       const log = { submissionId, requestId: failure.requestId ?? null, events: ids.length, status: failure.status, error: failure.message };
       if (failure.retryable) {
-        const r = (await leases.settle(ids, () => repo.retryOrFail(db, ids, submissionId, failure.message, settings))) ?? none;
+        const r =
+          (await leases.settle(ids, () =>
+            db.transaction(async (trx) => {
+              const outcome = await repo.retryOrFail(trx, ids, submissionId, failure.message, settings);
+              await failures.record(trx, outcome.failedIds, { source: 'forwarder', http_status: failure.status ?? null, stripe_submission_id: submissionId });
+              return { retried: outcome.retried, failed: outcome.failed };
+            }),
+          )) ?? none;
         s.retried += r.retried;
         s.failed += r.failed;
         deps.onCall?.('retried', ids.length);
         logger.warn({ ...log, ...r }, 'usage submission not accepted by Stripe; will retry');
       } else {
         // (Never `s.x += await …`: s.x would be read before the await, and other workers' counts lost.)
-        const failed = (await leases.settle(ids, () => repo.failMany(db, ids, submissionId, failure.message))) ?? 0;
+        const failed =
+          (await leases.settle(ids, () =>
+            db.transaction(async (trx) => {
+              const failedIds = await repo.failMany(trx, ids, submissionId, failure.message);
+              await failures.record(trx, failedIds, { source: 'forwarder', http_status: failure.status ?? null, stripe_submission_id: submissionId });
+              return failedIds.length;
+            }),
+          )) ?? 0;
         s.failed += failed;
         deps.onCall?.('failed', ids.length);
         logger.error(log, 'usage submission refused by Stripe; its events are failed, an admin can retry them');

@@ -35,6 +35,9 @@ export const MAX_ANSWER_BYTES = 64 * 1024;
 export const STORED_BODY_BYTES = 1024;
 const USER_AGENT = `billing-service-webhooks/${process.env.npm_package_version ?? '0.1.0'}`;
 
+/** The body: the event exactly as the events API shows it (one function shapes both). */
+export const eventBody = (e: DeliveryMessage['event']): string => JSON.stringify(eventJson(e));
+
 /** `v1,<base64 HMAC-SHA256>` for each secret, space-separated (Standard Webhooks), by the standardwebhooks package. */
 export function signatureHeader(secrets: readonly string[], msgId: string, at: Date, body: string): string {
   return secrets.map((s) => new Webhook(s).sign(msgId, at, body)).join(' ');
@@ -95,8 +98,7 @@ export function createSender(opts: SenderOptions) {
     if (problem) return fail(`destination refused: the URL ${problem}`);
     if (message.secrets.length === 0) return fail('the endpoint has no signing secret in force');
     const url = new URL(message.url);
-    // The body is the event exactly as GET /api/events/:id shows it.
-    const body = JSON.stringify(eventJson(message.event));
+    const body = eventBody(message.event);
     const at = new Date(now());
     const headers = {
       'content-type': 'application/json',
