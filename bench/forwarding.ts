@@ -20,13 +20,10 @@
  * FORWARDER_BATCH_SIZE (the service's defaults).
  */
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import request from 'supertest';
 import { createKnex } from '../src/db/knex';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/embedded-postgres';
 import { migrateLatest } from '../src/db/migration-source';
+import { benchDatabase } from './bench-database';
 import { createCustomer } from '../tests/helpers/factories';
 import { startFakeStripe } from '../tests/helpers/fake-stripe';
 import { startTcpProxy } from '../tests/helpers/tcp-proxy';
@@ -42,36 +39,8 @@ const RECOVERY_TIMEOUT_S = Number(process.env.BENCH_RECOVERY_TIMEOUT_S ?? 900);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-async function database(): Promise<{ url: string; drop: () => Promise<void> }> {
-  let base = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
-  let pg: EmbeddedPostgresHandle | null = null;
-  let dir = '';
-  if (!base) {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-bench-fwd-'));
-    fs.chmodSync(dir, 0o755); // the embedded server may run as the postgres user
-    pg = await startEmbeddedPostgres({ dataDir: dir, port: 0, persistent: false, database: 'billing_bench' });
-    base = pg.url;
-  }
-  const name = `bench_forwarding_${process.pid}_${Date.now()}`;
-  const admin = createKnex({ url: base, poolMax: 1 });
-  await admin.raw('create database ??', [name]);
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      await admin.raw('drop database ?? with (force)', [name]);
-      await admin.destroy();
-      if (pg) {
-        await pg.stop();
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
-    },
-  };
-}
-
 async function main(): Promise<void> {
-  const { url, drop } = await database();
+  const { url, drop } = await benchDatabase('forwarding');
   const db = createKnex({ url, poolMax: 2 });
   await migrateLatest(db);
   await db.destroy();

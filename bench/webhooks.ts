@@ -28,15 +28,13 @@
  * one endpoint) and WEBHOOK_TIMEOUT (10s).
  */
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
 import { Webhook } from 'standardwebhooks';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/embedded-postgres';
 import { createKnex } from '../src/db/knex';
 import { migrateLatest } from '../src/db/migration-source';
+import { benchDatabase } from './bench-database';
 import { insertEndpoint } from '../tests/helpers/delivery-fixtures';
 import { createTestApp } from '../tests/helpers/test-app';
 
@@ -47,34 +45,6 @@ const LATENCY = Number(process.env.BENCH_LATENCY_MS ?? 300);
 const IDLE = Number(process.env.BENCH_IDLE ?? 40);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * p) - 1)]!;
-
-async function database(): Promise<{ url: string; drop: () => Promise<void> }> {
-  let base = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
-  let pg: EmbeddedPostgresHandle | null = null;
-  let dir = '';
-  if (!base) {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'billing-bench-webhooks-'));
-    fs.chmodSync(dir, 0o755); // the embedded server may run as the postgres user
-    pg = await startEmbeddedPostgres({ dataDir: dir, port: 0, persistent: false, database: 'billing_bench' });
-    base = pg.url;
-  }
-  const name = `bench_webhooks_${process.pid}_${Date.now()}`;
-  const admin = createKnex({ url: base, poolMax: 1 });
-  await admin.raw('create database ??', [name]);
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      await admin.raw('drop database ?? with (force)', [name]);
-      await admin.destroy();
-      if (pg) {
-        await pg.stop();
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
-    },
-  };
-}
 
 interface BenchReceiver {
   url: string;
@@ -116,7 +86,7 @@ async function receiver(mode: 'healthy' | 'hang'): Promise<BenchReceiver> {
 }
 
 async function main(): Promise<void> {
-  const { url, drop } = await database();
+  const { url, drop } = await benchDatabase('webhooks');
   const migrator = createKnex({ url, poolMax: 2 });
   await migrateLatest(migrator);
   await migrator.destroy();

@@ -74,9 +74,10 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   const events = createEventsService({ db, repo: createEventsRepository(), now, retentionDays: config.events.retentionDays });
   const eventRetention = createEventRetention({ events, logger: logger.child({ component: 'event-retention' }), intervalMs: 600_000 });
   const secretBox = createSecretBox(webhookSecretsKeysFor(config, logger));
+  const webhookEndpointsRepo = createWebhookEndpointsRepository();
   const webhookEndpoints = createWebhookEndpointsService({
     db,
-    repo: createWebhookEndpointsRepository(),
+    repo: webhookEndpointsRepo,
     audit,
     secretBox,
     policy: { allowHttp: config.webhooks.allowHttp, allowPrivate: config.webhooks.allowPrivate },
@@ -187,6 +188,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   const deliveries = createDeliveryService({
     db,
     repo: createDeliveryRepository(),
+    endpoints: webhookEndpointsRepo,
     events,
     audit,
     secretBox,

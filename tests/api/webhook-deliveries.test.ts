@@ -9,10 +9,8 @@ import { expectError } from '../helpers/envelope';
 import {
   deliveryStates,
   disableOtherEndpoints,
-  emit,
   endpointWithReceiver,
   insertEndpoint,
-  newSecret,
   newWorker,
   sleep,
   startReceiver,
@@ -20,6 +18,8 @@ import {
   webhookEnv,
   type Receiver,
 } from '../helpers/delivery-fixtures';
+import { emitEvent, emitEvents } from '../helpers/factories';
+import { newSigningSecret } from '../../src/modules/webhooks/webhook-endpoints-service';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 import type { DeliveryWorker } from '../../src/modules/webhooks/delivery-worker';
 
@@ -55,7 +55,7 @@ const admin = () => ({ Authorization: `Bearer ${t.adminToken}` });
 describe('signed deliveries', () => {
   test('when an event is emitted, then the receiver gets it signed by Standard Webhooks: body, id, timestamp and signature verify with standardwebhooks', async () => {
     const ep = await receiving();
-    const [id] = await emit(t, 1, 'customer.updated', { hello: 'world' });
+    const [id] = await emitEvents(t, 1, { data: { seq: 0, hello: 'world' } });
     worker().start();
     await waitFor(() => ep.receiver.received.length === 1);
     const got = ep.receiver.received[0]!;
@@ -82,7 +82,7 @@ describe('signed deliveries', () => {
 
   test('when the body is tampered with or the timestamp is old, then standardwebhooks refuses it; the untouched delivery verifies (control)', async () => {
     const ep = await receiving();
-    await emit(t, 1);
+    await emitEvents(t, 1);
     worker().start();
     await waitFor(() => ep.receiver.received.length === 1);
     const got = ep.receiver.received[0]!;
@@ -101,8 +101,8 @@ describe('signed deliveries', () => {
   test('when an endpoint has a rotated-out secret still in force, then each delivery carries one signature per secret; an expired secret signs nothing', async () => {
     const receiver = await startReceiver();
     receivers.push(receiver);
-    const old = newSecret();
-    const expired = newSecret();
+    const old = newSigningSecret();
+    const expired = newSigningSecret();
     const ep = await insertEndpoint(t, {
       url: receiver.url,
       extraSecrets: [
@@ -111,7 +111,7 @@ describe('signed deliveries', () => {
       ],
     });
     receiver.secrets.push(old); // a receiver still on the old secret verifies
-    await emit(t, 1);
+    await emitEvents(t, 1);
     worker().start();
     await waitFor(() => receiver.received.length === 1);
     const got = receiver.received[0]!;
@@ -127,7 +127,7 @@ describe('retries and disabling', () => {
   test('when the receiver keeps answering 500, then it is attempted on the schedule (1s, 1s, with up to 10% jitter) and failed after the last; every attempt recorded', async () => {
     const ep = await receiving();
     ep.receiver.behave(() => ({ status: 500, body: 'nope' }));
-    const [id] = await emit(t, 1);
+    const [id] = await emitEvents(t, 1);
     worker().start();
     await waitFor(async () => (await deliveryStates(t, ep.id, [id!])).failed === 1, 10_000, 'failed');
     const times = ep.receiver.received.map((r) => r.at);
@@ -158,7 +158,7 @@ describe('retries and disabling', () => {
     await waitFor(
       async () => {
         if ((await t.db('webhook_endpoints').where({ id: dead.id }).first())!.disabled) return true;
-        if (emitted.length === 0 || Date.now() - Number(emitted.at(-1)!.split(':')[1]) > 700) emitted.push(`${(await emit(t, 1))[0]}:${Date.now()}`);
+        if (emitted.length === 0 || Date.now() - Number(emitted.at(-1)!.split(':')[1]) > 700) emitted.push(`${(await emitEvents(t, 1))[0]}:${Date.now()}`);
         return false;
       },
       10_000,
@@ -174,6 +174,8 @@ describe('retries and disabling', () => {
     expect(watcher.receiver.received[0]!.verifyError).toBeNull();
     expect(heard.type).toBe('webhook_endpoint.disabled');
     expect(heard.data).toMatchObject({ id: dead.id, disabled_reason: 'failing' });
+    // The endpoint exactly as the API shows it (webhookEndpointJson, the one function for both).
+    expect(heard.data).toEqual((await request(t.app).get(`/api/webhook-endpoints/${dead.id}`).set(admin())).body.webhook_endpoint);
     expect(JSON.stringify(heard)).not.toContain(dead.secret.slice(6));
     // Once: one event, however many outcomes followed.
     expect(await t.db('events').where({ type: 'webhook_endpoint.disabled' }).whereRaw(`data->>'id' = ?`, [dead.id])).toHaveLength(1);
@@ -189,7 +191,7 @@ describe('retries and disabling', () => {
   test('when an endpoint succeeds again before WEBHOOK_DISABLE_AFTER, then failing_since is cleared and it stays enabled (control)', async () => {
     const ep = await receiving();
     ep.receiver.behave(({ count }) => (count === 1 ? { status: 500 } : { status: 204 }));
-    const [id] = await emit(t, 1);
+    const [id] = await emitEvents(t, 1);
     worker().start();
     await waitFor(() => ep.receiver.received.length === 1);
     await waitFor(async () => (await t.db('webhook_endpoints').where({ id: ep.id }).first())!.failing_since !== null);
@@ -201,7 +203,7 @@ describe('retries and disabling', () => {
   test('when an admin disabled an endpoint, then its pending deliveries are not sent; enabled again, they are (control)', async () => {
     const ep = await receiving();
     await t.db('webhook_endpoints').where({ id: ep.id }).update({ disabled: true, disabled_reason: 'admin' });
-    const ids = await emit(t, 1); // written while enabled? No: disabled endpoints get no new delivery
+    const ids = await emitEvents(t, 1); // written while enabled? No: disabled endpoints get no new delivery
     expect(await deliveryStates(t, ep.id, ids)).toEqual({});
     await t.db('webhook_deliveries').insert({ event_id: ids[0]!, endpoint_id: ep.id });
     worker().start();
@@ -251,7 +253,7 @@ describe('GET /api/webhook-endpoints/:id/deliveries', () => {
   test('when attempts were made, then they are listed newest first with a cursor, never a secret', async () => {
     const ep = await receiving();
     ep.receiver.behave(({ count }) => (count === 1 ? { status: 500, body: 'x'.repeat(3000) } : { status: 200, body: 'thanks' }));
-    const [id] = await emit(t, 1);
+    const [id] = await emitEvents(t, 1);
     worker().start();
     await waitFor(async () => (await deliveryStates(t, ep.id, [id!])).delivered === 1, 5000);
     const first = await request(t.app).get(`/api/webhook-endpoints/${ep.id}/deliveries?limit=1`).set(admin());
@@ -288,7 +290,7 @@ describe('GET /api/webhook-endpoints/:id/deliveries', () => {
 describe('POST /api/events/:id/resend', () => {
   test('when an event is resent to one endpoint, then its delivery is pending again with a fresh schedule and delivered again with the same webhook-id', async () => {
     const ep = await receiving();
-    const [id] = await emit(t, 1);
+    const [id] = await emitEvents(t, 1);
     worker().start();
     await waitFor(async () => (await deliveryStates(t, ep.id, [id!])).delivered === 1);
     const res = await request(t.app).post(`/api/events/${id}/resend`).set(admin()).send({ endpoint_id: ep.id });
@@ -304,7 +306,7 @@ describe('POST /api/events/:id/resend', () => {
 
   test('when resent without an endpoint, then it goes to every enabled endpoint that wants it (one that had none gets one; a disabled one none)', async () => {
     const a = await receiving(['customer.*']);
-    const [id] = await emit(t, 1);
+    const [id] = await emitEvents(t, 1);
     const b = await receiving(['customer.updated']); // created after the event
     const c = await receiving(['license.*']); // does not want it
     const off = await insertEndpoint(t, { url: 'http://127.0.0.1:9/', disabled: true });
@@ -318,7 +320,7 @@ describe('POST /api/events/:id/resend', () => {
   });
 
   test('when the event or the endpoint is unknown, or the id malformed, then 404; a bad body is a 422', async () => {
-    const [id] = await emit(t, 1);
+    const [id] = await emitEvents(t, 1);
     expectError(
       await request(t.app)
         .post(`/api/events/evt_${'0'.repeat(32)}/resend`)
@@ -342,7 +344,7 @@ describe('secrets and metrics', () => {
   test('when deliveries are made, then the secret is in no log line, attempt row or delivery row', async () => {
     const ep = await receiving();
     ep.receiver.behave(({ count }) => (count === 1 ? { status: 500 } : { status: 200 }));
-    const [id] = await emit(t, 1);
+    const [id] = await emitEvents(t, 1);
     worker().start();
     await waitFor(async () => (await deliveryStates(t, ep.id, [id!])).delivered === 1, 5000);
     const rows = JSON.stringify([await t.db('webhook_attempts').where({ endpoint_id: ep.id }), await t.db('webhook_deliveries').where({ endpoint_id: ep.id })]);
@@ -357,14 +359,14 @@ describe('secrets and metrics', () => {
 
   test('when attempts were made, then /metrics has the outcomes, durations, the oldest pending age and the disabled endpoints', async () => {
     const ep = await receiving();
-    await emit(t, 2);
+    await emitEvents(t, 2);
     worker().start();
     await waitFor(() => ep.receiver.received.length === 2);
     // Pending for an enabled endpoint, 120 s old, and never attempted.
     const stuck = await insertEndpoint(t, { url: 'http://127.0.0.1:9/' });
     await workers[0]!.stop();
-    const [old] = await emit(t, 1, 'license.expired');
-    await t.db.raw(`update webhook_deliveries set created_at = now() - interval '120 seconds' where event_id = ? and endpoint_id = ?`, [old!, stuck.id]);
+    const old = await emitEvent(t, { type: 'license.expired' });
+    await t.db.raw(`update webhook_deliveries set created_at = now() - interval '120 seconds' where event_id = ? and endpoint_id = ?`, [old, stuck.id]);
     const res = await request(t.app).get('/metrics').set(admin());
     expect(res.status).toBe(200);
     expect(res.text).toMatch(/^webhook_deliveries_total\{outcome="delivered"\} [1-9]\d*$/m);

@@ -9,7 +9,6 @@ import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
 import {
   deliveryStates,
   disableOtherEndpoints,
-  emit,
   endpointWithReceiver,
   newWorker,
   sleep,
@@ -17,6 +16,7 @@ import {
   webhookEnv,
   type Receiver,
 } from '../helpers/delivery-fixtures';
+import { emitEvents } from '../helpers/factories';
 import { createTestApp, testDatabaseUrl, type TestApp } from '../helpers/test-app';
 import type { DeliveryWorker } from '../../src/modules/webhooks/delivery-worker';
 
@@ -74,7 +74,7 @@ test('when receivers answer 500 for a while, hang past the timeout, reset the co
   trickling.receiver.behave(({ count }) => (count === 1 ? { trickleMs: 100 } : { status: 200 }));
   const slow = await receiving();
   slow.receiver.behave(() => ({ status: 200, delayMs: 300 }));
-  const ids = await emit(t, 10);
+  const ids = await emitEvents(t, 10);
   worker().start();
   for (const ep of [failing, hanging, resetting, trickling, slow]) await waitFor(allDelivered(ep.id, ids), 20_000, 'every delivery');
   for (const ep of [failing, hanging, resetting, trickling, slow]) expectAllReceived(ep.receiver, ids);
@@ -104,7 +104,7 @@ test('when receivers answer 500 for a while, hang past the timeout, reset the co
 test('when the worker is stopped mid-delivery and another started, then it finishes its attempts first and the other delivers the rest, each once', async () => {
   const ep = await receiving();
   ep.receiver.behave(() => ({ status: 200, delayMs: 500 }));
-  const ids = await emit(t, 60);
+  const ids = await emitEvents(t, 60);
   const a = worker(t, { concurrency: 10 });
   a.start();
   await waitFor(() => ep.receiver.received.length >= 5);
@@ -126,7 +126,7 @@ test('when the worker is stopped mid-delivery and another started, then it finis
 test('when an instance dies mid-delivery (its database gone, its outcomes never written), then its leases end and another delivers everything again under the same webhook-id', async () => {
   const ep = await receiving();
   ep.receiver.behave(() => ({ status: 200, delayMs: 800 }));
-  const ids = await emit(t, 20);
+  const ids = await emitEvents(t, 20);
   const dying = await createTestApp(env);
   apps.push(dying);
   const a = worker(dying, { leaseSeconds: 2, concurrency: 20 });
@@ -162,7 +162,7 @@ describe('PostgreSQL outage', () => {
   test('when PostgreSQL goes away while attempts are at the receiver, then the outcomes are kept and written when it returns: every event delivered once', async () => {
     const ep = await receiving();
     ep.receiver.behave(() => ({ status: 200, delayMs: 700 }));
-    const ids = await emit(t, 40);
+    const ids = await emitEvents(t, 40);
     const w = worker(viaProxy, { leaseSeconds: 15, concurrency: 50, endpointConcurrency: 50 });
     w.start();
     await waitFor(() => ep.receiver.received.length === 40, 10_000);
@@ -180,7 +180,7 @@ describe('PostgreSQL outage', () => {
     expect([...ep.receiver.counts().values()].every((n) => n === 1)).toBe(true);
     expect(await t.db('webhook_attempts').where({ endpoint_id: ep.id })).toHaveLength(40);
     // And it goes on claiming afterwards.
-    const more = await emit(t, 5);
+    const more = await emitEvents(t, 5);
     await waitFor(allDelivered(ep.id, more), 10_000);
   }, 40_000);
 });
@@ -193,7 +193,7 @@ test('when two instances deliver at once, then every event reaches every endpoin
   b.receiver.behave(() => ({ status: 200, delayMs: Math.floor(Math.random() * 30) }));
   const second = await createTestApp(env);
   apps.push(second);
-  const ids = await emit(t, 300);
+  const ids = await emitEvents(t, 300);
   worker(t, { concurrency: 20 }).start();
   worker(second, { concurrency: 20 }).start();
   await waitFor(async () => (await allDelivered(a.id, ids)()) && (await allDelivered(b.id, ids)()), 30_000);
@@ -221,7 +221,7 @@ describe('a dead endpoint beside a healthy one', () => {
     w.start();
     const ids: string[] = [];
     for (let i = 0; i < 10; i++) {
-      ids.push(...(await emit(t, 10)));
+      ids.push(...(await emitEvents(t, 10)));
       await sleep(50);
     }
     await waitFor(allDelivered(healthy.id, ids), 20_000);

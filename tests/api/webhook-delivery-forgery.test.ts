@@ -11,6 +11,7 @@ import { systemContext } from '../../src/lib/request-context';
 import { destinationProblem } from '../../src/modules/webhooks/destination-policy';
 import { createDeliveryRepository } from '../../src/modules/webhooks/delivery-repository';
 import { createDeliveryService, type DeliveryService } from '../../src/modules/webhooks/delivery-service';
+import { createWebhookEndpointsRepository } from '../../src/modules/webhooks/webhook-endpoints-repository';
 import { disableOtherEndpoints, insertEndpoint, startReceiver, webhookEnv, type Receiver } from '../helpers/delivery-fixtures';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 
@@ -34,6 +35,7 @@ function service(opts: { allowPrivate: boolean; allowHttp?: boolean; resolve?: t
   return createDeliveryService({
     db: t.db,
     repo: createDeliveryRepository(),
+    endpoints: createWebhookEndpointsRepository(),
     events: t.c.events,
     audit: t.c.audit,
     secretBox: t.c.secretBox,

@@ -1,18 +1,18 @@
 /**
  * For the webhook delivery tests: endpoints inserted directly (a row and its sealed secret, no
  * creation checks, so a test can store any URL), a real receiver that verifies every request with
- * the standardwebhooks package, events emitted through the events service, and workers built from a
- * test app's container.
+ * the standardwebhooks package, and workers built from a test app's container. Events: factories.ts
+ * (emitEvents); endpoints made through the API: factories.ts (createWebhookEndpoint).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { createDeliveryWorker, type DeliveryWorker } from '../../src/modules/webhooks/delivery-worker';
-import type { EventType } from '../../src/modules/events/event-types';
+import { uuidv7 } from '../../src/lib/ids';
+import { newSigningSecret } from '../../src/modules/webhooks/webhook-endpoints-service';
 import type { TestApp } from './test-app';
 
-export const newSecret = () => `whsec_${randomBytes(24).toString('base64')}`;
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 15_000, what = 'condition'): Promise<void> {
@@ -29,19 +29,19 @@ export interface InsertedEndpoint {
   url: string;
 }
 
-/** An endpoint row and its sealed current secret (plus optional older ones), inserted directly. */
+/** An endpoint row and its sealed current secret (plus optional older ones), inserted directly; its id a UUIDv7, as the service makes them (lists are newest first by id). */
 export async function insertEndpoint(
   t: TestApp,
   opts: { url: string; events?: string[]; secret?: string; extraSecrets?: { secret: string; expiresInMs: number }[]; disabled?: boolean },
 ): Promise<InsertedEndpoint> {
-  const id = randomUUID();
-  const secret = opts.secret ?? newSecret();
+  const id = uuidv7();
+  const secret = opts.secret ?? newSigningSecret();
   await t.db('webhook_endpoints').insert({ id, url: opts.url, events: opts.events ?? ['*'], description: 'test receiver' });
   if (opts.disabled) await t.db('webhook_endpoints').where({ id }).update({ disabled: true, disabled_reason: 'admin', disabled_at: t.db.fn.now() });
-  await t.db('webhook_endpoint_secrets').insert({ id: randomUUID(), endpoint_id: id, ciphertext: t.c.secretBox.seal(secret, id) });
+  await t.db('webhook_endpoint_secrets').insert({ id: uuidv7(), endpoint_id: id, ciphertext: t.c.secretBox.seal(secret, id) });
   for (const extra of opts.extraSecrets ?? []) {
     await t.db('webhook_endpoint_secrets').insert({
-      id: randomUUID(),
+      id: uuidv7(),
       endpoint_id: id,
       ciphertext: t.c.secretBox.seal(extra.secret, id),
       expires_at: t.db.raw(`now() + make_interval(secs => ?)`, [extra.expiresInMs / 1000]),
@@ -53,16 +53,6 @@ export async function insertEndpoint(
 /** Endpoints other test files left behind: out of the way (the files share one database, one at a time). */
 export async function disableOtherEndpoints(t: TestApp): Promise<void> {
   await t.db('webhook_endpoints').where({ disabled: false }).update({ disabled: true, disabled_reason: 'admin', disabled_at: t.db.fn.now() });
-}
-
-/** Events written through the events service, in one transaction; their ids. */
-export async function emit(t: TestApp, n: number, type: EventType = 'customer.updated', data: Record<string, unknown> = {}): Promise<string[]> {
-  return t.db.transaction((trx) =>
-    t.c.events.emit(
-      trx,
-      Array.from({ length: n }, (_, i) => ({ type, data: { seq: i, ...data } })),
-    ),
-  );
 }
 
 export interface Received {

@@ -98,14 +98,19 @@ export async function createWebhookEndpoint(t: TestApp, body: { url?: string; ev
   return { id: res.body.webhook_endpoint.id as string, secret: res.body.secret as string, body: res.body };
 }
 
-/** Records one event as a business change would, in a transaction of its own; returns its id. */
-export async function emitEvent(t: TestApp, input: { type?: EventType; customerId?: string | null; data?: Record<string, unknown> } = {}): Promise<string> {
-  const [id] = await t.db.transaction((trx) =>
-    t.c.events.emit(trx, {
-      type: input.type ?? 'customer.updated',
-      customerId: input.customerId ?? null,
-      data: input.data ?? { note: 'test' },
-    }),
-  );
-  return id!;
+/** Events as a business change would record them, in one transaction of their own; their ids, in order (default data: a note and their place). */
+export async function emitEvents(
+  t: TestApp,
+  n: number,
+  input: { type?: EventType; customerId?: string | null; data?: Record<string, unknown> } = {},
+): Promise<string[]> {
+  const events = Array.from({ length: n }, (_, i) => ({
+    type: input.type ?? ('customer.updated' as const),
+    customerId: input.customerId ?? null,
+    data: input.data ?? { note: 'test', seq: i },
+  }));
+  return t.db.transaction((trx) => t.c.events.emit(trx, events));
 }
+
+/** One event, as emitEvents records it; its id. */
+export const emitEvent = async (t: TestApp, input: Parameters<typeof emitEvents>[2] = {}): Promise<string> => (await emitEvents(t, 1, input))[0]!;

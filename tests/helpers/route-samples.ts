@@ -2,7 +2,7 @@ import type { RouteDef } from '../../src/http/route';
 import request from 'supertest';
 import { randomBytes } from 'node:crypto';
 import { createCustomer, createPlan, createWebhookEndpoint, emitEvent, planCode, PUBLIC_HOOK_URL, subscribe, type CreatedCustomer } from './factories';
-import { emit, insertEndpoint } from './delivery-fixtures';
+import { insertEndpoint } from './delivery-fixtures';
 import type { TestApp } from './test-app';
 
 export const routeName = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
@@ -128,5 +128,5 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
   'GET /api/webhook-endpoints/:id/deliveries': async (t) => ({
     path: `/api/webhook-endpoints/${(await insertEndpoint(t, { url: 'http://127.0.0.1:9/', disabled: true })).id}/deliveries`,
   }),
-  'POST /api/events/:id/resend': async (t) => ({ path: `/api/events/${(await emit(t, 1, 'customer.updated'))[0]}/resend`, body: {} }),
+  'POST /api/events/:id/resend': async (t) => ({ path: `/api/events/${await emitEvent(t)}/resend`, body: {} }),
 };

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig, SETTING_DESCRIPTIONS, SETTING_NAMES } from '../../src/config';
+import { configProblems } from '../helpers/config-problems';
 
 const strong = 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7';
 const licenseKey = '{"kty":"OKP","crv":"Ed25519","d":"nBdKOX2FAqvI-cZTNdlgYfWITW4rsZfrTaqLakYxlGc","x":"yO4iBXcbZAqpwKMIqBKe4rk962muih682zz3cGCr0Mg"}';
@@ -14,15 +15,7 @@ const prod = {
   WEBHOOK_SECRETS_KEY: 'abababababababababababababababababababababababababababababababab',
 };
 
-function problems(env: Record<string, string>): string {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-  throw new Error('expected the configuration to be refused');
-}
+const problems = configProblems;
 
 describe('production refuses to start without what it needs', () => {
   test('when DATABASE_URL is missing, then the message names it', () => {

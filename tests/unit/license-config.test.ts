@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
-import { ConfigError, loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/config';
+import { configProblems } from '../helpers/config-problems';
 import { jwkThumbprint } from '../../src/modules/licenses/signing-keys';
 
 const strong = 'a3f1c9e27b4d8f60c5e1a9b7d3f2e8c4a6b0d9e1f7c3a5b8d2e4f6a0c1b3d5e7';
@@ -21,15 +22,7 @@ const ed25519 = () => generateKeyPairSync('ed25519').privateKey;
 const jwk = () => ed25519().export({ format: 'jwk' }) as { kty: string; crv: string; d: string; x: string };
 const pem = () => ed25519().export({ format: 'pem', type: 'pkcs8' }) as string;
 
-function problems(env: Record<string, string>): string {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-  throw new Error('expected the configuration to be refused');
-}
+const problems = configProblems;
 
 describe('LICENSE_SIGNING_KEYS', () => {
   test('when production has no signing key, then it refuses to start and says how to make one', () => {

@@ -31,6 +31,9 @@ export type WebhookEndpoint = Answer<'/api/webhook-endpoints/{id}', 'get'>['webh
 export type CreatedWebhookEndpoint = Answer<'/api/webhook-endpoints', 'post', 201>;
 export type RotatedWebhookSecret = Answer<'/api/webhook-endpoints/{id}/rotate-secret', 'post'>;
 export type BillingEvent = Answer<'/api/events/{id}', 'get'>['event'];
+export type WebhookTest = Answer<'/api/webhook-endpoints/{id}/test', 'post'>;
+export type WebhookAttempt = Answer<'/api/webhook-endpoints/{id}/deliveries', 'get'>['data'][number];
+export type WebhookDelivery = Answer<'/api/events/{id}/resend', 'post'>['deliveries'][number];
 
 /**
  * GET/DELETE /api/customers/:id/activations[/:fingerprint] come with the licenses module, which is
@@ -203,10 +206,16 @@ export class AdminClient {
   deleteWebhookEndpoint = (id: string) => this.send<void>('DELETE', `/api/webhook-endpoints/${seg(id)}`);
   rotateWebhookSecret = (id: string, body: BodyOf<'/api/webhook-endpoints/{id}/rotate-secret', 'post'> = {}) =>
     this.send<RotatedWebhookSecret>('POST', `/api/webhook-endpoints/${seg(id)}/rotate-secret`, body);
+  /** Sends a webhook_endpoint.test event now; not retried (a retry would send another). */
+  testWebhookEndpoint = (id: string) => this.send<WebhookTest>('POST', `/api/webhook-endpoints/${seg(id)}/test`);
+  listWebhookDeliveries = (id: string, query: QueryOf<'/api/webhook-endpoints/{id}/deliveries', 'get'> = {}) =>
+    this.get<Answer<'/api/webhook-endpoints/{id}/deliveries', 'get'>>(`/api/webhook-endpoints/${seg(id)}/deliveries`, query);
 
   // events
   listEvents = (query: QueryOf<'/api/events', 'get'> = {}) => this.get<Answer<'/api/events', 'get'>>('/api/events', query);
   getEvent = (id: string) => this.get<Answer<'/api/events/{id}', 'get'>>(`/api/events/${seg(id)}`);
+  resendEvent = (id: string, body: BodyOf<'/api/events/{id}/resend', 'post'> = {}) =>
+    this.send<Answer<'/api/events/{id}/resend', 'post'>>('POST', `/api/events/${seg(id)}/resend`, body);
 
   /** Follows next_cursor from `cursor` until the last page (or `maxPages`), yielding each page as the service sent it. */
   async *pages<T extends { next_cursor: string | null }>(

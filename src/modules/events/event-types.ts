@@ -31,3 +31,10 @@ export type EventType = (typeof EVENT_TYPES)[number];
 
 /** What an endpoint may subscribe to: a type, every type of one object (`license.*`), or everything (`*`). */
 export const EVENT_FILTERS: readonly string[] = ['*', ...new Set(EVENT_TYPES.map((t) => `${t.split('.')[0]}.*`)), ...EVENT_TYPES];
+
+/**
+ * SQL: whether an endpoint's filters (`filters`, a text[] column) take an event of type `type` (an SQL
+ * expression): the type itself, `<object>.*` or `*`, by array overlap. Written once, for the fan-out
+ * when an event is recorded and for a resend.
+ */
+export const filtersTakeSql = (filters: string, type: string): string => `${filters} && array['*', ${type}, split_part(${type}, '.', 1) || '.*']`;

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { jsonb, type EventRow } from '../../db/tables';
+import { filtersTakeSql } from './event-types';
 
 export interface Event {
   id: string;
@@ -41,7 +42,7 @@ with e as (
 insert into webhook_deliveries (event_id, endpoint_id)
 select e.id, w.id
   from e join webhook_endpoints w
-    on not w.disabled and w.events && array['*', e.type, split_part(e.type, '.', 1) || '.*']`;
+    on not w.disabled and ${filtersTakeSql('w.events', 'e.type')}`;
 
 /*
  * Retention: one bounded batch of events created before the cutoff, oldest first, none with a

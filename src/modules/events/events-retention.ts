@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { createIntervalJob } from '../../lib/interval-job';
 import type { EventsService } from './events-service';
 
 /**
@@ -7,35 +8,11 @@ import type { EventsService } from './events-service';
  * (SKIP LOCKED), and an event still owed a delivery is never deleted.
  */
 export function createEventRetention({ events, logger, intervalMs }: { events: Pick<EventsService, 'purgeExpired'>; logger: Logger; intervalMs: number }) {
-  let timer: NodeJS.Timeout | null = null;
-  let running: Promise<number> | null = null;
-
-  const run = (): Promise<number> => {
-    running ??= events
-      .purgeExpired()
-      .then((n) => {
-        if (n) logger.info({ deleted: n }, 'expired events deleted');
-        return n;
-      })
-      .catch((err: unknown) => {
-        logger.error({ err }, 'event retention failed');
-        return 0;
-      })
-      .finally(() => (running = null));
-    return running;
-  };
-
-  return {
-    start(): void {
-      if (timer) return;
-      timer = setInterval(() => void run(), intervalMs);
-      timer.unref();
-    },
-    async stop(): Promise<void> {
-      if (timer) clearInterval(timer);
-      timer = null;
-      await running;
-    },
-    run,
-  };
+  return createIntervalJob({
+    task: () => events.purgeExpired(),
+    report: (n) => (n ? { done: 'expired events deleted', fields: { deleted: n } } : null),
+    failed: 'event retention failed',
+    logger,
+    intervalMs,
+  });
 }

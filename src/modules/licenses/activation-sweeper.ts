@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { createIntervalJob } from '../../lib/interval-job';
 import type { LicensesService } from './licenses-service';
 
 /**
@@ -8,29 +9,11 @@ import type { LicensesService } from './licenses-service';
  * one UPDATE that only takes rows still unreleased.
  */
 export function createActivationSweeper({ licenses, logger, intervalMs }: { licenses: LicensesService; logger: Logger; intervalMs: number }) {
-  let timer: NodeJS.Timeout | null = null;
-  let running: Promise<void> | null = null;
-
-  const run = () => {
-    running ??= licenses
-      .sweep()
-      .then((n) => void (n && logger.info({ released: n }, 'stale license activations released')))
-      .catch((err: unknown) => logger.error({ err }, 'license activation sweep failed'))
-      .finally(() => (running = null));
-    return running;
-  };
-
-  return {
-    start(): void {
-      if (timer) return;
-      timer = setInterval(() => void run(), intervalMs);
-      timer.unref();
-    },
-    async stop(): Promise<void> {
-      if (timer) clearInterval(timer);
-      timer = null;
-      await running;
-    },
-    run,
-  };
+  return createIntervalJob({
+    task: () => licenses.sweep(),
+    report: (n) => (n ? { done: 'stale license activations released', fields: { released: n } } : null),
+    failed: 'license activation sweep failed',
+    logger,
+    intervalMs,
+  });
 }

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { LicenseNoticeKind } from '../../db/tables';
+import { createIntervalJob } from '../../lib/interval-job';
 import type { EventEmitter } from '../events/events-service';
 import type { Subscription } from '../subscriptions/subscription-types';
 import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
@@ -143,31 +144,13 @@ export function createLicenseNotices(deps: LicenseNoticesDeps) {
 
 export type LicenseNotices = ReturnType<typeof createLicenseNotices>;
 
-/** Runs the notices every interval, in every instance (the unique key makes that safe); stoppable like the activation sweeper. */
+/** Runs the notices every interval, in every instance (the unique key makes that safe). */
 export function createLicenseNoticesJob({ notices, logger, intervalMs }: { notices: LicenseNotices; logger: Logger; intervalMs: number }) {
-  let timer: NodeJS.Timeout | null = null;
-  let running: Promise<void> | null = null;
-
-  const run = () => {
-    running ??= notices
-      .run()
-      .then((c) => void (c.expiring_soon + c.expired && logger.info(c, 'license notices sent')))
-      .catch((err: unknown) => logger.error({ err }, 'license notices failed'))
-      .finally(() => (running = null));
-    return running;
-  };
-
-  return {
-    start(): void {
-      if (timer) return;
-      timer = setInterval(() => void run(), intervalMs);
-      timer.unref();
-    },
-    async stop(): Promise<void> {
-      if (timer) clearInterval(timer);
-      timer = null;
-      await running;
-    },
-    run,
-  };
+  return createIntervalJob({
+    task: () => notices.run(),
+    report: (c) => (c.expiring_soon + c.expired ? { done: 'license notices sent', fields: c } : null),
+    failed: 'license notices failed',
+    logger,
+    intervalMs,
+  });
 }

@@ -1,5 +1,7 @@
 import type { Knex } from 'knex';
 import type { WebhookAttemptOutcome, WebhookDeliveryRow, WebhookDeliveryState, WebhookEndpointRow } from '../../db/tables';
+import { filtersTakeSql } from '../events/event-types';
+import { toEndpoint, type WebhookEndpoint } from './webhook-endpoints-repository';
 
 /** A delivery claimed for an attempt: the event it carries and where it goes. */
 export interface ClaimedDelivery {
@@ -178,19 +180,6 @@ export function createDeliveryRepository() {
       );
     },
 
-    /** The signing secrets in force for these endpoints (current, and rotated-out ones not yet expired), sealed. */
-    async sealedSecrets(db: Knex, endpointIds: string[]): Promise<{ endpointId: string; ciphertext: string }[]> {
-      if (endpointIds.length === 0) return [];
-      const rows = await db('webhook_endpoint_secrets')
-        .select('endpoint_id', 'ciphertext')
-        .whereIn('endpoint_id', [...new Set(endpointIds)])
-        .andWhere((q) => {
-          void q.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now());
-        })
-        .orderBy('created_at', 'desc');
-      return rows.map((r) => ({ endpointId: r.endpoint_id, ciphertext: r.ciphertext }));
-    },
-
     /**
      * Writes attempts' outcomes: every attempt row, each delivery's new state (delivered, due again
      * after its delay, or failed after the last), in one statement each. A failure is written only
@@ -255,7 +244,7 @@ export function createDeliveryRepository() {
      * Disables those of these endpoints that have failed for `afterMs` without a success since, and
      * returns them (an endpoint already disabled is not returned again, even by another instance).
      */
-    async disableFailing(trx: Knex, endpointIds: string[], afterMs: number): Promise<WebhookEndpointRow[]> {
+    async disableFailing(trx: Knex, endpointIds: string[], afterMs: number): Promise<WebhookEndpoint[]> {
       if (endpointIds.length === 0) return [];
       const { rows }: { rows: WebhookEndpointRow[] } = await trx.raw(
         `update webhook_endpoints
@@ -266,11 +255,7 @@ export function createDeliveryRepository() {
       returning *`,
         [[...new Set(endpointIds)], afterMs],
       );
-      return rows;
-    },
-
-    async findEndpoint(db: Knex, id: string): Promise<WebhookEndpointRow | undefined> {
-      return db('webhook_endpoints').where({ id }).first();
+      return rows.map(toEndpoint);
     },
 
     async eventExists(db: Knex, id: string): Promise<{ id: string; type: string } | undefined> {
@@ -327,8 +312,8 @@ export function createDeliveryRepository() {
     /** The enabled endpoints whose filter takes this event type. */
     async endpointsWanting(db: Knex, type: string): Promise<string[]> {
       const { rows }: { rows: { id: string }[] } = await db.raw(
-        `select id from webhook_endpoints where not disabled and events && array['*', ?, split_part(?, '.', 1) || '.*'] order by created_at, id`,
-        [type, type],
+        `select id from webhook_endpoints where not disabled and ${filtersTakeSql('events', ':type::text')} order by created_at, id`,
+        { type },
       );
       return rows.map((r) => r.id);
     },

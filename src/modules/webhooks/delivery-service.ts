@@ -3,7 +3,6 @@ import type dns from 'node:dns';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { Config } from '../../config';
-import type { WebhookEndpointRow } from '../../db/tables';
 import { NotFoundError } from '../../errors/app-error';
 import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
@@ -12,10 +11,14 @@ import { newEventId } from '../events/events-service';
 import type { AttemptOutcome, ClaimedDelivery, DeliveryRepository } from './delivery-repository';
 import { createSender, type SendResult } from './delivery-sender';
 import type { SecretBox } from './secret-box';
+import type { WebhookEndpoint, WebhookEndpointsRepository } from './webhook-endpoints-repository';
+import { webhookEndpointJson } from './webhook-endpoints-schemas';
 
 export interface DeliveryServiceDeps {
   db: Knex;
   repo: DeliveryRepository;
+  /** The endpoints as their own module reads them, and which of their secrets sign now (activeSecrets). */
+  endpoints: Pick<WebhookEndpointsRepository, 'findById' | 'activeSecrets'>;
   events: EventEmitter;
   audit: AuditService;
   secretBox: SecretBox;
@@ -36,21 +39,6 @@ export interface ReadyDelivery extends ClaimedDelivery {
   secrets: string[];
 }
 
-/** The endpoint as the webhook_endpoint.* events carry it (never its secret). */
-export const endpointEventData = (w: WebhookEndpointRow) => ({
-  id: w.id,
-  url: w.url,
-  events: w.events,
-  description: w.description,
-  disabled: w.disabled,
-  disabled_reason: w.disabled_reason,
-  disabled_at: w.disabled_at ? w.disabled_at.toISOString() : null,
-  failing_since: w.failing_since ? w.failing_since.toISOString() : null,
-  last_success_at: w.last_success_at ? w.last_success_at.toISOString() : null,
-  created_at: w.created_at.toISOString(),
-  updated_at: w.updated_at.toISOString(),
-});
-
 /**
  * Webhook deliveries: what the delivery worker claims, attempts and records, and what admins do
  * with deliveries (test an endpoint now, read its attempts, resend an event). docs/WEBHOOKS.md and
@@ -59,6 +47,7 @@ export const endpointEventData = (w: WebhookEndpointRow) => ({
 export function createDeliveryService(deps: DeliveryServiceDeps) {
   const { db, repo, events, audit, secretBox, logger, settings } = deps;
   const random = deps.random ?? Math.random;
+  const now = deps.now ?? Date.now;
   const sender = createSender({
     policy: { allowHttp: settings.allowHttp, allowPrivate: settings.allowPrivate },
     timeoutMs: settings.timeoutMs,
@@ -71,7 +60,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
   /** The secrets in force for these endpoints, opened; an endpoint whose secret cannot be opened gets none (and fails, logged). */
   async function secretsFor(endpointIds: string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
-    for (const { endpointId, ciphertext } of await repo.sealedSecrets(db, endpointIds)) {
+    for (const { endpointId, ciphertext } of await deps.endpoints.activeSecrets(db, endpointIds, new Date(now()))) {
       try {
         const list = out.get(endpointId) ?? [];
         list.push(secretBox.open(ciphertext, endpointId));
@@ -130,7 +119,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       if (rows.length > 0) {
         await events.emit(
           trx,
-          rows.map((w) => ({ type: 'webhook_endpoint.disabled' as const, customerId: null, data: endpointEventData(w) })),
+          rows.map((w) => ({ type: 'webhook_endpoint.disabled' as const, customerId: null, data: webhookEndpointJson(w) })),
         );
       }
       return rows.map((w) => w.id);
@@ -142,8 +131,8 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     return disabled;
   }
 
-  async function endpointOr404(id: string): Promise<WebhookEndpointRow> {
-    const w = await repo.findEndpoint(db, id);
+  async function endpointOr404(id: string): Promise<WebhookEndpoint> {
+    const w = await deps.endpoints.findById(db, id);
     if (!w) throw new NotFoundError('Webhook endpoint');
     return w;
   }
@@ -171,10 +160,10 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     async test(ctx: ActorContext, endpointId: string) {
       const by = `test:${randomUUID()}`;
       const d = await db.transaction(async (trx) => {
-        const w = await repo.findEndpoint(trx, endpointId);
+        const w = await deps.endpoints.findById(trx, endpointId);
         if (!w) throw new NotFoundError('Webhook endpoint');
-        const eventId = newEventId(deps.now?.());
-        const claimed = await repo.insertTestEvent(trx, { id: eventId, data: endpointEventData(w) }, w.id, { seconds: testLeaseSeconds, by });
+        const eventId = newEventId(now());
+        const claimed = await repo.insertTestEvent(trx, { id: eventId, data: webhookEndpointJson(w) }, w.id, { seconds: testLeaseSeconds, by });
         await audit.record(trx, ctx, {
           action: 'webhook_endpoint.test',
           outcome: 'success',
@@ -205,7 +194,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       return db.transaction(async (trx) => {
         const event = await repo.eventExists(trx, eventId);
         if (!event) throw new NotFoundError('Event');
-        if (endpointId !== null && !(await repo.findEndpoint(trx, endpointId))) throw new NotFoundError('Webhook endpoint');
+        if (endpointId !== null && !(await deps.endpoints.findById(trx, endpointId))) throw new NotFoundError('Webhook endpoint');
         const targets = endpointId !== null ? [endpointId] : await repo.endpointsWanting(trx, event.type);
         const deliveries = await repo.requeue(trx, eventId, targets);
         await audit.record(trx, ctx, {

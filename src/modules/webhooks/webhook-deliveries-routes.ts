@@ -3,13 +3,13 @@ import { json } from '../../http/response-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import { isBigserialId } from '../../lib/ids';
 import { decodeCursor, page } from '../../lib/pagination';
+import { eventParams } from '../events/events-schemas';
 import type { DeliveryService } from './delivery-service';
 import {
   attemptJson,
   attemptResultJson,
   attemptsResponse,
   deliveryJson,
-  eventIdParams,
   listAttemptsQuery,
   resendBody,
   resendResponse,
@@ -41,7 +41,7 @@ export function webhookDeliveriesRouteSpecs() {
       path: '/api/events/:id/resend',
       auth: 'admin',
       summary: 'Deliver an event again: to one endpoint, or to every enabled endpoint that wants it',
-      request: { params: eventIdParams, body: resendBody },
+      request: { params: eventParams, body: resendBody },
       responses: { 200: json(resendResponse, 'The deliveries queued') },
       auditAction: 'event.resend',
     }),

@@ -5,9 +5,6 @@ import { paginationQuery } from '../../lib/pagination';
 import type { AttemptEntry, Delivery } from './delivery-repository';
 import type { SendResult } from './delivery-sender';
 
-/** An event id: evt_ and 32 hex digits (anything else is a 404, like a malformed UUID). */
-export const eventIdParams = z.object({ id: z.string().regex(/^evt_[0-9a-f]{32}$/, 'must be an event id') });
-
 export const listAttemptsQuery = z.strictObject({ ...paginationQuery });
 
 export const resendBody = z.strictObject({

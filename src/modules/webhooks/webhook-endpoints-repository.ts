@@ -26,12 +26,14 @@ export interface WebhookEndpointPatch {
 /** A signing secret as stored: sealed, never the secret itself. */
 export interface SealedSecret {
   id: string;
+  endpointId: string;
   ciphertext: string;
   createdAt: Date;
   expiresAt: Date | null;
 }
 
-const toEndpoint = (r: WebhookEndpointRow): WebhookEndpoint => ({
+/** A row as the service and the API see it (the delivery engine maps the endpoints it disables with it too). */
+export const toEndpoint = (r: WebhookEndpointRow): WebhookEndpoint => ({
   id: r.id,
   url: r.url,
   events: r.events,
@@ -92,13 +94,18 @@ export function createWebhookEndpointsRepository() {
       await db('webhook_endpoint_secrets').insert({ id: s.id, endpoint_id: s.endpointId, ciphertext: s.ciphertext });
     },
 
-    /** The current secret (no expiry) first, then rotated-out ones still valid at `at`, newest first. */
-    async activeSecrets(db: Knex, endpointId: string, at: Date): Promise<SealedSecret[]> {
+    /**
+     * The secrets that sign deliveries to these endpoints at `at`, sealed: per endpoint the current one
+     * (no expiry) first, then rotated-out ones whose grace has not ended, newest first. The one read
+     * of this rule: the endpoints service and the delivery engine both use it.
+     */
+    async activeSecrets(db: Knex, endpointIds: readonly string[], at: Date): Promise<SealedSecret[]> {
+      if (endpointIds.length === 0) return [];
       const rows = await db('webhook_endpoint_secrets')
-        .where({ endpoint_id: endpointId })
+        .whereIn('endpoint_id', [...new Set(endpointIds)])
         .where((w) => void w.whereNull('expires_at').orWhere('expires_at', '>', at))
-        .orderByRaw('expires_at desc nulls first, created_at desc');
-      return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext, createdAt: r.created_at, expiresAt: r.expires_at }));
+        .orderByRaw('endpoint_id, expires_at desc nulls first, created_at desc');
+      return rows.map((r) => ({ id: r.id, endpointId: r.endpoint_id, ciphertext: r.ciphertext, createdAt: r.created_at, expiresAt: r.expires_at }));
     },
 
     /** The current secret stops being current: it keeps signing until `expiresAt`. Returns how many (0 or 1). */

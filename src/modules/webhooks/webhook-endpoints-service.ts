@@ -169,7 +169,7 @@ export function createWebhookEndpointsService({
      * each). `db` may be a transaction.
      */
     async signingSecrets(conn: Knex, endpointId: string): Promise<string[]> {
-      const sealed = await repo.activeSecrets(conn, endpointId, new Date(now()));
+      const sealed = await repo.activeSecrets(conn, [endpointId], new Date(now()));
       return sealed.map((s) => secretBox.open(s.ciphertext, endpointId));
     },
   };

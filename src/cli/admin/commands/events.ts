@@ -1,4 +1,4 @@
-import type { BillingEvent } from '../admin-client';
+import type { BillingEvent, WebhookDelivery } from '../admin-client';
 import { action, int, printPages, type Deps, type Program } from '../context';
 import { details, table } from '../io';
 import { progress } from '../progress';
@@ -11,9 +11,17 @@ const eventTable = (rows: BillingEvent[]) =>
     { header: 'created', value: (e) => e.created_at },
   ]);
 
-/** `billing-admin events ...`: the event log. Returns the group, so `events resend` hangs below it too. */
+const deliveryTable = (rows: WebhookDelivery[]) =>
+  table(rows, [
+    { header: 'delivery', value: (d) => d.id },
+    { header: 'endpoint', value: (d) => d.endpoint_id },
+    { header: 'state', value: (d) => d.state },
+    { header: 'next attempt', value: (d) => d.next_attempt_at ?? '-' },
+  ]);
+
+/** `billing-admin events ...`: the event log, and sending an event again. Returns the group. */
 export function eventsCommands(program: Program, deps: Deps) {
-  const events = program.command('events').description('the event log: what happened, as webhook endpoints receive it (list, show)');
+  const events = program.command('events').description('the event log: what happened, as webhook endpoints receive it (list, show, resend)');
 
   events
     .command('list')
@@ -46,6 +54,21 @@ export function eventsCommands(program: Program, deps: Deps) {
             ]) + `data\n${JSON.stringify(r.event.data, null, 2)}\n`,
           ),
         );
+      }),
+    );
+
+  events
+    .command('resend <id>')
+    .description('deliver an event again, now and with a fresh retry schedule: to one endpoint, or to every enabled endpoint that wants it')
+    .option('--endpoint <id>', 'to this endpoint only (even one whose filter does not take the event)')
+    .action(
+      action(deps, async (ctx, o, [id]) => {
+        const r = await ctx.client().resendEvent(id, o.endpoint !== undefined ? { endpoint_id: o.endpoint } : {});
+        ctx.print(r, () => {
+          if (r.deliveries.length === 0) return ctx.say(`Event ${id} was queued to no endpoint: none enabled wants it.`);
+          ctx.out(deliveryTable(r.deliveries));
+          ctx.say(`Event ${id} queued again to ${r.deliveries.length} endpoint${r.deliveries.length === 1 ? '' : 's'}.`);
+        });
       }),
     );
 

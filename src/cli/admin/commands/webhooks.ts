@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '@commander-js/extra-typings';
-import type { BodyOf, WebhookEndpoint } from '../admin-client';
+import type { BodyOf, WebhookAttempt, WebhookEndpoint, WebhookTest } from '../admin-client';
 import { action, collect, int, printPages, type Ctx, type Deps, type Program } from '../context';
 import { UsageError } from '../failure';
 import { details, jsonText, table } from '../io';
@@ -58,20 +58,40 @@ function emitNewSecret(ctx: Ctx, o: { output?: string }, body: unknown, secret: 
   ctx.say(`${about}\nThe signing secret is in ${file.path} (readable by you only): it is shown this once and cannot be read again.`);
 }
 
+const attemptTable = (rows: WebhookAttempt[]) =>
+  table(rows, [
+    { header: 'attempted', value: (a) => a.attempted_at },
+    { header: 'event', value: (a) => a.event_id },
+    { header: 'type', value: (a) => a.event_type },
+    { header: 'outcome', value: (a) => a.outcome },
+    { header: 'status', value: (a) => (a.status === null ? '-' : String(a.status)) },
+    { header: 'ms', value: (a) => String(a.duration_ms) },
+    { header: 'error', value: (a) => a.error ?? '-' },
+  ]);
+
+const testDetails = (r: WebhookTest) =>
+  details([
+    ['event', r.event_id],
+    ['outcome', r.attempt.outcome],
+    ['status', r.attempt.status === null ? '-' : String(r.attempt.status)],
+    ['duration', `${r.attempt.duration_ms} ms`],
+    ['error', r.attempt.error ?? '-'],
+    ['delivery', `${r.delivery.id} (${r.delivery.state}${r.delivery.next_attempt_at ? `, next attempt ${r.delivery.next_attempt_at}` : ''})`],
+  ]);
+
 /** 0s to 7d, as the service takes it: checked here too, so a typo is a usage error before any request. */
 const grace = (value: string): string => {
   if (!/^(0|[1-9]\d{0,6}[dhms]|0[dhms])$/.test(value)) throw new InvalidArgumentError('must be a duration like 0s, 30m, 24h or 7d');
   return value;
 };
 
-/**
- * `billing-admin webhooks ...`: the endpoints events are sent to. Returns the group, so the delivery
- * commands (test, deliveries) hang below it too.
- */
+/** `billing-admin webhooks ...`: the endpoints events are sent to, and their deliveries. Returns the group. */
 export function webhooksCommands(program: Program, deps: Deps) {
   const webhooks = program
     .command('webhooks')
-    .description('webhook endpoints events are sent to (create, list, show, update, delete, rotate-secret); alone: the Stripe webhooks report');
+    .description(
+      'webhook endpoints events are sent to (create, list, show, update, delete, rotate-secret, test, deliveries); alone: the Stripe webhooks report',
+    );
   stripeWebhooksReportCommand(webhooks, deps);
 
   webhooks
@@ -165,6 +185,37 @@ export function webhooksCommands(program: Program, deps: Deps) {
         const r = await ctx.client().rotateWebhookSecret(id, o.grace !== undefined ? { grace_period: o.grace } : {});
         const old = r.previous_secret_expires_at ? `the previous one signs too until ${r.previous_secret_expires_at}` : 'the previous one no longer signs';
         emitNewSecret(ctx, o, r, r.secret, `New signing secret for webhook endpoint ${id}; ${old}.`);
+      }),
+    );
+
+  webhooks
+    .command('test <id>')
+    .description('send a webhook_endpoint.test event to the endpoint now and print the outcome (exit 1 when it was not delivered)')
+    .action(
+      action(deps, async (ctx, _o, [id]) => {
+        const r = await ctx.client().testWebhookEndpoint(id);
+        ctx.print(r, () => ctx.out(testDetails(r)));
+        // The answer is printed either way; a script still sees that the receiver did not take it.
+        if (r.attempt.outcome !== 'delivered') throw new Error(`the test event was not delivered to ${id}: it is retried on the schedule`);
+      }),
+    );
+
+  webhooks
+    .command('deliveries <id>')
+    .description('list the delivery attempts to an endpoint, newest first')
+    .option('--limit <n>', 'rows per page (1-200)', int(1, 200))
+    .option('--cursor <cursor>', 'start at this page (from a previous list)')
+    .option('--all', 'follow every page')
+    .action(
+      action(deps, async (ctx, o, [id]) => {
+        await printPages(
+          ctx,
+          o,
+          (cursor) => ctx.client().listWebhookDeliveries(id, { limit: o.limit, cursor }),
+          attemptTable,
+          'delivery attempts',
+          progress(ctx.io, 'attempts'),
+        );
       }),
     );
 
