@@ -357,9 +357,9 @@ export const settings = z.object({
       'Allow endpoints on loopback, private, link-local and other non-public addresses (true/false). For development and tests only: ' +
         'production refuses to start with it, since a webhook URL is a way into the private network.',
     ),
-  WEBHOOK_CONCURRENCY: int(1, 1000).default(100).describe('Webhook deliveries in flight at once in this instance.'),
+  WEBHOOK_CONCURRENCY: int(1, 1000).default(200).describe('Webhook deliveries in flight at once in this instance.'),
   WEBHOOK_ENDPOINT_CONCURRENCY: int(1, 1000)
-    .default(20)
+    .default(50)
     .describe('Deliveries in flight at once to one endpoint, per instance: a slow endpoint never takes every slot.'),
   LICENSE_EXPIRING_SOON_DAYS: int(1, 365)
     .default(7)
