@@ -28,8 +28,8 @@ describe('events and webhook settings', () => {
       disableAfterMs: 5 * 86_400_000,
       allowHttp: true,
       allowPrivate: false,
-      concurrency: 100,
-      endpointConcurrency: 20,
+      concurrency: 200,
+      endpointConcurrency: 50,
     });
     expect(c.webhooks.retryScheduleMs).toEqual([5, 300, 1_800, 7_200, 18_000, 36_000, 36_000, 50_400, 50_400, 50_400].map((s) => s * 1000));
     // About 3 days of retries.
