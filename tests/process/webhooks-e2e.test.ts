@@ -220,13 +220,14 @@ test('when two instances deliver while one is SIGKILLed holding deliveries, Post
   expect(secret).toMatch(/^whsec_/);
   receiver.secrets.push(secret);
 
-  /** The events whose delivery to our endpoint instance `i` holds now (claimed, its attempt not yet written). */
+  /** Our customers' events whose delivery to our endpoint instance `i` holds now (claimed, its outcome not yet written). */
   const leasedBy = async (i: Instance) =>
     (
-      await db.query<{ event_id: string }>(`select event_id from webhook_deliveries where endpoint_id = $1 and state = 'pending' and leased_by like $2`, [
-        endpointId,
-        `%:${pidOf(i)}:%`,
-      ])
+      await db.query<{ event_id: string }>(
+        `select d.event_id from webhook_deliveries d join events e on e.id = d.event_id
+          where d.endpoint_id = $1 and d.state = 'pending' and d.leased_by like $2 and e.customer_id = any($3::uuid[])`,
+        [endpointId, `%:${pidOf(i)}:%`, customers.map((x) => x.id)],
+      )
     ).rows.map((r) => r.event_id);
 
   // Both instances serve and deliver.
@@ -355,13 +356,13 @@ test('when two instances deliver while one is SIGKILLed holding deliveries, Post
   const ours = new Set(rows.map((r) => r.id));
   const retried = [...failedFirst].filter((id) => ours.has(id));
   expect(retried.length).toBeGreaterThan(0);
-  for (const id of retried) {
-    expect(receiver.counts().get(id)).toBeGreaterThanOrEqual(2);
-    expect(rows.find((r) => r.id === id)!.attempts).toBeGreaterThanOrEqual(2);
-  }
-  expect(heldByA.filter((id) => ours.has(id))).toEqual(heldByA);
-  expect(heldByA.every((id) => rows.find((r) => r.id === id)!.state === 'delivered')).toBe(true);
-  expect(heldByB.filter((id) => ours.has(id))).toEqual(heldByB);
+  // Each was sent again after its 500 (the receiver saw both). The database counts both attempts unless
+  // the first one's outcome died with the killed instance (its lease ran out; at least once).
+  const attempts = (id: string) => rows.find((r) => r.id === id)!.attempts!;
+  expect(retried.filter((id) => receiver.counts().get(id)! < 2).map((id) => [id, receiver.counts().get(id), attempts(id)])).toEqual([]);
+  const recorded = retried.filter((id) => attempts(id) >= 2);
+  expect(recorded.length).toBeGreaterThan(0);
+  for (const id of [...heldByA, ...heldByB]) expect(rows.find((r) => r.id === id)?.state).toBe('delivered');
 
   // A tampered copy of a received body fails verification; the original, with the same headers, passes (control).
   const sample = receiver.received.find((x) => x.id === rows[0]!.id)!;
@@ -374,7 +375,8 @@ test('when two instances deliver while one is SIGKILLed holding deliveries, Post
   expect(() => wh.verify(tampered, headers)).toThrow(/signature/i);
 
   process.stdout.write(
-    `webhooks e2e: ${rows.length} events, ${receiver.received.length} requests, ${retried.length} retried after a 500, ` +
+    `webhooks e2e: ${rows.length} events, ${receiver.received.length} requests, ${retried.length} retried after a 500 ` +
+      `(${retried.length - recorded.length} with the 500's outcome lost with the killed instance), ` +
       `${heldByA.length} held by the killed instance, ${heldByB.length} in flight at the cut, ${Date.now() - started} ms\n`,
   );
 }, 240_000);
