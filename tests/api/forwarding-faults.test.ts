@@ -80,7 +80,8 @@ test('when calls fail, answers are lost, an instance dies and PostgreSQL restart
   // Instance a dies mid-flight: its pool goes away while its first two calls are at Stripe (done
   // there, never answered), so what they carried stays leased (not marked) until the lease ends.
   a.c.forwarder.start();
-  for (const end = Date.now() + 10_000; stripe.streamCalls().length < from + 2 && Date.now() < end;) await sleep(5);
+  // Generous for a loaded machine: the loop ends as soon as the two calls are there.
+  for (const end = Date.now() + 30_000; stripe.streamCalls().length < from + 2 && Date.now() < end;) await sleep(5);
   const dropped = stripe
     .streamCalls()
     .slice(from, from + 2)

@@ -149,8 +149,9 @@ describe('bcrypt slots', () => {
     const results = await flood;
     expect(remembered.status).toBe(200);
     expect(first.status).toBe(200);
-    // Not starved: as quick as a first use ever is here (under 2 s on an idle machine), whatever the flood.
-    expect(first.ms).toBeLessThan(Math.max(2000, quiet.ms * 4));
+    // Not starved: as quick as a first use ever is here (under 2 s on an idle machine, 3 s allowed for a
+    // loaded one), whatever the flood. Starved, it would queue behind the 60 guesses' bcrypt (about 8 s).
+    expect(first.ms).toBeLessThan(Math.max(3000, quiet.ms * 4));
     const busy = results.filter((r) => r.status === 503);
     expect(busy.length).toBeGreaterThan(0);
     expect(busy.every((r) => r.code === 'SERVICE_UNAVAILABLE' && r.headers.get('retry-after') === '1')).toBe(true);
