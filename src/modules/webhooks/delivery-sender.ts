@@ -138,9 +138,10 @@ export function createSender(opts: SenderOptions) {
         };
         res.on('data', (chunk: Buffer) => {
           if (settled) return;
-          const room = MAX_ANSWER_BYTES - size;
-          chunks.push(chunk.length > room ? chunk.subarray(0, room) : chunk);
-          size += Math.min(chunk.length, room);
+          // Only what is stored is kept in memory; the rest of the 64 kB is counted, not held.
+          const keep = STORED_BODY_BYTES - Math.min(size, STORED_BODY_BYTES);
+          if (keep > 0) chunks.push(chunk.subarray(0, keep));
+          size += Math.min(chunk.length, MAX_ANSWER_BYTES - size);
           // Enough read: the rest is not waited for, and the connection not reused.
           if (size >= MAX_ANSWER_BYTES) {
             done();
