@@ -21,6 +21,8 @@ import { createUsageRepository } from './modules/usage/usage-repository';
 import { createUsageService } from './modules/usage/usage-service';
 import { createPlansRepository } from './modules/plans/plans-repository';
 import { createPlansService } from './modules/plans/plans-service';
+import { createDeals } from './modules/entitlements/deals';
+import { createOverridesRepository } from './modules/entitlements/overrides-repository';
 import { createSubscriptionsRepository } from './modules/subscriptions/subscriptions-repository';
 import { createSubscriptionsService } from './modules/subscriptions/subscriptions-service';
 import { createStripeEventsRepository } from './modules/stripe-webhooks/stripe-events-repository';
@@ -167,6 +169,18 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     logger,
     now,
   });
+  // A customer's deal: its plan with its overrides (docs/LICENSES.md), read the same way by every module.
+  const overridesRepo = createOverridesRepository();
+  const deals = createDeals({
+    db,
+    overrides: overridesRepo,
+    subscriptions,
+    plans,
+    defaultPlan: config.license.defaultPlan ?? null,
+    metrics: config.usage.metrics,
+    logger,
+    now,
+  });
   const webhooks = createStripeWebhooksService({
     db,
     events: createStripeEventsRepository(),
@@ -270,6 +284,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     forwarding,
     plans,
     subscriptions,
+    deals,
     webhooks,
     licenses,
     licenseSigner,

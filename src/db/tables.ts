@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { Entitlements } from '../modules/plans/plan-types';
+import type { OverrideTerms } from '../modules/entitlements/entitlement-rules';
 import type { SubscriptionStatus } from '../stripe/stripe-port';
 
 /**
@@ -440,6 +441,41 @@ export interface LicenseNoticeRow {
 }
 export type LicenseNoticeInsert = Omit<LicenseNoticeRow, 'created_at'> & { created_at?: Sql<Date> };
 
+// customer_entitlement_overrides, usage_threshold_crossings (20261207050000)
+export interface EntitlementOverridesRow {
+  customer_id: string;
+  terms: OverrideTerms;
+  note: string | null;
+  expires_at: Date | null;
+  expiry_announced_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+export type EntitlementOverridesInsert = Omit<EntitlementOverridesRow, 'terms' | 'created_at' | 'updated_at' | 'expiry_announced_at'> & {
+  terms: JsonText;
+  created_at?: Sql<Date>;
+  updated_at?: Sql<Date>;
+  expiry_announced_at?: Date | null;
+};
+export type EntitlementOverridesUpdate = Partial<Omit<EntitlementOverridesRow, 'customer_id' | 'terms' | 'updated_at'>> & { terms?: JsonText; updated_at?: Sql<Date> };
+
+export type ThresholdCrossingKind = 'threshold' | 'exhausted';
+export interface ThresholdCrossingRow {
+  customer_id: string;
+  metric: string;
+  period_start: Date;
+  period_end: Date;
+  /** bigint: read as a string. */
+  allowance: string;
+  kind: ThresholdCrossingKind;
+  percent: number;
+  /** numeric: read as a string. */
+  quantity: string;
+  event_id: string | null;
+  created_at: Date;
+}
+export type ThresholdCrossingInsert = Omit<ThresholdCrossingRow, 'created_at' | 'allowance'> & { allowance: number | string; created_at?: Sql<Date> };
+
 declare module 'knex/types/tables' {
   interface Tables {
     customers: Knex.CompositeTableType<CustomerRow, CustomerInsert, CustomerUpdate>;
@@ -457,5 +493,7 @@ declare module 'knex/types/tables' {
     webhook_deliveries: Knex.CompositeTableType<WebhookDeliveryRow, WebhookDeliveryInsert, WebhookDeliveryUpdate>;
     webhook_attempts: Knex.CompositeTableType<WebhookAttemptRow, WebhookAttemptInsert, WebhookAttemptUpdate>;
     license_notices: Knex.CompositeTableType<LicenseNoticeRow, LicenseNoticeInsert, never>;
+    customer_entitlement_overrides: Knex.CompositeTableType<EntitlementOverridesRow, EntitlementOverridesInsert, EntitlementOverridesUpdate>;
+    usage_threshold_crossings: Knex.CompositeTableType<ThresholdCrossingRow, ThresholdCrossingInsert, never>;
   }
 }

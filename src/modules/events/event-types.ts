@@ -6,6 +6,8 @@ export const EVENT_TYPES = [
   'customer.created',
   'customer.updated',
   'customer.deleted',
+  'customer.entitlements_updated',
+  'customer.entitlements_expired',
   'api_key.created',
   'api_key.revoked',
   'api_key.rotated',
@@ -23,6 +25,8 @@ export const EVENT_TYPES = [
   'instance.released',
   'instance.limit_reached',
   'usage.forwarding_failed',
+  'usage.threshold_crossed',
+  'usage.allowance_exhausted',
   'webhook_endpoint.disabled',
   'webhook_endpoint.test',
 ] as const;

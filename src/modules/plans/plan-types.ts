@@ -19,16 +19,53 @@ export const INSTANCE_LIMIT = 'instances';
 export const SEATS_REMOVED =
   'seats is no longer a plan entitlement (it was never enforced): the number of instances a customer may activate is limits.instances';
 
-const entitlementsShape = z.strictObject({
-  features: z
-    .array(entitlementName)
-    .max(100)
-    .refine((f) => new Set(f).size === f.length, { message: 'must not repeat a feature' }),
-  limits: safeRecord(
-    z.record(entitlementName, z.number().int().min(0).max(1e12).nullable()).refine((l) => Object.keys(l).length <= 100, {
-      message: 'at most 100 limits',
+/** What a metered limit does past its allowance: stop at 100% (`block`), never stop (`allow`), or stop at a multiple (1.1-3). */
+export const overagePolicy = z.union([
+  z.enum(['block', 'allow']),
+  z
+    .number()
+    .min(1.1, 'a tolerance is a multiple of the allowance between 1.1 and 3')
+    .max(3, 'a tolerance is a multiple of the allowance between 1.1 and 3')
+    .refine((n) => Number.isInteger(Math.round(n * 100)) && Math.abs(n * 100 - Math.round(n * 100)) < 1e-9, {
+      message: 'a tolerance has at most two decimal places (1.25: 25% above the allowance)',
     }),
-  ),
+]);
+export type OveragePolicy = z.output<typeof overagePolicy>;
+
+/** The percentages of an allowance at which the customer is told (usage.threshold_crossed). */
+export const thresholdsSchema = z
+  .array(z.number().int('a threshold is a whole percentage').min(1, 'a threshold is a percentage from 1 to 1000').max(1000, 'a threshold is a percentage from 1 to 1000'))
+  .max(20, 'at most 20 thresholds')
+  .refine((t) => new Set(t).size === t.length, { message: 'must not repeat a threshold' })
+  .transform((t) => [...t].sort((a, b) => a - b));
+
+/** Told at 80% and at 100% of each allowance unless a plan (or a customer's deal) says otherwise. */
+export const DEFAULT_THRESHOLDS: readonly number[] = [80, 100];
+
+export const featuresSchema = z
+  .array(entitlementName)
+  .max(100)
+  .refine((f) => new Set(f).size === f.length, { message: 'must not repeat a feature' });
+
+export const limitsSchema = safeRecord(
+  z.record(entitlementName, z.number().int().min(0).max(1e12).nullable()).refine((l) => Object.keys(l).length <= 100, {
+    message: 'at most 100 limits',
+  }),
+);
+
+export const overageSchema = safeRecord(z.record(entitlementName, overagePolicy));
+
+const entitlementsShape = z.strictObject({
+  features: featuresSchema,
+  limits: limitsSchema,
+  /**
+   * Per metered limit (a limit named after a usage metric: an allowance per billing period), what
+   * happens past it; a metered limit not named here is `block`. Checked against the metrics and the
+   * limits in plans-schemas.ts.
+   */
+  overage: overageSchema.optional(),
+  /** When the customer is told, in percent of each allowance; absent: DEFAULT_THRESHOLDS. */
+  thresholds: thresholdsSchema.optional(),
 });
 
 /**

@@ -9,7 +9,24 @@ export const planCode = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'lowercas
 
 export const planParams = z.object({ code: planCode });
 
+/**
+ * A plan's overage policies name metered limits only: a usage metric the plan gives a number for
+ * (an allowance per billing period). Anything else is refused at `entitlements.overage.<name>`.
+ */
+export function meteredEntitlements(metrics: readonly string[]) {
+  return entitlementsSchema.superRefine((e, ctx) => {
+    for (const name of Object.keys(e.overage ?? {})) {
+      if (!metrics.includes(name)) {
+        ctx.addIssue({ code: 'custom', path: ['overage', name], message: `an overage policy is for a metered limit, and "${name}" is not a usage metric (${metrics.join(', ')})` });
+      } else if (typeof e.limits[name] !== 'number') {
+        ctx.addIssue({ code: 'custom', path: ['overage', name], message: `"${name}" has no allowance: give limits.${name} a number to set its overage policy` });
+      }
+    }
+  });
+}
+
 export function planSchemas(metrics: readonly string[]) {
+  const entitlements = meteredEntitlements(metrics);
   const meteredPrices = safeRecord(
     z
       .record(z.string(), stripePriceId)
@@ -19,14 +36,14 @@ export function planSchemas(metrics: readonly string[]) {
     create: z.strictObject({
       code: planCode,
       name: text(200),
-      entitlements: entitlementsSchema,
+      entitlements,
       stripe_price_id: stripePriceId.optional(),
       metered_prices: meteredPrices.optional(),
     }),
     update: z
       .strictObject({
         name: text(200).optional(),
-        entitlements: entitlementsSchema.optional(),
+        entitlements: entitlements.optional(),
         stripe_price_id: stripePriceId.nullable().optional(),
         metered_prices: meteredPrices.optional(),
         status: z.enum(['active', 'archived']).optional(),
@@ -53,7 +70,12 @@ export const planResponseItem = obj({
   id,
   code: z.string(),
   name: z.string(),
-  entitlements: obj({ features: z.array(z.string()), limits: z.record(z.string(), z.number().nullable()) }),
+  entitlements: obj({
+    features: z.array(z.string()),
+    limits: z.record(z.string(), z.number().nullable()),
+    overage: z.record(z.string(), z.union([z.enum(['block', 'allow']), z.number()])).optional(),
+    thresholds: z.array(z.number().int()).optional(),
+  }),
   stripe_price_id: z.string().nullable(),
   metered_prices: z.record(z.string(), z.string()),
   status: z.enum(['active', 'archived']),

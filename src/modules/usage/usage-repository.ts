@@ -176,8 +176,42 @@ async function runWrite(db: Knex, events: readonly EventToWrite[], state: Forwar
   }
 }
 
+/** A period's usage to read: one customer's metric over whole UTC days [fromDay, toDay). */
+export interface PeriodQuery {
+  customerId: string;
+  metric: string;
+  /** YYYY-MM-DD, included. */
+  fromDay: string;
+  /** YYYY-MM-DD, excluded. */
+  toDay: string;
+}
+
+/**
+ * The quantity of each (customer, metric, days) asked for, from the daily totals alone (every shard
+ * of each day): one index range per row asked, never the raw events. In the order asked.
+ */
+const PERIOD_TOTALS_SQL = `
+select coalesce(sum(d.quantity), 0)::text as quantity
+  from unnest($1::uuid[], $2::text[], $3::date[], $4::date[]) with ordinality as p(customer_id, metric, from_day, to_day, ord)
+  left join usage_daily d on d.customer_id = p.customer_id and d.metric = p.metric and d.day >= p.from_day and d.day < p.to_day
+ group by p.ord
+ order by p.ord`;
+const PERIOD_TOTALS = namedStatement('usage-period-totals', PERIOD_TOTALS_SQL);
+
 export function createUsageRepository() {
   return {
+    /** Each period's quantity (a decimal string), in the order asked (see PERIOD_TOTALS_SQL). */
+    async periodTotals(db: Knex, queries: readonly PeriodQuery[]): Promise<string[]> {
+      if (queries.length === 0) return [];
+      const rows = await runNamed<{ quantity: string }>(db, PERIOD_TOTALS, [
+        uuidArray(queries.map((q) => q.customerId)),
+        textArray(queries.map((q) => q.metric)),
+        textArray(queries.map((q) => q.fromDay)),
+        textArray(queries.map((q) => q.toDay)),
+      ]);
+      return rows.map((r) => trimDecimal(r.quantity));
+    },
+
     /**
      * Writes events (see WRITE_SQL) and says, for each one given, what became of it: single events
      * of many customers, each settling on its own (a conflict is that event's answer). Absent

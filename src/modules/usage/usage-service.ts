@@ -9,6 +9,7 @@ import {
   type TotalsQuery,
   type UsageEvent,
   type UsageRepository,
+  type PeriodQuery,
   type StoredEvent,
 } from './usage-repository';
 
@@ -37,6 +38,32 @@ export interface UsageServiceDeps {
   maxGroup?: number;
   /** Observes events stored (not replays), for metrics. */
   onAccepted?: (mode: 'single' | 'batch', count: number) => void;
+  /**
+   * Told, after each write has committed, which (customer, metric) it stored new events of (never
+   * replays): the threshold watch reads those periods' totals then, so whichever write commits last
+   * sees every write before it.
+   */
+  onStored?: (stored: readonly StoredPair[]) => void;
+}
+
+/** A customer's metric that a write stored new events of. */
+export interface StoredPair {
+  customerId: string;
+  metric: string;
+}
+
+/** The distinct (customer, metric) of the events that were new. */
+function storedPairs(events: readonly { customerId: string; metric: string }[], created: (i: number) => boolean): StoredPair[] {
+  const seen = new Set<string>();
+  const out: StoredPair[] = [];
+  events.forEach((e, i) => {
+    if (!created(i)) return;
+    const k = `${e.customerId}\u0000${e.metric}`;
+    if (seen.has(k)) return;
+    seen.add(k);
+    out.push({ customerId: e.customerId, metric: e.metric });
+  });
+  return out;
 }
 
 const conflict = () => new AppError('IDEMPOTENCY_CONFLICT', 'This idempotency key was already used with a different event');
@@ -75,6 +102,10 @@ export function createUsageService(deps: UsageServiceDeps) {
   /** Single events of many customers, written together; each settles on its own. */
   async function writeGroup(events: EventToWrite[]): Promise<(Recorded | AppError)[]> {
     const outcomes = await repo.write(db, events, state, now());
+    if (deps.onStored) {
+      const stored = storedPairs(events, (i) => !outcomes[i]!.conflict && outcomes[i]!.created);
+      if (stored.length) deps.onStored(stored);
+    }
     return outcomes.map((o, i): Recorded | AppError => {
       if (o.conflict) return conflict();
       const e = events[i]!;
@@ -126,12 +157,19 @@ export function createUsageService(deps: UsageServiceDeps) {
         throw conflict();
       }
       deps.onAccepted?.('batch', outcomes.filter((o) => o.created).length);
+      if (deps.onStored) {
+        const stored = storedPairs(events, (i) => outcomes[i]!.created);
+        if (stored.length) deps.onStored(stored);
+      }
       return outcomes.map((o, i) => ({ id: o.id, idempotencyKey: inputs[i]!.idempotencyKey, created: o.created }));
     },
 
     async totals(q: TotalsQuery) {
       return repo.totals(db, q);
     },
+
+    /** Each period's usage from the daily totals (see PeriodQuery), in the order asked. */
+    periodTotals: (queries: readonly PeriodQuery[]) => repo.periodTotals(db, queries),
 
     async totalsForCustomer(customerId: string, q: Omit<TotalsQuery, 'customerId'>) {
       await customers.assertExists(db, customerId);
