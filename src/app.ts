@@ -29,6 +29,8 @@ import { licensesHandlers, licensesRouteSpecs } from './modules/licenses/license
 import { eventsHandlers, eventsRouteSpecs } from './modules/events/events-routes';
 import { webhookEndpointsHandlers, webhookEndpointsRouteSpecs } from './modules/webhooks/webhook-endpoints-routes';
 import { webhookDeliveriesHandlers, webhookDeliveriesRouteSpecs } from './modules/webhooks/webhook-deliveries-routes';
+import { overrideSchemas } from './modules/entitlements/entitlements-schemas';
+import { entitlementsHandlers, entitlementsRouteSpecs } from './modules/entitlements/entitlements-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
@@ -83,6 +85,7 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     events: eventsRouteSpecs(),
     webhookEndpoints: webhookEndpointsRouteSpecs(),
     webhookDeliveries: webhookDeliveriesRouteSpecs(),
+    entitlements: entitlementsRouteSpecs(overrideSchemas(config.usage.metrics, now)),
     service: serviceRouteSpecs(),
     docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
   };
@@ -101,7 +104,7 @@ export function routeTable(c: Container): RouteDef[] {
   let document: ReturnType<typeof openApiDocument> | null = null;
   return [
     ...bindRoutes(specs.health, healthHandlers(c.readiness, c.startedAt)),
-    ...bindRoutes(specs.customers, customersHandlers(c.customers)),
+    ...bindRoutes(specs.customers, customersHandlers(c.customers, c.deals)),
     ...bindRoutes(specs.apiKeys, apiKeysHandlers(c.apiKeys)),
     ...bindRoutes(specs.audit, auditHandlers(c.audit)),
     ...bindRoutes(specs.usage, usageHandlers(c.usage)),
@@ -113,6 +116,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.events, eventsHandlers(c.events)),
     ...bindRoutes(specs.webhookEndpoints, webhookEndpointsHandlers(c.webhookEndpoints)),
     ...bindRoutes(specs.webhookDeliveries, webhookDeliveriesHandlers(c.deliveries)),
+    ...bindRoutes(specs.entitlements, entitlementsHandlers(c.entitlements)),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),

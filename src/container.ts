@@ -23,6 +23,8 @@ import { createPlansRepository } from './modules/plans/plans-repository';
 import { createPlansService } from './modules/plans/plans-service';
 import { createDeals } from './modules/entitlements/deals';
 import { createOverridesRepository } from './modules/entitlements/overrides-repository';
+import { createEntitlementsService } from './modules/entitlements/entitlements-service';
+import { createOverridesExpiry, createOverridesExpiryJob } from './modules/entitlements/overrides-expiry';
 import { createSubscriptionsRepository } from './modules/subscriptions/subscriptions-repository';
 import { createSubscriptionsService } from './modules/subscriptions/subscriptions-service';
 import { createStripeEventsRepository } from './modules/stripe-webhooks/stripe-events-repository';
@@ -181,6 +183,14 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     logger,
     now,
   });
+  // Admins' changes to a deal (PUT/DELETE /api/customers/:id/entitlements), and the announcement of overrides that ended.
+  const entitlements = createEntitlementsService({ db, repo: overridesRepo, deals, customers, usage, audit, events });
+  const overridesExpiry = createOverridesExpiry({ db, repo: overridesRepo, deals, audit, events, now });
+  const overridesExpiryJob = createOverridesExpiryJob({
+    expiry: overridesExpiry,
+    logger: logger.child({ component: 'entitlement-overrides' }),
+    intervalMs: 60_000,
+  });
   const webhooks = createStripeWebhooksService({
     db,
     events: createStripeEventsRepository(),
@@ -285,6 +295,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     plans,
     subscriptions,
     deals,
+    entitlements,
+    overridesExpiry,
     webhooks,
     licenses,
     licenseSigner,
@@ -296,7 +308,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
 
     /**
      * Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, webhook deliveries,
-     * the stale-activation sweep, the license notices, event retention.
+     * the stale-activation sweep, the license notices, event retention, the ends of entitlement overrides.
      */
     async start(databaseUrl: string): Promise<void> {
       lastUsed.start();
@@ -306,6 +318,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       activationSweeper.start();
       licenseNoticesJob.start();
       eventRetention.start();
+      overridesExpiryJob.start();
     },
 
     /** After the HTTP server closed: finish writes under way, then stop background work. */
@@ -317,6 +330,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       await activationSweeper.stop();
       await licenseNoticesJob.stop();
       await eventRetention.stop();
+      await overridesExpiryJob.stop();
       await invalidation.stop();
       await lastUsed.stop();
     },

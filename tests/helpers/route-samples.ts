@@ -129,4 +129,18 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
     path: `/api/webhook-endpoints/${(await insertEndpoint(t, { url: 'http://127.0.0.1:9/', disabled: true })).id}/deliveries`,
   }),
   'POST /api/events/:id/resend': async (t) => ({ path: `/api/events/${await emitEvent(t)}/resend`, body: {} }),
+  'GET /api/customers/:id/entitlements': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/entitlements` }),
+  'PUT /api/customers/:id/entitlements': async (t) => ({
+    path: `/api/customers/${(await createCustomer(t)).id}/entitlements`,
+    body: { features: { add: ['beta'] }, limits: { projects: 5 }, instances: 3, note: 'pilot' },
+  }),
+  'DELETE /api/customers/:id/entitlements': async (t) => {
+    const c = await createCustomer(t);
+    const res = await request(t.app)
+      .put(`/api/customers/${c.id}/entitlements`)
+      .set('Authorization', `Bearer ${t.adminToken}`)
+      .send({ features: { add: ['beta'] } });
+    if (res.status !== 200) throw new Error(`overrides: ${res.status} ${JSON.stringify(res.body)}`);
+    return { path: `/api/customers/${c.id}/entitlements` };
+  },
 };

@@ -16,6 +16,11 @@ import { UUID_RE } from '../../lib/ids';
 import { keyJson } from '../api-keys/api-keys-schemas';
 import type { CustomersService } from './customers-service';
 import { UnauthorizedError } from '../../errors/app-error';
+import type { EffectiveEntitlements } from '../entitlements/entitlement-rules';
+import { effectiveJson } from '../entitlements/entitlements-schemas';
+
+/** A customer's deal as GET /api/me shows it (deals.ts `dealFor`). */
+export type DealReader = (customerId: string) => Promise<{ plan: { code: string; name: string } | null; effective: EffectiveEntitlements }>;
 
 export function customersRouteSpecs() {
   return {
@@ -70,12 +75,12 @@ export function customersRouteSpecs() {
       path: '/api/me',
       auth: 'customer',
       summary: 'The customer the presented key belongs to',
-      responses: { 200: json(meResponse, 'The key’s customer, and the key’s id') },
+      responses: { 200: json(meResponse, 'The key’s customer, the key’s id, and the effective entitlements (its plan with its overrides)') },
     }),
   };
 }
 
-export function customersHandlers(customers: CustomersService): HandlersFor<ReturnType<typeof customersRouteSpecs>> {
+export function customersHandlers(customers: CustomersService, deals: { dealFor: DealReader }): HandlersFor<ReturnType<typeof customersRouteSpecs>> {
   return {
     postCustomers: async ({ body, ctx }) => {
       const { customer, key, apiKey } = await customers.create(ctx, { email: body.email, companyName: body.company_name });
@@ -105,7 +110,16 @@ export function customersHandlers(customers: CustomersService): HandlersFor<Retu
       const customer = await customers.get(principal.customerId);
       // A deletion racing this request: the key is already revoked, so answer as for any bad key.
       if (customer.status !== 'active') throw new UnauthorizedError();
-      return { status: 200, body: { customer: customerJson(customer), key: { id: principal.keyId } } };
+      const deal = await deals.dealFor(customer.id);
+      return {
+        status: 200,
+        body: {
+          customer: customerJson(customer),
+          key: { id: principal.keyId },
+          plan: deal.plan ? { code: deal.plan.code, name: deal.plan.name } : null,
+          entitlements: effectiveJson(deal.effective),
+        },
+      };
     },
   };
 }

@@ -4,6 +4,7 @@ import { paginationQuery } from '../../lib/pagination';
 import type { Customer } from './customers-repository';
 import { id, nullableTimestamp, obj, page, timestamp } from '../../http/response-schemas';
 import { apiKeyResponse } from '../api-keys/api-keys-schemas';
+import { effectiveResponse } from '../entitlements/entitlements-schemas';
 
 export const createCustomerBody = z.strictObject({
   email,
@@ -50,4 +51,10 @@ const customer = obj({
 export const createdCustomerResponse = obj({ customer, api_key: z.string(), key: apiKeyResponse });
 export const customerResponse = obj({ customer });
 export const customersResponse = page(customer);
-export const meResponse = obj({ customer, key: obj({ id }) });
+/** The key's customer, the key, and what the customer is entitled to now (its plan with its own overrides). */
+export const meResponse = obj({
+  customer,
+  key: obj({ id }),
+  plan: obj({ code: z.string(), name: z.string() }).nullable(),
+  entitlements: effectiveResponse,
+});
