@@ -5,8 +5,7 @@ import { featuresSchema, INSTANCE_LIMIT, limitsSchema, overageSchema, thresholds
 import { planResponseItem } from '../plans/plans-schemas';
 import { overridesApply, type EffectiveEntitlements, type MeteredStatus, type Overrides, type UsagePeriod } from './entitlement-rules';
 
-export const INSTANCES_AT_TOP =
-  'the instance limit of a customer’s deal is the top-level "instances" (a number, or null for unlimited), not limits.instances';
+export const INSTANCES_AT_TOP = 'the instance limit of a customer’s deal is the top-level "instances" (a number, or null for unlimited), not limits.instances';
 
 /**
  * The body of PUT /api/customers/:id/entitlements: the customer's overrides, replacing any it has.
@@ -15,20 +14,22 @@ export const INSTANCES_AT_TOP =
  * on (a number in the plan's limits with these applied) needs the customer's plan: the service checks it.
  */
 export function overrideSchemas(metrics: readonly string[], now: () => number = Date.now) {
-  const features = z
-    .strictObject({ add: featuresSchema.default([]), remove: featuresSchema.default([]) })
-    .superRefine((f, ctx) => {
-      f.remove.forEach((name, i) => {
-        if (f.add.includes(name)) ctx.addIssue({ code: 'custom', path: ['remove', i], message: `"${name}" is both added and removed: give it in one list` });
-      });
+  const features = z.strictObject({ add: featuresSchema.default([]), remove: featuresSchema.default([]) }).superRefine((f, ctx) => {
+    f.remove.forEach((name, i) => {
+      if (f.add.includes(name)) ctx.addIssue({ code: 'custom', path: ['remove', i], message: `"${name}" is both added and removed: give it in one list` });
     });
+  });
   const limits = limitsSchema.superRefine((l, ctx) => {
     if (Object.hasOwn(l, INSTANCE_LIMIT)) ctx.addIssue({ code: 'custom', path: [INSTANCE_LIMIT], message: INSTANCES_AT_TOP });
   });
   const overage = overageSchema.superRefine((o, ctx) => {
     for (const name of Object.keys(o)) {
       if (!metrics.includes(name)) {
-        ctx.addIssue({ code: 'custom', path: [name], message: `an overage policy is for a metered limit, and "${name}" is not a usage metric (${metrics.join(', ')})` });
+        ctx.addIssue({
+          code: 'custom',
+          path: [name],
+          message: `an overage policy is for a metered limit, and "${name}" is not a usage metric (${metrics.join(', ')})`,
+        });
       }
     }
   });
