@@ -679,6 +679,25 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/customers/{id}/entitlements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A customer’s deal: its plan, its overrides, what it is entitled to now, and where each metered limit stands this period */
+        get: operations["get_api_customers_id_entitlements"];
+        /** Replace a customer’s overrides of its plan (features added and removed, limits, instances, overage, thresholds), optionally until a date */
+        put: operations["put_api_customers_id_entitlements"];
+        post?: never;
+        /** Clear a customer’s overrides: its plan alone from now on (404 when it has none) */
+        delete: operations["delete_api_customers_id_entitlements"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -1598,7 +1617,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The key’s customer, and the key’s id */
+            /** @description The key’s customer, the key’s id, and the effective entitlements (its plan with its overrides) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1620,6 +1639,20 @@ export interface operations {
                         };
                         key: {
                             id: string;
+                        };
+                        plan: {
+                            code: string;
+                            name: string;
+                        } | null;
+                        entitlements: {
+                            features: string[];
+                            limits: {
+                                [key: string]: number | null;
+                            };
+                            overage: {
+                                [key: string]: ("block" | "allow") | number;
+                            };
+                            thresholds: number[];
                         };
                     };
                 };
@@ -3213,6 +3246,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3317,6 +3354,10 @@ export interface operations {
                         limits: {
                             [key: string]: number | null;
                         };
+                        overage?: {
+                            [key: string]: ("block" | "allow") | number;
+                        };
+                        thresholds?: number[];
                     };
                     stripe_price_id?: string;
                     metered_prices?: {
@@ -3342,6 +3383,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3512,6 +3557,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3721,6 +3770,10 @@ export interface operations {
                         limits: {
                             [key: string]: number | null;
                         };
+                        overage?: {
+                            [key: string]: ("block" | "allow") | number;
+                        };
+                        thresholds?: number[];
                     };
                     stripe_price_id?: string | null;
                     metered_prices?: {
@@ -3748,6 +3801,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3920,6 +3977,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4049,6 +4110,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4255,6 +4320,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4423,6 +4492,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4724,6 +4797,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -6041,7 +6118,7 @@ export interface operations {
     get_api_events: {
         parameters: {
             query?: {
-                type?: "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "webhook_endpoint.disabled" | "webhook_endpoint.test";
+                type?: "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test";
                 customer_id?: string;
                 after?: string;
                 limit?: number;
@@ -6369,7 +6446,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url: string;
-                    events: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
+                    events: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
                     description?: string;
                 };
             };
@@ -6727,7 +6804,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url?: string;
-                    events?: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
+                    events?: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
                     description?: string | null;
                     disabled?: boolean;
                 };
@@ -7418,6 +7495,574 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "UNSUPPORTED_MEDIA_TYPE";
+                        };
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "VALIDATION_FAILED";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    get_api_customers_id_entitlements: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The deal (a deleted customer’s too) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        plan: {
+                            code: string;
+                            name: string;
+                            entitlements: {
+                                features: string[];
+                                limits: {
+                                    [key: string]: number | null;
+                                };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
+                            };
+                        } | null;
+                        overrides: {
+                            features: {
+                                add: string[];
+                                remove: string[];
+                            };
+                            limits: {
+                                [key: string]: number | null;
+                            };
+                            instances?: number | null;
+                            overage: {
+                                [key: string]: ("block" | "allow") | number;
+                            };
+                            thresholds?: number[];
+                            note: string | null;
+                            expires_at: string | null;
+                            applies: boolean;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            updated_at: string;
+                        } | null;
+                        effective: {
+                            features: string[];
+                            limits: {
+                                [key: string]: number | null;
+                            };
+                            overage: {
+                                [key: string]: ("block" | "allow") | number;
+                            };
+                            thresholds: number[];
+                        };
+                        period: {
+                            /** Format: date-time */
+                            start: string;
+                            /** Format: date-time */
+                            end: string;
+                        };
+                        metered: {
+                            [key: string]: {
+                                allowance: number;
+                                used: string;
+                                percent: number | null;
+                                thresholds: number[];
+                                thresholds_crossed: number[];
+                                overage: ("block" | "allow") | number;
+                                blocks_at: string | null;
+                                /** @enum {string} */
+                                state: "ok" | "warn" | "over_tolerated" | "blocked";
+                            };
+                        };
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    put_api_customers_id_entitlements: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @default {
+                     *       "add": [],
+                     *       "remove": []
+                     *     }
+                     */
+                    features?: {
+                        /** @default [] */
+                        add?: string[];
+                        /** @default [] */
+                        remove?: string[];
+                    };
+                    limits?: {
+                        [key: string]: number | null;
+                    };
+                    instances?: number | null;
+                    overage?: {
+                        [key: string]: ("block" | "allow") | number;
+                    };
+                    thresholds?: number[];
+                    note?: string | null;
+                    expires_at?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The deal with the new overrides */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        plan: {
+                            code: string;
+                            name: string;
+                            entitlements: {
+                                features: string[];
+                                limits: {
+                                    [key: string]: number | null;
+                                };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
+                            };
+                        } | null;
+                        overrides: {
+                            features: {
+                                add: string[];
+                                remove: string[];
+                            };
+                            limits: {
+                                [key: string]: number | null;
+                            };
+                            instances?: number | null;
+                            overage: {
+                                [key: string]: ("block" | "allow") | number;
+                            };
+                            thresholds?: number[];
+                            note: string | null;
+                            expires_at: string | null;
+                            applies: boolean;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            updated_at: string;
+                        } | null;
+                        effective: {
+                            features: string[];
+                            limits: {
+                                [key: string]: number | null;
+                            };
+                            overage: {
+                                [key: string]: ("block" | "allow") | number;
+                            };
+                            thresholds: number[];
+                        };
+                        period: {
+                            /** Format: date-time */
+                            start: string;
+                            /** Format: date-time */
+                            end: string;
+                        };
+                        metered: {
+                            [key: string]: {
+                                allowance: number;
+                                used: string;
+                                percent: number | null;
+                                thresholds: number[];
+                                thresholds_crossed: number[];
+                                overage: ("block" | "allow") | number;
+                                blocks_at: string | null;
+                                /** @enum {string} */
+                                state: "ok" | "warn" | "over_tolerated" | "blocked";
+                            };
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_JSON, BAD_REQUEST */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INVALID_JSON" | "BAD_REQUEST";
+                        };
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND";
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "PAYLOAD_TOO_LARGE";
+                        };
+                    };
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNSUPPORTED_MEDIA_TYPE";
+                        };
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "VALIDATION_FAILED";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    delete_api_customers_id_entitlements: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The deal without overrides */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        plan: {
+                            code: string;
+                            name: string;
+                            entitlements: {
+                                features: string[];
+                                limits: {
+                                    [key: string]: number | null;
+                                };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
+                            };
+                        } | null;
+                        overrides: {
+                            features: {
+                                add: string[];
+                                remove: string[];
+                            };
+                            limits: {
+                                [key: string]: number | null;
+                            };
+                            instances?: number | null;
+                            overage: {
+                                [key: string]: ("block" | "allow") | number;
+                            };
+                            thresholds?: number[];
+                            note: string | null;
+                            expires_at: string | null;
+                            applies: boolean;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            updated_at: string;
+                        } | null;
+                        effective: {
+                            features: string[];
+                            limits: {
+                                [key: string]: number | null;
+                            };
+                            overage: {
+                                [key: string]: ("block" | "allow") | number;
+                            };
+                            thresholds: number[];
+                        };
+                        period: {
+                            /** Format: date-time */
+                            start: string;
+                            /** Format: date-time */
+                            end: string;
+                        };
+                        metered: {
+                            [key: string]: {
+                                allowance: number;
+                                used: string;
+                                percent: number | null;
+                                thresholds: number[];
+                                thresholds_crossed: number[];
+                                overage: ("block" | "allow") | number;
+                                blocks_at: string | null;
+                                /** @enum {string} */
+                                state: "ok" | "warn" | "over_tolerated" | "blocked";
+                            };
+                        };
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND";
                         };
                     };
                 };
