@@ -63,7 +63,7 @@ describe('effective entitlements', () => {
         overage: { api_calls: 'block', storage_gb: 'block' },
         thresholds: [80, 100],
       },
-      period: { start: sub.current_period_start.toISOString(), end: sub.current_period_end.toISOString() },
+      period: { start: sub.current_period_start!.toISOString(), end: sub.current_period_end!.toISOString() },
       metered: {
         api_calls: {
           allowance: 1000,
