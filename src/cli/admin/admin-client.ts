@@ -10,7 +10,7 @@ import { call, defaultHttpSettings, parseRetryAfter, type HttpSettings } from '.
  * that changes shows up here as a compile error, not as a field silently missing.
  */
 
-type Method = 'get' | 'post' | 'patch' | 'delete';
+type Method = 'get' | 'post' | 'patch' | 'put' | 'delete';
 type Op<P extends keyof paths, M extends Method> = NonNullable<paths[P][M]>;
 /** The JSON body of the success with status S. */
 export type Answer<P extends keyof paths, M extends Method, S extends number = 200> =
@@ -34,6 +34,8 @@ export type BillingEvent = Answer<'/api/events/{id}', 'get'>['event'];
 export type WebhookTest = Answer<'/api/webhook-endpoints/{id}/test', 'post'>;
 export type WebhookAttempt = Answer<'/api/webhook-endpoints/{id}/deliveries', 'get'>['data'][number];
 export type WebhookDelivery = Answer<'/api/events/{id}/resend', 'post'>['deliveries'][number];
+export type CustomerDeal = Answer<'/api/customers/{id}/entitlements', 'get'>;
+export type OverridesBody = BodyOf<'/api/customers/{id}/entitlements', 'put'>;
 
 /**
  * GET/DELETE /api/customers/:id/activations[/:fingerprint] come with the licenses module, which is
@@ -126,6 +128,12 @@ export class AdminClient {
   updateCustomer = (id: string, body: BodyOf<'/api/customers/{id}', 'patch'>) =>
     this.send<Answer<'/api/customers/{id}', 'patch'>>('PATCH', `/api/customers/${seg(id)}`, body);
   deleteCustomer = (id: string) => this.send<Answer<'/api/customers/{id}', 'delete'>>('DELETE', `/api/customers/${seg(id)}`);
+
+  // a customer's own deal: its overrides of its plan
+  getEntitlements = (id: string) => this.get<CustomerDeal>(`/api/customers/${seg(id)}/entitlements`);
+  setEntitlements = (id: string, body: OverridesBody) =>
+    this.send<Answer<'/api/customers/{id}/entitlements', 'put'>>('PUT', `/api/customers/${seg(id)}/entitlements`, body);
+  clearEntitlements = (id: string) => this.send<Answer<'/api/customers/{id}/entitlements', 'delete'>>('DELETE', `/api/customers/${seg(id)}/entitlements`);
 
   // keys
   issueKey = (id: string, body: BodyOf<'/api/customers/{id}/keys', 'post'>) =>

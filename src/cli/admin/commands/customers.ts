@@ -4,6 +4,7 @@ import { details, jsonText, table } from '../io';
 import { openKeyFile } from '../key-file';
 import { progress } from '../progress';
 import { UsageError } from '../failure';
+import { entitlementsCommands } from './entitlements';
 
 export const customerTable = (rows: Customer[]) =>
   table(rows, [
@@ -53,7 +54,7 @@ export function emitNewKey(ctx: Ctx, o: { output?: string }, body: unknown, apiK
 }
 
 export function customersCommands(program: Program, deps: Deps): void {
-  const customers = program.command('customers').description('create, list, show, update and delete customers');
+  const customers = program.command('customers').description('create, list, show, update and delete customers; their own deals (entitlements)');
 
   customers
     .command('create')
@@ -117,4 +118,6 @@ export function customersCommands(program: Program, deps: Deps): void {
         ctx.print(r, () => ctx.say(`Deleted customer ${r.customer.id} (${r.customer.email}); its keys are revoked.`));
       }),
     );
+
+  entitlementsCommands(customers, deps);
 }

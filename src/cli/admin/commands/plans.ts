@@ -3,6 +3,7 @@ import type { BodyOf, Plan } from '../admin-client';
 import { action, collect, readJsonFile, type Deps, type Program } from '../context';
 import { details, table } from '../io';
 import { UsageError } from '../failure';
+import { limitsOf, overageOf, overageText, pairs, thresholdsOf } from './entitlement-flags';
 
 type CreateBody = BodyOf<'/api/plans', 'post'>;
 type UpdateBody = BodyOf<'/api/plans/{code}', 'patch'>;
@@ -30,6 +31,8 @@ const planDetails = (p: Plan) =>
     ['status', p.status],
     ['features', p.entitlements.features.join(', ') || '-'],
     ['limits', limitsText(p.entitlements.limits) || '-'],
+    ['overage', overageText(p.entitlements.overage) || '-'],
+    ['thresholds', p.entitlements.thresholds?.join(', ') ?? '80, 100 (default)'],
     ['stripe price', p.stripe_price_id ?? '-'],
     [
       'metered prices',
@@ -41,33 +44,18 @@ const planDetails = (p: Plan) =>
     ['updated', p.updated_at],
   ]);
 
-/** "name=value" pairs of the repeatable flags. */
-function pairs(values: string[] | undefined, flag: string): [string, string][] {
-  return (values ?? []).map((v) => {
-    const i = v.indexOf('=');
-    if (i <= 0) throw new UsageError(`${flag} takes name=value, not ${JSON.stringify(v)}`);
-    return [v.slice(0, i), v.slice(i + 1)];
-  });
-}
-
-function limitsOf(values: string[] | undefined): Record<string, number | null> {
-  return Object.fromEntries(
-    pairs(values, '--limit').map(([k, v]) => {
-      if (v === 'unlimited') return [k, null];
-      if (!/^\d+$/.test(v)) throw new UsageError(`--limit ${k}= takes a whole number or "unlimited"`);
-      return [k, Number(v)];
-    }),
-  );
-}
-
 /** The entitlement flags planFlags declares. */
-type EntitlementFlags = { feature?: string[]; limit?: string[] };
+type EntitlementFlags = { feature?: string[]; limit?: string[]; overage?: string[]; threshold?: string[] };
 
-const hasEntitlementFlags = (o: EntitlementFlags) => o.feature !== undefined || o.limit !== undefined;
+const hasEntitlementFlags = (o: EntitlementFlags) => o.feature !== undefined || o.limit !== undefined || o.overage !== undefined || o.threshold !== undefined;
 
 /** The entitlements the flags describe, on top of `base` (the file's, or the plan's current ones). */
 function entitlementsFrom(o: EntitlementFlags, base: Entitlements): Entitlements {
-  return { ...base, features: o.feature ?? base.features, limits: { ...base.limits, ...limitsOf(o.limit) } };
+  const out: Entitlements = { ...base, features: o.feature ?? base.features, limits: { ...base.limits, ...limitsOf(o.limit) } };
+  if (o.overage !== undefined) out.overage = { ...base.overage, ...overageOf(o.overage) };
+  const thresholds = thresholdsOf(o.threshold);
+  if (thresholds !== undefined) out.thresholds = thresholds;
+  return out;
 }
 
 function planFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>) {
@@ -76,6 +64,12 @@ function planFlags<A extends unknown[], O extends OptionValues, G extends Option
     .option('--name <name>', 'display name')
     .option('--feature <name>', 'a feature flag (repeatable; replaces the list)', collect)
     .option('--limit <name=value>', 'a numeric limit, or name=unlimited (repeatable); instances=N is how many instances may activate', collect)
+    .option(
+      '--overage <metric=policy>',
+      'past a metered limit’s allowance (a limit named after a usage metric): block, allow, or a tolerance 1.1-3 (1.25: stop at 125%) (repeatable)',
+      collect,
+    )
+    .option('--threshold <percent>', 'tell the customer at this percentage of each allowance (repeatable; replaces the list; default 80 and 100)', collect)
     .option('--stripe-price <id>', 'Stripe price id (price_…)')
     .option('--metered-price <metric=price>', 'Stripe price of a metered metric (repeatable)', collect);
 }
