@@ -115,12 +115,12 @@ describe('billing-admin customers entitlements', () => {
     const file = path.join(dir, 'deal.json');
     fs.writeFileSync(file, JSON.stringify({ features: { add: ['beta'] }, limits: { projects: 20 }, note: 'from the file' }));
     await ok(['customers', 'entitlements', 'set', c.id, '--file', file, '--limit', 'api_calls=2000', '--note', 'from the flag']);
-    const row = await s.t.db('customer_entitlement_overrides').where({ customer_id: c.id }).first();
+    const row = (await s.t.db('customer_entitlement_overrides').where({ customer_id: c.id }).first())!;
     expect(row.terms).toEqual({ features: { add: ['beta'], remove: [] }, limits: { projects: 20, api_calls: 2000 }, overage: {} });
     expect(row.note).toBe('from the flag');
 
     await ok(['customers', 'entitlements', 'set', c.id, '--file', '-'], JSON.stringify({ instances: 3 }));
-    expect((await s.t.db('customer_entitlement_overrides').where({ customer_id: c.id }).first()).terms).toMatchObject({ instances: 3, limits: {} });
+    expect((await s.t.db('customer_entitlement_overrides').where({ customer_id: c.id }).first())!.terms).toMatchObject({ instances: 3, limits: {} });
   });
 
   test('when overrides are cleared, then the plan alone applies; clearing again is a 404 (exit 1)', async () => {
