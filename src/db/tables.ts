@@ -457,7 +457,10 @@ export type EntitlementOverridesInsert = Omit<EntitlementOverridesRow, 'terms' |
   updated_at?: Sql<Date>;
   expiry_announced_at?: Date | null;
 };
-export type EntitlementOverridesUpdate = Partial<Omit<EntitlementOverridesRow, 'customer_id' | 'terms' | 'updated_at'>> & { terms?: JsonText; updated_at?: Sql<Date> };
+export type EntitlementOverridesUpdate = Partial<Omit<EntitlementOverridesRow, 'customer_id' | 'terms' | 'updated_at'>> & {
+  terms?: JsonText;
+  updated_at?: Sql<Date>;
+};
 
 export type ThresholdCrossingKind = 'threshold' | 'exhausted';
 export interface ThresholdCrossingRow {

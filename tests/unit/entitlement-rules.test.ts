@@ -61,6 +61,9 @@ describe('period days', () => {
     const b = periodDays({ start: new Date('2026-12-07T10:00:00Z'), end: new Date('2027-01-07T10:00:00Z') });
     expect(a).toEqual({ fromDay: '2026-11-07', toDay: '2026-12-07' });
     expect(b.fromDay).toBe(a.toDay);
-    expect(periodDays({ start: new Date('2026-12-07T10:00:00Z'), end: new Date('2026-12-07T11:00:00Z') })).toEqual({ fromDay: '2026-12-07', toDay: '2026-12-08' });
+    expect(periodDays({ start: new Date('2026-12-07T10:00:00Z'), end: new Date('2026-12-07T11:00:00Z') })).toEqual({
+      fromDay: '2026-12-07',
+      toDay: '2026-12-08',
+    });
   });
 });

@@ -70,7 +70,8 @@ export function createDeals(deps: DealsDeps) {
 
   /** Builds a deal from what was read. */
   function assemble(customerId: string, plan: DealPlan | null, subscription: Subscription | null, overrides: Overrides | null, at: number): Deal {
-    const own = subscription?.currentPeriodStart && subscription.currentPeriodEnd ? { start: subscription.currentPeriodStart, end: subscription.currentPeriodEnd } : null;
+    const own =
+      subscription?.currentPeriodStart && subscription.currentPeriodEnd ? { start: subscription.currentPeriodStart, end: subscription.currentPeriodEnd } : null;
     return {
       customerId,
       plan,

@@ -34,7 +34,13 @@ export type OveragePolicy = z.output<typeof overagePolicy>;
 
 /** The percentages of an allowance at which the customer is told (usage.threshold_crossed). */
 export const thresholdsSchema = z
-  .array(z.number().int('a threshold is a whole percentage').min(1, 'a threshold is a percentage from 1 to 1000').max(1000, 'a threshold is a percentage from 1 to 1000'))
+  .array(
+    z
+      .number()
+      .int('a threshold is a whole percentage')
+      .min(1, 'a threshold is a percentage from 1 to 1000')
+      .max(1000, 'a threshold is a percentage from 1 to 1000'),
+  )
   .max(20, 'at most 20 thresholds')
   .refine((t) => new Set(t).size === t.length, { message: 'must not repeat a threshold' })
   .transform((t) => [...t].sort((a, b) => a - b));

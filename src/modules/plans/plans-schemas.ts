@@ -17,9 +17,17 @@ export function meteredEntitlements(metrics: readonly string[]) {
   return entitlementsSchema.superRefine((e, ctx) => {
     for (const name of Object.keys(e.overage ?? {})) {
       if (!metrics.includes(name)) {
-        ctx.addIssue({ code: 'custom', path: ['overage', name], message: `an overage policy is for a metered limit, and "${name}" is not a usage metric (${metrics.join(', ')})` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['overage', name],
+          message: `an overage policy is for a metered limit, and "${name}" is not a usage metric (${metrics.join(', ')})`,
+        });
       } else if (typeof e.limits[name] !== 'number') {
-        ctx.addIssue({ code: 'custom', path: ['overage', name], message: `"${name}" has no allowance: give limits.${name} a number to set its overage policy` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['overage', name],
+          message: `"${name}" has no allowance: give limits.${name} a number to set its overage policy`,
+        });
       }
     }
   });
