@@ -777,6 +777,30 @@ export interface components {
                     [key: string]: string;
                 };
             } | null;
+            /** @description Per metered limit (a limit named after a usage metric with a number: an allowance for the period), its figures and state as of issue; {} when none */
+            metered: {
+                [key: string]: {
+                    /** @description The allowance for the period (the effective limit of that name) */
+                    allowance: number;
+                    /** @description The period’s usage when the license was issued (a decimal string) */
+                    used: string;
+                    /** @description used / allowance in percent, two decimals, rounded down; null when the allowance is 0 */
+                    percent: number | null;
+                    /** @description The percentages of the allowance at which the customer is told */
+                    thresholds: number[];
+                    /** @description Those reached by `used` */
+                    thresholds_crossed: number[];
+                    /** @description Past the allowance: `block` (stop at 100%), `allow` (never stop), or a tolerance (a multiple, 1.1-3: stop there) */
+                    overage: ("block" | "allow") | number;
+                    /** @description The quantity at which the policy stops the metered action (allowance × tolerance); null for `allow` */
+                    blocks_at: string | null;
+                    /**
+                     * @description `ok`; `warn`: a threshold crossed; `over_tolerated`: over the allowance, the policy allows more; `blocked`: the policy allows nothing more
+                     * @enum {string}
+                     */
+                    state: "ok" | "warn" | "over_tolerated" | "blocked";
+                };
+            };
             /** @enum {string} */
             status: "active" | "trialing" | "grace" | "expired";
             subscription: {
@@ -3213,6 +3237,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3317,6 +3345,10 @@ export interface operations {
                         limits: {
                             [key: string]: number | null;
                         };
+                        overage?: {
+                            [key: string]: ("block" | "allow") | number;
+                        };
+                        thresholds?: number[];
                     };
                     stripe_price_id?: string;
                     metered_prices?: {
@@ -3342,6 +3374,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3512,6 +3548,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3721,6 +3761,10 @@ export interface operations {
                         limits: {
                             [key: string]: number | null;
                         };
+                        overage?: {
+                            [key: string]: ("block" | "allow") | number;
+                        };
+                        thresholds?: number[];
                     };
                     stripe_price_id?: string | null;
                     metered_prices?: {
@@ -3748,6 +3792,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3920,6 +3968,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4049,6 +4101,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4255,6 +4311,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4423,6 +4483,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4724,6 +4788,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -6041,7 +6109,7 @@ export interface operations {
     get_api_events: {
         parameters: {
             query?: {
-                type?: "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "webhook_endpoint.disabled" | "webhook_endpoint.test";
+                type?: "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test";
                 customer_id?: string;
                 after?: string;
                 limit?: number;
@@ -6369,7 +6437,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url: string;
-                    events: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
+                    events: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
                     description?: string;
                 };
             };
@@ -6727,7 +6795,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url?: string;
-                    events?: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
+                    events?: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
                     description?: string | null;
                     disabled?: boolean;
                 };
