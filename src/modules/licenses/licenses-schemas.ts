@@ -70,7 +70,9 @@ export const licenseClaims = z
     usage: z.strictObject({ period_start: nd, period_end: nd, quantities: z.record(z.string(), z.string()) }).nullable(),
     metered: z
       .record(z.string(), meteredClaim)
-      .describe('Per metered limit (a limit named after a usage metric with a number: an allowance for the period), its figures and state as of issue; {} when none'),
+      .describe(
+        'Per metered limit (a limit named after a usage metric with a number: an allowance for the period), its figures and state as of issue; {} when none',
+      ),
     status: z.enum(['active', 'trialing', 'grace', 'expired']),
     subscription: z.strictObject({ id: z.string(), status: z.string(), current_period_end: nd.nullable(), cancel_at_period_end: z.boolean() }).nullable(),
     valid_until: nd.nullable(),
