@@ -432,7 +432,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A signed license (compact JWS, EdDSA) for the calling customer; with ?fingerprint= bound to that activated instance (its heartbeat; required when the plan limits instances) */
+        /** A signed license (compact JWS, EdDSA) for the calling customer, carrying its deal (the plan with its overrides); with ?fingerprint= bound to that activated instance (its heartbeat; required when the deal limits instances) */
         get: operations["get_api_licenses"];
         put?: never;
         post?: never;
@@ -452,7 +452,7 @@ export interface paths {
         /** The calling customer’s instances holding a seat (active, or released with a bound license still valid: see seat_held_until), oldest first */
         get: operations["get_api_licenses_activations"];
         put?: never;
-        /** Activate an instance (take a seat, counted against the plan’s limits.instances); 200 when it was already active */
+        /** Activate an instance (take a seat, counted against the effective limits.instances: the plan’s, or the customer’s override); 200 when it was already active */
         post: operations["post_api_licenses_activations"];
         delete?: never;
         options?: never;
