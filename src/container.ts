@@ -237,8 +237,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   const licenses = createLicensesService({
     db,
     repo: createActivationsRepository(),
-    subscriptions,
-    plans,
+    deals,
     customers: customerLookup,
     usage,
     audit,

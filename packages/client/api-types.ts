@@ -432,7 +432,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A signed license (compact JWS, EdDSA) for the calling customer; with ?fingerprint= bound to that activated instance (its heartbeat; required when the plan limits instances) */
+        /** A signed license (compact JWS, EdDSA) for the calling customer, carrying its deal (the plan with its overrides); with ?fingerprint= bound to that activated instance (its heartbeat; required when the deal limits instances) */
         get: operations["get_api_licenses"];
         put?: never;
         post?: never;
@@ -452,7 +452,7 @@ export interface paths {
         /** The calling customer’s instances holding a seat (active, or released with a bound license still valid: see seat_held_until), oldest first */
         get: operations["get_api_licenses_activations"];
         put?: never;
-        /** Activate an instance (take a seat, counted against the plan’s limits.instances); 200 when it was already active */
+        /** Activate an instance (take a seat, counted against the effective limits.instances: the plan’s, or the customer’s override); 200 when it was already active */
         post: operations["post_api_licenses_activations"];
         delete?: never;
         options?: never;
@@ -796,6 +796,30 @@ export interface components {
                     [key: string]: string;
                 };
             } | null;
+            /** @description Per metered limit (a limit named after a usage metric with a number: an allowance for the period), its figures and state as of issue; {} when none */
+            metered: {
+                [key: string]: {
+                    /** @description The allowance for the period (the effective limit of that name) */
+                    allowance: number;
+                    /** @description The period’s usage when the license was issued (a decimal string) */
+                    used: string;
+                    /** @description used / allowance in percent, two decimals, rounded down; null when the allowance is 0 */
+                    percent: number | null;
+                    /** @description The percentages of the allowance at which the customer is told */
+                    thresholds: number[];
+                    /** @description Those reached by `used` */
+                    thresholds_crossed: number[];
+                    /** @description Past the allowance: `block` (stop at 100%), `allow` (never stop), or a tolerance (a multiple, 1.1-3: stop there) */
+                    overage: ("block" | "allow") | number;
+                    /** @description The quantity at which the policy stops the metered action (allowance × tolerance); null for `allow` */
+                    blocks_at: string | null;
+                    /**
+                     * @description `ok`; `warn`: a threshold crossed; `over_tolerated`: over the allowance, the policy allows more; `blocked`: the policy allows nothing more
+                     * @enum {string}
+                     */
+                    state: "ok" | "warn" | "over_tolerated" | "blocked";
+                };
+            };
             /** @enum {string} */
             status: "active" | "trialing" | "grace" | "expired";
             subscription: {

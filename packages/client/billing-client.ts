@@ -19,9 +19,11 @@ import { trustAnchor, type Jwks, type JwksSource } from './jwks-source';
 import { LicenseCache } from './license-cache';
 import { fileLicenseStore, memoryLicenseStore, type LicenseStore } from './license-store';
 import { createLicenseVerifier, type LicenseVerifier, type VerifiedLicense } from './license-verifier';
+import { allowsMore, localSince, meteredUsage, type MeteredUsage } from './metered-usage';
 import { UsageFlusher, type FlushResult } from './usage-flusher';
 import { privateDirCheck, readPrivate, writeFileAtomic } from './private-fs';
 import { UsagePacer } from './usage-pacer';
+import { UsageLedger } from './usage-ledger';
 import { UsageQueue, type DeadLetter } from './usage-queue';
 import { postBatch, withKey } from './usage-sender';
 
@@ -77,7 +79,10 @@ export interface BillingClientOptions {
    * Retry-After and RateLimit headers, whatever this is.
    */
   flushIntervalMs?: number;
-  /** Told of each failed background round (the events stay queued). */
+  /**
+   * Told of each failed background round (the events stay queued), and of a write to the usage ledger
+   * that failed (the acknowledgement still counts in memory until the instance restarts).
+   */
   onFlushError?: (err: unknown) => void;
   license?: ClientLicenseOptions;
   fetch?: typeof fetch;
@@ -90,8 +95,24 @@ interface Licensing {
   byFingerprint: Map<string, { cache: LicenseCache | null; verifier: LicenseVerifier }>;
 }
 
-/** A license as getLicense answers it: verified, and whether it came from the service or the kept copy. */
-export type ClientLicense = VerifiedLicense & { offline: boolean };
+/**
+ * The offline helper of a license (docs/LICENSE-VERIFICATION.md): its signed metered figures with what
+ * this instance has reported since it was issued (the usage ledger: what the service acknowledged;
+ * and the queue: what waits to be sent). Never calls the service.
+ */
+export interface LicenseMetering {
+  /**
+   * Whether the policy allows `n` more of `metric` (default 1): a metric the license does not meter
+   * (no allowance, or unlimited) is allowed; `block` while used + n <= allowance; a tolerance while
+   * used + n <= allowance × tolerance; `allow` always.
+   */
+  allows(metric: string, n?: number | string): Promise<boolean>;
+  /** The metric's figures with this instance's own reports added; null when the license does not meter it. */
+  usage(metric: string): Promise<MeteredUsage | null>;
+}
+
+/** A license as getLicense answers it: verified, whether it came from the service or the kept copy, and its offline helper. */
+export type ClientLicense = VerifiedLicense & LicenseMetering & { offline: boolean };
 
 /** 60 requests an hour (the service's default RATE_LIMIT_USAGE) apart: one a minute. */
 export const DEFAULT_FLUSH_INTERVAL_MS = 60_000;
@@ -117,7 +138,10 @@ export class BillingClient {
   readonly baseUrl: string;
   private readonly http: HttpSettings;
   private readonly maxBatch: number;
-  private readonly queue: Promise<{ queue: UsageQueue; flusher: UsageFlusher }> | null = null;
+  private readonly queue: Promise<{ queue: UsageQueue; flusher: UsageFlusher; ledger: UsageLedger }> | null = null;
+  /** Without a queue: the usage ledger in license.dir, or in memory (see ledger()). */
+  private ledgerOpen: Promise<UsageLedger> | null = null;
+  private readonly onError: (err: unknown) => void;
   private readonly licenseOptions: ClientLicenseOptions;
   private licensing: Promise<Licensing> | null = null;
   /** The license folder's check, started as the client is built (see licensing()). */
@@ -125,6 +149,13 @@ export class BillingClient {
   /** The customer id in the API key: licenses are for it unless license.customerId says otherwise. */
   private readonly keyCustomerId: string | undefined;
   private lastLicense: VerifiedLicense | null = null;
+  /** When the last license (without license.dir) was asked for. */
+  private lastRequestedAt: number | null = null;
+  /**
+   * When a license was last asked for: acknowledgements recorded from then on are stamped after it,
+   * so each is on one side of it (in the license's figures, or added to them), never both or neither.
+   */
+  private fenceAt = 0;
   private closed = false;
 
   constructor(options: BillingClientOptions = {}) {
@@ -147,6 +178,7 @@ export class BillingClient {
       userAgent: options.userAgent ?? '@billing/client',
     };
     this.licenseOptions = options.license ?? {};
+    this.onError = (err) => options.onFlushError?.(err);
     this.keyCustomerId = /^cust_([0-9a-fA-F-]{36})_/.exec(apiKey)?.[1];
     for (const gone of ['jwks', 'jwksUrl', 'allowInsecureJwks']) {
       if ((this.licenseOptions as Record<string, unknown>)[gone] !== undefined) {
@@ -165,7 +197,12 @@ export class BillingClient {
       this.queue = UsageQueue.open(options.queueDir, {
         ...(options.queueMaxEvents !== undefined ? { maxEvents: options.queueMaxEvents } : {}),
         ...(options.queueMaxBytes !== undefined ? { maxBytes: options.queueMaxBytes } : {}),
-      }).then((queue) => {
+      }).then(async (queue) => {
+        // What the service acknowledged, beside the queue it came from (usage-ledger.ts).
+        const ledger = await UsageLedger.open(queue.dir, { onError: this.onError }).catch(async (err: unknown) => {
+          await queue.close();
+          throw err;
+        });
         const flusher = new UsageFlusher({
           queue,
           send: (events) => postBatch(usage, events),
@@ -176,9 +213,10 @@ export class BillingClient {
           backoffBaseMs: this.http.backoffBaseMs,
           backoffMaxMs: this.http.backoffMaxMs,
           onError: options.onFlushError,
+          acknowledged: (events, receipts) => ledger.prepare(this.ackTime(), events, receipts),
         });
         if (!this.closed) flusher.start();
-        return { queue, flusher };
+        return { queue, flusher, ledger };
       });
       // Seen by the first call that needs the queue (a QueueLockedError, say), not as an unhandled rejection.
       this.queue.catch(() => undefined);
@@ -241,15 +279,19 @@ export class BillingClient {
       });
   }
 
-  /** Stops the flusher (waiting for a batch under way) and releases the queue directory. Idempotent. */
+  /** Stops the flusher (waiting for a batch under way) and releases the queue directory and the usage ledger. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (!this.queue) return;
-    const opened = await this.queue.catch(() => null);
-    if (!opened) return;
-    await opened.flusher.stop();
-    await opened.queue.close();
+    if (this.queue) {
+      const opened = await this.queue.catch(() => null);
+      if (!opened) return;
+      await opened.flusher.stop();
+      await opened.queue.close();
+      await opened.ledger.close();
+    } else if (this.ledgerOpen) {
+      await (await this.ledgerOpen.catch(() => null))?.close();
+    }
   }
 
   /** GET /api/me: the customer the key belongs to. */
@@ -291,10 +333,14 @@ export class BillingClient {
    * binding, replay) and kept as the last good one. When the service cannot be reached (network,
    * 429, 5xx), the kept license, verified again (offline: true; past its exp it answers decision
    * `expired` rather than failing). A license that does not verify is an error, never replaced by the kept one.
+   * Either way with its offline helper (`allows`, `usage`: LicenseMetering).
    */
   async getLicense(q: { fingerprint?: string } = {}): Promise<ClientLicense> {
     const fingerprint = q.fingerprint ?? this.licenseOptions.fingerprint;
     const { cache, verifier } = await this.licensingFor(fingerprint);
+    // Everything the service acknowledged by this moment is in the license's usage figures.
+    const requestedAt = Date.now();
+    this.fenceAt = Math.max(this.fenceAt, requestedAt);
     let answer: LicenseAnswer;
     try {
       answer = (await call<LicenseAnswer>(this.http, 'GET', '/api/licenses', { query: { fingerprint }, idempotent: true })).body;
@@ -302,16 +348,76 @@ export class BillingClient {
       if (!unreachable(err)) throw err;
       const kept = cache ? await cache.load() : this.lastLicense;
       if (!kept) throw err;
-      return { ...kept, offline: true };
+      return { ...kept, ...this.metering(kept, cache ? cache.requestedAt : this.lastRequestedAt), offline: true };
     }
-    const verified = cache ? await cache.accept(answer.license) : await verifier.verify(answer.license);
+    const verified = cache ? await cache.accept(answer.license, { requestedAt }) : await verifier.verify(answer.license);
     this.lastLicense = verified;
-    return { ...verified, offline: false };
+    this.lastRequestedAt = requestedAt;
+    return { ...verified, ...this.metering(verified, requestedAt), offline: false };
   }
 
-  /** Verifies a license token offline (a lapsed one is refused: EXPIRED); accepting it moves the replay mark. */
-  async verifyLicense(token: string): Promise<VerifiedLicense> {
-    return (await this.licensingFor(this.licenseOptions.fingerprint)).verifier.verify(token);
+  /**
+   * Verifies a license token offline (a lapsed one is refused: EXPIRED); accepting it moves the replay
+   * mark. With its offline helper: this instance's reports count from the license's `iat`.
+   */
+  async verifyLicense(token: string): Promise<VerifiedLicense & LicenseMetering> {
+    const verified = await (await this.licensingFor(this.licenseOptions.fingerprint)).verifier.verify(token);
+    return { ...verified, ...this.metering(verified, null) };
+  }
+
+  /** A license's offline helper: its signed figures plus this instance's reports since `requestedAt` (else its iat). */
+  private metering(license: VerifiedLicense, requestedAt: number | null): LicenseMetering {
+    const usage = async (metric: string): Promise<MeteredUsage | null> => {
+      if (!Object.hasOwn(license.metered, metric)) return null;
+      const now = Date.now();
+      const local = await this.localMicros(metric, localSince(license.claims, now, requestedAt));
+      return meteredUsage(license.claims, metric, local, now);
+    };
+    return {
+      usage,
+      allows: async (metric, n = 1) => {
+        allowsMore(null, n); // a bad n is a TypeError whatever the metric
+        return allowsMore(await usage(metric), n);
+      },
+    };
+  }
+
+  /** Millionths of `metric` this instance reported: acknowledged at or after `sinceMs`, and waiting in the queue. */
+  private async localMicros(metric: string, sinceMs: number): Promise<bigint> {
+    if (this.queue) {
+      const { queue, ledger } = await this.queue;
+      return ledger.since(metric, sinceMs) + queue.waitingMicros(metric);
+    }
+    return (await this.ledger()).since(metric, sinceMs);
+  }
+
+  /** Without a queue, the usage ledger: in license.dir (read back after a restart), or in memory. Opened once (again after a failure). */
+  private ledger(): Promise<UsageLedger> {
+    this.ledgerOpen ??= (async () => {
+      const dir = this.licenseOptions.dir;
+      if (dir === undefined) return UsageLedger.memory();
+      if (this.licenseFolder) await this.licenseFolder();
+      return UsageLedger.open(dir, { onError: this.onError });
+    })().catch((err: unknown) => {
+      this.ledgerOpen = null;
+      throw err;
+    });
+    return this.ledgerOpen;
+  }
+
+  /** When an acknowledgement is stamped in the ledger: now, and after the last license request (see fenceAt). */
+  private ackTime(): number {
+    return Math.max(Date.now(), this.fenceAt + 1);
+  }
+
+  /** Counts what the service acknowledged (sendNow); a ledger that cannot be written is reported, never a failed report. */
+  private async recordAcknowledged(events: UsageEventBody[], receipts: UsageReceipt[]): Promise<void> {
+    try {
+      const ledger = await this.ledger();
+      await ledger.record(this.ackTime(), events, receipts);
+    } catch (err) {
+      this.onError(err);
+    }
   }
 
   /** The trust anchor and the mark, made once per client (made again after a failure: a folder fixed, say). */
@@ -373,12 +479,16 @@ export class BillingClient {
   private async sendNow(events: UsageEventBody[]): Promise<UsageReceipt[]> {
     const receipts: UsageReceipt[] = [];
     for (let i = 0; i < events.length; i += this.maxBatch) {
+      const batch = events.slice(i, i + this.maxBatch);
+      let answered: UsageReceipt[];
       try {
-        receipts.push(...(await postBatch(this.http, events.slice(i, i + this.maxBatch))));
+        answered = await postBatch(this.http, batch);
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
         throw new UsageReportError(`${events.length - i} event(s) not acknowledged: ${why}`, events.slice(i), receipts, { cause: err });
       }
+      receipts.push(...answered);
+      await this.recordAcknowledged(batch, answered);
     }
     return receipts;
   }

@@ -9,11 +9,14 @@ export { LicenseCache } from './license-cache';
 export type { LicenseCacheOptions } from './license-cache';
 export { staticJwks, trustAnchor, KEY_SET_TYP } from './jwks-source';
 export type { Jwks, JwksSource, TrustAnchor, TrustAnchorOptions } from './jwks-source';
-export type { LicenseClaims, LicenseStatus } from './license-claims';
+export type { LicenseClaims, LicenseStatus, MeteredClaim, MeteredState, OveragePolicy } from './license-claims';
+// The offline helper's arithmetic (BillingClient's license.allows() and license.usage() use it), for licenses verified without the client.
+export { meteredUsage, localSince, allowsMore } from './metered-usage';
+export type { MeteredUsage } from './metered-usage';
 
 // The client SDK.
 export { BillingClient } from './billing-client';
-export type { BillingClientOptions, ClientLicenseOptions, ClientLicense } from './billing-client';
+export type { BillingClientOptions, ClientLicenseOptions, ClientLicense, LicenseMetering } from './billing-client';
 export { BillingApiError, BillingNetworkError } from './api-error';
 export { QueueFullError, QueueLockedError, InstanceLimitReachedError, UsageReportError } from './client-errors';
 export { QueueDiskFullError, UnsafePathError, RedirectRefusedError } from './client-errors';

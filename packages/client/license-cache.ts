@@ -5,7 +5,10 @@ import { LicenseError } from './license-errors';
 import { privateDirCheck, readPrivate, writeFileAtomic } from './private-fs';
 import { createLicenseVerifier, trustAnchorFor, type LicenseVerifier, type VerifiedLicense, type VerifyLicenseOptions } from './license-verifier';
 
-/** The file's content: `{"version":1,"token":"<compact JWS>","savedAt":"<ISO time>"}`, mode 0600. */
+/**
+ * The file's content: `{"version":1,"token":"<compact JWS>","savedAt":"<ISO time>","requestedAt":<ms>}`,
+ * mode 0600 (`requestedAt`: when this instance asked for the license, when it said so).
+ */
 const FILE_VERSION = 1;
 
 export interface LicenseCacheOptions {
@@ -28,6 +31,7 @@ export class LicenseCache {
   private readonly strict: LicenseVerifier;
   private readonly lenient: LicenseVerifier;
   private last: VerifiedLicense | null = null;
+  private lastRequestedAt: number | null = null;
   private readonly folder: () => Promise<void>;
 
   constructor(private readonly options: LicenseCacheOptions) {
@@ -45,15 +49,26 @@ export class LicenseCache {
   }
 
   /**
+   * When this instance asked for the current license (ms, this clock), as given to accept(); null when
+   * not given. Everything the service acknowledged before it is in the license's usage figures.
+   */
+  get requestedAt(): number | null {
+    return this.lastRequestedAt;
+  }
+
+  /**
    * Verifies a license just fetched from the server (an expired one is refused: EXPIRED) and, once it
    * is accepted, keeps it as the last good license.
    */
-  async accept(token: string): Promise<VerifiedLicense> {
+  async accept(token: string, o: { requestedAt?: number } = {}): Promise<VerifiedLicense> {
     await this.folder();
     const verified = await this.strict.verify(token);
-    const content = JSON.stringify({ version: FILE_VERSION, token, savedAt: new Date().toISOString() }) + '\n';
+    const requestedAt = o.requestedAt !== undefined && Number.isSafeInteger(o.requestedAt) ? o.requestedAt : null;
+    const content =
+      JSON.stringify({ version: FILE_VERSION, token, savedAt: new Date().toISOString(), ...(requestedAt !== null ? { requestedAt } : {}) }) + '\n';
     await writeFileAtomic(this.options.path, content, 0o600, 'license');
     this.last = verified;
+    this.lastRequestedAt = requestedAt;
     return verified;
   }
 
@@ -72,16 +87,20 @@ export class LicenseCache {
     }
     if (content === null) return null;
     let token: unknown;
+    let requestedAt: unknown;
     try {
-      const data = JSON.parse(content.toString('utf8')) as { version?: unknown; token?: unknown };
+      const data = JSON.parse(content.toString('utf8')) as { version?: unknown; token?: unknown; requestedAt?: unknown };
       if (data.version !== FILE_VERSION) throw new Error('unknown version');
       token = data.token;
+      requestedAt = data.requestedAt;
     } catch (err) {
       throw this.corrupt('not a license cache file', err);
     }
     if (typeof token !== 'string') throw this.corrupt('no token');
     const verified = await this.lenient.verify(token);
     this.last = verified;
+    // Not signed: it only moves where this instance's own reports start counting, within the license's life.
+    this.lastRequestedAt = typeof requestedAt === 'number' && Number.isSafeInteger(requestedAt) ? requestedAt : null;
     return verified;
   }
 

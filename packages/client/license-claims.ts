@@ -9,8 +9,13 @@ import { LicenseError } from './license-errors';
  */
 export type LicenseClaims = components['schemas']['LicenseClaims'];
 export type LicenseStatus = LicenseClaims['status'];
+/** One metered limit as of issue: allowance, used, thresholds, overage policy, state (docs/LICENSE-VERIFICATION.md). */
+export type MeteredClaim = LicenseClaims['metered'][string];
+export type MeteredState = MeteredClaim['state'];
+export type OveragePolicy = MeteredClaim['overage'];
 
 const STATUSES: readonly LicenseStatus[] = ['active', 'trialing', 'grace', 'expired'];
+const METERED_STATES: readonly MeteredState[] = ['ok', 'warn', 'over_tolerated', 'blocked'];
 
 type Obj = Record<string, unknown>;
 
@@ -19,6 +24,11 @@ function isObj(v: unknown): v is Obj {
 }
 const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isText = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+/** A quantity as the service writes one: a non-negative decimal, at most 6 places. */
+export const isDecimal = (v: unknown): v is string => typeof v === 'string' && /^\d{1,20}(\.\d{1,6})?$/.test(v);
+const isPercents = (v: unknown): v is number[] => Array.isArray(v) && v.every(isCount);
+const isPolicy = (v: unknown): v is OveragePolicy => v === 'block' || v === 'allow' || (typeof v === 'number' && Number.isFinite(v) && v >= 1);
 
 function bad(field: string): never {
   throw new LicenseError('MALFORMED', `The license payload is not in the license format (${field}).`);
@@ -31,6 +41,37 @@ function record<T>(v: unknown, field: string, ok: (x: unknown) => x is T): Recor
     if (!ok(x)) bad(`${field}.${k}`);
     out[k] = x;
   }
+  return out;
+}
+
+function meteredClaim(v: unknown, field: string): MeteredClaim {
+  if (!isObj(v)) bad(field);
+  if (!isCount(v.allowance)) bad(`${field}.allowance`);
+  if (!isDecimal(v.used)) bad(`${field}.used`);
+  if (v.percent !== null && !(typeof v.percent === 'number' && Number.isFinite(v.percent) && v.percent >= 0)) bad(`${field}.percent`);
+  if (!isPercents(v.thresholds)) bad(`${field}.thresholds`);
+  if (!isPercents(v.thresholds_crossed)) bad(`${field}.thresholds_crossed`);
+  if (!isPolicy(v.overage)) bad(`${field}.overage`);
+  if (v.blocks_at !== null && !isDecimal(v.blocks_at)) bad(`${field}.blocks_at`);
+  if (!METERED_STATES.includes(v.state as MeteredState)) bad(`${field}.state`);
+  return {
+    allowance: v.allowance,
+    used: v.used,
+    percent: v.percent,
+    thresholds: [...v.thresholds],
+    thresholds_crossed: [...v.thresholds_crossed],
+    overage: v.overage,
+    blocks_at: v.blocks_at,
+    state: v.state as MeteredState,
+  };
+}
+
+/** `metered`: absent in licenses signed before it (then {}). */
+function meteredClaims(v: unknown): LicenseClaims['metered'] {
+  const out: LicenseClaims['metered'] = Object.create(null) as LicenseClaims['metered'];
+  if (v === undefined) return out;
+  if (!isObj(v)) bad('metered');
+  for (const [k, x] of Object.entries(v)) out[k] = meteredClaim(x, `metered.${k}`);
   return out;
 }
 
@@ -83,6 +124,7 @@ export function parseLicenseClaims(payload: unknown): LicenseClaims {
     // Fields the format no longer has (a plan's `seats`, in licenses signed before it was removed) are left out.
     entitlements: { features: [...e.features], limits },
     usage,
+    metered: meteredClaims(p.metered),
     status: p.status as LicenseStatus,
     subscription,
     valid_until: (p.valid_until as number | null | undefined) ?? null,

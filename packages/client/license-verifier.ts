@@ -1,6 +1,6 @@
 import { compactVerify, errors as joseErrors, type KeyLike } from 'jose';
 import { trustAnchor, type JwksSource, type TrustAnchorOptions } from './jwks-source';
-import { parseLicenseClaims, type LicenseClaims } from './license-claims';
+import { parseLicenseClaims, type LicenseClaims, type MeteredClaim } from './license-claims';
 import { LicenseError } from './license-errors';
 import type { LicenseStore } from './license-store';
 
@@ -61,6 +61,13 @@ export interface VerifiedLicense {
   features: readonly string[];
   /** null: unlimited. */
   limits: Readonly<Record<string, number | null>>;
+  /**
+   * Per metered limit, the signed figures as of issue: allowance, used, thresholds crossed, overage
+   * policy and state (`ok`, `warn`, `over_tolerated`, `blocked`). What the instance does about each is
+   * in docs/LICENSE-VERIFICATION.md; BillingClient's `license.allows()` adds what the instance has
+   * reported since.
+   */
+  metered: Readonly<Record<string, MeteredClaim>>;
 }
 
 export const MAX_TOKEN_LENGTH = 64 * 1024;
@@ -239,6 +246,7 @@ export async function verifyLicense(token: string, options: VerifyLicenseOptions
     graceUntil: date(claims.grace_until),
     features: claims.entitlements.features,
     limits: claims.entitlements.limits,
+    metered: claims.metered,
   };
 }
 

@@ -28,6 +28,11 @@ export interface FlusherOptions {
   backoffBaseMs: number;
   backoffMaxMs: number;
   onError?: (err: unknown) => void;
+  /**
+   * Told what the service acknowledged of a batch before it leaves the queue (the usage ledger writes
+   * it); the step it returns runs as the batch leaves the queue.
+   */
+  acknowledged?: (events: UsageEventBody[], receipts: UsageReceipt[]) => Promise<() => void>;
 }
 
 const empty = (): FlushResult => ({ sent: 0, replayed: 0, deadLettered: 0, receipts: [] });
@@ -134,7 +139,13 @@ export class UsageFlusher {
           await q.deadLetter({ event, status: err.status, code: err.code, message: err.message, requestId: err.requestId, details: err.details });
         },
       );
-      await q.acknowledge(entries.length);
+      const taken = this.o.acknowledged
+        ? await this.o.acknowledged(
+            entries.map((e) => e.event),
+            receipts,
+          )
+        : undefined;
+      await q.acknowledge(entries.length, taken);
       return { sent: receipts.length, replayed: receipts.filter((r) => r.replayed).length, deadLettered, receipts };
     });
   }

@@ -3,6 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { UsageEventBody } from './client-types';
 import { QueueDiskFullError, QueueFullError } from './client-errors';
+import { toMicros } from './metered-usage';
 import { ensurePrivateDir, isDiskFull, OPEN, openPrivate, readPrivate, syncDir } from './private-fs';
 import { acquireLock, type QueueLock } from './queue-lock';
 import { serial } from './serial';
@@ -81,6 +82,8 @@ function diskFull(dir: string, err: unknown): Error {
 export class UsageQueue {
   private pending: QueueEntry[] = [];
   private pendingBytes = 0;
+  /** Per metric, the quantity waiting (millionths): what license.allows() adds for events not sent yet. */
+  private readonly waiting = new Map<string, bigint>();
   private segment = 0;
   private size = 0;
   private fd: FileHandle | null = null;
@@ -129,6 +132,21 @@ export class UsageQueue {
     return this.pending.slice(0, max);
   }
 
+  /** The quantity of `metric` waiting to be sent, in millionths. */
+  waitingMicros(metric: string): bigint {
+    return this.waiting.get(metric) ?? 0n;
+  }
+
+  private track(entries: readonly QueueEntry[], sign: 1n | -1n): void {
+    for (const { event } of entries) {
+      const q = toMicros(event.quantity);
+      if (q === null || typeof event.metric !== 'string') continue;
+      const v = (this.waiting.get(event.metric) ?? 0n) + sign * q;
+      if (v === 0n) this.waiting.delete(event.metric);
+      else this.waiting.set(event.metric, v);
+    }
+  }
+
   /** Writes the events (all or none) and fsyncs them; resolves once they are on disk. */
   append(events: UsageEventBody[]): Promise<void> {
     return this.exclusive(async () => {
@@ -164,11 +182,14 @@ export class UsageQueue {
       }
       const start = this.size;
       let end = start;
+      const added: QueueEntry[] = [];
       for (const [i, line] of lines.entries()) {
         const b = Buffer.byteLength(line);
         end += b;
-        this.pending.push({ event: events[i]!, segment: this.segment, end, bytes: b });
+        added.push({ event: events[i]!, segment: this.segment, end, bytes: b });
       }
+      this.pending.push(...added);
+      this.track(added, 1n);
       this.size = end;
       this.pendingBytes += bytes;
     });
@@ -186,14 +207,20 @@ export class UsageQueue {
     }
   }
 
-  /** The service has the first `count` pending events: moves the acknowledgement past them. */
-  acknowledge(count: number): Promise<void> {
+  /**
+   * The service has the first `count` pending events: moves the acknowledgement past them. `taken`
+   * runs as they leave the queue, in the same step (the usage ledger counts them there, so an event
+   * is never counted as both waiting and acknowledged, nor as neither).
+   */
+  acknowledge(count: number, taken?: () => void): Promise<void> {
     return this.exclusive(async () => {
       if (count <= 0) return;
       const last = this.pending[count - 1];
       if (!last) throw new Error('acknowledging more events than are queued');
       await this.writeAck(last.segment, last.end);
       const done = this.pending.splice(0, count);
+      this.track(done, -1n);
+      taken?.();
       this.pendingBytes -= done.reduce((n, e) => n + e.bytes, 0);
       // After a full disk the segment is replaced as soon as it is all acknowledged, to give its space back.
       // A rotation that fails (a full disk cannot take the new file) is tried again later.
@@ -301,7 +328,9 @@ export class UsageQueue {
         try {
           const event = JSON.parse(buf.subarray(pos, nl).toString('utf8')) as UsageEventBody;
           if (typeof event !== 'object' || event === null || typeof event.idempotency_key !== 'string') throw new Error('not an event');
-          this.pending.push({ event, segment: n, end, bytes: end - pos });
+          const entry = { event, segment: n, end, bytes: end - pos };
+          this.pending.push(entry);
+          this.track([entry], 1n);
           this.pendingBytes += end - pos;
         } catch {
           // Only a damaged disk makes a whole line unreadable (appends are whole lines, fsynced): kept for a person to see.

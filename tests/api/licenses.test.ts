@@ -72,8 +72,10 @@ describe('status and dates from the subscription', () => {
       nbf: nowSec(),
       exp: nowSec() + 7 * DAY,
       plan: { code: s.plan, name: 'Pro' },
-      entitlements: { features: ['sso', 'audit-export'], limits: { projects: 10, api_calls: null } },
+      // Features sorted (entitlement-rules.ts); api_calls unlimited: a quantity, but not a metered limit.
+      entitlements: { features: ['audit-export', 'sso'], limits: { projects: 10, api_calls: null } },
       usage: { period_start: Math.floor(Date.parse(s.body.current_period_start) / 1000), period_end: periodEnd, quantities: { api_calls: '12.5' } },
+      metered: {},
       status: 'active',
       subscription: { id: s.id, status: 'active', current_period_end: periodEnd, cancel_at_period_end: false },
       valid_until: periodEnd,

@@ -50,6 +50,18 @@ export function claims(overrides: Partial<LicenseClaims> = {}): LicenseClaims {
     plan: { code: 'pro', name: 'Pro' },
     entitlements: { features: ['sso'], limits: { api_calls: 100000 } },
     usage: { period_start: T0 - 86400, period_end: T0 + 30 * 86400, quantities: { api_calls: '1234.5' } },
+    metered: {
+      api_calls: {
+        allowance: 100000,
+        used: '1234.5',
+        percent: 1.23,
+        thresholds: [80, 100],
+        thresholds_crossed: [],
+        overage: 'block',
+        blocks_at: '100000',
+        state: 'ok',
+      },
+    },
     status: 'active',
     subscription: { id: randomUUID(), status: 'active', current_period_end: T0 + 30 * 86400, cancel_at_period_end: false },
     valid_until: T0 + 30 * 86400,

@@ -100,6 +100,39 @@ describe('verifyLicense: a license signed in the license format', () => {
     expect(odd.claims).toEqual(c);
   });
 
+  test('when the license carries metered figures, then they are in the result; a license signed before the claim existed has none ({})', async () => {
+    const c = claims();
+    const v = await verifyLicense(await sign(k1, c), opts());
+    expect(v.metered).toEqual(c.metered);
+    expect(v.metered.api_calls).toMatchObject({ allowance: 100000, used: '1234.5', state: 'ok', overage: 'block' });
+    const { metered: _m, ...before } = c;
+    const old = await verifyLicense(await sign(k1, before), opts());
+    expect([old.metered, old.claims.metered]).toEqual([{}, {}]);
+    const tolerated = { ...c.metered.api_calls!, used: '110000', overage: 1.25, state: 'over_tolerated', blocks_at: '125000', percent: 110 };
+    expect((await verifyLicense(await sign(k1, { ...c, metered: { api_calls: tolerated } }), opts())).metered.api_calls).toEqual(tolerated);
+  });
+
+  test.each([
+    ['metered', 'all'],
+    ['metered.api_calls', 5],
+    ['allowance', '100'],
+    ['allowance', -1],
+    ['used', 12.5],
+    ['used', '1e3'],
+    ['percent', '10'],
+    ['thresholds', [80, '100']],
+    ['thresholds_crossed', null],
+    ['overage', 'stop'],
+    ['overage', 0.5],
+    ['blocks_at', 100],
+    ['state', 'fine'],
+  ])('when the metered claim’s %s is %j, then MALFORMED (every field the instance acts on is type-checked)', async (field, value) => {
+    const c = claims();
+    const metered =
+      field === 'metered' ? value : field === 'metered.api_calls' ? { api_calls: value } : { api_calls: { ...c.metered.api_calls, [field]: value } };
+    await expectRefused(await sign(k1, { ...c, metered }), opts(), 'MALFORMED');
+  });
+
   test('when the license has no subscription, usage nor valid_until (default plan), then it verifies', async () => {
     const c = claims({ subscription: null, usage: null, valid_until: null, entitlements: { features: [], limits: { api_calls: null } } });
     const v = await verifyLicense(await sign(k1, c), opts());

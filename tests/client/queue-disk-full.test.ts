@@ -119,7 +119,8 @@ describe('the queue on a full disk', () => {
       expect(await second.flush()).toMatchObject({ sent: 100 });
       expect(svc.stored.size).toBe(accepted + 120);
       expect(leftovers()).toEqual([]);
-      expect(files().sort()).toEqual(['ack.json', 'lock', expect.stringMatching(/^segment-\d{12}\.jsonl$/)]);
+      // The usage ledger beside it (what the service acknowledged, for license.allows()): its lines on a full disk were reported, not fatal.
+      expect(files().sort()).toEqual(['ack.json', 'lock', expect.stringMatching(/^segment-\d{12}\.jsonl$/), 'usage-ledger.jsonl']);
     },
     60_000,
   );

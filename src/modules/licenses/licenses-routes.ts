@@ -61,7 +61,7 @@ export function licensesRouteSpecs() {
       auth: 'customer',
       noStore: true,
       summary:
-        'A signed license (compact JWS, EdDSA) for the calling customer; with ?fingerprint= bound to that activated instance (its heartbeat; required when the plan limits instances)',
+        'A signed license (compact JWS, EdDSA) for the calling customer, carrying its deal (the plan with its overrides); with ?fingerprint= bound to that activated instance (its heartbeat; required when the deal limits instances)',
       request: { query: licenseQuery },
       responses: { 200: json(licenseResponse, 'The license, its claims as signed, and where the public keys are') },
       errors: ['LICENSE_NOT_FOUND', 'ACTIVATION_NOT_FOUND'],
@@ -70,7 +70,8 @@ export function licensesRouteSpecs() {
       method: 'post',
       path: '/api/licenses/activations',
       auth: 'customer',
-      summary: 'Activate an instance (take a seat, counted against the plan’s limits.instances); 200 when it was already active',
+      summary:
+        'Activate an instance (take a seat, counted against the effective limits.instances: the plan’s, or the customer’s override); 200 when it was already active',
       request: { body: activationBody },
       responses: {
         201: json(activationResponse, 'Activated'),

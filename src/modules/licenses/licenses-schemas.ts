@@ -32,6 +32,22 @@ export const activationParams = z.object({ fingerprint });
 const nd = z.number().int();
 const ts = z.iso.datetime({ offset: true });
 
+/** One metered limit as of issue (entitlement-rules.ts, meteredStatus): what the instance applies offline. */
+const meteredClaim = z.strictObject({
+  allowance: z.number().int().describe('The allowance for the period (the effective limit of that name)'),
+  used: z.string().describe('The period’s usage when the license was issued (a decimal string)'),
+  percent: z.number().nullable().describe('used / allowance in percent, two decimals, rounded down; null when the allowance is 0'),
+  thresholds: z.array(z.number().int()).describe('The percentages of the allowance at which the customer is told'),
+  thresholds_crossed: z.array(z.number().int()).describe('Those reached by `used`'),
+  overage: z
+    .union([z.enum(['block', 'allow']), z.number()])
+    .describe('Past the allowance: `block` (stop at 100%), `allow` (never stop), or a tolerance (a multiple, 1.1-3: stop there)'),
+  blocks_at: z.string().nullable().describe('The quantity at which the policy stops the metered action (allowance × tolerance); null for `allow`'),
+  state: z
+    .enum(['ok', 'warn', 'over_tolerated', 'blocked'])
+    .describe('`ok`; `warn`: a threshold crossed; `over_tolerated`: over the allowance, the policy allows more; `blocked`: the policy allows nothing more'),
+});
+
 /**
  * The payload of every license the service signs, described once: the service's `LicenseClaims` type
  * is inferred from it, the OpenAPI document publishes it as the `LicenseClaims` component, and the
@@ -52,6 +68,11 @@ export const licenseClaims = z
       limits: z.record(z.string(), z.number().nullable()).describe('null: unlimited; `instances` is the activation limit the service enforces'),
     }),
     usage: z.strictObject({ period_start: nd, period_end: nd, quantities: z.record(z.string(), z.string()) }).nullable(),
+    metered: z
+      .record(z.string(), meteredClaim)
+      .describe(
+        'Per metered limit (a limit named after a usage metric with a number: an allowance for the period), its figures and state as of issue; {} when none',
+      ),
     status: z.enum(['active', 'trialing', 'grace', 'expired']),
     subscription: z.strictObject({ id: z.string(), status: z.string(), current_period_end: nd.nullable(), cancel_at_period_end: z.boolean() }).nullable(),
     valid_until: nd.nullable(),

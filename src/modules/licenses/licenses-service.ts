@@ -10,27 +10,26 @@ import { createLicenseNoticesRepository } from './license-notices-repository';
 import { systemContext, type ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomerLookup } from '../customers/customer-lookup';
-import type { PlansService } from '../plans/plans-service';
-import type { Entitlements } from '../plans/plan-types';
-import type { Subscription } from '../subscriptions/subscription-types';
-import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
+import type { Deal, DealPlan, Deals } from '../entitlements/deals';
+import { meteredStatuses, periodDays } from '../entitlements/entitlement-rules';
+import { INSTANCE_LIMIT } from '../plans/plan-types';
 import type { UsageService } from '../usage/usage-service';
 import type { Activation, ActivationsRepository, Clock, ReleaseReason, SeatHolder } from './activations-repository';
 import type { LicenseSigner } from './license-signer';
 import type { LicenseClaims } from './licenses-schemas';
-import { expiry, licenseState, pickSubscription, type LicenseState, type LicenseStatus } from './license-status';
+import { expiry, licenseState, type LicenseState, type LicenseStatus } from './license-status';
 
 export interface LicensesServiceDeps {
   db: Knex;
   repo: ActivationsRepository;
-  subscriptions: Pick<SubscriptionsService, 'list'>;
-  plans: Pick<PlansService, 'findByCode'>;
+  /** Where a customer's entitlements come from (its plan with its overrides) and its usage period. */
+  deals: Pick<Deals, 'dealFor'>;
   customers: Pick<CustomerLookup, 'findById' | 'assertActive'>;
-  usage: Pick<UsageService, 'totals'>;
+  usage: Pick<UsageService, 'periodTotals'>;
   audit: AuditService;
   signer: LicenseSigner;
   logger: Logger;
-  settings: Pick<Config['license'], 'issuer' | 'ttlSeconds' | 'graceDays' | 'heartbeatDays' | 'defaultPlan'>;
+  settings: Pick<Config['license'], 'issuer' | 'ttlSeconds' | 'graceDays' | 'heartbeatDays'>;
   /** Usage metrics: the limits named after one carry the period's quantity in the license. */
   metrics: readonly string[];
   now?: () => number;
@@ -39,12 +38,13 @@ export interface LicensesServiceDeps {
   events: EventEmitter;
 }
 
-/** What a license is issued from: a subscription, or the default plan. */
+/** What a license is issued from: the customer's deal (a subscription's plan, or the default plan, with its overrides). */
 interface Basis {
-  plan: { code: string; name: string; entitlements: Entitlements };
-  subscription: Subscription | null;
+  deal: Deal;
+  plan: DealPlan;
   state: LicenseState;
-  period: { from: Date; to: Date } | null;
+  /** The effective activation limit (null: unlimited). */
+  instances: number | null;
 }
 
 export interface IssuedLicense {
@@ -62,16 +62,18 @@ const sec = (ms: number) => Math.floor(ms / 1000);
 const secOrNull = (d: Date | null) => (d ? sec(d.getTime()) : null);
 
 /**
- * Licenses and the activations they bind to (instances, counted against the plan's `limits.instances`).
+ * Licenses and the activations they bind to (instances, counted against the deal's `limits.instances`).
  *
- * A fetch is cheap: the customer's subscriptions with their plans in one query, usage totals only
- * when the plan limits a metered metric, one heartbeat update when bound, one signature, one audit row.
- * Activations of one customer are serialised by a lock on the customer's row: stale ones are
- * released, live ones counted and the new one inserted in one transaction, so the plan's
- * `limits.instances` holds however many instances activate at once.
+ * A license is issued from the customer's deal (deals.ts): its plan with the overrides that apply
+ * now, so the claims, the instance limit and the metered figures say what the deal says. A fetch is
+ * cheap: the subscriptions with their plans and the overrides (read together), the period's usage
+ * from the daily totals only when the deal names a metric among its limits, one heartbeat update
+ * when bound, one signature, one audit row. Activations of one customer are serialised by a lock on
+ * the customer's row: stale ones are released, live ones counted and the new one inserted in one
+ * transaction, so the instance limit holds however many instances activate at once.
  */
 export function createLicensesService(deps: LicensesServiceDeps) {
-  const { db, repo, subscriptions, plans, customers, usage, audit, signer, logger, settings, metrics } = deps;
+  const { db, repo, deals, customers, usage, audit, signer, logger, settings, metrics } = deps;
   const now = deps.now ?? Date.now;
 
   const clockAt = (ms: number): Clock => ({ now: new Date(ms), cutoff: new Date(ms - settings.heartbeatDays * 86_400_000) });
@@ -85,34 +87,43 @@ export function createLicensesService(deps: LicensesServiceDeps) {
   });
 
   async function basis(customerId: string, nowMs: number): Promise<Basis> {
-    const sub = pickSubscription(await subscriptions.list(customerId));
-    if (sub) {
-      const period = sub.currentPeriodStart && sub.currentPeriodEnd ? { from: sub.currentPeriodStart, to: sub.currentPeriodEnd } : null;
-      return { plan: sub.plan, subscription: sub, state: licenseState(sub, sec(nowMs), settings.graceDays), period };
-    }
-    if (settings.defaultPlan) {
-      const plan = await plans.findByCode(db, settings.defaultPlan);
-      if (plan) {
-        const d = new Date(nowMs);
-        const from = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
-        const to = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1));
-        return { plan, subscription: null, state: { status: 'active', validUntil: null, graceUntil: null }, period: { from, to } };
-      }
-      logger.warn({ plan: settings.defaultPlan }, 'LICENSE_DEFAULT_PLAN names no plan: customers without a subscription get no license');
-    }
-    throw new AppError('LICENSE_NOT_FOUND', 'No license: the customer has no subscription');
+    const deal = await deals.dealFor(customerId, nowMs);
+    // A deal has no plan only without a subscription (and without a default plan that exists).
+    if (!deal.plan) throw new AppError('LICENSE_NOT_FOUND', 'No license: the customer has no subscription');
+    const state: LicenseState = deal.subscription
+      ? licenseState(deal.subscription, sec(nowMs), settings.graceDays)
+      : { status: 'active', validUntil: null, graceUntil: null };
+    const instances = deal.effective.limits[INSTANCE_LIMIT];
+    return { deal, plan: deal.plan, state, instances: typeof instances === 'number' ? instances : null };
   }
 
-  async function quantities(customerId: string, b: Basis): Promise<Record<string, string>> {
-    const metered = Object.keys(b.plan.entitlements.limits).filter((k) => metrics.includes(k));
-    if (metered.length === 0 || !b.period) return {};
-    // Whole UTC days (the daily totals), from the day the period starts: a license is fetched often,
-    // and reading a period that starts mid-day would scan that day's events on every fetch.
-    const DAY = 86_400_000;
-    const from = new Date(Math.floor(b.period.from.getTime() / DAY) * DAY);
-    const to = new Date(Math.ceil(b.period.to.getTime() / DAY) * DAY);
-    const rows = await usage.totals({ customerId, from, to, groupBy: ['metric'] });
-    return Object.fromEntries(metered.map((m) => [m, rows.find((r) => r.metric === m)?.quantity ?? '0']));
+  /**
+   * exp: as license-status says, and never past the end of the overrides that apply: a license never
+   * carries overrides past their end (the next one carries the plan alone).
+   */
+  function expiryOf(b: Basis, iat: number, ttlSeconds: number): number {
+    const exp = expiry(b.state, iat, ttlSeconds);
+    const end = b.deal.overridesApply ? b.deal.overrides?.expiresAt : null;
+    return end ? Math.min(exp, sec(end.getTime())) : exp;
+  }
+
+  /**
+   * The deal's period and, for each limit named after a usage metric, its usage so far (whole UTC
+   * days from the daily totals, see periodDays: a fetch never scans raw events), with what each
+   * metered limit means at it.
+   */
+  async function usageOf(customerId: string, deal: Deal): Promise<Pick<LicenseClaims, 'usage' | 'metered'>> {
+    const named = Object.keys(deal.effective.limits).filter((k) => metrics.includes(k));
+    let quantities: Record<string, string> = {};
+    if (named.length > 0) {
+      const { fromDay, toDay } = periodDays(deal.period);
+      const totals = await usage.periodTotals(named.map((metric) => ({ customerId, metric, fromDay, toDay })));
+      quantities = Object.fromEntries(named.map((m, i) => [m, totals[i] ?? '0']));
+    }
+    return {
+      usage: { period_start: sec(deal.period.start.getTime()), period_end: sec(deal.period.end.getTime()), quantities },
+      metered: meteredStatuses(deal.effective, quantities),
+    };
   }
 
   async function sign(
@@ -124,7 +135,8 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     instance: string | undefined,
     offline = false,
   ): Promise<IssuedLicense> {
-    const { entitlements } = b.plan;
+    const { features, limits } = b.deal.effective;
+    const sub = b.deal.subscription;
     const claims: LicenseClaims = {
       iss: settings.issuer,
       sub: customerId,
@@ -133,18 +145,11 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       nbf: iat,
       exp,
       plan: { code: b.plan.code, name: b.plan.name },
-      entitlements: { features: entitlements.features, limits: entitlements.limits },
-      usage: b.period
-        ? { period_start: sec(b.period.from.getTime()), period_end: sec(b.period.to.getTime()), quantities: await quantities(customerId, b) }
-        : null,
+      entitlements: { features, limits },
+      ...(await usageOf(customerId, b.deal)),
       status: b.state.status,
-      subscription: b.subscription
-        ? {
-            id: b.subscription.id,
-            status: b.subscription.status,
-            current_period_end: secOrNull(b.subscription.currentPeriodEnd),
-            cancel_at_period_end: b.subscription.cancelAtPeriodEnd,
-          }
+      subscription: sub
+        ? { id: sub.id, status: sub.status, current_period_end: secOrNull(sub.currentPeriodEnd), cancel_at_period_end: sub.cancelAtPeriodEnd }
         : null,
       valid_until: b.state.validUntil,
       grace_until: b.state.graceUntil,
@@ -181,12 +186,12 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     return released;
   }
 
-  /** The 409 of a full plan: its instance limit, and when the next seat frees at the latest (nobody releasing anything). */
+  /** The 409 of a full deal: its instance limit, and when the next seat frees at the latest (nobody releasing anything). */
   function limitReached(limit: number, holders: SeatHolder[]): AppError {
     const next = new Date(Math.min(...holders.map((h) => h.freesAt.getTime())));
     return new AppError(
       'INSTANCE_LIMIT_REACHED',
-      `The plan allows ${limit} instance(s), and every seat is held (by a live activation, or by a license bound to one that has not expired). ` +
+      `The customer's plan (with its overrides) allows ${limit} instance(s), and every seat is held (by a live activation, or by a license bound to one that has not expired). ` +
         `The next seat frees by ${next.toISOString()}; releasing an activation frees its seat once its last license has expired`,
       { limit, seat_frees_at: next.toISOString() },
       { headers: { 'Retry-After': String(Math.max(1, Math.ceil((next.getTime() - now()) / 1000))) } },
@@ -195,7 +200,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
 
   async function activateWith(ctx: ActorContext, customerId: string, input: ActivationInput, b: Basis, nowMs: number, expiresAt: Date | null) {
     const clock = clockAt(nowMs);
-    const limit = b.plan.entitlements.limits.instances;
+    const limit = b.instances;
     return db.transaction(async (trx) => {
       // The customer's row lock serialises its activations (404 if it is gone, CUSTOMER_DELETED if deleted).
       await customers.assertActive(trx, customerId, { forUpdate: true });
@@ -251,16 +256,16 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       const nowMs = now();
       const iat = sec(nowMs);
       const b = await basis(customerId, nowMs);
-      const limit = b.plan.entitlements.limits.instances;
-      if (fingerprint === undefined && typeof limit === 'number') {
+      const limit = b.instances;
+      if (fingerprint === undefined && limit !== null) {
         throw new ValidationError('This plan limits instances: a license is issued only bound to an activated instance', [
           {
             path: 'fingerprint',
-            message: `required: the plan allows ${limit} instance(s); activate (POST /api/licenses/activations), then ask with ?fingerprint=`,
+            message: `required: the plan (with the customer's overrides) allows ${limit} instance(s); activate (POST /api/licenses/activations), then ask with ?fingerprint=`,
           },
         ]);
       }
-      const exp = expiry(b.state, iat, settings.ttlSeconds);
+      const exp = expiryOf(b, iat, settings.ttlSeconds);
       if (fingerprint !== undefined && !(await repo.touch(db, customerId, fingerprint, clockAt(nowMs), { seatHeldUntil: new Date(exp * 1000) }))) {
         throw new AppError('ACTIVATION_NOT_FOUND', 'No active activation with this fingerprint: activate it first (POST /api/licenses/activations)');
       }
@@ -284,7 +289,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       const nowMs = now();
       const iat = sec(nowMs);
       const b = await basis(customerId, nowMs);
-      const exp = expiry(b.state, iat, input.ttlSeconds);
+      const exp = expiryOf(b, iat, input.ttlSeconds);
       await limitEvents.watch(customerId, input.fingerprint, () => activateWith(ctx, customerId, input, b, nowMs, new Date(exp * 1000)));
       return sign(ctx, customerId, b, iat, exp, input.fingerprint, true);
     },
