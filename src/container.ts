@@ -23,6 +23,8 @@ import { createPlansRepository } from './modules/plans/plans-repository';
 import { createPlansService } from './modules/plans/plans-service';
 import { createDeals } from './modules/entitlements/deals';
 import { createOverridesRepository } from './modules/entitlements/overrides-repository';
+import { createCrossingsRepository } from './modules/entitlements/crossings-repository';
+import { createThresholdWatch, type ThresholdWatch } from './modules/entitlements/threshold-watch';
 import { createSubscriptionsRepository } from './modules/subscriptions/subscriptions-repository';
 import { createSubscriptionsService } from './modules/subscriptions/subscriptions-service';
 import { createStripeEventsRepository } from './modules/stripe-webhooks/stripe-events-repository';
@@ -138,6 +140,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     stripeEnabled: stripe.enabled,
     now,
     onAccepted: (mode, n) => metrics.usageAccepted.inc({ mode }, n),
+    // The threshold watch needs the deals, built below: bound late.
+    onStored: (pairs) => watch.mark(pairs),
   });
   const forwarderRepo = createForwardingRepository();
   const usageFailures = createForwardingFailures({ repo: forwarderRepo, events });
@@ -179,6 +183,16 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     defaultPlan: config.license.defaultPlan ?? null,
     metrics: config.usage.metrics,
     logger,
+    now,
+  });
+  // usage.threshold_crossed and usage.allowance_exhausted: checked after each usage write commits, once per crossing.
+  const watch: ThresholdWatch = createThresholdWatch({
+    db,
+    deals,
+    usage,
+    crossings: createCrossingsRepository(),
+    events,
+    logger: logger.child({ component: 'threshold-watch' }),
     now,
   });
   const webhooks = createStripeWebhooksService({
@@ -285,6 +299,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     plans,
     subscriptions,
     deals,
+    thresholdWatch: watch,
     webhooks,
     licenses,
     licenseSigner,
@@ -311,6 +326,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     /** After the HTTP server closed: finish writes under way, then stop background work. */
     async stop(): Promise<void> {
       await usage.drained();
+      await watch.stop();
       await forwarder.stop();
       await deliveryWorker.stop();
       deliveries.close();
