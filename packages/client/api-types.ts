@@ -171,7 +171,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Own usage totals per metric (or per day) over a period; default the current month */
+        /** Own usage totals per metric (or per day) over a period (default the current month), and each metered limit over the billing period */
         get: operations["get_api_usage"];
         put?: never;
         /** Report usage: one event, or {events: [...]} (all or nothing); replays return the original */
@@ -189,7 +189,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A customer’s usage totals per metric (or per day) over a period */
+        /** A customer’s usage totals per metric (or per day) over a period, and each metered limit over its billing period */
         get: operations["get_api_customers_id_usage"];
         put?: never;
         post?: never;
@@ -2411,6 +2411,34 @@ export interface operations {
                             quantity: string;
                             events: number;
                         }[];
+                        /** @description The billing period the allowances are for, whatever from and to are */
+                        billing_period: {
+                            /** Format: date-time */
+                            start: string;
+                            /** Format: date-time */
+                            end: string;
+                        };
+                        /** @description Each metered limit (a limit named after a metric) over the billing period */
+                        metered: {
+                            [key: string]: {
+                                /** @description The allowance for the billing period */
+                                allowance: number;
+                                /** @description The period’s usage (a decimal string) */
+                                used: string;
+                                /** @description used / allowance in percent, two decimals, rounded down; null when the allowance is 0 */
+                                percent: number | null;
+                                /** @description The percentages of the allowance at which the customer is told */
+                                thresholds: number[];
+                                /** @description Those reached this period */
+                                thresholds_crossed: number[];
+                                /** @description What happens past the allowance: block, allow, or a tolerance (a multiple, 1.1-3) */
+                                overage: ("block" | "allow") | number;
+                                /** @description The quantity at which the policy stops the metered action (null: allow, never) */
+                                blocks_at: string | null;
+                                /** @enum {string} */
+                                state: "ok" | "warn" | "over_tolerated" | "blocked";
+                            };
+                        };
                     };
                 };
             };
@@ -2743,6 +2771,34 @@ export interface operations {
                             quantity: string;
                             events: number;
                         }[];
+                        /** @description The billing period the allowances are for, whatever from and to are */
+                        billing_period: {
+                            /** Format: date-time */
+                            start: string;
+                            /** Format: date-time */
+                            end: string;
+                        };
+                        /** @description Each metered limit (a limit named after a metric) over the billing period */
+                        metered: {
+                            [key: string]: {
+                                /** @description The allowance for the billing period */
+                                allowance: number;
+                                /** @description The period’s usage (a decimal string) */
+                                used: string;
+                                /** @description used / allowance in percent, two decimals, rounded down; null when the allowance is 0 */
+                                percent: number | null;
+                                /** @description The percentages of the allowance at which the customer is told */
+                                thresholds: number[];
+                                /** @description Those reached this period */
+                                thresholds_crossed: number[];
+                                /** @description What happens past the allowance: block, allow, or a tolerance (a multiple, 1.1-3) */
+                                overage: ("block" | "allow") | number;
+                                /** @description The quantity at which the policy stops the metered action (null: allow, never) */
+                                blocks_at: string | null;
+                                /** @enum {string} */
+                                state: "ok" | "warn" | "over_tolerated" | "blocked";
+                            };
+                        };
                     };
                 };
             };
@@ -3213,6 +3269,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3317,6 +3377,10 @@ export interface operations {
                         limits: {
                             [key: string]: number | null;
                         };
+                        overage?: {
+                            [key: string]: ("block" | "allow") | number;
+                        };
+                        thresholds?: number[];
                     };
                     stripe_price_id?: string;
                     metered_prices?: {
@@ -3342,6 +3406,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3512,6 +3580,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3721,6 +3793,10 @@ export interface operations {
                         limits: {
                             [key: string]: number | null;
                         };
+                        overage?: {
+                            [key: string]: ("block" | "allow") | number;
+                        };
+                        thresholds?: number[];
                     };
                     stripe_price_id?: string | null;
                     metered_prices?: {
@@ -3748,6 +3824,10 @@ export interface operations {
                                 limits: {
                                     [key: string]: number | null;
                                 };
+                                overage?: {
+                                    [key: string]: ("block" | "allow") | number;
+                                };
+                                thresholds?: number[];
                             };
                             stripe_price_id: string | null;
                             metered_prices: {
@@ -3920,6 +4000,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4049,6 +4133,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4255,6 +4343,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4423,6 +4515,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -4724,6 +4820,10 @@ export interface operations {
                                     limits: {
                                         [key: string]: number | null;
                                     };
+                                    overage?: {
+                                        [key: string]: ("block" | "allow") | number;
+                                    };
+                                    thresholds?: number[];
                                 };
                             };
                             /** @enum {string} */
@@ -6041,7 +6141,7 @@ export interface operations {
     get_api_events: {
         parameters: {
             query?: {
-                type?: "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "webhook_endpoint.disabled" | "webhook_endpoint.test";
+                type?: "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test";
                 customer_id?: string;
                 after?: string;
                 limit?: number;
@@ -6369,7 +6469,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url: string;
-                    events: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
+                    events: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
                     description?: string;
                 };
             };
@@ -6727,7 +6827,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url?: string;
-                    events?: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
+                    events?: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
                     description?: string | null;
                     disabled?: boolean;
                 };
