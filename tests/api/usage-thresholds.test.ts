@@ -7,6 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
+import { createCrossingsRepository } from '../../src/modules/entitlements/crossings-repository';
+import { createThresholdWatch } from '../../src/modules/entitlements/threshold-watch';
 import { createUsageRepository } from '../../src/modules/usage/usage-repository';
 import { createUsageService } from '../../src/modules/usage/usage-service';
 import { eventFaults } from '../helpers/event-faults';
@@ -333,25 +335,62 @@ describe('two instances, a replay, a failed round, a crash, a changed deal', () 
     expect(summary(await usageEvents(c)).sort()).toEqual(['threshold 50', 'threshold 80']);
   });
 
-  test('when a round fails (its transaction cannot commit), then nothing is announced, it is logged, and the next round announces it once', async () => {
+  test('when a customer’s announcement cannot commit, then it is not announced, it is logged, the others of the round are, and the next round announces it once', async () => {
     const faults = eventFaults(t.db);
     await faults.install();
     try {
       const c = await customerWith('block');
+      const other = await customerWith('block');
       await faults.fail('usage.threshold_crossed', c.id);
-      await use(c, 600);
+      await Promise.all([use(c, 600), use(other, 600)]);
       await expect(t.c.thresholdWatch.checkNow()).rejects.toThrow(/injected failure at commit/);
       expect(await usageEvents(c)).toEqual([]);
       expect(await t.db('usage_threshold_crossings').where({ customer_id: c.id })).toEqual([]);
-      expect(t.logs.some((l) => l.includes('usage threshold check failed'))).toBe(true);
+      expect(t.logs.some((l) => l.includes('usage threshold announcement failed') && l.includes(c.id))).toBe(true);
+      // Control: the other customer, checked in the same round, was announced.
+      expect(summary(await usageEvents(other))).toEqual(['threshold 50']);
       // The pair stayed marked: once the fault is gone the next round announces it, without new usage.
       await faults.clear();
       await t.c.thresholdWatch.checkNow();
       await settle();
       expect(summary(await usageEvents(c))).toEqual(['threshold 50']);
+      expect(summary(await usageEvents(other))).toEqual(['threshold 50']);
     } finally {
       await faults.uninstall();
     }
+  });
+
+  test('when a round cannot read the totals, then it is logged and every pair it took is checked again by the next round', async () => {
+    const c = await customerWith('block');
+    const other = await customerWith('allow');
+    // A watch of its own over the real deals, events and crossings, whose first read of the totals fails.
+    let reads = 0;
+    const watch = createThresholdWatch({
+      db: t.db,
+      deals: t.c.deals,
+      usage: {
+        periodTotals: (q) => (++reads === 1 ? Promise.reject(new Error('the database is away')) : t.c.usage.periodTotals(q)),
+      },
+      crossings: createCrossingsRepository(),
+      events: t.c.events,
+      logger: t.c.logger,
+      now: () => clock,
+    });
+    // Their usage, written by an instance that did not check it; this watch is told of it.
+    const writer = createUsageService({ db: t.db, repo: createUsageRepository(), customers: t.c.customers, stripeEnabled: false, now: () => clock });
+    await writer.recordOne(c.id, { metric: 'api_calls', quantity: '900', idempotencyKey: key() });
+    await writer.recordOne(other.id, { metric: 'api_calls', quantity: '500', idempotencyKey: key() });
+    watch.mark([
+      { customerId: c.id, metric: 'api_calls' },
+      { customerId: other.id, metric: 'api_calls' },
+    ]);
+    await expect(watch.checkNow()).rejects.toThrow('the database is away');
+    expect(t.logs.some((l) => l.includes('usage threshold check failed'))).toBe(true);
+    expect(await usageEvents(c)).toEqual([]);
+    await watch.checkNow();
+    await watch.stop();
+    expect(summary(await usageEvents(c))).toEqual(['threshold 50', 'threshold 80']);
+    expect(summary(await usageEvents(other))).toEqual(['threshold 50']);
   });
 
   test('when an instance stopped between a write’s commit and its check, then the metric’s next write announces the crossing', async () => {

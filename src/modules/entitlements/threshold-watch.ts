@@ -39,6 +39,7 @@ interface Item {
 }
 
 const MAX_RETRY_MS = 30_000;
+const FOREIGN_KEY_VIOLATION = '23503';
 const knownKey = (c: Pick<Crossing, 'metric' | 'allowance' | 'kind' | 'percent'>) => `${c.metric}|${c.allowance}|${c.kind}|${c.percent}`;
 
 /**
@@ -136,8 +137,32 @@ export function createThresholdWatch(deps: ThresholdWatchDeps) {
     };
   }
 
-  /** One round over the pairs taken; throws when it could not finish (they are marked again). */
-  async function check(work: Map<string, Set<string>>, all: Set<string>): Promise<void> {
+  /** Records one customer's crossings and writes an event for each this insert made, in one transaction. */
+  async function announce(found: readonly { crossing: Crossing; deal: Deal }[]): Promise<void> {
+    await db.transaction(async (trx) => {
+      const inserted = await crossings.insertNew(
+        trx,
+        found.map((f) => f.crossing),
+      );
+      if (inserted.length === 0) return;
+      const dealOf = new Map(found.map((f) => [f.crossing, f.deal]));
+      const ids = await events.emit(
+        trx,
+        inserted.map((c) => eventFor(c, dealOf.get(c)!)),
+      );
+      await crossings.setEventIds(
+        trx,
+        inserted.map((crossing, i) => ({ crossing, eventId: ids[i]! })),
+      );
+    });
+  }
+
+  /**
+   * One round over the pairs taken. Throws when the deals or the totals could not be read (every
+   * pair is then marked again); a customer whose announcement failed is marked again on its own
+   * (one customer's trouble never holds back the others), and the first such error is returned.
+   */
+  async function check(work: Map<string, Set<string>>, all: Set<string>): Promise<Error | null> {
     const t = now();
     const ids = [...new Set([...work.keys(), ...all])];
     await dealsOf(ids, t);
@@ -148,17 +173,18 @@ export function createThresholdWatch(deps: ThresholdWatchDeps) {
       const metrics = all.has(id) ? Object.keys(allowed) : work.get(id)!;
       for (const metric of metrics) if (allowed[metric] !== undefined) items.push({ entry, metric, allowance: allowed[metric] });
     }
-    if (items.length === 0) return;
+    if (items.length === 0) return null;
     const totals = await usage.periodTotals(items.map((i) => ({ customerId: i.entry.deal.customerId, metric: i.metric, ...periodDays(i.entry.deal.period) })));
 
-    const found: { crossing: Crossing; item: Item }[] = [];
+    /** customer -> the crossings reached and not known to be recorded, lowest first per metric. */
+    const found = new Map<string, { crossing: Crossing; entry: Cached }[]>();
     items.forEach((item, i) => {
       const { deal, known } = item.entry;
       const used = micros(totals[i]!);
       const cap = capPercent(deal.effective.overage[item.metric]!);
-      const reachedNow: [Crossing['kind'], number][] = deal.effective.thresholds.map((p): [Crossing['kind'], number] => ['threshold', p]);
-      if (cap !== null) reachedNow.push(['exhausted', cap]);
-      for (const [kind, percent] of reachedNow) {
+      const candidates: [Crossing['kind'], number][] = deal.effective.thresholds.map((p): [Crossing['kind'], number] => ['threshold', p]);
+      if (cap !== null) candidates.push(['exhausted', cap]);
+      for (const [kind, percent] of candidates) {
         if (!reached(used, item.allowance, percent)) continue;
         const crossing: Crossing = {
           customerId: deal.customerId,
@@ -170,29 +196,31 @@ export function createThresholdWatch(deps: ThresholdWatchDeps) {
           percent,
           quantity: totals[i]!,
         };
-        if (!known.has(knownKey(crossing))) found.push({ crossing, item });
+        if (known.has(knownKey(crossing))) continue;
+        const list = found.get(deal.customerId) ?? [];
+        list.push({ crossing, entry: item.entry });
+        found.set(deal.customerId, list);
       }
     });
-    if (found.length === 0) return;
 
-    await db.transaction(async (trx) => {
-      const inserted = await crossings.insertNew(
-        trx,
-        found.map((f) => f.crossing),
-      );
-      if (inserted.length === 0) return;
-      const dealOf = new Map(found.map((f) => [f.crossing, f.item.entry.deal]));
-      const ids = await events.emit(
-        trx,
-        inserted.map((c) => eventFor(c, dealOf.get(c)!)),
-      );
-      await crossings.setEventIds(
-        trx,
-        inserted.map((crossing, i) => ({ crossing, eventId: ids[i]! })),
-      );
-    });
-    // Committed: recorded now, by this round or by another instance's.
-    for (const f of found) f.item.entry.known.add(knownKey(f.crossing));
+    let firstError: Error | null = null;
+    for (const [customerId, list] of found) {
+      try {
+        await announce(list.map((f) => ({ crossing: f.crossing, deal: f.entry.deal })));
+        // Committed: recorded now, by this round or by another instance's.
+        for (const f of list) f.entry.known.add(knownKey(f.crossing));
+      } catch (err) {
+        if ((err as { code?: string }).code === FOREIGN_KEY_VIOLATION) {
+          logger.warn({ customer_id: customerId }, 'usage threshold check: the customer no longer exists; nothing to announce');
+          continue;
+        }
+        for (const m of work.get(customerId) ?? []) add(customerId, m);
+        if (all.has(customerId)) everything.add(customerId);
+        logger.error({ err, customer_id: customerId }, 'usage threshold announcement failed; the customer is checked again in the next round');
+        firstError ??= err instanceof Error ? err : new Error(String(err));
+      }
+    }
+    return firstError;
   }
 
   async function round(): Promise<Error | null> {
@@ -200,20 +228,20 @@ export function createThresholdWatch(deps: ThresholdWatchDeps) {
     const all = everything;
     dirty = new Map();
     everything = new Set();
+    let err: Error | null;
     try {
-      await check(work, all);
-      failures = 0;
-      return null;
-    } catch (err) {
-      failures++;
+      err = await check(work, all);
+    } catch (e) {
       for (const [id, metrics] of work) for (const m of metrics) add(id, m);
       for (const id of all) everything.add(id);
       logger.error(
-        { err, customers: new Set([...work.keys(), ...all]).size },
+        { err: e, customers: new Set([...work.keys(), ...all]).size },
         'usage threshold check failed; its customers are checked again in the next round',
       );
-      return err instanceof Error ? err : new Error(String(err));
+      err = e instanceof Error ? e : new Error(String(e));
     }
+    failures = err ? failures + 1 : 0;
+    return err;
   }
 
   function runRound(): Promise<Error | null> {
