@@ -104,7 +104,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.customers, customersHandlers(c.customers)),
     ...bindRoutes(specs.apiKeys, apiKeysHandlers(c.apiKeys)),
     ...bindRoutes(specs.audit, auditHandlers(c.audit)),
-    ...bindRoutes(specs.usage, usageHandlers(c.usage, c.deals)),
+    ...bindRoutes(specs.usage, usageHandlers(c.usage, { fresh: c.deals, cached: c.thresholdWatch })),
     ...bindRoutes(specs.forwarding, forwardingHandlers(c.forwarding)),
     ...bindRoutes(specs.plans, plansHandlers(c.plans)),
     ...bindRoutes(specs.subscriptions, subscriptionsHandlers(c.subscriptions)),

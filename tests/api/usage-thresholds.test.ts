@@ -268,6 +268,29 @@ describe('GET /api/usage and the admin usage', () => {
     expect(byDay.metered.api_calls.used).toBe('850');
   });
 
+  test('when a deal changes without the watch being told, then the admin usage shows it at once, the customer’s own once its cached deal is 30 s old', async () => {
+    let qclock = Date.now();
+    const q = await createTestApp(ENV, { now: () => qclock });
+    try {
+      const c = await customerWith('block', { via: q });
+      await use(c, 600, q);
+      expect((await ownUsage(c, q)).metered.api_calls).toMatchObject({ allowance: 1000, state: 'warn' });
+      const smaller = await createPlan(q, { entitlements: { features: [], limits: { api_calls: 500 }, thresholds: [50, 80, 100] } });
+      await request(q.app)
+        .patch(`/api/customers/${c.id}/subscriptions/${c.subscription.id}`)
+        .set('Authorization', `Bearer ${q.adminToken}`)
+        .send({ plan: smaller })
+        .expect(200);
+      const fresh = (await request(q.app).get(`/api/customers/${c.id}/usage`).set('Authorization', `Bearer ${q.adminToken}`).expect(200)).body as Json;
+      expect(fresh.metered.api_calls).toMatchObject({ allowance: 500, state: 'blocked' });
+      expect((await ownUsage(c, q)).metered.api_calls).toMatchObject({ allowance: 1000, state: 'warn' });
+      qclock += 30_000;
+      expect((await ownUsage(c, q)).metered.api_calls).toEqual(fresh.metered.api_calls);
+    } finally {
+      await q.close();
+    }
+  });
+
   test('when the admin asks for a customer that does not exist, then 404 (control: an existing one answers)', async () => {
     const res = await request(t.app).get(`/api/customers/0193a5b0-0000-7000-8000-000000000000/usage`).set(admin);
     expect(res.status).toBe(404);

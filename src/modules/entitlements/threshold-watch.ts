@@ -298,6 +298,16 @@ export function createThresholdWatch(deps: ThresholdWatchDeps) {
       schedule();
     },
 
+    /**
+     * The customer's deal as this watch checks against it: from its cache (at most cacheTtlMs old,
+     * never past its period or its overrides' end), read when missing. What the customer's own
+     * GET /api/usage shows, so a read costs no deal lookup.
+     */
+    async dealOf(customerId: string): Promise<Deal> {
+      await dealsOf([customerId], now());
+      return cache.get(customerId)!.deal;
+    },
+
     /** Runs a round now (after the one under way); rejects when it failed. For tests. */
     async checkNow(): Promise<void> {
       while (running) await running;

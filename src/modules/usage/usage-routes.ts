@@ -6,7 +6,7 @@ import { reportQuery, reportResponse, totalsResponse, usageEventJson, usagePerio
 import { defineRoute, type HandlersFor } from '../../http/route';
 import type { UsageService, UsageInput, Recorded } from './usage-service';
 import type { TotalsRow } from './usage-repository';
-import type { Deals } from '../entitlements/deals';
+import type { Deal, Deals } from '../entitlements/deals';
 import { meteredUsage } from '../entitlements/metered-usage';
 
 const MAX_PERIOD_DAYS = 400;
@@ -125,8 +125,17 @@ export function usageRouteSpecs(schemas: UsageSchemas, bodyLimit: string) {
   };
 }
 
-export function usageHandlers(usage: UsageService, deals: Pick<Deals, 'dealFor'>): HandlersFor<ReturnType<typeof usageRouteSpecs>> {
-  const metered = (customerId: string) => () => meteredUsage({ deals, usage }, customerId);
+/**
+ * `deals` reads a deal fresh (an admin sees a change at once); `cachedDeals` is the threshold watch's
+ * cache (at most 30 s old, dropped when this instance changes the customer's deal): a customer's own
+ * reads, frequent, show what the watch checks against without a deal lookup each.
+ */
+export function usageHandlers(
+  usage: UsageService,
+  deals: { fresh: Pick<Deals, 'dealFor'>; cached: { dealOf(customerId: string): Promise<Deal> } },
+): HandlersFor<ReturnType<typeof usageRouteSpecs>> {
+  const cached = { dealFor: (id: string) => deals.cached.dealOf(id) };
+  const metered = (customerId: string, from: Pick<Deals, 'dealFor'>) => () => meteredUsage({ deals: from, usage }, customerId);
   return {
     postUsage: async ({ body, headers, principal }) => {
       if ('events' in body) {
@@ -151,11 +160,16 @@ export function usageHandlers(usage: UsageService, deals: Pick<Deals, 'dealFor'>
     },
     getUsage: async ({ query, principal }) => ({
       status: 200,
-      body: await customerTotals(principal.customerId, query, (q) => usage.totals({ ...q, customerId: principal.customerId }), metered(principal.customerId)),
+      body: await customerTotals(
+        principal.customerId,
+        query,
+        (q) => usage.totals({ ...q, customerId: principal.customerId }),
+        metered(principal.customerId, cached),
+      ),
     }),
     getCustomersByIdUsage: async ({ query, params }) => ({
       status: 200,
-      body: await customerTotals(params.id, query, (q) => usage.totalsForCustomer(params.id, q), metered(params.id)),
+      body: await customerTotals(params.id, query, (q) => usage.totalsForCustomer(params.id, q), metered(params.id, deals.fresh)),
     }),
     getReportsUsage: async ({ query }) => {
       const p = period(query);
