@@ -189,13 +189,20 @@ async function main(): Promise<void> {
       body: JSON.stringify({ email: 'bench@example.com', company_name: 'Bench' }),
     }).then((r) => r.json() as Promise<{ customer: { id: string }; api_key: string }>);
     const apiKey = created.api_key;
-    // A plan and a subscription, so the customer has a license to fetch.
+    // A plan and a subscription, so the customer has a license to fetch. api_calls is metered, with
+    // thresholds, and an allowance high enough never to be crossed: every write goes through the
+    // threshold watch (docs/USAGE.md), which reads the period's usage and finds nothing to announce.
     const adminJson = { Authorization: `Bearer ${adminToken}`, 'Content-Type': 'application/json' };
-    await fetch(`${base}/api/plans`, {
+    const plan = await fetch(`${base}/api/plans`, {
       method: 'POST',
       headers: adminJson,
-      body: JSON.stringify({ code: 'bench', name: 'Bench', entitlements: { features: ['sso'], limits: { api_calls: 1000000000 } } }),
+      body: JSON.stringify({
+        code: 'bench',
+        name: 'Bench',
+        entitlements: { features: ['sso'], limits: { api_calls: 1e12 }, overage: { api_calls: 'block' }, thresholds: [50, 80, 100] },
+      }),
     });
+    if (plan.status !== 201) throw new Error(`the bench plan was refused: ${plan.status} ${await plan.text()}`);
     await fetch(`${base}/api/customers/${created.customer.id}/subscriptions`, { method: 'POST', headers: adminJson, body: JSON.stringify({ plan: 'bench' }) });
 
     const client = new Client({ connectionString: pg.url });
@@ -260,6 +267,13 @@ async function main(): Promise<void> {
       rounds.push(round);
     }
 
+    // Configured, none crossed: the watch ran on every write and had nothing to announce.
+    const check = new Client({ connectionString: pg.url });
+    await check.connect();
+    const crossed = Number((await check.query<{ n: string }>('select count(*) as n from usage_threshold_crossings')).rows[0]!.n);
+    await check.end();
+    console.log(`thresholds 50, 80, 100 of an allowance of 1e12 api_calls: ${crossed} crossed`);
+
     const med = (name: keyof typeof scenarios, f: keyof Run) => median(rounds.map((r) => r[name][f]));
     const singleRatios = rounds.map((r) => r.usage_single.rps / r.baseline_single.rps);
     const batchRatios = rounds.map((r) => r.usage_batch.rps / r.baseline_batch.rps);
@@ -300,6 +314,7 @@ async function main(): Promise<void> {
       },
       cpu_ratio: { single: round2(median(singleCpuRatios)), batch: round2(median(batchCpuRatios)) },
       failed_requests: failures.length,
+      thresholds_crossed: crossed,
     };
 
     console.log('\n| measure | baseline | service | ratio (median of rounds) |');

@@ -107,7 +107,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.customers, customersHandlers(c.customers, c.deals)),
     ...bindRoutes(specs.apiKeys, apiKeysHandlers(c.apiKeys)),
     ...bindRoutes(specs.audit, auditHandlers(c.audit)),
-    ...bindRoutes(specs.usage, usageHandlers(c.usage)),
+    ...bindRoutes(specs.usage, usageHandlers(c.usage, { fresh: c.deals, cached: c.thresholdWatch })),
     ...bindRoutes(specs.forwarding, forwardingHandlers(c.forwarding)),
     ...bindRoutes(specs.plans, plansHandlers(c.plans)),
     ...bindRoutes(specs.subscriptions, subscriptionsHandlers(c.subscriptions)),

@@ -25,6 +25,8 @@ import { createDeals } from './modules/entitlements/deals';
 import { createOverridesRepository } from './modules/entitlements/overrides-repository';
 import { createEntitlementsService } from './modules/entitlements/entitlements-service';
 import { createOverridesExpiry, createOverridesExpiryJob } from './modules/entitlements/overrides-expiry';
+import { createCrossingsRepository } from './modules/entitlements/crossings-repository';
+import { createThresholdWatch, type ThresholdWatch } from './modules/entitlements/threshold-watch';
 import { createSubscriptionsRepository } from './modules/subscriptions/subscriptions-repository';
 import { createSubscriptionsService } from './modules/subscriptions/subscriptions-service';
 import { createStripeEventsRepository } from './modules/stripe-webhooks/stripe-events-repository';
@@ -140,6 +142,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     stripeEnabled: stripe.enabled,
     now,
     onAccepted: (mode, n) => metrics.usageAccepted.inc({ mode }, n),
+    // The threshold watch needs the deals, built below: bound late.
+    onStored: (pairs) => watch.mark(pairs),
   });
   const forwarderRepo = createForwardingRepository();
   const usageFailures = createForwardingFailures({ repo: forwarderRepo, events });
@@ -183,9 +187,37 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     logger,
     now,
   });
+  // usage.threshold_crossed and usage.allowance_exhausted: checked after each usage write commits, once per crossing.
+  const watch: ThresholdWatch = createThresholdWatch({
+    db,
+    deals,
+    usage,
+    crossings: createCrossingsRepository(),
+    events,
+    logger: logger.child({ component: 'threshold-watch' }),
+    now,
+  });
   // Admins' changes to a deal (PUT/DELETE /api/customers/:id/entitlements), and the announcement of overrides that ended.
-  const entitlements = createEntitlementsService({ db, repo: overridesRepo, deals, customers, usage, audit, events });
-  const overridesExpiry = createOverridesExpiry({ db, repo: overridesRepo, deals, audit, events, now });
+  const entitlements = createEntitlementsService({
+    db,
+    repo: overridesRepo,
+    deals,
+    customers,
+    usage,
+    audit,
+    events,
+    // A changed deal may cross a threshold at once (a lowered allowance): the watch forgets it and checks again.
+    onChanged: (customerId) => watch.customerChanged(customerId),
+  });
+  const overridesExpiry = createOverridesExpiry({
+    db,
+    repo: overridesRepo,
+    deals,
+    audit,
+    events,
+    now,
+    onChanged: (customerId) => watch.customerChanged(customerId),
+  });
   const overridesExpiryJob = createOverridesExpiryJob({
     expiry: overridesExpiry,
     logger: logger.child({ component: 'entitlement-overrides' }),
@@ -296,6 +328,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     deals,
     entitlements,
     overridesExpiry,
+    thresholdWatch: watch,
     webhooks,
     licenses,
     licenseSigner,
@@ -323,6 +356,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     /** After the HTTP server closed: finish writes under way, then stop background work. */
     async stop(): Promise<void> {
       await usage.drained();
+      await watch.stop();
       await forwarder.stop();
       await deliveryWorker.stop();
       deliveries.close();

@@ -171,7 +171,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Own usage totals per metric (or per day) over a period; default the current month */
+        /** Own usage totals per metric (or per day) over a period (default the current month), and each metered limit over the billing period */
         get: operations["get_api_usage"];
         put?: never;
         /** Report usage: one event, or {events: [...]} (all or nothing); replays return the original */
@@ -189,7 +189,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A customer’s usage totals per metric (or per day) over a period */
+        /** A customer’s usage totals per metric (or per day) over a period, and each metered limit over its billing period */
         get: operations["get_api_customers_id_usage"];
         put?: never;
         post?: never;
@@ -2468,6 +2468,34 @@ export interface operations {
                             quantity: string;
                             events: number;
                         }[];
+                        /** @description The billing period the allowances are for, whatever from and to are */
+                        billing_period: {
+                            /** Format: date-time */
+                            start: string;
+                            /** Format: date-time */
+                            end: string;
+                        };
+                        /** @description Each metered limit (a limit named after a metric) over the billing period */
+                        metered: {
+                            [key: string]: {
+                                /** @description The allowance for the billing period */
+                                allowance: number;
+                                /** @description The period’s usage (a decimal string) */
+                                used: string;
+                                /** @description used / allowance in percent, two decimals, rounded down; null when the allowance is 0 */
+                                percent: number | null;
+                                /** @description The percentages of the allowance at which the customer is told */
+                                thresholds: number[];
+                                /** @description Those reached this period */
+                                thresholds_crossed: number[];
+                                /** @description What happens past the allowance: block, allow, or a tolerance (a multiple, 1.1-3) */
+                                overage: ("block" | "allow") | number;
+                                /** @description The quantity at which the policy stops the metered action (null: allow, never) */
+                                blocks_at: string | null;
+                                /** @enum {string} */
+                                state: "ok" | "warn" | "over_tolerated" | "blocked";
+                            };
+                        };
                     };
                 };
             };
@@ -2800,6 +2828,34 @@ export interface operations {
                             quantity: string;
                             events: number;
                         }[];
+                        /** @description The billing period the allowances are for, whatever from and to are */
+                        billing_period: {
+                            /** Format: date-time */
+                            start: string;
+                            /** Format: date-time */
+                            end: string;
+                        };
+                        /** @description Each metered limit (a limit named after a metric) over the billing period */
+                        metered: {
+                            [key: string]: {
+                                /** @description The allowance for the billing period */
+                                allowance: number;
+                                /** @description The period’s usage (a decimal string) */
+                                used: string;
+                                /** @description used / allowance in percent, two decimals, rounded down; null when the allowance is 0 */
+                                percent: number | null;
+                                /** @description The percentages of the allowance at which the customer is told */
+                                thresholds: number[];
+                                /** @description Those reached this period */
+                                thresholds_crossed: number[];
+                                /** @description What happens past the allowance: block, allow, or a tolerance (a multiple, 1.1-3) */
+                                overage: ("block" | "allow") | number;
+                                /** @description The quantity at which the policy stops the metered action (null: allow, never) */
+                                blocks_at: string | null;
+                                /** @enum {string} */
+                                state: "ok" | "warn" | "over_tolerated" | "blocked";
+                            };
+                        };
                     };
                 };
             };

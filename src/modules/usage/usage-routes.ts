@@ -6,6 +6,8 @@ import { reportQuery, reportResponse, totalsResponse, usageEventJson, usagePerio
 import { defineRoute, type HandlersFor } from '../../http/route';
 import type { UsageService, UsageInput, Recorded } from './usage-service';
 import type { TotalsRow } from './usage-repository';
+import type { Deal, Deals } from '../entitlements/deals';
+import { meteredUsage } from '../entitlements/metered-usage';
 
 const MAX_PERIOD_DAYS = 400;
 
@@ -28,15 +30,28 @@ const totalJson = (r: TotalsRow) => ({
   events: r.events,
 });
 
-/** One customer's totals over the query's period, grouped by metric or by day and metric. */
+/**
+ * One customer's totals over the query's period, grouped by metric or by day and metric, and its
+ * metered limits over its billing period (whatever the query's period).
+ */
 async function customerTotals(
   customerId: string,
   query: { from?: Date; to?: Date; group_by: 'metric' | 'day' },
   read: (q: { from: Date; to: Date; groupBy: ('metric' | 'day')[] }) => Promise<TotalsRow[]>,
+  metered: () => ReturnType<typeof meteredUsage>,
 ) {
   const p = period(query);
-  const totals = await read({ ...p, groupBy: query.group_by === 'day' ? ['day', 'metric'] : ['metric'] });
-  return { customer_id: customerId, from: p.from.toISOString(), to: p.to.toISOString(), group_by: query.group_by, totals: totals.map(totalJson) };
+  // Together: for a customer that does not exist the totals say 404 (its deal is merely empty).
+  const [totals, m] = await Promise.all([read({ ...p, groupBy: query.group_by === 'day' ? ['day', 'metric'] : ['metric'] }), metered()]);
+  return {
+    customer_id: customerId,
+    from: p.from.toISOString(),
+    to: p.to.toISOString(),
+    group_by: query.group_by,
+    totals: totals.map(totalJson),
+    billing_period: { start: m.period.start.toISOString(), end: m.period.end.toISOString() },
+    metered: m.metered,
+  };
 }
 
 const recordedJson = (r: Recorded) => Object.assign(usageEventJson(r.event), { replayed: !r.created });
@@ -81,7 +96,7 @@ export function usageRouteSpecs(schemas: UsageSchemas, bodyLimit: string) {
       method: 'get',
       path: '/api/usage',
       auth: 'customer',
-      summary: 'Own usage totals per metric (or per day) over a period; default the current month',
+      summary: 'Own usage totals per metric (or per day) over a period (default the current month), and each metered limit over the billing period',
       request: { query: usagePeriodQuery },
       responses: { 200: json(totalsResponse, 'Totals over [from, to)') },
     }),
@@ -89,7 +104,7 @@ export function usageRouteSpecs(schemas: UsageSchemas, bodyLimit: string) {
       method: 'get',
       path: '/api/customers/:id/usage',
       auth: 'admin',
-      summary: 'A customer’s usage totals per metric (or per day) over a period',
+      summary: 'A customer’s usage totals per metric (or per day) over a period, and each metered limit over its billing period',
       request: { params: idParams, query: usagePeriodQuery },
       responses: { 200: json(totalsResponse, 'Totals over [from, to)') },
     }),
@@ -110,7 +125,17 @@ export function usageRouteSpecs(schemas: UsageSchemas, bodyLimit: string) {
   };
 }
 
-export function usageHandlers(usage: UsageService): HandlersFor<ReturnType<typeof usageRouteSpecs>> {
+/**
+ * `deals` reads a deal fresh (an admin sees a change at once); `cachedDeals` is the threshold watch's
+ * cache (at most 30 s old, dropped when this instance changes the customer's deal): a customer's own
+ * reads, frequent, show what the watch checks against without a deal lookup each.
+ */
+export function usageHandlers(
+  usage: UsageService,
+  deals: { fresh: Pick<Deals, 'dealFor'>; cached: { dealOf(customerId: string): Promise<Deal> } },
+): HandlersFor<ReturnType<typeof usageRouteSpecs>> {
+  const cached = { dealFor: (id: string) => deals.cached.dealOf(id) };
+  const metered = (customerId: string, from: Pick<Deals, 'dealFor'>) => () => meteredUsage({ deals: from, usage }, customerId);
   return {
     postUsage: async ({ body, headers, principal }) => {
       if ('events' in body) {
@@ -135,11 +160,16 @@ export function usageHandlers(usage: UsageService): HandlersFor<ReturnType<typeo
     },
     getUsage: async ({ query, principal }) => ({
       status: 200,
-      body: await customerTotals(principal.customerId, query, (q) => usage.totals({ ...q, customerId: principal.customerId })),
+      body: await customerTotals(
+        principal.customerId,
+        query,
+        (q) => usage.totals({ ...q, customerId: principal.customerId }),
+        metered(principal.customerId, cached),
+      ),
     }),
     getCustomersByIdUsage: async ({ query, params }) => ({
       status: 200,
-      body: await customerTotals(params.id, query, (q) => usage.totalsForCustomer(params.id, q)),
+      body: await customerTotals(params.id, query, (q) => usage.totalsForCustomer(params.id, q), metered(params.id, deals.fresh)),
     }),
     getReportsUsage: async ({ query }) => {
       const p = period(query);

@@ -165,7 +165,27 @@ export const usagePostedResponse = z.union([
   obj({ event: usageEvent }),
   obj({ created: z.number().int(), replayed: z.number().int(), events: z.array(obj({ id, idempotency_key: z.string(), replayed: z.boolean() })) }),
 ]);
-export const totalsResponse = obj({ customer_id: id, from: timestamp, to: timestamp, group_by: z.enum(['metric', 'day']), totals: z.array(total) });
+/** A metered limit now (entitlement-rules.ts, meteredStatus): what an instance should do with its allowance. */
+export const meteredStatusResponse = obj({
+  allowance: z.number().int().describe('The allowance for the billing period'),
+  used: z.string().describe('The period’s usage (a decimal string)'),
+  percent: z.number().nullable().describe('used / allowance in percent, two decimals, rounded down; null when the allowance is 0'),
+  thresholds: z.array(z.number().int()).describe('The percentages of the allowance at which the customer is told'),
+  thresholds_crossed: z.array(z.number().int()).describe('Those reached this period'),
+  overage: z.union([z.enum(['block', 'allow']), z.number()]).describe('What happens past the allowance: block, allow, or a tolerance (a multiple, 1.1-3)'),
+  blocks_at: z.string().nullable().describe('The quantity at which the policy stops the metered action (null: allow, never)'),
+  state: z.enum(['ok', 'warn', 'over_tolerated', 'blocked']),
+});
+
+export const totalsResponse = obj({
+  customer_id: id,
+  from: timestamp,
+  to: timestamp,
+  group_by: z.enum(['metric', 'day']),
+  totals: z.array(total),
+  billing_period: obj({ start: timestamp, end: timestamp }).describe('The billing period the allowances are for, whatever from and to are'),
+  metered: z.record(z.string(), meteredStatusResponse).describe('Each metered limit (a limit named after a metric) over the billing period'),
+});
 export const reportResponse = obj({ from: timestamp, to: timestamp, group_by: z.enum(['customer', 'day']), rows: z.array(total) });
 
 export const forwardingResponse = obj({

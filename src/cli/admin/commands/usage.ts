@@ -1,5 +1,5 @@
 import type { Command, OptionValues } from '@commander-js/extra-typings';
-import type { UsageReport } from '../admin-client';
+import type { Answer, UsageReport } from '../admin-client';
 import { usageChart } from '../chart';
 import { action, type Deps, type Program } from '../context';
 import { table } from '../io';
@@ -14,6 +14,22 @@ const rowsTable = (rows: Row[], first: 'customer_id' | 'day') =>
     { header: 'metric', value: (r) => r.metric },
     { header: 'quantity', value: (r) => r.quantity, right: true },
     { header: 'events', value: (r) => r.events, right: true },
+  ]);
+
+type CustomerUsage = Answer<'/api/customers/{id}/usage', 'get'>;
+type Metered = CustomerUsage['metered'][string];
+
+/** Each metered limit over the billing period: allowance, use, thresholds crossed, policy and what it means now. */
+const meteredTable = (metered: CustomerUsage['metered']) =>
+  table(Object.entries(metered), [
+    { header: 'metric', value: ([m]: [string, Metered]) => m },
+    { header: 'allowance', value: ([, s]) => s.allowance, right: true },
+    { header: 'used', value: ([, s]) => s.used, right: true },
+    { header: 'percent', value: ([, s]) => (s.percent === null ? '-' : `${s.percent}%`), right: true },
+    { header: 'crossed', value: ([, s]) => (s.thresholds_crossed.length ? s.thresholds_crossed.map((t) => `${t}%`).join(' ') : '-') },
+    { header: 'overage', value: ([, s]) => s.overage },
+    { header: 'blocks at', value: ([, s]) => s.blocks_at ?? 'never', right: true },
+    { header: 'state', value: ([, s]) => s.state },
   ]);
 
 const period = <A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>) =>
@@ -59,7 +75,11 @@ export function usageCommands(program: Program, deps: Deps): void {
       }),
     );
 
-  period(usage.command('show <customerId>').description('one customer’s totals per metric (or per day) over a period'))
+  period(
+    usage
+      .command('show <customerId>')
+      .description('one customer’s totals per metric (or per day) over a period, and its metered limits over its billing period'),
+  )
     .option('--by <grouping>', 'metric or day', 'metric')
     .action(
       action(deps, async (ctx, o, [id]) => {
@@ -67,16 +87,20 @@ export function usageCommands(program: Program, deps: Deps): void {
         const r = await ctx.client().customerUsage(id, { ...periodQuery(o), group_by: o.by });
         ctx.print(r, () => {
           ctx.say(`usage of ${r.customer_id} from ${r.from} to ${r.to}`);
-          if (!r.totals.length) return ctx.say('no usage');
-          ctx.out(
-            r.group_by === 'day'
-              ? rowsTable(r.totals, 'day')
-              : table(r.totals, [
-                  { header: 'metric', value: (t) => t.metric },
-                  { header: 'quantity', value: (t) => t.quantity, right: true },
-                  { header: 'events', value: (t) => t.events, right: true },
-                ]),
-          );
+          if (!r.totals.length) ctx.say('no usage');
+          else
+            ctx.out(
+              r.group_by === 'day'
+                ? rowsTable(r.totals, 'day')
+                : table(r.totals, [
+                    { header: 'metric', value: (t) => t.metric },
+                    { header: 'quantity', value: (t) => t.quantity, right: true },
+                    { header: 'events', value: (t) => t.events, right: true },
+                  ]),
+            );
+          if (Object.keys(r.metered).length === 0) return;
+          ctx.say(`metered limits, billing period ${r.billing_period.start} to ${r.billing_period.end}`);
+          ctx.out(meteredTable(r.metered));
         });
       }),
     );
