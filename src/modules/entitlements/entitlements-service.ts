@@ -7,7 +7,8 @@ import type { CustomerLookup } from '../customers/customer-lookup';
 import type { EventEmitter } from '../events/events-service';
 import type { UsageService } from '../usage/usage-service';
 import type { Deal, Deals } from './deals';
-import { allowances, meteredStatuses, periodDays, type MeteredStatus, type OverrideTerms, type Overrides } from './entitlement-rules';
+import { type MeteredStatus, type OverrideTerms, type Overrides } from './entitlement-rules';
+import { meteredOf } from './metered-usage';
 import { effectiveJson, overridesJson } from './entitlements-schemas';
 import type { OverridesRepository, OverridesToStore } from './overrides-repository';
 
@@ -64,11 +65,7 @@ export function createEntitlementsService(deps: EntitlementsServiceDeps) {
 
   /** Each metered limit's state, from the period's usage in the daily totals. */
   async function view(deal: Deal): Promise<DealView> {
-    const metrics = Object.keys(allowances(deal.effective));
-    const { fromDay, toDay } = periodDays(deal.period);
-    const totals = await usage.periodTotals(metrics.map((metric) => ({ customerId: deal.customerId, metric, fromDay, toDay })));
-    const used = Object.fromEntries(metrics.map((m, i) => [m, totals[i] ?? '0']));
-    return { deal, metered: meteredStatuses(deal.effective, used) };
+    return { deal, metered: await meteredOf(usage, deal) };
   }
 
   /** Every overage policy must have an allowance to act on: a number in the plan's limits with these overrides applied. */

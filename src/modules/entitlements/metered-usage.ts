@@ -11,6 +11,22 @@ export interface MeteredUsage {
 }
 
 /**
+ * The deal's billing-period usage of each metric named, from the daily totals in one query (the same
+ * figures the threshold watch reads); a metric with no usage yet is "0".
+ */
+export async function periodUsage(usage: Pick<UsageService, 'periodTotals'>, deal: Deal, metrics: readonly string[]): Promise<Record<string, string>> {
+  if (metrics.length === 0) return {};
+  const days = periodDays(deal.period);
+  const totals = await usage.periodTotals(metrics.map((metric) => ({ customerId: deal.customerId, metric, ...days })));
+  return Object.fromEntries(metrics.map((m, i) => [m, totals[i] ?? '0']));
+}
+
+/** Each metered limit of the deal, at its billing period's usage. */
+export async function meteredOf(usage: Pick<UsageService, 'periodTotals'>, deal: Deal): Promise<Record<string, MeteredStatus>> {
+  return meteredStatuses(deal.effective, await periodUsage(usage, deal, Object.keys(allowances(deal.effective))));
+}
+
+/**
  * A customer's metered limits now: its deal, and each allowance's usage over the deal's billing
  * period, read in one query from the daily totals (the same figures the threshold watch reads).
  */
@@ -19,9 +35,5 @@ export async function meteredUsage(
   customerId: string,
 ): Promise<MeteredUsage> {
   const deal = await deps.deals.dealFor(customerId);
-  const metrics = Object.keys(allowances(deal.effective));
-  const days = periodDays(deal.period);
-  const totals = await deps.usage.periodTotals(metrics.map((metric) => ({ customerId, metric, ...days })));
-  const used = Object.fromEntries(metrics.map((m, i) => [m, totals[i]!]));
-  return { deal, period: deal.period, metered: meteredStatuses(deal.effective, used) };
+  return { deal, period: deal.period, metered: await meteredOf(deps.usage, deal) };
 }

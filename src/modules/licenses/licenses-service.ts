@@ -11,7 +11,8 @@ import { systemContext, type ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomerLookup } from '../customers/customer-lookup';
 import type { Deal, DealPlan, Deals } from '../entitlements/deals';
-import { meteredStatuses, periodDays } from '../entitlements/entitlement-rules';
+import { meteredStatuses } from '../entitlements/entitlement-rules';
+import { periodUsage } from '../entitlements/metered-usage';
 import { INSTANCE_LIMIT } from '../plans/plan-types';
 import type { UsageService } from '../usage/usage-service';
 import type { Activation, ActivationsRepository, Clock, ReleaseReason, SeatHolder } from './activations-repository';
@@ -113,13 +114,11 @@ export function createLicensesService(deps: LicensesServiceDeps) {
    * metered limit means at it.
    */
   async function usageOf(customerId: string, deal: Deal): Promise<Pick<LicenseClaims, 'usage' | 'metered'>> {
-    const named = Object.keys(deal.effective.limits).filter((k) => metrics.includes(k));
-    let quantities: Record<string, string> = {};
-    if (named.length > 0) {
-      const { fromDay, toDay } = periodDays(deal.period);
-      const totals = await usage.periodTotals(named.map((metric) => ({ customerId, metric, fromDay, toDay })));
-      quantities = Object.fromEntries(named.map((m, i) => [m, totals[i] ?? '0']));
-    }
+    const quantities = await periodUsage(
+      usage,
+      deal,
+      Object.keys(deal.effective.limits).filter((k) => metrics.includes(k)),
+    );
     return {
       usage: { period_start: sec(deal.period.start.getTime()), period_end: sec(deal.period.end.getTime()), quantities },
       metered: meteredStatuses(deal.effective, quantities),
