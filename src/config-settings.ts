@@ -4,6 +4,7 @@ import { parseDuration } from './lib/duration';
 import { parseSigningKeys, type PrivateSigningJwk } from './modules/licenses/signing-keys';
 import { parseKeySet, type KeySet } from './modules/licenses/key-set';
 import { parseLimit } from './lib/limit-format';
+import { parseReturnUrlRules, type ReturnUrlRule } from './modules/billing-portal/return-urls';
 
 /*
  * Every setting the service reads, each with its parser and its description. The description is the
@@ -91,6 +92,16 @@ const webhookSecretsKeys = z.string().transform((v, ctx): Buffer[] => {
     return z.NEVER;
   }
   return keys as Buffer[];
+});
+
+/** Where the Stripe customer portal may send people back to: origins or URL prefixes, comma-separated. */
+const returnUrlRules = z.string().transform((v, ctx): ReturnUrlRule[] => {
+  try {
+    return parseReturnUrlRules(list(v));
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `${(err as Error).message}: give origins (https://vendor.example) or URL prefixes, comma-separated` });
+    return z.NEVER;
+  }
 });
 
 /** A root-signed license key set (LICENSE_KEY_SET): its shape, and which keys it lists. */
@@ -296,6 +307,21 @@ export const settings = z.object({
       "Largest body accepted on POST /api/webhooks/stripe (413 above). Stripe's events outgrow JSON_BODY_LIMIT: " +
         'a subscription update with 20 items and its previous attributes is ~93kb.',
     ),
+
+  BILLING_PORTAL_CONFIGURATION: z
+    .string()
+    .regex(/^bpc_[A-Za-z0-9]{1,100}$/, 'must be a Stripe customer portal configuration id (bpc_...)')
+    .optional()
+    .describe("The Stripe customer portal configuration (bpc_...) portal sessions use. Unset: the account's default configuration."),
+  BILLING_PORTAL_RETURN_URLS: returnUrlRules
+    .optional()
+    .describe(
+      'Where the customer portal may send people back to, comma-separated: exact origins (https://vendor.example: any page of it) ' +
+        'or URL prefixes (https://vendor.example/billing/). A return_url matching none is refused (422). Unset: every one is refused.',
+    ),
+  UPCOMING_INVOICE_CACHE: shortDuration('60s', 1).describe(
+    "How long GET /api/invoices/upcoming keeps a customer's answer (10s, 5m): polling within it makes no Stripe call.",
+  ),
 
   FORWARDER_ENABLED: bool.default(true).describe('Run the forwarder in this instance (true/false).'),
   FORWARDER_INTERVAL_MS: int(10, 3_600_000).default(1000).describe('How often to look for due events when the last batch was not full, in milliseconds.'),

@@ -199,6 +199,14 @@ function toConfig(s: Settings) {
       apiBase: s.STRIPE_API_BASE,
       timeoutMs: s.STRIPE_TIMEOUT_MS,
     }),
+    billing: Object.freeze({
+      /** Unset: Stripe's default portal configuration. */
+      portalConfiguration: s.BILLING_PORTAL_CONFIGURATION,
+      /** Empty: every return_url is refused. */
+      portalReturnUrls: Object.freeze([...(s.BILLING_PORTAL_RETURN_URLS ?? [])]),
+      /** How long an upcoming-invoice answer is kept per customer, in milliseconds. */
+      upcomingInvoiceCacheMs: s.UPCOMING_INVOICE_CACHE,
+    }),
     rateLimits: Object.freeze({
       api: s.RATE_LIMIT_API,
       usage: s.RATE_LIMIT_USAGE,

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { Entitlements } from '../modules/plans/plan-types';
+import type { Entitlements, LocalPricing } from '../modules/plans/plan-types';
 import type { OverrideTerms } from '../modules/entitlements/entitlement-rules';
 import type { SubscriptionStatus } from '../stripe/stripe-port';
 
@@ -193,6 +193,8 @@ export interface PlanRow {
   stripe_price_id: string | null;
   /** {metric: Stripe price id} */
   metered_prices: Record<string, string>;
+  /** What the plan costs for a local estimate (20261207060000); null: none. */
+  local_pricing: LocalPricing | null;
   status: 'active' | 'archived';
   created_at: Date;
   updated_at: Date;
@@ -204,6 +206,7 @@ export interface PlanInsert {
   entitlements: JsonText;
   stripe_price_id?: string | null;
   metered_prices?: JsonText;
+  local_pricing?: JsonText | null;
   status?: PlanRow['status'];
   created_at?: Sql<Date>;
   updated_at?: Sql<Date>;
@@ -213,6 +216,7 @@ export interface PlanUpdate {
   entitlements?: JsonText;
   stripe_price_id?: string | null;
   metered_prices?: JsonText;
+  local_pricing?: JsonText | null;
   status?: PlanRow['status'];
   updated_at?: Sql<Date>;
 }
@@ -479,6 +483,64 @@ export interface ThresholdCrossingRow {
 }
 export type ThresholdCrossingInsert = Omit<ThresholdCrossingRow, 'created_at' | 'allowance'> & { allowance: number | string; created_at?: Sql<Date> };
 
+// invoices (20261207060000)
+export type InvoiceStatus = 'draft' | 'open' | 'paid' | 'void' | 'uncollectible';
+export interface InvoiceRow {
+  id: string;
+  customer_id: string;
+  stripe_invoice_id: string;
+  subscription_id: string | null;
+  stripe_subscription_id: string | null;
+  number: string | null;
+  status: InvoiceStatus;
+  currency: string;
+  /** bigint columns: read as strings. */
+  amount_due: string;
+  amount_paid: string;
+  amount_remaining: string;
+  subtotal: string;
+  tax: string;
+  total: string;
+  period_start: Date | null;
+  period_end: Date | null;
+  due_date: Date | null;
+  hosted_invoice_url: string | null;
+  invoice_pdf: string | null;
+  /** jsonb: dates as ISO strings. */
+  lines: {
+    description: string | null;
+    quantity: number | null;
+    amount: number;
+    price: string | null;
+    metric: string | null;
+    period: { start: string | null; end: string | null };
+  }[];
+  stripe_created_at: Date;
+  finalized_at: Date | null;
+  paid_at: Date | null;
+  voided_at: Date | null;
+  marked_uncollectible_at: Date | null;
+  stripe_state_at: Date;
+  created_at: Date;
+  updated_at: Date;
+}
+export type InvoiceInsert = Omit<
+  InvoiceRow,
+  'amount_due' | 'amount_paid' | 'amount_remaining' | 'subtotal' | 'tax' | 'total' | 'lines' | 'created_at' | 'updated_at'
+> & {
+  amount_due: number;
+  amount_paid: number;
+  amount_remaining: number;
+  subtotal: number;
+  tax: number;
+  total: number;
+  lines: JsonText;
+  created_at?: Sql<Date>;
+  updated_at?: Sql<Date>;
+};
+/** Its customer and its Stripe invoice never change. */
+export type InvoiceUpdate = Partial<Omit<InvoiceInsert, 'id' | 'customer_id' | 'stripe_invoice_id' | 'created_at'>>;
+
 declare module 'knex/types/tables' {
   interface Tables {
     customers: Knex.CompositeTableType<CustomerRow, CustomerInsert, CustomerUpdate>;
@@ -498,5 +560,6 @@ declare module 'knex/types/tables' {
     license_notices: Knex.CompositeTableType<LicenseNoticeRow, LicenseNoticeInsert, never>;
     customer_entitlement_overrides: Knex.CompositeTableType<EntitlementOverridesRow, EntitlementOverridesInsert, EntitlementOverridesUpdate>;
     usage_threshold_crossings: Knex.CompositeTableType<ThresholdCrossingRow, ThresholdCrossingInsert, never>;
+    invoices: Knex.CompositeTableType<InvoiceRow, InvoiceInsert, InvoiceUpdate>;
   }
 }

@@ -20,6 +20,10 @@ export const ERROR_STATUS = {
   PLAN_IN_USE: 409,
   PLAN_ARCHIVED: 409,
   INSTANCE_LIMIT_REACHED: 409,
+  /** Stripe is off (STRIPE_SECRET_KEY unset): a route that needs it cannot answer. */
+  STRIPE_DISABLED: 409,
+  /** The customer has no Stripe customer (it was created while Stripe was off, or unlinked). */
+  CUSTOMER_NOT_LINKED: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   VALIDATION_FAILED: 422,

@@ -3,6 +3,11 @@ import type { Config } from '../config';
 import { createMeterEventSessionHolder } from './meter-event-session';
 import {
   disabledStripe,
+  INVOICE_STATUSES,
+  MAX_INVOICE_LINES,
+  type InvoiceStatus,
+  type StripeInvoiceLine,
+  type StripeInvoiceState,
   METER_STREAM_MAX_EVENTS,
   MeterEventInput,
   StripeCallError,
@@ -28,6 +33,57 @@ export function toSubscriptionState(s: Stripe.Subscription): StripeSubscriptionS
     trialEnd: date(s.trial_end),
     items: items.map((i) => ({ id: i.id, priceId: i.price.id })),
     metadata: s.metadata ?? {},
+  };
+}
+
+const idOf = (v: unknown): string | null =>
+  typeof v === 'string' ? v : v && typeof v === 'object' && typeof (v as { id?: unknown }).id === 'string' ? (v as { id: string }).id : null;
+const int = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? Math.trunc(v) : 0);
+
+export function toInvoiceLine(l: Stripe.InvoiceLineItem): StripeInvoiceLine {
+  const legacy = l as unknown as { price?: unknown };
+  const decimal = l.quantity_decimal === null || l.quantity_decimal === undefined ? null : Number(String(l.quantity_decimal));
+  return {
+    id: l.id,
+    description: l.description ?? null,
+    quantity: decimal !== null && Number.isFinite(decimal) ? decimal : typeof l.quantity === 'number' ? l.quantity : null,
+    amount: int(l.amount),
+    priceId: idOf(l.pricing?.price_details?.price) ?? idOf(legacy.price),
+    periodStart: date(l.period?.start),
+    periodEnd: date(l.period?.end),
+  };
+}
+
+/** Stripe's invoice, with `lines` (every page already fetched, or the first page's). */
+export function toInvoiceState(inv: Stripe.Invoice, lines: Stripe.InvoiceLineItem[] = inv.lines?.data ?? []): StripeInvoiceState {
+  const legacy = inv as unknown as { subscription?: unknown; tax?: unknown };
+  const taxes = Array.isArray(inv.total_taxes) ? inv.total_taxes.reduce((sum, t) => sum + int(t.amount), 0) : int(legacy.tax);
+  const status = (INVOICE_STATUSES as readonly string[]).includes(inv.status ?? '') ? (inv.status as InvoiceStatus) : 'draft';
+  const t = inv.status_transitions;
+  return {
+    id: inv.id ?? '',
+    stripeCustomerId: idOf(inv.customer) ?? '',
+    stripeSubscriptionId: idOf(inv.parent?.subscription_details?.subscription) ?? idOf(legacy.subscription),
+    number: inv.number ?? null,
+    status,
+    currency: inv.currency,
+    amountDue: int(inv.amount_due),
+    amountPaid: int(inv.amount_paid),
+    amountRemaining: int(inv.amount_remaining),
+    subtotal: int(inv.subtotal),
+    tax: taxes,
+    total: int(inv.total),
+    periodStart: date(inv.period_start),
+    periodEnd: date(inv.period_end),
+    dueDate: date(inv.due_date),
+    hostedInvoiceUrl: inv.hosted_invoice_url ?? null,
+    invoicePdf: inv.invoice_pdf ?? null,
+    created: new Date(int(inv.created) * 1000),
+    finalizedAt: date(t?.finalized_at),
+    paidAt: date(t?.paid_at),
+    voidedAt: date(t?.voided_at),
+    markedUncollectibleAt: date(t?.marked_uncollectible_at),
+    lines: lines.slice(0, MAX_INVOICE_LINES).map(toInvoiceLine),
   };
 }
 
@@ -104,6 +160,20 @@ export function createStripeClient(config: Pick<Config, 'stripe'>): StripePort {
       { apiKey: token, maxNetworkRetries: 0 },
     )) as unknown as { lastResponse?: { requestId?: string } } | undefined;
     return { requestId: res?.lastResponse?.requestId ?? null };
+  };
+
+  /** An invoice's lines: its first page, and the rest page by page when it has more (up to MAX_INVOICE_LINES). */
+  const allLines = async (inv: Stripe.Invoice): Promise<Stripe.InvoiceLineItem[]> => {
+    const first = inv.lines?.data ?? [];
+    if (!inv.lines?.has_more || !inv.id) return first;
+    const lines: Stripe.InvoiceLineItem[] = [];
+    await call(async () => {
+      for await (const l of stripe.invoices.listLineItems(inv.id, { limit: 100 })) {
+        lines.push(l);
+        if (lines.length >= MAX_INVOICE_LINES) break;
+      }
+    });
+    return lines;
   };
 
   return {
@@ -187,6 +257,40 @@ export function createStripeClient(config: Pick<Config, 'stripe'>): StripePort {
         if (e.status === 404) return null;
         throw e;
       }
+    },
+
+    async retrieveInvoice(invoiceId) {
+      let inv: Stripe.Invoice;
+      try {
+        inv = await stripe.invoices.retrieve(invoiceId);
+      } catch (err) {
+        const e = classifyStripeError(err);
+        if (e.status === 404) return null;
+        throw e;
+      }
+      return toInvoiceState(inv, await allLines(inv));
+    },
+
+    async listInvoices(stripeCustomerId, opts = {}) {
+      const out: StripeInvoiceState[] = [];
+      await call(async () => {
+        const params: Stripe.InvoiceListParams = { customer: stripeCustomerId, limit: 100 };
+        if (opts.createdSince) params.created = { gte: Math.floor(opts.createdSince.getTime() / 1000) };
+        for await (const inv of stripe.invoices.list(params)) out.push(toInvoiceState(inv, await allLines(inv)));
+      });
+      return out;
+    },
+
+    async previewInvoice({ stripeCustomerId, stripeSubscriptionId }) {
+      const inv = await call(() => stripe.invoices.createPreview({ customer: stripeCustomerId, subscription: stripeSubscriptionId }));
+      return toInvoiceState(inv);
+    },
+
+    async createPortalSession({ stripeCustomerId, returnUrl, configuration }) {
+      const s = await call(() =>
+        stripe.billingPortal.sessions.create({ customer: stripeCustomerId, return_url: returnUrl, ...(configuration ? { configuration } : {}) }),
+      );
+      return { url: s.url, created: new Date(s.created * 1000) };
     },
 
     async listSubscriptions(stripeCustomerId) {

@@ -39,6 +39,56 @@ export interface StripeSubscriptionState {
   metadata: Record<string, string>;
 }
 
+export const INVOICE_STATUSES = ['draft', 'open', 'paid', 'void', 'uncollectible'] as const;
+export type InvoiceStatus = (typeof INVOICE_STATUSES)[number];
+
+/** One line of a Stripe invoice, reduced to what we keep. Amounts in the currency's minor units. */
+export interface StripeInvoiceLine {
+  id: string;
+  description: string | null;
+  /** quantity_decimal when Stripe gives one (metered prices), else quantity; null when neither. */
+  quantity: number | null;
+  amount: number;
+  /** The price the line is for (pricing.price_details.price since API 2025-03-31, price.id before). */
+  priceId: string | null;
+  periodStart: Date | null;
+  periodEnd: Date | null;
+}
+
+/** A Stripe invoice (or an invoice preview) reduced to what we keep. */
+export interface StripeInvoiceState {
+  /** A preview's id is Stripe's placeholder (it is never stored). */
+  id: string;
+  stripeCustomerId: string;
+  /** parent.subscription_details.subscription since API 2025-03-31, subscription before. */
+  stripeSubscriptionId: string | null;
+  number: string | null;
+  status: InvoiceStatus;
+  currency: string;
+  amountDue: number;
+  amountPaid: number;
+  amountRemaining: number;
+  subtotal: number;
+  /** The sum of total_taxes (API 2025-03-31+), or tax before; 0 when there is none. */
+  tax: number;
+  total: number;
+  periodStart: Date | null;
+  periodEnd: Date | null;
+  dueDate: Date | null;
+  hostedInvoiceUrl: string | null;
+  invoicePdf: string | null;
+  created: Date;
+  finalizedAt: Date | null;
+  paidAt: Date | null;
+  voidedAt: Date | null;
+  markedUncollectibleAt: Date | null;
+  /** Every line (fetched page by page when the invoice has more than its first page), at most MAX_INVOICE_LINES. */
+  lines: StripeInvoiceLine[];
+}
+
+/** An invoice with more lines than this keeps its first ones only (its totals are Stripe's all the same). */
+export const MAX_INVOICE_LINES = 1000;
+
 export interface StripePort {
   readonly enabled: boolean;
   sendMeterEvent(input: MeterEventInput): Promise<void>;
@@ -67,6 +117,14 @@ export interface StripePort {
   /** null when Stripe has no such subscription. */
   retrieveSubscription(subscriptionId: string): Promise<StripeSubscriptionState | null>;
   listSubscriptions(stripeCustomerId: string): Promise<StripeSubscriptionState[]>;
+  /** null when Stripe has no such invoice (a deleted draft). */
+  retrieveInvoice(invoiceId: string): Promise<StripeInvoiceState | null>;
+  /** A customer's invoices, newest first, every page (each with its lines); `createdSince` bounds how far back. */
+  listInvoices(stripeCustomerId: string, opts?: { createdSince?: Date }): Promise<StripeInvoiceState[]>;
+  /** The invoice the subscription's current period will bring, as of now (invoices.createPreview). */
+  previewInvoice(input: { stripeCustomerId: string; stripeSubscriptionId: string }): Promise<StripeInvoiceState>;
+  /** A customer portal session (billing_portal.sessions.create): its URL is a bearer secret for the customer's billing. */
+  createPortalSession(input: { stripeCustomerId: string; returnUrl: string; configuration?: string }): Promise<{ url: string; created: Date }>;
 }
 
 /** A failed Stripe call, classified for retry decisions. Never carries a secret. */
@@ -98,4 +156,8 @@ export const disabledStripe: StripePort = {
   cancelSubscription: off,
   retrieveSubscription: off,
   listSubscriptions: off,
+  retrieveInvoice: off,
+  listInvoices: off,
+  previewInvoice: off,
+  createPortalSession: off,
 };

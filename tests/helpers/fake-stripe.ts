@@ -11,6 +11,14 @@
  * `{"error": {"type": "temporary_session_expired", "code": "billing_meter_event_session_expired"}}`,
  * which stripe-node turns into TemporarySessionExpiredError). Meter events from both APIs are held by
  * identifier, the first one kept, as Stripe de-duplicates them: `held` is what Stripe would bill.
+ *
+ * Billing for the customer's people: invoices (GET /v1/invoices/:id, its /lines, GET /v1/invoices by
+ * customer, newest first, paged with starting_after), invoice previews (POST
+ * /v1/invoices/create_preview: a line per subscription item, a metered price's quantity summed from
+ * the meter events held for its meter's event_name, customer and period), meters (POST
+ * /v1/billing/meters) and customer portal sessions (POST /v1/billing_portal/sessions). Objects carry
+ * every field of Stripe's published fixtures (github.com/stripe/openapi fixtures3.json), checked
+ * against tests/fixtures/stripe-fixture-shapes.json by tests/unit/fake-stripe-shapes.test.ts.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -65,6 +73,42 @@ export interface HeldMeterEvent {
   via: 'v1' | 'stream';
 }
 
+/** A line to put on a fake invoice. */
+export interface FakeLineInput {
+  description?: string;
+  quantity?: number;
+  /** A decimal quantity (a metered price's), sent as quantity_decimal. */
+  quantityDecimal?: string;
+  amount: number;
+  price?: string | null;
+  period?: { start: number; end: number };
+}
+
+export type FakeInvoiceStatus = 'draft' | 'open' | 'paid' | 'void' | 'uncollectible';
+
+export interface FakeInvoiceInput {
+  customer: string;
+  subscription?: string | null;
+  status?: FakeInvoiceStatus;
+  lines?: FakeLineInput[];
+  created?: number;
+  period?: { start: number; end: number };
+  currency?: string;
+  /** Tax added to the total (as one total_taxes entry). */
+  tax?: number;
+}
+
+export interface FakePortalSession {
+  id: string;
+  object: 'billing_portal.session';
+  customer: string;
+  return_url: string | null;
+  configuration: string;
+  url: string;
+  created: number;
+  [key: string]: unknown;
+}
+
 export interface FakeStripe {
   url: string;
   /** Meter events Stripe holds, by identifier (the first one sent; repeats are dropped and counted). */
@@ -87,11 +131,21 @@ export interface FakeStripe {
   customers: Map<string, Record<string, unknown>>;
   subscriptions: Map<string, FakeSubscription>;
   prices: Map<string, Record<string, unknown>>;
-  invoices: Map<string, Record<string, unknown>>;
+  invoices: Map<string, Record<string, any>>;
   /** Builds an event in Stripe's shape and keeps it, so GET /v1/events/:id serves it. */
   event(type: string, object: Record<string, unknown>, created?: number): FakeEvent;
-  /** An invoice of a subscription, in the API 2025-03-31+ shape (parent.subscription_details). */
-  invoice(subscriptionId: string, status: 'open' | 'paid'): Record<string, unknown>;
+  /** An invoice of a subscription, in the API 2025-03-31+ shape (parent.subscription_details): one line per item. */
+  invoice(subscriptionId: string, status: FakeInvoiceStatus): Record<string, any>;
+  /** Any invoice, kept so GET /v1/invoices serves it. Draft unless told; a finalized one has a number and URLs. */
+  createInvoice(input: FakeInvoiceInput): Record<string, any>;
+  /** Moves an invoice as Stripe would (finalize, pay, void, mark uncollectible), with its transitions and amounts. */
+  setInvoiceStatus(id: string, status: FakeInvoiceStatus): Record<string, any>;
+  /** Meters created on POST /v1/billing/meters, by id. */
+  meters: Map<string, Record<string, unknown>>;
+  /** Customer portal sessions created, in order. */
+  portalSessions: FakePortalSession[];
+  /** POST /v1/invoices/create_preview calls. */
+  previewCalls(): RecordedRequest[];
   /** Changes a subscription as Stripe would (e.g. a payment failed), without a request. */
   setSubscription(id: string, patch: Partial<FakeSubscription>): FakeSubscription;
   /** The next `times` requests to paths matching `path` fail this way. */
@@ -148,14 +202,247 @@ export async function startFakeStripe(): Promise<FakeStripe> {
   const customers = new Map<string, Record<string, unknown>>();
   const subscriptions = new Map<string, FakeSubscription>();
   const prices = new Map<string, Record<string, unknown>>();
-  const invoices = new Map<string, Record<string, unknown>>();
+  const invoices = new Map<string, Record<string, any>>();
   const events = new Map<string, FakeEvent>();
+  const meters = new Map<string, Record<string, unknown>>();
+  const portalSessions: FakePortalSession[] = [];
+  let invoiceNumber = 0;
   let eventClock = Math.floor(Date.now() / 1000);
   const notFound = (what: string, key: string) => ({
     status: 404,
     body: { error: { type: 'invalid_request_error', code: 'resource_missing', message: `No such ${what}: '${key}'` } },
   });
   const MONTH = 30 * 86400;
+
+  /** An invoice line in Stripe's shape (fixtures3.json line_item). */
+  function lineObject(invoiceId: string, l: FakeLineInput, currency: string, subscription: string | null): Record<string, unknown> {
+    const at = Math.floor(Date.now() / 1000);
+    return {
+      id: id('il'),
+      object: 'line_item',
+      amount: l.amount,
+      currency,
+      description: l.description ?? null,
+      discount_amounts: [],
+      discountable: true,
+      discounts: [],
+      invoice: invoiceId,
+      livemode: false,
+      metadata: {},
+      parent: subscription
+        ? {
+            type: 'subscription_item_details',
+            invoice_item_details: null,
+            subscription_item_details: {
+              invoice_item: null,
+              proration: false,
+              proration_details: { credited_items: null },
+              subscription,
+              subscription_item: id('si'),
+            },
+          }
+        : {
+            type: 'invoice_item_details',
+            invoice_item_details: { invoice_item: id('ii'), proration: false, proration_details: { credited_items: null }, subscription: null },
+            subscription_item_details: null,
+          },
+      period: l.period ?? { start: at, end: at },
+      pretax_credit_amounts: null,
+      pricing: l.price
+        ? {
+            type: 'price_details',
+            price_details: { price: l.price, product: (prices.get(l.price)?.product as string | undefined) ?? id('prod') },
+            unit_amount_decimal: l.quantity ? String(l.amount / l.quantity) : null,
+          }
+        : { type: 'price_details', unit_amount_decimal: null },
+      quantity: l.quantityDecimal !== undefined ? Math.round(Number(l.quantityDecimal)) : (l.quantity ?? null),
+      quantity_decimal: l.quantityDecimal ?? (l.quantity !== undefined ? String(l.quantity) : null),
+      subscription,
+      subtotal: l.amount,
+      taxes: null,
+    };
+  }
+
+  /** An invoice in Stripe's shape (fixtures3.json invoice), every field present. */
+  function invoiceObject(input: FakeInvoiceInput & { id?: string }): Record<string, any> {
+    const created = input.created ?? Math.floor(Date.now() / 1000);
+    const currency = input.currency ?? 'usd';
+    const invId = input.id ?? id('in');
+    const subscription = input.subscription ?? null;
+    const lines = (input.lines ?? []).map((l) => lineObject(invId, l, currency, subscription));
+    const subtotal = lines.reduce((sum, l) => sum + (l.amount as number), 0);
+    const tax = input.tax ?? 0;
+    const total = subtotal + tax;
+    const period = input.period ?? { start: created, end: created };
+    const inv: Record<string, any> = {
+      id: invId,
+      object: 'invoice',
+      account_country: 'US',
+      account_name: 'Vendor Inc.',
+      account_tax_ids: null,
+      amount_due: total,
+      amount_overpaid: 0,
+      amount_paid: 0,
+      amount_remaining: total,
+      amount_shipping: 0,
+      application: null,
+      attempt_count: 0,
+      attempted: false,
+      auto_advance: true,
+      automatic_tax: { disabled_reason: null, enabled: false, liability: null, provider: null, status: null },
+      automatically_finalizes_at: null,
+      billing_reason: subscription ? 'subscription_cycle' : 'manual',
+      collection_method: 'charge_automatically',
+      created,
+      currency,
+      custom_fields: null,
+      customer: input.customer,
+      customer_account: null,
+      customer_address: null,
+      customer_email: (customers.get(input.customer)?.email as string | undefined) ?? null,
+      customer_name: (customers.get(input.customer)?.name as string | undefined) ?? null,
+      customer_phone: null,
+      customer_shipping: null,
+      customer_tax_exempt: 'none',
+      customer_tax_ids: [],
+      default_payment_method: null,
+      default_source: null,
+      default_tax_rates: [],
+      description: null,
+      discounts: [],
+      due_date: null,
+      effective_at: null,
+      ending_balance: null,
+      footer: null,
+      from_invoice: null,
+      hosted_invoice_url: null,
+      invoice_pdf: null,
+      issuer: { type: 'self' },
+      last_finalization_error: null,
+      latest_revision: null,
+      lines: { object: 'list', data: lines, has_more: false, url: `/v1/invoices/${invId}/lines` },
+      livemode: false,
+      metadata: {},
+      next_payment_attempt: null,
+      number: null,
+      on_behalf_of: null,
+      parent: subscription ? { type: 'subscription_details', quote_details: null, subscription_details: { metadata: {}, subscription } } : null,
+      payment_settings: { default_mandate: null, payment_method_options: null, payment_method_types: null },
+      period_end: period.end,
+      period_start: period.start,
+      post_payment_credit_notes_amount: 0,
+      pre_payment_credit_notes_amount: 0,
+      receipt_number: null,
+      rendering: null,
+      shipping_cost: null,
+      shipping_details: null,
+      starting_balance: 0,
+      statement_descriptor: null,
+      status: 'draft',
+      status_transitions: { finalized_at: null, marked_uncollectible_at: null, paid_at: null, voided_at: null },
+      subscription: null,
+      subtotal,
+      subtotal_excluding_tax: subtotal,
+      test_clock: null,
+      total,
+      total_discount_amounts: [],
+      total_excluding_tax: subtotal,
+      total_pretax_credit_amounts: null,
+      total_taxes: tax
+        ? [
+            {
+              amount: tax,
+              tax_behavior: 'exclusive',
+              tax_rate_details: null,
+              taxability_reason: 'standard_rated',
+              taxable_amount: subtotal,
+              type: 'tax_rate_details',
+            },
+          ]
+        : [],
+      webhooks_delivered_at: null,
+    };
+    return inv;
+  }
+
+  /** Moves an invoice as Stripe would; a move Stripe does not allow throws (a test's mistake). */
+  function moveInvoice(inv: Record<string, any>, status: FakeInvoiceStatus): Record<string, any> {
+    const at = Math.floor(Date.now() / 1000);
+    const t = inv.status_transitions as Record<string, number | null>;
+    if (status !== 'draft' && inv.status === 'draft') {
+      invoiceNumber++;
+      Object.assign(inv, {
+        number: `VEND-${String(invoiceNumber).padStart(4, '0')}`,
+        hosted_invoice_url: `https://invoice.stripe.com/i/acct_fake/test_${inv.id}`,
+        invoice_pdf: `https://pay.stripe.com/invoice/acct_fake/test_${inv.id}/pdf`,
+        effective_at: at,
+        due_date: inv.collection_method === 'send_invoice' ? at + 30 * 86400 : null,
+      });
+      t.finalized_at = at;
+    }
+    if (status === 'draft' && inv.status !== 'draft') throw new Error(`an invoice that is ${inv.status} cannot become a draft`);
+    if (status === 'paid') {
+      Object.assign(inv, { amount_paid: inv.amount_due, amount_remaining: 0, attempted: true, attempt_count: Math.max(1, inv.attempt_count) });
+      t.paid_at = at;
+    }
+    if (status === 'void') t.voided_at = at;
+    if (status === 'uncollectible') t.marked_uncollectible_at = at;
+    if (status === 'open' && inv.status === 'open')
+      Object.assign(inv, { attempted: true, attempt_count: inv.attempt_count + 1, next_payment_attempt: at + 3 * 86400 });
+    inv.status = status;
+    return inv;
+  }
+
+  /** An invoice as the API answers it: its first 10 lines, has_more when there are more. */
+  const invoiceAnswer = (inv: Record<string, any>) => ({
+    ...inv,
+    lines: { ...inv.lines, data: inv.lines.data.slice(0, 10), has_more: inv.lines.data.length > 10 },
+  });
+
+  /** A page of a list newest first, Stripe's way: `limit`, `starting_after` an id of the previous page. */
+  function pageOf<T extends Record<string, any>>(all: T[], q: Record<string, any>, url: string) {
+    const limit = Math.min(100, Number(q.limit ?? 10));
+    const from = q.starting_after ? all.findIndex((x) => x.id === q.starting_after) + 1 : 0;
+    const data = all.slice(from, from + limit);
+    return { object: 'list', data, has_more: from + limit < all.length, url };
+  }
+
+  /** What the subscription's current period will bring: a line per item, metered quantities from the held meter events. */
+  function preview(customer: string, sub: FakeSubscription): Record<string, any> {
+    const lines: FakeLineInput[] = sub.items.data.map((item) => {
+      const price = prices.get(item.price.id) ?? {};
+      const recurring = (price.recurring ?? {}) as Record<string, unknown>;
+      const unit = Number(price.unit_amount_decimal ?? price.unit_amount ?? 0);
+      const period = { start: item.current_period_start, end: item.current_period_end };
+      if (recurring.usage_type === 'metered') {
+        const eventName = meters.get(String(recurring.meter))?.event_name;
+        let quantity = 0;
+        for (const e of held.values()) {
+          const at = /^\d+$/.test(e.timestamp) ? Number(e.timestamp) : Date.parse(e.timestamp) / 1000;
+          if (e.event_name === eventName && e.payload.stripe_customer_id === customer && at >= period.start && at < period.end)
+            quantity += Number(e.payload.value);
+        }
+        return {
+          description: `${quantity} × ${(price.nickname as string | null | undefined) ?? String(eventName)}`,
+          quantityDecimal: String(quantity),
+          amount: Math.round(quantity * unit),
+          price: item.price.id,
+          period,
+        };
+      }
+      return { description: `1 × ${(price.nickname as string | null | undefined) ?? item.price.id}`, quantity: 1, amount: unit, price: item.price.id, period };
+    });
+    const first = sub.items.data[0];
+    const inv = invoiceObject({
+      id: `upcoming_${id('in')}`,
+      customer,
+      subscription: sub.id,
+      lines,
+      period: first ? { start: first.current_period_start, end: first.current_period_end } : undefined,
+    });
+    inv.billing_reason = 'upcoming';
+    return inv;
+  }
 
   function respond(req: RecordedRequest): { status: number; body: unknown } {
     const now = Math.floor(Date.now() / 1000);
@@ -167,17 +454,88 @@ export async function startFakeStripe(): Promise<FakeStripe> {
         object: 'price',
         active: true,
         currency: b.currency ?? 'usd',
-        unit_amount: Number(b.unit_amount ?? 0),
-        recurring: b.recurring ?? null,
+        unit_amount: b.unit_amount_decimal !== undefined ? null : Number(b.unit_amount ?? 0),
+        unit_amount_decimal: b.unit_amount_decimal ?? String(Number(b.unit_amount ?? 0)),
+        nickname: b.nickname ?? null,
+        recurring: b.recurring ? { interval: 'month', interval_count: 1, meter: null, usage_type: 'licensed', trial_period_days: null, ...b.recurring } : null,
         product: b.product ?? id('prod'),
         created: now,
       };
       prices.set(p.id, p);
       return { status: 200, body: p };
     }
+
+    if (req.method === 'GET' && (m = /^\/v1\/invoices\/([^/]+)\/lines$/.exec(req.path))) {
+      const inv = invoices.get(m[1]!);
+      if (!inv) return notFound('invoice', m[1]!);
+      return { status: 200, body: pageOf(inv.lines.data as Record<string, any>[], b, `/v1/invoices/${inv.id}/lines`) };
+    }
+    if (req.method === 'GET' && (m = /^\/v1\/invoices\/([^/]+)$/.exec(req.path)) && m[1] !== 'upcoming') {
+      const inv = invoices.get(m[1]!);
+      return inv ? { status: 200, body: invoiceAnswer(inv) } : notFound('invoice', m[1]!);
+    }
+    if (req.method === 'GET' && req.path === '/v1/invoices') {
+      const since = b['created[gte]'] !== undefined ? Number(b['created[gte]']) : -Infinity;
+      const all = [...invoices.values()]
+        .filter((i) => (!b.customer || i.customer === b.customer) && i.created >= since)
+        .sort((x, y) => y.created - x.created || (y.id < x.id ? -1 : 1))
+        .map(invoiceAnswer);
+      return { status: 200, body: pageOf(all, b, '/v1/invoices') };
+    }
+    if (req.method === 'POST' && req.path === '/v1/invoices/create_preview') {
+      if (!b.customer || !customers.has(b.customer)) return notFound('customer', String(b.customer));
+      const sub = b.subscription ? subscriptions.get(b.subscription) : undefined;
+      if (b.subscription && !sub) return notFound('subscription', b.subscription);
+      if (!sub || sub.customer !== b.customer || sub.status === 'canceled') {
+        return {
+          status: 404,
+          body: { error: { type: 'invalid_request_error', code: 'invoice_upcoming_none', message: 'No upcoming invoices for customer: ' + b.customer } },
+        };
+      }
+      return { status: 200, body: preview(b.customer, sub) };
+    }
+    if (req.method === 'POST' && req.path === '/v1/billing/meters') {
+      const meter = {
+        id: id('mtr'),
+        object: 'billing.meter',
+        created: now,
+        customer_mapping: { event_payload_key: 'stripe_customer_id', type: 'by_id' },
+        default_aggregation: { formula: b.default_aggregation?.formula ?? 'sum' },
+        display_name: b.display_name ?? b.event_name,
+        event_name: b.event_name,
+        event_time_window: null,
+        livemode: false,
+        status: 'active',
+        status_transitions: { deactivated_at: null },
+        updated: now,
+        value_settings: { event_payload_key: 'value' },
+      };
+      meters.set(meter.id, meter);
+      return { status: 200, body: meter };
+    }
+    if (req.method === 'POST' && req.path === '/v1/billing_portal/sessions') {
+      if (!b.customer || !customers.has(b.customer)) return notFound('customer', String(b.customer));
+      if (b.configuration !== undefined && !/^bpc_[A-Za-z0-9]+$/.test(b.configuration))
+        return notFound('billing_portal.configuration', String(b.configuration));
+      const session: FakePortalSession = {
+        id: id('bps'),
+        object: 'billing_portal.session',
+        configuration: b.configuration ?? 'bpc_default',
+        created: now,
+        customer: b.customer,
+        customer_account: null,
+        flow: null,
+        livemode: false,
+        locale: null,
+        on_behalf_of: null,
+        return_url: b.return_url ?? null,
+        url: `https://billing.stripe.com/p/session/test_${randomBytes(18).toString('base64url')}`,
+      };
+      portalSessions.push(session);
+      return { status: 200, body: session };
+    }
     for (const [path, store, what] of [
       ['prices', prices, 'price'],
-      ['invoices', invoices, 'invoice'],
       ['events', events as Map<string, unknown>, 'event'],
     ] as const) {
       if (req.method === 'GET' && (m = new RegExp(`^/v1/${path}/([^/]+)$`).exec(req.path))) {
@@ -422,20 +780,34 @@ export async function startFakeStripe(): Promise<FakeStripe> {
     },
     invoice(subscriptionId, status) {
       const sub = subscriptions.get(subscriptionId);
-      const inv = {
-        id: id('in'),
-        object: 'invoice',
-        customer: sub?.customer ?? null,
-        status,
-        paid: status === 'paid',
-        amount_due: 4900,
-        currency: 'usd',
-        parent: { type: 'subscription_details', subscription_details: { subscription: subscriptionId, metadata: {} } },
-        created: Math.floor(Date.now() / 1000),
-      };
+      const lines: FakeLineInput[] = (sub?.items.data ?? []).map((item) => ({
+        description: `1 × ${item.price.id}`,
+        quantity: 1,
+        amount: Number(prices.get(item.price.id)?.unit_amount ?? 4900),
+        price: item.price.id,
+        period: { start: item.current_period_start, end: item.current_period_end },
+      }));
+      const inv = invoiceObject({
+        customer: sub?.customer ?? id('cus'),
+        subscription: subscriptionId,
+        lines: lines.length ? lines : [{ amount: 4900, quantity: 1 }],
+      });
       invoices.set(inv.id, inv);
-      return inv;
+      return status === 'draft' ? inv : moveInvoice(inv, status);
     },
+    createInvoice(input) {
+      const inv = invoiceObject(input);
+      invoices.set(inv.id, inv);
+      return !input.status || input.status === 'draft' ? inv : moveInvoice(inv, input.status);
+    },
+    setInvoiceStatus(invoiceId, status) {
+      const inv = invoices.get(invoiceId);
+      if (!inv) throw new Error(`no fake invoice ${invoiceId}`);
+      return moveInvoice(inv, status);
+    },
+    meters,
+    portalSessions,
+    previewCalls: () => requests.filter((r) => r.method === 'POST' && r.path === '/v1/invoices/create_preview'),
     setSubscription(subId, patch) {
       const sub = subscriptions.get(subId);
       if (!sub) throw new Error(`no fake subscription ${subId}`);

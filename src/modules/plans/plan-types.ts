@@ -86,6 +86,25 @@ export const entitlementsSchema = z.preprocess((v, ctx) => {
 
 export type Entitlements = z.output<typeof entitlementsShape>;
 
+/** A decimal amount of minor units, as Stripe's unit_amount_decimal: "0.05" is a twentieth of a cent. */
+export const unitAmountDecimal = z
+  .string()
+  .regex(/^(0|[1-9]\d{0,11})(\.\d{1,12})?$/, 'a decimal number of minor units (at most 12 decimal places), as a string: "0.05"');
+
+/**
+ * What a plan costs, for the local estimate of the period's charges (GET /api/invoices/upcoming with
+ * Stripe off): the base price per period and, per usage metric, the price of one unit, in the
+ * currency's minor units. With Stripe on, Stripe's prices are the truth and this is not read.
+ */
+export const localPricingSchema = z.strictObject({
+  currency: z.string().regex(/^[a-z]{3}$/, 'a three-letter ISO currency code, lowercase (usd)'),
+  /** The base price per billing period, in minor units (4900: 49.00). */
+  unit_amount: z.number().int().min(0).max(1e12),
+  /** {metric: the price of one unit, in minor units, as a decimal string}. */
+  metered: z.record(entitlementName, unitAmountDecimal).default({}),
+});
+export type LocalPricing = z.output<typeof localPricingSchema>;
+
 /** A plan as the plans module hands it out. */
 export interface Plan {
   id: string;
@@ -94,6 +113,8 @@ export interface Plan {
   entitlements: Entitlements;
   stripePriceId: string | null;
   meteredPrices: Record<string, string>;
+  /** null: the plan has no local pricing (the estimate then has no amounts to give). */
+  localPricing: LocalPricing | null;
   status: 'active' | 'archived';
   createdAt: Date;
   updatedAt: Date;

@@ -11,12 +11,13 @@ const toPlan = (r: PlanRow): Plan => ({
   entitlements: r.entitlements,
   stripePriceId: r.stripe_price_id,
   meteredPrices: r.metered_prices,
+  localPricing: r.local_pricing ?? null,
   status: r.status,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
 
-export type PlanChanges = Partial<Pick<Plan, 'name' | 'entitlements' | 'stripePriceId' | 'meteredPrices' | 'status'>>;
+export type PlanChanges = Partial<Pick<Plan, 'name' | 'entitlements' | 'stripePriceId' | 'meteredPrices' | 'localPricing' | 'status'>>;
 
 export function createPlansRepository() {
   return {
@@ -29,6 +30,7 @@ export function createPlansRepository() {
           entitlements: jsonb(p.entitlements),
           stripe_price_id: p.stripePriceId,
           metered_prices: jsonb(p.meteredPrices),
+          local_pricing: p.localPricing ? jsonb(p.localPricing) : null,
         })
         .returning('*');
       return toPlan(row!);
@@ -60,6 +62,7 @@ export function createPlansRepository() {
           ...(c.entitlements !== undefined ? { entitlements: jsonb(c.entitlements) } : {}),
           ...(c.stripePriceId !== undefined ? { stripe_price_id: c.stripePriceId } : {}),
           ...(c.meteredPrices !== undefined ? { metered_prices: jsonb(c.meteredPrices) } : {}),
+          ...(c.localPricing !== undefined ? { local_pricing: c.localPricing ? jsonb(c.localPricing) : null } : {}),
           ...(c.status !== undefined ? { status: c.status } : {}),
           updated_at: db.fn.now(),
         })

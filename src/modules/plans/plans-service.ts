@@ -5,7 +5,7 @@ import { uuidv7 } from '../../lib/ids';
 import type { ActorContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import { PLAN_CODE_UNIQUE, type PlanChanges, type PlansRepository } from './plans-repository';
-import type { Entitlements, Plan } from './plan-types';
+import type { Entitlements, LocalPricing, Plan } from './plan-types';
 
 export interface NewPlan {
   code: string;
@@ -13,6 +13,7 @@ export interface NewPlan {
   entitlements: Entitlements;
   stripePriceId?: string;
   meteredPrices?: Record<string, string>;
+  localPricing?: LocalPricing | null;
 }
 
 export function createPlansService(deps: { db: Knex; repo: PlansRepository; audit: AuditService }) {
@@ -43,6 +44,7 @@ export function createPlansService(deps: { db: Knex; repo: PlansRepository; audi
             entitlements: p.entitlements,
             stripePriceId: p.stripePriceId ?? null,
             meteredPrices: p.meteredPrices ?? {},
+            localPricing: p.localPricing ?? null,
           });
           await audit.record(trx, ctx, { action: 'plan.create', outcome: 'success', targetType: 'plan', targetId: plan.id, details: { code: plan.code } });
           return plan;
