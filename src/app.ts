@@ -31,6 +31,8 @@ import { webhookEndpointsHandlers, webhookEndpointsRouteSpecs } from './modules/
 import { webhookDeliveriesHandlers, webhookDeliveriesRouteSpecs } from './modules/webhooks/webhook-deliveries-routes';
 import { overrideSchemas } from './modules/entitlements/entitlements-schemas';
 import { entitlementsHandlers, entitlementsRouteSpecs } from './modules/entitlements/entitlements-routes';
+import { billingPortalHandlers, billingPortalRouteSpecs } from './modules/billing-portal/billing-portal-routes';
+import { upcomingInvoiceHandlers, upcomingInvoiceRouteSpecs } from './modules/invoices/upcoming-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
@@ -86,6 +88,9 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     webhookEndpoints: webhookEndpointsRouteSpecs(),
     webhookDeliveries: webhookDeliveriesRouteSpecs(),
     entitlements: entitlementsRouteSpecs(overrideSchemas(config.usage.metrics, now)),
+    billingPortal: billingPortalRouteSpecs(),
+    // Before the invoice routes: GET /api/invoices/upcoming must be matched before GET /api/invoices/:id.
+    upcomingInvoice: upcomingInvoiceRouteSpecs(),
     service: serviceRouteSpecs(),
     docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
   };
@@ -117,6 +122,8 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.webhookEndpoints, webhookEndpointsHandlers(c.webhookEndpoints)),
     ...bindRoutes(specs.webhookDeliveries, webhookDeliveriesHandlers(c.deliveries)),
     ...bindRoutes(specs.entitlements, entitlementsHandlers(c.entitlements)),
+    ...bindRoutes(specs.billingPortal, billingPortalHandlers(c.billingPortal)),
+    ...bindRoutes(specs.upcomingInvoice, upcomingInvoiceHandlers(c.upcomingInvoices)),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),

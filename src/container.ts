@@ -51,6 +51,8 @@ import { createWebhookEndpointsService } from './modules/webhooks/webhook-endpoi
 import { createDeliveryRepository } from './modules/webhooks/delivery-repository';
 import { createDeliveryService } from './modules/webhooks/delivery-service';
 import { createDeliveryWorker } from './modules/webhooks/delivery-worker';
+import { createBillingPortalService } from './modules/billing-portal/billing-portal-service';
+import { createUpcomingInvoices } from './modules/invoices/upcoming-invoice';
 
 export interface ContainerOptions {
   config: Config;
@@ -295,6 +297,27 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
   });
   const licenseNoticesJob = createLicenseNoticesJob({ notices: licenseNotices, logger: logger.child({ component: 'license-notices' }), intervalMs: 900_000 });
 
+  // Billing the customer's people can see: the Stripe customer portal, and the period's charges so far.
+  const billingPortal = createBillingPortalService({
+    db,
+    customers,
+    stripe,
+    audit,
+    returnUrls: config.billing.portalReturnUrls,
+    configuration: config.billing.portalConfiguration,
+  });
+  const upcomingInvoices = createUpcomingInvoices({
+    db,
+    subscriptions,
+    plans,
+    customers,
+    usage,
+    stripe,
+    metrics: config.usage.metrics,
+    cacheMs: config.billing.upcomingInvoiceCacheMs,
+    now,
+  });
+
   return {
     config,
     db,
@@ -333,6 +356,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     licenses,
     licenseSigner,
     licenseNotices,
+    billingPortal,
+    upcomingInvoices,
     metrics,
     limiters,
     /** The clock the services and the request schemas (the usage window) read. */

@@ -698,6 +698,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/billing/portal-session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A Stripe customer portal session for the key’s customer: open its URL at once (it is short-lived), then the portal sends the person back to return_url
+         * @description return_url must be allowed by BILLING_PORTAL_RETURN_URLS (an origin, or a URL prefix at a path segment boundary); what goes to Stripe is its normalised form. 409 STRIPE_DISABLED with Stripe off, 409 CUSTOMER_NOT_LINKED for a customer with no Stripe customer; 503 (Retry-After) when Stripe does not answer, 502 when it refuses. The URL is a bearer secret: no-store, never logged.
+         */
+        post: operations["post_api_billing_portal_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/invoices/upcoming": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The charges the current period will bring so far: Stripe’s invoice preview, or an estimate from the plan’s local pricing
+         * @description With Stripe on and a subscription Stripe holds: Stripe’s preview (estimate false), kept per customer for UPCOMING_INVOICE_CACHE; 503 (Retry-After) when Stripe does not answer, 502 when it refuses. Otherwise an estimate (estimate true) from the plan’s local_pricing and the period’s usage. 404 when the customer has no current subscription.
+         */
+        get: operations["get_api_invoices_upcoming"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -836,7 +876,7 @@ export interface components {
         Error: {
             error: {
                 /** @enum {string} */
-                code: "INVALID_JSON" | "INVALID_SIGNATURE" | "BAD_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "LICENSE_NOT_FOUND" | "ACTIVATION_NOT_FOUND" | "CONFLICT" | "EMAIL_TAKEN" | "CUSTOMER_DELETED" | "TOO_MANY_KEYS" | "IDEMPOTENCY_CONFLICT" | "PLAN_CODE_TAKEN" | "PLAN_IN_USE" | "PLAN_ARCHIVED" | "INSTANCE_LIMIT_REACHED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE";
+                code: "INVALID_JSON" | "INVALID_SIGNATURE" | "BAD_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "LICENSE_NOT_FOUND" | "ACTIVATION_NOT_FOUND" | "CONFLICT" | "EMAIL_TAKEN" | "CUSTOMER_DELETED" | "TOO_MANY_KEYS" | "IDEMPOTENCY_CONFLICT" | "PLAN_CODE_TAKEN" | "PLAN_IN_USE" | "PLAN_ARCHIVED" | "INSTANCE_LIMIT_REACHED" | "STRIPE_DISABLED" | "CUSTOMER_NOT_LINKED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE";
                 message: string;
                 requestId: string;
                 details?: unknown;
@@ -3335,6 +3375,16 @@ export interface operations {
                             metered_prices: {
                                 [key: string]: string;
                             };
+                            /** @description What the plan costs for the local estimate of the period’s charges (GET /api/invoices/upcoming with Stripe off); null: none */
+                            local_pricing: {
+                                currency: string;
+                                /** @description The base price per billing period, in minor units */
+                                unit_amount: number;
+                                /** @description {metric: the price of one unit, in minor units, as a decimal string} */
+                                metered: {
+                                    [key: string]: string;
+                                };
+                            } | null;
                             /** @enum {string} */
                             status: "active" | "archived";
                             /** Format: date-time */
@@ -3443,6 +3493,14 @@ export interface operations {
                     metered_prices?: {
                         [key: string]: string;
                     };
+                    local_pricing?: {
+                        currency: string;
+                        unit_amount: number;
+                        /** @default {} */
+                        metered?: {
+                            [key: string]: string;
+                        };
+                    } | null;
                 };
             };
         };
@@ -3472,6 +3530,16 @@ export interface operations {
                             metered_prices: {
                                 [key: string]: string;
                             };
+                            /** @description What the plan costs for the local estimate of the period’s charges (GET /api/invoices/upcoming with Stripe off); null: none */
+                            local_pricing: {
+                                currency: string;
+                                /** @description The base price per billing period, in minor units */
+                                unit_amount: number;
+                                /** @description {metric: the price of one unit, in minor units, as a decimal string} */
+                                metered: {
+                                    [key: string]: string;
+                                };
+                            } | null;
                             /** @enum {string} */
                             status: "active" | "archived";
                             /** Format: date-time */
@@ -3646,6 +3714,16 @@ export interface operations {
                             metered_prices: {
                                 [key: string]: string;
                             };
+                            /** @description What the plan costs for the local estimate of the period’s charges (GET /api/invoices/upcoming with Stripe off); null: none */
+                            local_pricing: {
+                                currency: string;
+                                /** @description The base price per billing period, in minor units */
+                                unit_amount: number;
+                                /** @description {metric: the price of one unit, in minor units, as a decimal string} */
+                                metered: {
+                                    [key: string]: string;
+                                };
+                            } | null;
                             /** @enum {string} */
                             status: "active" | "archived";
                             /** Format: date-time */
@@ -3859,6 +3937,14 @@ export interface operations {
                     metered_prices?: {
                         [key: string]: string;
                     };
+                    local_pricing?: {
+                        currency: string;
+                        unit_amount: number;
+                        /** @default {} */
+                        metered?: {
+                            [key: string]: string;
+                        };
+                    } | null;
                     /** @enum {string} */
                     status?: "active" | "archived";
                 };
@@ -3890,6 +3976,16 @@ export interface operations {
                             metered_prices: {
                                 [key: string]: string;
                             };
+                            /** @description What the plan costs for the local estimate of the period’s charges (GET /api/invoices/upcoming with Stripe off); null: none */
+                            local_pricing: {
+                                currency: string;
+                                /** @description The base price per billing period, in minor units */
+                                unit_amount: number;
+                                /** @description {metric: the price of one unit, in minor units, as a decimal string} */
+                                metered: {
+                                    [key: string]: string;
+                                };
+                            } | null;
                             /** @enum {string} */
                             status: "active" | "archived";
                             /** Format: date-time */
@@ -8185,6 +8281,314 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    post_api_billing_portal_session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    return_url: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The session: its URL and until when to open it */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        url: string;
+                        /**
+                         * Format: date-time
+                         * @description Open the URL before this (Stripe’s sessions are short-lived); ask for a new one after
+                         */
+                        expires_at: string;
+                    };
+                };
+            };
+            /** @description INVALID_JSON, BAD_REQUEST */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INVALID_JSON" | "BAD_REQUEST";
+                        };
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description STRIPE_DISABLED, CUSTOMER_NOT_LINKED */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "STRIPE_DISABLED" | "CUSTOMER_NOT_LINKED";
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "PAYLOAD_TOO_LARGE";
+                        };
+                    };
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNSUPPORTED_MEDIA_TYPE";
+                        };
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "VALIDATION_FAILED";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description BAD_GATEWAY */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "BAD_GATEWAY";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    get_api_invoices_upcoming: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The period’s charges as of computed_at */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        estimate: boolean;
+                        /** @enum {string} */
+                        source: "stripe" | "local";
+                        customer_id: string;
+                        subscription_id: string | null;
+                        currency: string | null;
+                        period: {
+                            start: string | null;
+                            end: string | null;
+                        };
+                        subtotal: number;
+                        tax: number;
+                        total: number;
+                        amount_due: number;
+                        lines: {
+                            description: string | null;
+                            quantity: number | null;
+                            amount: number;
+                            price: string | null;
+                            metric: string | null;
+                            period: {
+                                start: string | null;
+                                end: string | null;
+                            };
+                        }[];
+                        /**
+                         * Format: date-time
+                         * @description When Stripe was asked (or the estimate computed): answers are kept for UPCOMING_INVOICE_CACHE
+                         */
+                        computed_at: string;
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description BAD_GATEWAY */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "BAD_GATEWAY";
                         };
                     };
                 };

@@ -7,11 +7,13 @@ import type {
   ActivationRequest,
   LicenseAnswer,
   Me,
+  PortalSession,
   QueuedReceipt,
   Subscriptions,
   UsageEvent,
   UsageEventBody,
   UsageReceipt,
+  UpcomingInvoice,
   UsageTotals,
 } from './client-types';
 import { call, defaultHttpSettings, type HttpSettings } from './http';
@@ -309,6 +311,23 @@ export class BillingClient {
   /** GET /api/subscriptions: the customer's own subscriptions. */
   async getSubscriptions(): Promise<Subscriptions> {
     return (await call<Subscriptions>(this.http, 'GET', '/api/subscriptions', { idempotent: true })).body;
+  }
+
+  /**
+   * POST /api/billing/portal-session: the URL of a Stripe customer portal session where the
+   * customer's people manage their billing, sending them back to `returnUrl` (one the service's
+   * BILLING_PORTAL_RETURN_URLS allows). The URL is short-lived and a bearer secret: redirect to it at
+   * once, never log, store or cache it; ask again each time. A repeated request only makes another
+   * session, so it is retried like a read.
+   */
+  async billingPortalUrl(returnUrl: string): Promise<string> {
+    const res = await call<PortalSession>(this.http, 'POST', '/api/billing/portal-session', { body: { return_url: returnUrl }, idempotent: true });
+    return res.body.url;
+  }
+
+  /** GET /api/invoices/upcoming: the charges the current period will bring so far (Stripe's preview, or the service's estimate). */
+  async upcomingInvoice(): Promise<UpcomingInvoice> {
+    return (await call<UpcomingInvoice>(this.http, 'GET', '/api/invoices/upcoming', { idempotent: true })).body;
   }
 
   /**

@@ -21,6 +21,10 @@ export type UsageTotals = operations['get_api_usage']['responses'][200]['content
 export type UsageTotalsQuery = NonNullable<operations['get_api_usage']['parameters']['query']>;
 export type Me = operations['get_api_me']['responses'][200]['content']['application/json'];
 export type Subscriptions = operations['get_api_subscriptions']['responses'][200]['content']['application/json'];
+/** POST /api/billing/portal-session: the Stripe customer portal session's URL (short-lived) and until when to open it. */
+export type PortalSession = operations['post_api_billing_portal_session']['responses'][201]['content']['application/json'];
+/** GET /api/invoices/upcoming: the charges the current period will bring so far. */
+export type UpcomingInvoice = operations['get_api_invoices_upcoming']['responses'][200]['content']['application/json'];
 
 type Operation<P extends string, M extends string> = P extends keyof paths ? (M extends keyof paths[P] ? paths[P][M] : never) : never;
 type JsonOf<O, S extends number> = O extends { responses: { [K in S]: { content: { 'application/json': infer J } } } } ? J : never;

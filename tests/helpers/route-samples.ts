@@ -143,4 +143,17 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
     if (res.status !== 200) throw new Error(`overrides: ${res.status} ${JSON.stringify(res.body)}`);
     return { path: `/api/customers/${c.id}/entitlements` };
   },
+  // Stripe off in the shared route tests: this one answers its declared 409 STRIPE_DISABLED there (stripeOnly, below);
+  // tests/api/billing-portal.test.ts checks its success against the declared schema with a fake Stripe.
+  'POST /api/billing/portal-session': async () => ({ path: '/api/billing/portal-session', body: { return_url: 'https://vendor.example/billing' } }),
+  'GET /api/invoices/upcoming': async (t, caller) => {
+    if (caller) await withLicense(t, caller);
+    return { path: '/api/invoices/upcoming' };
+  },
 };
+
+/** Routes that need Stripe: with Stripe off their sample request answers 409 STRIPE_DISABLED (declared), not a success. */
+const STRIPE_ONLY = new Set(['POST /api/billing/portal-session']);
+
+/** Whether this route, in this app, can only answer STRIPE_DISABLED to its sample request. */
+export const stripeOnly = (t: TestApp, r: RouteDef) => !t.c.stripe.enabled && STRIPE_ONLY.has(routeName(r));

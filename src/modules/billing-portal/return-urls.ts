@@ -17,8 +17,11 @@ export interface ReturnUrlRule {
 /** Whitespace, control characters and backslashes: browsers read `\` as `/`, and the others as nothing. */
 // eslint-disable-next-line no-control-regex -- control characters are what it looks for
 const UNSAFE = /[\s\u0000-\u001f\u007f\\]/;
-/** An encoded separator or dot: a server behind the prefix may decode it into a path outside it. */
-const ENCODED_SEPARATOR = /%(2f|5c|2e)/i;
+/**
+ * An encoded separator, dot or percent sign (a double encoding, `%252e`): a server behind the prefix
+ * may decode it into a path outside it.
+ */
+const ENCODED_SEPARATOR = /%(2f|5c|2e|25)/i;
 
 /**
  * The rules from the setting's entries; throws when one is not a rule, naming it by its place in
@@ -43,32 +46,57 @@ export function parseReturnUrlRules(entries: readonly string[]): ReturnUrlRule[]
         .includes('%')
     )
       throw problem('must not have an encoded host');
-    if (ENCODED_SEPARATOR.test(url.pathname)) throw problem('must not have an encoded /, \\ or . in its path');
+    if (ENCODED_SEPARATOR.test(url.pathname)) throw problem('must not have an encoded /, \\, . or % in its path');
     return { origin: url.origin, pathPrefix: url.pathname === '/' ? null : url.pathname };
   });
 }
 
-/** The return URL in the form to hand to Stripe when a rule allows it; null when none does. */
-export function allowedReturnUrl(rules: readonly ReturnUrlRule[], candidate: string): string | null {
+/** What a return URL check decided: the URL to hand to Stripe, or why it is refused (safe to show the caller). */
+export type ReturnUrlCheck = { url: string } | { refused: string };
+
+/**
+ * A path segment that some servers read as `.` or `..` though the WHATWG parser does not:
+ * `..;/` (Tomcat and Spring drop path parameters), and its encoded `;`.
+ */
+const DOT_SEGMENT_WITH_PARAMETERS = /\/\.{1,2}(;|%3b)/i;
+
+/** The return URL in the form to hand to Stripe when a rule allows it; else why not. */
+export function checkReturnUrl(rules: readonly ReturnUrlRule[], candidate: string): ReturnUrlCheck {
+  if (rules.length === 0) return { refused: 'no return URL is allowed: BILLING_PORTAL_RETURN_URLS is unset' };
+  if (candidate.length > 2048) return { refused: 'must be at most 2048 characters' };
+  if (UNSAFE.test(candidate)) return { refused: 'must not contain whitespace, control characters or backslashes' };
   // Scheme-relative (`//evil.test`), relative, javascript:, data: and the like are never absolute http(s).
-  if (candidate.length > 2048 || UNSAFE.test(candidate) || !/^https?:\/\/[^/]/i.test(candidate)) return null;
+  if (!/^https?:\/\/[^/]/i.test(candidate)) return { refused: 'must be an absolute http(s) URL (https://host/path)' };
   // The authority as written: an encoded character there is refused rather than decoded.
   const authority = candidate.slice(candidate.indexOf('//') + 2).split(/[/?#]/)[0]!;
-  if (authority.includes('%') || authority.includes('@')) return null;
+  if (authority.includes('@')) return { refused: 'must not carry a user name or password (an @ before the host)' };
+  if (authority.includes('%')) return { refused: 'must not have an encoded host' };
   let url: URL;
   try {
     url = new URL(candidate);
   } catch {
-    return null;
+    return { refused: 'must be an absolute http(s) URL (https://host/path)' };
   }
-  if (url.username || url.password) return null;
-  const allowed = rules.some((r) => {
-    if (url.origin !== r.origin) return false;
+  if (url.username || url.password) return { refused: 'must not carry a user name or password (an @ before the host)' };
+  const sameOrigin = rules.filter((r) => r.origin === url.origin);
+  if (sameOrigin.length === 0) return { refused: `its origin (${url.origin}) is not one BILLING_PORTAL_RETURN_URLS allows` };
+  const allowed = sameOrigin.some((r) => {
     if (r.pathPrefix === null) return true;
-    if (ENCODED_SEPARATOR.test(url.pathname)) return false;
+    if (ENCODED_SEPARATOR.test(url.pathname) || DOT_SEGMENT_WITH_PARAMETERS.test(url.pathname)) return false;
     if (url.pathname === r.pathPrefix) return true;
     const prefix = r.pathPrefix.endsWith('/') ? r.pathPrefix : `${r.pathPrefix}/`;
     return url.pathname.startsWith(prefix);
   });
-  return allowed ? url.href : null;
+  if (!allowed) {
+    return ENCODED_SEPARATOR.test(url.pathname) || DOT_SEGMENT_WITH_PARAMETERS.test(url.pathname)
+      ? { refused: 'must not have an encoded /, \\, . or %, or a ..; segment, in its path' }
+      : { refused: 'its path is not under a URL prefix BILLING_PORTAL_RETURN_URLS allows' };
+  }
+  return { url: url.href };
+}
+
+/** The return URL in the form to hand to Stripe when a rule allows it; null when none does. */
+export function allowedReturnUrl(rules: readonly ReturnUrlRule[], candidate: string): string | null {
+  const checked = checkReturnUrl(rules, candidate);
+  return 'url' in checked ? checked.url : null;
 }

@@ -14,7 +14,11 @@ export interface MeteredUsage {
  * The deal's billing-period usage of each metric named, from the daily totals in one query (the same
  * figures the threshold watch reads); a metric with no usage yet is "0".
  */
-export async function periodUsage(usage: Pick<UsageService, 'periodTotals'>, deal: Deal, metrics: readonly string[]): Promise<Record<string, string>> {
+export async function periodUsage(
+  usage: Pick<UsageService, 'periodTotals'>,
+  deal: Pick<Deal, 'customerId' | 'period'>,
+  metrics: readonly string[],
+): Promise<Record<string, string>> {
   if (metrics.length === 0) return {};
   const days = periodDays(deal.period);
   const totals = await usage.periodTotals(metrics.map((metric) => ({ customerId: deal.customerId, metric, ...days })));

@@ -62,6 +62,7 @@ export function plansHandlers(plans: PlansService): HandlersFor<ReturnType<typeo
         entitlements: body.entitlements,
         stripePriceId: body.stripe_price_id,
         meteredPrices: body.metered_prices,
+        localPricing: body.local_pricing,
       });
       return { status: 201, body: { plan: planJson(plan) } };
     },
@@ -73,6 +74,7 @@ export function plansHandlers(plans: PlansService): HandlersFor<ReturnType<typeo
         entitlements: body.entitlements,
         stripePriceId: body.stripe_price_id,
         meteredPrices: body.metered_prices,
+        localPricing: body.local_pricing,
         status: body.status,
       });
       return { status: 200, body: { plan: planJson(plan) } };

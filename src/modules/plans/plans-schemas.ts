@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { iso, safeRecord, text } from '../../http/common-schemas';
-import { entitlementsSchema, type Plan } from './plan-types';
+import { entitlementsSchema, localPricingSchema, type Plan } from './plan-types';
 import { id, list, obj, timestamp } from '../../http/response-schemas';
 
 const stripePriceId = z.string().regex(/^price_[A-Za-z0-9]{1,100}$/, 'must be a Stripe price id (price_…)');
@@ -33,8 +33,33 @@ export function meteredEntitlements(metrics: readonly string[]) {
   });
 }
 
+/**
+ * A plan's local pricing prices usage metrics only: each key of `metered` is checked on the raw
+ * object (before zod's record, which would skip a reserved name without a word), at
+ * `local_pricing.metered.<name>`.
+ */
+export function localPricing(metrics: readonly string[]) {
+  return z.preprocess((value, ctx) => {
+    const metered = (value as { metered?: unknown } | null)?.metered;
+    if (metered !== null && typeof metered === 'object' && !Array.isArray(metered)) {
+      for (const name of Object.keys(metered)) {
+        if (!metrics.includes(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['metered', name],
+            message: `local pricing is per usage metric, and "${name}" is not one (${metrics.join(', ')})`,
+            input: value,
+          });
+        }
+      }
+    }
+    return value;
+  }, localPricingSchema);
+}
+
 export function planSchemas(metrics: readonly string[]) {
   const entitlements = meteredEntitlements(metrics);
+  const pricing = localPricing(metrics);
   const meteredPrices = safeRecord(
     z
       .record(z.string(), stripePriceId)
@@ -47,6 +72,7 @@ export function planSchemas(metrics: readonly string[]) {
       entitlements,
       stripe_price_id: stripePriceId.optional(),
       metered_prices: meteredPrices.optional(),
+      local_pricing: pricing.nullable().optional(),
     }),
     update: z
       .strictObject({
@@ -54,6 +80,8 @@ export function planSchemas(metrics: readonly string[]) {
         entitlements: entitlements.optional(),
         stripe_price_id: stripePriceId.nullable().optional(),
         metered_prices: meteredPrices.optional(),
+        /** null: clears it (the estimate then has no amounts). */
+        local_pricing: pricing.nullable().optional(),
         status: z.enum(['active', 'archived']).optional(),
       })
       .refine((b) => Object.keys(b).length > 0, { message: 'give at least one field to change' }),
@@ -68,6 +96,7 @@ export const planJson = (p: Plan) => ({
   entitlements: p.entitlements,
   stripe_price_id: p.stripePriceId,
   metered_prices: p.meteredPrices,
+  local_pricing: p.localPricing,
   status: p.status,
   created_at: iso(p.createdAt),
   updated_at: iso(p.updatedAt),
@@ -86,6 +115,13 @@ export const planResponseItem = obj({
   }),
   stripe_price_id: z.string().nullable(),
   metered_prices: z.record(z.string(), z.string()),
+  local_pricing: obj({
+    currency: z.string(),
+    unit_amount: z.number().int().describe('The base price per billing period, in minor units'),
+    metered: z.record(z.string(), z.string()).describe('{metric: the price of one unit, in minor units, as a decimal string}'),
+  })
+    .nullable()
+    .describe('What the plan costs for the local estimate of the period’s charges (GET /api/invoices/upcoming with Stripe off); null: none'),
   status: z.enum(['active', 'archived']),
   created_at: timestamp,
   updated_at: timestamp,

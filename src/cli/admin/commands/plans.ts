@@ -8,6 +8,7 @@ import { limitsOf, overageOf, overageText, pairs, thresholdsOf } from './entitle
 type CreateBody = BodyOf<'/api/plans', 'post'>;
 type UpdateBody = BodyOf<'/api/plans/{code}', 'patch'>;
 type Entitlements = CreateBody['entitlements'];
+type LocalPricing = NonNullable<CreateBody['local_pricing']>;
 
 const planTable = (rows: Plan[]) =>
   table(rows, [
@@ -40,9 +41,36 @@ const planDetails = (p: Plan) =>
         .map(([m, price]) => `${m}=${price}`)
         .join(', ') || '-',
     ],
+    ['local pricing', localPricingText(p.local_pricing) || '-'],
     ['created', p.created_at],
     ['updated', p.updated_at],
   ]);
+
+const localPricingText = (lp: Plan['local_pricing']) =>
+  lp ? [`${lp.currency} ${lp.unit_amount}`, ...Object.entries(lp.metered).map(([m, price]) => `${m}=${price}`)].join(', ') : '';
+
+/** The local pricing flags planFlags declares. */
+type PricingFlags = { currency?: string; unitAmount?: string; unitPrice?: string[] };
+
+const hasPricingFlags = (o: PricingFlags) => o.currency !== undefined || o.unitAmount !== undefined || o.unitPrice !== undefined;
+
+/**
+ * The local pricing the flags describe, on top of `base` (the file's, or the plan's current one):
+ * --unit-price adds to the metered prices, the others replace theirs. A plan without one needs
+ * --currency and --unit-amount.
+ */
+function localPricingFrom(o: PricingFlags, base: LocalPricing | null | undefined): LocalPricing {
+  let unitAmount = base?.unit_amount;
+  if (o.unitAmount !== undefined) {
+    if (!/^\d+$/.test(o.unitAmount))
+      throw new UsageError(`--unit-amount takes a whole number of minor units (4900: 49.00), not ${JSON.stringify(o.unitAmount)}`);
+    unitAmount = Number(o.unitAmount);
+  }
+  const currency = o.currency ?? base?.currency;
+  if (currency === undefined || unitAmount === undefined)
+    throw new UsageError('local pricing needs --currency and --unit-amount (or "local_pricing" in --file)');
+  return { currency, unit_amount: unitAmount, metered: { ...base?.metered, ...Object.fromEntries(pairs(o.unitPrice, '--unit-price')) } };
+}
 
 /** The entitlement flags planFlags declares. */
 type EntitlementFlags = { feature?: string[]; limit?: string[]; overage?: string[]; threshold?: string[] };
@@ -71,7 +99,10 @@ function planFlags<A extends unknown[], O extends OptionValues, G extends Option
     )
     .option('--threshold <percent>', 'tell the customer at this percentage of each allowance (repeatable; replaces the list; default 80 and 100)', collect)
     .option('--stripe-price <id>', 'Stripe price id (price_…)')
-    .option('--metered-price <metric=price>', 'Stripe price of a metered metric (repeatable)', collect);
+    .option('--metered-price <metric=price>', 'Stripe price of a metered metric (repeatable)', collect)
+    .option('--currency <code>', 'local pricing: the currency of the estimate with Stripe off (usd)')
+    .option('--unit-amount <minor units>', 'local pricing: the base price per billing period in minor units (4900: 49.00)')
+    .option('--unit-price <metric=decimal>', 'local pricing: the price of one unit of a usage metric in minor units (api_calls=0.05) (repeatable)', collect);
 }
 
 export function plansCommands(program: Program, deps: Deps): void {
@@ -89,6 +120,7 @@ export function plansCommands(program: Program, deps: Deps): void {
         body.entitlements = entitlementsFrom(o, file.entitlements ?? { features: [], limits: {} });
         if (o.stripePrice !== undefined) body.stripe_price_id = o.stripePrice;
         if (o.meteredPrice !== undefined) body.metered_prices = { ...file.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice, '--metered-price')) };
+        if (hasPricingFlags(o)) body.local_pricing = localPricingFrom(o, file.local_pricing);
         const r = await ctx.client().createPlan(body);
         ctx.print(r, () => ctx.out(planDetails(r.plan)));
       }),
@@ -117,6 +149,7 @@ export function plansCommands(program: Program, deps: Deps): void {
 
   planFlags(plans.command('update <code>').description('change a plan; entitlement flags apply on top of its current entitlements'))
     .option('--no-stripe-price', 'remove the Stripe price')
+    .option('--no-local-pricing', 'remove the local pricing')
     .action(
       action(deps, async (ctx, o, [code]) => {
         const body = (o.file ? await readJsonFile(ctx.io, o.file) : {}) as UpdateBody;
@@ -125,6 +158,15 @@ export function plansCommands(program: Program, deps: Deps): void {
         if (o.stripePrice === false) body.stripe_price_id = null;
         else if (typeof o.stripePrice === 'string') body.stripe_price_id = o.stripePrice;
         if (o.meteredPrice !== undefined) body.metered_prices = { ...body.metered_prices, ...Object.fromEntries(pairs(o.meteredPrice, '--metered-price')) };
+        if (o.localPricing === false) {
+          if (hasPricingFlags(o)) throw new UsageError('--no-local-pricing removes it: give no --currency, --unit-amount or --unit-price with it');
+          body.local_pricing = null;
+        } else if (hasPricingFlags(o)) {
+          body.local_pricing = localPricingFrom(
+            o,
+            body.local_pricing !== undefined ? body.local_pricing : (await ctx.client().getPlan(code)).plan.local_pricing,
+          );
+        }
         if (Object.keys(body).length === 0) throw new UsageError('nothing to change: give a flag or --file');
         const r = await ctx.client().updatePlan(code, body);
         ctx.print(r, () => ctx.out(planDetails(r.plan)));
