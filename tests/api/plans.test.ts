@@ -170,3 +170,74 @@ describe('when entitlements or prices carry prototype names as keys (sent as raw
     expect(await t.db('plans').where({ code })).toHaveLength(0);
   });
 });
+
+describe('local_pricing: what a plan costs for the estimate with Stripe off', () => {
+  const pricing = { currency: 'usd', unit_amount: 4900, metered: { api_calls: '0.05', storage_gb: '12.5' } };
+
+  test('when a plan is created with local pricing, then it is stored and answered; a plan without answers null', async () => {
+    const code = planCode();
+    const res = await request(t.app).post('/api/plans').set(admin).send({ code, name: 'Priced', entitlements, local_pricing: pricing });
+    expect(res.status).toBe(201);
+    expect(res.body.plan.local_pricing).toEqual(pricing);
+    expect((await t.db('plans').where({ code }).first())!.local_pricing).toEqual(pricing);
+    expect((await request(t.app).get(`/api/plans/${code}`).set(admin)).body.plan.local_pricing).toEqual(pricing);
+    expect(
+      (
+        await request(t.app)
+          .get(`/api/plans/${await createPlan(t)}`)
+          .set(admin)
+      ).body.plan.local_pricing,
+    ).toBeNull();
+  });
+
+  test('when a plan’s local pricing is changed, then replaced; null clears it; a change of other fields keeps it', async () => {
+    const code = await createPlan(t, { local_pricing: pricing });
+    const changed = { currency: 'eur', unit_amount: 1000, metered: { api_calls: '0.001' } };
+    expect((await request(t.app).patch(`/api/plans/${code}`).set(admin).send({ local_pricing: changed })).body.plan.local_pricing).toEqual(changed);
+    expect((await request(t.app).patch(`/api/plans/${code}`).set(admin).send({ name: 'Renamed' })).body.plan.local_pricing).toEqual(changed);
+    const cleared = await request(t.app).patch(`/api/plans/${code}`).set(admin).send({ local_pricing: null });
+    expect(cleared.status).toBe(200);
+    expect(cleared.body.plan.local_pricing).toBeNull();
+    expect((await t.db('plans').where({ code }).first())!.local_pricing).toBeNull();
+    const audit = await t.db('audit_log').where({ action: 'plan.update', outcome: 'success' }).orderBy('id', 'desc').first();
+    expect(audit!.details).toMatchObject({ code, fields: ['localPricing'] });
+  });
+
+  test.each([
+    ['a metric that is not a usage metric', { ...pricing, metered: { projects: '1' } }, 'local_pricing.metered.projects', /not one \(api_calls, storage_gb\)/],
+    ['a float unit price', { ...pricing, metered: { api_calls: 0.05 } }, 'local_pricing.metered.api_calls', /./],
+    ['a unit price with 13 decimals', { ...pricing, metered: { api_calls: '0.0000000000001' } }, 'local_pricing.metered.api_calls', /decimal/],
+    ['a negative unit price', { ...pricing, metered: { api_calls: '-1' } }, 'local_pricing.metered.api_calls', /decimal/],
+    ['a fractional base amount', { ...pricing, unit_amount: 49.5 }, 'local_pricing.unit_amount', /./],
+    ['an upper case currency', { ...pricing, currency: 'USD' }, 'local_pricing.currency', /lowercase/],
+    ['no currency', { unit_amount: 1, metered: {} }, 'local_pricing.currency', /./],
+  ])('when local pricing has %s, then 422 naming it, on create and on change, and nothing is written', async (_label, bad, path, message) => {
+    const code = planCode();
+    const created = await request(t.app).post('/api/plans').set(admin).send({ code, name: 'Bad', entitlements, local_pricing: bad });
+    expectError(created, 422, 'VALIDATION_FAILED');
+    expect(created.body.error.details).toContainEqual({ path, message: expect.stringMatching(message) });
+    expect(await t.db('plans').where({ code })).toHaveLength(0);
+
+    const existing = await createPlan(t, { local_pricing: pricing });
+    const changed = await request(t.app).patch(`/api/plans/${existing}`).set(admin).send({ local_pricing: bad });
+    expectError(changed, 422, 'VALIDATION_FAILED');
+    expect(changed.body.error.details.map((d: { path: string }) => d.path)).toContain(path);
+    expect((await t.db('plans').where({ code: existing }).first())!.local_pricing).toEqual(pricing);
+    // Control: the same plan takes a valid one.
+    expect((await request(t.app).patch(`/api/plans/${existing}`).set(admin).send({ local_pricing: pricing })).status).toBe(200);
+  });
+
+  test('when local pricing names "__proto__" (raw JSON), then 422 at local_pricing.metered.__proto__, not silently dropped', async () => {
+    const code = planCode();
+    const res = await request(t.app)
+      .post('/api/plans')
+      .set(admin)
+      .set('Content-Type', 'application/json')
+      .send(
+        `{"code": "${code}", "name": "Proto", "entitlements": {"features": [], "limits": {}}, "local_pricing": {"currency": "usd", "unit_amount": 1, "metered": {"__proto__": "1"}}}`,
+      );
+    expectError(res, 422, 'VALIDATION_FAILED');
+    expect(res.body.error.details.map((d: { path: string }) => d.path)).toContain('local_pricing.metered.__proto__');
+    expect(await t.db('plans').where({ code })).toHaveLength(0);
+  });
+});

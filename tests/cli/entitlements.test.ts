@@ -219,3 +219,58 @@ describe('billing-admin plans: --overage and --threshold', () => {
     });
   });
 });
+
+describe('billing-admin plans: local pricing (--currency, --unit-amount, --unit-price, --no-local-pricing)', () => {
+  test('when a plan is created and updated with local pricing flags, then the plan holds it, show prints it, and --no-local-pricing clears it', async () => {
+    const plan = code();
+    const created = await ok([
+      '--json',
+      'plans',
+      'create',
+      '--code',
+      plan,
+      '--name',
+      'Priced',
+      '--currency',
+      'usd',
+      '--unit-amount',
+      '4900',
+      '--unit-price',
+      'api_calls=0.05',
+    ]);
+    expect(JSON.parse(created.stdout).plan.local_pricing).toEqual({ currency: 'usd', unit_amount: 4900, metered: { api_calls: '0.05' } });
+
+    // On top of the current pricing: --unit-price adds a metric, --unit-amount replaces the base.
+    await ok(['plans', 'update', plan, '--unit-price', 'storage_gb=12.5', '--unit-amount', '5900']);
+    expect(((await serviceJson(s, `/api/plans/${plan}`)) as { plan: { local_pricing: unknown } }).plan.local_pricing).toEqual({
+      currency: 'usd',
+      unit_amount: 5900,
+      metered: { api_calls: '0.05', storage_gb: '12.5' },
+    });
+    expect((await ok(['plans', 'show', plan])).stdout).toMatch(/local pricing +usd 5900, api_calls=0\.05, storage_gb=12\.5\n/);
+
+    const refused = await cli(['plans', 'update', plan, '--unit-price', 'projects=1'], { env });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/- local_pricing\.metered\.projects: local pricing is per usage metric/);
+
+    await ok(['plans', 'update', plan, '--no-local-pricing']);
+    expect(((await serviceJson(s, `/api/plans/${plan}`)) as { plan: { local_pricing: unknown } }).plan.local_pricing).toBeNull();
+    expect((await ok(['plans', 'show', plan])).stdout).toMatch(/local pricing +-\n/);
+  });
+
+  test('when local pricing flags are incomplete or malformed, then it exits 64 (usage) before sending anything; complete flags work (control)', async () => {
+    const plan = code();
+    for (const argv of [
+      ['--unit-price', 'api_calls=0.05'],
+      ['--currency', 'usd', '--unit-amount', '49.00'],
+      ['--currency', 'usd', '--unit-amount', '100', '--unit-price', 'api_calls'],
+    ]) {
+      const r = await cli(['plans', 'create', '--code', plan, '--name', 'P', ...argv], { env });
+      expect([argv.join(' '), r.code]).toEqual([argv.join(' '), 64]);
+    }
+    expect(await serviceJson(s, `/api/plans/${plan}`)).toMatchObject({ error: { code: 'NOT_FOUND' } });
+    await ok(['plans', 'create', '--code', plan, '--name', 'P', '--currency', 'usd', '--unit-amount', '100']);
+    const both = await cli(['plans', 'update', plan, '--no-local-pricing', '--unit-amount', '5'], { env });
+    expect(both.code).toBe(64);
+  });
+});
