@@ -177,7 +177,7 @@ export function createInvoicesService(deps: InvoicesServiceDeps) {
     applyGone,
 
     /** The customer's own invoices, drafts never. */
-    listForCustomer: (customerId: string, q: InvoicePageQuery) => pageOf(customerId, { ...q, status: q.status === 'draft' ? undefined : q.status }, false),
+    listForCustomer: async (customerId: string, q: InvoicePageQuery) => (q.status === 'draft' ? { items: [], more: false } : pageOf(customerId, q, false)),
 
     /** One of the customer's own invoices, by our id or Stripe's; a draft, or another's, is not found. */
     async getForCustomer(customerId: string, ref: { id: string } | { stripeInvoiceId: string }): Promise<Invoice> {
