@@ -8426,7 +8426,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The invoice (another customer’s, or a draft, is a 404 like a missing one) */
+            /** @description The invoice (another customer’s, a draft, or a malformed id is a 404 like a missing one) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -8511,20 +8511,6 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "NOT_FOUND";
-                        };
-                    };
-                };
-            };
-            /** @description VALIDATION_FAILED */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"] & {
-                        error?: {
-                            /** @enum {unknown} */
-                            code?: "VALIDATION_FAILED";
                         };
                     };
                 };

@@ -298,8 +298,14 @@ describe('what a customer sees', () => {
   });
 
   test.each([
-    ['an id that is neither ours nor Stripe’s', '/api/invoices/not-an-invoice', 'id'],
-    ['a Stripe id of another object', '/api/invoices/sub_123', 'id'],
+    ['an id that is neither ours nor Stripe’s', 'not-an-invoice'],
+    ['a Stripe id of another object', 'sub_123'],
+    ['upcoming', 'upcoming'],
+  ])('when a customer asks for %s as an invoice id, then 404 NOT_FOUND as for every malformed id in a path', async (_label, id) => {
+    expectError(await one(a, id), 404, 'NOT_FOUND');
+  });
+
+  test.each([
     ['a cursor that is not one', '/api/invoices?cursor=bm90LWEtY3Vyc29y', 'cursor'],
     ['a limit of 0', '/api/invoices?limit=0', 'limit'],
     ['a limit of 101', '/api/invoices?limit=101', 'limit'],

@@ -52,12 +52,12 @@ describe('invoices', () => {
     expect((await client(b).invoices()).data).toEqual([]);
   });
 
-  test('when a customer sends a bad id or limit, then BillingApiError 422 names the field', async () => {
+  test('when a customer sends a malformed id, then BillingApiError 404; a bad limit, 422 naming the field', async () => {
     const err = await client(a)
       .invoice('../customers')
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BillingApiError);
-    expect(err).toMatchObject({ status: 422, code: 'VALIDATION_FAILED' });
+    expect(err).toMatchObject({ status: 404, code: 'NOT_FOUND' });
     await expect(client(a).invoices({ limit: 101 })).rejects.toMatchObject({ status: 422, details: [expect.objectContaining({ path: 'limit' })] });
   });
 });

@@ -34,9 +34,7 @@ export function invoicesRouteSpecs() {
       auth: 'customer',
       summary: 'One of the calling customer’s invoices, by our id or Stripe’s (in_…)',
       request: { params: invoiceParams },
-      responses: { 200: json(invoiceResponse, 'The invoice (another customer’s, or a draft, is a 404 like a missing one)') },
-      // An id that can be neither ours nor Stripe's: 422 at `id`.
-      errors: ['VALIDATION_FAILED'],
+      responses: { 200: json(invoiceResponse, 'The invoice (another customer’s, a draft, or a malformed id is a 404 like a missing one)') },
     }),
     getCustomersByIdInvoices: defineRoute({
       method: 'get',

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { ValidationError } from '../../errors/app-error';
 import { iso } from '../../http/common-schemas';
 import { nullableTimestamp, obj, page, timestamp } from '../../http/response-schemas';
 import { UUID_RE } from '../../lib/ids';
@@ -132,20 +131,18 @@ export const adminInvoicesQuery = z.strictObject({ ...pageQuery, status: z.enum(
 export const STRIPE_INVOICE_ID_RE = /^in_[A-Za-z0-9]{1,250}$/;
 
 /**
- * `:id` is our id or Stripe's. Not the literal `upcoming`: GET /api/invoices/upcoming is another
- * route, registered before this one (a request for it never reaches this one's handler). Any other
- * malformed id is a 422 at `id` (invoiceRef), not a 404: the caller passed something that can be
- * neither kind of id.
+ * `:id` is our id (a UUID) or Stripe's (in_…); anything else names no invoice: 404, as for every id
+ * in a path. This refuses the literal `upcoming` too: GET /api/invoices/upcoming is its own route,
+ * registered before this one (express gives a request to the first route that matches).
  */
 export const invoiceParams = z.object({
   id: z
     .string()
-    .refine((s) => s !== 'upcoming', { message: 'upcoming is its own route' })
+    .regex(
+      new RegExp(`^(?:${UUID_RE.source.slice(1, -1)}|${STRIPE_INVOICE_ID_RE.source.slice(1, -1)})$`),
+      'must be an invoice id (a UUID) or a Stripe invoice id (in_…)',
+    )
     .describe('Our id for the invoice (a UUID) or Stripe’s (in_…)'),
 });
 
-export function invoiceRef(id: string): { id: string } | { stripeInvoiceId: string } {
-  if (UUID_RE.test(id)) return { id };
-  if (STRIPE_INVOICE_ID_RE.test(id)) return { stripeInvoiceId: id };
-  throw new ValidationError('Invalid invoice id', [{ path: 'id', message: 'must be an invoice id (a UUID) or a Stripe invoice id (in_…)' }]);
-}
+export const invoiceRef = (id: string): { id: string } | { stripeInvoiceId: string } => (UUID_RE.test(id) ? { id } : { stripeInvoiceId: id });
