@@ -31,6 +31,7 @@ import { webhookEndpointsHandlers, webhookEndpointsRouteSpecs } from './modules/
 import { webhookDeliveriesHandlers, webhookDeliveriesRouteSpecs } from './modules/webhooks/webhook-deliveries-routes';
 import { overrideSchemas } from './modules/entitlements/entitlements-schemas';
 import { entitlementsHandlers, entitlementsRouteSpecs } from './modules/entitlements/entitlements-routes';
+import { invoicesHandlers, invoicesRouteSpecs } from './modules/invoices/invoices-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
@@ -86,6 +87,8 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     webhookEndpoints: webhookEndpointsRouteSpecs(),
     webhookDeliveries: webhookDeliveriesRouteSpecs(),
     entitlements: entitlementsRouteSpecs(overrideSchemas(config.usage.metrics, now)),
+    // After GET /api/invoices/upcoming (if any), which GET /api/invoices/:id would otherwise take.
+    invoices: invoicesRouteSpecs(),
     service: serviceRouteSpecs(),
     docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
   };
@@ -110,13 +113,14 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.usage, usageHandlers(c.usage, { fresh: c.deals, cached: c.thresholdWatch })),
     ...bindRoutes(specs.forwarding, forwardingHandlers(c.forwarding)),
     ...bindRoutes(specs.plans, plansHandlers(c.plans)),
-    ...bindRoutes(specs.subscriptions, subscriptionsHandlers(c.subscriptions)),
+    ...bindRoutes(specs.subscriptions, subscriptionsHandlers(c.subscriptions, c.invoices)),
     ...bindRoutes(specs.stripeWebhooks, stripeWebhooksHandlers(c.webhooks)),
     ...bindRoutes(specs.licenses, licensesHandlers(c.licenses, c.config.license.jwksUrl)),
     ...bindRoutes(specs.events, eventsHandlers(c.events)),
     ...bindRoutes(specs.webhookEndpoints, webhookEndpointsHandlers(c.webhookEndpoints)),
     ...bindRoutes(specs.webhookDeliveries, webhookDeliveriesHandlers(c.deliveries)),
     ...bindRoutes(specs.entitlements, entitlementsHandlers(c.entitlements)),
+    ...bindRoutes(specs.invoices, invoicesHandlers(c.invoices)),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),
