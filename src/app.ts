@@ -33,6 +33,7 @@ import { overrideSchemas } from './modules/entitlements/entitlements-schemas';
 import { entitlementsHandlers, entitlementsRouteSpecs } from './modules/entitlements/entitlements-routes';
 import { billingPortalHandlers, billingPortalRouteSpecs } from './modules/billing-portal/billing-portal-routes';
 import { upcomingInvoiceHandlers, upcomingInvoiceRouteSpecs } from './modules/invoices/upcoming-routes';
+import { invoicesHandlers, invoicesRouteSpecs } from './modules/invoices/invoices-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
@@ -91,6 +92,8 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     billingPortal: billingPortalRouteSpecs(),
     // Before the invoice routes: GET /api/invoices/upcoming must be matched before GET /api/invoices/:id.
     upcomingInvoice: upcomingInvoiceRouteSpecs(),
+    // After GET /api/invoices/upcoming, which GET /api/invoices/:id would otherwise take.
+    invoices: invoicesRouteSpecs(),
     service: serviceRouteSpecs(),
     docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
   };
@@ -115,7 +118,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.usage, usageHandlers(c.usage, { fresh: c.deals, cached: c.thresholdWatch })),
     ...bindRoutes(specs.forwarding, forwardingHandlers(c.forwarding)),
     ...bindRoutes(specs.plans, plansHandlers(c.plans)),
-    ...bindRoutes(specs.subscriptions, subscriptionsHandlers(c.subscriptions)),
+    ...bindRoutes(specs.subscriptions, subscriptionsHandlers(c.subscriptions, c.invoices)),
     ...bindRoutes(specs.stripeWebhooks, stripeWebhooksHandlers(c.webhooks)),
     ...bindRoutes(specs.licenses, licensesHandlers(c.licenses, c.config.license.jwksUrl)),
     ...bindRoutes(specs.events, eventsHandlers(c.events)),
@@ -124,6 +127,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.entitlements, entitlementsHandlers(c.entitlements)),
     ...bindRoutes(specs.billingPortal, billingPortalHandlers(c.billingPortal)),
     ...bindRoutes(specs.upcomingInvoice, upcomingInvoiceHandlers(c.upcomingInvoices)),
+    ...bindRoutes(specs.invoices, invoicesHandlers(c.invoices)),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),

@@ -29,6 +29,8 @@ import { createCrossingsRepository } from './modules/entitlements/crossings-repo
 import { createThresholdWatch, type ThresholdWatch } from './modules/entitlements/threshold-watch';
 import { createSubscriptionsRepository } from './modules/subscriptions/subscriptions-repository';
 import { createSubscriptionsService } from './modules/subscriptions/subscriptions-service';
+import { createInvoicesRepository } from './modules/invoices/invoices-repository';
+import { createInvoicesService } from './modules/invoices/invoices-service';
 import { createStripeEventsRepository } from './modules/stripe-webhooks/stripe-events-repository';
 import { createStripeWebhooksService } from './modules/stripe-webhooks/stripe-webhooks-service';
 import { createStripeClient } from './stripe/stripe-client';
@@ -177,6 +179,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     logger,
     now,
   });
+  // Our copy of the customers' Stripe invoices: written by the invoice webhooks and by reconciliation.
+  const invoices = createInvoicesService({ db, repo: createInvoicesRepository(), customers, subscriptions, plans, stripe, audit, logger, now });
   // A customer's deal: its plan with its overrides (docs/LICENSES.md), read the same way by every module.
   const overridesRepo = createOverridesRepository();
   const deals = createDeals({
@@ -229,6 +233,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     db,
     events: createStripeEventsRepository(),
     subscriptions,
+    invoices,
     customers,
     usage: forwarding,
     usageFailures,
@@ -348,6 +353,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     forwarding,
     plans,
     subscriptions,
+    invoices,
     deals,
     entitlements,
     overridesExpiry,

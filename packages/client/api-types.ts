@@ -332,7 +332,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Re-list linked customers’ subscriptions in Stripe, repair local drift, report what changed */
+        /** Re-list linked customers’ subscriptions and invoices in Stripe, repair local drift, report what changed */
         post: operations["post_api_stripe_reconcile"];
         delete?: never;
         options?: never;
@@ -730,6 +730,57 @@ export interface paths {
          * @description With Stripe on and a subscription Stripe holds: Stripe’s preview (estimate false), kept per customer for UPCOMING_INVOICE_CACHE; 503 (Retry-After) when Stripe does not answer, 502 when it refuses. Otherwise an estimate (estimate true) from the plan’s local_pricing and the period’s usage. 404 when the customer has no current subscription.
          */
         get: operations["get_api_invoices_upcoming"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/invoices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The calling customer’s invoices, newest first (drafts are never shown) */
+        get: operations["get_api_invoices"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/invoices/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One of the calling customer’s invoices, by our id or Stripe’s (in_…) */
+        get: operations["get_api_invoices_id"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/customers/{id}/invoices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A customer’s invoices, newest first, drafts included (a deleted customer’s too) */
+        get: operations["get_api_customers_id_invoices"];
         put?: never;
         post?: never;
         delete?: never;
@@ -4871,6 +4922,16 @@ export interface operations {
                             from?: string;
                             to?: string;
                         }[];
+                        invoices: {
+                            checked: number;
+                            changes: {
+                                invoice_id: string | null;
+                                stripe_invoice_id: string;
+                                change: string;
+                                from?: string;
+                                to?: string;
+                            }[];
+                        };
                     };
                 };
             };
@@ -8589,6 +8650,463 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "BAD_GATEWAY";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    get_api_invoices: {
+        parameters: {
+            query?: {
+                /** @description A page’s `next_cursor`: the invoices after it */
+                cursor?: string;
+                limit?: number;
+                status?: "open" | "paid" | "void" | "uncollectible";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of invoices; `next_cursor` fetches the next */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description Our id for the invoice */
+                            id: string;
+                            stripe_invoice_id: string;
+                            customer_id: string;
+                            subscription_id: string | null;
+                            /** @description Null until the invoice is finalized */
+                            number: string | null;
+                            /** @enum {string} */
+                            status: "draft" | "open" | "paid" | "void" | "uncollectible";
+                            currency: string;
+                            amount_due: number;
+                            amount_paid: number;
+                            amount_remaining: number;
+                            subtotal: number;
+                            tax: number;
+                            total: number;
+                            period: {
+                                start: string | null;
+                                end: string | null;
+                            };
+                            due_date: string | null;
+                            /** @description Stripe’s page to view and pay the invoice (null for a draft) */
+                            hosted_invoice_url: string | null;
+                            invoice_pdf: string | null;
+                            lines: {
+                                description: string | null;
+                                quantity: number | null;
+                                amount: number;
+                                price: string | null;
+                                metric: string | null;
+                                period: {
+                                    start: string | null;
+                                    end: string | null;
+                                };
+                            }[];
+                            /**
+                             * Format: date-time
+                             * @description When Stripe created the invoice
+                             */
+                            created_at: string;
+                            finalized_at: string | null;
+                            paid_at: string | null;
+                            voided_at: string | null;
+                            marked_uncollectible_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description When our copy last changed
+                             */
+                            updated_at: string;
+                        }[];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "VALIDATION_FAILED";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    get_api_invoices_id: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Our id for the invoice (a UUID) or Stripe’s (in_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The invoice (another customer’s, a draft, or a malformed id is a 404 like a missing one) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        invoice: {
+                            /** @description Our id for the invoice */
+                            id: string;
+                            stripe_invoice_id: string;
+                            customer_id: string;
+                            subscription_id: string | null;
+                            /** @description Null until the invoice is finalized */
+                            number: string | null;
+                            /** @enum {string} */
+                            status: "draft" | "open" | "paid" | "void" | "uncollectible";
+                            currency: string;
+                            amount_due: number;
+                            amount_paid: number;
+                            amount_remaining: number;
+                            subtotal: number;
+                            tax: number;
+                            total: number;
+                            period: {
+                                start: string | null;
+                                end: string | null;
+                            };
+                            due_date: string | null;
+                            /** @description Stripe’s page to view and pay the invoice (null for a draft) */
+                            hosted_invoice_url: string | null;
+                            invoice_pdf: string | null;
+                            lines: {
+                                description: string | null;
+                                quantity: number | null;
+                                amount: number;
+                                price: string | null;
+                                metric: string | null;
+                                period: {
+                                    start: string | null;
+                                    end: string | null;
+                                };
+                            }[];
+                            /**
+                             * Format: date-time
+                             * @description When Stripe created the invoice
+                             */
+                            created_at: string;
+                            finalized_at: string | null;
+                            paid_at: string | null;
+                            voided_at: string | null;
+                            marked_uncollectible_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description When our copy last changed
+                             */
+                            updated_at: string;
+                        };
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    get_api_customers_id_invoices: {
+        parameters: {
+            query?: {
+                /** @description A page’s `next_cursor`: the invoices after it */
+                cursor?: string;
+                limit?: number;
+                status?: "draft" | "open" | "paid" | "void" | "uncollectible";
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of invoices; `next_cursor` fetches the next */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description Our id for the invoice */
+                            id: string;
+                            stripe_invoice_id: string;
+                            customer_id: string;
+                            subscription_id: string | null;
+                            /** @description Null until the invoice is finalized */
+                            number: string | null;
+                            /** @enum {string} */
+                            status: "draft" | "open" | "paid" | "void" | "uncollectible";
+                            currency: string;
+                            amount_due: number;
+                            amount_paid: number;
+                            amount_remaining: number;
+                            subtotal: number;
+                            tax: number;
+                            total: number;
+                            period: {
+                                start: string | null;
+                                end: string | null;
+                            };
+                            due_date: string | null;
+                            /** @description Stripe’s page to view and pay the invoice (null for a draft) */
+                            hosted_invoice_url: string | null;
+                            invoice_pdf: string | null;
+                            lines: {
+                                description: string | null;
+                                quantity: number | null;
+                                amount: number;
+                                price: string | null;
+                                metric: string | null;
+                                period: {
+                                    start: string | null;
+                                    end: string | null;
+                                };
+                            }[];
+                            /**
+                             * Format: date-time
+                             * @description When Stripe created the invoice
+                             */
+                            created_at: string;
+                            finalized_at: string | null;
+                            paid_at: string | null;
+                            voided_at: string | null;
+                            marked_uncollectible_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description When our copy last changed
+                             */
+                            updated_at: string;
+                        }[];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND";
+                        };
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "VALIDATION_FAILED";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
                         };
                     };
                 };

@@ -5,6 +5,9 @@ import { InstanceLimitReachedError, UsageReportError } from './client-errors';
 import type {
   ActivationAnswer,
   ActivationRequest,
+  Invoice,
+  InvoicesPage,
+  InvoicesQuery,
   LicenseAnswer,
   Me,
   PortalSession,
@@ -328,6 +331,21 @@ export class BillingClient {
   /** GET /api/invoices/upcoming: the charges the current period will bring so far (Stripe's preview, or the service's estimate). */
   async upcomingInvoice(): Promise<UpcomingInvoice> {
     return (await call<UpcomingInvoice>(this.http, 'GET', '/api/invoices/upcoming', { idempotent: true })).body;
+  }
+
+  /**
+   * GET /api/invoices: a page of the customer's own invoices, newest first (drafts are never shown).
+   * `nextCursor` (null on the last page) fetches the next one as `cursor`.
+   */
+  async invoices(q: { cursor?: string; limit?: number; status?: InvoicesQuery['status'] } = {}): Promise<{ data: Invoice[]; nextCursor: string | null }> {
+    const query = { cursor: q.cursor, limit: q.limit, status: q.status };
+    const page = (await call<InvoicesPage>(this.http, 'GET', '/api/invoices', { query, idempotent: true })).body;
+    return { data: page.data, nextCursor: page.next_cursor };
+  }
+
+  /** GET /api/invoices/:id: one of the customer's own invoices, by our id or Stripe's (in_…). */
+  async invoice(id: string): Promise<Invoice> {
+    return (await call<{ invoice: Invoice }>(this.http, 'GET', `/api/invoices/${encodeURIComponent(id)}`, { idempotent: true })).body.invoice;
   }
 
   /**

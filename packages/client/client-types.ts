@@ -25,6 +25,10 @@ export type Subscriptions = operations['get_api_subscriptions']['responses'][200
 export type PortalSession = operations['post_api_billing_portal_session']['responses'][201]['content']['application/json'];
 /** GET /api/invoices/upcoming: the charges the current period will bring so far. */
 export type UpcomingInvoice = operations['get_api_invoices_upcoming']['responses'][200]['content']['application/json'];
+/** GET /api/invoices: a page of the customer's own invoices (never drafts). */
+export type InvoicesPage = operations['get_api_invoices']['responses'][200]['content']['application/json'];
+export type Invoice = InvoicesPage['data'][number];
+export type InvoicesQuery = NonNullable<operations['get_api_invoices']['parameters']['query']>;
 
 type Operation<P extends string, M extends string> = P extends keyof paths ? (M extends keyof paths[P] ? paths[P][M] : never) : never;
 type JsonOf<O, S extends number> = O extends { responses: { [K in S]: { content: { 'application/json': infer J } } } } ? J : never;

@@ -23,6 +23,19 @@ export { QueueDiskFullError, UnsafePathError, RedirectRefusedError } from './cli
 export type { UnsafePathReason } from './client-errors';
 export type { FlushResult } from './usage-flusher';
 export type { DeadLetter } from './usage-queue';
-export type { UsageEvent, UsageEventBody, UsageReceipt, QueuedReceipt, UsageTotals, Me, Subscriptions, LicenseAnswer, ActivationAnswer } from './client-types';
 export type { PortalSession, UpcomingInvoice } from './client-types';
+export type {
+  UsageEvent,
+  UsageEventBody,
+  UsageReceipt,
+  QueuedReceipt,
+  UsageTotals,
+  Me,
+  Subscriptions,
+  LicenseAnswer,
+  ActivationAnswer,
+  Invoice,
+  InvoicesPage,
+  InvoicesQuery,
+} from './client-types';
 export type { paths, components, operations } from './api-types';

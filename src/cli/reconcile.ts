@@ -5,7 +5,7 @@ import { openDatabase } from '../db/open-database';
 import { systemContext } from '../lib/request-context';
 import { createLogger } from '../logger';
 
-/** npm run reconcile: re-list Stripe subscriptions, repair local drift, print what changed. */
+/** npm run reconcile: re-list Stripe subscriptions and invoices, repair local drift, print what changed. */
 async function main(): Promise<void> {
   dotenv.config({ quiet: true });
   const config = loadConfig();
@@ -14,9 +14,13 @@ async function main(): Promise<void> {
   try {
     const c = buildContainer({ config, db: database.db, logger });
     if (!c.stripe.enabled) throw new Error('Stripe is off (STRIPE_SECRET_KEY unset): there is nothing to reconcile with');
-    const result = await c.subscriptions.reconcile(systemContext());
-    console.log(JSON.stringify(result, null, 2));
-    console.log(`Checked ${result.checked} Stripe subscription(s); ${result.changes.length} change(s).`);
+    const ctx = systemContext();
+    // Subscriptions first: an invoice names its subscription by our id once we hold it.
+    const subscriptions = await c.subscriptions.reconcile(ctx);
+    const invoices = await c.invoices.reconcile(ctx);
+    console.log(JSON.stringify({ ...subscriptions, invoices }, null, 2));
+    console.log(`Checked ${subscriptions.checked} Stripe subscription(s); ${subscriptions.changes.length} change(s).`);
+    console.log(`Checked ${invoices.checked} Stripe invoice(s); ${invoices.changes.length} change(s).`);
   } finally {
     await database.close();
   }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
+import { uuidv7 } from '../../src/lib/ids';
 import type { EventType } from '../../src/modules/events/event-types';
 import type { TestApp } from './test-app';
 
@@ -114,3 +115,50 @@ export async function emitEvents(
 
 /** One event, as emitEvents records it; its id. */
 export const emitEvent = async (t: TestApp, input: Parameters<typeof emitEvents>[2] = {}): Promise<string> => (await emitEvents(t, 1, input))[0]!;
+
+/**
+ * An invoice held for a customer, written straight to the table (as the invoice webhooks would
+ * leave it), for tests that need one without Stripe: finalized (open) unless told. Its id.
+ */
+export async function insertInvoice(
+  t: TestApp,
+  customerId: string,
+  opts: { status?: 'draft' | 'open' | 'paid' | 'void' | 'uncollectible'; created?: Date; total?: number } = {},
+): Promise<{ id: string; stripeInvoiceId: string }> {
+  const status = opts.status ?? 'open';
+  const total = opts.total ?? 4900;
+  const created = opts.created ?? new Date(Math.floor(Date.now() / 1000) * 1000);
+  const id = uuidv7();
+  const stripeInvoiceId = `in_${randomBytes(12).toString('hex')}`;
+  await t.db('invoices').insert({
+    id,
+    customer_id: customerId,
+    stripe_invoice_id: stripeInvoiceId,
+    subscription_id: null,
+    stripe_subscription_id: null,
+    number: status === 'draft' ? null : `TEST-${randomBytes(3).toString('hex')}`,
+    status,
+    currency: 'usd',
+    amount_due: total,
+    amount_paid: status === 'paid' ? total : 0,
+    amount_remaining: status === 'paid' ? 0 : total,
+    subtotal: total,
+    tax: 0,
+    total,
+    period_start: created,
+    period_end: created,
+    due_date: null,
+    hosted_invoice_url: status === 'draft' ? null : `https://invoice.stripe.com/i/acct_test/test_${stripeInvoiceId}`,
+    invoice_pdf: null,
+    lines: JSON.stringify([
+      { description: '1 × Pro', quantity: 1, amount: total, price: null, metric: null, period: { start: created.toISOString(), end: created.toISOString() } },
+    ]),
+    stripe_created_at: created,
+    finalized_at: status === 'draft' ? null : created,
+    paid_at: status === 'paid' ? created : null,
+    voided_at: status === 'void' ? created : null,
+    marked_uncollectible_at: status === 'uncollectible' ? created : null,
+    stripe_state_at: new Date(),
+  });
+  return { id, stripeInvoiceId };
+}

@@ -1,7 +1,17 @@
 import type { RouteDef } from '../../src/http/route';
 import request from 'supertest';
 import { randomBytes } from 'node:crypto';
-import { createCustomer, createPlan, createWebhookEndpoint, emitEvent, planCode, PUBLIC_HOOK_URL, subscribe, type CreatedCustomer } from './factories';
+import {
+  createCustomer,
+  createPlan,
+  createWebhookEndpoint,
+  emitEvent,
+  insertInvoice,
+  planCode,
+  PUBLIC_HOOK_URL,
+  subscribe,
+  type CreatedCustomer,
+} from './factories';
 import { insertEndpoint } from './delivery-fixtures';
 import type { TestApp } from './test-app';
 
@@ -149,6 +159,16 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
   'GET /api/invoices/upcoming': async (t, caller) => {
     if (caller) await withLicense(t, caller);
     return { path: '/api/invoices/upcoming' };
+  },
+  'GET /api/invoices': async (t, caller) => {
+    if (caller) await insertInvoice(t, caller.id, { status: 'paid' });
+    return { path: '/api/invoices?limit=5' };
+  },
+  'GET /api/invoices/:id': async (t, caller) => ({ path: `/api/invoices/${(await insertInvoice(t, (caller ?? (await createCustomer(t))).id)).id}` }),
+  'GET /api/customers/:id/invoices': async (t) => {
+    const c = await createCustomer(t);
+    await insertInvoice(t, c.id, { status: 'draft' });
+    return { path: `/api/customers/${c.id}/invoices` };
   },
 };
 

@@ -36,6 +36,7 @@ export type WebhookAttempt = Answer<'/api/webhook-endpoints/{id}/deliveries', 'g
 export type WebhookDelivery = Answer<'/api/events/{id}/resend', 'post'>['deliveries'][number];
 export type CustomerDeal = Answer<'/api/customers/{id}/entitlements', 'get'>;
 export type OverridesBody = BodyOf<'/api/customers/{id}/entitlements', 'put'>;
+export type Invoice = Answer<'/api/customers/{id}/invoices', 'get'>['data'][number];
 
 /**
  * GET/DELETE /api/customers/:id/activations[/:fingerprint] come with the licenses module, which is
@@ -218,6 +219,10 @@ export class AdminClient {
   testWebhookEndpoint = (id: string) => this.send<WebhookTest>('POST', `/api/webhook-endpoints/${seg(id)}/test`);
   listWebhookDeliveries = (id: string, query: QueryOf<'/api/webhook-endpoints/{id}/deliveries', 'get'> = {}) =>
     this.get<Answer<'/api/webhook-endpoints/{id}/deliveries', 'get'>>(`/api/webhook-endpoints/${seg(id)}/deliveries`, query);
+
+  // a customer's invoices (our copy of Stripe's)
+  listInvoices = (id: string, query: QueryOf<'/api/customers/{id}/invoices', 'get'> = {}) =>
+    this.get<Answer<'/api/customers/{id}/invoices', 'get'>>(`/api/customers/${seg(id)}/invoices`, query);
 
   // events
   listEvents = (query: QueryOf<'/api/events', 'get'> = {}) => this.get<Answer<'/api/events', 'get'>>('/api/events', query);

@@ -68,3 +68,17 @@ export function details(fields: readonly [string, unknown][]): string {
 
 /** The service's JSON, unchanged (indented for reading; parse it back and it is the same value). */
 export const jsonText = (body: unknown) => `${JSON.stringify(body, null, 2)}\n`;
+
+/**
+ * RFC 4180 CSV: a header line, then one line per row, CRLF. A text cell that a spreadsheet would run
+ * as a formula (= + - @, tab, carriage return first) gets a leading apostrophe: the values come
+ * from Stripe and, before it, from whoever typed them.
+ */
+export function csv<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
+  const cell = (v: unknown): string => {
+    let text = printable(v);
+    if (typeof v === 'string' && /^[=+\-@\t\r]/.test(v)) text = `'${text}`;
+    return /[",\r\n]/.test(text) || text !== text.trim() ? `"${text.replace(/"/g, '""')}"` : text;
+  };
+  return [columns.map((c) => cell(c.header)), ...rows.map((r) => columns.map((c) => cell(c.value(r))))].map((line) => line.join(',')).join('\r\n') + '\r\n';
+}

@@ -12,6 +12,7 @@ import { subscriptionsCommands } from './commands/subscriptions';
 import { usageCommands } from './commands/usage';
 import { eventsCommands } from './commands/events';
 import { webhooksCommands } from './commands/webhooks';
+import { invoicesCommands } from './commands/invoices';
 
 const EXIT_HELP = `
 Environment:
@@ -32,7 +33,7 @@ Exit codes: 0 done, 1 refused (not found, conflict), 2 invalid request (422: the
 export function buildProgram(deps: Deps) {
   const program = globalOptions(
     new Command('billing-admin')
-      .description('Administer the billing service: customers, keys, plans, subscriptions, activations, usage, audit, webhook endpoints, events')
+      .description('Administer the billing service: customers, keys, plans, subscriptions, activations, usage, audit, webhook endpoints, events, invoices')
       .version(process.env.npm_package_version ?? '0.1.0'),
   )
     .exitOverride()
@@ -51,6 +52,7 @@ export function buildProgram(deps: Deps) {
   reportsCommands(program, deps);
   webhooksCommands(program, deps);
   eventsCommands(program, deps);
+  invoicesCommands(program, deps);
   return program;
 }
 

@@ -1,6 +1,10 @@
 import { z } from 'zod';
+import { iso } from '../../http/common-schemas';
 import { nullableTimestamp, obj, page, timestamp } from '../../http/response-schemas';
-import { INVOICE_STATUSES } from '../../stripe/stripe-port';
+import { UUID_RE } from '../../lib/ids';
+import { decodeCursor, encodeCursor } from '../../lib/pagination';
+import { INVOICE_STATUSES, type InvoiceStatus } from '../../stripe/stripe-port';
+import type { Invoice } from './invoice-types';
 
 /*
  * What the invoice routes answer: the contract the client package, the CLI and the console read.
@@ -69,3 +73,76 @@ export const upcomingInvoiceResponse = obj({
   lines: z.array(invoiceLineResponse),
   computed_at: timestamp.describe('When Stripe was asked (or the estimate computed): answers are kept for UPCOMING_INVOICE_CACHE'),
 });
+
+/** An invoice as every answer shows it. */
+export const invoiceJson = (i: Invoice) => ({
+  id: i.id,
+  stripe_invoice_id: i.stripeInvoiceId,
+  customer_id: i.customerId,
+  subscription_id: i.subscriptionId,
+  number: i.number,
+  status: i.status,
+  currency: i.currency,
+  amount_due: i.amountDue,
+  amount_paid: i.amountPaid,
+  amount_remaining: i.amountRemaining,
+  subtotal: i.subtotal,
+  tax: i.tax,
+  total: i.total,
+  period: { start: iso(i.periodStart), end: iso(i.periodEnd) },
+  due_date: iso(i.dueDate),
+  hosted_invoice_url: i.hostedInvoiceUrl,
+  invoice_pdf: i.invoicePdf,
+  lines: i.lines.map((l) => ({ ...l, period: { ...l.period } })),
+  created_at: iso(i.stripeCreatedAt),
+  finalized_at: iso(i.finalizedAt),
+  paid_at: iso(i.paidAt),
+  voided_at: iso(i.voidedAt),
+  marked_uncollectible_at: iso(i.markedUncollectibleAt),
+  updated_at: iso(i.updatedAt),
+});
+
+/*
+ * Requests. The cursor is opaque to callers: the last invoice's Stripe created time and our id (the
+ * list's order), so a page never repeats or skips one however many share a second.
+ */
+const CURSOR_RE = new RegExp(`^(\\d{1,15})\\.(${UUID_RE.source.slice(1, -1)})$`);
+
+export const invoiceCursor = {
+  encode: (i: Invoice): string => encodeCursor(`${i.stripeCreatedAt.getTime()}.${i.id}`),
+  decode(cursor: string | undefined): { createdAt: Date; id: string } | undefined {
+    const raw = decodeCursor(cursor, (s) => CURSOR_RE.test(s));
+    if (raw === undefined) return undefined;
+    const [, ms, id] = CURSOR_RE.exec(raw)!;
+    return { createdAt: new Date(Number(ms)), id: id! };
+  },
+};
+
+const CUSTOMER_STATUSES = INVOICE_STATUSES.filter((s) => s !== 'draft') as [Exclude<InvoiceStatus, 'draft'>, ...Exclude<InvoiceStatus, 'draft'>[]];
+const pageQuery = {
+  cursor: z.string().max(200).optional().describe('A page’s `next_cursor`: the invoices after it'),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+};
+/** The customer's own list: drafts are never shown, so they cannot be asked for. */
+export const customerInvoicesQuery = z.strictObject({ ...pageQuery, status: z.enum(CUSTOMER_STATUSES).optional() });
+export const adminInvoicesQuery = z.strictObject({ ...pageQuery, status: z.enum(INVOICE_STATUSES).optional() });
+
+/** Stripe's invoice ids: in_ and letters and digits. */
+export const STRIPE_INVOICE_ID_RE = /^in_[A-Za-z0-9]{1,250}$/;
+
+/**
+ * `:id` is our id (a UUID) or Stripe's (in_…); anything else names no invoice: 404, as for every id
+ * in a path. This refuses the literal `upcoming` too: GET /api/invoices/upcoming is its own route,
+ * registered before this one (express gives a request to the first route that matches).
+ */
+export const invoiceParams = z.object({
+  id: z
+    .string()
+    .regex(
+      new RegExp(`^(?:${UUID_RE.source.slice(1, -1)}|${STRIPE_INVOICE_ID_RE.source.slice(1, -1)})$`),
+      'must be an invoice id (a UUID) or a Stripe invoice id (in_…)',
+    )
+    .describe('Our id for the invoice (a UUID) or Stripe’s (in_…)'),
+});
+
+export const invoiceRef = (id: string): { id: string } | { stripeInvoiceId: string } => (UUID_RE.test(id) ? { id } : { stripeInvoiceId: id });

@@ -5,10 +5,12 @@ import { z } from 'zod';
 import { isDatabaseUnavailable } from '../../db/db-errors';
 import { AppError } from '../../errors/app-error';
 import type { ActorContext } from '../../lib/request-context';
-import { StripeCallError, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
+import { StripeCallError, type StripeInvoiceState, type StripePort, type StripeSubscriptionState } from '../../stripe/stripe-port';
 import type { AuditService } from '../audit/audit-service';
 import type { CustomersService } from '../customers/customers-service';
 import type { EventEmitter } from '../events/events-service';
+import type { InvoiceApplied } from '../invoices/invoice-types';
+import type { InvoicesService } from '../invoices/invoices-service';
 import type { SubscriptionsService } from '../subscriptions/subscriptions-service';
 import type { ForwardingService } from '../usage/forwarding-service';
 import type { ForwardingFailures } from '../usage/forwarding-failures';
@@ -36,9 +38,21 @@ const SUBSCRIPTION_EVENTS = new Set([
   'customer.subscription.resumed',
   'customer.subscription.trial_will_end',
 ]);
+/** Invoice events that also move the invoice's subscription: it is re-read too. */
 const INVOICE_EVENTS = new Set(['invoice.paid', 'invoice.payment_failed', 'invoice.payment_action_required']);
+/** Events that change our copy of an invoice (invoices module): the invoice is re-read and applied. */
+const INVOICE_COPY_EVENTS = new Set([
+  'invoice.created',
+  'invoice.finalized',
+  'invoice.updated',
+  'invoice.paid',
+  'invoice.payment_failed',
+  'invoice.voided',
+  'invoice.marked_uncollectible',
+  'invoice.deleted',
+]);
 
-export const HANDLED_EVENTS = [...SUBSCRIPTION_EVENTS, ...INVOICE_EVENTS, 'customer.deleted', METER_ERROR_REPORT];
+export const HANDLED_EVENTS = [...new Set([...SUBSCRIPTION_EVENTS, ...INVOICE_EVENTS, ...INVOICE_COPY_EVENTS]), 'customer.deleted', METER_ERROR_REPORT];
 
 /**
  * What every Stripe event has. A validly signed event without it can never be applied, however
@@ -86,12 +100,12 @@ function signatureTimestamps(header: string): number[] {
  * What an admin may read about a failure (stripe_events.last_error): a stable code and a short
  * message. Database errors carry their SQL and values: those go to the log only.
  */
-function failureSummary(err: unknown): string {
+function failureSummary(err: unknown, reread: 'subscription' | 'invoice'): string {
   if (err instanceof AppError) return `${err.code}: ${err.message}`;
   if (err instanceof StripeCallError) {
     return err.status === undefined
-      ? 'SERVICE_UNAVAILABLE: Stripe did not answer when the subscription was re-read'
-      : `BAD_GATEWAY: Stripe answered ${err.status}${err.stripeCode ? ` (${err.stripeCode})` : ''} when the subscription was re-read`;
+      ? `SERVICE_UNAVAILABLE: Stripe did not answer when the ${reread} was re-read`
+      : `BAD_GATEWAY: Stripe answered ${err.status}${err.stripeCode ? ` (${err.stripeCode})` : ''} when the ${reread} was re-read`;
   }
   if (isDatabaseUnavailable(err)) return 'SERVICE_UNAVAILABLE: the database could not be reached';
   return 'INTERNAL_ERROR: the event could not be applied';
@@ -107,6 +121,8 @@ export interface StripeWebhooksDeps {
   db: Knex;
   events: StripeEventsRepository;
   subscriptions: SubscriptionsService;
+  /** Our copy of invoices: each invoice event's invoice, re-read, applied in the event's transaction. */
+  invoices: Pick<InvoicesService, 'apply' | 'applyGone'>;
   customers: Pick<CustomersService, 'unlinkStripeCustomer' | 'findByStripeId'>;
   /** The usage module's outbox: marks usage events Stripe rejected after accepting them (meter error reports) as failed. */
   usage: Pick<ForwardingService, 'markRejected'>;
@@ -132,9 +148,10 @@ export interface StripeWebhooksDeps {
  * 2. a signed event without the envelope every event has (id, type, created, data.object) is a
  *    400, recorded as failing so admins see it;
  * 3. an event already processed is acknowledged and ignored;
- * 4. the subscription it concerns is re-read from Stripe, outside any transaction: whatever order
- *    events arrive in, we apply Stripe's current state, never the (possibly older) copy in the event,
- *    and a state read earlier never overwrites one read later (stripe_state_at);
+ * 4. the subscription (and, for invoice events, the invoice) it concerns is re-read from Stripe,
+ *    outside any transaction: whatever order events arrive in, we apply Stripe's current state, never
+ *    the (possibly older) copy in the event, and a state read earlier never overwrites one read later
+ *    (stripe_state_at; an invoice's status never moves back either: invoices/invoice-order.ts);
  * 5. the event id is recorded in the same transaction as its effect. Objects that are not ours
  *    (other integrations share the Stripe account) are recorded as ignored, with the reason in the
  *    audit row: retrying them would never change the answer.
@@ -142,7 +159,7 @@ export interface StripeWebhooksDeps {
  * as a code and a short message.
  */
 export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
-  const { db, events, subscriptions, customers, usage, stripe, audit, logger } = deps;
+  const { db, events, subscriptions, invoices, customers, usage, stripe, audit, logger } = deps;
   const now = deps.now ?? Date.now;
 
   function verify(raw: unknown, signature: string | undefined): unknown {
@@ -194,8 +211,18 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
   }
 
   type Applied = { result: 'processed' } | { result: 'ignored'; reason: string };
+  /** What was re-read from Stripe for an event; `invoice` undefined: not an invoice event (or Stripe is off), null: Stripe has none. */
+  type Live = { subscription: StripeSubscriptionState | null; invoice?: StripeInvoiceState | null };
 
-  async function apply(trx: Knex, event: VerifiedEvent, live: StripeSubscriptionState | null, readAt: number, ctx: ActorContext): Promise<Applied> {
+  /** Our copy of the event's invoice, from Stripe's state as re-read (none: a deleted draft, whose copy goes too). */
+  async function applyInvoice(trx: Knex, event: VerifiedEvent, live: Live, readAt: number): Promise<InvoiceApplied> {
+    const invoiceId = stripeId(event.data.object.id);
+    if (!stripe.enabled) return { outcome: 'ignored', invoiceId: null, reason: 'Stripe is off' };
+    if (!invoiceId) return { outcome: 'ignored', invoiceId: null, reason: 'it names no invoice' };
+    return live.invoice ? invoices.apply(trx, live.invoice, readAt) : invoices.applyGone(trx, invoiceId);
+  }
+
+  async function apply(trx: Knex, event: VerifiedEvent, live: Live, readAt: number, ctx: ActorContext): Promise<Applied> {
     const details: Record<string, unknown> = { event_id: event.id };
     let applied: Applied = { result: 'processed' };
     if (event.type === METER_ERROR_REPORT) {
@@ -220,16 +247,39 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
       const customerId = stripeCustomerId ? await customers.unlinkStripeCustomer(trx, stripeCustomerId) : null;
       Object.assign(details, { customer_id: customerId, stripe_customer_id: stripeCustomerId });
       if (!customerId) applied = { result: 'ignored', reason: 'no customer of ours is linked to this Stripe customer' };
-    } else if (live) {
-      const r = await subscriptions.apply(live, readAt, trx, ctx);
-      Object.assign(details, { subscription_id: r.subscriptionId, stripe_subscription_id: live.id, status: live.status, applied: r.outcome });
+    } else if (live.subscription) {
+      const r = await subscriptions.apply(live.subscription, readAt, trx, ctx);
+      Object.assign(details, {
+        subscription_id: r.subscriptionId,
+        stripe_subscription_id: live.subscription.id,
+        status: live.subscription.status,
+        applied: r.outcome,
+      });
       if (r.outcome !== 'ignored' && r.adopted) details.adopted = true;
       if (r.outcome === 'ignored') applied = { result: 'ignored', reason: r.reason };
-    } else {
+    } else if (SUBSCRIPTION_EVENTS.has(event.type) || INVOICE_EVENTS.has(event.type)) {
       applied = {
         result: 'ignored',
         reason: !stripe.enabled ? 'Stripe is off' : subscriptionIdOf(event) ? 'Stripe has no such subscription' : 'it names no subscription',
       };
+    }
+    if (INVOICE_COPY_EVENTS.has(event.type)) {
+      const r = await applyInvoice(trx, event, live, readAt);
+      // Ids, status and outcome only: an invoice's URLs open it to whoever holds them.
+      Object.assign(details, {
+        invoice_id: r.invoiceId,
+        stripe_invoice_id: stripeId(event.data.object.id),
+        invoice_status: live.invoice?.status ?? null,
+        invoice_applied: r.outcome,
+      });
+      if ('reason' in r && r.reason) details.invoice_reason = r.reason;
+      // Ignored only when neither its subscription nor its invoice was ours to apply.
+      const subscriptionPart = SUBSCRIPTION_EVENTS.has(event.type) || INVOICE_EVENTS.has(event.type) ? applied : null;
+      if (r.outcome !== 'ignored') applied = { result: 'processed' };
+      else if (!subscriptionPart) applied = { result: 'ignored', reason: r.reason };
+      else if (subscriptionPart.result === 'ignored' && subscriptionPart.reason !== r.reason) {
+        applied = { result: 'ignored', reason: `${subscriptionPart.reason}; the invoice: ${r.reason}` };
+      }
     }
     if (event.type === 'invoice.paid' || event.type === 'invoice.payment_failed') {
       // Told for any invoice of a customer of ours, with our subscription's id when it is one of ours.
@@ -279,9 +329,15 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
       await refuseMalformed(event, [{ code: 'custom', path: ['data', 'object', 'reason'], message: 'not a meter error report', input: undefined }]);
     }
     const stripeCtx: ActorContext = { ...ctx, actor: 'stripe', actorId: event.id };
+    let reread: 'subscription' | 'invoice' = 'subscription';
     try {
       const subscriptionId = handled ? subscriptionIdOf(event) : null;
-      const live = subscriptionId && stripe.enabled ? await stripe.retrieveSubscription(subscriptionId) : null;
+      const live: Live = { subscription: subscriptionId && stripe.enabled ? await stripe.retrieveSubscription(subscriptionId) : null };
+      const invoiceId = INVOICE_COPY_EVENTS.has(event.type) && stripe.enabled ? stripeId(event.data.object.id) : null;
+      if (invoiceId) {
+        reread = 'invoice';
+        live.invoice = await stripe.retrieveInvoice(invoiceId);
+      }
       const readAt = now();
       const applied = await db.transaction(async (trx): Promise<Applied | null> => {
         if (!(await events.claim(trx, header))) return null;
@@ -294,7 +350,7 @@ export function createStripeWebhooksService(deps: StripeWebhooksDeps) {
     } catch (err) {
       logger.error({ err, eventId: event.id, type: event.type }, 'Stripe webhook failed; Stripe will retry it');
       await events
-        .recordFailure(db, header, failureSummary(err))
+        .recordFailure(db, header, failureSummary(err, reread))
         .catch((e: unknown) => logger.error({ err: e, eventId: event.id }, 'could not record the webhook failure'));
       throw new WebhookApplyError(event.type, err);
     }

@@ -5,6 +5,7 @@ import { reconciledResponse, subscriptionJson, subscriptionResponse, subscriptio
 import { defineRoute, type HandlersFor } from '../../http/route';
 import { planCode } from '../plans/plans-schemas';
 import type { SubscriptionsService } from './subscriptions-service';
+import type { InvoicesService } from '../invoices/invoices-service';
 
 const customerParams = z.object({ id: uuid });
 const subscriptionParams = z.object({ id: uuid, subscriptionId: uuid });
@@ -66,7 +67,7 @@ export function subscriptionsRouteSpecs() {
       method: 'post',
       path: '/api/stripe/reconcile',
       auth: 'admin',
-      summary: 'Re-list linked customers’ subscriptions in Stripe, repair local drift, report what changed',
+      summary: 'Re-list linked customers’ subscriptions and invoices in Stripe, repair local drift, report what changed',
       responses: { 200: json(reconciledResponse, 'What was checked and each change made') },
       errors: ['BAD_GATEWAY'],
       auditAction: 'subscription.reconcile',
@@ -81,7 +82,10 @@ export function subscriptionsRouteSpecs() {
   };
 }
 
-export function subscriptionsHandlers(subscriptions: SubscriptionsService): HandlersFor<ReturnType<typeof subscriptionsRouteSpecs>> {
+export function subscriptionsHandlers(
+  subscriptions: SubscriptionsService,
+  invoices: Pick<InvoicesService, 'reconcile'>,
+): HandlersFor<ReturnType<typeof subscriptionsRouteSpecs>> {
   return {
     postCustomersByIdSubscriptions: async ({ params, headers, body, ctx }) => {
       const s = await subscriptions.create(ctx, params.id, { planCode: body.plan, trialDays: body.trial_days, idempotencyKey: headers['idempotency-key'] });
@@ -97,8 +101,10 @@ export function subscriptionsHandlers(subscriptions: SubscriptionsService): Hand
       return { status: 200, body: { subscription: subscriptionJson(s) } };
     },
     postStripeReconcile: async ({ ctx }) => {
-      if (!subscriptions.stripeEnabled) return { status: 200, body: { stripe_enabled: false, checked: 0, changes: [] } };
-      return { status: 200, body: { stripe_enabled: true, ...(await subscriptions.reconcile(ctx)) } };
+      if (!subscriptions.stripeEnabled) return { status: 200, body: { stripe_enabled: false, checked: 0, changes: [], invoices: { checked: 0, changes: [] } } };
+      // Subscriptions first: an invoice names its subscription by our id once we hold it.
+      const subscriptionsResult = await subscriptions.reconcile(ctx);
+      return { status: 200, body: { stripe_enabled: true, ...subscriptionsResult, invoices: await invoices.reconcile(ctx) } };
     },
     getSubscriptions: async ({ principal }) => ({ status: 200, body: { data: (await subscriptions.list(principal.customerId)).map(subscriptionJson) } }),
   };

@@ -43,4 +43,11 @@ export const reconciledResponse = obj({
   changes: z.array(
     obj({ subscription_id: id.nullable(), stripe_subscription_id: z.string(), change: z.string(), from: z.string().optional(), to: z.string().optional() }),
   ),
+  /** Each linked customer's invoices, re-listed and applied as the invoice webhooks apply them. */
+  invoices: obj({
+    checked: z.number().int(),
+    changes: z.array(
+      obj({ invoice_id: id.nullable(), stripe_invoice_id: z.string(), change: z.string(), from: z.string().optional(), to: z.string().optional() }),
+    ),
+  }),
 });

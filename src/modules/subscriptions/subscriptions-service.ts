@@ -231,6 +231,10 @@ export function createSubscriptionsService(deps: SubscriptionsServiceDeps) {
 
     list: async (customerId: string) => current(await repo.listForCustomer(db, customerId)),
 
+    /** Our id for a Stripe subscription we hold, in the caller's Knex or transaction (an invoice names its subscription so). */
+    idOfStripeSubscription: async (trx: Knex, stripeSubscriptionId: string): Promise<string | null> =>
+      (await repo.findByStripeId(trx, stripeSubscriptionId))?.id ?? null,
+
     async listForAdmin(customerId: string) {
       await customers.assertExists(db, customerId);
       return current(await repo.listForCustomer(db, customerId));
