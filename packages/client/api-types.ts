@@ -8578,7 +8578,7 @@ export interface operations {
                         }[];
                         /**
                          * Format: date-time
-                         * @description When Stripe was asked (or the estimate computed): answers are kept for UPCOMING_INVOICE_CACHE
+                         * @description When Stripe was asked (its previews are kept per customer for UPCOMING_INVOICE_CACHE), or when the estimate was computed (on every call)
                          */
                         computed_at: string;
                     };

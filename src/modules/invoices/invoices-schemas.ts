@@ -71,7 +71,9 @@ export const upcomingInvoiceResponse = obj({
   total: z.number().int(),
   amount_due: z.number().int(),
   lines: z.array(invoiceLineResponse),
-  computed_at: timestamp.describe('When Stripe was asked (or the estimate computed): answers are kept for UPCOMING_INVOICE_CACHE'),
+  computed_at: timestamp.describe(
+    'When Stripe was asked (its previews are kept per customer for UPCOMING_INVOICE_CACHE), or when the estimate was computed (on every call)',
+  ),
 });
 
 /** An invoice as every answer shows it. */
