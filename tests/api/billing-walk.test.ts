@@ -6,13 +6,12 @@
  * reach the other customer's invoices and to send the portal to hosts that are not the vendor's.
  */
 import { randomBytes } from 'node:crypto';
-import Stripe from 'stripe';
 import { BillingApiError, BillingClient } from '../../packages/client';
 import { createPlan, subscribe } from '../helpers/factories';
 import { startFakeStripe, type FakeEvent, type FakeInvoiceStatus, type FakeStripe } from '../helpers/fake-stripe';
 import { serve, stop, type Served } from '../helpers/served-app';
+import { deliverEvent, WEBHOOK_TEST_SECRET } from '../helpers/stripe-app';
 
-const SECRET = 'whsec_billing_walk';
 let fake: FakeStripe;
 let s: Served;
 const clients: BillingClient[] = [];
@@ -22,7 +21,7 @@ beforeAll(async () => {
   s = await serve({
     STRIPE_SECRET_KEY: 'sk_test_billingwalk',
     STRIPE_API_BASE: fake.url,
-    STRIPE_WEBHOOK_SECRET: SECRET,
+    STRIPE_WEBHOOK_SECRET: WEBHOOK_TEST_SECRET,
     FORWARDER_ENABLED: 'false',
     BILLING_PORTAL_RETURN_URLS: 'https://vendor.example/billing',
   });
@@ -40,15 +39,7 @@ const instance = (apiKey: string) => {
   return c;
 };
 
-async function deliver(e: FakeEvent): Promise<number> {
-  const payload = JSON.stringify(e);
-  const res = await fetch(`${s.url}/api/webhooks/stripe`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', 'Stripe-Signature': Stripe.webhooks.generateTestHeaderString({ payload, secret: SECRET }) },
-    body: payload,
-  });
-  return res.status;
-}
+const deliver = async (e: FakeEvent) => (await deliverEvent(s.server, e)).status;
 
 /** A subscribed customer, on a plan with a base price (49.00) and a metered price (0.5 cent per api call). */
 async function customerInStripe() {

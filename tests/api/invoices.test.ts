@@ -8,40 +8,26 @@ import Stripe from 'stripe';
 import request from 'supertest';
 import { expectError } from '../helpers/envelope';
 import { createCustomer, createPlan, deleteCustomer, subscribe, type CreatedCustomer } from '../helpers/factories';
-import { startFakeStripe, type FakeInvoiceInput, type FakeStripe } from '../helpers/fake-stripe';
+import type { FakeInvoiceInput, FakeStripe } from '../helpers/fake-stripe';
+import { deliverEvent, startStripeApp, WEBHOOK_TEST_SECRET as SECRET, type StripeApp } from '../helpers/stripe-app';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 
-const SECRET = 'whsec_test_invoices_secret';
+let app: StripeApp;
 let stripe: FakeStripe;
 let t: TestApp;
 let admin: Record<string, string>;
 
 beforeAll(async () => {
-  stripe = await startFakeStripe();
-  t = await createTestApp({
-    STRIPE_SECRET_KEY: 'sk_test_invoices',
-    STRIPE_API_BASE: stripe.url,
-    STRIPE_WEBHOOK_SECRET: SECRET,
-    STRIPE_TIMEOUT_MS: '500',
-    FORWARDER_ENABLED: 'false',
-  });
-  admin = { Authorization: `Bearer ${t.adminToken}` };
+  ({ stripe, t, admin } = app = await startStripeApp({ STRIPE_TIMEOUT_MS: '500' }));
 });
-afterAll(async () => {
-  await t.close();
-  await stripe.close();
-});
+afterAll(() => app.close());
 beforeEach(() => stripe.clearFailures());
 
 let clock = Math.floor(Date.now() / 1000);
 /** An event in Stripe's shape about the invoice as the fake holds it now (a copy: the event keeps this moment's state). */
 const event = (type: string, invoiceId: string) => stripe.event(type, JSON.parse(JSON.stringify(stripe.invoices.get(invoiceId) ?? { id: invoiceId })), ++clock);
 
-function deliver(evt: object, app: TestApp = t) {
-  const payload = JSON.stringify(evt);
-  const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: SECRET });
-  return request(app.app).post('/api/webhooks/stripe').set('Content-Type', 'application/json').set('Stripe-Signature', header).send(payload);
-}
+const deliver = (evt: object, to: TestApp = t) => deliverEvent(to.app, evt);
 
 /** A customer of ours (linked to a Stripe customer in the fake, as creating one with Stripe on does). */
 async function customer(): Promise<CreatedCustomer & { stripeId: string }> {

@@ -10,28 +10,19 @@ import { randomBytes } from 'node:crypto';
 import Stripe from 'stripe';
 import request from 'supertest';
 import { createPlan, createStripeCustomer, subscribe } from '../helpers/factories';
-import { type FakeStripe, type FakeSubscription, startFakeStripe } from '../helpers/fake-stripe';
-import { createTestApp, type TestApp } from '../helpers/test-app';
+import type { FakeStripe, FakeSubscription } from '../helpers/fake-stripe';
+import { deliverEvent, startStripeApp, type StripeApp } from '../helpers/stripe-app';
+import type { TestApp } from '../helpers/test-app';
 
-const SECRET = 'whsec_test_adoption_secret';
+let app: StripeApp;
 let stripe: FakeStripe;
 let t: TestApp;
 let admin: Record<string, string>;
 
 beforeAll(async () => {
-  stripe = await startFakeStripe();
-  t = await createTestApp({
-    STRIPE_SECRET_KEY: 'sk_test_adoption',
-    STRIPE_API_BASE: stripe.url,
-    STRIPE_WEBHOOK_SECRET: SECRET,
-    FORWARDER_ENABLED: 'false',
-  });
-  admin = { Authorization: `Bearer ${t.adminToken}` };
+  ({ stripe, t, admin } = app = await startStripeApp());
 });
-afterAll(async () => {
-  await t.close();
-  await stripe.close();
-});
+afterAll(() => app.close());
 
 /** A subscription as Stripe's API reference publishes it (API 2025-03-31+: periods on the items). */
 function publishedSubscription(o: { customer: string; price: string; metadata: Record<string, string> }): Stripe.Subscription {
@@ -163,10 +154,7 @@ async function foreignSubscription(metadata: Record<string, string>) {
 
 let clock = Math.floor(Date.now() / 1000);
 function deliver(type: string, object: object) {
-  const evt = stripe.event(type, object as Record<string, unknown>, ++clock);
-  const payload = JSON.stringify(evt);
-  const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: SECRET });
-  return request(t.app).post('/api/webhooks/stripe').set('Content-Type', 'application/json').set('Stripe-Signature', header).send(payload);
+  return deliverEvent(t.app, stripe.event(type, object as Record<string, unknown>, ++clock));
 }
 
 const writesTo = (subId: string) => stripe.requests.filter((r) => r.method !== 'GET' && r.path.includes(subId));

@@ -7,42 +7,26 @@ import Stripe from 'stripe';
 import request from 'supertest';
 import { expectError } from '../helpers/envelope';
 import { createCustomer, createPlan, subscribe } from '../helpers/factories';
-import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
+import type { FakeStripe } from '../helpers/fake-stripe';
+import { deliverEvent, startStripeApp, WEBHOOK_TEST_SECRET as SECRET, type StripeApp } from '../helpers/stripe-app';
 import { createTestApp, TestApp } from '../helpers/test-app';
 
-const SECRET = 'whsec_test_webhooks_secret';
+let app: StripeApp;
 let stripe: FakeStripe;
 let t: TestApp;
 let admin: Record<string, string>;
 
 beforeAll(async () => {
-  stripe = await startFakeStripe();
-  t = await createTestApp({
-    STRIPE_SECRET_KEY: 'sk_test_webhooks',
-    STRIPE_API_BASE: stripe.url,
-    STRIPE_WEBHOOK_SECRET: SECRET,
-    STRIPE_TIMEOUT_MS: '500',
-    FORWARDER_ENABLED: 'false',
-  });
-  admin = { Authorization: `Bearer ${t.adminToken}` };
+  ({ stripe, t, admin } = app = await startStripeApp({ STRIPE_TIMEOUT_MS: '500' }));
 });
-afterAll(async () => {
-  await t.close();
-  await stripe.close();
-});
+afterAll(() => app.close());
 beforeEach(() => stripe.clearFailures());
 
 let clock = Math.floor(Date.now() / 1000);
 /** Events in Stripe's shape, built (and served back) by the fake. */
 const event = (type: string, object: unknown, created = ++clock) => stripe.event(type, object as Record<string, unknown>, created);
 
-function deliver(evt: object, opts: { secret?: string; timestamp?: number; body?: string; signature?: string | null } = {}) {
-  const payload = JSON.stringify(evt);
-  const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: opts.secret ?? SECRET, ...(opts.timestamp ? { timestamp: opts.timestamp } : {}) });
-  const req = request(t.app).post('/api/webhooks/stripe').set('Content-Type', 'application/json');
-  if (opts.signature !== null) req.set('Stripe-Signature', opts.signature ?? header);
-  return req.send(opts.body ?? payload);
-}
+const deliver = (evt: object, opts: Parameters<typeof deliverEvent>[2] = {}) => deliverEvent(t.app, evt, opts);
 
 const stripePlan = () => createPlan(t, { stripe_price_id: `price_${randomBytes(5).toString('hex')}` });
 const local = (id: string) => t.db('subscriptions').where({ id }).first();
