@@ -70,8 +70,6 @@ async function main(): Promise<void> {
     s.once('error', reject);
   });
   const { port } = server.address() as AddressInfo;
-  logger.info({ port, host: config.host, env: config.env }, `billing service listening on http://${config.host}:${port}`);
-  logger.flush();
 
   let stopping = false;
   const shutdown = async (reason: string, code = 0) => {
@@ -106,6 +104,10 @@ async function main(): Promise<void> {
     logger.fatal({ err }, 'unhandled rejection');
     void shutdown('unhandledRejection', 1);
   });
+  // Said only once SIGTERM and SIGINT are ours: whoever starts the service may stop it the moment it
+  // reads this line, and a signal without a handler ends the process at once, without a shutdown.
+  logger.info({ port, host: config.host, env: config.env }, `billing service listening on http://${config.host}:${port}`);
+  logger.flush();
 }
 
 main().catch((err: unknown) => {
