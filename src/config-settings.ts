@@ -270,6 +270,12 @@ export const settings = z.object({
   USAGE_BODY_LIMIT: bodySize('must look like 1mb or 512kb')
     .default('1mb')
     .describe('Largest JSON body accepted on POST /api/usage (batches are bigger than other bodies).'),
+  USAGE_BUNDLE_MAX_BYTES: bodySize('must look like 20mb or 512kb')
+    .default('20mb')
+    .describe('Largest usage bundle accepted (POST /api/usage/bundles and POST /api/customers/:id/usage-bundles; 413 above).'),
+  USAGE_BUNDLE_MAX_EVENTS: int(1, 1_000_000)
+    .default(100_000)
+    .describe("Most events in one usage bundle (the client's queue holds at most 100,000 by default)."),
 
   STRIPE_SECRET_KEY: stripeSecretKey
     .optional()

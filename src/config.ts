@@ -188,6 +188,9 @@ function toConfig(s: Settings) {
       meterEvents: Object.freeze(Object.fromEntries([...metrics.map((m) => [m, m]), ...(s.USAGE_METER_EVENTS ?? [])])) as Readonly<Record<string, string>>,
       maxBatch: s.USAGE_MAX_BATCH,
       bodyLimit: s.USAGE_BODY_LIMIT,
+      /** A usage bundle's largest body (the JSON with the bundle's text), and its most events. */
+      bundleMaxBytes: s.USAGE_BUNDLE_MAX_BYTES,
+      bundleMaxEvents: s.USAGE_BUNDLE_MAX_EVENTS,
     }),
     stripe: Object.freeze({
       /** Unset (or STRIPE_ENABLED=false): Stripe is off; everything works locally and nothing is sent. */

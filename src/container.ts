@@ -22,6 +22,8 @@ import { createUsageService } from './modules/usage/usage-service';
 import { createPlansRepository } from './modules/plans/plans-repository';
 import { createPlansService } from './modules/plans/plans-service';
 import { createDeals } from './modules/entitlements/deals';
+import { createTrueUpsRepository } from './modules/true-ups/true-ups-repository';
+import { createTrueUpsService } from './modules/true-ups/true-ups-service';
 import { createOverridesRepository } from './modules/entitlements/overrides-repository';
 import { createEntitlementsService } from './modules/entitlements/entitlements-service';
 import { createOverridesExpiry, createOverridesExpiryJob } from './modules/entitlements/overrides-expiry';
@@ -193,6 +195,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     logger,
     now,
   });
+  // Late usage from usage bundles: which events are late, and their true-ups (one invoice item per bundle and metric).
+  const trueUps = createTrueUpsService({ repo: createTrueUpsRepository(), deals, stripeEnabled: stripe.enabled, now });
   // usage.threshold_crossed and usage.allowance_exhausted: checked after each usage write commits, once per crossing.
   const watch: ThresholdWatch = createThresholdWatch({
     db,
@@ -355,6 +359,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     subscriptions,
     invoices,
     deals,
+    trueUps,
     entitlements,
     overridesExpiry,
     thresholdWatch: watch,

@@ -927,7 +927,7 @@ export interface components {
         Error: {
             error: {
                 /** @enum {string} */
-                code: "INVALID_JSON" | "INVALID_SIGNATURE" | "BAD_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "LICENSE_NOT_FOUND" | "ACTIVATION_NOT_FOUND" | "CONFLICT" | "EMAIL_TAKEN" | "CUSTOMER_DELETED" | "TOO_MANY_KEYS" | "IDEMPOTENCY_CONFLICT" | "PLAN_CODE_TAKEN" | "PLAN_IN_USE" | "PLAN_ARCHIVED" | "INSTANCE_LIMIT_REACHED" | "STRIPE_DISABLED" | "CUSTOMER_NOT_LINKED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE";
+                code: "INVALID_JSON" | "INVALID_SIGNATURE" | "BAD_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "LICENSE_NOT_FOUND" | "ACTIVATION_NOT_FOUND" | "CONFLICT" | "EMAIL_TAKEN" | "CUSTOMER_DELETED" | "TOO_MANY_KEYS" | "IDEMPOTENCY_CONFLICT" | "PLAN_CODE_TAKEN" | "PLAN_IN_USE" | "PLAN_ARCHIVED" | "INSTANCE_LIMIT_REACHED" | "STRIPE_DISABLED" | "CUSTOMER_NOT_LINKED" | "INSTANCE_KEY_UNKNOWN" | "INSTANCE_DEACTIVATED" | "INSTANCE_KEY_MISMATCH" | "BUNDLE_CONFLICT" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "BUNDLE_SIGNATURE_INVALID" | "BUNDLE_WRONG_CUSTOMER" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE";
                 message: string;
                 requestId: string;
                 details?: unknown;
@@ -5561,6 +5561,8 @@ export interface operations {
                             release_reason: ("customer" | "admin" | "stale") | null;
                             /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
                             seat_held_until: string | null;
+                            /** @description The RFC 7638 thumbprint of the instance’s public key (the kid of its usage bundles); null when it gave none */
+                            instance_key_thumbprint: string | null;
                         }[];
                     };
                 };
@@ -5636,6 +5638,16 @@ export interface operations {
                     fingerprint: string;
                     name?: string;
                     hostname?: string;
+                    /** @description The instance’s Ed25519 public key (JWK: kty, crv, x); its usage bundles are signed with the private key it keeps */
+                    instance_key?: {
+                        /** @constant */
+                        kty: "OKP";
+                        /** @constant */
+                        crv: "Ed25519";
+                        x: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
                 };
             };
         };
@@ -5662,6 +5674,8 @@ export interface operations {
                             release_reason: ("customer" | "admin" | "stale") | null;
                             /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
                             seat_held_until: string | null;
+                            /** @description The RFC 7638 thumbprint of the instance’s public key (the kid of its usage bundles); null when it gave none */
+                            instance_key_thumbprint: string | null;
                         };
                     };
                 };
@@ -5688,6 +5702,8 @@ export interface operations {
                             release_reason: ("customer" | "admin" | "stale") | null;
                             /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
                             seat_held_until: string | null;
+                            /** @description The RFC 7638 thumbprint of the instance’s public key (the kid of its usage bundles); null when it gave none */
+                            instance_key_thumbprint: string | null;
                         };
                     };
                 };
@@ -5734,7 +5750,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INSTANCE_LIMIT_REACHED, CUSTOMER_DELETED */
+            /** @description INSTANCE_LIMIT_REACHED, CUSTOMER_DELETED, INSTANCE_KEY_MISMATCH */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5743,7 +5759,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "INSTANCE_LIMIT_REACHED" | "CUSTOMER_DELETED";
+                            code?: "INSTANCE_LIMIT_REACHED" | "CUSTOMER_DELETED" | "INSTANCE_KEY_MISMATCH";
                         };
                     };
                 };
@@ -5867,6 +5883,8 @@ export interface operations {
                             release_reason: ("customer" | "admin" | "stale") | null;
                             /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
                             seat_held_until: string | null;
+                            /** @description The RFC 7638 thumbprint of the instance’s public key (the kid of its usage bundles); null when it gave none */
+                            instance_key_thumbprint: string | null;
                         };
                     };
                 };
@@ -5990,6 +6008,8 @@ export interface operations {
                             release_reason: ("customer" | "admin" | "stale") | null;
                             /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
                             seat_held_until: string | null;
+                            /** @description The RFC 7638 thumbprint of the instance’s public key (the kid of its usage bundles); null when it gave none */
+                            instance_key_thumbprint: string | null;
                         }[];
                     };
                 };
@@ -6100,6 +6120,8 @@ export interface operations {
                             release_reason: ("customer" | "admin" | "stale") | null;
                             /** @description The exp of the last license bound to it: its seat stays taken until then, released or not */
                             seat_held_until: string | null;
+                            /** @description The RFC 7638 thumbprint of the instance’s public key (the kid of its usage bundles); null when it gave none */
+                            instance_key_thumbprint: string | null;
                         };
                     };
                 };
@@ -6191,6 +6213,16 @@ export interface operations {
                     fingerprint: string;
                     name?: string;
                     hostname?: string;
+                    /** @description The instance’s Ed25519 public key (JWK: kty, crv, x); its usage bundles are signed with the private key it keeps */
+                    instance_key?: {
+                        /** @constant */
+                        kty: "OKP";
+                        /** @constant */
+                        crv: "Ed25519";
+                        x: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
                     /** @description How long the license is valid, e.g. 365d (1h-3650d); default 365d */
                     ttl?: string;
                 };
@@ -6252,7 +6284,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INSTANCE_LIMIT_REACHED, CUSTOMER_DELETED */
+            /** @description INSTANCE_LIMIT_REACHED, CUSTOMER_DELETED, INSTANCE_KEY_MISMATCH */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6261,7 +6293,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "INSTANCE_LIMIT_REACHED" | "CUSTOMER_DELETED";
+                            code?: "INSTANCE_LIMIT_REACHED" | "CUSTOMER_DELETED" | "INSTANCE_KEY_MISMATCH";
                         };
                     };
                 };
@@ -6355,7 +6387,7 @@ export interface operations {
     get_api_events: {
         parameters: {
             query?: {
-                type?: "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test";
+                type?: "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "usage.bundle_gap" | "webhook_endpoint.disabled" | "webhook_endpoint.test";
                 customer_id?: string;
                 after?: string;
                 limit?: number;
@@ -6683,7 +6715,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url: string;
-                    events: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
+                    events: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "usage.bundle_gap" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
                     description?: string;
                 };
             };
@@ -7041,7 +7073,7 @@ export interface operations {
             content: {
                 "application/json": {
                     url?: string;
-                    events?: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
+                    events?: ("*" | "customer.*" | "api_key.*" | "subscription.*" | "invoice.*" | "license.*" | "instance.*" | "usage.*" | "webhook_endpoint.*" | "customer.created" | "customer.updated" | "customer.deleted" | "customer.entitlements_updated" | "customer.entitlements_expired" | "api_key.created" | "api_key.revoked" | "api_key.rotated" | "subscription.created" | "subscription.updated" | "subscription.canceled" | "subscription.past_due" | "invoice.payment_failed" | "invoice.paid" | "license.grace_started" | "license.expired" | "license.expiring_soon" | "instance.activated" | "instance.deactivated" | "instance.released" | "instance.limit_reached" | "usage.forwarding_failed" | "usage.threshold_crossed" | "usage.allowance_exhausted" | "usage.bundle_gap" | "webhook_endpoint.disabled" | "webhook_endpoint.test")[];
                     description?: string | null;
                     disabled?: boolean;
                 };

@@ -120,7 +120,8 @@ export interface AuditLogInsert {
 export type AuditLogUpdate = Record<string, never>;
 
 // usage_events (20261127000004)
-export type ForwardingState = 'pending' | 'sent' | 'failed' | 'local';
+/** `late` (20261207120000): usage of a period Stripe has already invoiced, billed by a true-up (usage_true_ups), never as a meter event. */
+export type ForwardingState = 'pending' | 'sent' | 'failed' | 'local' | 'late';
 
 export interface UsageEventRow {
   id: string;
@@ -314,9 +315,23 @@ export interface ActivationRow {
   release_reason: ActivationReleaseReason | null;
   /** The exp of the last license bound to it: its seat is held until then, released or not. */
   seat_held_until: Date | null;
+  /** The instance's Ed25519 public key (20261207120000): what its usage bundles are signed with. */
+  instance_key: InstanceKeyJwk | null;
+  /** Its RFC 7638 thumbprint: the `kid` of its bundles. */
+  instance_key_thumbprint: string | null;
+}
+/** An instance's public key as stored: only the members that make it. */
+export interface InstanceKeyJwk {
+  kty: 'OKP';
+  crv: 'Ed25519';
+  x: string;
 }
 export type ActivationInsert = Pick<ActivationRow, 'id' | 'customer_id' | 'fingerprint'> &
-  Partial<Pick<ActivationRow, 'name' | 'hostname' | 'expires_at' | 'seat_held_until'>> & { created_at?: Sql<Date>; last_seen_at?: Sql<Date> };
+  Partial<Pick<ActivationRow, 'name' | 'hostname' | 'expires_at' | 'seat_held_until' | 'instance_key_thumbprint'>> & {
+    created_at?: Sql<Date>;
+    last_seen_at?: Sql<Date>;
+    instance_key?: JsonText | null;
+  };
 export interface ActivationUpdate {
   name?: string | null;
   hostname?: string | null;
@@ -325,7 +340,69 @@ export interface ActivationUpdate {
   released_at?: Sql<Date> | null;
   release_reason?: ActivationReleaseReason | null;
   seat_held_until?: Sql<Date> | null;
+  instance_key?: JsonText | null;
+  instance_key_thumbprint?: string | null;
 }
+
+// usage_bundles, usage_true_ups (20261207120000)
+export interface UsageBundleRow {
+  customer_id: string;
+  bundle_id: string;
+  fingerprint: string;
+  seq: number;
+  /** The digest of the bundle before it, as the bundle says (null for the first). */
+  previous: string | null;
+  /** SHA-256 of the bundle's JWS text, base64url. */
+  digest: string;
+  instance_key_thumbprint: string;
+  bundle_created_at: Date;
+  events: number;
+  applied: number;
+  duplicates: number;
+  rejected: number;
+  late: number;
+  /** `previous` is not the digest of the bundle of seq - 1 held here. */
+  previous_mismatch: boolean;
+  /** The receipt answered (a compact JWS): answered again for the same bundle. */
+  receipt: string;
+  uploaded_by: 'customer' | 'admin';
+  uploaded_at: Date;
+}
+export type UsageBundleInsert = Omit<UsageBundleRow, 'uploaded_at' | 'previous_mismatch'> & { uploaded_at?: Sql<Date>; previous_mismatch?: boolean };
+
+export type TrueUpState = 'pending' | 'sent' | 'failed' | 'local';
+export interface UsageTrueUpRow {
+  id: string;
+  customer_id: string;
+  bundle_id: string;
+  metric: string;
+  /** numeric(20,6) */
+  quantity: string;
+  events: number;
+  occurred_from: Date;
+  occurred_to: Date;
+  state: TrueUpState;
+  attempts: number;
+  next_attempt_at: Date | null;
+  last_error: string | null;
+  /** The metered price it was billed at (the plan's, when it was sent). */
+  stripe_price_id: string | null;
+  stripe_invoice_item_id: string | null;
+  created_at: Date;
+  sent_at: Date | null;
+}
+export type UsageTrueUpInsert = Pick<
+  UsageTrueUpRow,
+  'id' | 'customer_id' | 'bundle_id' | 'metric' | 'quantity' | 'events' | 'occurred_from' | 'occurred_to' | 'state'
+> & {
+  next_attempt_at?: Sql<Date> | null;
+  created_at?: Sql<Date>;
+};
+export type UsageTrueUpUpdate = Partial<Pick<UsageTrueUpRow, 'state' | 'last_error' | 'stripe_price_id' | 'stripe_invoice_item_id'>> & {
+  attempts?: Sql<number>;
+  next_attempt_at?: Sql<Date> | null;
+  sent_at?: Sql<Date> | null;
+};
 
 // events, webhook_endpoints, webhook_endpoint_secrets, webhook_deliveries, webhook_attempts (20261207020000)
 export interface EventRow {
@@ -561,5 +638,7 @@ declare module 'knex/types/tables' {
     customer_entitlement_overrides: Knex.CompositeTableType<EntitlementOverridesRow, EntitlementOverridesInsert, EntitlementOverridesUpdate>;
     usage_threshold_crossings: Knex.CompositeTableType<ThresholdCrossingRow, ThresholdCrossingInsert, never>;
     invoices: Knex.CompositeTableType<InvoiceRow, InvoiceInsert, InvoiceUpdate>;
+    usage_bundles: Knex.CompositeTableType<UsageBundleRow, UsageBundleInsert, never>;
+    usage_true_ups: Knex.CompositeTableType<UsageTrueUpRow, UsageTrueUpInsert, UsageTrueUpUpdate>;
   }
 }

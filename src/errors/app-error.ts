@@ -24,9 +24,21 @@ export const ERROR_STATUS = {
   STRIPE_DISABLED: 409,
   /** The customer has no Stripe customer (it was created while Stripe was off, or unlinked). */
   CUSTOMER_NOT_LINKED: 409,
+  /** A usage bundle (or receipt) names an instance key no activation of that fingerprint holds. */
+  INSTANCE_KEY_UNKNOWN: 409,
+  /** The instance was deactivated (released by the customer or an admin): its bundles are no longer taken. */
+  INSTANCE_DEACTIVATED: 409,
+  /** An active instance activated again with another instance key. */
+  INSTANCE_KEY_MISMATCH: 409,
+  /** The same bundle id with other content. */
+  BUNDLE_CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   VALIDATION_FAILED: 422,
+  /** A usage bundle whose signature does not verify against its instance's key (tampered, or signed by another key). */
+  BUNDLE_SIGNATURE_INVALID: 422,
+  /** A usage bundle of another customer than the one it is uploaded for. */
+  BUNDLE_WRONG_CUSTOMER: 422,
   RATE_LIMITED: 429,
   INTERNAL_ERROR: 500,
   BAD_GATEWAY: 502,

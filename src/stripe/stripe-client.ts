@@ -293,6 +293,45 @@ export function createStripeClient(config: Pick<Config, 'stripe'>): StripePort {
       return { url: s.url, created: new Date(s.created * 1000) };
     },
 
+    async retrievePrice(priceId) {
+      let p: Stripe.Price;
+      try {
+        p = await call(() => stripe.prices.retrieve(priceId));
+      } catch (err) {
+        if (err instanceof StripeCallError && err.status === 404) return null;
+        throw err;
+      }
+      return {
+        id: p.id,
+        currency: p.currency,
+        product: typeof p.product === 'string' ? p.product : p.product.id,
+        active: p.active,
+        billingScheme: p.billing_scheme === 'tiered' ? 'tiered' : 'per_unit',
+        unitAmountDecimal: p.unit_amount_decimal != null ? String(p.unit_amount_decimal) : p.unit_amount !== null ? String(p.unit_amount) : null,
+        transformQuantity: p.transform_quantity
+          ? { divideBy: p.transform_quantity.divide_by, round: p.transform_quantity.round === 'up' ? 'up' : 'down' }
+          : null,
+      };
+    },
+
+    async createInvoiceItem(input) {
+      const item = await call(() =>
+        stripe.invoiceItems.create(
+          {
+            customer: input.stripeCustomerId,
+            ...(input.stripeSubscriptionId ? { subscription: input.stripeSubscriptionId } : {}),
+            price_data: { currency: input.currency, product: input.product, unit_amount_decimal: Stripe.Decimal.from(input.unitAmountDecimal) },
+            quantity_decimal: Stripe.Decimal.from(input.quantityDecimal),
+            description: input.description,
+            period: { start: Math.floor(input.period.start.getTime() / 1000), end: Math.ceil(input.period.end.getTime() / 1000) },
+            metadata: input.metadata,
+          },
+          { idempotencyKey: input.idempotencyKey },
+        ),
+      );
+      return item.id;
+    },
+
     async listSubscriptions(stripeCustomerId) {
       const out: StripeSubscriptionState[] = [];
       for await (const s of stripe.subscriptions.list({ customer: stripeCustomerId, status: 'all', limit: 100 })) {

@@ -125,6 +125,43 @@ export interface StripePort {
   previewInvoice(input: { stripeCustomerId: string; stripeSubscriptionId: string }): Promise<StripeInvoiceState>;
   /** A customer portal session (billing_portal.sessions.create): its URL is a bearer secret for the customer's billing. */
   createPortalSession(input: { stripeCustomerId: string; returnUrl: string; configuration?: string }): Promise<{ url: string; created: Date }>;
+  /** A price, as a true-up prices late usage with it; null when Stripe has no such price. */
+  retrievePrice(priceId: string): Promise<StripePriceState | null>;
+  /**
+   * An invoice item for the customer's next invoice (of the subscription when given): a true-up of
+   * late usage. Idempotent by `idempotencyKey` (a retry makes no second item). Resolves with its id.
+   */
+  createInvoiceItem(input: InvoiceItemInput): Promise<string>;
+}
+
+/** What a true-up needs of a price (Stripe's Price object). */
+export interface StripePriceState {
+  id: string;
+  currency: string;
+  /** The product's id. */
+  product: string;
+  active: boolean;
+  /** `per_unit` prices have a unit amount; `tiered` ones do not (a true-up of them is refused). */
+  billingScheme: 'per_unit' | 'tiered';
+  /** Minor units per unit, a decimal string (Stripe's unit_amount_decimal); null for tiered prices. */
+  unitAmountDecimal: string | null;
+  /** Units are divided before pricing (Stripe's transform_quantity). */
+  transformQuantity: { divideBy: number; round: 'up' | 'down' } | null;
+}
+
+export interface InvoiceItemInput {
+  idempotencyKey: string;
+  stripeCustomerId: string;
+  stripeSubscriptionId?: string;
+  /** The price's terms, given as price_data: a metered (recurring) price cannot be an invoice item's price. */
+  currency: string;
+  product: string;
+  unitAmountDecimal: string;
+  /** Decimal string. */
+  quantityDecimal: string;
+  description: string;
+  period: { start: Date; end: Date };
+  metadata: Record<string, string>;
 }
 
 /** A failed Stripe call, classified for retry decisions. Never carries a secret. */
@@ -160,4 +197,6 @@ export const disabledStripe: StripePort = {
   listInvoices: off,
   previewInvoice: off,
   createPortalSession: off,
+  retrievePrice: off,
+  createInvoiceItem: off,
 };

@@ -57,7 +57,7 @@ describe('activating', () => {
     expect(again.body.activation.id).toBe(first.body.activation.id);
     expect((await list(c)).body.data.map((a: { fingerprint: string }) => a.fingerprint)).toEqual([f]);
     const rows = await t.db('audit_log').where({ action: 'license.activation_create', target_id: first.body.activation.id });
-    expect(rows.map((r) => r.details)).toEqual([{ customer_id: c.id, fingerprint: f, offline: false }]);
+    expect(rows.map((r) => r.details)).toEqual([{ customer_id: c.id, fingerprint: f, offline: false, instance_key_thumbprint: null }]);
   });
 
   test('when 20 instances activate at once against a limit of 3, then exactly 3 succeed and 17 get 409 INSTANCE_LIMIT_REACHED', async () => {

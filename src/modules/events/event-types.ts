@@ -27,6 +27,7 @@ export const EVENT_TYPES = [
   'usage.forwarding_failed',
   'usage.threshold_crossed',
   'usage.allowance_exhausted',
+  'usage.bundle_gap',
   'webhook_endpoint.disabled',
   'webhook_endpoint.test',
 ] as const;

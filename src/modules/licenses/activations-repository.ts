@@ -1,4 +1,4 @@
-import type { ActivationReleaseReason, ActivationRow } from '../../db/tables';
+import { jsonb, type ActivationReleaseReason, type ActivationRow, type InstanceKeyJwk } from '../../db/tables';
 import type { Knex } from 'knex';
 
 export type ReleaseReason = ActivationReleaseReason;
@@ -17,6 +17,9 @@ export interface Activation {
   releaseReason: ReleaseReason | null;
   /** The exp of the last license bound to it: the seat is held until then, released or not. */
   seatHeldUntil: Date | null;
+  /** The instance's public key (its usage bundles are signed with its private key), and its RFC 7638 thumbprint. */
+  instanceKey: InstanceKeyJwk | null;
+  instanceKeyThumbprint: string | null;
 }
 
 const toActivation = (r: ActivationRow): Activation => ({
@@ -31,6 +34,8 @@ const toActivation = (r: ActivationRow): Activation => ({
   releasedAt: r.released_at,
   releaseReason: r.release_reason,
   seatHeldUntil: r.seat_held_until ?? null,
+  instanceKey: r.instance_key ?? null,
+  instanceKeyThumbprint: r.instance_key_thumbprint ?? null,
 });
 
 /**
@@ -97,7 +102,10 @@ export function createActivationsRepository() {
       return Number(row?.n ?? 0);
     },
 
-    async insert(db: Knex, a: Pick<Activation, 'id' | 'customerId' | 'fingerprint' | 'name' | 'hostname' | 'expiresAt'> & { at: Date }): Promise<Activation> {
+    async insert(
+      db: Knex,
+      a: Pick<Activation, 'id' | 'customerId' | 'fingerprint' | 'name' | 'hostname' | 'expiresAt' | 'instanceKey' | 'instanceKeyThumbprint'> & { at: Date },
+    ): Promise<Activation> {
       const [row] = await db('license_activations')
         .insert({
           id: a.id,
@@ -110,6 +118,8 @@ export function createActivationsRepository() {
           expires_at: a.expiresAt,
           // An offline activation's license is issued with it: its seat is held until that license ends.
           seat_held_until: a.expiresAt,
+          instance_key: a.instanceKey ? jsonb(a.instanceKey) : null,
+          instance_key_thumbprint: a.instanceKeyThumbprint,
         })
         .returning('*');
       return toActivation(row!);
@@ -164,6 +174,31 @@ export function createActivationsRepository() {
     async findUnreleased(trx: Knex, customerId: string, fingerprint: string): Promise<Activation | null> {
       const row = await trx('license_activations').where({ customer_id: customerId, fingerprint }).whereNull('released_at').forUpdate().first();
       return row ? toActivation(row) : null;
+    },
+
+    /**
+     * Gives an activation that has no instance key the one its instance now sends (an instance
+     * activated before it had one). Returns the activation; one that already has a key keeps it.
+     */
+    async setInstanceKey(db: Knex, id: string, key: InstanceKeyJwk, thumbprint: string): Promise<Activation | null> {
+      const [row] = await db('license_activations')
+        .where({ id })
+        .whereNull('instance_key_thumbprint')
+        .update({ instance_key: jsonb(key), instance_key_thumbprint: thumbprint })
+        .returning('*');
+      return row ? toActivation(row) : null;
+    },
+
+    /**
+     * The activations of a fingerprint holding the key with this thumbprint, newest first (released
+     * ones too: whether the release was a deactivation is the caller's to judge).
+     */
+    async findByInstanceKey(db: Knex, customerId: string, fingerprint: string, thumbprint: string): Promise<Activation[]> {
+      const rows = await db('license_activations')
+        .where({ customer_id: customerId, fingerprint, instance_key_thumbprint: thumbprint })
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc');
+      return rows.map(toActivation);
     },
 
     async release(db: Knex, id: string, reason: ReleaseReason, at: Date): Promise<Activation> {

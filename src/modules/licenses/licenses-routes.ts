@@ -77,7 +77,7 @@ export function licensesRouteSpecs() {
         201: json(activationResponse, 'Activated'),
         200: json(activationResponse, 'Already active: its heartbeat was recorded'),
       },
-      errors: ['LICENSE_NOT_FOUND', 'INSTANCE_LIMIT_REACHED', 'CUSTOMER_DELETED'],
+      errors: ['LICENSE_NOT_FOUND', 'INSTANCE_LIMIT_REACHED', 'CUSTOMER_DELETED', 'INSTANCE_KEY_MISMATCH'],
     }),
     getLicensesActivations: defineRoute({
       method: 'get',
@@ -121,7 +121,7 @@ export function licensesRouteSpecs() {
       summary: 'Offline activation: a license bound to an air-gapped instance’s fingerprint, with a TTL the admin chooses; takes a seat until it expires',
       request: { params: customerParams, body: offlineLicenseBody },
       responses: { 201: json(licenseResponse, 'The license to carry to the instance') },
-      errors: ['LICENSE_NOT_FOUND', 'INSTANCE_LIMIT_REACHED', 'CUSTOMER_DELETED'],
+      errors: ['LICENSE_NOT_FOUND', 'INSTANCE_LIMIT_REACHED', 'CUSTOMER_DELETED', 'INSTANCE_KEY_MISMATCH'],
       auditAction: 'license.issue_offline',
     }),
   };
@@ -142,7 +142,12 @@ export function licensesHandlers(licenses: LicensesService, jwksUrl: string): Ha
       body: licenseJson(await licenses.issue(ctx, principal.customerId, query.fingerprint)),
     }),
     postLicensesActivations: async ({ body, principal, ctx }) => {
-      const r = await licenses.activate(ctx, principal.customerId, body);
+      const r = await licenses.activate(ctx, principal.customerId, {
+        fingerprint: body.fingerprint,
+        name: body.name,
+        hostname: body.hostname,
+        instanceKey: body.instance_key,
+      });
       return { status: r.created ? 201 : 200, body: { activation: activationJson(r.activation) } };
     },
     getLicensesActivations: async ({ principal, ctx }) => ({
@@ -162,7 +167,13 @@ export function licensesHandlers(licenses: LicensesService, jwksUrl: string): Ha
       body: { activation: activationJson(await licenses.release(ctx, params.id, params.fingerprint, 'admin')) },
     }),
     postCustomersByIdLicenses: async ({ params, body, ctx }) => {
-      const l = await licenses.issueOffline(ctx, params.id, { fingerprint: body.fingerprint, name: body.name, hostname: body.hostname, ttlSeconds: body.ttl });
+      const l = await licenses.issueOffline(ctx, params.id, {
+        fingerprint: body.fingerprint,
+        name: body.name,
+        hostname: body.hostname,
+        instanceKey: body.instance_key,
+        ttlSeconds: body.ttl,
+      });
       return { status: 201, body: licenseJson(l) };
     },
   };

@@ -17,7 +17,26 @@ const offlineTtl = z.string().transform((v, ctx) => {
   return s;
 });
 
-const instance = { fingerprint, name: text(200).optional(), hostname: text(253).optional() };
+/**
+ * An instance's Ed25519 public key, as a JWK: kty OKP, crv Ed25519 and x (32 bytes, base64url); kid,
+ * alg and use may come along and are ignored. A private key ("d") is refused: it must never leave the instance.
+ */
+export const instanceKey = z
+  .looseObject({
+    kty: z.literal('OKP', 'must be "OKP"'),
+    crv: z.literal('Ed25519', 'must be "Ed25519"'),
+    x: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be 32 bytes, base64url without padding'),
+  })
+  .refine((k) => !('d' in k), { message: 'is a private key ("d"): give only the public key', path: ['d'] })
+  .transform((k) => ({ kty: 'OKP' as const, crv: 'Ed25519' as const, x: k.x }))
+  .describe('The instance’s Ed25519 public key (JWK: kty, crv, x); its usage bundles are signed with the private key it keeps');
+
+const instance = {
+  fingerprint,
+  name: text(200).optional(),
+  hostname: text(253).optional(),
+  instance_key: instanceKey.optional(),
+};
 
 export const licenseQuery = z.strictObject({
   fingerprint: fingerprint.optional().describe('An activated instance’s fingerprint: binds the license to it and counts as its heartbeat'),
@@ -97,6 +116,10 @@ const activation = z.strictObject({
   released_at: ts.nullable(),
   release_reason: z.enum(['customer', 'admin', 'stale']).nullable(),
   seat_held_until: ts.nullable().describe('The exp of the last license bound to it: its seat stays taken until then, released or not'),
+  instance_key_thumbprint: z
+    .string()
+    .nullable()
+    .describe('The RFC 7638 thumbprint of the instance’s public key (the kid of its usage bundles); null when it gave none'),
 });
 
 export const activationResponse = z.strictObject({ activation });
@@ -124,4 +147,5 @@ export const activationJson = (a: Activation) => ({
   released_at: iso(a.releasedAt),
   release_reason: a.releaseReason,
   seat_held_until: iso(a.seatHeldUntil),
+  instance_key_thumbprint: a.instanceKeyThumbprint,
 });

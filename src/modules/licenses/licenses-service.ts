@@ -3,6 +3,8 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { Config } from '../../config';
 import { AppError, NotFoundError, ValidationError } from '../../errors/app-error';
+import type { InstanceKeyJwk } from '../../db/tables';
+import { jwkThumbprint } from './signing-keys';
 import { uuidv7 } from '../../lib/ids';
 import type { EventEmitter } from '../events/events-service';
 import { activationEvent, createLimitReachedEvents } from './license-events';
@@ -57,6 +59,8 @@ export interface ActivationInput {
   fingerprint: string;
   name?: string;
   hostname?: string;
+  /** The instance's Ed25519 public key: its usage bundles are checked against it. */
+  instanceKey?: InstanceKeyJwk;
 }
 
 const sec = (ms: number) => Math.floor(ms / 1000);
@@ -197,6 +201,25 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     );
   }
 
+  /**
+   * An active instance that sends its key: kept when it is the key held, given to an activation that
+   * has none (one made before the instance had a key), refused when it is another key (a key is
+   * replaced only through a new activation: release the instance first).
+   */
+  async function withInstanceKey(trx: Knex, a: Activation, key: InstanceKeyJwk | undefined): Promise<Activation> {
+    if (!key) return a;
+    const thumbprint = jwkThumbprint(key.x);
+    if (a.instanceKeyThumbprint === thumbprint) return a;
+    if (a.instanceKeyThumbprint !== null) {
+      throw new AppError(
+        'INSTANCE_KEY_MISMATCH',
+        'This instance is active with another instance key; release it (DELETE its activation) before activating it with a new key',
+        { fingerprint: a.fingerprint, instance_key_thumbprint: a.instanceKeyThumbprint },
+      );
+    }
+    return (await repo.setInstanceKey(trx, a.id, key, thumbprint)) ?? a;
+  }
+
   async function activateWith(ctx: ActorContext, customerId: string, input: ActivationInput, b: Basis, nowMs: number, expiresAt: Date | null) {
     const clock = clockAt(nowMs);
     const limit = b.instances;
@@ -206,7 +229,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       await releaseStale(trx, clock, ctx.requestId, customerId);
       const hold = expiresAt ? { expiresAt, seatHeldUntil: expiresAt } : {};
       const existing = await repo.touch(trx, customerId, input.fingerprint, clock, hold);
-      if (existing) return { activation: existing, created: false };
+      if (existing) return { activation: await withInstanceKey(trx, existing, input.instanceKey), created: false };
       if (typeof limit === 'number') {
         // Counted under the customer's lock: a fingerprint whose released activation still holds a
         // seat takes that seat back, any other needs a free one.
@@ -220,6 +243,8 @@ export function createLicensesService(deps: LicensesServiceDeps) {
         name: input.name ?? null,
         hostname: input.hostname ?? null,
         expiresAt,
+        instanceKey: input.instanceKey ?? null,
+        instanceKeyThumbprint: input.instanceKey ? jwkThumbprint(input.instanceKey.x) : null,
         at: clock.now,
       });
       await deps.events.emit(trx, activationEvent('instance.activated', activation));
@@ -228,7 +253,12 @@ export function createLicensesService(deps: LicensesServiceDeps) {
         outcome: 'success',
         targetType: 'license_activation',
         targetId: activation.id,
-        details: { customer_id: customerId, fingerprint: activation.fingerprint, offline: expiresAt !== null },
+        details: {
+          customer_id: customerId,
+          fingerprint: activation.fingerprint,
+          offline: expiresAt !== null,
+          instance_key_thumbprint: activation.instanceKeyThumbprint,
+        },
       });
       return { activation, created: true };
     });
