@@ -196,7 +196,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     now,
   });
   // Late usage from usage bundles: which events are late, and their true-ups (one invoice item per bundle and metric).
-  const trueUps = createTrueUpsService({ repo: createTrueUpsRepository(), deals, stripeEnabled: stripe.enabled, now });
+  const trueUps = createTrueUpsService({ db, repo: createTrueUpsRepository(), audit, deals, stripeEnabled: stripe.enabled, now });
   // usage.threshold_crossed and usage.allowance_exhausted: checked after each usage write commits, once per crossing.
   const watch: ThresholdWatch = createThresholdWatch({
     db,
