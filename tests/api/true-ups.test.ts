@@ -293,6 +293,21 @@ describe('Stripe on: the true-up worker', () => {
     expect(calls[1]!.body).toEqual(calls[0]!.body);
   }, 60_000);
 
+  test('when the worker is started (FORWARDER_ENABLED), then it bills a true-up recorded later on its own; stopped, it claims nothing more', async () => {
+    const running = await app({ FORWARDER_ENABLED: 'true', FORWARDER_INTERVAL_MS: '20' });
+    running.c.trueUpWorker.start();
+    const c = await billedCustomer();
+    const tu = (await recordLate(t, c.id, [{ metric: 'api_calls', quantity: '3', daysAgo: 40 }])).byMetric('api_calls');
+    for (const end = Date.now() + 20_000; (await row(tu.id))!.state === 'pending' && Date.now() < end;) await sleep(20);
+    expect(await row(tu.id)).toMatchObject({ state: 'sent', stripe_invoice_item_id: itemsOf(tu.id)[0]!.id });
+    await running.c.trueUpWorker.stop();
+    expect(running.c.trueUpWorker.held()).toBe(0);
+    const after = (await recordLate(t, c.id, [{ metric: 'api_calls', quantity: '1', daysAgo: 40 }])).byMetric('api_calls');
+    expect(await running.c.trueUpWorker.runOnce()).toMatchObject({ claimed: 0 });
+    expect(await row(after.id)).toMatchObject({ state: 'pending', attempts: 0 });
+    await drain(t, [after.id]);
+  });
+
   test('when two workers run at once, then each true-up is claimed by one of them: one item each', async () => {
     const other = await app();
     const plan = await stripePlan();
