@@ -34,6 +34,7 @@ import { entitlementsHandlers, entitlementsRouteSpecs } from './modules/entitlem
 import { billingPortalHandlers, billingPortalRouteSpecs } from './modules/billing-portal/billing-portal-routes';
 import { upcomingInvoiceHandlers, upcomingInvoiceRouteSpecs } from './modules/invoices/upcoming-routes';
 import { invoicesHandlers, invoicesRouteSpecs } from './modules/invoices/invoices-routes';
+import { trueUpsHandlers, trueUpsRouteSpecs } from './modules/true-ups/true-ups-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
@@ -94,6 +95,8 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     upcomingInvoice: upcomingInvoiceRouteSpecs(),
     // After GET /api/invoices/upcoming, which GET /api/invoices/:id would otherwise take.
     invoices: invoicesRouteSpecs(),
+    // Late usage (true-ups): GET /api/reports/usage/late and its retry.
+    trueUps: trueUpsRouteSpecs(),
     service: serviceRouteSpecs(),
     docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
   };
@@ -128,6 +131,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.billingPortal, billingPortalHandlers(c.billingPortal)),
     ...bindRoutes(specs.upcomingInvoice, upcomingInvoiceHandlers(c.upcomingInvoices)),
     ...bindRoutes(specs.invoices, invoicesHandlers(c.invoices)),
+    ...bindRoutes(specs.trueUps, trueUpsHandlers(c.trueUps)),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),

@@ -329,7 +329,12 @@ export const settings = z.object({
     "How long GET /api/invoices/upcoming keeps a customer's answer (10s, 5m): polling within it makes no Stripe call.",
   ),
 
-  FORWARDER_ENABLED: bool.default(true).describe('Run the forwarder in this instance (true/false).'),
+  FORWARDER_ENABLED: bool
+    .default(true)
+    .describe(
+      'Run the forwarder in this instance (true/false), and the true-up worker (late usage billed as Stripe invoice items), ' +
+        'which shares the FORWARDER_* settings (interval, concurrency, attempts, backoff, lease).',
+    ),
   FORWARDER_INTERVAL_MS: int(10, 3_600_000).default(1000).describe('How often to look for due events when the last batch was not full, in milliseconds.'),
   FORWARDER_MODE: z
     .enum(['stream', 'v1'])
@@ -344,7 +349,7 @@ export const settings = z.object({
     .default(1000)
     .describe('Events claimed per lease (one short transaction, FOR UPDATE SKIP LOCKED); a lease is sent as several Stripe calls.'),
   FORWARDER_CONCURRENCY: int(1, 64).default(8).describe('Stripe calls in flight at once per instance (stream: up to 100 events each; v1: one event each).'),
-  FORWARDER_MAX_ATTEMPTS: int(1, 100).default(10).describe('Tries before an event is parked as failed (admins can retry it).'),
+  FORWARDER_MAX_ATTEMPTS: int(1, 100).default(10).describe('Tries before an event (or a true-up) is parked as failed (admins can retry it).'),
   FORWARDER_BACKOFF_BASE_MS: int(1, 3_600_000).default(2000).describe(forwarderBackoff),
   FORWARDER_BACKOFF_MAX_MS: int(1, 86_400_000).default(3_600_000).describe(forwarderBackoff),
   FORWARDER_LEASE_SECONDS: int(5, 3600)

@@ -24,6 +24,7 @@ import { createPlansService } from './modules/plans/plans-service';
 import { createDeals } from './modules/entitlements/deals';
 import { createTrueUpsRepository } from './modules/true-ups/true-ups-repository';
 import { createTrueUpsService } from './modules/true-ups/true-ups-service';
+import { createTrueUpWorker } from './modules/true-ups/true-up-worker';
 import { createOverridesRepository } from './modules/entitlements/overrides-repository';
 import { createEntitlementsService } from './modules/entitlements/entitlements-service';
 import { createOverridesExpiry, createOverridesExpiryJob } from './modules/entitlements/overrides-expiry';
@@ -196,7 +197,21 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     now,
   });
   // Late usage from usage bundles: which events are late, and their true-ups (one invoice item per bundle and metric).
-  const trueUps = createTrueUpsService({ repo: createTrueUpsRepository(), deals, stripeEnabled: stripe.enabled, now });
+  const trueUpsRepo = createTrueUpsRepository();
+  const trueUps = createTrueUpsService({ db, repo: trueUpsRepo, audit, deals, stripeEnabled: stripe.enabled, now });
+  // Bills pending true-ups as Stripe invoice items (the usage forwarder's settings: FORWARDER_*).
+  const trueUpWorker = createTrueUpWorker({
+    db,
+    repo: trueUpsRepo,
+    stripe,
+    customers,
+    subscriptions,
+    plans,
+    audit,
+    logger: logger.child({ component: 'true-ups' }),
+    settings: config.forwarder,
+    onOutcome: (outcome) => metrics.trueUps.inc({ outcome }),
+  });
   // usage.threshold_crossed and usage.allowance_exhausted: checked after each usage write commits, once per crossing.
   const watch: ThresholdWatch = createThresholdWatch({
     db,
@@ -360,6 +375,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     invoices,
     deals,
     trueUps,
+    trueUpWorker,
     entitlements,
     overridesExpiry,
     thresholdWatch: watch,
@@ -375,13 +391,15 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     now: now ?? Date.now,
 
     /**
-     * Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, webhook deliveries,
+     * Background work: batched last-used writes, cross-instance cache eviction, the usage forwarder, the true-up worker
+     * (late usage billed as invoice items; both only with Stripe on), webhook deliveries,
      * the stale-activation sweep, the license notices, event retention, the ends of entitlement overrides.
      */
     async start(databaseUrl: string): Promise<void> {
       lastUsed.start();
       await invalidation.listen(databaseUrl);
       forwarder.start();
+      trueUpWorker.start();
       if (config.webhooks.enabled) deliveryWorker.start(databaseUrl);
       activationSweeper.start();
       licenseNoticesJob.start();
@@ -394,6 +412,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       await usage.drained();
       await watch.stop();
       await forwarder.stop();
+      await trueUpWorker.stop();
       await deliveryWorker.stop();
       deliveries.close();
       await activationSweeper.stop();

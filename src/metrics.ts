@@ -64,6 +64,12 @@ export function createMetrics() {
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),
+    trueUps: new Counter({
+      name: 'usage_true_ups_total',
+      help: 'Late usage true-ups handled by the true-up worker, by outcome (sent: a Stripe invoice item was made; retried; failed: parked for an admin)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
     webhookEvents: new Counter({
       name: 'stripe_webhook_events_total',
       help: 'Stripe webhook deliveries by event type and outcome (processed, duplicate, ignored, failed, invalid_signature)',

@@ -326,7 +326,8 @@ export function createStripeClient(config: Pick<Config, 'stripe'>): StripePort {
             period: { start: Math.floor(input.period.start.getTime() / 1000), end: Math.ceil(input.period.end.getTime() / 1000) },
             metadata: input.metadata,
           },
-          { idempotencyKey: input.idempotencyKey },
+          // The true-up worker owns retries (backoff that survives restarts); the key makes each resend one item.
+          { idempotencyKey: input.idempotencyKey, maxNetworkRetries: 0 },
         ),
       );
       return item.id;

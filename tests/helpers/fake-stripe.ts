@@ -19,6 +19,14 @@
  * /v1/billing/meters) and customer portal sessions (POST /v1/billing_portal/sessions). Objects carry
  * every field of Stripe's published fixtures (github.com/stripe/openapi fixtures3.json), checked
  * against tests/fixtures/stripe-fixture-shapes.json by tests/unit/fake-stripe-shapes.test.ts.
+ *
+ * Prices (POST /v1/prices, GET /v1/prices/:id) in Stripe's shape, per-unit or tiered, with
+ * transform_quantity; invoice items (POST /v1/invoiceitems) from price_data and quantity_decimal, as
+ * the true-up worker makes them, kept in `invoiceItems` (what Stripe would put on the next invoice).
+ * Every POST honours Idempotency-Key as Stripe's v1 API does: the same key on the same path answers
+ * the first answer again and does nothing more (a 5xx injected here is not kept, as a failure before
+ * Stripe's endpoint ran is not). Faults: failNext(/invoiceitems/, n, {status: 500}) for the next n
+ * calls, 'drop' for an answer lost after the item was made.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -131,6 +139,10 @@ export interface FakeStripe {
   customers: Map<string, Record<string, unknown>>;
   subscriptions: Map<string, FakeSubscription>;
   prices: Map<string, Record<string, unknown>>;
+  /** Invoice items made by POST /v1/invoiceitems, by id, in the order made (one per idempotency key). */
+  invoiceItems: Map<string, Record<string, any>>;
+  /** POST /v1/invoiceitems calls (answered, failed or dropped). */
+  invoiceItemCalls(): RecordedRequest[];
   invoices: Map<string, Record<string, any>>;
   /** Builds an event in Stripe's shape and keeps it, so GET /v1/events/:id serves it. */
   event(type: string, object: Record<string, unknown>, created?: number): FakeEvent;
@@ -202,6 +214,7 @@ export async function startFakeStripe(): Promise<FakeStripe> {
   const customers = new Map<string, Record<string, unknown>>();
   const subscriptions = new Map<string, FakeSubscription>();
   const prices = new Map<string, Record<string, unknown>>();
+  const invoiceItems = new Map<string, Record<string, any>>();
   const invoices = new Map<string, Record<string, any>>();
   const events = new Map<string, FakeEvent>();
   const meters = new Map<string, Record<string, unknown>>();
@@ -444,26 +457,113 @@ export async function startFakeStripe(): Promise<FakeStripe> {
     return inv;
   }
 
+  const invalid = (message: string, param?: string) => ({
+    status: 400,
+    body: { error: { type: 'invalid_request_error', code: param ? 'parameter_invalid' : undefined, message, ...(param ? { param } : {}) } },
+  });
+
+  /**
+   * A price in Stripe's shape (fixtures3.json price): per-unit (unit_amount or unit_amount_decimal)
+   * or tiered (billing_scheme=tiered: no unit amount; its tiers are only shown when expanded, so
+   * they are not kept), with transform_quantity when given.
+   */
+  function priceObject(b: Record<string, any>, now: number): Record<string, unknown> {
+    const tiered = b.billing_scheme === 'tiered';
+    const decimal = tiered ? null : (b.unit_amount_decimal ?? String(Number(b.unit_amount ?? 0)));
+    return {
+      id: id('price'),
+      object: 'price',
+      active: true,
+      billing_scheme: tiered ? 'tiered' : 'per_unit',
+      created: now,
+      currency: b.currency ?? 'usd',
+      custom_unit_amount: null,
+      livemode: false,
+      lookup_key: b.lookup_key ?? null,
+      metadata: b.metadata ?? {},
+      nickname: b.nickname ?? null,
+      product: b.product ?? id('prod'),
+      recurring: b.recurring ? { interval: 'month', interval_count: 1, meter: null, usage_type: 'licensed', trial_period_days: null, ...b.recurring } : null,
+      tax_behavior: b.tax_behavior ?? 'unspecified',
+      tiers_mode: tiered ? (b.tiers_mode ?? 'graduated') : null,
+      transform_quantity: b.transform_quantity ? { divide_by: Number(b.transform_quantity.divide_by), round: b.transform_quantity.round ?? 'down' } : null,
+      type: b.recurring ? 'recurring' : 'one_time',
+      // An integer unit amount when the decimal one is whole, as Stripe shows it.
+      unit_amount: decimal !== null && /^\d+$/.test(decimal) ? Number(decimal) : null,
+      unit_amount_decimal: decimal,
+    };
+  }
+
+  /**
+   * POST /v1/invoiceitems: a pending invoice item for the customer's next invoice (of the subscription
+   * when given), in Stripe's shape (fixtures3.json invoiceitem). Priced by `price` (a one-time price
+   * only: Stripe refuses a recurring one here) or by price_data, which Stripe makes into an inline
+   * price; the amount is unit_amount_decimal x quantity_decimal, rounded to a whole minor unit.
+   */
+  function createInvoiceItem(b: Record<string, any>, now: number): { status: number; body: unknown } {
+    if (!b.customer || !customers.has(b.customer)) return notFound('customer', String(b.customer));
+    const sub = b.subscription ? subscriptions.get(b.subscription) : undefined;
+    if (b.subscription && !sub) return notFound('subscription', String(b.subscription));
+    if (sub && sub.customer !== b.customer) return invalid(`The subscription ${sub.id} does not belong to customer ${b.customer}.`, 'subscription');
+    let price: Record<string, unknown>;
+    if (b.price !== undefined) {
+      const found = prices.get(b.price);
+      if (!found) return notFound('price', String(b.price));
+      if (found.type === 'recurring')
+        return invalid(`The price specified is set to \`type=recurring\` but this field only accepts prices with \`type=one_time\`.`, 'price');
+      price = found;
+    } else if (b.price_data) {
+      const d = b.price_data as Record<string, string>;
+      if (!d.currency || !d.product || (d.unit_amount_decimal === undefined && d.unit_amount === undefined)) {
+        return invalid('price_data needs currency, product and unit_amount or unit_amount_decimal.', 'price_data');
+      }
+      price = priceObject({ currency: d.currency, product: d.product, unit_amount_decimal: d.unit_amount_decimal ?? d.unit_amount }, now);
+      prices.set(price.id as string, price);
+    } else {
+      return invalid('Must provide either amount, price or price_data.');
+    }
+    const quantity = String(b.quantity_decimal ?? b.quantity ?? '1');
+    if (!/^\d+(\.\d{1,12})?$/.test(quantity)) return invalid(`Invalid decimal: ${quantity}`, 'quantity_decimal');
+    const unit = String(price.unit_amount_decimal);
+    const amount = Math.round(Number(unit) * Number(quantity));
+    const item = {
+      id: id('ii'),
+      object: 'invoiceitem',
+      amount,
+      currency: price.currency,
+      customer: b.customer,
+      customer_account: null,
+      date: now,
+      description: b.description ?? null,
+      discountable: true,
+      discounts: [],
+      invoice: null,
+      livemode: false,
+      metadata: b.metadata ?? {},
+      net_amount: amount,
+      parent: sub ? { type: 'subscription_details', subscription_details: { subscription: sub.id } } : null,
+      period: b.period ? { start: Number(b.period.start), end: Number(b.period.end) } : { start: now, end: now },
+      pricing: { type: 'price_details', price_details: { price: price.id, product: price.product }, unit_amount_decimal: unit },
+      proration: false,
+      quantity: Math.trunc(Number(quantity)),
+      quantity_decimal: quantity,
+      tax_rates: [],
+      test_clock: null,
+    };
+    invoiceItems.set(item.id, item);
+    return { status: 200, body: item };
+  }
+
   function respond(req: RecordedRequest): { status: number; body: unknown } {
     const now = Math.floor(Date.now() / 1000);
     const b = req.body as Record<string, any>;
     let m: RegExpExecArray | null;
     if (req.method === 'POST' && req.path === '/v1/prices') {
-      const p = {
-        id: id('price'),
-        object: 'price',
-        active: true,
-        currency: b.currency ?? 'usd',
-        unit_amount: b.unit_amount_decimal !== undefined ? null : Number(b.unit_amount ?? 0),
-        unit_amount_decimal: b.unit_amount_decimal ?? String(Number(b.unit_amount ?? 0)),
-        nickname: b.nickname ?? null,
-        recurring: b.recurring ? { interval: 'month', interval_count: 1, meter: null, usage_type: 'licensed', trial_period_days: null, ...b.recurring } : null,
-        product: b.product ?? id('prod'),
-        created: now,
-      };
-      prices.set(p.id, p);
+      const p = priceObject(b, now);
+      prices.set(p.id as string, p);
       return { status: 200, body: p };
     }
+    if (req.method === 'POST' && req.path === '/v1/invoiceitems') return createInvoiceItem(b, now);
 
     if (req.method === 'GET' && (m = /^\/v1\/invoices\/([^/]+)\/lines$/.exec(req.path))) {
       const inv = invoices.get(m[1]!);
@@ -763,6 +863,8 @@ export async function startFakeStripe(): Promise<FakeStripe> {
     customers,
     subscriptions,
     prices,
+    invoiceItems,
+    invoiceItemCalls: () => requests.filter((r) => r.method === 'POST' && r.path === '/v1/invoiceitems'),
     invoices,
     event(type, object, created = ++eventClock) {
       const e: FakeEvent = {

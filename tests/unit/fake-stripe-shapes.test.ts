@@ -10,7 +10,7 @@ import { startFakeStripe, type FakeStripe } from '../helpers/fake-stripe';
  */
 const keys = (o: unknown) => Object.keys(o as object).sort();
 /** Fields Stripe's types have that the fixture leaves out because they are null there. */
-const OPTIONAL: Record<string, string[]> = { 'line_item.pricing': ['price_details'] };
+const OPTIONAL: Record<string, string[]> = { 'line_item.pricing': ['price_details'], 'invoiceitem.pricing': ['price_details'] };
 
 let fake: FakeStripe;
 let stripe: Stripe;
@@ -90,5 +90,99 @@ describe('the fake Stripe speaks in the published shapes', () => {
     expect(all[0]!.created.getTime()).toBeGreaterThan(all[120]!.created.getTime());
     expect(all.find((i) => i.id === big.id)!.lines).toHaveLength(25);
     expect(await port.retrieveInvoice('in_missing')).toBeNull();
+  });
+
+  it('prices (per unit, tiered, with transform_quantity) have every fixture field; the port reads their terms', async () => {
+    const port = createStripeClient({ stripe: { secretKey: 'sk_test_shapes', apiBase: fake.url, timeoutMs: 5000 } } as never);
+    const recurring = { interval: 'month', usage_type: 'metered' } as const;
+    const perUnit = await stripe.prices.create({
+      currency: 'eur',
+      product: 'prod_shapes',
+      // stripe-node 23 types it as its Decimal.
+      unit_amount_decimal: Stripe.Decimal.from('0.125'),
+      transform_quantity: { divide_by: 1000, round: 'up' },
+      recurring,
+    });
+    const tiered = await stripe.prices.create({
+      currency: 'usd',
+      product: 'prod_shapes',
+      billing_scheme: 'tiered',
+      tiers_mode: 'graduated',
+      tiers: [
+        { up_to: 1000, unit_amount: 5 },
+        { up_to: 'inf', unit_amount: 2 },
+      ],
+      recurring,
+    });
+    for (const p of [perUnit, tiered]) {
+      expectShape('price', fake.prices.get(p.id));
+      expectShape('price.recurring', fake.prices.get(p.id)!.recurring);
+    }
+    expectShape('price.transform_quantity', fake.prices.get(perUnit.id)!.transform_quantity);
+    expect(await port.retrievePrice(perUnit.id)).toEqual({
+      id: perUnit.id,
+      currency: 'eur',
+      product: 'prod_shapes',
+      active: true,
+      billingScheme: 'per_unit',
+      unitAmountDecimal: '0.125',
+      transformQuantity: { divideBy: 1000, round: 'up' },
+    });
+    expect(await port.retrievePrice(tiered.id)).toMatchObject({ billingScheme: 'tiered', unitAmountDecimal: null, transformQuantity: null });
+    expect(await port.retrievePrice('price_missing')).toBeNull();
+  });
+
+  it('an invoice item made through the port has every fixture field; stripe-node sends its Decimals as the plain form fields the fake reads; a repeated key makes no second item', async () => {
+    const customer = await stripe.customers.create({ email: 'items@example.com' });
+    const sub = await stripe.subscriptions.create({ customer: customer.id, items: [{ price: 'price_base' }] });
+    const port = createStripeClient({ stripe: { secretKey: 'sk_test_shapes', apiBase: fake.url, timeoutMs: 5000 } } as never);
+    const input = {
+      idempotencyKey: `true-up-shapes-${Date.now()}`,
+      stripeCustomerId: customer.id,
+      stripeSubscriptionId: sub.id,
+      currency: 'usd',
+      product: 'prod_calls',
+      unitAmountDecimal: '0.000125',
+      quantityDecimal: '99999999999999.999999',
+      description: 'Late usage: 99999999999999.999999 api_calls (2026-10-01 to 2026-10-20)',
+      period: { start: new Date('2026-10-01T10:00:00.500Z'), end: new Date('2026-10-20T10:00:00.500Z') },
+      metadata: { true_up_id: 't1', metric: 'api_calls', quantity: '99999999999999.999999', bundle_id: 'b1' },
+    };
+    const itemId = await port.createInvoiceItem(input);
+    const call = fake.invoiceItemCalls().at(-1)!;
+    // Strings, not {_coefficient, _exponent}: stripe-node 23 coerces its Decimal for this endpoint's form.
+    expect(call.body).toEqual({
+      customer: customer.id,
+      subscription: sub.id,
+      price_data: { currency: 'usd', product: 'prod_calls', unit_amount_decimal: '0.000125' },
+      quantity_decimal: '99999999999999.999999',
+      description: input.description,
+      period: { start: String(Date.parse('2026-10-01T10:00:00Z') / 1000), end: String(Date.parse('2026-10-20T10:00:01Z') / 1000) },
+      metadata: input.metadata,
+    });
+    expect(call.idempotencyKey).toBe(input.idempotencyKey);
+    const item = fake.invoiceItems.get(itemId)!;
+    expectShape('invoiceitem', item);
+    expectShape('invoiceitem.period', item.period);
+    expectShape('invoiceitem.parent', item.parent);
+    expectShape('invoiceitem.parent.subscription_details', item.parent.subscription_details);
+    expectShape('invoiceitem.pricing', item.pricing);
+    // 0.000125 x 99,999,999,999,999.999999 minor units, rounded.
+    expect(item).toMatchObject({ customer: customer.id, amount: 12_500_000_000, quantity_decimal: '99999999999999.999999', invoice: null });
+    // stripe-node reads the answer's decimals back as its Decimal.
+    const read = await stripe.invoiceItems.create(
+      {
+        customer: customer.id,
+        price_data: { currency: 'usd', product: 'prod_calls', unit_amount_decimal: Stripe.Decimal.from('2') },
+        quantity_decimal: Stripe.Decimal.from('1.5'),
+      },
+      { idempotencyKey: `read-${input.idempotencyKey}` },
+    );
+    expect(String(read.quantity_decimal)).toBe('1.5');
+    expect(read.amount).toBe(3);
+
+    const items = fake.invoiceItems.size;
+    expect(await port.createInvoiceItem(input)).toBe(itemId);
+    expect(fake.invoiceItems.size).toBe(items);
   });
 });

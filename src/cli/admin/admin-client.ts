@@ -26,6 +26,7 @@ export type AuditEntry = Answer<'/api/audit', 'get'>['data'][number];
 export type Plan = Answer<'/api/plans/{code}', 'get'>['plan'];
 export type Subscription = Answer<'/api/customers/{id}/subscriptions', 'get'>['data'][number];
 export type UsageReport = Answer<'/api/reports/usage', 'get'>;
+export type LateUsageReport = Answer<'/api/reports/usage/late', 'get'>;
 export type RotatedKeys = Answer<'/api/keys/rotate', 'post'>;
 export type WebhookEndpoint = Answer<'/api/webhook-endpoints/{id}', 'get'>['webhook_endpoint'];
 export type CreatedWebhookEndpoint = Answer<'/api/webhook-endpoints', 'post', 201>;
@@ -161,6 +162,14 @@ export class AdminClient {
   retryForwarding = (body: BodyOf<'/api/reports/forwarding/retry', 'post'>) =>
     this.send<Answer<'/api/reports/forwarding/retry', 'post'>>('POST', '/api/reports/forwarding/retry', body);
   webhooks = () => this.get<Answer<'/api/reports/webhooks', 'get'>>('/api/reports/webhooks');
+  /** Late usage billed by true-ups: a page, with the totals of every page. */
+  lateUsage = (query: Omit<QueryOf<'/api/reports/usage/late', 'get'>, 'format'> = {}) =>
+    this.get<LateUsageReport>('/api/reports/usage/late', { ...query, format: 'json' });
+  /** Every true-up the filters match as CSV, as the service writes it (a header line first). */
+  lateUsageCsv = (query: Omit<QueryOf<'/api/reports/usage/late', 'get'>, 'format' | 'limit' | 'cursor'> = {}) =>
+    this.get<string>('/api/reports/usage/late', { ...query, format: 'csv' });
+  retryLateUsage = (body: BodyOf<'/api/reports/usage/late/retry', 'post'>) =>
+    this.send<Answer<'/api/reports/usage/late/retry', 'post'>>('POST', '/api/reports/usage/late/retry', body);
 
   // plans
   createPlan = (body: BodyOf<'/api/plans', 'post'>) => this.send<Answer<'/api/plans', 'post', 201>>('POST', '/api/plans', body);

@@ -13,6 +13,7 @@ import { usageCommands } from './commands/usage';
 import { eventsCommands } from './commands/events';
 import { webhooksCommands } from './commands/webhooks';
 import { invoicesCommands } from './commands/invoices';
+import { lateUsageCommands } from './commands/late-usage';
 
 const EXIT_HELP = `
 Environment:
@@ -53,6 +54,7 @@ export function buildProgram(deps: Deps) {
   webhooksCommands(program, deps);
   eventsCommands(program, deps);
   invoicesCommands(program, deps);
+  lateUsageCommands(program, deps);
   return program;
 }
 

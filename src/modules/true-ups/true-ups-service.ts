@@ -1,7 +1,9 @@
 import type { Knex } from 'knex';
 import { uuidv7 } from '../../lib/ids';
+import type { ActorContext } from '../../lib/request-context';
+import type { AuditService } from '../audit/audit-service';
 import type { Deals } from '../entitlements/deals';
-import type { LateEvent, TrueUp, TrueUpsRepository } from './true-ups-repository';
+import type { LateEvent, TrueUp, TrueUpFilter, TrueUpsRepository, TrueUpTotal } from './true-ups-repository';
 
 /**
  * Stripe's meters take events at most 35 days old; an event is late one day before that, so one
@@ -10,7 +12,10 @@ import type { LateEvent, TrueUp, TrueUpsRepository } from './true-ups-repository
 export const LATE_AFTER_MS = 34 * 86_400_000;
 
 export interface TrueUpsServiceDeps {
+  /** The report and the retry read and write here; recordLate writes in its caller's transaction. */
+  db: Knex;
   repo: TrueUpsRepository;
+  audit: Pick<AuditService, 'record'>;
   deals: Pick<Deals, 'dealFor'>;
   /** Stripe on: true-ups wait in the outbox (pending); off: `local`, the report alone. */
   stripeEnabled: boolean;
@@ -50,6 +55,39 @@ export function createTrueUpsService(deps: TrueUpsServiceDeps) {
         state: deps.stripeEnabled ? 'pending' : 'local',
         events,
         ids: () => uuidv7(at),
+      });
+    },
+
+    /**
+     * GET /api/reports/usage/late: a page of true-ups, newest first, and the totals per metric of
+     * every true-up the filter matches (all pages). `limit` rows at most; more: true when there are more.
+     */
+    async report(filter: TrueUpFilter, page: { beforeId?: string; limit: number }): Promise<{ items: TrueUp[]; more: boolean; totals: TrueUpTotal[] }> {
+      const [rows, totals] = await Promise.all([
+        deps.repo.list(deps.db, { ...filter, beforeId: page.beforeId, limit: page.limit + 1 }),
+        deps.repo.totals(deps.db, filter),
+      ]);
+      return { items: rows.slice(0, page.limit), more: rows.length > page.limit, totals };
+    },
+
+    /** Every true-up the filter matches, up to `max` + 1 (the CSV: the caller refuses more than `max`). */
+    all: (filter: TrueUpFilter, max: number): Promise<TrueUp[]> => deps.repo.list(deps.db, { ...filter, limit: max + 1 }),
+
+    /**
+     * Failed true-ups (the ids given, or all) back to pending with a fresh budget of attempts: after
+     * the cause was fixed (a customer linked to Stripe, a metered price set, a price made per-unit).
+     * Audited with the ids requeued. Others (pending, sent, local) are left as they are.
+     */
+    async retry(ctx: ActorContext, ids: string[] | null): Promise<string[]> {
+      return deps.db.transaction(async (trx) => {
+        const requeued = await deps.repo.requeueFailed(trx, ids);
+        await deps.audit.record(trx, ctx, {
+          action: 'usage.true_up_retry',
+          outcome: 'success',
+          targetType: 'usage_true_up',
+          details: { requested: ids ? ids.length : 'all failed', requeued: requeued.length, ids: requeued.slice(0, 100) },
+        });
+        return requeued;
       });
     },
   };
