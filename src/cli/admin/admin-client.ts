@@ -37,6 +37,7 @@ export type WebhookDelivery = Answer<'/api/events/{id}/resend', 'post'>['deliver
 export type CustomerDeal = Answer<'/api/customers/{id}/entitlements', 'get'>;
 export type OverridesBody = BodyOf<'/api/customers/{id}/entitlements', 'put'>;
 export type Invoice = Answer<'/api/customers/{id}/invoices', 'get'>['data'][number];
+export type UsageBundleAnswer = Answer<'/api/customers/{id}/usage-bundles', 'post'>;
 
 /**
  * GET/DELETE /api/customers/:id/activations[/:fingerprint] come with the licenses module, which is
@@ -161,6 +162,14 @@ export class AdminClient {
   retryForwarding = (body: BodyOf<'/api/reports/forwarding/retry', 'post'>) =>
     this.send<Answer<'/api/reports/forwarding/retry', 'post'>>('POST', '/api/reports/forwarding/retry', body);
   webhooks = () => this.get<Answer<'/api/reports/webhooks', 'get'>>('/api/reports/webhooks');
+  /**
+   * A usage bundle file an air-gapped site sent, uploaded for its customer. Safe to retry: the same
+   * bundle is applied once and answers the same receipt.
+   */
+  importUsageBundle = (id: string, bundle: string) =>
+    this.send<UsageBundleAnswer>('POST', `/api/customers/${seg(id)}/usage-bundles`, { bundle } satisfies BodyOf<'/api/customers/{id}/usage-bundles', 'post'>, {
+      idempotent: true,
+    });
 
   // plans
   createPlan = (body: BodyOf<'/api/plans', 'post'>) => this.send<Answer<'/api/plans', 'post', 201>>('POST', '/api/plans', body);
