@@ -53,6 +53,8 @@ export interface Activation {
   last_seen_at?: string | null;
   expires_at?: string | null;
   released_at?: string | null;
+  /** What its usage bundles say (air-gapped instances); null when it sent none. */
+  bundles?: { last_seq: number; last_upload_at: string; missing_seq: number[] } | null;
   [field: string]: unknown;
 }
 
