@@ -35,6 +35,7 @@ import { billingPortalHandlers, billingPortalRouteSpecs } from './modules/billin
 import { upcomingInvoiceHandlers, upcomingInvoiceRouteSpecs } from './modules/invoices/upcoming-routes';
 import { invoicesHandlers, invoicesRouteSpecs } from './modules/invoices/invoices-routes';
 import { trueUpsHandlers, trueUpsRouteSpecs } from './modules/true-ups/true-ups-routes';
+import { usageBundlesHandlers, usageBundlesRouteSpecs } from './modules/usage-bundles/usage-bundles-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
@@ -81,6 +82,7 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     apiKeys: apiKeysRouteSpecs(),
     audit: auditRouteSpecs(),
     usage: usageRouteSpecs(usageSchemas(config.usage.metrics, config.usage.maxBatch, now), config.usage.bodyLimit),
+    usageBundles: usageBundlesRouteSpecs(config.usage.bundleMaxBytes),
     forwarding: forwardingRouteSpecs(),
     plans: plansRouteSpecs(planSchemas(config.usage.metrics)),
     subscriptions: subscriptionsRouteSpecs(),
@@ -119,11 +121,12 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.apiKeys, apiKeysHandlers(c.apiKeys)),
     ...bindRoutes(specs.audit, auditHandlers(c.audit)),
     ...bindRoutes(specs.usage, usageHandlers(c.usage, { fresh: c.deals, cached: c.thresholdWatch })),
+    ...bindRoutes(specs.usageBundles, usageBundlesHandlers(c.usageBundles, c.config.license.jwksUrl)),
     ...bindRoutes(specs.forwarding, forwardingHandlers(c.forwarding)),
     ...bindRoutes(specs.plans, plansHandlers(c.plans)),
     ...bindRoutes(specs.subscriptions, subscriptionsHandlers(c.subscriptions, c.invoices)),
     ...bindRoutes(specs.stripeWebhooks, stripeWebhooksHandlers(c.webhooks)),
-    ...bindRoutes(specs.licenses, licensesHandlers(c.licenses, c.config.license.jwksUrl)),
+    ...bindRoutes(specs.licenses, licensesHandlers(c.licenses, c.config.license.jwksUrl, c.usageBundles)),
     ...bindRoutes(specs.events, eventsHandlers(c.events)),
     ...bindRoutes(specs.webhookEndpoints, webhookEndpointsHandlers(c.webhookEndpoints)),
     ...bindRoutes(specs.webhookDeliveries, webhookDeliveriesHandlers(c.deliveries)),

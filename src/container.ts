@@ -58,6 +58,8 @@ import { createDeliveryService } from './modules/webhooks/delivery-service';
 import { createDeliveryWorker } from './modules/webhooks/delivery-worker';
 import { createBillingPortalService } from './modules/billing-portal/billing-portal-service';
 import { createUpcomingInvoices } from './modules/invoices/upcoming-invoice';
+import { createUsageBundlesRepository } from './modules/usage-bundles/usage-bundles-repository';
+import { createUsageBundlesService } from './modules/usage-bundles/usage-bundles-service';
 
 export interface ContainerOptions {
   config: Config;
@@ -308,6 +310,20 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     events,
   });
   metrics.watchActivations(() => licenses.countActive());
+  // Usage from air-gapped instances: signed bundles, applied once, answered with a signed receipt and a fresh license.
+  const usageBundles = createUsageBundlesService({
+    db,
+    repo: createUsageBundlesRepository(),
+    customers,
+    licenses,
+    usage,
+    trueUps,
+    signer: licenseSigner,
+    events,
+    audit,
+    settings: { issuer: config.license.issuer, metrics: config.usage.metrics, maxEvents: config.usage.bundleMaxEvents },
+    now,
+  });
   const activationSweeper = createActivationSweeper({ licenses, logger: logger.child({ component: 'license-activations' }), intervalMs: 3_600_000 });
   // license.expiring_soon and license.expired: announced once per episode, by whichever instance gets there first.
   const licenseNotices = createLicenseNotices({
@@ -383,6 +399,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     licenses,
     licenseSigner,
     licenseNotices,
+    usageBundles,
     billingPortal,
     upcomingInvoices,
     metrics,

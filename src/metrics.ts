@@ -48,7 +48,7 @@ export function createMetrics() {
     }),
     usageAccepted: new Counter({
       name: 'usage_events_accepted_total',
-      help: 'Usage events stored (replays not counted), by how they came (single, batch)',
+      help: 'Usage events stored (replays not counted), by how they came (single, batch, bundle)',
       labelNames: ['mode'] as const,
       registers: [registry],
     }),

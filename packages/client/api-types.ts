@@ -216,6 +216,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/usage/bundles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Upload a usage bundle exported by an air-gapped instance of the calling customer; answers a signed receipt and a fresh license */
+        post: operations["post_api_usage_bundles"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/customers/{id}/usage-bundles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Upload a usage bundle for a customer (a file its site sent the vendor); answers a signed receipt and a fresh license to send back */
+        post: operations["post_api_customers_id_usage_bundles"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/reports/forwarding": {
         parameters: {
             query?: never;
@@ -898,6 +932,36 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        UsageBundleReceipt: {
+            iss: string;
+            /** @description The customer id */
+            sub: string;
+            iat: number;
+            jti: string;
+            bundle_id: string;
+            seq: number;
+            customer_id: string;
+            fingerprint: string;
+            /** @description base64url(SHA-256(the bundle’s JWS text)): the bundle this receipt is for */
+            bundle_digest: string;
+            /** @description Events in the bundle */
+            events: number;
+            /** @description Events stored by this bundle */
+            applied: number;
+            /** @description Events stored already (sent online, or in another bundle) with the same body: nothing new stored */
+            duplicates: number;
+            /** @description Events refused, with why (a bad metric, quantity or time; a key stored with another body): never stored */
+            rejected: {
+                idempotency_key: string;
+                reason: string;
+            }[];
+            /** @description Of the applied, those late usage (of a billing period already invoiced, or more than 34 days old): billed by a true-up */
+            late: number;
+            /** @description Seqs below the highest received from this instance never received (at most 1,000 listed) */
+            missing_seq: number[];
+            /** @description The bundle of seq - 1 held here has another digest than this bundle’s `previous` */
+            previous_mismatch: boolean;
+        };
         LicenseClaims: {
             iss: string;
             /** @description The customer id */
@@ -3140,6 +3204,358 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "VALIDATION_FAILED";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    post_api_usage_bundles: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The usage bundle file’s text: a compact JWS signed by the instance key (docs/USAGE.md, Air-gapped sites) */
+                    bundle: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Applied (or applied before: the same receipt): the signed receipt, its claims, and a fresh license bound to the instance (or why not) */
+            200: {
+                headers: {
+                    /** @description true: this bundle was applied before; its stored receipt is answered, nothing applied again */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Compact JWS, header {alg: EdDSA, kid, typ: usage-receipt+jwt}, signed with the license key; the same for the same bundle */
+                        receipt: string;
+                        receipt_claims: components["schemas"]["UsageBundleReceipt"];
+                        /** @description A fresh license bound to the instance’s fingerprint (as an offline activation’s), or null: see license_error */
+                        license: string | null;
+                        claims: components["schemas"]["LicenseClaims"] | null;
+                        jwks_url: string;
+                        /** @description Why no license came with the receipt (LICENSE_NOT_FOUND, INSTANCE_LIMIT_REACHED, ...); null when one did */
+                        license_error: {
+                            code: string;
+                            message: string;
+                        } | null;
+                    };
+                };
+            };
+            /** @description INVALID_JSON, BAD_REQUEST */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INVALID_JSON" | "BAD_REQUEST";
+                        };
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description CUSTOMER_DELETED, INSTANCE_KEY_UNKNOWN, INSTANCE_DEACTIVATED, BUNDLE_CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "CUSTOMER_DELETED" | "INSTANCE_KEY_UNKNOWN" | "INSTANCE_DEACTIVATED" | "BUNDLE_CONFLICT";
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "PAYLOAD_TOO_LARGE";
+                        };
+                    };
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNSUPPORTED_MEDIA_TYPE";
+                        };
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED, BUNDLE_WRONG_CUSTOMER, BUNDLE_SIGNATURE_INVALID */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "VALIDATION_FAILED" | "BUNDLE_WRONG_CUSTOMER" | "BUNDLE_SIGNATURE_INVALID";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    post_api_customers_id_usage_bundles: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The usage bundle file’s text: a compact JWS signed by the instance key (docs/USAGE.md, Air-gapped sites) */
+                    bundle: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Applied (or applied before: the same receipt): the signed receipt, its claims, and a fresh license bound to the instance (or why not) */
+            200: {
+                headers: {
+                    /** @description true: this bundle was applied before; its stored receipt is answered, nothing applied again */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Compact JWS, header {alg: EdDSA, kid, typ: usage-receipt+jwt}, signed with the license key; the same for the same bundle */
+                        receipt: string;
+                        receipt_claims: components["schemas"]["UsageBundleReceipt"];
+                        /** @description A fresh license bound to the instance’s fingerprint (as an offline activation’s), or null: see license_error */
+                        license: string | null;
+                        claims: components["schemas"]["LicenseClaims"] | null;
+                        jwks_url: string;
+                        /** @description Why no license came with the receipt (LICENSE_NOT_FOUND, INSTANCE_LIMIT_REACHED, ...); null when one did */
+                        license_error: {
+                            code: string;
+                            message: string;
+                        } | null;
+                    };
+                };
+            };
+            /** @description INVALID_JSON, BAD_REQUEST */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INVALID_JSON" | "BAD_REQUEST";
+                        };
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND";
+                        };
+                    };
+                };
+            };
+            /** @description CUSTOMER_DELETED, INSTANCE_KEY_UNKNOWN, INSTANCE_DEACTIVATED, BUNDLE_CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "CUSTOMER_DELETED" | "INSTANCE_KEY_UNKNOWN" | "INSTANCE_DEACTIVATED" | "BUNDLE_CONFLICT";
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "PAYLOAD_TOO_LARGE";
+                        };
+                    };
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNSUPPORTED_MEDIA_TYPE";
+                        };
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED, BUNDLE_WRONG_CUSTOMER, BUNDLE_SIGNATURE_INVALID */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "VALIDATION_FAILED" | "BUNDLE_WRONG_CUSTOMER" | "BUNDLE_SIGNATURE_INVALID";
                         };
                     };
                 };
@@ -5600,6 +6016,15 @@ export interface operations {
                             seat_held_until: string | null;
                             /** @description The RFC 7638 thumbprint of the instance’s public key (the kid of its usage bundles); null when it gave none */
                             instance_key_thumbprint: string | null;
+                            /** @description Its usage bundles; null when it has sent none */
+                            bundles: {
+                                /** @description The highest seq received from this instance (customer and fingerprint) */
+                                last_seq: number;
+                                /** Format: date-time */
+                                last_upload_at: string;
+                                /** @description Seqs below last_seq never received (at most 1,000 listed) */
+                                missing_seq: number[];
+                            } | null;
                         }[];
                     };
                 };
@@ -6047,6 +6472,15 @@ export interface operations {
                             seat_held_until: string | null;
                             /** @description The RFC 7638 thumbprint of the instance’s public key (the kid of its usage bundles); null when it gave none */
                             instance_key_thumbprint: string | null;
+                            /** @description Its usage bundles; null when it has sent none */
+                            bundles: {
+                                /** @description The highest seq received from this instance (customer and fingerprint) */
+                                last_seq: number;
+                                /** Format: date-time */
+                                last_upload_at: string;
+                                /** @description Seqs below last_seq never received (at most 1,000 listed) */
+                                missing_seq: number[];
+                            } | null;
                         }[];
                     };
                 };

@@ -62,3 +62,19 @@ export async function runNamed<R>(db: Knex, statement: NamedStatement, values: u
     await pool.releaseConnection(conn);
   }
 }
+
+/**
+ * Runs a named statement in the caller's transaction, on the transaction's own connection (knex's
+ * transaction client hands out that one connection and takes nothing back): the statement commits or
+ * rolls back with the rest of the transaction (a usage bundle's events with its receipt).
+ */
+export async function runNamedInTransaction<R>(trx: Knex, statement: NamedStatement, values: unknown[]): Promise<R[]> {
+  if (!trx.isTransaction) throw new Error('runNamedInTransaction runs inside a transaction (runNamed runs outside one)');
+  const pool = pooledConnections(trx);
+  const conn = await pool.acquireConnection();
+  try {
+    return (await conn.query<R & pg.QueryResultRow>({ name: statement.name, text: statement.text, values })).rows;
+  } finally {
+    await pool.releaseConnection(conn);
+  }
+}

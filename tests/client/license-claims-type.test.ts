@@ -54,13 +54,14 @@ function withClaims(change: (claims: { properties: Record<string, unknown>; requ
 }
 
 describe('the client SDK against the license claims the server publishes', () => {
-  test('when the document is read, then the claims are one named component, the schema both license routes answer with', () => {
+  test('when the document is read, then the claims are one named component, the schema every route answering a license uses', () => {
     expect(same).toBe(true);
     const claims = doc.components.schemas.LicenseClaims!;
     expect(Object.keys(claims.properties)).toEqual(expect.arrayContaining(['iss', 'sub', 'exp', 'entitlements', 'status', 'instance']));
     expect(JSON.stringify(doc)).not.toContain('"seats"');
     const refs = JSON.stringify(doc).match(/#\/components\/schemas\/LicenseClaims/g) ?? [];
-    expect(refs).toHaveLength(2);
+    // The two license routes, and the two usage-bundle uploads (their fresh license's claims, or null).
+    expect(refs).toHaveLength(4);
   });
 
   test('when the client is compiled against the document as it is, then it compiles (control)', () => {

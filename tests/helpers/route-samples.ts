@@ -13,6 +13,7 @@ import {
   type CreatedCustomer,
 } from './factories';
 import { insertEndpoint } from './delivery-fixtures';
+import { bundleEvents, Instance } from './usage-bundles';
 import type { TestApp } from './test-app';
 
 export const routeName = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
@@ -34,6 +35,14 @@ async function activated(t: TestApp, customer?: CreatedCustomer) {
   const res = await request(t.app).post('/api/licenses/activations').set('X-API-Key', c.apiKey).send({ fingerprint: fp });
   if (res.status !== 201) throw new Error(`activate: ${res.status} ${JSON.stringify(res.body)}`);
   return { c, fp };
+}
+
+/** A usage bundle of one event from an instance of the customer (licensed, activated with its instance key). */
+async function bundleOf(t: TestApp, customer?: CreatedCustomer): Promise<{ c: CreatedCustomer; bundle: string }> {
+  const c = await withLicense(t, customer);
+  const instance = new Instance(c);
+  await instance.activate(t);
+  return { c, bundle: await instance.export(bundleEvents(1)) };
 }
 
 /**
@@ -60,6 +69,12 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
   'GET /api/me': async () => ({ path: '/api/me' }),
   'POST /api/usage': async () => ({ path: '/api/usage', body: { metric: 'api_calls', quantity: 1, idempotency_key: `m-${Date.now()}-${Math.random()}` } }),
   'GET /api/usage': async () => ({ path: '/api/usage' }),
+  // Without a caller the bundle can be no one's: a body of the right shape only.
+  'POST /api/usage/bundles': async (t, caller) => ({ path: '/api/usage/bundles', body: { bundle: caller ? (await bundleOf(t, caller)).bundle : 'a.b.c' } }),
+  'POST /api/customers/:id/usage-bundles': async (t) => {
+    const { c, bundle } = await bundleOf(t);
+    return { path: `/api/customers/${c.id}/usage-bundles`, body: { bundle } };
+  },
   'GET /api/customers/:id/usage': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/usage` }),
   'GET /api/reports/usage': async () => ({ path: '/api/reports/usage' }),
   'GET /api/reports/forwarding': async () => ({ path: '/api/reports/forwarding' }),

@@ -5,7 +5,7 @@
 import type { Knex } from 'knex';
 import pg from 'pg';
 import { createKnex } from '../../src/db/knex';
-import { namedStatement, pooledConnections, runNamed } from '../../src/db/named-statement';
+import { namedStatement, pooledConnections, runNamed, runNamedInTransaction } from '../../src/db/named-statement';
 import { testDatabaseUrl } from '../helpers/test-app';
 
 let db: Knex;
@@ -65,4 +65,20 @@ test('when a named statement is run inside a transaction, then it is refused (it
 test('when knex’s client lacks the connection methods, then the error says what to revisit', () => {
   const changed = { client: { acquireConnection: 'not a function' }, isTransaction: false } as unknown as Knex;
   expect(() => pooledConnections(changed)).toThrow(/acquireConnection\/releaseConnection.*named-statement\.ts/);
+});
+
+test('when a named statement runs in a transaction, then it is part of it: what it wrote is seen inside and rolled back with it', async () => {
+  await db.raw('create table if not exists named_in_trx (n int)');
+  const insert = namedStatement('test-insert-in-trx', 'insert into named_in_trx (n) values ($1) returning n');
+  await expect(
+    db.transaction(async (trx) => {
+      expect(await runNamedInTransaction(trx, insert, [7])).toEqual([{ n: 7 }]);
+      expect((await trx('named_in_trx').where({ n: 7 })).length).toBe(1);
+      throw new Error('roll back');
+    }),
+  ).rejects.toThrow('roll back');
+  expect(await db('named_in_trx').where({ n: 7 })).toEqual([]);
+  // Outside a transaction it is refused (runNamed is for that).
+  await expect(runNamedInTransaction(db, insert, [8])).rejects.toThrow(/inside a transaction/);
+  await db.raw('drop table named_in_trx');
 });

@@ -38,6 +38,7 @@ export type WebhookDelivery = Answer<'/api/events/{id}/resend', 'post'>['deliver
 export type CustomerDeal = Answer<'/api/customers/{id}/entitlements', 'get'>;
 export type OverridesBody = BodyOf<'/api/customers/{id}/entitlements', 'put'>;
 export type Invoice = Answer<'/api/customers/{id}/invoices', 'get'>['data'][number];
+export type UsageBundleAnswer = Answer<'/api/customers/{id}/usage-bundles', 'post'>;
 
 /**
  * GET/DELETE /api/customers/:id/activations[/:fingerprint] come with the licenses module, which is
@@ -53,6 +54,8 @@ export interface Activation {
   last_seen_at?: string | null;
   expires_at?: string | null;
   released_at?: string | null;
+  /** What its usage bundles say (air-gapped instances); null when it sent none. */
+  bundles?: { last_seq: number; last_upload_at: string; missing_seq: number[] } | null;
   [field: string]: unknown;
 }
 
@@ -170,6 +173,14 @@ export class AdminClient {
     this.get<string>('/api/reports/usage/late', { ...query, format: 'csv' });
   retryLateUsage = (body: BodyOf<'/api/reports/usage/late/retry', 'post'>) =>
     this.send<Answer<'/api/reports/usage/late/retry', 'post'>>('POST', '/api/reports/usage/late/retry', body);
+  /**
+   * A usage bundle file an air-gapped site sent, uploaded for its customer. Safe to retry: the same
+   * bundle is applied once and answers the same receipt.
+   */
+  importUsageBundle = (id: string, bundle: string) =>
+    this.send<UsageBundleAnswer>('POST', `/api/customers/${seg(id)}/usage-bundles`, { bundle } satisfies BodyOf<'/api/customers/{id}/usage-bundles', 'post'>, {
+      idempotent: true,
+    });
 
   // plans
   createPlan = (body: BodyOf<'/api/plans', 'post'>) => this.send<Answer<'/api/plans', 'post', 201>>('POST', '/api/plans', body);

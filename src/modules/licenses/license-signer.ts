@@ -37,6 +37,13 @@ export function createLicenseSigner(initial: readonly PrivateSigningJwk[], keySe
     sign(claims: JWTPayload): Promise<string> {
       return new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: signing.kid, typ: 'license+jwt' }).sign(signing.key);
     },
+    /**
+     * Other claims signed by the same key under their own typ (a usage bundle's receipt:
+     * usage-receipt+jwt), so a verifier never takes one for a license.
+     */
+    signTyped(claims: JWTPayload, typ: string): Promise<string> {
+      return new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: signing.kid, typ }).sign(signing.key);
+    },
     jwks: () => published,
     /** The root-signed key set served at /.well-known/license-keys; null when none is configured. */
     keySet: () => keySet,

@@ -6,6 +6,7 @@ import { defineRoute, type HandlersFor } from '../../http/route';
 import type { IssuedLicense, LicensesService } from './licenses-service';
 import {
   activationBody,
+  activationBundlesJson,
   activationJson,
   activationParams,
   activationResponse,
@@ -15,7 +16,9 @@ import {
   licenseQuery,
   licenseResponse,
   offlineLicenseBody,
+  type ActivationBundles,
 } from './licenses-schemas';
+import type { Activation } from './activations-repository';
 
 const JWKS_PATH = '/.well-known/jwks.json';
 const customerParams = z.object({ id: uuid });
@@ -127,8 +130,20 @@ export function licensesRouteSpecs() {
   };
 }
 
-export function licensesHandlers(licenses: LicensesService, jwksUrl: string): HandlersFor<ReturnType<typeof licensesRouteSpecs>> {
+/** Where the activations list reads what each instance's usage bundles say (the usage-bundles service), one query per list. */
+export interface BundleSummaries {
+  summaries(customerId: string, fingerprints: readonly string[]): Promise<ReadonlyMap<string, ActivationBundles>>;
+}
+
+export function licensesHandlers(licenses: LicensesService, jwksUrl: string, bundles: BundleSummaries): HandlersFor<ReturnType<typeof licensesRouteSpecs>> {
   const licenseJson = (l: IssuedLicense) => ({ license: l.license, claims: l.claims, jwks_url: jwksUrl });
+  const listJson = async (customerId: string, list: Activation[]) => {
+    const summaries = await bundles.summaries(
+      customerId,
+      list.map((a) => a.fingerprint),
+    );
+    return { data: list.map((a) => ({ ...activationJson(a), bundles: activationBundlesJson(summaries.get(a.fingerprint)) })) };
+  };
 
   return {
     getJwks: () => ({ status: 200, body: licenses.jwks(), headers: { 'Cache-Control': 'public, max-age=300' } }),
@@ -152,7 +167,7 @@ export function licensesHandlers(licenses: LicensesService, jwksUrl: string): Ha
     },
     getLicensesActivations: async ({ principal, ctx }) => ({
       status: 200,
-      body: { data: (await licenses.list(principal.customerId, ctx.requestId)).map(activationJson) },
+      body: await listJson(principal.customerId, await licenses.list(principal.customerId, ctx.requestId)),
     }),
     deleteLicensesActivationsByFingerprint: async ({ params, principal, ctx }) => ({
       status: 200,
@@ -160,7 +175,7 @@ export function licensesHandlers(licenses: LicensesService, jwksUrl: string): Ha
     }),
     getCustomersByIdActivations: async ({ params, ctx }) => ({
       status: 200,
-      body: { data: (await licenses.listForAdmin(params.id, ctx.requestId)).map(activationJson) },
+      body: await listJson(params.id, await licenses.listForAdmin(params.id, ctx.requestId)),
     }),
     deleteCustomersByIdActivationsByFingerprint: async ({ params, ctx }) => ({
       status: 200,

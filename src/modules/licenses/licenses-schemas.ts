@@ -123,7 +123,27 @@ const activation = z.strictObject({
 });
 
 export const activationResponse = z.strictObject({ activation });
-export const activationsResponse = z.strictObject({ data: z.array(activation) });
+
+/** What the instance's usage bundles say (docs/USAGE.md, Air-gapped sites), as the activations list shows it. */
+const activationBundles = z
+  .strictObject({
+    last_seq: nd.describe('The highest seq received from this instance (customer and fingerprint)'),
+    last_upload_at: ts,
+    missing_seq: z.array(nd).describe('Seqs below last_seq never received (at most 1,000 listed)'),
+  })
+  .nullable()
+  .describe('Its usage bundles; null when it has sent none');
+export const activationsResponse = z.strictObject({ data: z.array(activation.extend({ bundles: activationBundles })) });
+
+/** An instance's usage bundles, as the usage-bundles module sums them up (per fingerprint). */
+export interface ActivationBundles {
+  lastSeq: number;
+  lastUploadAt: Date;
+  missingSeq: number[];
+}
+
+export const activationBundlesJson = (b: ActivationBundles | undefined) =>
+  b ? { last_seq: b.lastSeq, last_upload_at: iso(b.lastUploadAt), missing_seq: b.missingSeq } : null;
 
 export const jwksResponse = z.strictObject({
   keys: z.array(

@@ -325,6 +325,14 @@ export function createLicensesService(deps: LicensesServiceDeps) {
 
     list,
 
+    /**
+     * The activations of a fingerprint holding the instance key with this thumbprint, newest first,
+     * released ones too (for checking a usage bundle's signature: whether a release was a
+     * deactivation is the caller's to judge). Takes the caller's Knex or transaction.
+     */
+    instanceKeyActivations: (db: Knex, customerId: string, fingerprint: string, thumbprint: string): Promise<Activation[]> =>
+      repo.findByInstanceKey(db, customerId, fingerprint, thumbprint),
+
     async listForAdmin(customerId: string, requestId: string | null) {
       if (!(await customers.findById(db, customerId))) throw new NotFoundError('Customer');
       return list(customerId, requestId);

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { namedStatement, runNamed } from '../../db/named-statement';
+import { namedStatement, runNamed, runNamedInTransaction } from '../../db/named-statement';
 import type { ForwardingState, UsageDailyRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
 import {
@@ -155,10 +155,20 @@ const ESCAPED = /["\\]/g;
 
 const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } as const;
 
-/** Runs WRITE_SQL; a refused all-or-nothing write becomes a WriteRefusedError naming the events. */
-async function runWrite(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number, allOrNothing: boolean): Promise<WriteRow> {
+/**
+ * Runs WRITE_SQL (on a pooled connection of its own, or with `run` in the caller's transaction); a
+ * refused all-or-nothing write becomes a WriteRefusedError naming the events.
+ */
+async function runWrite(
+  db: Knex,
+  events: readonly EventToWrite[],
+  state: ForwardingState,
+  nowMs: number,
+  allOrNothing: boolean,
+  run: typeof runNamed = runNamed,
+): Promise<WriteRow> {
   try {
-    const [row] = await runNamed<WriteRow>(db, WRITE, [
+    const [row] = await run<WriteRow>(db, WRITE, [
       uuidArray(events.map((e) => e.customerId)),
       textArray(events.map((e) => e.metric)),
       textArray(events.map((e) => e.quantity)),
@@ -220,6 +230,24 @@ export function createUsageRepository() {
     async write(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
       return decodeOutcomes((await runWrite(db, events, state, nowMs, false)).events);
+    },
+
+    /**
+     * The same write in the caller's transaction (a usage bundle's events, with its receipt): each
+     * event settles on its own, and nothing is kept unless the transaction commits.
+     */
+    async writeInTransaction(trx: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<WriteOutcome[]> {
+      if (events.length === 0) return [];
+      return decodeOutcomes((await runWrite(trx, events, state, nowMs, false, runNamedInTransaction)).events);
+    },
+
+    /**
+     * Events just written (in the caller's transaction) that are late usage: never sent as meter
+     * events (state `late`, out of the forwarder's queue); a true-up bills them.
+     */
+    async markLate(trx: Knex, ids: readonly string[]): Promise<void> {
+      if (ids.length === 0) return;
+      await trx.raw(`update usage_events set state = 'late', next_attempt_at = null where id = any(?::uuid[])`, [uuidArray(ids)]);
     },
 
     /**

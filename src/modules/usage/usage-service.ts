@@ -37,7 +37,7 @@ export interface UsageServiceDeps {
   maxInFlight?: number;
   maxGroup?: number;
   /** Observes events stored (not replays), for metrics. */
-  onAccepted?: (mode: 'single' | 'batch', count: number) => void;
+  onAccepted?: (mode: 'single' | 'batch' | 'bundle', count: number) => void;
   /**
    * Told, after each write has committed, which (customer, metric) it stored new events of (never
    * replays): the threshold watch reads those periods' totals then, so whichever write commits last
@@ -82,6 +82,21 @@ export interface BatchOutcome {
   idempotencyKey: string;
   created: boolean;
 }
+
+/** What a usage bundle's write says of each event given, in the order given. */
+export interface BundleEventOutcome {
+  /** The stored event's id: new, or the one stored earlier under the same key. */
+  id: string;
+  /** Stored by this write. */
+  created: boolean;
+  /** The key is stored with another body: the event is refused. */
+  conflict: boolean;
+  /** Stored by this write, and late usage (it occurred before `lateBefore`). */
+  late: boolean;
+}
+
+/** Events a statement of a bundle's write carries: the write's arrays stay well within what one statement handles quickly. */
+const BUNDLE_CHUNK = 1000;
 
 const DEADLOCK = '40P01';
 async function retryDeadlock<T>(work: () => Promise<T>): Promise<T> {
@@ -170,6 +185,52 @@ export function createUsageService(deps: UsageServiceDeps) {
         if (stored.length) deps.onStored(stored);
       }
       return outcomes.map((o, i) => ({ id: o.id, idempotencyKey: inputs[i]!.idempotencyKey, created: o.created }));
+    },
+
+    /**
+     * A usage bundle's events (usage-bundles-service.ts), in the caller's transaction: the same write
+     * as POST /api/usage, 1,000 events a statement, each event settling on its own (a conflict is
+     * that event's outcome; the bundle's other events are kept). New events that occurred before
+     * `lateBefore` are late usage: with Stripe on they are stored `late` (a true-up bills them, never
+     * a meter event); with Stripe off `local`, like every event. Call `afterCommit` once the caller's
+     * transaction has committed: the threshold watch must read committed totals.
+     */
+    async recordInTransaction(
+      trx: Knex,
+      customerId: string,
+      inputs: readonly (UsageInput & { occurredAt: Date })[],
+      opts: { lateBefore?: Date } = {},
+    ): Promise<{ outcomes: BundleEventOutcome[]; afterCommit: () => void }> {
+      const events = inputs.map((i) => toWrite(customerId, i));
+      const nowMs = now();
+      const outcomes: BundleEventOutcome[] = [];
+      for (let from = 0; from < events.length; from += BUNDLE_CHUNK) {
+        const chunk = events.slice(from, from + BUNDLE_CHUNK);
+        const written = await repo.writeInTransaction(trx, chunk, state, nowMs);
+        written.forEach((o, i) => {
+          const fresh = o.created && !o.conflict;
+          outcomes.push({
+            id: o.id,
+            created: fresh,
+            conflict: o.conflict,
+            late: fresh && opts.lateBefore !== undefined && chunk[i]!.occurredAt! < opts.lateBefore,
+          });
+        });
+      }
+      if (deps.stripeEnabled)
+        await repo.markLate(
+          trx,
+          outcomes.filter((o) => o.late).map((o) => o.id),
+        );
+      const created = outcomes.filter((o) => o.created).length;
+      const stored = storedPairs(events, (i) => outcomes[i]!.created);
+      return {
+        outcomes,
+        afterCommit: () => {
+          if (created) deps.onAccepted?.('bundle', created);
+          if (stored.length) deps.onStored?.(stored);
+        },
+      };
     },
 
     async totals(q: TotalsQuery) {

@@ -10,7 +10,17 @@ const activationTable = (rows: Activation[]) =>
     { header: 'activated', value: (a) => a.created_at ?? '' },
     { header: 'last seen', value: (a) => a.last_seen_at ?? '-' },
     { header: 'expires', value: (a) => a.expires_at ?? '-' },
+    { header: 'bundles', value: (a) => bundlesCell(a.bundles) },
   ]);
+
+/** An air-gapped instance's bundles: the highest seq received and the seqs missing below it (the first ten). */
+function bundlesCell(b: Activation['bundles']): string {
+  if (!b) return '-';
+  const missing = b.missing_seq;
+  if (missing.length === 0) return `seq ${b.last_seq}`;
+  const shown = missing.slice(0, 10).join(' ');
+  return `seq ${b.last_seq}, missing ${shown}${missing.length > 10 ? ` (+${missing.length - 10})` : ''}`;
+}
 
 export function activationsCommands(program: Program, deps: Deps): void {
   const activations = program.command('activations').description('a customer’s activated instances (counted against the plan’s limits.instances)');

@@ -1,10 +1,12 @@
+import fs from 'node:fs';
 import type { Command, OptionValues } from '@commander-js/extra-typings';
-import type { Answer, UsageReport } from '../admin-client';
+import type { Answer, UsageBundleAnswer, UsageReport } from '../admin-client';
 import { usageChart } from '../chart';
-import { action, type Deps, type Program } from '../context';
-import { table } from '../io';
+import { action, type Ctx, type Deps, type Program } from '../context';
+import { jsonText, printable, table } from '../io';
 import { UsageError } from '../failure';
 import { dateFlag, monthAfter } from '../dates';
+import { openPrivateFile } from '../key-file';
 
 type Row = UsageReport['rows'][number];
 
@@ -42,6 +44,32 @@ const periodQuery = (o: { from?: string; to?: string }) => {
   const from = o.from;
   return { from, to: o.to ?? (from ? monthAfter(from) : undefined) };
 };
+
+/** A bundle file's text, or stdin's for "-". */
+async function readBundle(ctx: Ctx, file: string): Promise<string> {
+  try {
+    return file === '-' ? await ctx.io.readStdin() : fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/** What the receipt says, for the person (stderr). */
+function receiptSummary(r: UsageBundleAnswer): string {
+  const c = r.receipt_claims;
+  const lines = [
+    `Bundle ${c.bundle_id} (seq ${c.seq}) of instance ${printable(c.fingerprint)}, customer ${c.customer_id}: ${c.events} events, ` +
+      `${c.applied} applied (${c.late} late, billed by a true-up), ${c.duplicates} already stored, ${c.rejected.length} rejected.`,
+  ];
+  if (c.missing_seq.length) lines.push(`Missing from this instance: seq ${c.missing_seq.join(', ')}. Ask the site for those files.`);
+  if (c.previous_mismatch) lines.push(`Its "previous" does not match the bundle of seq ${c.seq - 1} held here.`);
+  lines.push(
+    r.license
+      ? `A fresh license for the instance comes with it, valid until ${new Date(r.claims!.exp * 1000).toISOString()}.`
+      : `No license comes with it: ${r.license_error?.code} ${printable(r.license_error?.message)}.`,
+  );
+  return lines.join('\n');
+}
 
 export function usageCommands(program: Program, deps: Deps): void {
   const usage = program.command('usage').description('usage reports: tables, CSV, JSON, or a chart of daily usage');
@@ -102,6 +130,31 @@ export function usageCommands(program: Program, deps: Deps): void {
           ctx.say(`metered limits, billing period ${r.billing_period.start} to ${r.billing_period.end}`);
           ctx.out(meteredTable(r.metered));
         });
+      }),
+    );
+
+  usage
+    .command('import-bundle <customerId> <file>')
+    .description(
+      'upload a usage bundle an air-gapped site sent (its file, or - for stdin) for the customer; the answer (the signed receipt and a fresh license, to send back to the site) is printed as JSON, or written to --out',
+    )
+    .option('--out <file>', 'write the answer (receipt and license) to this file, created readable by you only (0600), not to stdout')
+    .action(
+      action(deps, async (ctx, o, [id, file]) => {
+        const bundle = await readBundle(ctx, file);
+        const out = typeof o.out === 'string' ? openPrivateFile(o.out, 'the receipt') : null;
+        try {
+          const r = await ctx.client().importUsageBundle(id, bundle);
+          if (out) {
+            out.replace(jsonText(r));
+            ctx.say(`${receiptSummary(r)}\nThe receipt and the license are in ${out.path} (readable by you only): send it back to the site.`);
+          } else {
+            ctx.out(jsonText(r));
+            ctx.say(receiptSummary(r));
+          }
+        } finally {
+          out?.close();
+        }
       }),
     );
 }
