@@ -270,9 +270,12 @@ export class UsageQueue {
 
   /** Keeps an event the service refused for good (fsynced before it is acknowledged). */
   async deadLetter(entry: Omit<DeadLetter, 'at'>): Promise<void> {
-    const h = await openPrivate(this.deadLetterFile, OPEN.append);
+    const h = await openPrivate(this.deadLetterFile, OPEN.readAppend);
     try {
-      await h.write(JSON.stringify({ ...entry, at: new Date().toISOString() }) + '\n');
+      // A line torn by a crash stays as it is (unreadable, skipped by readers); the new line starts on a line of its own.
+      const size = (await h.stat()).size;
+      const last = size > 0 ? (await h.read(Buffer.alloc(1), 0, 1, size - 1)).buffer[0] : 0x0a;
+      await h.write(`${last === 0x0a ? '' : '\n'}${JSON.stringify({ ...entry, at: new Date().toISOString() })}\n`);
       await h.datasync();
     } catch (err) {
       throw diskFull(this.dir, err);
