@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { BillingApiError, BillingNetworkError } from './api-error';
-import { InstanceLimitReachedError, UsageReportError } from './client-errors';
+import { InstanceLimitReachedError, OfflineModeError, UsageReportError } from './client-errors';
 import type {
   ActivationAnswer,
   ActivationRequest,
@@ -17,6 +17,7 @@ import type {
   UsageEventBody,
   UsageReceipt,
   UpcomingInvoice,
+  UsageBundleAnswer,
   UsageTotals,
 } from './client-types';
 import { call, defaultHttpSettings, type HttpSettings } from './http';
@@ -24,6 +25,12 @@ import { trustAnchor, type Jwks, type JwksSource } from './jwks-source';
 import { LicenseCache } from './license-cache';
 import { fileLicenseStore, memoryLicenseStore, type LicenseStore } from './license-store';
 import { createLicenseVerifier, type LicenseVerifier, type VerifiedLicense } from './license-verifier';
+import { isLicenseError } from './license-errors';
+import { loadOrCreateInstanceKey, type InstanceKey, type InstanceKeyJwk } from './instance-key';
+import { verifyReceipt } from './receipt-verifier';
+import { ReceiptError } from './receipt-errors';
+import { readAnswer } from './receipt-file';
+import { UsageBundles, type ExportSummary } from './usage-bundles';
 import { allowsMore, localSince, meteredUsage, type MeteredUsage } from './metered-usage';
 import { UsageFlusher, type FlushResult } from './usage-flusher';
 import { privateDirCheck, readPrivate, writeFileAtomic } from './private-fs';
@@ -60,10 +67,18 @@ export interface ClientLicenseOptions {
 }
 
 export interface BillingClientOptions {
-  /** Default: BILLING_API_URL. */
+  /** Default: BILLING_API_URL. Not needed with `offline: true`. */
   baseUrl?: string;
-  /** The customer's API key (sent as X-API-Key). Default: BILLING_API_KEY. */
+  /** The customer's API key (sent as X-API-Key). Default: BILLING_API_KEY. Not needed with `offline: true` (then only its customer id is read). */
   apiKey?: string;
+  /**
+   * An instance that never reaches the service (air-gapped): baseUrl and apiKey may be left out, no
+   * request is ever made (a call that needs the service is OfflineModeError), the queue is not flushed:
+   * its events leave in usage bundles (exportUsage) and are acknowledged by receipts (importReceipt).
+   * getLicense answers the kept license. The customer id comes from license.customerId (or the API
+   * key, when one is given); the fingerprint from license.fingerprint.
+   */
+  offline?: boolean;
   /** Per attempt, ms. Default 10 s. */
   timeoutMs?: number;
   /** Retries of a request that is safe to repeat. Default 5. */
@@ -119,6 +134,40 @@ export interface LicenseMetering {
 /** A license as getLicense answers it: verified, whether it came from the service or the kept copy, and its offline helper. */
 export type ClientLicense = VerifiedLicense & LicenseMetering & { offline: boolean };
 
+/** What activationRequest answers: carried to an admin, who activates the instance offline with `body`. */
+export interface ActivationRequestFile {
+  format: 'activation-request/1';
+  /** The :id of POST /api/customers/:id/licenses; null when the client does not know it. */
+  customer_id: string | null;
+  /** To compare with the activation's instance_key_thumbprint once it is made. */
+  instance_key_thumbprint: string;
+  body: { fingerprint: string; instance_key: InstanceKeyJwk; name?: string; hostname?: string };
+}
+
+/** What importReceipt did. */
+export interface ReceiptImport {
+  bundleId: string;
+  seq: number;
+  /** Events taken off the queue by this import (those acknowledged online meanwhile had left already). */
+  acknowledged: number;
+  /** Refused events moved to the dead letters by this import. */
+  deadLettered: number;
+  /** Events the receipt lists as refused. */
+  rejected: number;
+  /** Bundles of this instance the service never received (seqs below the highest it has): carry those files too. */
+  missingSeq: number[];
+  /** The service found this bundle's `previous` not the digest of the bundle it has under seq - 1. */
+  previousMismatch: boolean;
+  /** As the receipt says (null when it does not). */
+  applied: number | null;
+  duplicates: number | null;
+  late: number | null;
+  /** The fresh license, verified and kept; null when there was none or it was refused (licenseError). */
+  license: ClientLicense | null;
+  /** Why there is no new license: the service could not issue one (`service`), or it did not verify here (`client`, a LicenseError code). */
+  licenseError: { code: string; message: string; source: 'service' | 'client' } | null;
+}
+
 /** 60 requests an hour (the service's default RATE_LIMIT_USAGE) apart: one a minute. */
 export const DEFAULT_FLUSH_INTERVAL_MS = 60_000;
 
@@ -132,7 +181,8 @@ function jwksFrom(given: Jwks | string | undefined, name: string): Jwks | undefi
   }
 }
 
-const unreachable = (err: unknown) => err instanceof BillingNetworkError || (err instanceof BillingApiError && err.retryable);
+const unreachable = (err: unknown) =>
+  err instanceof BillingNetworkError || err instanceof OfflineModeError || (err instanceof BillingApiError && err.retryable);
 
 /**
  * What a customer instance embeds: usage reporting (idempotency keys always, batches, safe retries,
@@ -140,8 +190,13 @@ const unreachable = (err: unknown) => err instanceof BillingNetworkError || (err
  * is out of reach).
  */
 export class BillingClient {
+  /** '' for an offline client without one. */
   readonly baseUrl: string;
-  private readonly http: HttpSettings;
+  private readonly settings: HttpSettings;
+  private readonly offline: boolean;
+  private readonly queueDir: string | undefined;
+  private instanceKeyOpen: Promise<InstanceKey> | null = null;
+  private bundlesOpen: Promise<UsageBundles> | null = null;
   private readonly maxBatch: number;
   private readonly queue: Promise<{ queue: UsageQueue; flusher: UsageFlusher; ledger: UsageLedger }> | null = null;
   /** Without a queue: the usage ledger in license.dir, or in memory (see ledger()). */
@@ -166,15 +221,20 @@ export class BillingClient {
   constructor(options: BillingClientOptions = {}) {
     const baseUrl = options.baseUrl ?? process.env.BILLING_API_URL;
     const apiKey = options.apiKey ?? process.env.BILLING_API_KEY;
-    if (!baseUrl) throw new TypeError('baseUrl is required (or BILLING_API_URL)');
-    if (!apiKey) throw new TypeError('apiKey is required (or BILLING_API_KEY)');
-    new URL(baseUrl);
-    this.baseUrl = baseUrl;
+    this.offline = options.offline === true;
+    // Only a client that says it never calls the service may go without them: a missing variable must not silently make an instance offline.
+    if (!this.offline) {
+      if (!baseUrl) throw new TypeError('baseUrl is required (or BILLING_API_URL); an air-gapped instance takes offline: true');
+      if (!apiKey) throw new TypeError('apiKey is required (or BILLING_API_KEY); an air-gapped instance takes offline: true');
+    }
+    if (baseUrl) new URL(baseUrl);
+    this.baseUrl = baseUrl ?? '';
+    this.queueDir = options.queueDir;
     this.maxBatch = options.maxBatch ?? 1000;
     if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) throw new TypeError('maxBatch must be an integer >= 1');
-    this.http = {
-      baseUrl,
-      headers: { 'x-api-key': apiKey },
+    this.settings = {
+      baseUrl: this.baseUrl,
+      headers: apiKey ? { 'x-api-key': apiKey } : {},
       timeoutMs: options.timeoutMs ?? defaultHttpSettings.timeoutMs,
       maxRetries: options.maxRetries ?? defaultHttpSettings.maxRetries,
       backoffBaseMs: options.backoffBaseMs ?? defaultHttpSettings.backoffBaseMs,
@@ -184,7 +244,7 @@ export class BillingClient {
     };
     this.licenseOptions = options.license ?? {};
     this.onError = (err) => options.onFlushError?.(err);
-    this.keyCustomerId = /^cust_([0-9a-fA-F-]{36})_/.exec(apiKey)?.[1];
+    this.keyCustomerId = apiKey ? /^cust_([0-9a-fA-F-]{36})_/.exec(apiKey)?.[1] : undefined;
     for (const gone of ['jwks', 'jwksUrl', 'allowInsecureJwks']) {
       if ((this.licenseOptions as Record<string, unknown>)[gone] !== undefined) {
         throw new TypeError(
@@ -197,7 +257,7 @@ export class BillingClient {
     if (this.licenseOptions.dir !== undefined) this.licenseFolder = privateDirCheck(this.licenseOptions.dir, 'license');
     if (options.queueDir !== undefined) {
       const pacer = new UsagePacer();
-      const usage = { ...this.http, observe: (status: number, headers: Headers) => pacer.observe(status, headers) };
+      const usage = { ...this.settings, observe: (status: number, headers: Headers) => pacer.observe(status, headers) };
       const once = { ...usage, maxRetries: 0 };
       this.queue = UsageQueue.open(options.queueDir, {
         ...(options.queueMaxEvents !== undefined ? { maxEvents: options.queueMaxEvents } : {}),
@@ -215,12 +275,13 @@ export class BillingClient {
           maxBatch: this.maxBatch,
           intervalMs: options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS,
           pacer,
-          backoffBaseMs: this.http.backoffBaseMs,
-          backoffMaxMs: this.http.backoffMaxMs,
+          backoffBaseMs: this.settings.backoffBaseMs,
+          backoffMaxMs: this.settings.backoffMaxMs,
           onError: options.onFlushError,
           acknowledged: (events, receipts) => ledger.prepare(this.ackTime(), events, receipts),
         });
-        if (!this.closed) flusher.start();
+        // Offline, the events leave in usage bundles: nothing is ever sent.
+        if (!this.closed && !this.offline) flusher.start();
         return { queue, flusher, ledger };
       });
       // Seen by the first call that needs the queue (a QueueLockedError, say), not as an unhandled rejection.
@@ -249,6 +310,7 @@ export class BillingClient {
       flusher.nudge();
       out = events.map((e) => ({ id: null, idempotencyKey: e.idempotency_key, replayed: null, queued: true as const }));
     } else {
+      if (this.offline) throw new OfflineModeError('reportUsage without a queue');
       out = await this.sendNow(list.map((e) => withKey(e, false)));
     }
     return many ? out : out[0]!;
@@ -256,6 +318,7 @@ export class BillingClient {
 
   /** Sends everything queued; resolves when the service has it. Without a queue there is nothing to do. */
   async flush(): Promise<FlushResult> {
+    if (this.offline) throw new OfflineModeError('flush');
     if (!this.queue) return { sent: 0, replayed: 0, deadLettered: 0, receipts: [] };
     return (await this.queue).flusher.flush();
   }
@@ -301,19 +364,19 @@ export class BillingClient {
 
   /** GET /api/me: the customer the key belongs to. */
   async me(): Promise<Me> {
-    return (await call<Me>(this.http, 'GET', '/api/me', { idempotent: true })).body;
+    return (await call<Me>(this.net('me'), 'GET', '/api/me', { idempotent: true })).body;
   }
 
   /** GET /api/usage: totals over [from, to) (default the current month), per metric or per day. */
   async getUsage(q: { from?: string | Date; to?: string | Date; groupBy?: 'metric' | 'day' } = {}): Promise<UsageTotals> {
     const iso = (d: string | Date | undefined) => (d instanceof Date ? d.toISOString() : d);
     const query = { from: iso(q.from), to: iso(q.to), group_by: q.groupBy };
-    return (await call<UsageTotals>(this.http, 'GET', '/api/usage', { query, idempotent: true })).body;
+    return (await call<UsageTotals>(this.net('getUsage'), 'GET', '/api/usage', { query, idempotent: true })).body;
   }
 
   /** GET /api/subscriptions: the customer's own subscriptions. */
   async getSubscriptions(): Promise<Subscriptions> {
-    return (await call<Subscriptions>(this.http, 'GET', '/api/subscriptions', { idempotent: true })).body;
+    return (await call<Subscriptions>(this.net('getSubscriptions'), 'GET', '/api/subscriptions', { idempotent: true })).body;
   }
 
   /**
@@ -324,13 +387,16 @@ export class BillingClient {
    * session, so it is retried like a read.
    */
   async billingPortalUrl(returnUrl: string): Promise<string> {
-    const res = await call<PortalSession>(this.http, 'POST', '/api/billing/portal-session', { body: { return_url: returnUrl }, idempotent: true });
+    const res = await call<PortalSession>(this.net('billingPortalUrl'), 'POST', '/api/billing/portal-session', {
+      body: { return_url: returnUrl },
+      idempotent: true,
+    });
     return res.body.url;
   }
 
   /** GET /api/invoices/upcoming: the charges the current period will bring so far (Stripe's preview, or the service's estimate). */
   async upcomingInvoice(): Promise<UpcomingInvoice> {
-    return (await call<UpcomingInvoice>(this.http, 'GET', '/api/invoices/upcoming', { idempotent: true })).body;
+    return (await call<UpcomingInvoice>(this.net('upcomingInvoice'), 'GET', '/api/invoices/upcoming', { idempotent: true })).body;
   }
 
   /**
@@ -339,25 +405,34 @@ export class BillingClient {
    */
   async invoices(q: { cursor?: string; limit?: number; status?: InvoicesQuery['status'] } = {}): Promise<{ data: Invoice[]; nextCursor: string | null }> {
     const query = { cursor: q.cursor, limit: q.limit, status: q.status };
-    const page = (await call<InvoicesPage>(this.http, 'GET', '/api/invoices', { query, idempotent: true })).body;
+    const page = (await call<InvoicesPage>(this.net('invoices'), 'GET', '/api/invoices', { query, idempotent: true })).body;
     return { data: page.data, nextCursor: page.next_cursor };
   }
 
   /** GET /api/invoices/:id: one of the customer's own invoices, by our id or Stripe's (in_…). */
   async invoice(id: string): Promise<Invoice> {
-    return (await call<{ invoice: Invoice }>(this.http, 'GET', `/api/invoices/${encodeURIComponent(id)}`, { idempotent: true })).body.invoice;
+    return (await call<{ invoice: Invoice }>(this.net('invoice'), 'GET', `/api/invoices/${encodeURIComponent(id)}`, { idempotent: true })).body.invoice;
   }
 
   /**
    * POST /api/licenses/activations: takes a seat for this instance (created: true), or records the
-   * heartbeat of one already active (created: false). A full plan is InstanceLimitReachedError.
+   * heartbeat of one already active (created: false). A full plan is InstanceLimitReachedError. With a
+   * queue, the instance's public key goes with it (`instance_key`, made once and kept beside the
+   * queue): the service then takes usage bundles signed with it. An activation that already has
+   * another key is a BillingApiError 409 INSTANCE_KEY_MISMATCH.
    */
   async activate(input: Partial<ActivationRequest> & { name?: string; hostname?: string } = {}): Promise<ActivationAnswer & { created: boolean }> {
+    const http = this.net('activate');
     const fingerprint = input.fingerprint ?? this.licenseOptions.fingerprint;
     if (!fingerprint) throw new TypeError('activate needs a fingerprint (or license.fingerprint)');
+    const body = {
+      ...input,
+      fingerprint,
+      ...(this.queueDir !== undefined && input.instance_key === undefined ? { instance_key: (await this.instanceKey()).publicJwk } : {}),
+    };
     try {
       // Safe to repeat: activating an active instance answers 200 with the same activation.
-      const res = await call<ActivationAnswer>(this.http, 'POST', '/api/licenses/activations', { body: { ...input, fingerprint }, idempotent: true });
+      const res = await call<ActivationAnswer>(http, 'POST', '/api/licenses/activations', { body, idempotent: true });
       return { ...res.body, created: res.status === 201 };
     } catch (err) {
       if (err instanceof BillingApiError && err.code === 'INSTANCE_LIMIT_REACHED') throw new InstanceLimitReachedError(err);
@@ -380,7 +455,7 @@ export class BillingClient {
     this.fenceAt = Math.max(this.fenceAt, requestedAt);
     let answer: LicenseAnswer;
     try {
-      answer = (await call<LicenseAnswer>(this.http, 'GET', '/api/licenses', { query: { fingerprint }, idempotent: true })).body;
+      answer = (await call<LicenseAnswer>(this.net('getLicense'), 'GET', '/api/licenses', { query: { fingerprint }, idempotent: true })).body;
     } catch (err) {
       if (!unreachable(err)) throw err;
       const kept = cache ? await cache.load() : this.lastLicense;
@@ -400,6 +475,169 @@ export class BillingClient {
   async verifyLicense(token: string): Promise<VerifiedLicense & LicenseMetering> {
     const verified = await (await this.licensingFor(this.licenseOptions.fingerprint)).verifier.verify(token);
     return { ...verified, ...this.metering(verified, null) };
+  }
+
+  /** The RFC 7638 thumbprint of this instance's public key (made once, kept beside the queue): what the activation shows as instance_key_thumbprint. */
+  async instanceKeyThumbprint(): Promise<string> {
+    return (await this.instanceKey()).thumbprint;
+  }
+
+  /**
+   * What an admin needs to activate this instance offline, as JSON to carry out: `body` is exactly
+   * the body of POST /api/customers/:id/licenses (fingerprint, the instance's public key, name and
+   * hostname when given), `customer_id` the :id (null when this client does not know it). Never
+   * holds anything secret. Needs a queue (the instance key is kept beside it); calls nothing.
+   */
+  async activationRequest(input: { fingerprint?: string; name?: string; hostname?: string; customerId?: string } = {}): Promise<ActivationRequestFile> {
+    const fingerprint = input.fingerprint ?? this.licenseOptions.fingerprint;
+    if (!fingerprint) throw new TypeError('activationRequest needs a fingerprint (or license.fingerprint)');
+    const key = await this.instanceKey();
+    return {
+      format: 'activation-request/1',
+      customer_id: input.customerId ?? this.licenseOptions.customerId ?? this.keyCustomerId ?? null,
+      instance_key_thumbprint: key.thumbprint,
+      body: {
+        fingerprint,
+        instance_key: key.publicJwk,
+        ...(input.name !== undefined ? { name: input.name } : {}),
+        ...(input.hostname !== undefined ? { hostname: input.hostname } : {}),
+      },
+    };
+  }
+
+  /**
+   * Writes a usage bundle to `file`: every queued event not acknowledged yet (the oldest `maxEvents`,
+   * within `maxBytes`), signed with the instance key, numbered after the last bundle (seq) and naming
+   * its digest (previous). The events stay queued until a receipt acknowledges them: exporting again
+   * carries them again, under the next seq. The file is written complete or not at all (temporary
+   * file, fsync, rename). Calls nothing: works offline.
+   */
+  async exportUsage(file: string, o: { maxEvents?: number; maxBytes?: number } = {}): Promise<ExportSummary> {
+    const bundles = await this.bundles('exportUsage');
+    const state = await bundles.state();
+    const customerId = this.licenseOptions.customerId ?? this.keyCustomerId ?? state.customer_id;
+    const fingerprint = this.licenseOptions.fingerprint ?? state.fingerprint;
+    if (!customerId) throw new TypeError('exportUsage needs the customer id: license.customerId (or an API key of the customer)');
+    if (!fingerprint) throw new TypeError('exportUsage needs the instance fingerprint: license.fingerprint');
+    return bundles.export(file, { customerId, fingerprint, ...o });
+  }
+
+  /**
+   * Imports what the service answered for a bundle (the upload's answer JSON, or the receipt's JWS
+   * alone): the receipt is verified offline (the license trust anchor, typ usage-receipt+jwt, issuer,
+   * this customer, this instance, a bundle this instance exported with exactly that digest, the clock
+   * against the license mark); a receipt that does not verify is a ReceiptError and changes nothing,
+   * one imported before is ReceiptError REPLAYED. Then its refused events go to the dead letters with
+   * their reason, the bundle's events still queued leave the queue (events queued after the export
+   * stay), and the answer's license is verified and kept as getLicense's would be. A license that does
+   * not verify (or that the service could not issue) is reported in `licenseError` and the kept one
+   * stays: the receipt's effects apply all the same, as the service has stored those events.
+   */
+  async importReceipt(file: string): Promise<ReceiptImport> {
+    const bundles = await this.bundles('importReceipt');
+    const { ledger } = await this.queue!;
+    const answer = await readAnswer(file);
+    const state = await bundles.state();
+    const customerId = this.licenseOptions.customerId ?? this.keyCustomerId ?? state.customer_id;
+    const fingerprint = this.licenseOptions.fingerprint ?? state.fingerprint;
+    if (!customerId || !fingerprint)
+      throw new ReceiptError('UNKNOWN_BUNDLE', 'This instance has exported no usage bundle: there is nothing a receipt could be for.');
+    const l = await this.licensingShared();
+    const claims = await verifyReceipt(answer.receipt, {
+      keys: l.keys,
+      store: l.store,
+      issuer: this.licenseOptions.issuer,
+      customerId,
+      fingerprint,
+      clockToleranceSeconds: this.licenseOptions.clockToleranceSeconds,
+    });
+
+    let ackAt = 0;
+    let license: ClientLicense | null = null;
+    let licenseError: ReceiptImport['licenseError'] = null;
+    const effects = await bundles.applyReceipt(
+      claims,
+      (leaving, rejected) => {
+        ackAt = this.ackTime();
+        const events = leaving.map((e) => e.event).filter((e) => !rejected.has(e.idempotency_key));
+        const receipts = events.map((e) => ({ id: '', idempotencyKey: e.idempotency_key, replayed: false, queued: false as const }));
+        return ledger.prepare(ackAt, events, receipts);
+      },
+      async () => {
+        if (answer.license === null) {
+          if (answer.licenseError) licenseError = { ...answer.licenseError, source: 'service' };
+          return;
+        }
+        try {
+          license = await this.keepLicense(answer.license, fingerprint, customerId, ackAt);
+        } catch (err) {
+          if (!isLicenseError(err)) throw err;
+          licenseError = { code: err.code, message: err.message, source: 'client' };
+        }
+      },
+    );
+    return {
+      bundleId: claims.bundle_id,
+      seq: claims.seq,
+      acknowledged: effects.acknowledged,
+      deadLettered: effects.deadLettered,
+      rejected: claims.rejected.length,
+      missingSeq: claims.missing_seq,
+      previousMismatch: claims.previous_mismatch,
+      applied: claims.applied ?? null,
+      duplicates: claims.duplicates ?? null,
+      late: claims.late ?? null,
+      license,
+      licenseError,
+    };
+  }
+
+  /**
+   * POST /api/usage/bundles, from a connected machine of the customer: the bundle file's text as it
+   * is; answers the receipt and a fresh license (carry the whole answer back to the instance, for
+   * importReceipt). Uploading the same bundle again answers the same receipt, so it is retried like a read.
+   */
+  async uploadUsageBundle(bundle: string): Promise<UsageBundleAnswer> {
+    const http = this.net('uploadUsageBundle');
+    const res = await call<UsageBundleAnswer>(http, 'POST', '/api/usage/bundles', { body: { bundle }, idempotent: true, maxAnswerBytes: 64 * 1024 * 1024 });
+    return res.body;
+  }
+
+  /** A license that came with a receipt: verified and kept like getLicense's, counting this instance's reports from after the receipt's acknowledgement. */
+  private async keepLicense(token: string, fingerprint: string, customerId: string, ackAt: number): Promise<ClientLicense> {
+    const { cache, verifier } = await this.licensingFor(fingerprint, customerId);
+    // The service counted the bundle's events in this license: what was acknowledged with it is before requestedAt.
+    const requestedAt = Math.max(Date.now(), ackAt + 1, this.fenceAt);
+    this.fenceAt = requestedAt;
+    const verified = cache ? await cache.accept(token, { requestedAt }) : await verifier.verify(token);
+    this.lastLicense = verified;
+    this.lastRequestedAt = requestedAt;
+    return { ...verified, ...this.metering(verified, requestedAt), offline: true };
+  }
+
+  /** The request settings, unless this client is offline only. */
+  private net(method: string): HttpSettings {
+    if (this.offline) throw new OfflineModeError(method);
+    return this.settings;
+  }
+
+  /** The instance key beside the queue, read or made once (another process may be making it at the same moment: one key results). */
+  private instanceKey(): Promise<InstanceKey> {
+    const dir = this.queueDir;
+    if (dir === undefined) return Promise.reject(new TypeError('the instance key is kept beside the usage queue: give queueDir'));
+    this.instanceKeyOpen ??= loadOrCreateInstanceKey(dir).catch((err: unknown) => {
+      this.instanceKeyOpen = null;
+      throw err;
+    });
+    return this.instanceKeyOpen;
+  }
+
+  private async bundles(method: string): Promise<UsageBundles> {
+    if (this.closed) throw new Error('the client is closed');
+    if (!this.queue) throw new TypeError(`${method} needs a queue (queueDir): usage bundles carry the queued events`);
+    const { queue } = await this.queue;
+    this.bundlesOpen ??= Promise.resolve(new UsageBundles(queue, () => this.instanceKey()));
+    return this.bundlesOpen;
   }
 
   /** A license's offline helper: its signed figures plus this instance's reports since `requestedAt` (else its iat). */
@@ -477,13 +715,15 @@ export class BillingClient {
         trustedKeys: jwksFrom(o.trustedKeys, 'license.trustedKeys'),
         trustedRoots: jwksFrom(o.trustedRoots, 'license.trustedRoots'),
         keySet,
-        keySetUrl: o.trustedRoots
-          ? (o.keySetUrl ?? new URL('.well-known/license-keys', this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`).toString())
-          : undefined,
+        // Offline, nothing is fetched: a key set comes in as license.keySet.
+        keySetUrl:
+          o.trustedRoots && !this.offline
+            ? (o.keySetUrl ?? new URL('.well-known/license-keys', this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`).toString())
+            : undefined,
         issuer: o.issuer,
         clockToleranceSeconds: o.clockToleranceSeconds,
         allowInsecure: o.allowInsecureKeySet,
-        fetch: this.http.fetch,
+        fetch: this.settings.fetch,
         onKeySet: keySetFile ? (token) => writeFileAtomic(keySetFile, `${token}\n`, 0o600, 'license') : undefined,
       }),
       store: o.dir ? fileLicenseStore(path.join(o.dir, 'license-mark.json')) : memoryLicenseStore(),
@@ -491,17 +731,17 @@ export class BillingClient {
     };
   }
 
-  private async licensingFor(fingerprint: string | undefined) {
+  private async licensingFor(fingerprint: string | undefined, customerId = this.licenseOptions.customerId ?? this.keyCustomerId) {
     const o = this.licenseOptions;
     const l = await this.licensingShared();
-    const key = fingerprint ?? '';
+    const key = JSON.stringify([fingerprint ?? '', customerId ?? '']);
     let bound = l.byFingerprint.get(key);
     if (!bound) {
       const verify = {
         keys: l.keys,
         store: l.store,
         issuer: o.issuer,
-        customerId: o.customerId ?? this.keyCustomerId,
+        customerId,
         fingerprint,
         requireBinding: o.requireBinding ?? fingerprint !== undefined,
         clockToleranceSeconds: o.clockToleranceSeconds,
@@ -519,7 +759,7 @@ export class BillingClient {
       const batch = events.slice(i, i + this.maxBatch);
       let answered: UsageReceipt[];
       try {
-        answered = await postBatch(this.http, batch);
+        answered = await postBatch(this.net('reportUsage'), batch);
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
         throw new UsageReportError(`${events.length - i} event(s) not acknowledged: ${why}`, events.slice(i), receipts, { cause: err });

@@ -109,3 +109,19 @@ export class RedirectRefusedError extends Error {
     super(message);
   }
 }
+
+/**
+ * A call that needs the billing service, on a client made with `offline: true` (an air-gapped
+ * instance: no baseUrl, no API key). Nothing was sent. Offline, usage leaves in bundles
+ * (exportUsage) and comes back acknowledged by receipts (importReceipt).
+ */
+export class OfflineModeError extends Error {
+  override readonly name = 'OfflineModeError';
+  readonly retryable = false;
+  constructor(readonly method: string) {
+    super(
+      `${method} calls the billing service, but this client is offline only (offline: true): nothing was sent. ` +
+        'An air-gapped instance exports its usage with exportUsage and imports receipts with importReceipt; give baseUrl and apiKey (without offline) to call the service.',
+    );
+  }
+}

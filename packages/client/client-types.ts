@@ -1,10 +1,12 @@
-import type { operations, paths } from './api-types';
+import type { components, operations, paths } from './api-types';
 
 /*
  * Every shape the SDK sends or reads comes from api-types.ts, generated from the service's OpenAPI
- * document (npm run client:types): nothing here is copied by hand.
+ * document (npm run client:types): nothing here is copied by hand, except the usage bundle's signed
+ * documents at the end (a wire format, not an API answer).
  */
 type PostUsage = operations['post_api_usage'];
+type LicenseClaims = components['schemas']['LicenseClaims'];
 type PostUsageBody = PostUsage['requestBody']['content']['application/json'];
 
 /** One event as it goes over the wire in a batch: its idempotency key is always there. */
@@ -62,3 +64,66 @@ export interface QueuedReceipt {
   replayed: null;
   queued: true;
 }
+
+/*
+ * Usage bundles (docs/LICENSES.md, "Air-gapped sites"). The bundle and the receipt are signed
+ * documents, not API answers: their shapes are the wire format both sides implement. The upload's
+ * answer comes from api-types.ts once the service's OpenAPI document lists POST /api/usage/bundles;
+ * until then, the least the SDK reads of it.
+ */
+
+/** One event in a bundle: exactly as the queue holds it, occurred_at always there. */
+export type BundleEvent = UsageEventBody & { occurred_at: string };
+
+/** The payload of a usage bundle (a compact JWS signed by the instance key, header {alg: EdDSA, typ: usage-bundle+jws, kid}). */
+export interface UsageBundlePayload {
+  format: 'usage-bundle/1';
+  customer_id: string;
+  fingerprint: string;
+  bundle_id: string;
+  /** 1, 2, 3… per instance. */
+  seq: number;
+  /** The digest of the bundle with seq - 1 (base64url SHA-256 of its JWS text); null for seq 1. */
+  previous: string | null;
+  created_at: string;
+  events: BundleEvent[];
+}
+
+/** The claims of a bundle's receipt (a compact JWS signed with the license key, typ usage-receipt+jwt). */
+export interface BundleReceiptClaims {
+  iss: string;
+  sub: string;
+  iat: number;
+  jti: string;
+  bundle_id: string;
+  seq: number;
+  customer_id: string;
+  fingerprint: string;
+  bundle_digest: string;
+  /** Events in the bundle. */
+  events?: number;
+  /** Newly stored. */
+  applied?: number;
+  /** Stored already (online, or by another bundle). */
+  duplicates?: number;
+  /** Refused, each with why: the client dead-letters them. */
+  rejected: { idempotency_key: string; reason: string }[];
+  /** Of the applied, how many were late (billed by a true-up). */
+  late?: number;
+  /** Seqs below the highest the service received from this instance that it never received (at most 1000 listed). */
+  missing_seq: number[];
+  previous_mismatch: boolean;
+}
+
+/** POST /api/usage/bundles (and the admin's POST /api/customers/:id/usage-bundles): the receipt, and a fresh license when one could be issued. */
+export type UsageBundleAnswer = Or<
+  JsonOf<Operation<'/api/usage/bundles', 'post'>, 200>,
+  {
+    receipt: string;
+    receipt_claims: BundleReceiptClaims;
+    license: string | null;
+    claims: LicenseClaims | null;
+    jwks_url: string;
+    license_error: { code: string; message: string } | null;
+  }
+>;

@@ -33,6 +33,8 @@ export interface CallOptions {
   idempotent: boolean;
   /** Stops waiting and retrying. */
   signal?: AbortSignal;
+  /** The largest answer read. Default MAX_ANSWER_BYTES. */
+  maxAnswerBytes?: number;
 }
 
 export interface CallResult<T> {
@@ -223,7 +225,7 @@ export async function call<T>(s: HttpSettings, method: string, path: string, opt
       s.observe?.(res.status, res.headers);
       if (res.ok) {
         const type = res.headers.get('content-type') ?? '';
-        const text = res.status === 204 ? '' : await readCapped(res);
+        const text = res.status === 204 ? '' : await readCapped(res, opts.maxAnswerBytes);
         const parsed: unknown = res.status === 204 ? undefined : type.startsWith('application/json') ? JSON.parse(text) : text;
         return { status: res.status, body: parsed as T, headers: res.headers, requestId: res.headers.get('x-request-id') };
       }

@@ -16,14 +16,23 @@ export type { MeteredUsage } from './metered-usage';
 
 // The client SDK.
 export { BillingClient } from './billing-client';
-export type { BillingClientOptions, ClientLicenseOptions, ClientLicense, LicenseMetering } from './billing-client';
+export type { BillingClientOptions, ClientLicenseOptions, ClientLicense, LicenseMetering, ActivationRequestFile, ReceiptImport } from './billing-client';
 export { BillingApiError, BillingNetworkError } from './api-error';
 export { QueueFullError, QueueLockedError, InstanceLimitReachedError, UsageReportError } from './client-errors';
-export { QueueDiskFullError, UnsafePathError, RedirectRefusedError } from './client-errors';
+export { QueueDiskFullError, UnsafePathError, RedirectRefusedError, OfflineModeError } from './client-errors';
+// Usage bundles (air-gapped instances): the instance key, the export, the receipt.
+export { InstanceKeyError, INSTANCE_KEY_FILE } from './instance-key';
+export type { InstanceKeyJwk } from './instance-key';
+export { ReceiptError, RECEIPT_ERROR_CODES, isReceiptError } from './receipt-errors';
+export type { ReceiptErrorCode } from './receipt-errors';
+export { BundleStateError, BUNDLE_STATE_FILE } from './bundle-state';
+export { bundleDigest, BUNDLE_FORMAT, BUNDLE_TYP } from './usage-bundles';
+export type { ExportSummary } from './usage-bundles';
+export { RECEIPT_TYP } from './receipt-verifier';
 export type { UnsafePathReason } from './client-errors';
 export type { FlushResult } from './usage-flusher';
 export type { DeadLetter } from './usage-queue';
-export type { PortalSession, UpcomingInvoice } from './client-types';
+export type { PortalSession, UpcomingInvoice, UsageBundleAnswer, UsageBundlePayload, BundleReceiptClaims, BundleEvent } from './client-types';
 export type {
   UsageEvent,
   UsageEventBody,

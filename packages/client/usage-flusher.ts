@@ -139,13 +139,18 @@ export class UsageFlusher {
           await q.deadLetter({ event, status: err.status, code: err.code, message: err.message, requestId: err.requestId, details: err.details });
         },
       );
-      const taken = this.o.acknowledged
-        ? await this.o.acknowledged(
-            entries.map((e) => e.event),
-            receipts,
-          )
-        : undefined;
-      await q.acknowledge(entries.length, taken);
+      // By position: a usage bundle's receipt imported meanwhile may have taken some of them already.
+      const acknowledged = this.o.acknowledged;
+      await q.acknowledgeThrough(
+        entries[entries.length - 1]!,
+        acknowledged
+          ? (leaving) =>
+              acknowledged(
+                leaving.map((e) => e.event),
+                receipts,
+              )
+          : undefined,
+      );
       return { sent: receipts.length, replayed: receipts.filter((r) => r.replayed).length, deadLettered, receipts };
     });
   }

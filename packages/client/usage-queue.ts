@@ -49,6 +49,14 @@ export interface QueueEntry {
   bytes: number;
 }
 
+/** Where an event's line ends in the queue: every event at or before it is older. */
+export interface QueuePosition {
+  segment: number;
+  end: number;
+}
+
+const atOrBefore = (a: QueuePosition, b: QueuePosition) => a.segment < b.segment || (a.segment === b.segment && a.end <= b.end);
+
 /** One line of dead-letter.jsonl. */
 export interface DeadLetter {
   event: UsageEventBody | null;
@@ -207,6 +215,11 @@ export class UsageQueue {
     }
   }
 
+  /** The pending events as of now (a copy), in order: what an export carries. */
+  snapshot(): Promise<QueueEntry[]> {
+    return this.exclusive(() => Promise.resolve(this.pending.slice()));
+  }
+
   /**
    * The service has the first `count` pending events: moves the acknowledgement past them. `taken`
    * runs as they leave the queue, in the same step (the usage ledger counts them there, so an event
@@ -215,29 +228,54 @@ export class UsageQueue {
   acknowledge(count: number, taken?: () => void): Promise<void> {
     return this.exclusive(async () => {
       if (count <= 0) return;
-      const last = this.pending[count - 1];
-      if (!last) throw new Error('acknowledging more events than are queued');
-      await this.writeAck(last.segment, last.end);
-      const done = this.pending.splice(0, count);
-      this.track(done, -1n);
-      taken?.();
-      this.pendingBytes -= done.reduce((n, e) => n + e.bytes, 0);
-      // After a full disk the segment is replaced as soon as it is all acknowledged, to give its space back.
-      // A rotation that fails (a full disk cannot take the new file) is tried again later.
-      if (this.pending.length === 0 && (this.size >= this.limits.segmentBytes || this.diskWasFull)) {
-        await this.rotate().then(
-          () => (this.diskWasFull = false),
-          () => undefined,
-        );
-      }
+      if (count > this.pending.length) throw new Error('acknowledging more events than are queued');
+      await this.take(count, taken);
     });
+  }
+
+  /**
+   * Everything pending up to and including the event whose line ends at `through` is acknowledged:
+   * by position, not by count, so two acknowledgers (the flusher, a usage bundle's receipt) never take
+   * each other's events. What left the queue already is skipped. `prepare` is told which events leave,
+   * before they do, and answers the step that runs as they leave (see acknowledge). Answers how many left.
+   */
+  acknowledgeThrough(through: QueuePosition, prepare?: (leaving: QueueEntry[]) => Promise<(() => void) | undefined>): Promise<number> {
+    return this.exclusive(async () => {
+      let count = 0;
+      while (count < this.pending.length && atOrBefore(this.pending[count]!, through)) count += 1;
+      if (count === 0) return 0;
+      const taken = prepare ? await prepare(this.pending.slice(0, count)) : undefined;
+      await this.take(count, taken);
+      return count;
+    });
+  }
+
+  /** Moves the acknowledgement past the first `count` pending events (inside exclusive). */
+  private async take(count: number, taken?: () => void): Promise<void> {
+    const last = this.pending[count - 1]!;
+    await this.writeAck(last.segment, last.end);
+    const done = this.pending.splice(0, count);
+    this.track(done, -1n);
+    taken?.();
+    this.pendingBytes -= done.reduce((n, e) => n + e.bytes, 0);
+    // After a full disk the segment is replaced as soon as it is all acknowledged, to give its space back.
+    // A rotation that fails (a full disk cannot take the new file) is tried again later.
+    if (this.pending.length === 0 && (this.size >= this.limits.segmentBytes || this.diskWasFull)) {
+      await this.rotate().then(
+        () => (this.diskWasFull = false),
+        () => undefined,
+      );
+    }
   }
 
   /** Keeps an event the service refused for good (fsynced before it is acknowledged). */
   async deadLetter(entry: Omit<DeadLetter, 'at'>): Promise<void> {
-    const h = await openPrivate(this.deadLetterFile, OPEN.append);
+    const h = await openPrivate(this.deadLetterFile, OPEN.readAppend);
     try {
-      await h.write(JSON.stringify({ ...entry, at: new Date().toISOString() }) + '\n');
+      // A line torn by a crash stays as it is (unreadable, skipped by readers); the new line starts on a line of its own.
+      const size = (await h.stat()).size;
+      const last = size > 0 ? (await h.read(Buffer.alloc(1), 0, 1, size - 1)).buffer[0] : 0x0a;
+      await h.write(`${last === 0x0a ? '' : '\n'}${JSON.stringify({ ...entry, at: new Date().toISOString() })}\n`);
       await h.datasync();
     } catch (err) {
       throw diskFull(this.dir, err);

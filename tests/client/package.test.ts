@@ -34,13 +34,14 @@ describe('@billing/client as a package', () => {
     expect(files).toContain('dist/index.js');
     expect(files).toContain('dist/index.d.ts');
     expect(files).toContain('dist/billing-client.js');
+    expect(files).toContain('dist/cli.js');
     expect(files).toContain('README.md');
     expect(files.filter((f) => !/^dist\/[a-z-]+\.(js|d\.ts)$/.test(f) && f !== 'package.json' && f !== 'README.md')).toEqual([]);
     // The operator's admin client stays with the service's CLI: customers never install it.
     expect(files.filter((f) => /admin/.test(f))).toEqual([]);
   }, 120_000);
 
-  test('when the tarball is installed into an empty folder, then only jose comes with it, and BillingClient loads and works there', () => {
+  test('when the tarball is installed into an empty folder, then only jose comes with it, BillingClient loads and works there, and npx billing-client runs its CLI', () => {
     const app = path.join(work, 'instance');
     fs.mkdirSync(app);
     fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'instance', version: '1.0.0', private: true }));
@@ -60,6 +61,19 @@ describe('@billing/client as a package', () => {
     const exported = execFileSync(process.execPath, ['-e', "console.log(JSON.stringify(Object.keys(require('@billing/client'))))"], { cwd: app }).toString();
     expect(JSON.parse(exported)).toContain('BillingClient');
     expect((JSON.parse(exported) as string[]).filter((name) => /admin/i.test(name))).toEqual([]);
+
+    // The CLI a vendor ships with its software: `npx billing-client` runs the installed build, offline.
+    const help = execFileSync('npx', ['--no', '--', 'billing-client', '--help'], {
+      cwd: app,
+      env: { ...process.env, npm_config_update_notifier: 'false' },
+    }).toString();
+    expect(help).toContain('export-usage --queue-dir <dir> --out <file>');
+    const queue = path.join(app, 'queue');
+    const request = JSON.parse(
+      execFileSync('npx', ['--no', '--', 'billing-client', 'activation-request', '--queue-dir', queue, '--fingerprint', 'site-0001'], { cwd: app }).toString(),
+    ) as { body: { instance_key: { kty: string } } };
+    expect(request.body.instance_key.kty).toBe('OKP');
+    expect(fs.statSync(path.join(queue, 'instance-key.json')).mode & 0o777).toBe(0o600);
   }, 180_000);
 
   test('when the service package is required as billing-service/client, then it resolves to the same build', () => {
