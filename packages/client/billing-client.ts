@@ -158,10 +158,10 @@ export interface ReceiptImport {
   missingSeq: number[];
   /** The service found this bundle's `previous` not the digest of the bundle it has under seq - 1. */
   previousMismatch: boolean;
-  /** As the receipt says (null when it does not). */
-  applied: number | null;
-  duplicates: number | null;
-  late: number | null;
+  /** As the receipt says: events newly stored, stored already, and of the applied, late (billed by a true-up). */
+  applied: number;
+  duplicates: number;
+  late: number;
   /** The fresh license, verified and kept; null when there was none or it was refused (licenseError). */
   license: ClientLicense | null;
   /** Why there is no new license: the service could not issue one (`service`), or it did not verify here (`client`, a LicenseError code). */
@@ -584,9 +584,9 @@ export class BillingClient {
       rejected: claims.rejected.length,
       missingSeq: claims.missing_seq,
       previousMismatch: claims.previous_mismatch,
-      applied: claims.applied ?? null,
-      duplicates: claims.duplicates ?? null,
-      late: claims.late ?? null,
+      applied: claims.applied,
+      duplicates: claims.duplicates,
+      late: claims.late,
       license,
       licenseError,
     };

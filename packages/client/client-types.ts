@@ -89,31 +89,11 @@ export interface UsageBundlePayload {
   events: BundleEvent[];
 }
 
-/** The claims of a bundle's receipt (a compact JWS signed with the license key, typ usage-receipt+jwt). */
-export interface BundleReceiptClaims {
-  iss: string;
-  sub: string;
-  iat: number;
-  jti: string;
-  bundle_id: string;
-  seq: number;
-  customer_id: string;
-  fingerprint: string;
-  bundle_digest: string;
-  /** Events in the bundle. */
-  events?: number;
-  /** Newly stored. */
-  applied?: number;
-  /** Stored already (online, or by another bundle). */
-  duplicates?: number;
-  /** Refused, each with why: the client dead-letters them. */
-  rejected: { idempotency_key: string; reason: string }[];
-  /** Of the applied, how many were late (billed by a true-up). */
-  late?: number;
-  /** Seqs below the highest the service received from this instance that it never received (at most 1000 listed). */
-  missing_seq: number[];
-  previous_mismatch: boolean;
-}
+/**
+ * The claims of a bundle's receipt (a compact JWS signed with the license key, typ usage-receipt+jwt):
+ * the service's `UsageBundleReceipt` component, as generated from its document.
+ */
+export type BundleReceiptClaims = components['schemas']['UsageBundleReceipt'];
 
 /** POST /api/usage/bundles (and the admin's POST /api/customers/:id/usage-bundles): the receipt, and a fresh license when one could be issued. */
 export type UsageBundleAnswer = Or<

@@ -55,7 +55,7 @@ function decodeHeader(token: string): Obj {
   return header as Obj;
 }
 
-/** The claims a receipt must have, typed; what the client acts on is checked strictly, the counts loosely. */
+/** The claims a receipt must have (the service's UsageBundleReceipt), each checked. */
 function parseClaims(v: unknown): BundleReceiptClaims {
   const bad = (field: string): never => refuse('MALFORMED', `The receipt's claims are not a usage receipt's (${field}).`);
   if (!isObj(v)) bad('not an object');
@@ -67,8 +67,8 @@ function parseClaims(v: unknown): BundleReceiptClaims {
   if (!Array.isArray(rejected) || !rejected.every((r) => isObj(r) && isText(r.idempotency_key) && typeof r.reason === 'string')) bad('rejected');
   const missing = c.missing_seq ?? [];
   if (!Array.isArray(missing) || !missing.every((s) => isCount(s))) bad('missing_seq');
-  for (const f of ['events', 'applied', 'duplicates', 'late'] as const) if (c[f] !== undefined && !isCount(c[f])) bad(f);
-  if (c.previous_mismatch !== undefined && typeof c.previous_mismatch !== 'boolean') bad('previous_mismatch');
+  for (const f of ['events', 'applied', 'duplicates', 'late'] as const) if (!isCount(c[f])) bad(f);
+  if (typeof c.previous_mismatch !== 'boolean') bad('previous_mismatch');
   return {
     ...(c as unknown as BundleReceiptClaims),
     rejected: (rejected as Obj[]).map((r) => ({ idempotency_key: r.idempotency_key as string, reason: r.reason as string })),
