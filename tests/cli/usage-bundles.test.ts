@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { BillingClient } from '../../packages/client';
 import { subscribe, type CreatedCustomer, createCustomer } from '../helpers/factories';
 import { bundleEvents, Instance } from '../helpers/usage-bundles';
 import { cli, startService, type Service } from './cli-harness';
@@ -120,5 +121,43 @@ describe('billing-admin usage import-bundle', () => {
     }
     const list = await cli(['activations', 'list', i.customer.id], { env });
     expect(list.stdout).toMatch(new RegExp(`BUNDLES\\n${i.fingerprint} .* seq 3, missing 2\\n`));
+  });
+});
+
+describe('billing-admin licenses issue-offline --request', () => {
+  test('when the activation request an instance wrote is given, then the offline activation carries its fingerprint, name and instance key; a request for another customer, or none at all, is a usage error (64) before anything is sent', async () => {
+    const c = await createCustomer(s.t);
+    await subscribe(s.t, { customer: c });
+    const queueDir = path.join(dir, `queue-${c.id}`);
+    const site = new BillingClient({ offline: true, queueDir, license: { fingerprint: `site-${c.id.slice(-12)}`, customerId: c.id } });
+    const request = await site.activationRequest({ name: 'vault' });
+    await site.close();
+    const file = path.join(dir, `request-${c.id}.json`);
+    fs.writeFileSync(file, JSON.stringify(request));
+    const activations = () => s.t.db('license_activations').where({ customer_id: c.id });
+
+    // Refused: the request is another customer's; no fingerprint at all; a fingerprint that is not the request's.
+    const other = await createCustomer(s.t);
+    const refusals = [
+      ['licenses', 'issue-offline', other.id, '--request', file],
+      ['licenses', 'issue-offline', c.id],
+      ['licenses', 'issue-offline', c.id, '--request', file, '--fingerprint', 'another-instance'],
+    ];
+    for (const argv of refusals) {
+      const r = await cli(argv, { env });
+      expect([argv.join(' '), r.code, r.stdout]).toEqual([argv.join(' '), 64, '']);
+    }
+    expect(await activations()).toEqual([]);
+
+    const r = await cli(['licenses', 'issue-offline', c.id, '--request', file], { env });
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('.')).toHaveLength(3);
+    const [row] = await activations();
+    expect(row).toMatchObject({
+      fingerprint: request.body.fingerprint,
+      name: 'vault',
+      instance_key_thumbprint: request.instance_key_thumbprint,
+      instance_key: request.body.instance_key,
+    });
   });
 });
