@@ -57,6 +57,8 @@ async function main(): Promise<void> {
     for (const n of SIZES) {
       const c = await createCustomer(t);
       await subscribe(t, { customer: c, plan });
+      // Events before the customer existed are refused: the customer is a month old.
+      await t.db.raw('update customers set created_at = ? where id = ?', [new Date(Date.now() - 30 * 86_400_000), c.id]);
       const { privateKey, publicKey } = generateKeyPairSync('ed25519');
       const jwk = publicKey.export({ format: 'jwk' }) as JWK;
       const fingerprint = `bench-${randomUUID().slice(0, 8)}`;
@@ -91,7 +93,8 @@ async function main(): Promise<void> {
       const first = await post(base, '/api/usage/bundles', key, { bundle });
       if (first.status !== 200) throw new Error(`upload: ${first.status} ${first.text.slice(0, 300)}`);
       const again = await post(base, '/api/usage/bundles', key, { bundle });
-      const receipt = (JSON.parse(first.text) as { receipt: string }).receipt;
+      const { receipt, receipt_claims: claims } = JSON.parse(first.text) as { receipt: string; receipt_claims: { applied: number; rejected: unknown[] } };
+      if (claims.applied !== n) throw new Error(`applied ${claims.applied} of ${n} (${claims.rejected.length} rejected)`);
       const digest = createHash('sha256').update(bundle).digest('base64url').slice(0, 8);
 
       let online = 0;
