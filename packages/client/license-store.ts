@@ -25,6 +25,19 @@ export interface LicenseStore {
   advance(mark: LicenseMark): Promise<void>;
 }
 
+/**
+ * The clock rule licenses and usage receipts share: why this clock (`now`, seconds) is wound back
+ * against the mark (earlier than the newest license accepted, or than the end of one seen expire),
+ * or null when it is not.
+ */
+export function clockWoundBack(mark: LicenseMark | null, now: number, toleranceSeconds: number): string | null {
+  if (mark && now < mark.iat - toleranceSeconds) return 'This clock is earlier than the newest license accepted: it was wound back.';
+  if (mark?.expired !== undefined && now < mark.expired) {
+    return 'This clock is earlier than the end of a license this instance has already seen expire: it was wound back.';
+  }
+  return null;
+}
+
 /** The mark after `next`, or null when it changes nothing: iat/jti move only forwards, `expired` only up. */
 function merged(held: LicenseMark | null, next: LicenseMark): LicenseMark | null {
   const newer = held === null || next.iat > held.iat || (next.iat === held.iat && next.jti !== held.jti);

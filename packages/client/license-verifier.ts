@@ -2,7 +2,7 @@ import { compactVerify, errors as joseErrors, type KeyLike } from 'jose';
 import { trustAnchor, type JwksSource, type TrustAnchorOptions } from './jwks-source';
 import { parseLicenseClaims, type LicenseClaims, type MeteredClaim } from './license-claims';
 import { LicenseError } from './license-errors';
-import type { LicenseStore } from './license-store';
+import { clockWoundBack, type LicenseStore } from './license-store';
 
 type AnchorKey = 'trustedKeys' | 'trustedRoots' | 'keySet' | 'keySetUrl';
 
@@ -203,10 +203,8 @@ export async function verifyLicense(token: string, options: VerifyLicenseOptions
   const nowMs = typeof options.now === 'function' ? options.now() : (options.now ?? Date.now());
   if (!Number.isFinite(nowMs)) throw new TypeError('now must give a time in ms');
   const now = nowMs / 1000;
-  if (mark && now < mark.iat - tolerance) refuse('CLOCK_ROLLED_BACK', 'This clock is earlier than the newest license accepted: it was wound back.');
-  if (mark?.expired !== undefined && now < mark.expired) {
-    refuse('CLOCK_ROLLED_BACK', 'This clock is earlier than the end of a license this instance has already seen expire: it was wound back.');
-  }
+  const woundBack = clockWoundBack(mark, now, tolerance);
+  if (woundBack) refuse('CLOCK_ROLLED_BACK', woundBack);
   if (claims.nbf > now + tolerance || claims.iat > now + tolerance) refuse('NOT_YET_VALID', 'The license is not valid yet (or this clock is behind).');
   const lapsed = claims.exp <= now - tolerance;
 

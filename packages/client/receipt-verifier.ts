@@ -2,7 +2,7 @@ import { compactVerify, errors as joseErrors, type KeyLike } from 'jose';
 import type { BundleReceiptClaims } from './client-types';
 import type { JwksSource } from './jwks-source';
 import { isLicenseError } from './license-errors';
-import type { LicenseStore } from './license-store';
+import { clockWoundBack, type LicenseStore } from './license-store';
 import { ReceiptError, type ReceiptErrorCode } from './receipt-errors';
 
 export const RECEIPT_TYP = 'usage-receipt+jwt';
@@ -121,10 +121,8 @@ export async function verifyReceipt(token: string, o: VerifyReceiptOptions): Pro
 
   const mark = await o.store.read().catch(fromLicenseError);
   const now = (o.now ?? Date.now()) / 1000;
-  if (mark && now < mark.iat - tolerance) refuse('CLOCK_ROLLED_BACK', 'This clock is earlier than the newest license accepted: it was wound back.');
-  if (mark?.expired !== undefined && now < mark.expired) {
-    refuse('CLOCK_ROLLED_BACK', 'This clock is earlier than the end of a license this instance has already seen expire: it was wound back.');
-  }
+  const woundBack = clockWoundBack(mark, now, tolerance);
+  if (woundBack) refuse('CLOCK_ROLLED_BACK', woundBack);
   if (claims.iat > now + tolerance) refuse('NOT_YET_VALID', 'The receipt is issued ahead of this clock (or this clock is behind).');
 
   if (o.issuer !== undefined && claims.iss !== o.issuer) refuse('WRONG_ISSUER', 'The receipt comes from another issuer.');
