@@ -44,14 +44,20 @@ function raw(head: string, pieces: Buffer[], opts: { hangUp?: boolean } = {}): P
       const status = Number(/^HTTP\/1\.1 (\d+)/.exec(answer)?.[1]);
       resolve({ status, body: answer.slice(answer.indexOf('\r\n\r\n') + 4) });
     });
-    void (async () => {
-      sock.write(head);
-      for (const p of pieces) {
-        await new Promise((r) => setTimeout(r, 5));
-        sock.write(p);
-      }
-      if (opts.hangUp) sock.destroy();
-    })();
+    // Each piece is handed to the kernel before the next (and before a hang-up): on a loaded machine
+    // a destroy() right after write() would drop what was still queued, and the server would never
+    // see the request at all.
+    const send = (b: string | Buffer) => new Promise<void>((r, j) => sock.write(b, (err) => (err ? j(err) : r())));
+    sock.once('connect', () => {
+      void (async () => {
+        await send(head);
+        for (const p of pieces) {
+          await new Promise((r) => setTimeout(r, 5));
+          await send(p);
+        }
+        if (opts.hangUp) sock.destroy();
+      })().catch(reject);
+    });
   });
 }
 
