@@ -130,8 +130,11 @@ export interface UsageEventRow {
   /** numeric(20,6) */
   quantity: string;
   occurred_at: Date;
+  /** The first day of occurred_at's UTC month: the partition key (20261208000000). */
+  occurred_month: Date;
   idempotency_key: string;
-  request_hash: string;
+  /** The first 16 bytes of the request fingerprint's SHA-256 (20261208000000; hex text before). */
+  request_hash: Buffer;
   received_at: Date;
   state: ForwardingState;
   attempts: number;
@@ -147,8 +150,9 @@ export interface UsageEventInsert {
   metric: string;
   quantity: string;
   occurred_at: Sql<Date>;
+  occurred_month: Sql<Date>;
   idempotency_key: string;
-  request_hash: string;
+  request_hash: Buffer;
   received_at?: Sql<Date>;
   state: ForwardingState;
   attempts?: number;

@@ -55,11 +55,17 @@ export interface TotalsRow {
  * The one write of usage events, for single events (a group commit of many customers' events)
  * and batches alike. In one statement:
  * - the request fingerprint of each event (the first 16 bytes of SHA-256 over
- *   "metric\nquantity\noccurred_ms", occurred_ms empty when not given), and its id (UUIDv7);
+ *   "metric\nquantity\noccurred_ms", occurred_ms empty when not given), its time (the one given, or
+ *   `$6`, the receipt) and its id (UUIDv7);
+ * - usage_events is partitioned by month of occurrence (docs/decisions/usage-partitions.md), and a
+ *   key is unique per customer and month: a retry carries the same occurred_at and meets its first
+ *   copy in the same partition. An event sent without occurred_at is stamped with its receipt, so its
+ *   retry may fall in the next month: for those alone the months of the last 35 days are looked up
+ *   first (`earlier`), and a key found there is that event (a replay or a conflict), never a second;
  * - the insert, one row per (customer, key), in key order so concurrent writers lock in one order;
- * - a key already stored is not inserted but locked and read back by ON CONFLICT DO UPDATE (a no-op
- *   update), which sees a row committed after this statement's snapshot, so a concurrent writer of
- *   the same key is always found and there is no second lookup;
+ * - a key already stored in the event's month is not inserted but locked and read back by ON CONFLICT
+ *   DO UPDATE (a no-op update), which sees a row committed after this statement's snapshot, so a
+ *   concurrent writer of the same key is always found and there is no second lookup;
  * - the daily totals of exactly the inserted rows;
  * - per event given: replay or conflict, by comparing fingerprints. This is the only place the
  *   idempotency rule is written.
@@ -69,19 +75,32 @@ export interface TotalsRow {
 const WRITE_SQL = `
 with given as (
   select t.ord, t.customer_id, t.metric, t.quantity, t.occurred_ms, t.idempotency_key,
-         encode(substring(sha256(convert_to(t.metric || E'\\n' || t.quantity || E'\\n' || coalesce(t.occurred_ms::text, ''), 'UTF8')) from 1 for 16), 'hex') as request_hash
+         min(t.ord) over (partition by t.customer_id, t.idempotency_key) as leader,
+         timestamptz 'epoch' + coalesce(t.occurred_ms, $6::bigint) * interval '1 millisecond' as occurred_at,
+         substring(sha256(convert_to(t.metric || E'\\n' || t.quantity || E'\\n' || coalesce(t.occurred_ms::text, ''), 'UTF8')) from 1 for 16) as request_hash
     from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[]) with ordinality
       as t(customer_id, metric, quantity, occurred_ms, idempotency_key, ord)
+), earlier as (
+  select distinct on (e.customer_id, e.idempotency_key) e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at, e.request_hash
+    from given g
+    join usage_events e on e.customer_id = g.customer_id and e.idempotency_key = g.idempotency_key
+     and e.occurred_month >= usage_month(g.occurred_at - interval '35 days') and e.occurred_month < usage_month(g.occurred_at)
+   where g.occurred_ms is null and g.ord = g.leader
+   order by e.customer_id, e.idempotency_key, e.occurred_month desc
 ), input as (
-  select distinct on (customer_id, idempotency_key) usage_uuidv7() as id, g.*
-    from given g order by customer_id, idempotency_key, ord
+  select usage_uuidv7() as id, g.*
+    from given g
+   where g.ord = g.leader
+     and not exists (select 1 from earlier x where x.customer_id = g.customer_id and x.idempotency_key = g.idempotency_key)
 ), ins as (
-  insert into usage_events as e (id, customer_id, metric, quantity, occurred_at, idempotency_key, request_hash, state, next_attempt_at)
-  select id, customer_id, metric, quantity::numeric, timestamptz 'epoch' + coalesce(occurred_ms, $6::bigint) * interval '1 millisecond',
+  insert into usage_events as e (id, customer_id, metric, quantity, occurred_at, occurred_month, idempotency_key, request_hash, state, next_attempt_at)
+  select id, customer_id, metric, quantity::numeric, occurred_at, usage_month(occurred_at),
          idempotency_key, request_hash, $7::text, case when $7::text = 'pending' then now() end
     from input order by customer_id, idempotency_key
   on conflict on constraint usage_events_customer_idempotency_unique do update set request_hash = e.request_hash
   returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at, e.request_hash
+), found as (
+  select * from ins union all select * from earlier
 ), fresh as (
   select ins.* from ins join input i on i.id = ins.id
 ), roll as (
@@ -92,11 +111,11 @@ with given as (
   on conflict on constraint usage_daily_pkey do update
     set quantity = d.quantity + excluded.quantity, events = d.events + excluded.events
 ), verdict as (
-  select g.ord, ins.id, (ins.id = i.id and g.ord = i.ord) as created, ins.request_hash <> g.request_hash as conflict, i.ord as leader,
-         (ins.id = i.id) as fresh, ins.occurred_at, ins.received_at
+  select g.ord, f.id, coalesce(f.id = i.id and g.ord = i.ord, false) as created, f.request_hash <> g.request_hash as conflict, g.leader,
+         coalesce(f.id = i.id, false) as fresh, f.occurred_at, f.received_at
     from given g
-    join input i on i.customer_id = g.customer_id and i.idempotency_key = g.idempotency_key
-    join ins on ins.customer_id = g.customer_id and ins.idempotency_key = g.idempotency_key
+    join found f on f.customer_id = g.customer_id and f.idempotency_key = g.idempotency_key
+    left join input i on i.customer_id = g.customer_id and i.idempotency_key = g.idempotency_key
 ), refused as (
   -- All or nothing (a batch): any conflict fails the whole statement, so nothing of it is kept.
   -- The error's DETAIL lists each conflicting event: its index, its key's first index, and whether
@@ -167,6 +186,16 @@ async function runWrite(
   allOrNothing: boolean,
   run: typeof runNamed = runNamed,
 ): Promise<WriteRow> {
+  if (needsTurnLock(events, nowMs)) {
+    if (db.isTransaction) {
+      await lockTurn(db, events);
+    } else {
+      return db.transaction(async (trx) => {
+        await lockTurn(trx, events);
+        return runWrite(trx, events, state, nowMs, allOrNothing, runNamedInTransaction);
+      });
+    }
+  }
   try {
     const [row] = await run<WriteRow>(db, WRITE, [
       uuidArray(events.map((e) => e.customerId)),
@@ -184,6 +213,35 @@ async function runWrite(
     if (e.code !== WRITE_REFUSED_SQLSTATE || e.detail === undefined) throw err;
     throw new WriteRefusedError(decodeRefusal(e.detail));
   }
+}
+
+/**
+ * Within this long of a UTC month's start, an event sent without occurred_at may be stamped in one
+ * month while a retry of it, in flight at the same time, is stamped in the next: the two would meet in
+ * no partition. Such writes take a lock per customer first (see lockTurn), so the later one runs after
+ * the earlier committed and finds it. Far longer than any write is in flight (statements time out in
+ * seconds); outside it, a retry finds the first copy committed.
+ */
+export const MONTH_TURN_WINDOW_MS = 10 * 60 * 1000;
+
+/** Whether `ms` lies within MONTH_TURN_WINDOW_MS of the start of a UTC month (either side). */
+export function nearMonthTurn(ms: number): boolean {
+  const d = new Date(ms);
+  const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+  const next = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  return ms - start < MONTH_TURN_WINDOW_MS || next - ms <= MONTH_TURN_WINDOW_MS;
+}
+
+const needsTurnLock = (events: readonly EventToWrite[], nowMs: number) => nearMonthTurn(nowMs) && events.some((e) => !e.occurredAt);
+
+/**
+ * A transaction-scoped advisory lock per customer of the write's events stamped at receipt, taken in
+ * customer order (sorted here; unnest keeps it), so two such writes never wait on each other in a cycle, before the write's own
+ * statement: its snapshot then sees whatever a writer holding the lock before it committed.
+ */
+async function lockTurn(trx: Knex, events: readonly EventToWrite[]): Promise<void> {
+  const customers = [...new Set(events.filter((e) => !e.occurredAt).map((e) => e.customerId))].sort();
+  await trx.raw(`select pg_advisory_xact_lock(hashtext('usage-month-turn'), hashtext(c::text)) from unnest(?::uuid[]) as c`, [uuidArray(customers)]);
 }
 
 /** A period's usage to read: one customer's metric over whole UTC days [fromDay, toDay). */
