@@ -52,6 +52,17 @@ export interface TotalsRow {
 }
 
 /**
+ * Within this long of a UTC month's start, an event sent without occurred_at may be stamped in one
+ * month while a retry of it, in flight at the same time, is stamped in the next: the two would meet in
+ * no partition. Such writes take a lock per customer first (see lockTurn), so one runs after the other
+ * committed, and within the window the write looks in the next month too: whichever runs second finds
+ * the first, in either month. Ten minutes is far longer than a write stays in flight (milliseconds;
+ * nothing here bounds it, so a write held up longer than that at the very turn is the one case left);
+ * outside it, a retry finds the first copy committed.
+ */
+export const MONTH_TURN_WINDOW_MS = 10 * 60 * 1000;
+
+/**
  * The one write of usage events, for single events (a group commit of many customers' events)
  * and batches alike. In one statement:
  * - the request fingerprint of each event (the first 16 bytes of SHA-256 over
@@ -60,8 +71,9 @@ export interface TotalsRow {
  * - usage_events is partitioned by month of occurrence (docs/decisions/usage-partitions.md), and a
  *   key is unique per customer and month: a retry carries the same occurred_at and meets its first
  *   copy in the same partition. An event sent without occurred_at is stamped with its receipt, so its
- *   retry may fall in the next month: for those alone the months of the last 35 days are looked up
- *   first (`earlier`), and a key found there is that event (a replay or a conflict), never a second;
+ *   retry may fall in the next month: for those alone the other months of the last 35 days (and,
+ *   at a month's turn, the next month: see lockTurn) are looked up first (`earlier`), and a key found
+ *   there is that event (a replay or a conflict), never a second;
  * - the insert, one row per (customer, key), in key order so concurrent writers lock in one order;
  * - a key already stored in the event's month is not inserted but locked and read back by ON CONFLICT
  *   DO UPDATE (a no-op update), which sees a row committed after this statement's snapshot, so a
@@ -84,7 +96,9 @@ with given as (
   select distinct on (e.customer_id, e.idempotency_key) e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at, e.request_hash
     from given g
     join usage_events e on e.customer_id = g.customer_id and e.idempotency_key = g.idempotency_key
-     and e.occurred_month >= usage_month(g.occurred_at - interval '35 days') and e.occurred_month < usage_month(g.occurred_at)
+     and e.occurred_month >= usage_month(g.occurred_at - interval '35 days')
+     and e.occurred_month <= usage_month(g.occurred_at + interval '${MONTH_TURN_WINDOW_MS / 60_000} minutes')
+     and e.occurred_month <> usage_month(g.occurred_at)
    where g.occurred_ms is null and g.ord = g.leader
    order by e.customer_id, e.idempotency_key, e.occurred_month desc
 ), input as (
@@ -214,15 +228,6 @@ async function runWrite(
     throw new WriteRefusedError(decodeRefusal(e.detail));
   }
 }
-
-/**
- * Within this long of a UTC month's start, an event sent without occurred_at may be stamped in one
- * month while a retry of it, in flight at the same time, is stamped in the next: the two would meet in
- * no partition. Such writes take a lock per customer first (see lockTurn), so the later one runs after
- * the earlier committed and finds it. Far longer than any write is in flight (statements time out in
- * seconds); outside it, a retry finds the first copy committed.
- */
-export const MONTH_TURN_WINDOW_MS = 10 * 60 * 1000;
 
 /** Whether `ms` lies within MONTH_TURN_WINDOW_MS of the start of a UTC month (either side). */
 export function nearMonthTurn(ms: number): boolean {
