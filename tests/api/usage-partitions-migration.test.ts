@@ -177,3 +177,18 @@ test('when usage_events is partitioned while the old release writes and forwards
   await migrateLatest(db);
   expect(await allRows()).toEqual(after);
 }, 120_000);
+
+test('when the schema is migrated, then every unique constraint and foreign key on the usage tables holds customer_id (so it can be distributed by customer)', async () => {
+  await migrateLatest(db);
+  const { rows } = await db.raw<{ rows: { table: string; name: string; def: string; columns: string[] }[] }>(
+    `select c.conrelid::regclass::text as table, c.conname as name, pg_get_constraintdef(c.oid) as def,
+            array(select a.attname::text from unnest(c.conkey) k join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k) as columns
+       from pg_constraint c join pg_class t on t.oid = c.conrelid
+      where t.relname like 'usage\\_%' and not t.relispartition and c.contype in ('p', 'u', 'f')`,
+  );
+  const tables = new Set(rows.map((r) => r.table));
+  expect([...tables].sort()).toEqual(['usage_bundles', 'usage_daily', 'usage_events', 'usage_threshold_crossings', 'usage_true_ups']);
+  expect(rows.filter((r) => !r.columns.includes('customer_id'))).toEqual([]);
+  // Control: the check reads real columns (usage_events' idempotency key names all three).
+  expect(rows.find((r) => r.name === 'usage_events_customer_idempotency_unique')!.columns.sort()).toEqual(['customer_id', 'idempotency_key', 'occurred_month']);
+});
