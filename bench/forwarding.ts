@@ -57,7 +57,7 @@ async function main(): Promise<void> {
     ...(process.env.FORWARDER_LEASE_SECONDS ? { FORWARDER_LEASE_SECONDS: process.env.FORWARDER_LEASE_SECONDS } : {}),
   };
   const t = await createTestApp(env, { databaseUrl: url });
-  const pendingNow = async () => Number((await t.db('usage_events').where({ state: 'pending' }).count<{ n: string }[]>('* as n'))[0]?.n);
+  const pendingNow = async () => Number((await t.db('usage_outbox').where({ state: 'pending' }).count<{ n: string }[]>('* as n'))[0]?.n);
   const rounds: { eventsPerSecond: number; seconds: number; calls: number; eventsPerCall: number; ingestPerSecond: number }[] = [];
   try {
     const customers = await Promise.all(Array.from({ length: 10 }, () => createCustomer(t)));

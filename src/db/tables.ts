@@ -119,50 +119,72 @@ export interface AuditLogInsert {
 /** Append-only: no column is ever updated. */
 export type AuditLogUpdate = Record<string, never>;
 
-// usage_events (20261127000004)
-/** `late` (20261207120000): usage of a period Stripe has already invoiced, billed by a true-up (usage_true_ups), never as a meter event. */
+// usage_events (20261127000004; partitioned, and its forwarding moved to usage_outbox, 20261208000000)
+/**
+ * Where an event is in its forwarding, as the API and reports say it: `pending`/`failed`/`sent` from
+ * its usage_outbox row (`sent` also once that row is gone), `local` and `late` (20261207120000: usage
+ * of a period Stripe has already invoiced, billed by a true-up, never as a meter event) from the event.
+ */
 export type ForwardingState = 'pending' | 'sent' | 'failed' | 'local' | 'late';
+/** usage_events.state: s (to Stripe, through usage_outbox), l (local), t (late: a true-up bills it). */
+export type UsageEventRoute = 's' | 'l' | 't';
 
+/** An event: written once, never updated on the hot path. Its receipt is the time in its UUIDv7 id (usage_uuid_time). */
 export interface UsageEventRow {
+  occurred_at: Date;
   id: string;
   customer_id: string;
+  /** The first day of occurred_at's UTC month: the partition key. */
+  occurred_month: Date;
+  state: UsageEventRoute;
+  /** The first 16 bytes of the request fingerprint's SHA-256 (hex text before 20261208000000). */
+  request_hash: Buffer;
   metric: string;
   /** numeric(20,6) */
   quantity: string;
-  occurred_at: Date;
-  /** The first day of occurred_at's UTC month: the partition key (20261208000000). */
-  occurred_month: Date;
   idempotency_key: string;
-  /** The first 16 bytes of the request fingerprint's SHA-256 (20261208000000; hex text before). */
-  request_hash: Buffer;
-  received_at: Date;
-  state: ForwardingState;
-  attempts: number;
-  next_attempt_at: Date | null;
-  last_error: string | null;
-  sent_at: Date | null;
-  /** Our id of the Stripe call that carried it (20261201000000). */
-  stripe_submission_id: string | null;
 }
 export interface UsageEventInsert {
+  occurred_at: Sql<Date>;
   id: string;
   customer_id: string;
+  occurred_month: Sql<Date>;
+  state: UsageEventRoute;
+  request_hash: Buffer;
   metric: string;
   quantity: string;
-  occurred_at: Sql<Date>;
-  occurred_month: Sql<Date>;
   idempotency_key: string;
-  request_hash: Buffer;
-  received_at?: Sql<Date>;
-  state: ForwardingState;
-  attempts?: number;
-  next_attempt_at?: Sql<Date> | null;
-  last_error?: string | null;
-  sent_at?: Sql<Date> | null;
 }
-/** What the outbox changes; the event itself never changes. */
 export interface UsageEventUpdate {
-  state?: ForwardingState;
+  state?: UsageEventRoute;
+}
+
+// usage_outbox (20261208000000)
+/** An event's forwarding to Stripe, from its write until a day after Stripe took it. */
+export type OutboxState = 'pending' | 'sent' | 'failed';
+export interface UsageOutboxRow {
+  occurred_at: Date;
+  /** The event's receipt. */
+  created_at: Date;
+  next_attempt_at: Date | null;
+  sent_at: Date | null;
+  id: string;
+  customer_id: string;
+  /** Our id of the Stripe call that carried it (20261201000000). */
+  stripe_submission_id: string | null;
+  occurred_month: Date;
+  attempts: number;
+  state: OutboxState;
+  metric: string;
+  /** numeric(20,6) */
+  quantity: string;
+  idempotency_key: string;
+  last_error: string | null;
+}
+export type UsageOutboxInsert = Omit<UsageOutboxRow, 'created_at' | 'attempts' | 'next_attempt_at' | 'sent_at' | 'stripe_submission_id' | 'last_error'> &
+  Partial<Pick<UsageOutboxRow, 'attempts' | 'next_attempt_at' | 'sent_at' | 'stripe_submission_id' | 'last_error'>>;
+export interface UsageOutboxUpdate {
+  state?: OutboxState;
   attempts?: Sql<number>;
   next_attempt_at?: Sql<Date> | null;
   last_error?: string | null;
@@ -628,6 +650,7 @@ declare module 'knex/types/tables' {
     api_keys: Knex.CompositeTableType<ApiKeyRow, ApiKeyInsert, ApiKeyUpdate>;
     audit_log: Knex.CompositeTableType<AuditLogRow, AuditLogInsert, AuditLogUpdate>;
     usage_events: Knex.CompositeTableType<UsageEventRow, UsageEventInsert, UsageEventUpdate>;
+    usage_outbox: Knex.CompositeTableType<UsageOutboxRow, UsageOutboxInsert, UsageOutboxUpdate>;
     usage_daily: Knex.CompositeTableType<UsageDailyRow, UsageDailyInsert, UsageDailyUpdate>;
     plans: Knex.CompositeTableType<PlanRow, PlanInsert, PlanUpdate>;
     subscriptions: Knex.CompositeTableType<SubscriptionRow, SubscriptionInsert, SubscriptionUpdate>;

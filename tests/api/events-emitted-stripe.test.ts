@@ -12,6 +12,7 @@ import { CreatedCustomer, createCustomer, createPlan, createStripeCustomer, repo
 import { eventFaults, eventsOf, typesOf } from '../helpers/event-faults';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { createTestApp, TestApp } from '../helpers/test-app';
+import { clearPendingForwarding } from '../helpers/forwarding-state';
 
 const SECRET = 'whsec_eventsemittedsecret123';
 const GRACE_DAYS = 10;
@@ -46,7 +47,7 @@ beforeEach(async () => {
   stripe.clearFailures();
   await faults.clear();
   // The forwarder claims any due event: only this test's.
-  await t.db('usage_events').where({ state: 'pending' }).update({ state: 'local', last_error: 'reset by test' });
+  await clearPendingForwarding(t.db);
 });
 
 let clock = Math.floor(Date.now() / 1000);
@@ -262,7 +263,7 @@ describe('invoices', () => {
 
 describe('usage Stripe refused', () => {
   const usageFailed = (c: CreatedCustomer) => eventsOf(t.db, c.id, 'usage.forwarding_failed');
-  const stateOf = async (ids: string[]) => [...new Set((await t.db('usage_events').whereIn('id', ids)).map((r) => r.state))];
+  const stateOf = async (ids: string[]) => [...new Set((await t.db('usage_outbox').whereIn('id', ids)).map((r) => r.state))];
 
   test('when Stripe refuses a call carrying two customers’ events, then one usage.forwarding_failed per customer, in the transaction that fails them', async () => {
     const a = await createStripeCustomer(t);
@@ -293,16 +294,16 @@ describe('usage Stripe refused', () => {
   test('when parking events as failed cannot commit, then they stay pending with no event; the next failure writes it once', async () => {
     const a = await createStripeCustomer(t);
     const ids = await reportBatch(t, a, 2);
-    for (const fault of ['usage.forwarding_failed', 'usage_events']) {
-      // (On usage_events: only the write that fails them; the claim writes the rows too.)
-      await faults.fail(fault, a.id, fault === 'usage_events' ? 'failed' : undefined);
+    for (const fault of ['usage.forwarding_failed', 'usage_outbox']) {
+      // (On usage_outbox: only the write that fails them; the claim writes the rows too.)
+      await faults.fail(fault, a.id, fault === 'usage_outbox' ? 'failed' : undefined);
       stripe.failNext(/meter_event_stream/, 1, { status: 400, type: 'invalid_request_error', message: 'refused' });
       // The outcome is written again until the lease ends (FORWARDER_LEASE_SECONDS), then left.
       expect(await t.c.forwarder.runOnce()).toMatchObject({ failed: 0 });
       await faults.clear();
       expect(await stateOf(ids)).toEqual(['pending']);
       expect(await usageFailed(a)).toEqual([]);
-      await t.db('usage_events').whereIn('id', ids).update({ next_attempt_at: t.db.fn.now(), attempts: 0 });
+      await t.db('usage_outbox').whereIn('id', ids).update({ next_attempt_at: t.db.fn.now(), attempts: 0 });
     }
     stripe.failNext(/meter_event_stream/, 1, { status: 400, type: 'invalid_request_error', message: 'refused' });
     expect(await t.c.forwarder.runOnce()).toMatchObject({ failed: 2 });
@@ -315,7 +316,7 @@ describe('usage Stripe refused', () => {
     stripe.failNext(/meter_event_stream/, 2, { status: 500, type: 'api_error', message: 'Stripe is down' });
     expect(await t.c.forwarder.runOnce()).toMatchObject({ retried: 1 });
     expect(await usageFailed(a)).toEqual([]);
-    await t.db('usage_events').whereIn('id', ids).update({ next_attempt_at: t.db.fn.now() });
+    await t.db('usage_outbox').whereIn('id', ids).update({ next_attempt_at: t.db.fn.now() });
     expect(await t.c.forwarder.runOnce()).toMatchObject({ failed: 1 });
     expect((await usageFailed(a)).map((e) => e.data)).toEqual([expect.objectContaining({ count: 1, event_ids: ids, http_status: 500 })]);
   });
@@ -344,7 +345,7 @@ describe('usage Stripe refused', () => {
         ],
       },
     });
-    for (const fault of ['usage.forwarding_failed', 'usage_events']) {
+    for (const fault of ['usage.forwarding_failed', 'usage_outbox']) {
       await faults.fail(fault, a.id);
       expect((await deliver(report)).status).toBe(500);
       await faults.clear();

@@ -15,6 +15,7 @@ import { CreatedCustomer, createCustomer } from '../helpers/factories';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { startTcpProxy, TcpProxy } from '../helpers/tcp-proxy';
 import { createTestApp, TestApp, testDatabaseUrl } from '../helpers/test-app';
+import { clearPendingForwarding } from '../helpers/forwarding-state';
 
 let proxy: TcpProxy;
 let stripe: FakeStripe;
@@ -54,7 +55,7 @@ test('when calls fail, answers are lost, an instance dies and PostgreSQL restart
   // a's calls outlast its death: it cannot have written anything about them.
   const a = await createTestApp(env(5000), { databaseUrl: viaProxy });
   apps.push(a);
-  await a.db('usage_events').where({ state: 'pending' }).update({ state: 'local', last_error: 'reset by test' });
+  await clearPendingForwarding(a.db);
   const customers = [await createCustomer(a), await createCustomer(a)];
   const acknowledged = new Map<string, string>(); // id -> quantity
   const ingest = async (t: TestApp, c: CreatedCustomer, n: number) => {
@@ -108,7 +109,7 @@ test('when calls fail, answers are lost, an instance dies and PostgreSQL restart
   const deadline = Date.now() + 60_000;
   for (;;) {
     const pending = await b
-      .db('usage_events')
+      .db('usage_outbox')
       .whereIn(
         'customer_id',
         customers.map((c) => c.id),
@@ -121,7 +122,7 @@ test('when calls fail, answers are lost, an instance dies and PostgreSQL restart
   await b.c.forwarder.stop();
 
   const rows = await b
-    .db('usage_events')
+    .db('usage_outbox')
     .whereIn(
       'customer_id',
       customers.map((c) => c.id),

@@ -6,6 +6,7 @@
 import { createStripeCustomer, reportBatch } from '../helpers/factories';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { createTestApp, TestApp } from '../helpers/test-app';
+import { clearPendingForwarding } from '../helpers/forwarding-state';
 
 let stripe: FakeStripe;
 const apps: TestApp[] = [];
@@ -35,7 +36,7 @@ const instance = async () => {
 test('when a Stripe call outlasts the lease, then the lease is renewed under it and no other instance takes its events', async () => {
   const a = await instance();
   const b = await instance();
-  await a.db('usage_events').where({ state: 'pending' }).update({ state: 'local', last_error: 'reset by test' });
+  await clearPendingForwarding(a.db);
   const ids = await reportBatch(a, await createStripeCustomer(a), 100, 'api_calls', 'long');
 
   // Stripe takes the call at once and answers after 7 s: longer than the 5 s lease.

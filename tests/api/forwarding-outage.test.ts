@@ -5,11 +5,12 @@
  * not when a long lease runs out.
  */
 import type { Knex } from 'knex';
-import type { ForwardingState } from '../../src/db/tables';
+import type { OutboxState } from '../../src/db/tables';
 import { createStripeCustomer, reportBatch } from '../helpers/factories';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { startTcpProxy, TcpProxy } from '../helpers/tcp-proxy';
 import { createTestApp, TestApp, testDatabaseUrl } from '../helpers/test-app';
+import { clearPendingForwarding } from '../helpers/forwarding-state';
 
 let proxy: TcpProxy;
 let stripe: FakeStripe;
@@ -41,8 +42,8 @@ afterAll(async () => {
   await proxy.close();
 });
 
-const countWhere = async (db: Knex, ids: string[], state: ForwardingState) =>
-  Number((await db('usage_events').whereIn('id', ids).where({ state }).count<{ n: string }[]>('* as n'))[0]!.n);
+const countWhere = async (db: Knex, ids: string[], state: OutboxState) =>
+  Number((await db('usage_outbox').whereIn('id', ids).where({ state }).count<{ n: string }[]>('* as n'))[0]!.n);
 
 /** How many times each identifier was sent on the stream. */
 const sends = () => {
@@ -54,7 +55,7 @@ const sends = () => {
 
 test('when PostgreSQL goes away while calls are at Stripe, then within 15 seconds of its return every event is marked sent, each sent once', async () => {
   // Other files leave events behind: only this test's count.
-  await direct.db('usage_events').where({ state: 'pending' }).update({ state: 'local', last_error: 'reset by test' });
+  await clearPendingForwarding(direct.db);
   const customers = [await createStripeCustomer(direct), await createStripeCustomer(direct)];
   const ids = [...(await reportBatch(direct, customers[0]!, 400)), ...(await reportBatch(direct, customers[1]!, 400))];
 

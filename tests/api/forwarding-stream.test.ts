@@ -8,6 +8,7 @@ import request from 'supertest';
 import { CreatedCustomer, createStripeCustomer, reportBatch } from '../helpers/factories';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { createTestApp, TestApp } from '../helpers/test-app';
+import { clearPendingForwarding } from '../helpers/forwarding-state';
 
 const WEBHOOK_SECRET = 'whsec_streamtest123';
 let stripe: FakeStripe;
@@ -35,13 +36,13 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   stripe.clearFailures();
-  await t.db('usage_events').where({ state: 'pending' }).update({ state: 'local', last_error: 'reset by test' });
+  await clearPendingForwarding(t.db);
 });
 
 const stripeCustomer = () => createStripeCustomer(t);
 const report = (c: CreatedCustomer, n: number, metric = 'api_calls') => reportBatch(t, c, n, metric, 's');
 
-const rows = (ids: string[]) => t.db('usage_events').whereIn('id', ids);
+const rows = (ids: string[]) => t.db('usage_outbox').whereIn('id', ids);
 const states = async (ids: string[]) => new Set((await rows(ids)).map((r) => r.state));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const callsFor = (ids: string[]) => stripe.streamCalls().filter((r) => (r.body.events as { identifier: string }[]).some((e) => ids.includes(e.identifier)));
@@ -229,7 +230,7 @@ test('when an error report is not shaped like one, then it is refused (400) and 
 test("when events wait, then the report and the metrics show the oldest one's age, and the rate sent", async () => {
   const c = await stripeCustomer();
   await report(c, 2);
-  await t.db.raw("update usage_events set received_at = now() - interval '90 seconds' where state = 'pending'");
+  await t.db.raw("update usage_outbox set created_at = now() - interval '90 seconds' where state = 'pending'");
   let status = await request(t.app).get('/api/reports/forwarding').set(admin);
   expect(status.body.oldest_pending_age_seconds).toBeGreaterThanOrEqual(90);
   const metrics = await request(t.app).get('/metrics').set(admin);

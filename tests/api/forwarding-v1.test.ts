@@ -9,6 +9,7 @@ import { expectError } from '../helpers/envelope';
 import { CreatedCustomer, createCustomer, createStripeCustomer, reportBatch } from '../helpers/factories';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { createTestApp, TestApp } from '../helpers/test-app';
+import { clearPendingForwarding, forwardingOf, forwardingOfOne } from '../helpers/forwarding-state';
 
 let stripe: FakeStripe;
 let t: TestApp;
@@ -40,14 +41,14 @@ afterAll(async () => {
 beforeEach(async () => {
   stripe.clearFailures();
   // Only this file makes pending events: start each test with an empty queue.
-  await t.db('usage_events').where({ state: 'pending' }).update({ state: 'local', last_error: 'reset by test' });
+  await clearPendingForwarding(t.db);
 });
 
 const stripeCustomer = () => createStripeCustomer(t);
 const report = (c: CreatedCustomer, n: number, metric = 'api_calls') => reportBatch(t, c, n, metric, 'f');
 
 const sentFor = (ids: string[]) => stripe.meterEvents().filter((r) => ids.includes(String((r.body as { identifier?: string }).identifier)));
-const states = async (ids: string[]) => Object.fromEntries((await t.db('usage_events').whereIn('id', ids).select('id', 'state')).map((r) => [r.id, r.state]));
+const states = async (ids: string[]) => Object.fromEntries((await forwardingOf(t.db, ids)).map((r) => [r.id, r.state]));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('when events are pending, then each is sent once as a meter event identified by our event id', async () => {
@@ -61,7 +62,7 @@ test('when events are pending, then each is sent once as a meter event identifie
   const sent = sentFor([...ids, storage!]);
   expect(sent).toHaveLength(4);
   const first = sent.find((r) => (r.body as { identifier: string }).identifier === ids[0])!;
-  const row = (await t.db('usage_events').where({ id: ids[0] }).first())!;
+  const row = (await forwardingOfOne(t.db, ids[0]))!;
   expect(first.body).toEqual({
     event_name: 'api_calls',
     identifier: ids[0],
@@ -84,18 +85,18 @@ test('when Stripe answers 500 twice, then the event is retried with growing back
   stripe.failNext(/meter_events/, 2, { status: 500 });
 
   expect(await t.c.forwarder.runOnce()).toMatchObject({ claimed: 1, retried: 1 });
-  let row = (await t.db('usage_events').where({ id }).first())!;
+  let row = (await forwardingOfOne(t.db, id))!;
   expect(row).toMatchObject({ state: 'pending', attempts: 1 });
   expect(row.last_error).toMatch(/500/);
   expect(row.next_attempt_at!.getTime()).toBeGreaterThan(Date.now() - 50);
 
   await sleep(120);
   expect(await t.c.forwarder.runOnce()).toMatchObject({ claimed: 1, retried: 1 });
-  row = (await t.db('usage_events').where({ id }).first())!;
+  row = (await forwardingOfOne(t.db, id))!;
   expect(row.attempts).toBe(2);
   await sleep(250);
   expect(await t.c.forwarder.runOnce()).toMatchObject({ claimed: 1, sent: 1 });
-  expect(await t.db('usage_events').where({ id }).first()).toMatchObject({ state: 'sent', attempts: 3, last_error: null });
+  expect(await forwardingOfOne(t.db, id)).toMatchObject({ state: 'sent', attempts: 3, last_error: null });
   const tries = sentFor([id!]);
   expect(tries).toHaveLength(3);
   expect(new Set(tries.map((r) => r.idempotencyKey)).size).toBe(1); // the same idempotency key every time
@@ -121,10 +122,10 @@ test('when Stripe stalls past the timeout, then the event is retried and then se
   const [id] = await report(c, 1);
   stripe.failNext(/meter_events/, 1, 'stall');
   expect(await t.c.forwarder.runOnce()).toMatchObject({ claimed: 1, retried: 1 });
-  expect((await t.db('usage_events').where({ id }).first())!.last_error).toMatch(/timed? ?out|aborted|connection/i);
+  expect((await forwardingOfOne(t.db, id))!.last_error).toMatch(/timed? ?out|aborted|connection/i);
   await sleep(150);
   expect(await t.c.forwarder.runOnce()).toMatchObject({ sent: 1 });
-  expect((await t.db('usage_events').where({ id }).first())!.state).toBe('sent');
+  expect((await forwardingOfOne(t.db, id))!.state).toBe('sent');
 });
 
 test('when Stripe refuses an event (4xx), then it is failed at once, visible to admins, and an admin can retry it', async () => {
@@ -132,7 +133,7 @@ test('when Stripe refuses an event (4xx), then it is failed at once, visible to 
   const [id] = await report(c, 1);
   stripe.failNext(/meter_events/, 1, { status: 400, type: 'invalid_request_error', message: 'No such meter event name' });
   expect(await t.c.forwarder.runOnce()).toMatchObject({ failed: 1 });
-  expect(await t.db('usage_events').where({ id }).first()).toMatchObject({ state: 'failed', attempts: 1 });
+  expect(await forwardingOfOne(t.db, id)).toMatchObject({ state: 'failed', attempts: 1 });
 
   const status = await request(t.app).get('/api/reports/forwarding').set(admin);
   expect(status.status).toBe(200);
@@ -150,7 +151,7 @@ test('when Stripe refuses an event (4xx), then it is failed at once, visible to 
     .send({ event_ids: [id] });
   expect(retry.body).toEqual({ requeued: 1, event_ids: [id] });
   expect(await t.c.forwarder.runOnce()).toMatchObject({ sent: 1 });
-  expect(await t.db('usage_events').where({ id }).first()).toMatchObject({ state: 'sent' });
+  expect(await forwardingOfOne(t.db, id)).toMatchObject({ state: 'sent' });
   const audit = await t.db('audit_log').where({ request_id: retry.headers['x-request-id'] });
   expect(audit).toEqual([expect.objectContaining({ action: 'usage.forwarding_retry', outcome: 'success' })]);
 });
@@ -163,7 +164,7 @@ test('when every attempt fails, then the event is parked as failed after the bou
     await t.c.forwarder.runOnce();
     await sleep(220);
   }
-  expect(await t.db('usage_events').where({ id }).first()).toMatchObject({ state: 'failed', attempts: 4 });
+  expect(await forwardingOfOne(t.db, id)).toMatchObject({ state: 'failed', attempts: 4 });
   expect(sentFor([id!])).toHaveLength(4);
 });
 
@@ -218,7 +219,7 @@ test('when the forwarder stops during a batch, then it finishes the send under w
     await sleep(100);
     await slow.c.forwarder.stop();
     expect(await run).toMatchObject({ claimed: 5, retried: 1, released: 4 });
-    const rows = await t.db('usage_events').whereIn('id', ids).orderBy('id');
+    const rows = await forwardingOf(t.db, ids);
     expect(rows.filter((r) => r.attempts === 0 && r.state === 'pending')).toHaveLength(4);
     expect(rows.every((r) => r.state === 'pending')).toBe(true);
     expect(await t.c.forwarder.runOnce()).toMatchObject({ claimed: 4, sent: 4 });
@@ -233,7 +234,7 @@ test('when Stripe is off, then events are stored as local and the forwarder does
     const c = await createCustomer(off);
     const res = await request(off.app).post('/api/usage').set('X-API-Key', c.apiKey).send({ metric: 'api_calls', quantity: 1, idempotency_key: 'off-1' });
     expect(res.status).toBe(201);
-    expect((await off.db('usage_events').where({ id: res.body.event.id }).first())!.state).toBe('local');
+    expect((await forwardingOfOne(off.db, res.body.event.id))!.state).toBe('local');
     expect(await off.c.forwarder.runOnce()).toMatchObject({ claimed: 0 });
     const status = await request(off.app)
       .get('/api/reports/forwarding')

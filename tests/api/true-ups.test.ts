@@ -17,6 +17,7 @@ import { expectError } from '../helpers/envelope';
 import { createCustomer, createPlan, subscribe } from '../helpers/factories';
 import { startFakeStripe, type FakeStripe } from '../helpers/fake-stripe';
 import { createTestApp, type TestApp } from '../helpers/test-app';
+import { createUsageRepository } from '../../src/modules/usage/usage-repository';
 
 const DAY = 86_400_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -106,12 +107,10 @@ async function recordLate(a: TestApp, customerId: string, events: { metric: stri
     late.map((e) => ({ ...e, idempotencyKey: `late-${randomBytes(8).toString('hex')}` })),
   );
   const trueUps = await a.db.transaction(async (trx) => {
-    await trx('usage_events')
-      .whereIn(
-        'id',
-        stored.map((r) => r.id),
-      )
-      .update({ state: 'late', next_attempt_at: null });
+    await createUsageRepository().markLate(
+      trx,
+      stored.map((r) => r.id),
+    );
     return a.c.trueUps.recordLate(trx, customerId, bundleId, late);
   });
   return { bundleId, trueUps, byMetric: (m: string) => trueUps.find((x) => x.metric === m)! };

@@ -578,7 +578,7 @@ describe('late usage, Stripe off', () => {
     const old = bundleEvents(2, { prefix: 'old', agoMs: 40 * 86_400_000, quantity: '1.5' });
     const res = await uploadAsCustomer(t, c.apiKey, await i.export([...old, ...bundleEvents(1, { prefix: 'new', agoMs: 0 })])).expect(200);
     expect(res.body.receipt_claims).toMatchObject({ applied: 3, late: 2 });
-    expect((await t.db('usage_events').where({ customer_id: c.id })).map((r) => r.state)).toEqual(['local', 'local', 'local']);
+    expect((await t.db('usage_events').where({ customer_id: c.id })).map((r) => r.state)).toEqual(['l', 'l', 'l']);
     const trueUps = await t.db('usage_true_ups').where({ customer_id: c.id });
     expect(trueUps.map((r) => [r.bundle_id, r.metric, Number(r.quantity), r.events, r.state])).toEqual([[i.bundleIds[0], 'api_calls', 3, 2, 'local']]);
   });
@@ -611,9 +611,11 @@ describe('late usage, Stripe on', () => {
     expect(res.body.receipt_claims).toMatchObject({ events: 6, applied: 6, duplicates: 0, rejected: [], late: 4 });
 
     const rows = await s.db('usage_events').where({ customer_id: c.id }).orderBy('idempotency_key');
-    const state = Object.fromEntries(rows.map((r) => [r.idempotency_key, [r.state, r.next_attempt_at === null]]));
-    for (const e of [...hourAgo, ...fortyDays, ...storage]) expect(state[e.idempotency_key]).toEqual(['late', true]);
-    for (const e of current) expect(state[e.idempotency_key]).toEqual(['pending', false]);
+    const queued = new Set(await s.db('usage_outbox').where({ customer_id: c.id, state: 'pending' }).pluck('idempotency_key'));
+    const state = Object.fromEntries(rows.map((r) => [r.idempotency_key, [r.state, queued.has(r.idempotency_key)]]));
+    // Late: a true-up bills them, never the forwarder; the others wait in the outbox.
+    for (const e of [...hourAgo, ...fortyDays, ...storage]) expect(state[e.idempotency_key]).toEqual(['t', false]);
+    for (const e of current) expect(state[e.idempotency_key]).toEqual(['s', true]);
 
     const trueUps = await s.db('usage_true_ups').where({ customer_id: c.id }).orderBy('metric');
     expect(trueUps.map((r) => [r.bundle_id, r.metric, Number(r.quantity), r.events, r.state])).toEqual([

@@ -20,10 +20,11 @@ beforeAll(async () => {
   a = iso.t;
   b = await createTestApp({}, { databaseUrl: iso.url, now: () => clockB });
   // The months of the test, as the service's partition maintenance would have made them.
-  for (const [name, from, to] of [
+  const months: [string, string, string][] = [
     ['usage_events_2031_01', '2031-01-01', '2031-02-01'],
     ['usage_events_2031_02', '2031-02-01', '2031-03-01'],
-  ])
+  ];
+  for (const [name, from, to] of months)
     await a.db.raw(`create table if not exists ?? partition of usage_events for values from ('${from}') to ('${to}')`, [name]);
   c = await createCustomer(a);
 });

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 
 /** The tables a change writes that a fault can be set on, besides `events` itself. */
-const CHANGED_TABLES = ['customers', 'api_keys', 'subscriptions', 'usage_events'] as const;
+const CHANGED_TABLES = ['customers', 'api_keys', 'subscriptions', 'usage_outbox'] as const;
 export type ChangedTable = (typeof CHANGED_TABLES)[number];
 
 /**

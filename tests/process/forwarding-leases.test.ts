@@ -12,6 +12,7 @@ import { createStripeCustomer, reportBatch } from '../helpers/factories';
 import { FakeStripe, startFakeStripe } from '../helpers/fake-stripe';
 import { freePort, type Running, startServer, waitFor } from '../helpers/server-process';
 import { createTestApp, TestApp, testDatabaseUrl } from '../helpers/test-app';
+import { clearPendingForwarding } from '../helpers/forwarding-state';
 
 let stripe: FakeStripe;
 let t: TestApp;
@@ -34,7 +35,7 @@ afterAll(async () => {
 beforeEach(async () => {
   stripe.clearFailures();
   // Other files leave events behind: only this file's count.
-  await t.db('usage_events').where({ state: 'pending' }).update({ state: 'local', last_error: 'reset by test' });
+  await clearPendingForwarding(t.db);
 });
 
 /** Stream calls since `from` (the fake Stripe keeps every one). */
@@ -56,7 +57,7 @@ async function instanceWithCallsInFlight(ids: string[], from: number): Promise<R
   expect(callsSince(from)).toHaveLength(2);
   // Its whole claim is leased: two calls at Stripe, the rest queued behind them.
   const leased = await t
-    .db('usage_events')
+    .db('usage_outbox')
     .whereIn('id', ids)
     .where({ state: 'pending' })
     .where('next_attempt_at', '>', t.db.fn.now())
@@ -66,7 +67,7 @@ async function instanceWithCallsInFlight(ids: string[], from: number): Promise<R
 }
 
 const sentCount = async (ids: string[]) =>
-  Number((await t.db('usage_events').whereIn('id', ids).where({ state: 'sent' }).count<{ n: string }[]>('* as n'))[0]!.n);
+  Number((await t.db('usage_outbox').whereIn('id', ids).where({ state: 'sent' }).count<{ n: string }[]>('* as n'))[0]!.n);
 
 test('when an instance is killed with calls in flight, then another instance sends its events within 15 seconds, each once', async () => {
   const c = await createStripeCustomer(t);
@@ -110,7 +111,7 @@ test('when an instance is stopped with SIGTERM with calls in flight, then their 
   expect(await a.exited).toBe(0);
 
   const rows: { id: string; state: string; attempts: number; leased: boolean }[] = await t
-    .db('usage_events')
+    .db('usage_outbox')
     .whereIn('id', ids)
     .select('id', 'state', 'attempts', t.db.raw('next_attempt_at > now() as leased'));
   expect(rows.filter((r) => r.leased)).toEqual([]);

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { CustomerRow, UsageEventRow } from '../../db/tables';
+import type { CustomerRow, UsageOutboxRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
 
 export interface ClaimedEvent {
@@ -60,13 +60,21 @@ export interface FailedUsageEvent {
 }
 
 /** A claimed event with its customer's Stripe id; quantity as text (trimmed here). */
-type ClaimedRow = Pick<UsageEventRow, 'id' | 'customer_id' | 'metric' | 'quantity' | 'occurred_at' | 'attempts'> & Pick<CustomerRow, 'stripe_customer_id'>;
+type ClaimedRow = Pick<UsageOutboxRow, 'id' | 'customer_id' | 'metric' | 'quantity' | 'occurred_at' | 'attempts'> & Pick<CustomerRow, 'stripe_customer_id'>;
 type StatsRow = Pick<ForwardingStats, 'pending' | 'due' | 'failed' | 'local' | 'sent'> & {
   oldest_pending_at: Date | null;
   oldest_pending_age_seconds: number;
   sent_last_minute: number;
 };
 
+/** How long an outbox row stays once Stripe took its event: Stripe's error reports may still reject it. */
+export const SENT_KEPT_HOURS = 24;
+
+/**
+ * The forwarding of usage events to Stripe, on usage_outbox (20261208000000): one row per event from
+ * its write until SENT_KEPT_HOURS after Stripe took it. The events themselves (usage_events) are never
+ * updated here but for the rare event made local or late.
+ */
 export function createForwardingRepository() {
   return {
     /**
@@ -77,14 +85,14 @@ export function createForwardingRepository() {
      */
     async claim(db: Knex, limit: number, leaseSeconds: number): Promise<ClaimedEvent[]> {
       const { rows }: { rows: ClaimedRow[] } = await db.raw(
-        `update usage_events e
+        `update usage_outbox e
             set next_attempt_at = now() + make_interval(secs => ?), attempts = e.attempts + 1
-           from (select id from usage_events
+           from (select customer_id, id from usage_outbox
                   where state = 'pending' and next_attempt_at <= now()
                   order by next_attempt_at
                   limit ? for update skip locked) due,
                 customers c
-          where e.id = due.id and c.id = e.customer_id
+          where e.customer_id = due.customer_id and e.id = due.id and c.id = e.customer_id
       returning e.id, e.customer_id, c.stripe_customer_id, e.metric, e.quantity::text as quantity, e.occurred_at, e.attempts`,
         [leaseSeconds, limit],
       );
@@ -102,7 +110,7 @@ export function createForwardingRepository() {
     /** Renews the lease of events still pending, in one statement: due again leaseSeconds from now. */
     async extendLeases(db: Knex, ids: string[], leaseSeconds: number): Promise<void> {
       if (ids.length === 0) return;
-      await db.raw(`update usage_events set next_attempt_at = now() + make_interval(secs => ?) where id = any(?::uuid[]) and state = 'pending'`, [
+      await db.raw(`update usage_outbox set next_attempt_at = now() + make_interval(secs => ?) where id = any(?::uuid[]) and state = 'pending'`, [
         leaseSeconds,
         ids,
       ]);
@@ -110,7 +118,7 @@ export function createForwardingRepository() {
 
     async markSent(db: Knex, ids: string[]): Promise<void> {
       if (ids.length === 0) return;
-      await db('usage_events')
+      await db('usage_outbox')
         .whereIn('id', ids)
         .where({ state: 'pending' })
         .update({ state: 'sent', sent_at: db.fn.now(), next_attempt_at: null, last_error: null });
@@ -119,7 +127,7 @@ export function createForwardingRepository() {
     /** The events one Stripe call carried, in one statement: sent, and by which submission. */
     async markSentBy(db: Knex, ids: string[], submissionId: string): Promise<number> {
       if (ids.length === 0) return 0;
-      return db('usage_events')
+      return db('usage_outbox')
         .whereIn('id', ids)
         .where({ state: 'pending' })
         .update({ state: 'sent', sent_at: db.fn.now(), next_attempt_at: null, last_error: null, stripe_submission_id: submissionId });
@@ -138,7 +146,7 @@ export function createForwardingRepository() {
     ): Promise<{ retried: number; failed: number; failedIds: string[] }> {
       if (ids.length === 0) return { retried: 0, failed: 0, failedIds: [] };
       const { rows }: { rows: { id: string; state: string }[] } = await db.raw(
-        `update usage_events
+        `update usage_outbox
             set state = case when attempts >= :max then 'failed' else state end,
                 next_attempt_at = case when attempts >= :max then null else
                   now() + make_interval(secs => least(:cap::float8, :base::float8 * 2 ^ (greatest(attempts, 1) - 1)) * (0.5 + random() / 2) / 1000) end,
@@ -154,7 +162,7 @@ export function createForwardingRepository() {
     /** A call Stripe refused for good (a 4xx), in one statement. Returns the ids it failed. */
     async failMany(db: Knex, ids: string[], submissionId: string | null, error: string): Promise<string[]> {
       if (ids.length === 0) return [];
-      const rows = await db('usage_events')
+      const rows = await db('usage_outbox')
         .whereIn('id', ids)
         .where({ state: 'pending' })
         .update({ state: 'failed', next_attempt_at: null, last_error: error, stripe_submission_id: submissionId }, ['id']);
@@ -164,7 +172,7 @@ export function createForwardingRepository() {
     /** Who each event belongs to and its last error: what a usage.forwarding_failed event tells. */
     async describe(db: Knex, ids: readonly string[]): Promise<FailedUsageEvent[]> {
       if (ids.length === 0) return [];
-      const rows = await db('usage_events')
+      const rows = await db('usage_outbox')
         .select('id', 'customer_id', 'metric', 'last_error')
         .whereIn('id', [...ids]);
       return rows.map((r) => ({ id: r.id, customerId: r.customer_id, metric: r.metric, lastError: r.last_error }));
@@ -177,8 +185,8 @@ export function createForwardingRepository() {
     async markRejected(db: Knex, rejections: Rejection[]): Promise<string[]> {
       if (rejections.length === 0) return [];
       const { rows }: { rows: { id: string }[] } = await db.raw(
-        `update usage_events e
-            set state = 'failed', next_attempt_at = null, last_error = r.error
+        `update usage_outbox e
+            set state = 'failed', next_attempt_at = null, last_error = r.error, sent_at = null
            from unnest(?::uuid[], ?::text[]) as r(id, error)
           where e.id = r.id and e.state in ('pending', 'sent')
       returning e.id`,
@@ -187,18 +195,28 @@ export function createForwardingRepository() {
       return rows.map((r) => r.id);
     },
 
-    async markLocal(db: Knex, ids: string[], reason: string): Promise<void> {
+    /**
+     * Events whose customer has no Stripe customer: local. Their outbox rows go, and the events say
+     * so (the one update of an event here; the reason is logged by the worker).
+     */
+    async markLocal(db: Knex, ids: string[], _reason: string): Promise<void> {
       if (ids.length === 0) return;
-      await db('usage_events').whereIn('id', ids).where({ state: 'pending' }).update({ state: 'local', next_attempt_at: null, last_error: reason });
+      await db.raw(
+        `with gone as (delete from usage_outbox where id = any(?::uuid[]) and state = 'pending' returning customer_id, idempotency_key, occurred_month)
+         update usage_events e set state = 'l'
+           from gone g
+          where e.customer_id = g.customer_id and e.idempotency_key = g.idempotency_key and e.occurred_month = g.occurred_month`,
+        [ids],
+      );
     },
 
     /** Returns whether it failed it (it was still pending). */
     async markFailed(db: Knex, id: string, error: string): Promise<boolean> {
-      return (await db('usage_events').where({ id, state: 'pending' }).update({ state: 'failed', next_attempt_at: null, last_error: error })) > 0;
+      return (await db('usage_outbox').where({ id, state: 'pending' }).update({ state: 'failed', next_attempt_at: null, last_error: error })) > 0;
     },
 
     async scheduleRetry(db: Knex, id: string, delayMs: number, error: string): Promise<void> {
-      await db('usage_events')
+      await db('usage_outbox')
         .where({ id, state: 'pending' })
         .update({ next_attempt_at: db.raw('now() + make_interval(secs => ?)', [delayMs / 1000]), last_error: error });
     },
@@ -206,24 +224,28 @@ export function createForwardingRepository() {
     /** Gives back claimed events that were not attempted (shutdown): due now, the attempt not counted. */
     async release(db: Knex, ids: string[]): Promise<void> {
       if (ids.length === 0) return;
-      await db('usage_events')
+      await db('usage_outbox')
         .whereIn('id', ids)
         .where({ state: 'pending' })
         .update({ next_attempt_at: db.fn.now(), attempts: db.raw('greatest(attempts - 1, 0)') });
     },
 
     async stats(db: Knex): Promise<ForwardingStats> {
+      // The queue from the outbox; local and sent are counts over the events (every partition).
       const { rows }: { rows: [StatsRow] } = await db.raw(
-        `select
-           count(*) filter (where state = 'pending')::int as pending,
-           count(*) filter (where state = 'pending' and next_attempt_at <= now())::int as due,
-           count(*) filter (where state = 'failed')::int as failed,
-           count(*) filter (where state = 'local')::int as local,
-           count(*) filter (where state = 'sent')::int as sent,
-           min(received_at) filter (where state = 'pending') as oldest_pending_at,
-           coalesce(extract(epoch from now() - min(received_at) filter (where state = 'pending')), 0)::float8 as oldest_pending_age_seconds,
-           count(*) filter (where state = 'sent' and sent_at > now() - interval '1 minute')::int as sent_last_minute
-         from usage_events`,
+        `with q as (
+           select count(*) filter (where state = 'pending')::int as pending,
+                  count(*) filter (where state = 'pending' and next_attempt_at <= now())::int as due,
+                  count(*) filter (where state = 'failed')::int as failed,
+                  min(created_at) filter (where state = 'pending') as oldest_pending_at,
+                  count(*) filter (where state = 'sent' and sent_at > now() - interval '1 minute')::int as sent_last_minute
+             from usage_outbox
+         ), e as (
+           select count(*) filter (where state = 'l')::int as local, count(*) filter (where state = 's')::int as routed from usage_events
+         )
+         select q.pending, q.due, q.failed, e.local, e.routed - q.pending - q.failed as sent, q.oldest_pending_at,
+                coalesce(extract(epoch from now() - q.oldest_pending_at), 0)::float8 as oldest_pending_age_seconds, q.sent_last_minute
+           from q, e`,
       );
       const r = rows[0];
       return {
@@ -243,10 +265,10 @@ export function createForwardingRepository() {
       // The pending count already visits every pending row: the oldest one's age comes with it.
       const { rows }: { rows: [{ pending: number; due: number; failed: number; oldest_pending_seconds: number }] } = await db.raw(
         `select p.pending, p.oldest_pending_seconds,
-           (select count(*)::int from usage_events where state = 'pending' and next_attempt_at <= now()) as due,
-           (select count(*)::int from usage_events where state = 'failed') as failed
-         from (select count(*)::int as pending, coalesce(extract(epoch from now() - min(received_at)), 0)::float8 as oldest_pending_seconds
-                 from usage_events where state = 'pending') p`,
+           (select count(*)::int from usage_outbox where state = 'pending' and next_attempt_at <= now()) as due,
+           (select count(*)::int from usage_outbox where state = 'failed') as failed
+         from (select count(*)::int as pending, coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as oldest_pending_seconds
+                 from usage_outbox where state = 'pending') p`,
       );
       const r = rows[0];
       return { pending: r.pending, due: r.due, failed: r.failed, oldestPendingSeconds: Math.max(0, r.oldest_pending_seconds) };
@@ -254,7 +276,7 @@ export function createForwardingRepository() {
 
     async listFailed(db: Knex, limit: number): Promise<FailedEvent[]> {
       // numeric comes back as its exact text (see db/knex.ts).
-      const rows = await db('usage_events')
+      const rows = await db('usage_outbox')
         .select('id', 'customer_id', 'metric', 'quantity', 'occurred_at', 'attempts', 'last_error', 'stripe_submission_id')
         .where({ state: 'failed' })
         .orderBy('id', 'desc')
@@ -271,9 +293,19 @@ export function createForwardingRepository() {
       }));
     },
 
+    /** Outbox rows of events Stripe took more than SENT_KEPT_HOURS ago, at most `limit` of them. Returns how many went. */
+    async purgeSent(db: Knex, limit: number): Promise<number> {
+      const { rowCount } = await db.raw<{ rowCount: number }>(
+        `delete from usage_outbox where ctid = any(array(
+           select ctid from usage_outbox where state = 'sent' and sent_at < now() - make_interval(hours => ?) limit ?))`,
+        [SENT_KEPT_HOURS, limit],
+      );
+      return rowCount;
+    },
+
     /** Puts failed events back in the queue with a fresh budget of attempts. */
     async requeueFailed(db: Knex, ids: string[] | null): Promise<string[]> {
-      const q = db('usage_events').where({ state: 'failed' });
+      const q = db('usage_outbox').where({ state: 'failed' });
       if (ids) q.whereIn('id', ids);
       const rows = await q.update({ state: 'pending', attempts: 0, next_attempt_at: db.fn.now() }, ['id']);
       return rows.map((r) => r.id);

@@ -218,9 +218,22 @@ export function createForwardingWorker(deps: ForwardingWorkerDeps) {
     return s;
   }
 
+  /** When the outbox was last cleared of rows Stripe took long ago (at most once a minute, a bounded batch). */
+  let purgedAt = 0;
+  async function purge(): Promise<void> {
+    if (Date.now() - purgedAt < 60_000) return;
+    purgedAt = Date.now();
+    const gone = await repo.purgeSent(db, 10_000);
+    if (gone > 0) logger.debug({ gone }, 'usage outbox: rows of events sent long ago removed');
+  }
+
   function loop(): void {
     if (stopping) return;
     current = pump(true)
+      .then(async (s) => {
+        await purge();
+        return s;
+      })
       .catch((err: unknown) => {
         logger.error({ err }, 'usage forwarder run failed; retrying later');
         return emptySummary();

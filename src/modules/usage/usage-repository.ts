@@ -93,7 +93,7 @@ with given as (
     from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[]) with ordinality
       as t(customer_id, metric, quantity, occurred_ms, idempotency_key, ord)
 ), earlier as (
-  select distinct on (e.customer_id, e.idempotency_key) e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at, e.request_hash
+  select distinct on (e.customer_id, e.idempotency_key) e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, usage_uuid_time(e.id) as received_at, e.request_hash
     from given g
     join usage_events e on e.customer_id = g.customer_id and e.idempotency_key = g.idempotency_key
      and e.occurred_month >= usage_month(g.occurred_at - interval '35 days')
@@ -107,16 +107,21 @@ with given as (
    where g.ord = g.leader
      and not exists (select 1 from earlier x where x.customer_id = g.customer_id and x.idempotency_key = g.idempotency_key)
 ), ins as (
-  insert into usage_events as e (id, customer_id, metric, quantity, occurred_at, occurred_month, idempotency_key, request_hash, state, next_attempt_at)
-  select id, customer_id, metric, quantity::numeric, occurred_at, usage_month(occurred_at),
-         idempotency_key, request_hash, $7::text, case when $7::text = 'pending' then now() end
+  insert into usage_events as e (occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key)
+  select occurred_at, id, customer_id, usage_month(occurred_at), case when $7::text = 'pending' then 's' else 'l' end::"char",
+         request_hash, metric, quantity::numeric, idempotency_key
     from input order by customer_id, idempotency_key
   on conflict on constraint usage_events_customer_idempotency_unique do update set request_hash = e.request_hash
-  returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at, e.request_hash
+  returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, usage_uuid_time(e.id) as received_at, e.request_hash
 ), found as (
   select * from ins union all select * from earlier
 ), fresh as (
   select ins.* from ins join input i on i.id = ins.id
+), queued as (
+  -- With Stripe on, each new event's forwarding starts here (usage_outbox), due at once.
+  insert into usage_outbox (occurred_at, next_attempt_at, id, customer_id, occurred_month, state, metric, quantity, idempotency_key)
+  select f.occurred_at, now(), f.id, f.customer_id, usage_month(f.occurred_at), 'pending', f.metric, f.quantity, f.idempotency_key
+    from fresh f where $7::text = 'pending'
 ), roll as (
   insert into usage_daily as d (customer_id, metric, day, shard, quantity, events)
   select customer_id, metric, (occurred_at at time zone 'UTC')::date,
@@ -306,11 +311,18 @@ export function createUsageRepository() {
 
     /**
      * Events just written (in the caller's transaction) that are late usage: never sent as meter
-     * events (state `late`, out of the forwarder's queue); a true-up bills them.
+     * events (out of the forwarder's queue, the event's state `t`); a true-up bills them.
      */
     async markLate(trx: Knex, ids: readonly string[]): Promise<void> {
       if (ids.length === 0) return;
-      await trx.raw(`update usage_events set state = 'late', next_attempt_at = null where id = any(?::uuid[])`, [uuidArray(ids)]);
+      // Their outbox rows go (they were just queued by the write), and the events say `late`.
+      await trx.raw(
+        `with gone as (delete from usage_outbox where id = any(?::uuid[]) and state = 'pending' returning customer_id, idempotency_key, occurred_month)
+         update usage_events e set state = 't'
+           from gone g
+          where e.customer_id = g.customer_id and e.idempotency_key = g.idempotency_key and e.occurred_month = g.occurred_month`,
+        [uuidArray(ids)],
+      );
     },
 
     /**
