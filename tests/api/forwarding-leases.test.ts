@@ -51,7 +51,7 @@ test('when a Stripe call outlasts the lease, then the lease is renewed under it 
     await sleep(250);
   }
   // Past the first lease's end, the events are still leased (renewed), not due.
-  const due = await a.db('usage_events').whereIn('id', ids).where('next_attempt_at', '<=', a.db.fn.now()).count<{ n: string }[]>('* as n');
+  const due = await a.db('usage_outbox').whereIn('id', ids).where('next_attempt_at', '<=', a.db.fn.now()).count<{ n: string }[]>('* as n');
   expect(Number(due[0]!.n)).toBe(0);
   expect(claimedByB).toBe(0);
 

@@ -132,7 +132,7 @@ describe('an upload applies the bundle and answers a signed receipt and a fresh 
 
     const rows = await t.db('usage_events').where({ customer_id: i.customer.id }).orderBy('idempotency_key');
     expect(rows.map((r) => [r.idempotency_key, r.metric, String(Number(r.quantity)), r.occurred_at.toISOString(), r.state])).toEqual(
-      events.map((e) => [e.idempotency_key, 'api_calls', '2.5', e.occurred_at, 'local']),
+      events.map((e) => [e.idempotency_key, 'api_calls', '2.5', e.occurred_at, 'l']),
     );
     const stored = await t.db('usage_bundles').where({ customer_id: i.customer.id });
     expect(stored).toEqual([
