@@ -276,6 +276,9 @@ export const settings = z.object({
   USAGE_BUNDLE_MAX_EVENTS: int(1, 1_000_000)
     .default(100_000)
     .describe("Most events in one usage bundle (the client's queue holds at most 100,000 by default)."),
+  USAGE_PARTITIONS_AHEAD: int(1, 24)
+    .default(3)
+    .describe('Months after the current UTC month that always have a usage_events partition (created hourly, without blocking writes).'),
 
   STRIPE_SECRET_KEY: stripeSecretKey
     .optional()

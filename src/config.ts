@@ -191,6 +191,8 @@ function toConfig(s: Settings) {
       /** A usage bundle's largest body (the JSON with the bundle's text), and its most events. */
       bundleMaxBytes: s.USAGE_BUNDLE_MAX_BYTES,
       bundleMaxEvents: s.USAGE_BUNDLE_MAX_EVENTS,
+      /** Months ahead of the current one that always have a usage_events partition. */
+      partitionsAhead: s.USAGE_PARTITIONS_AHEAD,
     }),
     stripe: Object.freeze({
       /** Unset (or STRIPE_ENABLED=false): Stripe is off; everything works locally and nothing is sent. */

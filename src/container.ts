@@ -60,6 +60,7 @@ import { createBillingPortalService } from './modules/billing-portal/billing-por
 import { createUpcomingInvoices } from './modules/invoices/upcoming-invoice';
 import { createUsageBundlesRepository } from './modules/usage-bundles/usage-bundles-repository';
 import { createUsageBundlesService } from './modules/usage-bundles/usage-bundles-service';
+import { createUsagePartitionsJob } from './modules/usage-partitions/partitions-job';
 
 export interface ContainerOptions {
   config: Config;
@@ -324,6 +325,14 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     settings: { issuer: config.license.issuer, metrics: config.usage.metrics, maxEvents: config.usage.bundleMaxEvents },
     now,
   });
+  // usage_events' monthly partitions: USAGE_PARTITIONS_AHEAD months ahead, strays out of the default (docs/USAGE.md#partitions).
+  const usagePartitions = createUsagePartitionsJob({
+    db,
+    logger: logger.child({ component: 'usage-partitions' }),
+    metrics,
+    ahead: config.usage.partitionsAhead,
+    now,
+  });
   const activationSweeper = createActivationSweeper({ licenses, logger: logger.child({ component: 'license-activations' }), intervalMs: 3_600_000 });
   // license.expiring_soon and license.expired: announced once per episode, by whichever instance gets there first.
   const licenseNotices = createLicenseNotices({
@@ -400,6 +409,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     licenseSigner,
     licenseNotices,
     usageBundles,
+    usagePartitions,
     billingPortal,
     upcomingInvoices,
     metrics,
@@ -422,6 +432,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       licenseNoticesJob.start();
       eventRetention.start();
       overridesExpiryJob.start();
+      usagePartitions.start();
     },
 
     /** After the HTTP server closed: finish writes under way, then stop background work. */
@@ -436,6 +447,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       await licenseNoticesJob.stop();
       await eventRetention.stop();
       await overridesExpiryJob.stop();
+      await usagePartitions.stop();
       await invalidation.stop();
       await lastUsed.stop();
     },

@@ -97,6 +97,25 @@ export function createMetrics() {
       registers: [registry],
     }),
 
+    usagePartitionRuns: new Counter({
+      name: 'usage_partition_maintenance_runs_total',
+      help: 'Usage partition maintenance runs, by outcome (done; skipped: another instance held the lock; failed: tried again next round)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    usagePartitionDuration: new Histogram({
+      name: 'usage_partition_maintenance_duration_seconds',
+      help: 'How long usage partition maintenance runs took (done and failed)',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    usagePartitionsCreated: new Counter({
+      name: 'usage_partitions_created_total',
+      help: 'Monthly partitions of usage_events created by this instance',
+      registers: [registry],
+    }),
+    usagePartitionGauges: usagePartitionGauges(registry),
+
     /** License activations holding a seat, read from the database when Prometheus scrapes. */
     watchActivations(count: () => Promise<number>) {
       new Gauge({
@@ -199,3 +218,48 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Rows in the default partition of usage_events and months of partitions ahead, read from the database
+ * when Prometheus scrapes once watch() names the reader (registered from the start, so the names are fixed).
+ */
+function usagePartitionGauges(registry: Registry) {
+  let read: (() => Promise<{ defaultRows: number; monthsAhead: number }>) | null = null;
+  let last: { at: number; value: Promise<{ defaultRows: number; monthsAhead: number }> } | null = null;
+  const latest = () => {
+    if (!read) return null;
+    if (!last || Date.now() - last.at > 1000) last = { at: Date.now(), value: read() };
+    return last.value;
+  };
+  new Gauge({
+    name: 'usage_default_partition_rows',
+    help: 'Usage events in the default partition of usage_events (strays: their month has no partition); maintenance moves them hourly',
+    registers: [registry],
+    async collect() {
+      try {
+        const v = latest();
+        if (v) this.set((await v).defaultRows);
+      } catch {
+        // The database is away: the scrape still answers, without this value.
+      }
+    },
+  });
+  new Gauge({
+    name: 'usage_partitions_months_ahead',
+    help: 'Months after the current UTC month covered by partitions of usage_events without a gap (-1: not even the current month)',
+    registers: [registry],
+    async collect() {
+      try {
+        const v = latest();
+        if (v) this.set((await v).monthsAhead);
+      } catch {
+        // As above.
+      }
+    },
+  });
+  return {
+    watch(reader: () => Promise<{ defaultRows: number; monthsAhead: number }>) {
+      read = reader;
+    },
+  };
+}
