@@ -595,10 +595,12 @@ async function main(): Promise<void> {
         );
       }
     }
+    const loadEnd = round1(os.loadavg()[0]!);
+    console.log(`\n1-minute load at the end: ${loadEnd}`);
     console.log(
       `\n${JSON.stringify({
         bench: 'scale',
-        machine,
+        machine: { ...machine, load_1m_end: loadEnd },
         settings: { steps: STEPS, customers: CUSTOMERS, concurrency: CONCURRENCY, batch, reads: READS, occurred: RANDOM_TIMES ? 'random' : 'arrival order' },
         steps: summary,
       })}`,
