@@ -174,7 +174,8 @@ export async function up(knex: Knex): Promise<void> {
   const {
     rows: [span],
   } = await knex.raw<{ rows: { first: string }[] }>(
-    `select to_char(coalesce(usage_month((select min(occurred_at) from usage_events)), usage_month(now())), 'YYYY-MM-DD') as first`,
+    // From the oldest event, or the oldest month POST /api/usage still takes (35 days back), whichever is older.
+    `select to_char(least(usage_month((select min(occurred_at) from usage_events)), usage_month(now() - interval '35 days')), 'YYYY-MM-DD') as first`,
   );
   const ahead = await knex.raw<{ rows: { last: string }[] }>(`select to_char(usage_month(now() + interval '3 months'), 'YYYY-MM-DD') as last`);
   await knex.transaction(async (trx) => {

@@ -38,9 +38,14 @@ const insertRaw = (occurredAt: string, key: string) =>
 const otherConnection = () => knexFactory({ client: 'pg', connection: testDatabaseUrl(), pool: { min: 0, max: 2 } });
 
 describe('maintainUsagePartitions: months ahead', () => {
-  test('when run at 2090-06-15 with 3 ahead, then 2090-06..2090-09 are made, each with every index and the foreign key', async () => {
+  test('when run at 2090-06-15 with 3 ahead, then 2090-05 (35 days back: POST /api/usage still takes it) to 2090-09 are made, each with every index and the foreign key', async () => {
     const r = await maintainUsagePartitions(t.db, { now: new Date('2090-06-15T10:00:00Z'), ahead: 3 });
-    expect(r).toMatchObject({ created: ['2090-06-01', '2090-07-01', '2090-08-01', '2090-09-01'], movedFromDefault: 0, defaultRows: 0, skipped: false });
+    expect(r).toMatchObject({
+      created: ['2090-05-01', '2090-06-01', '2090-07-01', '2090-08-01', '2090-09-01'],
+      movedFromDefault: 0,
+      defaultRows: 0,
+      skipped: false,
+    });
     const parts = await partitionsOf();
     expect(parts).toEqual(
       expect.arrayContaining([
@@ -109,7 +114,7 @@ describe('maintainUsagePartitions: strays in the default partition', () => {
     await expect(maintainUsagePartitions(t.db, { now: new Date('2094-01-10T00:00:00Z'), ahead: 1 })).rejects.toThrow(/usage_events_2094_01 already exists/);
     await t.db.raw('drop table usage_events_2094_01');
     const r = await maintainUsagePartitions(t.db, { now: new Date('2094-01-10T00:00:00Z'), ahead: 1 });
-    expect(r.created).toEqual(['2094-01-01', '2094-02-01']);
+    expect(r.created).toEqual(['2094-01-01', '2094-02-01']); // 2093-12 (35 days back) was made by the failed run, before the month in the way
   });
 });
 
@@ -119,7 +124,7 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
     try {
       const now = new Date('2091-01-15T00:00:00Z');
       const [a, b] = await Promise.all([maintainUsagePartitions(t.db, { now, ahead: 3 }), maintainUsagePartitions(other, { now, ahead: 3 })]);
-      expect([...a.created, ...b.created].sort()).toEqual(['2091-01-01', '2091-02-01', '2091-03-01', '2091-04-01']);
+      expect([...a.created, ...b.created].sort()).toEqual(['2090-12-01', '2091-01-01', '2091-02-01', '2091-03-01', '2091-04-01']);
       const audit = await t.db('audit_log').where({ action: 'usage.partition_create' }).whereIn('target_id', ['usage_events_2091_01', 'usage_events_2091_04']);
       expect(audit).toHaveLength(2);
       // The advisory lock is released: a later run works (and finds nothing to do).
@@ -138,7 +143,11 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
       expect(r).toMatchObject({ created: [], skipped: true });
       expect(r.ms).toBeLessThan(1000);
       await other.raw(`select pg_advisory_unlock(hashtext('usage-partitions'), 0)`).connection(conn);
-      expect((await maintainUsagePartitions(t.db, { now: new Date('2092-01-15T00:00:00Z'), ahead: 1 })).created).toEqual(['2092-01-01', '2092-02-01']);
+      expect((await maintainUsagePartitions(t.db, { now: new Date('2092-01-15T00:00:00Z'), ahead: 1 })).created).toEqual([
+        '2091-12-01',
+        '2092-01-01',
+        '2092-02-01',
+      ]);
     } finally {
       await (other.client as { releaseConnection(c: unknown): Promise<void> }).releaseConnection(conn);
       await other.destroy();
@@ -152,7 +161,8 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
       await maintainUsagePartitions(t.db, {
         now: new Date('2095-03-01T00:00:00Z'),
         ahead: 0,
-        beforeCommit: async () => {
+        beforeCommit: async (month) => {
+          if (month !== '2095-03-01') return; // the months before it (35 days back) are made first
           const locks = (
             await t.db.raw<{ rows: { rel: string; mode: string }[] }>(
               `select c.relname as rel, l.mode from pg_locks l join pg_class c on c.oid = l.relation
@@ -219,7 +229,7 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
     });
     const r = await run;
     const answers = await Promise.all(posted);
-    expect(r.created).toEqual(['2096-05-01', '2096-06-01']);
+    expect(r.created).toEqual(['2096-03-01', '2096-04-01', '2096-05-01', '2096-06-01']);
     expect(answers.map((a) => a.status)).toEqual(Array(30).fill(201));
     const stored = await t.db('usage_events').whereIn('idempotency_key', keys).select('idempotency_key');
     expect(stored.map((s) => s.idempotency_key).sort()).toEqual([...keys].sort());
@@ -252,16 +262,20 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
       await blocker;
       await other.destroy();
     }
-    expect((await maintainUsagePartitions(t.db, { now: new Date('2097-07-01T00:00:00Z'), ahead: 0, lockTimeoutMs: 300 })).created).toEqual(['2097-07-01']);
+    expect((await maintainUsagePartitions(t.db, { now: new Date('2097-07-01T00:00:00Z'), ahead: 0, lockTimeoutMs: 300 })).created).toEqual([
+      '2097-05-01',
+      '2097-06-01',
+      '2097-07-01',
+    ]);
   });
 });
 
 describe('the background job and its metrics', () => {
-  test("when the container's job runs (the app's clock at 2093-02-15), then it makes 2093-02..2093-05, logs it at info, and the gauges read 3 ahead and 0 strays", async () => {
+  test("when the container's job runs (the app's clock at 2093-02-15), then it makes 2093-01..2093-05, logs it at info, and the gauges read 3 ahead and 0 strays", async () => {
     const job = await createTestApp({ USAGE_PARTITIONS_AHEAD: '3' }, { now: () => Date.parse('2093-02-15T12:00:00Z') });
     try {
       const r = await job.c.usagePartitions.run();
-      expect(r?.created).toEqual(['2093-02-01', '2093-03-01', '2093-04-01', '2093-05-01']);
+      expect(r?.created).toEqual(['2093-01-01', '2093-02-01', '2093-03-01', '2093-04-01', '2093-05-01']);
       const line = job.logs.map((l) => JSON.parse(l) as { level: number; msg: string; component?: string }).find((l) => l.msg === 'usage partitions created');
       expect(line).toMatchObject({ level: 30, component: 'usage-partitions' });
       const metrics = await job.c.metrics.registry.metrics();

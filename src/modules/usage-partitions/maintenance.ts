@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { systemContext } from '../../lib/request-context';
 import { createAuditRepository } from '../audit/audit-repository';
+import { MAX_AGE_MS } from '../usage/usage-schemas';
 import { addMonths, monthOf, monthsAhead, partitionName, readPartitions, type Month } from './partition-months';
 
 /**
@@ -60,6 +61,7 @@ export interface MaintenanceResult {
 }
 
 const DEFAULT_PARTITION = 'usage_events_default';
+
 const LOCK_KEY = `hashtext('usage-partitions'), 0`;
 const audit = createAuditRepository();
 
@@ -96,6 +98,9 @@ export async function maintainUsagePartitions(db: Knex, opts: MaintenanceOptions
     const state = await readPartitions(db);
     const wanted = new Set<Month>();
     const current = monthOf(opts.now);
+    // The months POST /api/usage still takes (35 days back), the current one, and `ahead` after it.
+    const oldestOnline = monthOf(new Date(opts.now.getTime() - MAX_AGE_MS));
+    for (let m = oldestOnline; m < current; m = addMonths(m, 1)) wanted.add(m);
     for (let i = 0; i <= opts.ahead; i++) wanted.add(addMonths(current, i));
     if (state.hasDefault) {
       const strays = (await on(`select distinct to_char(occurred_month, 'YYYY-MM-DD') as month from ${DEFAULT_PARTITION}`)) as { rows: { month: string }[] };

@@ -87,30 +87,29 @@ export const MONTH_TURN_WINDOW_MS = 10 * 60 * 1000;
 const WRITE_SQL = `
 with given as (
   select t.ord, t.customer_id, t.metric, t.quantity, t.occurred_ms, t.idempotency_key,
-         min(t.ord) over (partition by t.customer_id, t.idempotency_key) as leader,
          timestamptz 'epoch' + coalesce(t.occurred_ms, $6::bigint) * interval '1 millisecond' as occurred_at,
          substring(sha256(convert_to(t.metric || E'\\n' || t.quantity || E'\\n' || coalesce(t.occurred_ms::text, ''), 'UTF8')) from 1 for 16) as request_hash
     from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[]) with ordinality
       as t(customer_id, metric, quantity, occurred_ms, idempotency_key, ord)
+), input as (
+  select distinct on (customer_id, idempotency_key) usage_uuidv7() as id, g.*
+    from given g order by customer_id, idempotency_key, ord
 ), earlier as (
   select distinct on (e.customer_id, e.idempotency_key) e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, usage_uuid_time(e.id) as received_at, e.request_hash
-    from given g
-    join usage_events e on e.customer_id = g.customer_id and e.idempotency_key = g.idempotency_key
-     and e.occurred_month >= usage_month(g.occurred_at - interval '35 days')
-     and e.occurred_month <= usage_month(g.occurred_at + interval '${MONTH_TURN_WINDOW_MS / 60_000} minutes')
-     and e.occurred_month <> usage_month(g.occurred_at)
-   where g.occurred_ms is null and g.ord = g.leader
+    from input i
+    join usage_events e on e.customer_id = i.customer_id and e.idempotency_key = i.idempotency_key
+     and e.occurred_month >= usage_month(i.occurred_at - interval '35 days')
+     and e.occurred_month <= usage_month(i.occurred_at + interval '${MONTH_TURN_WINDOW_MS / 60_000} minutes')
+     and e.occurred_month <> usage_month(i.occurred_at)
+   where i.occurred_ms is null
    order by e.customer_id, e.idempotency_key, e.occurred_month desc
-), input as (
-  select usage_uuidv7() as id, g.*
-    from given g
-   where g.ord = g.leader
-     and not exists (select 1 from earlier x where x.customer_id = g.customer_id and x.idempotency_key = g.idempotency_key)
 ), ins as (
   insert into usage_events as e (occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key)
   select occurred_at, id, customer_id, usage_month(occurred_at), case when $7::text = 'pending' then 's' else 'l' end::"char",
          request_hash, metric, quantity::numeric, idempotency_key
-    from input order by customer_id, idempotency_key
+    from input i
+   where not exists (select 1 from earlier x where x.customer_id = i.customer_id and x.idempotency_key = i.idempotency_key)
+   order by customer_id, idempotency_key
   on conflict on constraint usage_events_customer_idempotency_unique do update set request_hash = e.request_hash
   returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, usage_uuid_time(e.id) as received_at, e.request_hash
 ), found as (
@@ -130,11 +129,11 @@ with given as (
   on conflict on constraint usage_daily_pkey do update
     set quantity = d.quantity + excluded.quantity, events = d.events + excluded.events
 ), verdict as (
-  select g.ord, f.id, coalesce(f.id = i.id and g.ord = i.ord, false) as created, f.request_hash <> g.request_hash as conflict, g.leader,
-         coalesce(f.id = i.id, false) as fresh, f.occurred_at, f.received_at
+  select g.ord, f.id, (f.id = i.id and g.ord = i.ord) as created, f.request_hash <> g.request_hash as conflict, i.ord as leader,
+         (f.id = i.id) as fresh, f.occurred_at, f.received_at
     from given g
+    join input i on i.customer_id = g.customer_id and i.idempotency_key = g.idempotency_key
     join found f on f.customer_id = g.customer_id and f.idempotency_key = g.idempotency_key
-    left join input i on i.customer_id = g.customer_id and i.idempotency_key = g.idempotency_key
 ), refused as (
   -- All or nothing (a batch): any conflict fails the whole statement, so nothing of it is kept.
   -- The error's DETAIL lists each conflicting event: its index, its key's first index, and whether
