@@ -51,6 +51,8 @@ export interface MaintenanceResult {
   created: Month[];
   /** Rows moved out of the default partition into the new partitions. */
   movedFromDefault: number;
+  /** The settled months whose indexes were rebuilt by this run ('YYYY-MM-01'; at most one a run). */
+  compacted: Month[];
   /** Rows left in the default partition afterwards (0 unless a stray came in meanwhile). */
   defaultRows: number;
   /** Partitions of usage_events afterwards, the default not counted. */
@@ -92,7 +94,15 @@ export async function maintainUsagePartitions(db: Knex, opts: MaintenanceOptions
     if (!locked) {
       const state = await readPartitions(db);
       opts.metrics?.runs.inc({ outcome: 'skipped' });
-      return { created: [], movedFromDefault: 0, defaultRows: await countDefault(db), partitions: state.partitions, ms: elapsedMs(), skipped: true };
+      return {
+        created: [],
+        compacted: [],
+        movedFromDefault: 0,
+        defaultRows: await countDefault(db),
+        partitions: state.partitions,
+        ms: elapsedMs(),
+        skipped: true,
+      };
     }
 
     const state = await readPartitions(db);
@@ -158,9 +168,12 @@ export async function maintainUsagePartitions(db: Knex, opts: MaintenanceOptions
       }
     }
 
+    const compacted = await compactSettled(on, opts);
+
     const after = await readPartitions(db);
     const result: MaintenanceResult = {
       created,
+      compacted,
       movedFromDefault: moved,
       defaultRows: await countDefault(db),
       partitions: after.partitions,
@@ -182,6 +195,54 @@ export async function maintainUsagePartitions(db: Knex, opts: MaintenanceOptions
       await (db.client as { releaseConnection(c: unknown): Promise<void> }).releaseConnection(conn);
     }
   }
+}
+
+/**
+ * A month settles 35 days after its end: POST /api/usage takes nothing older (a usage bundle still may,
+ * rarely). Its partition's B-tree indexes were filled in key order per customer, so their pages were
+ * split half full and stay so (about half their size is air: docs/SCALING.md). Once settled, they are
+ * rebuilt once, REINDEX TABLE CONCURRENTLY (SHARE UPDATE EXCLUSIVE: writes and reads go on), which
+ * packs them to the default fill factor; usage_partition_compactions records it. One month a run, the
+ * oldest first, so a run stays bounded. A rebuild cut short leaves an invalid `_ccnew` index behind:
+ * it is dropped before the month is tried again.
+ */
+async function compactSettled(on: (sql: string, bindings?: readonly Knex.RawBinding[]) => Knex.Raw, opts: MaintenanceOptions): Promise<Month[]> {
+  // The first month not settled yet: every partition before it is.
+  const unsettled = monthOf(new Date(opts.now.getTime() - MAX_AGE_MS - 24 * 3600 * 1000));
+  const { rows } = (await on(
+    `select to_char(b.lower_bound, 'YYYY-MM-DD') as month, c.relname as partition
+       from pg_inherits i join pg_class c on c.oid = i.inhrelid,
+            lateral (select (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([0-9-]+)''\\)'))[1]::date as lower_bound) b
+      where i.inhparent = 'usage_events'::regclass and b.lower_bound is not null and b.lower_bound < ?::date
+        and not exists (select 1 from usage_partition_compactions p where p.month = b.lower_bound)
+      order by b.lower_bound limit 1`,
+    [unsettled],
+  )) as { rows: { month: string; partition: string }[] };
+  const next = rows[0];
+  if (!next) return [];
+  const table = next.partition;
+  const invalid = (await on(
+    `select ic.relname as name from pg_index x join pg_class ic on ic.oid = x.indexrelid
+      where x.indrelid = ?::regclass and not x.indisvalid and ic.relname ~ '_ccnew[0-9]*$'`,
+    [table],
+  )) as { rows: { name: string }[] };
+  for (const r of invalid.rows) await on(`drop index concurrently if exists ${q(r.name)}`);
+  const size = async () => Number(((await on(`select pg_indexes_size(?::regclass)::text as n`, [table])) as { rows: { n: string }[] }).rows[0]!.n);
+  const before = await size();
+  const started = Date.now();
+  await on(`reindex table concurrently ${q(table)}`);
+  const after = await size();
+  await on(`insert into usage_partition_compactions (month, partition, bytes_before, bytes_after) values (?::date, ?, ?, ?) on conflict (month) do nothing`, [
+    next.month,
+    table,
+    before,
+    after,
+  ]);
+  opts.logger?.info(
+    { month: next.month.slice(0, 7), partition: table, bytesBefore: before, bytesAfter: after, ms: Date.now() - started },
+    'usage partition indexes compacted',
+  );
+  return [next.month];
 }
 
 /** Rows in the default partition: 0 when there is none (no month is then ever a stray). */
