@@ -355,10 +355,10 @@ async function explainAll(t: TestApp, db: Knex, load: Load, s: Sizes): Promise<R
     ['all-customer report, 30 days, ragged ends', viaStatement(/^with src/, (trx) => usage.totals(trx, { ...ragged, groupBy: ['customer', 'metric'] }))],
     [
       `forwarder's due claim (limit ${t.c.config.forwarder.batchSize})`,
-      viaStatement(/^update usage_events e/, (trx) => fwd.claim(trx, t.c.config.forwarder.batchSize, t.c.config.forwarder.leaseSeconds)),
+      viaStatement(/^update usage_outbox e/, (trx) => fwd.claim(trx, t.c.config.forwarder.batchSize, t.c.config.forwarder.leaseSeconds)),
     ],
-    ['failed list (limit 50)', viaStatement(/from "usage_events"/, (trx) => fwd.listFailed(trx, 50))],
-    ['lookup by id', viaStatement(/from "usage_events"/, (trx) => fwd.describe(trx, [anyId ?? customerId]))],
+    ['failed list (limit 50)', viaStatement(/from "usage_outbox"/, (trx) => fwd.listFailed(trx, 50))],
+    ['lookup by id (the outbox)', viaStatement(/from "usage_outbox"/, (trx) => fwd.describe(trx, [anyId ?? customerId]))],
   ];
   const out: Record<string, Explained | string> = {};
   for (const [name, run] of cases) {
@@ -513,6 +513,22 @@ async function main(): Promise<void> {
       }
       console.log(`\n(usage_daily, kept by the same write: ${mb(Number(daily.rows[0]!.bytes))} MB with its indexes, ${fmt(Number(daily.rows[0]!.n))} rows.)`);
 
+      // What the same events cost once their months have settled and the partition maintenance has
+      // rebuilt their indexes (compactSettled in src/modules/usage-partitions/maintenance.ts): the
+      // same REINDEX, on every partition, timed. The reads below run on the rebuilt indexes.
+      log('as settled months (indexes rebuilt)');
+      const reindexStarted = performance.now();
+      const leaves = (
+        await db.raw<{ rows: { name: string }[] }>(`${TREE} select c.relname as name from tree t join pg_class c on c.oid = t.relid where c.relkind = 'r'`)
+      ).rows;
+      for (const l of leaves) await db.raw('reindex table concurrently ??', [l.name]);
+      const reindexMs = performance.now() - reindexStarted;
+      const settled = await sizes(db);
+      console.log(`\n| as settled months (every partition's indexes rebuilt, ${(reindexMs / 1000).toFixed(1)} s) | MB | bytes/event |`);
+      console.log('| --- | --- | --- |');
+      console.log(`| total (table + indexes) | ${mb(settled.tableBytes + settled.indexBytes)} | **${perEvent(settled.tableBytes + settled.indexBytes)}** |`);
+      for (const i of settled.indexes) console.log(`| ${i.name} ${indexColumns(i.def)} | ${mb(i.bytes)} | ${perEvent(i.bytes)} |`);
+
       log('reads');
       const now = Date.now();
       const ragged = `from=${new Date(now - SPAN - 1234567).toISOString()}&to=${new Date(now - 7654321).toISOString()}`;
@@ -577,6 +593,11 @@ async function main(): Promise<void> {
         vacuum_s: round1(vacuumMs / 1000),
         partitions: s.partitions,
         bytes_per_event: { total: perEvent(s.tableBytes + s.indexBytes), table: perEvent(s.tableBytes), indexes: perEvent(s.indexBytes) },
+        settled_bytes_per_event: {
+          total: perEvent(settled.tableBytes + settled.indexBytes),
+          indexes: perEvent(settled.indexBytes),
+          reindex_s: round1(reindexMs / 1000),
+        },
         index_bytes_per_event: Object.fromEntries(s.indexes.map((i) => [i.name, perEvent(i.bytes)])),
         latency_ms: Object.fromEntries(reads.map((r) => [r.key, { p50: r.p50, p95: r.p95 }])),
         explain: plans,

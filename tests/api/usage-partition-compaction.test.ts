@@ -69,7 +69,7 @@ test('when a month has settled, then its indexes are rebuilt once (smaller, ever
     [customers[0]!.id],
   );
   expect(probe.rows[0]!.n).toBe(1);
-  expect(Number((await db('usage_events').where({ occurred_month: '2040-01-01' }).count<{ n: string }[]>('* as n'))[0]!.n)).toBe(40000);
+  expect((await db.raw<{ rows: { n: number }[] }>(`select count(*)::int as n from usage_events where occurred_month = '2040-01-01'`)).rows[0]!.n).toBe(40000);
 
   // Again at once: February has not settled, January is done: nothing.
   expect((await maintainUsagePartitions(db, { now: new Date('2040-03-10T00:00:00Z'), ahead: 1 })).compacted).toEqual([]);
