@@ -46,7 +46,7 @@ const LATENESS = 5 * 60_000;
 const MAINTENANCE = path.resolve(__dirname, '../src/modules/usage-partitions/maintenance.ts');
 const MAINTENANCE_AHEAD = 2;
 
-type MaintainUsagePartitions = (db: Knex, opts: { now: Date; ahead: number; logger?: unknown }) => Promise<unknown>;
+type MaintainUsagePartitions = (db: Knex, opts: { now: Date; ahead: number; audit: TestApp['c']['audit']; logger?: unknown }) => Promise<unknown>;
 
 interface Event {
   metric: string;
@@ -376,7 +376,7 @@ async function maintenance(db: Knex, t: TestApp): Promise<{ ms: number; result: 
   const mod = (await import(MAINTENANCE)) as { maintainUsagePartitions?: MaintainUsagePartitions };
   if (typeof mod.maintainUsagePartitions !== 'function') return null;
   const started = performance.now();
-  const result = await mod.maintainUsagePartitions(db, { now: new Date(), ahead: MAINTENANCE_AHEAD, logger: t.c.logger });
+  const result = await mod.maintainUsagePartitions(db, { now: new Date(), ahead: MAINTENANCE_AHEAD, audit: t.c.audit, logger: t.c.logger });
   return { ms: round1(performance.now() - started), result: JSON.stringify(result ?? null).slice(0, 200) };
 }
 

@@ -51,7 +51,7 @@ const CREATE_NEXT = `
     id uuid not null,
     customer_id uuid not null,
     occurred_month date not null,
-    state "char" not null,
+    state char(1) not null,
     request_hash bytea not null,
     metric text not null,
     quantity numeric(20,6) not null,
@@ -115,7 +115,7 @@ const RENAMES: [string, string, 'constraint' | 'index'][] = [
 ];
 
 const COLUMNS = 'occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key';
-const EVENT_STATE = (r: string) => `case ${r}.state when 'local' then 'l' when 'late' then 't' else 's' end::"char"`;
+const EVENT_STATE = (r: string) => `case ${r}.state when 'local' then 'l' when 'late' then 't' else 's' end::char(1)`;
 const FROM_OLD = (r: string) =>
   `${r}.occurred_at, ${r}.id, ${r}.customer_id, usage_month(${r}.occurred_at), ${EVENT_STATE(r)}, decode(${r}.request_hash, 'hex'), ${r}.metric, ${r}.quantity, ${r}.idempotency_key`;
 const UPSERT_TAIL = `on conflict (customer_id, idempotency_key, occurred_month) do update set

@@ -330,6 +330,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     db,
     logger: logger.child({ component: 'usage-partitions' }),
     metrics,
+    audit,
     ahead: config.usage.partitionsAhead,
     now,
   });

@@ -53,7 +53,7 @@ test('when a month has settled, then its indexes are rebuilt once (smaller, ever
   });
 
   // 2040-03-10: January settled (its end + 35 days + a day is 2040-03-08); February not yet.
-  const first = await maintainUsagePartitions(db, { now: new Date('2040-03-10T00:00:00Z'), ahead: 1 });
+  const first = await maintainUsagePartitions(db, { audit: iso.t.c.audit, now: new Date('2040-03-10T00:00:00Z'), ahead: 1 });
   expect(first.compacted).toEqual(['2040-01-01']);
   const [row] = await db('usage_partition_compactions').where({ month: '2040-01-01' });
   expect(row).toMatchObject({ partition: 'usage_events_2040_01' });
@@ -72,11 +72,11 @@ test('when a month has settled, then its indexes are rebuilt once (smaller, ever
   expect((await db.raw<{ rows: { n: number }[] }>(`select count(*)::int as n from usage_events where occurred_month = '2040-01-01'`)).rows[0]!.n).toBe(40000);
 
   // Again at once: February has not settled, January is done: nothing.
-  expect((await maintainUsagePartitions(db, { now: new Date('2040-03-10T00:00:00Z'), ahead: 1 })).compacted).toEqual([]);
+  expect((await maintainUsagePartitions(db, { audit: iso.t.c.audit, now: new Date('2040-03-10T00:00:00Z'), ahead: 1 })).compacted).toEqual([]);
   // Later: February, then March (made by the first run), then April; one a run.
   const later = new Date('2040-06-20T00:00:00Z');
-  expect((await maintainUsagePartitions(db, { now: later, ahead: 0 })).compacted).toEqual(['2040-02-01']);
-  expect((await maintainUsagePartitions(db, { now: later, ahead: 0 })).compacted).toEqual(['2040-03-01']);
-  expect((await maintainUsagePartitions(db, { now: later, ahead: 0 })).compacted).toEqual(['2040-04-01']);
-  expect((await maintainUsagePartitions(db, { now: later, ahead: 0 })).compacted).toEqual([]);
+  expect((await maintainUsagePartitions(db, { audit: iso.t.c.audit, now: later, ahead: 0 })).compacted).toEqual(['2040-02-01']);
+  expect((await maintainUsagePartitions(db, { audit: iso.t.c.audit, now: later, ahead: 0 })).compacted).toEqual(['2040-03-01']);
+  expect((await maintainUsagePartitions(db, { audit: iso.t.c.audit, now: later, ahead: 0 })).compacted).toEqual(['2040-04-01']);
+  expect((await maintainUsagePartitions(db, { audit: iso.t.c.audit, now: later, ahead: 0 })).compacted).toEqual([]);
 }, 120_000);

@@ -2,22 +2,22 @@ import { randomBytes } from 'node:crypto';
 import knexFactory from 'knex';
 import request from 'supertest';
 import { createCustomer, type CreatedCustomer } from '../helpers/factories';
-import { createTestApp, testDatabaseUrl, type TestApp } from '../helpers/test-app';
+import { createIsolatedTestApp } from '../helpers/fresh-database';
+import { createTestApp, type TestApp } from '../helpers/test-app';
 import { maintainUsagePartitions } from '../../src/modules/usage-partitions/maintenance';
 
-// Months far from the real clock (2090+, 2001), so other test files never write into them.
+// A database of its own (the maintenance acts on every month of usage_events), and months far from
+// the real clock (2090+, 2001).
+let iso: Awaited<ReturnType<typeof createIsolatedTestApp>>;
 let t: TestApp;
 let c: CreatedCustomer;
 beforeAll(async () => {
-  t = await createTestApp();
+  iso = await createIsolatedTestApp('usage_partitions');
+  t = iso.t;
   c = await createCustomer(t);
 });
 afterAll(async () => {
-  const { rows } = await t.db.raw<{ rows: { name: string }[] }>(
-    `select c.relname as name from pg_class c where c.relname ~ '^usage_events_(209[0-9]|2001)_[0-9]{2}$'`,
-  );
-  for (const r of rows) await t.db.raw(`drop table if exists ${r.name}`);
-  await t.close();
+  await iso.close();
 });
 
 const partitionsOf = async () =>
@@ -31,15 +31,15 @@ const defaultRows = async () => Number((await t.db.raw<{ rows: { n: string }[] }
 const insertRaw = (occurredAt: string, key: string) =>
   t.db.raw(
     `insert into usage_events (occurred_at, id, customer_id, occurred_month, state, metric, quantity, idempotency_key, request_hash)
-     values (?::timestamptz, gen_random_uuid(), ?, usage_month(?::timestamptz), 'local', 'api_calls', 1, ?, decode(repeat('ab', 16), 'hex'))`,
+     values (?::timestamptz, gen_random_uuid(), ?, usage_month(?::timestamptz), 'l', 'api_calls', 1, ?, decode(repeat('ab', 16), 'hex'))`,
     [occurredAt, c.id, occurredAt, key],
   );
 /** A second connection of its own, outside the app's pool. */
-const otherConnection = () => knexFactory({ client: 'pg', connection: testDatabaseUrl(), pool: { min: 0, max: 2 } });
+const otherConnection = () => knexFactory({ client: 'pg', connection: iso.url, pool: { min: 0, max: 2 } });
 
 describe('maintainUsagePartitions: months ahead', () => {
   test('when run at 2090-06-15 with 3 ahead, then 2090-05 (35 days back: POST /api/usage still takes it) to 2090-09 are made, each with every index and the foreign key', async () => {
-    const r = await maintainUsagePartitions(t.db, { now: new Date('2090-06-15T10:00:00Z'), ahead: 3 });
+    const r = await maintainUsagePartitions(t.db, { audit: t.c.audit, now: new Date('2090-06-15T10:00:00Z'), ahead: 3 });
     expect(r).toMatchObject({
       created: ['2090-05-01', '2090-06-01', '2090-07-01', '2090-08-01', '2090-09-01'],
       movedFromDefault: 0,
@@ -79,7 +79,7 @@ describe('maintainUsagePartitions: months ahead', () => {
   });
 
   test('when run again, then nothing is made (idempotent), and an event of 2090-07 lands in its partition', async () => {
-    const r = await maintainUsagePartitions(t.db, { now: new Date('2090-06-20T00:00:00Z'), ahead: 3 });
+    const r = await maintainUsagePartitions(t.db, { audit: t.c.audit, now: new Date('2090-06-20T00:00:00Z'), ahead: 3 });
     expect(r).toMatchObject({ created: [], movedFromDefault: 0, skipped: false });
     await insertRaw('2090-07-04T00:00:00Z', `k-${randomBytes(4).toString('hex')}`);
     const { rows } = await t.db.raw<{ rows: { part: string }[] }>(
@@ -99,7 +99,7 @@ describe('maintainUsagePartitions: strays in the default partition', () => {
     expect(before).toHaveLength(1);
     expect(await defaultRows()).toBe(1);
 
-    const r = await maintainUsagePartitions(t.db, { now: new Date('2090-06-15T00:00:00Z'), ahead: 3 });
+    const r = await maintainUsagePartitions(t.db, { audit: t.c.audit, now: new Date('2090-06-15T00:00:00Z'), ahead: 3 });
     expect(r).toMatchObject({ created: ['2001-05-01'], movedFromDefault: 1, defaultRows: 0 });
     expect(await defaultRows()).toBe(0);
     const after = await t.db('usage_events').where(where).select(t.db.raw('usage_events.*, tableoid::regclass::text as part'));
@@ -111,9 +111,11 @@ describe('maintainUsagePartitions: strays in the default partition', () => {
 
   test('when a table of a wanted name exists and is not a partition, then the run fails naming it, and the control month is made', async () => {
     await t.db.raw('create table usage_events_2094_01 (x int)');
-    await expect(maintainUsagePartitions(t.db, { now: new Date('2094-01-10T00:00:00Z'), ahead: 1 })).rejects.toThrow(/usage_events_2094_01 already exists/);
+    await expect(maintainUsagePartitions(t.db, { audit: t.c.audit, now: new Date('2094-01-10T00:00:00Z'), ahead: 1 })).rejects.toThrow(
+      /usage_events_2094_01 already exists/,
+    );
     await t.db.raw('drop table usage_events_2094_01');
-    const r = await maintainUsagePartitions(t.db, { now: new Date('2094-01-10T00:00:00Z'), ahead: 1 });
+    const r = await maintainUsagePartitions(t.db, { audit: t.c.audit, now: new Date('2094-01-10T00:00:00Z'), ahead: 1 });
     expect(r.created).toEqual(['2094-01-01', '2094-02-01']); // 2093-12 (35 days back) was made by the failed run, before the month in the way
   });
 });
@@ -123,12 +125,15 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
     const other = otherConnection();
     try {
       const now = new Date('2091-01-15T00:00:00Z');
-      const [a, b] = await Promise.all([maintainUsagePartitions(t.db, { now, ahead: 3 }), maintainUsagePartitions(other, { now, ahead: 3 })]);
+      const [a, b] = await Promise.all([
+        maintainUsagePartitions(t.db, { audit: t.c.audit, now, ahead: 3 }),
+        maintainUsagePartitions(other, { audit: t.c.audit, now, ahead: 3 }),
+      ]);
       expect([...a.created, ...b.created].sort()).toEqual(['2090-12-01', '2091-01-01', '2091-02-01', '2091-03-01', '2091-04-01']);
       const audit = await t.db('audit_log').where({ action: 'usage.partition_create' }).whereIn('target_id', ['usage_events_2091_01', 'usage_events_2091_04']);
       expect(audit).toHaveLength(2);
       // The advisory lock is released: a later run works (and finds nothing to do).
-      expect(await maintainUsagePartitions(other, { now, ahead: 3 })).toMatchObject({ created: [], skipped: false });
+      expect(await maintainUsagePartitions(other, { audit: t.c.audit, now, ahead: 3 })).toMatchObject({ created: [], skipped: false });
     } finally {
       await other.destroy();
     }
@@ -139,11 +144,11 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
     const conn: unknown = await (other.client as { acquireConnection(): Promise<unknown> }).acquireConnection();
     try {
       await other.raw(`select pg_advisory_lock(hashtext('usage-partitions'), 0)`).connection(conn);
-      const r = await maintainUsagePartitions(t.db, { now: new Date('2092-01-15T00:00:00Z'), ahead: 1 });
+      const r = await maintainUsagePartitions(t.db, { audit: t.c.audit, now: new Date('2092-01-15T00:00:00Z'), ahead: 1 });
       expect(r).toMatchObject({ created: [], skipped: true });
       expect(r.ms).toBeLessThan(1000);
       await other.raw(`select pg_advisory_unlock(hashtext('usage-partitions'), 0)`).connection(conn);
-      expect((await maintainUsagePartitions(t.db, { now: new Date('2092-01-15T00:00:00Z'), ahead: 1 })).created).toEqual([
+      expect((await maintainUsagePartitions(t.db, { audit: t.c.audit, now: new Date('2092-01-15T00:00:00Z'), ahead: 1 })).created).toEqual([
         '2091-12-01',
         '2092-01-01',
         '2092-02-01',
@@ -159,6 +164,7 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
     try {
       const seen: { insertMs: number; customerMs: number; locks: { rel: string; mode: string }[] }[] = [];
       await maintainUsagePartitions(t.db, {
+        audit: t.c.audit,
         now: new Date('2095-03-01T00:00:00Z'),
         ahead: 0,
         beforeCommit: async (month) => {
@@ -174,7 +180,7 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
             await trx.raw(`set local lock_timeout = '2s'`);
             await trx.raw(
               `insert into usage_events (occurred_at, id, customer_id, occurred_month, state, metric, quantity, idempotency_key, request_hash)
-               values ('2090-08-02', gen_random_uuid(), ?, '2090-08-01', 'local', 'api_calls', 1, ?, decode(repeat('cd', 16), 'hex'))`,
+               values ('2090-08-02', gen_random_uuid(), ?, '2090-08-01', 'l', 'api_calls', 1, ?, decode(repeat('cd', 16), 'hex'))`,
               [c.id, `during-${randomBytes(4).toString('hex')}`],
             );
           });
@@ -218,6 +224,7 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
     };
     for (let i = 0; i < 10; i++) posted.push(send(i)); // already in flight when the attach begins
     const run = maintainUsagePartitions(t.db, {
+      audit: t.c.audit,
       now: new Date('2096-05-01T00:00:00Z'),
       ahead: 1,
       beforeCommit: async (month) => {
@@ -252,7 +259,9 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
     try {
       await ready;
       const at = Date.now();
-      await expect(maintainUsagePartitions(t.db, { now: new Date('2097-07-01T00:00:00Z'), ahead: 0, lockTimeoutMs: 300 })).rejects.toMatchObject({
+      await expect(
+        maintainUsagePartitions(t.db, { audit: t.c.audit, now: new Date('2097-07-01T00:00:00Z'), ahead: 0, lockTimeoutMs: 300 }),
+      ).rejects.toMatchObject({
         code: '55P03',
       });
       expect(Date.now() - at).toBeLessThan(3000);
@@ -262,7 +271,7 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
       await blocker;
       await other.destroy();
     }
-    expect((await maintainUsagePartitions(t.db, { now: new Date('2097-07-01T00:00:00Z'), ahead: 0, lockTimeoutMs: 300 })).created).toEqual([
+    expect((await maintainUsagePartitions(t.db, { audit: t.c.audit, now: new Date('2097-07-01T00:00:00Z'), ahead: 0, lockTimeoutMs: 300 })).created).toEqual([
       '2097-05-01',
       '2097-06-01',
       '2097-07-01',
@@ -272,7 +281,7 @@ describe('maintainUsagePartitions: concurrency and locks', () => {
 
 describe('the background job and its metrics', () => {
   test("when the container's job runs (the app's clock at 2093-02-15), then it makes 2093-01..2093-05, logs it at info, and the gauges read 3 ahead and 0 strays", async () => {
-    const job = await createTestApp({ USAGE_PARTITIONS_AHEAD: '3' }, { now: () => Date.parse('2093-02-15T12:00:00Z') });
+    const job = await createTestApp({ USAGE_PARTITIONS_AHEAD: '3' }, { databaseUrl: iso.url, now: () => Date.parse('2093-02-15T12:00:00Z') });
     try {
       const r = await job.c.usagePartitions.run();
       expect(r?.created).toEqual(['2093-01-01', '2093-02-01', '2093-03-01', '2093-04-01', '2093-05-01']);
@@ -289,7 +298,7 @@ describe('the background job and its metrics', () => {
 
   test('when a run fails, then it is logged at error and counted, and the job does not throw', async () => {
     await t.db.raw('create table usage_events_2093_06 (x int)');
-    const failing = await createTestApp({ USAGE_PARTITIONS_AHEAD: '4' }, { now: () => Date.parse('2093-02-15T12:00:00Z') });
+    const failing = await createTestApp({ USAGE_PARTITIONS_AHEAD: '4' }, { databaseUrl: iso.url, now: () => Date.parse('2093-02-15T12:00:00Z') });
     try {
       await expect(failing.c.usagePartitions.run()).resolves.toBeUndefined();
       const line = failing.logs.map((l) => JSON.parse(l) as { level: number; msg: string }).find((l) => l.msg === 'usage partition maintenance failed');

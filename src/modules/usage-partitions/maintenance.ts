@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { systemContext } from '../../lib/request-context';
-import { createAuditRepository } from '../audit/audit-repository';
+import type { AuditService } from '../audit/audit-service';
 import { MAX_AGE_MS } from '../usage/usage-schemas';
 import { addMonths, monthOf, monthsAhead, partitionName, readPartitions, type Month } from './partition-months';
 
@@ -38,6 +38,8 @@ export interface MaintenanceOptions {
   now: Date;
   /** Months after the current one to have partitions for (USAGE_PARTITIONS_AHEAD). */
   ahead: number;
+  /** Each partition made is audited (actor system). */
+  audit: Pick<AuditService, 'record'>;
   logger?: Logger;
   metrics?: PartitionMetrics;
   /** lock_timeout of every statement that locks (default 5 s). */
@@ -65,7 +67,6 @@ export interface MaintenanceResult {
 const DEFAULT_PARTITION = 'usage_events_default';
 
 const LOCK_KEY = `hashtext('usage-partitions'), 0`;
-const audit = createAuditRepository();
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 /** Index and constraint names: the partition's name with the parent's suffix, within PostgreSQL's 63 bytes. */
@@ -143,17 +144,13 @@ export async function maintainUsagePartitions(db: Knex, opts: MaintenanceOptions
             }
             await trx.raw(`alter table usage_events attach partition ${q(table)} for values from ('${month}') to ('${next}')`);
             await trx.raw(`alter table ${q(table)} drop constraint ${q(boundsName(table))}`);
-            await audit.insert(trx, [
-              {
-                ...systemContext(),
-                action: 'usage.partition_create',
-                outcome: 'success',
-                targetType: 'usage_partition',
-                targetId: table,
-                clientRequestId: null,
-                details: { month: month.slice(0, 7), moved: n },
-              },
-            ]);
+            await opts.audit.record(trx, systemContext(), {
+              action: 'usage.partition_create',
+              outcome: 'success',
+              targetType: 'usage_partition',
+              targetId: table,
+              details: { month: month.slice(0, 7), moved: n },
+            });
             await opts.beforeCommit?.(month);
             return n;
           });

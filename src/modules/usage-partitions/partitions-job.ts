@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { createIntervalJob } from '../../lib/interval-job';
 import type { Metrics } from '../../metrics';
+import type { AuditService } from '../audit/audit-service';
 import { countDefault, maintainUsagePartitions } from './maintenance';
 import { monthsAhead, readPartitions } from './partition-months';
 
@@ -18,6 +19,7 @@ export function createUsagePartitionsJob({
   db,
   logger,
   metrics,
+  audit,
   ahead,
   now = Date.now,
   intervalMs = PARTITION_MAINTENANCE_INTERVAL_MS,
@@ -25,6 +27,7 @@ export function createUsagePartitionsJob({
   db: Knex;
   logger: Logger;
   metrics: Metrics;
+  audit: Pick<AuditService, 'record'>;
   ahead: number;
   now?: () => number;
   intervalMs?: number;
@@ -38,6 +41,7 @@ export function createUsagePartitionsJob({
       const result = await maintainUsagePartitions(db, {
         now: new Date(now()),
         ahead,
+        audit,
         logger,
         metrics: { runs: metrics.usagePartitionRuns, duration: metrics.usagePartitionDuration, created: metrics.usagePartitionsCreated },
       });

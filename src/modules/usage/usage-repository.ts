@@ -105,7 +105,7 @@ with given as (
    order by e.customer_id, e.idempotency_key, e.occurred_month desc
 ), ins as (
   insert into usage_events as e (occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key)
-  select occurred_at, id, customer_id, usage_month(occurred_at), case when $7::text = 'pending' then 's' else 'l' end::"char",
+  select occurred_at, id, customer_id, usage_month(occurred_at), case when $7::text = 'pending' then 's' else 'l' end::char(1),
          request_hash, metric, quantity::numeric, idempotency_key
     from input i
    where not exists (select 1 from earlier x where x.customer_id = i.customer_id and x.idempotency_key = i.idempotency_key)
