@@ -191,6 +191,11 @@ function toConfig(s: Settings) {
       /** A usage bundle's largest body (the JSON with the bundle's text), and its most events. */
       bundleMaxBytes: s.USAGE_BUNDLE_MAX_BYTES,
       bundleMaxEvents: s.USAGE_BUNDLE_MAX_EVENTS,
+      /** Raw events older than this many months are archived and dropped (src/modules/usage-retention). */
+      retentionMonths: s.USAGE_RETENTION_MONTHS,
+      /** Absolute; unset: no archives (months are kept unless retentionWithoutArchive). */
+      archiveDir: s.USAGE_ARCHIVE_DIR,
+      retentionWithoutArchive: s.USAGE_RETENTION_WITHOUT_ARCHIVE,
     }),
     stripe: Object.freeze({
       /** Unset (or STRIPE_ENABLED=false): Stripe is off; everything works locally and nothing is sent. */
