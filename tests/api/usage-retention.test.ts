@@ -176,7 +176,7 @@ describe('an eligible month', () => {
       ['system', 'usage.archive', 'success'],
       ['system', 'usage.partition_drop', 'success'],
     ]);
-    expect(audit[0].details).toMatchObject({ rows: 200, sha256: manifest.sha256 });
+    expect(audit[0]!.details).toMatchObject({ rows: 200, sha256: manifest.sha256 });
     // The daily totals are kept.
     expect(await dailyOf(iso.t.db, month)).toEqual(daily);
   });

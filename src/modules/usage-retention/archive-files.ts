@@ -135,12 +135,19 @@ export async function writeArchive(dir: string, month: string, rows: AsyncIterab
   const hash = createHash('sha256');
   let bytes = 0;
   await writeDurably(dir, dataFileOf(month), async (tmp) => {
+    // Lines handed to gzip about 64 KiB at a time, not one by one.
     async function* lines() {
+      let chunk = '';
       for await (const e of rows) {
         const event: ArchivedEvent = { ...e, quantity: trimDecimal(e.quantity) };
         counter.add(event);
-        yield `${JSON.stringify(event)}\n`;
+        chunk += `${JSON.stringify(event)}\n`;
+        if (chunk.length >= 65_536) {
+          yield chunk;
+          chunk = '';
+        }
       }
+      if (chunk !== '') yield chunk;
     }
     const tap = new Transform({
       transform(chunk: Buffer, _enc, cb) {

@@ -150,7 +150,7 @@ export function createUsageRetentionRepository() {
      * few milliseconds of a catalog change, waiting at most `lockTimeoutMs` for it (so a long query
      * never queues every write behind the detach) and tried again on a timeout.
      */
-    async detach(db: Knex, table: string, lockTimeoutMs: number, attempts = 10): Promise<void> {
+    async detach(db: Knex, table: string, lockTimeoutMs: number, attempts = 50): Promise<void> {
       const { rows } = await db.raw<{ rows: { has_default: boolean }[] }>(
         `select partdefid <> 0 as has_default from pg_partitioned_table where partrelid = 'usage_events'::regclass`,
       );
@@ -167,7 +167,7 @@ export function createUsageRetentionRepository() {
           return;
         } catch (err) {
           if (!isLockTimeout(err) || attempt >= attempts) throw err;
-          await new Promise((r) => setTimeout(r, 100 * attempt));
+          await new Promise((r) => setTimeout(r, Math.min(100 * attempt, 2_000)));
         }
       }
     },
@@ -200,11 +200,25 @@ export function createUsageRetentionRepository() {
      * Runs `fn` only if no other instance holds the retention lock (a session lock on a connection of
      * its own, so a killed process lets it go at once); null when another holds it.
      */
-    async withLock<T>(db: Knex, fn: () => Promise<T>): Promise<T | null> {
+    async withLock<T>(db: Knex, fn: () => Promise<T>, waitMs = 0): Promise<T | null> {
       const conn = (await db.client.acquireConnection()) as pg.PoolClient;
       try {
-        const { rows } = await conn.query<{ ok: boolean }>(`select pg_try_advisory_lock(hashtext('usage-retention'), 0) as ok`);
-        if (!rows[0]!.ok) return null;
+        let ok: boolean;
+        if (waitMs > 0) {
+          // A restore waits its turn (lock_timeout bounds the wait for an advisory lock too).
+          await conn.query(`select set_config('lock_timeout', $1, false)`, [`${waitMs}ms`]);
+          ok = await conn.query(`select pg_advisory_lock(hashtext('usage-retention'), 0)`).then(
+            () => true,
+            (err: { code?: string }) => {
+              if (err.code === '55P03') return false;
+              throw err;
+            },
+          );
+          await conn.query(`select set_config('lock_timeout', '0', false)`);
+        } else {
+          ok = (await conn.query<{ ok: boolean }>(`select pg_try_advisory_lock(hashtext('usage-retention'), 0) as ok`)).rows[0]!.ok;
+        }
+        if (!ok) return null;
         try {
           return await fn();
         } finally {

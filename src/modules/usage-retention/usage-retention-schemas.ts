@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { iso } from '../../http/common-schemas';
 import { json, nullableTimestamp, obj } from '../../http/response-schemas';
-import type { Manifest } from './archive-files';
+import { dataFileOf, type Manifest } from './archive-files';
 import type { UsageArchive } from './usage-retention-repository';
 
 /*
@@ -77,7 +77,7 @@ export const archiveJson = (month: string, a: UsageArchive | null, complete: boo
   rows: a?.rows ?? null,
   bytes: a?.bytes ?? null,
   sha256: a?.sha256 ?? null,
-  file: a?.file ?? null,
+  file: a?.file ?? (complete ? dataFileOf(month) : null),
   file_complete: complete,
   archived_at: iso(a?.archivedAt ?? null),
   verified_at: iso(a?.verifiedAt ?? null),

@@ -167,7 +167,7 @@ export function createUsageRetentionService(deps: UsageRetentionDeps) {
     await after('archived');
     // Every instance's memory of the months gone (DROPPED_MONTHS_TTL_MS) now holds this one before its rows leave.
     await sleep(deps.settleMs ?? DROPPED_MONTHS_TTL_MS + 1_000);
-    await repo.detach(db, table, deps.lockTimeoutMs ?? 2_000);
+    await repo.detach(db, table, deps.lockTimeoutMs ?? 200);
     await after('detached');
     return finishDrop(month, table);
   }
@@ -259,45 +259,49 @@ export function createUsageRetentionService(deps: UsageRetentionDeps) {
     async restore(ctx: ActorContext, month: string, keepDays?: number): Promise<{ month: string; rows: number; inserted: number; keepUntil: Date | null }> {
       const { manifest } = await verifyMonth(month, false);
       const table = partitionOf(month);
-      const done = await repo.withLock(db, async () => {
-        const t = await repo.tableExists(db, table);
-        if (t.exists && !t.attached) await repo.attach(db, table, month);
-        else if (!t.exists) await repo.ensureMonthPartition(db, month);
-        let inserted = 0;
-        let batch: ArchivedEvent[] = [];
-        const flush = async () => {
-          const events = batch;
-          batch = [];
-          if (events.length) inserted += await db.transaction((trx) => repo.insertEvents(trx, events));
-        };
-        for await (const e of readEvents(dir!, month)) {
-          batch.push(e);
-          if (batch.length >= 1000) await flush();
-        }
-        await flush();
-        const at = new Date(clock());
-        const keepUntil = keepDays ? new Date(at.getTime() + keepDays * 86_400_000) : null;
-        await db.transaction(async (trx) => {
-          await repo.save(trx, month, table, {
-            rows: manifest.rows,
-            bytes: manifest.bytes,
-            sha256: manifest.sha256,
-            file: dataFileOf(month),
-            restored_at: at,
-            keep_until: keepUntil,
+      const done = await repo.withLock(
+        db,
+        async () => {
+          const t = await repo.tableExists(db, table);
+          if (t.exists && !t.attached) await repo.attach(db, table, month);
+          else if (!t.exists) await repo.ensureMonthPartition(db, month);
+          let inserted = 0;
+          let batch: ArchivedEvent[] = [];
+          const flush = async () => {
+            const events = batch;
+            batch = [];
+            if (events.length) inserted += await db.transaction((trx) => repo.insertEvents(trx, events));
+          };
+          for await (const e of readEvents(dir!, month)) {
+            batch.push(e);
+            if (batch.length >= 1000) await flush();
+          }
+          await flush();
+          const at = new Date(clock());
+          const keepUntil = keepDays ? new Date(at.getTime() + keepDays * 86_400_000) : null;
+          await db.transaction(async (trx) => {
+            await repo.save(trx, month, table, {
+              rows: manifest.rows,
+              bytes: manifest.bytes,
+              sha256: manifest.sha256,
+              file: dataFileOf(month),
+              restored_at: at,
+              keep_until: keepUntil,
+            });
+            await audit.record(trx, ctx, {
+              action: 'usage.archive_restore',
+              outcome: 'success',
+              targetType: 'usage_month',
+              targetId: month,
+              details: { partition: table, rows: manifest.rows, inserted, keep_until: keepUntil?.toISOString() ?? null },
+            });
           });
-          await audit.record(trx, ctx, {
-            action: 'usage.archive_restore',
-            outcome: 'success',
-            targetType: 'usage_month',
-            targetId: month,
-            details: { partition: table, rows: manifest.rows, inserted, keep_until: keepUntil?.toISOString() ?? null },
-          });
-        });
-        forgetDroppedMonths(db);
-        return { month, rows: manifest.rows, inserted, keepUntil };
-      });
-      if (!done) throw new AppError('CONFLICT', 'usage retention is running in another instance: try again in a minute');
+          forgetDroppedMonths(db);
+          return { month, rows: manifest.rows, inserted, keepUntil };
+        },
+        30_000,
+      );
+      if (!done) throw new AppError('CONFLICT', 'usage retention has been running for more than 30 seconds: try the restore again later');
       return done;
     },
   };
