@@ -14,7 +14,7 @@ export const DROPPED_MONTHS_TTL_MS = 5_000;
 const remembered = new WeakMap<object, { at: number; months: Promise<ReadonlySet<string>> }>();
 
 /** A transaction's client inherits its pool from the knex it came from: the same key for both. */
-const keyOf = (db: Knex): object => (db.client as { pool?: object }).pool ?? db.client;
+const keyOf = (db: Knex): object => (db.client as { pool?: object }).pool ?? (db.client as object);
 
 export function droppedMonths(db: Knex, nowMs = Date.now()): Promise<ReadonlySet<string>> {
   const key = keyOf(db);

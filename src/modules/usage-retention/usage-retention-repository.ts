@@ -56,6 +56,9 @@ function monthTable(table: string): string {
   return `"${table}"`;
 }
 
+/** knex's pool, for the two uses that need a connection of their own (a cursor, a session lock). */
+const pooled = (db: Knex) => db.client as { acquireConnection(): Promise<pg.PoolClient>; releaseConnection(conn: pg.PoolClient): Promise<void> };
+
 const isLockTimeout = (err: unknown) => (err as { code?: string }).code === '55P03';
 
 export function createUsageRetentionRepository() {
@@ -127,19 +130,19 @@ export function createUsageRetentionRepository() {
 
     /** The table's events through a server-side cursor, a batch at a time. */
     async *events(db: Knex, table: string): AsyncGenerator<ArchivedEvent> {
-      const conn = (await db.client.acquireConnection()) as pg.PoolClient;
+      const conn = await pooled(db).acquireConnection();
       try {
         const sql = `select ${ARCHIVE_COLUMNS_SQL} from ${monthTable(table)} order by customer_id, occurred_at, id`;
         const stream = conn.query(new QueryStream(sql, [], { batchSize: 1000 }));
         for await (const row of stream) yield row as ArchivedEvent;
       } finally {
-        await db.client.releaseConnection(conn);
+        await pooled(db).releaseConnection(conn);
       }
     },
 
     /** A batch of archived events back in usage_events (in the caller's transaction); how many were not there. */
     async insertEvents(trx: Knex, events: readonly ArchivedEvent[]): Promise<number> {
-      const r = (await trx.raw(RESTORE_SQL, [JSON.stringify(events)])) as { rowCount: number };
+      const r = await trx.raw<{ rowCount: number }>(RESTORE_SQL, [JSON.stringify(events)]);
       return r.rowCount;
     },
 
@@ -201,7 +204,7 @@ export function createUsageRetentionRepository() {
      * its own, so a killed process lets it go at once); null when another holds it.
      */
     async withLock<T>(db: Knex, fn: () => Promise<T>, waitMs = 0): Promise<T | null> {
-      const conn = (await db.client.acquireConnection()) as pg.PoolClient;
+      const conn = await pooled(db).acquireConnection();
       try {
         let ok: boolean;
         if (waitMs > 0) {
@@ -225,7 +228,7 @@ export function createUsageRetentionRepository() {
           await conn.query(`select pg_advisory_unlock(hashtext('usage-retention'), 0)`);
         }
       } finally {
-        await db.client.releaseConnection(conn);
+        await pooled(db).releaseConnection(conn);
       }
     },
 
