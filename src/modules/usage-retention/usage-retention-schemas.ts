@@ -10,7 +10,7 @@ import type { UsageArchive } from './usage-retention-repository';
  */
 
 /** The month is checked in the service (422 when it is not YYYY-MM), not here: a bad path parameter would be a 404. */
-export const monthParams = z.object({ month: z.string().max(20).describe('The month, YYYY-MM') });
+export const monthParams = z.object({ month: z.string().describe('The month, YYYY-MM') });
 
 export const restoreBody = z.strictObject({
   keep_days: z

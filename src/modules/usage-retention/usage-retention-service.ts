@@ -97,7 +97,7 @@ export function createUsageRetentionService(deps: UsageRetentionDeps) {
    * table goes back. Then it is dropped, recorded and audited in one transaction.
    */
   async function finishDrop(month: string, table: string): Promise<RetainReason | null> {
-    const reason = await repo.eligibility(db, table, month, settings.stripeEnabled);
+    const reason = (await repo.eligibility(db, table, month, settings.stripeEnabled)) ?? (!dir && !settings.withoutArchive ? 'no_archive_dir' : null);
     if (reason) {
       await repo.attach(db, table, month);
       await repo.save(db, month, table, { dropping_at: null });
@@ -263,8 +263,17 @@ export function createUsageRetentionService(deps: UsageRetentionDeps) {
         db,
         async () => {
           const t = await repo.tableExists(db, table);
-          if (t.exists && !t.attached) await repo.attach(db, table, month);
-          else if (!t.exists) await repo.ensureMonthPartition(db, month);
+          try {
+            if (t.exists && !t.attached) await repo.attach(db, table, month);
+            else if (!t.exists) await repo.ensureMonthPartition(db, month);
+          } catch (err) {
+            // Events of the month written after it was dropped sit in the default partition: they must move first.
+            if ((err as { code?: string }).code !== '23514') throw err;
+            throw new AppError(
+              'CONFLICT',
+              `events of ${month} came in after it was dropped (in usage_events_default): its partition cannot be made again until they are moved`,
+            );
+          }
           let inserted = 0;
           let batch: ArchivedEvent[] = [];
           const flush = async () => {
