@@ -36,6 +36,7 @@ import { upcomingInvoiceHandlers, upcomingInvoiceRouteSpecs } from './modules/in
 import { invoicesHandlers, invoicesRouteSpecs } from './modules/invoices/invoices-routes';
 import { trueUpsHandlers, trueUpsRouteSpecs } from './modules/true-ups/true-ups-routes';
 import { usageBundlesHandlers, usageBundlesRouteSpecs } from './modules/usage-bundles/usage-bundles-routes';
+import { usageRetentionHandlers, usageRetentionRouteSpecs } from './modules/usage-retention/usage-retention-routes';
 
 /**
  * /openapi.json and /docs (with its assets, src/http/docs-page.ts) describe the whole table, themselves
@@ -99,6 +100,8 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     invoices: invoicesRouteSpecs(),
     // Late usage (true-ups): GET /api/reports/usage/late and its retry.
     trueUps: trueUpsRouteSpecs(),
+    // Usage archives (retention of raw usage events): GET /api/usage/archives, verify, restore.
+    usageRetention: usageRetentionRouteSpecs(),
     service: serviceRouteSpecs(),
     docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
   };
@@ -135,6 +138,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.upcomingInvoice, upcomingInvoiceHandlers(c.upcomingInvoices)),
     ...bindRoutes(specs.invoices, invoicesHandlers(c.invoices)),
     ...bindRoutes(specs.trueUps, trueUpsHandlers(c.trueUps)),
+    ...bindRoutes(specs.usageRetention, usageRetentionHandlers(c.usageRetention)),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),

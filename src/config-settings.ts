@@ -1,10 +1,12 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { z } from 'zod';
 import { parseDuration } from './lib/duration';
 import { parseSigningKeys, type PrivateSigningJwk } from './modules/licenses/signing-keys';
 import { parseKeySet, type KeySet } from './modules/licenses/key-set';
 import { parseLimit } from './lib/limit-format';
 import { parseReturnUrlRules, type ReturnUrlRule } from './modules/billing-portal/return-urls';
+import { archiveDirProblem } from './modules/usage-retention/archive-dir';
 
 /*
  * Every setting the service reads, each with its parser and its description. The description is the
@@ -186,6 +188,22 @@ const duration = (fallback: string, maxDays: number) =>
       return seconds;
     });
 
+/** on/off (or true/false, 1/0, yes/no). */
+const onOff = z.enum(['on', 'off', 'true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'on' || v === 'true' || v === '1' || v === 'yes');
+
+/** USAGE_ARCHIVE_DIR: checked at startup (a folder, writable by the service, by no one else); resolved to an absolute path. */
+const archiveDir = z
+  .string()
+  .min(1)
+  .transform((dir, ctx) => {
+    const problem = archiveDirProblem(dir);
+    if (problem) {
+      ctx.addIssue({ code: 'custom', message: problem });
+      return z.NEVER;
+    }
+    return path.resolve(dir);
+  });
+
 const listen = 'Address and port to listen on.';
 const forwarderBackoff = 'Retry delay: between half and all of min(MAX, BASE * 2^(attempt-1)), in milliseconds.';
 
@@ -279,6 +297,21 @@ export const settings = z.object({
   USAGE_PARTITIONS_AHEAD: int(1, 24)
     .default(3)
     .describe('Months after the current UTC month that always have a usage_events partition (created hourly, without blocking writes).'),
+  USAGE_RETENTION_MONTHS: int(2, 1200)
+    .default(13)
+    .describe(
+      'Months of raw usage events kept (2 or more). An older month is archived (USAGE_ARCHIVE_DIR) and dropped once every event in it ' +
+        'reached Stripe (or Stripe is off) and no period it touches is open; the daily totals are kept forever.',
+    ),
+  USAGE_ARCHIVE_DIR: archiveDir
+    .optional()
+    .describe(
+      "Where a month's raw events are archived before they are dropped (usage_events_YYYY_MM.ndjson.gz and its manifest): a folder " +
+        'the service can write, not writable by group or others. Unset: months are kept, unless USAGE_RETENTION_WITHOUT_ARCHIVE=on.',
+    ),
+  USAGE_RETENTION_WITHOUT_ARCHIVE: onOff
+    .default(false)
+    .describe('on/off. on: without USAGE_ARCHIVE_DIR, old months are dropped with no archive (only the daily totals remain). Default off: they are kept.'),
 
   STRIPE_SECRET_KEY: stripeSecretKey
     .optional()

@@ -193,6 +193,11 @@ function toConfig(s: Settings) {
       bundleMaxEvents: s.USAGE_BUNDLE_MAX_EVENTS,
       /** Months ahead of the current one that always have a usage_events partition. */
       partitionsAhead: s.USAGE_PARTITIONS_AHEAD,
+      /** Raw events older than this many months are archived and dropped (src/modules/usage-retention). */
+      retentionMonths: s.USAGE_RETENTION_MONTHS,
+      /** Absolute; unset: no archives (months are kept unless retentionWithoutArchive). */
+      archiveDir: s.USAGE_ARCHIVE_DIR,
+      retentionWithoutArchive: s.USAGE_RETENTION_WITHOUT_ARCHIVE,
     }),
     stripe: Object.freeze({
       /** Unset (or STRIPE_ENABLED=false): Stripe is off; everything works locally and nothing is sent. */

@@ -61,6 +61,8 @@ import { createUpcomingInvoices } from './modules/invoices/upcoming-invoice';
 import { createUsageBundlesRepository } from './modules/usage-bundles/usage-bundles-repository';
 import { createUsageBundlesService } from './modules/usage-bundles/usage-bundles-service';
 import { createUsagePartitionsJob } from './modules/usage-partitions/partitions-job';
+import { createUsageRetentionRepository } from './modules/usage-retention/usage-retention-repository';
+import { createUsageRetentionJob, createUsageRetentionService } from './modules/usage-retention/usage-retention-service';
 
 export interface ContainerOptions {
   config: Config;
@@ -368,6 +370,29 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     now,
   });
 
+  // Raw usage events past USAGE_RETENTION_MONTHS: archived, verified and dropped (docs/USAGE.md, Retention and archives).
+  const usageRetention = createUsageRetentionService({
+    db,
+    repo: createUsageRetentionRepository(),
+    audit,
+    logger: logger.child({ component: 'usage-retention' }),
+    settings: {
+      retentionMonths: config.usage.retentionMonths,
+      archiveDir: config.usage.archiveDir,
+      withoutArchive: config.usage.retentionWithoutArchive,
+      stripeEnabled: stripe.enabled,
+    },
+    now,
+    onRetained: (counts) => {
+      for (const [reason, n] of Object.entries(counts)) metrics.usagePartitionsRetained.set({ reason }, n);
+    },
+  });
+  const usageRetentionJob = createUsageRetentionJob({
+    retention: usageRetention,
+    logger: logger.child({ component: 'usage-retention' }),
+    intervalMs: 3_600_000,
+  });
+
   return {
     config,
     db,
@@ -413,6 +438,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     usagePartitions,
     billingPortal,
     upcomingInvoices,
+    usageRetention,
     metrics,
     limiters,
     /** The clock the services and the request schemas (the usage window) read. */
@@ -434,6 +460,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       eventRetention.start();
       overridesExpiryJob.start();
       usagePartitions.start();
+      usageRetentionJob.start();
     },
 
     /** After the HTTP server closed: finish writes under way, then stop background work. */
@@ -449,6 +476,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
       await eventRetention.stop();
       await overridesExpiryJob.stop();
       await usagePartitions.stop();
+      await usageRetentionJob.stop();
       await invalidation.stop();
       await lastUsed.stop();
     },

@@ -70,6 +70,12 @@ export function createMetrics() {
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),
+    usagePartitionsRetained: new Gauge({
+      name: 'billing_usage_partitions_retained',
+      help: 'Months of raw usage events past USAGE_RETENTION_MONTHS that the last retention run kept, by reason (unforwarded, open_period, no_archive_dir, archive_failed, restored)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     webhookEvents: new Counter({
       name: 'stripe_webhook_events_total',
       help: 'Stripe webhook deliveries by event type and outcome (processed, duplicate, ignored, failed, invalid_signature)',

@@ -644,6 +644,24 @@ export type InvoiceInsert = Omit<
 /** Its customer and its Stripe invoice never change. */
 export type InvoiceUpdate = Partial<Omit<InvoiceInsert, 'id' | 'customer_id' | 'stripe_invoice_id' | 'created_at'>>;
 
+// usage_archives (20261208000200)
+export interface UsageArchiveRow {
+  month: string;
+  partition: string;
+  rows: string | null;
+  bytes: string | null;
+  sha256: string | null;
+  file: string | null;
+  archived_at: Date | null;
+  verified_at: Date | null;
+  dropping_at: Date | null;
+  dropped_at: Date | null;
+  restored_at: Date | null;
+  keep_until: Date | null;
+}
+export type UsageArchiveInsert = Omit<UsageArchiveRow, 'rows' | 'bytes'> & { rows: number | null; bytes: number | null };
+export type UsageArchiveUpdate = Partial<Omit<UsageArchiveInsert, 'month'>>;
+
 declare module 'knex/types/tables' {
   interface Tables {
     customers: Knex.CompositeTableType<CustomerRow, CustomerInsert, CustomerUpdate>;
@@ -667,5 +685,6 @@ declare module 'knex/types/tables' {
     invoices: Knex.CompositeTableType<InvoiceRow, InvoiceInsert, InvoiceUpdate>;
     usage_bundles: Knex.CompositeTableType<UsageBundleRow, UsageBundleInsert, never>;
     usage_true_ups: Knex.CompositeTableType<UsageTrueUpRow, UsageTrueUpInsert, UsageTrueUpUpdate>;
+    usage_archives: Knex.CompositeTableType<UsageArchiveRow, UsageArchiveInsert, UsageArchiveUpdate>;
   }
 }

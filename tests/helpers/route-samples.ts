@@ -1,6 +1,6 @@
 import type { RouteDef } from '../../src/http/route';
 import request from 'supertest';
-import { randomBytes } from 'node:crypto';
+import crypto, { randomBytes } from 'node:crypto';
 import {
   createCustomer,
   createPlan,
@@ -15,6 +15,7 @@ import {
 import { insertEndpoint } from './delivery-fixtures';
 import { bundleEvents, Instance } from './usage-bundles';
 import type { TestApp } from './test-app';
+import { writeArchive } from '../../src/modules/usage-retention/archive-files';
 
 export const routeName = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
 
@@ -43,6 +44,37 @@ async function bundleOf(t: TestApp, customer?: CreatedCustomer): Promise<{ c: Cr
   const instance = new Instance(c);
   await instance.activate(t);
   return { c, bundle: await instance.export(bundleEvents(1)) };
+}
+
+/**
+ * An archive of `month` in the app's USAGE_ARCHIVE_DIR: two events of a fresh customer. Verify samples
+ * use a month no partition will ever hold (verify then reads the files alone); restore samples a month
+ * per test process (the restore makes its partition in the shared database).
+ */
+async function archivedMonth(t: TestApp, month: string): Promise<string> {
+  const c = await createCustomer(t);
+  const at = `${month}-15T00:00:00.000000Z`;
+  const event = () => ({
+    id: crypto.randomUUID(),
+    customer_id: c.id,
+    metric: 'api_calls',
+    quantity: '1.5',
+    occurred_at: at,
+    idempotency_key: `archived-${randomBytes(6).toString('hex')}`,
+    request_hash: randomBytes(16).toString('hex'),
+    received_at: at,
+    state: 'local',
+  });
+  await writeArchive(
+    t.c.config.usage.archiveDir!,
+    month,
+    (async function* () {
+      yield event();
+      yield event();
+    })(),
+    new Date(),
+  );
+  return month;
 }
 
 /**
@@ -182,6 +214,12 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
     return { path: '/api/invoices?limit=5' };
   },
   'GET /api/invoices/:id': async (t, caller) => ({ path: `/api/invoices/${(await insertInvoice(t, (caller ?? (await createCustomer(t))).id)).id}` }),
+  'GET /api/usage/archives': async () => ({ path: '/api/usage/archives' }),
+  'POST /api/usage/archives/:month/verify': async (t) => ({ path: `/api/usage/archives/${await archivedMonth(t, '1899-01')}/verify` }),
+  'POST /api/usage/archives/:month/restore': async (t) => ({
+    path: `/api/usage/archives/${await archivedMonth(t, `${1970 + (process.pid % 30)}-01`)}/restore`,
+    body: {},
+  }),
   'GET /api/customers/:id/invoices': async (t) => {
     const c = await createCustomer(t);
     await insertInvoice(t, c.id, { status: 'draft' });

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Server } from 'node:http';
 import { Writable } from 'node:stream';
 import type { Express } from 'express';
@@ -49,6 +52,8 @@ export async function createTestApp(
 ): Promise<TestApp> {
   const databaseUrl = opts.databaseUrl ?? testDatabaseUrl();
   const adminToken = newAdminToken();
+  // A folder of its own for usage archives (removed on close), so the archive routes can answer.
+  const archiveDir = env.USAGE_ARCHIVE_DIR === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), 'test-usage-archives-')) : null;
   const config = loadConfig({
     NODE_ENV: 'test',
     DATABASE_URL: databaseUrl,
@@ -61,6 +66,7 @@ export async function createTestApp(
     RATE_LIMIT_WEBHOOKS: '1000000/1m',
     RATE_LIMIT_ADMIN: '1000000/1m',
     RATE_LIMIT_AUTH_FAILURES: '1000000/1m',
+    ...(archiveDir ? { USAGE_ARCHIVE_DIR: archiveDir } : {}),
     ...env,
   });
   const logs: string[] = [];
@@ -104,6 +110,7 @@ export async function createTestApp(
       }
       await c.stop();
       await db.destroy();
+      if (archiveDir) fs.rmSync(archiveDir, { recursive: true, force: true });
       // The OpenAPI document lists each route's error codes: an answer outside them is a lie in it.
       if (undeclared.length) throw new Error(`errors answered but not declared by their route:\n${[...new Set(undeclared)].join('\n')}`);
     },

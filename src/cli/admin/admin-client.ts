@@ -182,6 +182,13 @@ export class AdminClient {
       idempotent: true,
     });
 
+  // usage archives (retention)
+  usageArchives = () => this.get<Answer<'/api/usage/archives', 'get'>>('/api/usage/archives');
+  verifyUsageArchive = (month: string) => this.send<Answer<'/api/usage/archives/{month}/verify', 'post'>>('POST', `/api/usage/archives/${seg(month)}/verify`);
+  /** Safe to retry: a restore puts back only the events not there. */
+  restoreUsageArchive = (month: string, body: BodyOf<'/api/usage/archives/{month}/restore', 'post'>) =>
+    this.send<Answer<'/api/usage/archives/{month}/restore', 'post'>>('POST', `/api/usage/archives/${seg(month)}/restore`, body, { idempotent: true });
+
   // plans
   createPlan = (body: BodyOf<'/api/plans', 'post'>) => this.send<Answer<'/api/plans', 'post', 201>>('POST', '/api/plans', body);
   listPlans = (query: QueryOf<'/api/plans', 'get'> = {}) => this.get<Answer<'/api/plans', 'get'>>('/api/plans', query);

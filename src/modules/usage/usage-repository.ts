@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { namedStatement, runNamed, runNamedInTransaction } from '../../db/named-statement';
 import type { ForwardingState, UsageDailyRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
+import { droppedMonths, monthOf } from '../usage-retention/dropped-months';
 import {
   answerListSql,
   decodeOutcomes,
@@ -371,7 +372,17 @@ export function createUsageRepository() {
              from usage_daily d where d.day >= ?::date and d.day < ?::date${f.sql}`);
         bindings.push(isoDay(dayFrom), isoDay(dayTo), ...f.bindings);
       }
+      // An edge in a month whose raw events are gone (archived and dropped) is read as whole days from
+      // usage_daily: reports on such months are exact to the day.
+      const gone = await droppedMonths(db);
       for (const [a, b] of edges) {
+        if (gone.has(monthOf(a)) || gone.has(monthOf(new Date(b.getTime() - 1)))) {
+          const f = filters('d');
+          branches.push(`select d.customer_id, d.metric, d.day, d.quantity, d.events
+             from usage_daily d where d.day >= ?::date and d.day < ?::date${f.sql}`);
+          bindings.push(isoDay(floorDay(a)), isoDay(ceilDay(b)), ...f.bindings);
+          continue;
+        }
         // One range scan per edge: an OR of ranges can defeat the (customer_id, occurred_at) index.
         const f = filters('e');
         branches.push(`select e.customer_id, e.metric, (e.occurred_at at time zone 'UTC')::date, e.quantity, 1

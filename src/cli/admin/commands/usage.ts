@@ -7,6 +7,7 @@ import { jsonText, printable, table } from '../io';
 import { UsageError } from '../failure';
 import { dateFlag, monthAfter } from '../dates';
 import { openPrivateFile } from '../key-file';
+import { usageArchiveCommands } from './usage-archives';
 
 type Row = UsageReport['rows'][number];
 
@@ -157,4 +158,6 @@ export function usageCommands(program: Program, deps: Deps): void {
         }
       }),
     );
+
+  usageArchiveCommands(usage, deps);
 }
