@@ -18,12 +18,19 @@ const post = (c: CreatedCustomer, body: unknown) =>
     .post('/api/usage')
     .set('X-API-Key', c.apiKey)
     .send(body as object);
+/** The customers this file made: the totals check reads theirs (other files drop and restore months of their own). */
+const created: string[] = [];
+const customer = async () => {
+  const c = await createCustomer(t);
+  created.push(c.id);
+  return c;
+};
 const rows = (c: CreatedCustomer) => t.db('usage_events').where({ customer_id: c.id }).orderBy('id');
 const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
 
 describe('POST /api/usage: one event', () => {
   test('when an event is reported, then it is committed and returned with its id', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const k = key();
     const res = await post(c, { metric: 'api_calls', quantity: 42, occurred_at: minutesAgo(1), idempotency_key: k });
     expect(res.status).toBe(201);
@@ -35,7 +42,7 @@ describe('POST /api/usage: one event', () => {
   });
 
   test('when the same event is sent twice, then the replay returns the original and adds no row', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const body = { metric: 'api_calls', quantity: '1.5', idempotency_key: key() };
     const first = await post(c, body);
     const second = await post(c, body);
@@ -47,7 +54,7 @@ describe('POST /api/usage: one event', () => {
   });
 
   test('when the same event is sent 20 times at once, then exactly one row exists and every answer names it', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const body = { metric: 'api_calls', quantity: 3, idempotency_key: key() };
     const results = await Promise.all(Array.from({ length: 20 }, () => post(c, body)));
     expect(results.map((r) => r.status).sort()).toEqual([...Array(19).fill(200), 201]);
@@ -58,7 +65,7 @@ describe('POST /api/usage: one event', () => {
   });
 
   test('when a key is reused with a different body, then 409 IDEMPOTENCY_CONFLICT and nothing changes', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const k = key();
     await post(c, { metric: 'api_calls', quantity: 1, idempotency_key: k }).expect(201);
     expectError(await post(c, { metric: 'api_calls', quantity: 2, idempotency_key: k }), 409, 'IDEMPOTENCY_CONFLICT');
@@ -69,7 +76,7 @@ describe('POST /api/usage: one event', () => {
   });
 
   test('when different bodies race on one key, then one wins and the rest are replays or conflicts', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const k = key();
     const results = await Promise.all(Array.from({ length: 10 }, (_, i) => post(c, { metric: 'api_calls', quantity: i % 2, idempotency_key: k })));
     expect(results.filter((r) => r.status === 201)).toHaveLength(1);
@@ -83,7 +90,7 @@ describe('POST /api/usage: one event', () => {
   });
 
   test('when two customers use the same idempotency key, then each gets its own event', async () => {
-    const [a, b] = [await createCustomer(t), await createCustomer(t)];
+    const [a, b] = [await customer(), await customer()];
     const k = key();
     await post(a, { metric: 'api_calls', quantity: 1, idempotency_key: k }).expect(201);
     await post(b, { metric: 'api_calls', quantity: 5, idempotency_key: k }).expect(201);
@@ -92,7 +99,7 @@ describe('POST /api/usage: one event', () => {
   });
 
   test('when the key comes in the Idempotency-Key header, then it is used; a different body key is refused', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const k = key();
     const res = await request(t.app).post('/api/usage').set('X-API-Key', c.apiKey).set('Idempotency-Key', k).send({ metric: 'api_calls', quantity: 1 });
     expect(res.status).toBe(201);
@@ -106,7 +113,7 @@ describe('POST /api/usage: one event', () => {
   });
 
   test('when occurred_at is absent, then it defaults to now and a replay still matches', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const body = { metric: 'api_calls', quantity: 1, idempotency_key: key() };
     const first = await post(c, body);
     expect(Math.abs(Date.parse(first.body.event.occurred_at) - Date.now())).toBeLessThan(10_000);
@@ -140,7 +147,7 @@ describe('POST /api/usage: one event', () => {
     ['an unknown field', { customer_id: '01900000-0000-7000-8000-000000000000' }],
   ];
   test.each(bad)('when the event has %s, then 422 and no row', async (_label, change) => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const body = { metric: 'api_calls', quantity: 1, idempotency_key: key(), ...change };
     for (const [k, v] of Object.entries(body)) if (v === undefined) delete (body as Record<string, unknown>)[k];
     expectError(await post(c, body), 422, 'VALIDATION_FAILED');
@@ -154,7 +161,7 @@ describe('POST /api/usage: one event', () => {
     ['99999999999999.999999', '99999999999999.999999'],
     [123456789, '123456789'],
   ])('when the quantity is %j, then it is stored exactly as %s', async (quantity, expected) => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const res = await post(c, { metric: 'api_calls', quantity, idempotency_key: key() });
     expect(res.status).toBe(201);
     expect(res.body.event.quantity).toBe(expected);
@@ -166,7 +173,7 @@ describe('POST /api/usage: a batch', () => {
     Array.from({ length: n }, (_, i) => ({ metric: 'api_calls', quantity: i + 1, idempotency_key: key(), occurred_at: minutesAgo(2), ...extra }));
 
   test('when a batch is reported, then every event is stored and returned in order', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const batch = events(50);
     const res = await post(c, { events: batch });
     expect(res.status).toBe(201);
@@ -176,7 +183,7 @@ describe('POST /api/usage: a batch', () => {
   });
 
   test('when keys hold what an array literal treats specially, then each is stored and answered exactly', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const tag = randomBytes(4).toString('hex');
     const keys = ['NULL', 'null', '', ' ', 'a,b', '{x}', 'q"uote', 'back\\slash', '\\"', ' lead', 'trail ', '"'].map((k) => `${k}${tag}`);
     const res = await post(c, { events: keys.map((k) => ({ metric: 'api_calls', quantity: '0.5', idempotency_key: k })) });
@@ -189,7 +196,7 @@ describe('POST /api/usage: a batch', () => {
   });
 
   test('when one event of a batch is bad, then 422 names it by index and nothing is written', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const batch = events(10);
     batch[3]!.quantity = -4;
     batch[7]!.metric = 'nope';
@@ -201,7 +208,7 @@ describe('POST /api/usage: a batch', () => {
   });
 
   test('when a batch holds 1,001 events, then 422 says the most it may hold and nothing is written', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     // Within the route's body limit (the next test sends 1,000): the batch's size decides, not the body's.
     const res = await post(c, { events: events(1001) });
     expectError(res, 422, 'VALIDATION_FAILED');
@@ -210,14 +217,14 @@ describe('POST /api/usage: a batch', () => {
   });
 
   test('when a batch of 1,000 events is reported, then all are stored in one request', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const res = await post(c, { events: events(1000) });
     expect(res.status).toBe(201);
     expect(await rows(c)).toHaveLength(1000);
   });
 
   test('when a batch is replayed, then 200 with the same ids and no new rows', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const batch = events(5);
     const first = await post(c, { events: batch });
     const second = await post(c, { events: batch });
@@ -228,7 +235,7 @@ describe('POST /api/usage: a batch', () => {
   });
 
   test('when a batch reuses a stored key with another body, then 409 and none of the batch is written', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const k = key();
     await post(c, { metric: 'api_calls', quantity: 1, idempotency_key: k }).expect(201);
     const batch = [...events(4), { metric: 'api_calls', quantity: 2, idempotency_key: k }];
@@ -238,7 +245,7 @@ describe('POST /api/usage: a batch', () => {
   });
 
   test('when a batch repeats one key with different bodies, then 422 names the repeat', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const k = key();
     const res = await post(c, {
       events: [
@@ -251,7 +258,7 @@ describe('POST /api/usage: a batch', () => {
   });
 
   test('when an event sent in a batch is replayed alone, and the other way round, then both paths recognise it', async () => {
-    const c = await createCustomer(t);
+    const c = await customer();
     const e1 = { metric: 'api_calls', quantity: '2.5', idempotency_key: key() };
     const e2 = { metric: 'storage_gb', quantity: 3, occurred_at: minutesAgo(3), idempotency_key: key() };
     const batch = await post(c, { events: [e1, e2] });
@@ -271,7 +278,7 @@ describe('POST /api/usage: a batch', () => {
   });
 
   test.each([[{ events: [] }], [{ events: 'x' }], [{ events: [1, 2] }], [{ events: [], extra: 1 }]])('when the batch is %j, then 422', async (body) => {
-    const c = await createCustomer(t);
+    const c = await customer();
     expectError(await post(c, body), 422, 'VALIDATION_FAILED');
   });
 });
@@ -286,8 +293,8 @@ describe('reading usage', () => {
     return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() - offset, h, m)).toISOString();
   };
   beforeAll(async () => {
-    a = await createCustomer(t);
-    b = await createCustomer(t);
+    a = await customer();
+    b = await customer();
     const ev = (occurred_at: string, quantity: string | number, metric = 'api_calls') => ({ metric, quantity, occurred_at, idempotency_key: key() });
     await post(a, {
       events: [ev(day(3, 1), 1), ev(day(3, 23), 2), ev(day(2, 12), 4), ev(day(1, 0, 30), 8), ev(day(1, 22), 16), ev(day(2, 5), '0.25', 'storage_gb')],
@@ -392,13 +399,17 @@ describe('reading usage', () => {
   });
 
   test('when daily totals are compared with the raw events, then they agree', async () => {
-    const { rows: mismatches } = await t.db.raw(`
+    const { rows: mismatches } = await t.db.raw(
+      `
       select d.customer_id, d.metric, d.day
         from (select customer_id, metric, day, sum(quantity) as quantity, sum(events) as events
-                from usage_daily group by 1, 2, 3) d
+                from usage_daily where customer_id = any(:ids::uuid[]) group by 1, 2, 3) d
       full join (select customer_id, metric, (occurred_at at time zone 'UTC')::date as day, sum(quantity) q, count(*) n
-                   from usage_events group by 1, 2, 3) e using (customer_id, metric, day)
-      where e.q is distinct from d.quantity or e.n is distinct from d.events`);
+                   from usage_events where customer_id = any(:ids::uuid[]) group by 1, 2, 3) e using (customer_id, metric, day)
+      where e.q is distinct from d.quantity or e.n is distinct from d.events`,
+      { ids: `{${created.join(',')}}` },
+    );
+    expect(created.length).toBeGreaterThan(10);
     expect(mismatches).toEqual([]);
   });
 });
