@@ -99,9 +99,11 @@ with given as (
   select distinct on (e.customer_id, e.idempotency_key) e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, usage_uuid_time(e.id) as received_at, e.request_hash
     from input i
     join usage_events e on e.customer_id = i.customer_id and e.idempotency_key = i.idempotency_key
-     and e.occurred_month >= usage_month(i.occurred_at - interval '35 days')
-     and e.occurred_month <= usage_month(i.occurred_at + interval '${MONTH_TURN_WINDOW_MS / 60_000} minutes')
-     and e.occurred_month <> usage_month(i.occurred_at)
+     -- Written with $6 (the receipt these events are stamped with) rather than i.occurred_at, which is
+     -- the same value: so PostgreSQL prunes to the one or two months to look in before it runs.
+     and e.occurred_month >= usage_month(timestamptz 'epoch' + $6::bigint * interval '1 millisecond' - interval '35 days')
+     and e.occurred_month <= usage_month(timestamptz 'epoch' + $6::bigint * interval '1 millisecond' + interval '${MONTH_TURN_WINDOW_MS / 60_000} minutes')
+     and e.occurred_month <> usage_month(timestamptz 'epoch' + $6::bigint * interval '1 millisecond')
    where i.occurred_ms is null
    order by e.customer_id, e.idempotency_key, e.occurred_month desc
 ), ins as (
