@@ -6,7 +6,6 @@
  * the next export continues the chain; an import never acknowledges an event the receipt does not
  * cover, never dead-letters one twice, and importing again finishes the job (then REPLAYED).
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,30 +13,13 @@ import { compactVerify, importJWK } from 'jose';
 import { BillingClient, bundleDigest, type ClientLicenseOptions } from '../../packages/client';
 import { answerJson, FP, freshLicense, readBundle, receiptClaims, signReceipt } from '../client/bundle-fixtures';
 import { CUSTOMER, ISSUER, jwksOf, makeKey, type TestKey } from '../client/license-fixtures';
+import { runTsChild } from '../helpers/ts-child';
 
 const CHILD = path.join(__dirname, 'bundle-crash-child.ts');
-const TSX = require.resolve('tsx/cjs');
 let key: TestKey;
 let root: string;
 
-interface Outcome {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function child(env: Record<string, string>): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--require', TSX, CHILD], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
+const child = (env: Record<string, string>) => runTsChild(CHILD, env);
 
 /** A site's folders: the queue, the license folder, the keys built into its software, and where bundles go. */
 interface Site {

@@ -4,7 +4,6 @@
  * usage_events, not dropped). A second run finishes the job: the archive verifies, the partition is
  * gone, every event is in the archive exactly once, and usage_daily is unchanged.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,23 +13,13 @@ import { createCustomer } from '../helpers/factories';
 import { createIsolatedTestApp } from '../helpers/fresh-database';
 import { dailyOf, retentionDeps, seedMonth, tableState } from '../helpers/usage-retention';
 import { runUsageRetention } from '../../src/modules/usage-retention/usage-retention-service';
+import { runTsChild } from '../helpers/ts-child';
 
 const CHILD = path.join(__dirname, 'usage-retention-crash-child.ts');
-const TSX = require.resolve('tsx/cjs');
 let iso: Awaited<ReturnType<typeof createIsolatedTestApp>>;
 let dir: string;
 
-function child(env: Record<string, string>): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--require', TSX, CHILD], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
+const child = (env: Record<string, string>) => runTsChild(CHILD, env);
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'usage-archives-crash-'));
