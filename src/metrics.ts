@@ -71,7 +71,7 @@ export function createMetrics() {
       registers: [registry],
     }),
     usagePartitionsRetained: new Gauge({
-      name: 'billing_usage_partitions_retained',
+      name: 'usage_partitions_retained',
       help: 'Months of raw usage events past USAGE_RETENTION_MONTHS that the last retention run kept, by reason (unforwarded, open_period, no_archive_dir, archive_failed, restored)',
       labelNames: ['reason'] as const,
       registers: [registry],

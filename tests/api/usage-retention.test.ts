@@ -35,7 +35,7 @@ afterAll(async () => {
 
 const run = (over: Parameters<typeof retentionDeps>[2] = {}) => runUsageRetention(retentionDeps(iso.t, dir, over));
 const gauge = async (reason: string) => {
-  const text = await iso.t.c.metrics.registry.getSingleMetricAsString('billing_usage_partitions_retained');
+  const text = await iso.t.c.metrics.registry.getSingleMetricAsString('usage_partitions_retained');
   return Number(new RegExp(`reason="${reason}"} (\\d+)`).exec(text)?.[1] ?? 'NaN');
 };
 
@@ -105,7 +105,7 @@ describe('months that must be kept', () => {
     expect(await iso.t.db('usage_archives').where({ month: '2024-04-01' }).first()).toMatchObject({ file: null, sha256: null, dropped_at: expect.any(Date) });
   });
 
-  test('when the app runs retention, then billing_usage_partitions_retained says how many old months are kept and why', async () => {
+  test('when the app runs retention, then usage_partitions_retained says how many old months are kept and why', async () => {
     await seedMonth(iso.t.db, '2024-05', [a.id], 5);
     const invoice = await insertInvoice(iso.t, a.id, { status: 'open', created: new Date('2024-05-31T00:00:00Z') });
     // The app's own service (its settings, its gauge; Stripe off in tests).

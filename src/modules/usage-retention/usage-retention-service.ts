@@ -29,7 +29,7 @@ export interface UsageRetentionDeps {
   logger: Logger;
   settings: { retentionMonths: number; archiveDir?: string; withoutArchive: boolean; stripeEnabled: boolean };
   now?: () => number;
-  /** Kept months by reason after each run (the billing_usage_partitions_retained gauge). */
+  /** Kept months by reason after each run (the usage_partitions_retained gauge). */
   onRetained?: (counts: Record<RetainReason, number>) => void;
   /** Tests: called after each step ('archived', 'detached', 'dropped'); a throw or a kill there stops the run. */
   faults?: { after?: (step: string) => void | Promise<void> };
