@@ -197,9 +197,9 @@ export function createForwardingRepository() {
 
     /**
      * Events whose customer has no Stripe customer: local. Their outbox rows go, and the events say
-     * so (the one update of an event here; the reason is logged by the worker).
+     * so (the one update of an event here). The worker counts them in its run summary (`local`).
      */
-    async markLocal(db: Knex, ids: string[], _reason: string): Promise<void> {
+    async markLocal(db: Knex, ids: string[]): Promise<void> {
       if (ids.length === 0) return;
       await db.raw(
         `with gone as (delete from usage_outbox where id = any(?::uuid[]) and state = 'pending' returning customer_id, idempotency_key, occurred_month)

@@ -176,7 +176,7 @@ export function createForwardingWorker(deps: ForwardingWorkerDeps) {
         s.claimed += claimed.length;
         if (!continuous || claimed.length < settings.batchSize) exhausted = true;
         const orphans = claimed.filter((e) => !e.stripeCustomerId).map((e) => e.id);
-        if ((await leases.settle(orphans, () => repo.markLocal(db, orphans, 'customer has no Stripe customer'))) !== null) s.local += orphans.length;
+        if ((await leases.settle(orphans, () => repo.markLocal(db, orphans))) !== null) s.local += orphans.length;
         queue.push(...claimed.filter((e) => e.stripeCustomerId));
       })().finally(() => {
         refilling = null;
