@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
-import { namedStatement, runNamed, runNamedInTransaction } from '../../db/named-statement';
+import { namedStatement, runNamed, runNamedInTransaction, type NamedStatement } from '../../db/named-statement';
 import type { ForwardingState, UsageDailyRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
+import { MAX_AGE_MS } from './usage-schemas';
 import { droppedMonths, monthOf } from '../usage-retention/dropped-months';
 import {
   answerListSql,
@@ -74,7 +75,10 @@ export const MONTH_TURN_WINDOW_MS = 10 * 60 * 1000;
  *   copy in the same partition. An event sent without occurred_at is stamped with its receipt, so its
  *   retry may fall in the next month: for those alone the other months of the last 35 days (and,
  *   at a month's turn, the next month: see lockTurn) are looked up first (`earlier`), and a key found
- *   there is that event (a replay or a conflict), never a second;
+ *   there is that event (a replay or a conflict), never a second. Those months are written into the
+ *   text as constants (lookbackMonths), so the plan holds their partitions alone, pruned when it is
+ *   made rather than at every run; a write whose events all carry occurred_at runs the text without
+ *   the lookup (WriteShape). Each text is its own named statement (writeStatement);
  * - the insert, one row per (customer, key), in key order so concurrent writers lock in one order;
  * - a key already stored in the event's month is not inserted but locked and read back by ON CONFLICT
  *   DO UPDATE (a no-op update), which sees a row committed after this statement's snapshot, so a
@@ -85,7 +89,9 @@ export const MONTH_TURN_WINDOW_MS = 10 * 60 * 1000;
  * Arrays through unnest keep the SQL text constant whatever the number of events. It runs as a
  * named statement (src/db/named-statement.ts); its answer is encoded and read in write-answer.ts.
  */
-const WRITE_SQL = `
+export function writeSql({ lookIn, forward }: WriteShape): string {
+  const lookup = lookIn.length > 0;
+  return `
 with given as (
   select t.ord, t.customer_id, t.metric, t.quantity, t.occurred_ms, t.idempotency_key,
          timestamptz 'epoch' + coalesce(t.occurred_ms, $6::bigint) * interval '1 millisecond' as occurred_at,
@@ -95,35 +101,25 @@ with given as (
 ), input as (
   select distinct on (customer_id, idempotency_key) usage_uuidv7() as id, g.*
     from given g order by customer_id, idempotency_key, ord
-), earlier as (
-  select distinct on (e.customer_id, e.idempotency_key) e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, usage_uuid_time(e.id) as received_at, e.request_hash
-    from input i
-    join usage_events e on e.customer_id = i.customer_id and e.idempotency_key = i.idempotency_key
-     -- Written with $6 (the receipt these events are stamped with) rather than i.occurred_at, which is
-     -- the same value: so PostgreSQL prunes to the one or two months to look in before it runs.
-     and e.occurred_month >= usage_month(timestamptz 'epoch' + $6::bigint * interval '1 millisecond' - interval '35 days')
-     and e.occurred_month <= usage_month(timestamptz 'epoch' + $6::bigint * interval '1 millisecond' + interval '${MONTH_TURN_WINDOW_MS / 60_000} minutes')
-     and e.occurred_month <> usage_month(timestamptz 'epoch' + $6::bigint * interval '1 millisecond')
-   where i.occurred_ms is null
-   order by e.customer_id, e.idempotency_key, e.occurred_month desc
+${lookup ? `), earlier as (${earlierSql(lookIn)}` : ''}
 ), ins as (
   insert into usage_events as e (occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key)
   select occurred_at, id, customer_id, usage_month(occurred_at), case when $7::text = 'pending' then 's' else 'l' end::char(1),
          request_hash, metric, quantity::numeric, idempotency_key
-    from input i
-   where not exists (select 1 from earlier x where x.customer_id = i.customer_id and x.idempotency_key = i.idempotency_key)
+    from input i${lookup ? `
+   where not exists (select 1 from earlier x where x.customer_id = i.customer_id and x.idempotency_key = i.idempotency_key)` : ''}
    order by customer_id, idempotency_key
   on conflict on constraint usage_events_customer_idempotency_unique do update set request_hash = e.request_hash
-  returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, usage_uuid_time(e.id) as received_at, e.request_hash
+  returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.request_hash
 ), found as (
-  select * from ins union all select * from earlier
+  select * from ins${lookup ? ' union all select * from earlier' : ''}
 ), fresh as (
-  select ins.* from ins join input i on i.id = ins.id
+  select ins.* from ins join input i on i.id = ins.id${forward ? `
 ), queued as (
   -- With Stripe on, each new event's forwarding starts here (usage_outbox), due at once.
   insert into usage_outbox (occurred_at, next_attempt_at, id, customer_id, occurred_month, state, metric, quantity, idempotency_key)
   select f.occurred_at, now(), f.id, f.customer_id, usage_month(f.occurred_at), 'pending', f.metric, f.quantity, f.idempotency_key
-    from fresh f where $7::text = 'pending'
+    from fresh f where $7::text = 'pending'` : ''}
 ), roll as (
   insert into usage_daily as d (customer_id, metric, day, shard, quantity, events)
   select customer_id, metric, (occurred_at at time zone 'UTC')::date,
@@ -133,7 +129,7 @@ with given as (
     set quantity = d.quantity + excluded.quantity, events = d.events + excluded.events
 ), verdict as (
   select g.ord, f.id, (f.id = i.id and g.ord = i.ord) as created, f.request_hash <> g.request_hash as conflict, i.ord as leader,
-         (f.id = i.id) as fresh, f.occurred_at, f.received_at
+         (f.id = i.id) as fresh, f.occurred_at
     from given g
     join input i on i.customer_id = g.customer_id and i.idempotency_key = g.idempotency_key
     join found f on f.customer_id = g.customer_id and f.idempotency_key = g.idempotency_key
@@ -148,9 +144,63 @@ with given as (
 -- all-or-nothing write.
 select ${answerListSql('v', '$8::boolean')} as events
   from verdict v left join refused on true`;
+}
 
-/** The write as a named statement, named after its text. */
-const WRITE = namedStatement('usage-write', WRITE_SQL);
+/** `earlier` for events stamped at receipt: their keys in the months `lookIn` (YYYY-MM-DD, constants). */
+const earlierSql = (lookIn: readonly string[]) => `
+  select distinct on (e.customer_id, e.idempotency_key) e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.request_hash
+    from input i
+    join usage_events e on e.customer_id = i.customer_id and e.idempotency_key = i.idempotency_key
+     and e.occurred_month in (${lookIn.map((m) => `date '${m}'`).join(', ')})
+   where i.occurred_ms is null
+   order by e.customer_id, e.idempotency_key, e.occurred_month desc`;
+
+
+/**
+ * The months other than `nowMs`'s own where a retry of an event stamped at `nowMs` may have its first
+ * copy: those of the last 35 days (MAX_AGE_MS, what POST /api/usage takes) and, within MONTH_TURN_WINDOW_MS of the turn, the next month. As
+ * usage_month() gives them: the first of a UTC month, YYYY-MM-DD.
+ */
+export function lookbackMonths(nowMs: number): string[] {
+  const monthOfMs = (ms: number) => {
+    const d = new Date(ms);
+    return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+  };
+  const current = monthOfMs(nowMs);
+  const last = monthOfMs(nowMs + MONTH_TURN_WINDOW_MS);
+  const months: string[] = [];
+  for (let m = monthOfMs(nowMs - MAX_AGE_MS); m <= last; m = monthOfMs(m + 32 * DAY_MS)) {
+    if (m !== current) months.push(isoDay(new Date(m)));
+  }
+  return months;
+}
+
+/**
+ * What a write's text holds besides the insert: the months to look in for events stamped at receipt
+ * (none when every event carries occurred_at), and whether new events are queued for Stripe (state
+ * `pending`; with Stripe off there is no outbox insert in the plan at all).
+ */
+export interface WriteShape {
+  lookIn: readonly string[];
+  forward: boolean;
+}
+
+/**
+ * The write's named statement for its shape (writeSql): `usage-write` without a lookup,
+ * `usage-lookback-write` with one, whose text changes when the month turns (a connection then
+ * prepares the new one). A handful at most are kept.
+ */
+const statements = new Map<string, NamedStatement>();
+function writeStatement(shape: WriteShape): NamedStatement {
+  const key = `${shape.forward ? 'f' : 'l'}:${shape.lookIn.join(',')}`;
+  let statement = statements.get(key);
+  if (!statement) {
+    if (statements.size >= 8) statements.clear();
+    statement = namedStatement(shape.lookIn.length === 0 ? 'usage-write' : 'usage-lookback-write', writeSql(shape));
+    statements.set(key, statement);
+  }
+  return statement;
+}
 
 /** SQLSTATE of an all-or-nothing write refused for a conflict; the DETAIL is JSON naming the events. */
 export const WRITE_REFUSED_SQLSTATE = 'BL409';
@@ -161,7 +211,7 @@ export class WriteRefusedError extends Error {
   }
 }
 
-/** WRITE_SQL's one row: the events given, in the order given, as write-answer.ts encodes them. */
+/** writeSql's one row: the events given, in the order given, as write-answer.ts encodes them. */
 interface WriteRow {
   events: string;
 }
@@ -196,7 +246,7 @@ const ESCAPED = /["\\]/g;
 const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } as const;
 
 /**
- * Runs WRITE_SQL (on a pooled connection of its own, or with `run` in the caller's transaction); a
+ * Runs the write (writeSql; on a pooled connection of its own, or with `run` in the caller's transaction); a
  * refused all-or-nothing write becomes a WriteRefusedError naming the events.
  */
 async function runWrite(
@@ -218,7 +268,8 @@ async function runWrite(
     }
   }
   try {
-    const [row] = await run<WriteRow>(db, WRITE, [
+    const lookIn = events.some((e) => !e.occurredAt) ? lookbackMonths(nowMs) : [];
+    const [row] = await run<WriteRow>(db, writeStatement({ lookIn, forward: state === 'pending' }), [
       uuidArray(events.map((e) => e.customerId)),
       textArray(events.map((e) => e.metric)),
       textArray(events.map((e) => e.quantity)),
@@ -293,7 +344,7 @@ export function createUsageRepository() {
     },
 
     /**
-     * Writes events (see WRITE_SQL) and says, for each one given, what became of it: single events
+     * Writes events (see writeSql) and says, for each one given, what became of it: single events
      * of many customers, each settling on its own (a conflict is that event's answer). Absent
      * occurred_at is stored as `nowMs`.
      */

@@ -6,8 +6,10 @@
  * One row and one column whatever the number of events, so a 100-event batch is one value to read
  * and one sort, not a hundred rows (or a sort per column): per event in the order given, comma-
  * separated, `<id><created 1/0><conflict 1/0>` and, but for a brief answer (an all-or-nothing
- * write, whose caller reads ids and flags alone), `:<leader>:<occurred_ms>:<received_ms>` with the
- * leader counted from 1. Why one value: docs/decisions/named-statement.md.
+ * write, whose caller reads ids and flags alone), `:<leader>:<occurred_ms>` with the leader counted
+ * from 1. Why one value: docs/decisions/named-statement.md. The receipt is not sent: it is the time in
+ * the id (a UUIDv7 made at receipt), read here (receivedMsOf) rather than decoded by PostgreSQL for
+ * every row.
  *
  * A refused all-or-nothing write carries its conflicting events in the error's DETAIL as a JSON
  * array of {ord, leader, fresh} (counted from 1; fresh: the key was stored by the refused write itself).
@@ -44,12 +46,11 @@ export interface RefusedEvent {
 
 /**
  * The SQL aggregate that encodes the answer over `rows` (a relation with ord, id, created,
- * conflict, leader, occurred_at, received_at), brief when `brief` (a boolean SQL expression) is true.
+ * conflict, leader, occurred_at), brief when `brief` (a boolean SQL expression) is true.
  */
 export function answerListSql(rows: string, brief: string): string {
   return `string_agg(${rows}.id::text || case when ${rows}.created then '1' else '0' end || case when ${rows}.conflict then '1' else '0' end
-         || case when not ${brief} then ':' || ${rows}.leader || ':' || floor(extract(epoch from ${rows}.occurred_at) * 1000)::bigint
-                                     || ':' || floor(extract(epoch from ${rows}.received_at) * 1000)::bigint else '' end,
+         || case when not ${brief} then ':' || ${rows}.leader || ':' || floor(extract(epoch from ${rows}.occurred_at) * 1000)::bigint else '' end,
          ',' order by ${rows}.ord)`;
 }
 
@@ -59,20 +60,29 @@ export function refusalDetailSql(rows: string): string {
 }
 
 const ID_LENGTH = 36;
+
+/**
+ * The receipt of an event: the first 48 bits of its UUIDv7 id, Unix milliseconds (the same as
+ * usage_uuid_time() in SQL). An event's id is always made at its receipt (usage_uuidv7()).
+ */
+export function receivedMsOf(id: string): number {
+  return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
 const ONE = '1'.charCodeAt(0);
 const flag = (item: string, at: number) => item.charCodeAt(at) === ONE;
 
 /** A full answer: every event's outcome. */
 export function decodeOutcomes(list: string): WriteOutcome[] {
   return list.split(',').map((item) => {
-    const [, leader, occurred, received] = item.split(':');
+    const [, leader, occurred] = item.split(':');
+    const id = item.slice(0, ID_LENGTH);
     return {
-      id: item.slice(0, ID_LENGTH),
+      id,
       created: flag(item, ID_LENGTH),
       conflict: flag(item, ID_LENGTH + 1),
       leader: Number(leader) - 1,
       occurredMs: Number(occurred),
-      receivedMs: Number(received),
+      receivedMs: receivedMsOf(id),
     };
   });
 }
