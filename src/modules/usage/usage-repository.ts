@@ -106,20 +106,28 @@ ${lookup ? `), earlier as (${earlierSql(lookIn)}` : ''}
   insert into usage_events as e (occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key)
   select occurred_at, id, customer_id, usage_month(occurred_at), case when $7::text = 'pending' then 's' else 'l' end::char(1),
          request_hash, metric, quantity::numeric, idempotency_key
-    from input i${lookup ? `
-   where not exists (select 1 from earlier x where x.customer_id = i.customer_id and x.idempotency_key = i.idempotency_key)` : ''}
+    from input i${
+      lookup
+        ? `
+   where not exists (select 1 from earlier x where x.customer_id = i.customer_id and x.idempotency_key = i.idempotency_key)`
+        : ''
+    }
    order by customer_id, idempotency_key
   on conflict on constraint usage_events_customer_idempotency_unique do update set request_hash = e.request_hash
   returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.request_hash
 ), found as (
   select * from ins${lookup ? ' union all select * from earlier' : ''}
 ), fresh as (
-  select ins.* from ins join input i on i.id = ins.id${forward ? `
+  select ins.* from ins join input i on i.id = ins.id${
+    forward
+      ? `
 ), queued as (
   -- With Stripe on, each new event's forwarding starts here (usage_outbox), due at once.
   insert into usage_outbox (occurred_at, next_attempt_at, id, customer_id, occurred_month, state, metric, quantity, idempotency_key)
   select f.occurred_at, now(), f.id, f.customer_id, usage_month(f.occurred_at), 'pending', f.metric, f.quantity, f.idempotency_key
-    from fresh f where $7::text = 'pending'` : ''}
+    from fresh f where $7::text = 'pending'`
+      : ''
+  }
 ), roll as (
   insert into usage_daily as d (customer_id, metric, day, shard, quantity, events)
   select customer_id, metric, (occurred_at at time zone 'UTC')::date,
@@ -154,7 +162,6 @@ const earlierSql = (lookIn: readonly string[]) => `
      and e.occurred_month in (${lookIn.map((m) => `date '${m}'`).join(', ')})
    where i.occurred_ms is null
    order by e.customer_id, e.idempotency_key, e.occurred_month desc`;
-
 
 /**
  * The months other than `nowMs`'s own where a retry of an event stamped at `nowMs` may have its first
