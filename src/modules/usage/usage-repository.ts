@@ -89,14 +89,8 @@ export const MONTH_TURN_WINDOW_MS = 10 * 60 * 1000;
  * Arrays through unnest keep the SQL text constant whatever the number of events. It runs as a
  * named statement (src/db/named-statement.ts); its answer is encoded and read in write-answer.ts.
  */
-export function writeSql({ lookIn, forward, into }: WriteShape): string {
+export function writeSql({ lookIn, forward }: WriteShape): string {
   const lookup = lookIn.length > 0;
-  const where = [
-    // A key found in another month is that event: not inserted again.
-    ...(lookup ? ['not exists (select 1 from earlier x where x.customer_id = i.customer_id and x.idempotency_key = i.idempotency_key)'] : []),
-    // Into the partition only while it is one of usage_events (see target).
-    ...(into ? ['(select attached from target)'] : []),
-  ];
   return `
 with given as (
   select t.ord, t.customer_id, t.metric, t.quantity, t.occurred_ms, t.idempotency_key,
@@ -107,28 +101,19 @@ with given as (
 ), input as (
   select distinct on (customer_id, idempotency_key) usage_uuidv7() as id, g.*
     from given g order by customer_id, idempotency_key, ord
-${lookup ? `), earlier as (${earlierSql(lookIn)}` : ''}${
-    into
-      ? `
-), target as (
-  -- Written into directly, the partition must be one of usage_events as this runs: otherwise nothing is
-  -- written and the answer is null (directMonth). Read once (a CTE), so the insert and the answer agree.
-  select exists (select 1 from pg_inherits where inhrelid = '${partitionTable(into)}'::regclass
-                   and inhparent = 'usage_events'::regclass and not inhdetachpending) as attached`
-      : ''
-  }
+${lookup ? `), earlier as (${earlierSql(lookIn)}` : ''}
 ), ins as (
-  insert into ${into ? partitionTable(into) : 'usage_events'} as e (occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key)
+  insert into usage_events as e (occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key)
   select occurred_at, id, customer_id, usage_month(occurred_at), case when $7::text = 'pending' then 's' else 'l' end::char(1),
          request_hash, metric, quantity::numeric, idempotency_key
     from input i${
-      where.length
+      lookup
         ? `
-   where ${where.join('\n     and ')}`
+   where not exists (select 1 from earlier x where x.customer_id = i.customer_id and x.idempotency_key = i.idempotency_key)`
         : ''
     }
    order by customer_id, idempotency_key
-  on conflict ${into ? '(customer_id, idempotency_key, occurred_month)' : 'on constraint usage_events_customer_idempotency_unique'} do update set request_hash = e.request_hash
+  on conflict on constraint usage_events_customer_idempotency_unique do update set request_hash = e.request_hash
   returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.request_hash
 ), found as (
   select * from ins${lookup ? ' union all select * from earlier' : ''}
@@ -166,7 +151,7 @@ ${lookup ? `), earlier as (${earlierSql(lookIn)}` : ''}${
 -- One row, one value: every event's outcome in the order given (write-answer.ts), brief for an
 -- all-or-nothing write.
 select ${answerListSql('v', '$8::boolean')} as events
-  from verdict v left join refused on true${into ? '\n where (select attached from target)' : ''}`;
+  from verdict v left join refused on true`;
 }
 
 /** `earlier` for events stamped at receipt: their keys in the months `lookIn` (YYYY-MM-DD, constants). */
@@ -198,6 +183,17 @@ export function lookbackMonths(nowMs: number): string[] {
 }
 
 /**
+ * lookbackMonths once a minute rather than for every statement: every edge it turns on (a month's
+ * start, and 35 days and MONTH_TURN_WINDOW_MS from one) is a whole minute.
+ */
+let lookbackCache: { minute: number; months: readonly string[] } | null = null;
+function lookbackAt(nowMs: number): readonly string[] {
+  const minute = Math.floor(nowMs / 60_000);
+  if (lookbackCache?.minute !== minute) lookbackCache = { minute, months: lookbackMonths(nowMs) };
+  return lookbackCache.months;
+}
+
+/**
  * What a write's text holds besides the insert: the months to look in for events stamped at receipt
  * (none when every event carries occurred_at), and whether new events are queued for Stripe (state
  * `pending`; with Stripe off there is no outbox insert in the plan at all).
@@ -205,15 +201,7 @@ export function lookbackMonths(nowMs: number): string[] {
 export interface WriteShape {
   lookIn: readonly string[];
   forward: boolean;
-  /**
-   * The month (YYYY-MM-DD) every event of the write falls in, when they are written into its
-   * partition directly (see directMonth); null: into usage_events, routed row by row.
-   */
-  into?: string | null;
 }
-
-/** A month's partition, as the partition maintenance names it (usage_events_YYYY_MM). */
-const partitionTable = (month: string) => `usage_events_${month.slice(0, 4)}_${month.slice(5, 7)}`;
 
 /**
  * The write's named statement for its shape (writeSql): `usage-write` without a lookup,
@@ -222,12 +210,11 @@ const partitionTable = (month: string) => `usage_events_${month.slice(0, 4)}_${m
  */
 const statements = new Map<string, NamedStatement>();
 function writeStatement(shape: WriteShape): NamedStatement {
-  const key = `${shape.forward ? 'f' : 'l'}:${shape.into ?? ''}:${shape.lookIn.join(',')}`;
+  const key = `${shape.forward ? 'f' : 'l'}:${shape.lookIn.join(',')}`;
   let statement = statements.get(key);
   if (!statement) {
     if (statements.size >= 8) statements.clear();
-    const label = `usage-${shape.into ? 'direct-' : ''}${shape.lookIn.length === 0 ? '' : 'lookback-'}write`;
-    statement = namedStatement(label, writeSql(shape));
+    statement = namedStatement(shape.lookIn.length === 0 ? 'usage-write' : 'usage-lookback-write', writeSql(shape));
     statements.set(key, statement);
   }
   return statement;
@@ -244,8 +231,7 @@ export class WriteRefusedError extends Error {
 
 /** writeSql's one row: the events given, in the order given, as write-answer.ts encodes them. */
 interface WriteRow {
-  /** Null when nothing was written (a partition no longer attached: see directMonth). */
-  events: string | null;
+  events: string;
 }
 
 /** The totals query's rows: the grouping columns asked for; null sums when nothing matched. */
@@ -299,82 +285,24 @@ async function runWrite(
       });
     }
   }
-  const lookIn = events.some((e) => !e.occurredAt) ? lookbackMonths(nowMs) : [];
-  const values = [
-    uuidArray(events.map((e) => e.customerId)),
-    textArray(events.map((e) => e.metric)),
-    textArray(events.map((e) => e.quantity)),
-    bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
-    textArray(events.map((e) => e.idempotencyKey)),
-    nowMs,
-    state,
-    allOrNothing,
-  ];
-  const shape = { lookIn, forward: state === 'pending' };
   try {
-    // Into the month's partition directly when it can be (a statement of its own, outside a transaction).
-    const into = db.isTransaction ? null : await directMonth(db, events, nowMs);
-    if (into) {
-      try {
-        const [row] = await run<WriteRow>(db, writeStatement({ ...shape, into }), values);
-        if (row?.events != null) return row;
-        forgetMonth(db, into); // no longer attached: nothing was written
-      } catch (err) {
-        // The partition went (dropped, or its unique index): this write and the next go through usage_events.
-        if (!PARTITION_GONE.has((err as { code?: string }).code ?? '')) throw err;
-        forgetMonth(db, into);
-      }
-    }
-    return (await run<WriteRow>(db, writeStatement(shape), values))[0]!;
+    const lookIn = events.some((e) => !e.occurredAt) ? lookbackAt(nowMs) : [];
+    const [row] = await run<WriteRow>(db, writeStatement({ lookIn, forward: state === 'pending' }), [
+      uuidArray(events.map((e) => e.customerId)),
+      textArray(events.map((e) => e.metric)),
+      textArray(events.map((e) => e.quantity)),
+      bigintArray(events.map((e) => (e.occurredAt ? e.occurredAt.getTime() : null))),
+      textArray(events.map((e) => e.idempotencyKey)),
+      nowMs,
+      state,
+      allOrNothing,
+    ]);
+    return row!;
   } catch (err) {
     const e = err as { code?: string; detail?: string };
     if (e.code !== WRITE_REFUSED_SQLSTATE || e.detail === undefined) throw err;
     throw new WriteRefusedError(decodeRefusal(e.detail));
   }
-}
-
-/**
- * Writing into a month's partition rather than into usage_events saves PostgreSQL routing each row
- * (setting it up for every statement, finding the partition, opening it): a few percent of a write.
- * It is done when every event of a write falls in the current month, and only once that month's
- * partition is known to be attached to usage_events (read from pg_inherits once per process and
- * database, and again a minute after it was not). The statement itself writes nothing unless the
- * table is attached as it runs (it holds the partition's lock, so a DETACH waits for it): a table
- * the partition maintenance prepared but has not attached yet, or one detached since, is never
- * written to, and the empty answer sends the write through usage_events. A partition dropped fails
- * the statement with one of PARTITION_GONE, and the write goes through usage_events too.
- */
-async function directMonth(db: Knex, events: readonly EventToWrite[], nowMs: number): Promise<string | null> {
-  const month = utcMonth(nowMs);
-  for (const e of events) if (e.occurredAt && utcMonth(e.occurredAt.getTime()) !== month) return null;
-  const known = attachedMonths(db);
-  const seen = known.get(month);
-  if (seen === true) return month;
-  if (seen !== undefined && nowMs - seen < RECHECK_MS) return null;
-  const { rows } = await db.raw<{ rows: unknown[] }>(`select 1 from pg_inherits where inhparent = 'usage_events'::regclass and inhrelid = to_regclass(?)`, [
-    partitionTable(month),
-  ]);
-  known.set(month, rows.length > 0 ? true : nowMs);
-  return rows.length > 0 ? month : null;
-}
-
-/** Undefined table, no unique index matching ON CONFLICT, or a row outside the partition's bounds. */
-const PARTITION_GONE = new Set(['42P01', '42P10', '23514']);
-const RECHECK_MS = 60_000;
-
-/** Per database (knex client): month -> attached (true), or when it was last found not to be. */
-const attached = new WeakMap<object, Map<string, true | number>>();
-function attachedMonths(db: Knex): Map<string, true | number> {
-  let months = attached.get(db.client as object);
-  if (!months) attached.set(db.client as object, (months = new Map<string, true | number>()));
-  return months;
-}
-const forgetMonth = (db: Knex, month: string) => attachedMonths(db).delete(month);
-
-/** The first of `ms`'s UTC month, YYYY-MM-DD, as usage_month() gives it. */
-function utcMonth(ms: number): string {
-  const d = new Date(ms);
-  return isoDay(new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1)));
 }
 
 /** Whether `ms` lies within MONTH_TURN_WINDOW_MS of the start of a UTC month (either side). */
@@ -440,7 +368,7 @@ export function createUsageRepository() {
      */
     async write(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
-      return decodeOutcomes((await runWrite(db, events, state, nowMs, false)).events!);
+      return decodeOutcomes((await runWrite(db, events, state, nowMs, false)).events);
     },
 
     /**
@@ -449,7 +377,7 @@ export function createUsageRepository() {
      */
     async writeInTransaction(trx: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<WriteOutcome[]> {
       if (events.length === 0) return [];
-      return decodeOutcomes((await runWrite(trx, events, state, nowMs, false, runNamedInTransaction)).events!);
+      return decodeOutcomes((await runWrite(trx, events, state, nowMs, false, runNamedInTransaction)).events);
     },
 
     /**
@@ -475,7 +403,7 @@ export function createUsageRepository() {
      */
     async writeAllOrNothing(db: Knex, events: readonly EventToWrite[], state: ForwardingState, nowMs: number): Promise<StoredEvent[]> {
       if (events.length === 0) return [];
-      return decodeStored((await runWrite(db, events, state, nowMs, true)).events!);
+      return decodeStored((await runWrite(db, events, state, nowMs, true)).events);
     },
 
     /**
