@@ -165,8 +165,9 @@ const earlierSql = (lookIn: readonly string[]) => `
 
 /**
  * The months other than `nowMs`'s own where a retry of an event stamped at `nowMs` may have its first
- * copy: those of the last 35 days (MAX_AGE_MS, what POST /api/usage takes) and, within MONTH_TURN_WINDOW_MS of the turn, the next month. As
- * usage_month() gives them: the first of a UTC month, YYYY-MM-DD.
+ * copy: those of the last 35 days (MAX_AGE_MS, what POST /api/usage takes) and, within
+ * MONTH_TURN_WINDOW_MS of the turn, the next month. As usage_month() gives them: the first of a UTC
+ * month, YYYY-MM-DD.
  */
 export function lookbackMonths(nowMs: number): string[] {
   const monthOfMs = (ms: number) => {
@@ -264,8 +265,8 @@ const ESCAPED = /["\\]/g;
 const GROUP_COLUMNS = { customer: 'customer_id', metric: 'metric', day: 'day' } as const;
 
 /**
- * Runs the write (writeSql; on a pooled connection of its own, or with `run` in the caller's transaction); a
- * refused all-or-nothing write becomes a WriteRefusedError naming the events.
+ * Runs the write (writeSql) on a pooled connection of its own, or with `run` in the caller's
+ * transaction; a refused all-or-nothing write becomes a WriteRefusedError naming the events.
  */
 async function runWrite(
   db: Knex,
