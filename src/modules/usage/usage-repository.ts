@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { namedStatement, runNamed, runNamedInTransaction, type NamedStatement } from '../../db/named-statement';
 import type { ForwardingState, UsageDailyRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
-import { MAX_AGE_MS } from './usage-schemas';
+import { MAX_AGE_MS } from './usage-window';
 import { droppedMonths, monthOf } from '../usage-retention/dropped-months';
 import {
   answerListSql,

@@ -4,9 +4,9 @@ import type { UsageEvent } from './usage-repository';
 import { normalizeQuantity } from './quantity';
 import { id, nullableTimestamp, obj, timestamp } from '../../http/response-schemas';
 
-/** Stripe meters accept events at most 35 days old and 5 minutes ahead. */
-export const MAX_AGE_MS = 35 * 24 * 3600 * 1000;
-export const MAX_AHEAD_MS = 5 * 60 * 1000;
+import { MAX_AGE_MS, MAX_AHEAD_MS } from './usage-window';
+
+export { MAX_AGE_MS, MAX_AHEAD_MS };
 
 const PRINTABLE = /^[\x20-\x7e]+$/;
 const idempotencyKey = z.string().min(1, 'must not be empty').max(255, 'must be at most 255 characters').regex(PRINTABLE, 'must be printable ASCII');
