@@ -335,7 +335,11 @@ async function main(): Promise<void> {
     );
     console.log(`| GET /api/usage, req/s (p99 ms) | | ${result.usage_read.rps} (${result.usage_read.p99_ms}) | |`);
     console.log(`| GET /api/licenses (one Ed25519 signature each), req/s (p99 ms) | | ${result.license.rps} (${result.license.p99_ms}) | |`);
-    if (failures.length) console.log(`\nWARNING: ${failures.length} run(s) had non-2xx responses or errors`);
+    if (failures.length) {
+      // A ratio against a side that failed requests measures nothing: the run fails.
+      console.log(`\nFAILED: ${failures.length} run(s) had non-2xx responses or errors; the ratios above do not hold`);
+      process.exitCode = 1;
+    }
     if (process.env.BENCH_OUT) {
       fs.writeFileSync(process.env.BENCH_OUT, `${JSON.stringify(result, null, 2)}\n`);
       console.log(`\nwrote ${process.env.BENCH_OUT}`);
