@@ -1,7 +1,8 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createCustomer } from '../helpers/factories';
+import { archivedEvent } from '../helpers/usage-retention';
 import { writeArchive } from '../../src/modules/usage-retention/archive-files';
 import { cli, startService, type Service } from './cli-harness';
 
@@ -25,17 +26,7 @@ beforeAll(async () => {
     month,
     (async function* () {
       for (let i = 0; i < 3; i++) {
-        yield {
-          id: randomUUID(),
-          customer_id: c.id,
-          metric: 'api_calls',
-          quantity: '2.500000',
-          occurred_at: at,
-          idempotency_key: `cli-${randomBytes(6).toString('hex')}`,
-          request_hash: randomBytes(16).toString('hex'),
-          received_at: at,
-          state: 'local',
-        };
+        yield archivedEvent(c.id, at, { quantity: '2.500000', idempotency_key: `cli-${randomBytes(6).toString('hex')}` });
       }
     })(),
     new Date(),

@@ -1,6 +1,6 @@
 import type { RouteDef } from '../../src/http/route';
 import request from 'supertest';
-import crypto, { randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   createCustomer,
   createPlan,
@@ -14,6 +14,7 @@ import {
 } from './factories';
 import { insertEndpoint } from './delivery-fixtures';
 import { bundleEvents, Instance } from './usage-bundles';
+import { archivedEvent } from './usage-retention';
 import type { TestApp } from './test-app';
 import { writeArchive } from '../../src/modules/usage-retention/archive-files';
 
@@ -54,17 +55,7 @@ async function bundleOf(t: TestApp, customer?: CreatedCustomer): Promise<{ c: Cr
 async function archivedMonth(t: TestApp, month: string): Promise<string> {
   const c = await createCustomer(t);
   const at = `${month}-15T00:00:00.000000Z`;
-  const event = () => ({
-    id: crypto.randomUUID(),
-    customer_id: c.id,
-    metric: 'api_calls',
-    quantity: '1.5',
-    occurred_at: at,
-    idempotency_key: `archived-${randomBytes(6).toString('hex')}`,
-    request_hash: randomBytes(16).toString('hex'),
-    received_at: at,
-    state: 'local',
-  });
+  const event = () => archivedEvent(c.id, at);
   await writeArchive(
     t.c.config.usage.archiveDir!,
     month,

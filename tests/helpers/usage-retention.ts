@@ -1,8 +1,26 @@
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import pino from 'pino';
 import type { TestApp } from './test-app';
 import { createUsageRetentionRepository } from '../../src/modules/usage-retention/usage-retention-repository';
 import type { UsageRetentionDeps } from '../../src/modules/usage-retention/usage-retention-service';
+import type { ArchivedEvent } from '../../src/modules/usage-retention/archive-files';
+
+/** An archived event of `customerId` at `at` (an archive's timestamp form), local, with a fresh id and key. */
+export function archivedEvent(customerId: string, at: string, over: Partial<ArchivedEvent> = {}): ArchivedEvent {
+  return {
+    id: randomUUID(),
+    customer_id: customerId,
+    metric: 'api_calls',
+    quantity: '1.5',
+    occurred_at: at,
+    idempotency_key: `archived-${randomBytes(6).toString('hex')}`,
+    request_hash: randomBytes(16).toString('hex'),
+    received_at: at,
+    state: 'local',
+    ...over,
+  };
+}
 
 /** '2024-01' -> ['2024-01-01', '2024-02-01']. */
 export function bounds(month: string): [string, string] {
