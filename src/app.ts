@@ -5,7 +5,8 @@ import type { Config } from './config';
 import type { Container } from './container';
 import { compose } from './http/compose';
 import { registerRoutes } from './http/register-routes';
-import { adminAuth, metricsAuth } from './middleware/admin-auth';
+import { adminAuth, consoleAuth, metricsAuth } from './middleware/admin-auth';
+import { consoleSessionHandlers, consoleSessionRouteSpecs } from './modules/console/console-routes';
 import { customerAuth } from './middleware/customer-auth';
 import { errorHandler, notFound } from './middleware/error-handler';
 import { requestObserver } from './middleware/http-logger';
@@ -103,6 +104,7 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     // Usage archives (retention of raw usage events): GET /api/usage/archives, verify, restore.
     usageRetention: usageRetentionRouteSpecs(),
     service: serviceRouteSpecs(),
+    consoleSession: config.console.enabled ? consoleSessionRouteSpecs() : null,
     docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
   };
 }
@@ -139,6 +141,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.invoices, invoicesHandlers(c.invoices)),
     ...bindRoutes(specs.trueUps, trueUpsHandlers(c.trueUps)),
     ...bindRoutes(specs.usageRetention, usageRetentionHandlers(c.usageRetention)),
+    ...(specs.consoleSession && c.consoleSessions ? bindRoutes(specs.consoleSession, consoleSessionHandlers(c.consoleSessions)) : []),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),
@@ -168,11 +171,18 @@ export function createApp(c: Container, opts: AppOptions = {}): Express {
   // Every request, as one layer: our request id, the access log and duration, helmet's security headers.
   app.use(compose([requestId(), requestObserver(c.logger, c.metrics.httpDuration), helmet()]));
 
-  const admin = adminAuth(c.adminTokens, c.limiters.authFailures, c.audit, (reason) => c.metrics.authFailures.inc({ kind: 'admin_token', reason }));
+  const admin = adminAuth(
+    c.adminTokens,
+    c.limiters.authFailures,
+    c.audit,
+    (reason) => c.metrics.authFailures.inc({ kind: 'admin_token', reason }),
+    c.consoleSessions,
+  );
   registerRoutes(app, routeTable(c), {
     adminAuth: admin,
     metricsAuth: metricsAuth(c.metricsTokens, admin),
     customerAuth: customerAuth(c.verifier),
+    consoleAuth: c.consoleSessions ? consoleAuth(c.consoleSessions) : (_req, _res, next) => next(new Error('ADMIN_CONSOLE is off')),
     jsonBodyLimit: c.config.jsonBodyLimit,
     audit: c.audit,
     limiters: c.limiters,

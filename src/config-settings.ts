@@ -482,6 +482,19 @@ export const settings = z.object({
         'admin (an admin token), or off (not served: 404). Unset: public in development and test, admin in production.',
     ),
 
+  ADMIN_CONSOLE: onOff
+    .default(true)
+    .describe(
+      'The admin console at /console (on or off). Off: the page, its files and the console session routes are not served (404); ' +
+        'admin tokens keep working as before.',
+    ),
+  CONSOLE_SESSION_IDLE: duration('30m', 1).describe(
+    'A console session ends after this long without a request (30m, 2h; at most 1d). It is kept in the database, so every instance sees it.',
+  ),
+  CONSOLE_SESSION_MAX: duration('12h', 30).describe(
+    'A console session ends this long after sign-in, however busy (12h, 1d; at most 30d). Signing in again starts a new one.',
+  ),
+
   LICENSE_SIGNING_KEYS: signingKeys
     .optional()
     .describe(

@@ -235,6 +235,14 @@ function toConfig(s: Settings) {
     metricsToken: secret(s, 'METRICS_TOKEN'),
     /** /openapi.json and /docs: without credentials, with an admin token, or not served at all. */
     apiDocs: s.API_DOCS ?? (s.NODE_ENV === 'production' ? 'admin' : 'public'),
+    /** The admin console (/console) and its sessions (src/modules/console). */
+    console: Object.freeze({
+      enabled: s.ADMIN_CONSOLE,
+      idleMs: s.CONSOLE_SESSION_IDLE * 1000,
+      maxMs: s.CONSOLE_SESSION_MAX * 1000,
+      /** The cookie is Secure (and named __Host-…) in production, where the service is behind TLS. */
+      secureCookie: s.NODE_ENV === 'production',
+    }),
     /** The file each secret was read from (<NAME>_FILE), so it can be read again on SIGHUP. */
     secretFiles: Object.freeze(secretFiles),
     forwarder: Object.freeze({

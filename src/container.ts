@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { Config } from './config';
 import { createAdminTokenVerifier } from './middleware/admin-auth';
+import { createConsoleSessions } from './modules/console/console-sessions';
 import { createApiKeysRepository } from './modules/api-keys/api-keys-repository';
 import { createApiKeysService } from './modules/api-keys/api-keys-service';
 import { createKeyInvalidation } from './modules/api-keys/key-invalidation';
@@ -119,6 +120,19 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     },
     onRedisFallback: (active) => metrics.redisFallbackActive.set(active ? 1 : 0),
   });
+  const consoleSessions = config.console.enabled
+    ? createConsoleSessions({
+        db,
+        audit,
+        tokens: adminTokens,
+        guard: limiters.authFailures,
+        idleMs: config.console.idleMs,
+        maxMs: config.console.maxMs,
+        secure: config.console.secureCookie,
+        now: now ?? Date.now,
+        onFailure: (reason) => metrics.authFailures.inc({ kind: 'console_session', reason }),
+      })
+    : null;
   const cache = new VerificationCache(config.apiKeyCacheTtlSeconds * 1000, config.apiKeyCacheMaxEntries, now);
   const invalidation = createKeyInvalidation({ cache, logger });
   const lastUsed = createLastUsedTracker({ db, repo: keysRepo, logger, intervalMs: config.lastUsedFlushSeconds * 1000 });
@@ -401,6 +415,8 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     readiness: createReadinessCheck({ db, now }),
     adminTokens,
     metricsTokens,
+    /** Admin console sessions; null with ADMIN_CONSOLE=off. */
+    consoleSessions,
     replaceWebhookSecret(secret: string | undefined): void {
       webhookSecret = secret;
     },

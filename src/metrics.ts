@@ -20,7 +20,7 @@ export function createMetrics() {
     }),
     authFailures: new Counter({
       name: 'auth_failures_total',
-      help: 'Refused authentications by kind (customer_key, admin_token) and reason',
+      help: 'Refused authentications by kind (customer_key, admin_token, console_session) and reason',
       labelNames: ['kind', 'reason'] as const,
       registers: [registry],
     }),

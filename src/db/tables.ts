@@ -662,6 +662,22 @@ export interface UsageArchiveRow {
 export type UsageArchiveInsert = Omit<UsageArchiveRow, 'rows' | 'bytes'> & { rows: number | null; bytes: number | null };
 export type UsageArchiveUpdate = Partial<Omit<UsageArchiveInsert, 'month'>>;
 
+// console_sessions (20261209000000)
+export type ConsoleSessionEnd = 'sign_out' | 'expired' | 'token_removed' | 'replaced';
+export interface ConsoleSessionRow {
+  /** SHA-256 of the cookie's id: the id itself is never stored. */
+  id_hash: Buffer;
+  token_fingerprint: string;
+  created_at: Date;
+  last_seen_at: Date;
+  expires_at: Date;
+  revoked_at: Date | null;
+  revoked_reason: ConsoleSessionEnd | null;
+  ip: string | null;
+  user_agent: string | null;
+}
+export type ConsoleSessionUpdate = Partial<Pick<ConsoleSessionRow, 'last_seen_at' | 'revoked_at' | 'revoked_reason'>>;
+
 declare module 'knex/types/tables' {
   interface Tables {
     customers: Knex.CompositeTableType<CustomerRow, CustomerInsert, CustomerUpdate>;
@@ -686,5 +702,6 @@ declare module 'knex/types/tables' {
     usage_bundles: Knex.CompositeTableType<UsageBundleRow, UsageBundleInsert, never>;
     usage_true_ups: Knex.CompositeTableType<UsageTrueUpRow, UsageTrueUpInsert, UsageTrueUpUpdate>;
     usage_archives: Knex.CompositeTableType<UsageArchiveRow, UsageArchiveInsert, UsageArchiveUpdate>;
+    console_sessions: Knex.CompositeTableType<ConsoleSessionRow, ConsoleSessionRow, ConsoleSessionUpdate>;
   }
 }

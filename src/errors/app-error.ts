@@ -85,8 +85,9 @@ export class NotFoundError extends AppError {
 
 /** Deliberately says nothing about why: no key, bad key, revoked key all look the same. */
 export class UnauthorizedError extends AppError {
-  constructor() {
-    super('UNAUTHORIZED', 'Missing or invalid credentials');
+  /** A message only where the caller already holds what it names (its own console session ended). */
+  constructor(message = 'Missing or invalid credentials') {
+    super('UNAUTHORIZED', message);
   }
 }
 

@@ -35,8 +35,9 @@ function liftDefs(node: unknown, components: Record<string, unknown>): unknown {
 
 const SECURITY: Record<AuthKind, Record<string, string[]>[]> = {
   public: [],
-  admin: [{ adminToken: [] }],
-  metrics: [{ metricsToken: [] }, { adminToken: [] }],
+  admin: [{ adminToken: [] }, { consoleSession: [] }],
+  metrics: [{ metricsToken: [] }, { adminToken: [] }, { consoleSession: [] }],
+  console: [{ consoleSession: [] }],
   customer: [{ customerKey: [] }],
   stripe: [{ stripeSignature: [] }],
 };
@@ -160,6 +161,13 @@ export function buildOpenApi(routes: readonly RouteContract[], version: string) 
         adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_API_TOKEN (one of them)' },
         metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN' },
         customerKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'cust_<customerId>_<secret>' },
+        consoleSession: {
+          type: 'apiKey',
+          in: 'cookie',
+          name: 'billing_console',
+          description:
+            'The admin console’s session (POST /api/console/session), named __Host-billing_console in production. Only with a same-origin Origin or Sec-Fetch-Site header.',
+        },
         stripeSignature: { type: 'apiKey', in: 'header', name: 'Stripe-Signature', description: 'Stripe’s signature over the raw body' },
       },
       schemas: {

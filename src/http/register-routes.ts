@@ -15,6 +15,8 @@ export interface RouteDeps {
   adminAuth: RequestHandler;
   customerAuth: RequestHandler;
   metricsAuth: RequestHandler;
+  /** A console session only (ADMIN_CONSOLE=off: no route has this kind). */
+  consoleAuth: RequestHandler;
   jsonBodyLimit: string;
   audit: AuditService;
   limiters: Limiters;
@@ -56,6 +58,7 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
     if (r.auth === 'customer') chain.push(r.rateLimit === 'usage' ? limiters.usageAddress : limiters.api, deps.customerAuth);
     if (r.auth === 'stripe') chain.push(limiters.webhooks);
     if (r.auth === 'metrics') chain.push(limiters.admin, deps.metricsAuth);
+    if (r.auth === 'console') chain.push(limiters.admin, deps.consoleAuth);
     if (r.rateLimit === 'usage') chain.push(limiters.usage);
     if (r.rawBody) chain.push(express.raw({ type: 'application/json', limit: r.bodyLimit ?? deps.jsonBodyLimit }));
     else if (request.body) chain.push(jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));
@@ -91,7 +94,7 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
         });
         send(res, reply);
       } catch (err) {
-        if (r.auditAction && r.auth === 'admin') {
+        if (r.auditAction && (r.auth === 'admin' || r.auth === 'console')) {
           await deps.audit.recordDetached(ctx, {
             action: r.auditAction,
             outcome: 'failure',

@@ -7,8 +7,9 @@ import type { CustomerPrincipal } from '../modules/api-keys/key-verifier';
 /**
  * 'stripe': no credential middleware; the handler checks Stripe's signature over the raw body.
  * 'metrics': METRICS_TOKEN or an admin token.
+ * 'console': an admin console session (its cookie, from this origin) and nothing else; admin routes take one too.
  */
-export type AuthKind = 'public' | 'admin' | 'customer' | 'stripe' | 'metrics';
+export type AuthKind = 'public' | 'admin' | 'customer' | 'stripe' | 'metrics' | 'console';
 export type HttpMethod = 'get' | 'post' | 'patch' | 'put' | 'delete';
 
 export interface AdminPrincipal {
@@ -16,7 +17,7 @@ export interface AdminPrincipal {
   actorId: string;
 }
 
-type PrincipalFor<A extends AuthKind> = A extends 'admin' | 'metrics' ? AdminPrincipal : A extends 'customer' ? CustomerPrincipal : null;
+type PrincipalFor<A extends AuthKind> = A extends 'admin' | 'metrics' | 'console' ? AdminPrincipal : A extends 'customer' ? CustomerPrincipal : null;
 
 /** A header a response carries: documented, and typed in the handler's reply. */
 export interface HeaderSpec {
@@ -208,7 +209,10 @@ export const successStatuses = (r: RouteContract): number[] =>
  */
 export function errorCodes(r: RouteContract): ErrorCode[] {
   const codes = new Set<ErrorCode>(['INTERNAL_ERROR']);
-  if (r.auth === 'admin' || r.auth === 'metrics' || r.auth === 'customer') codes.add('UNAUTHORIZED').add('RATE_LIMITED').add('SERVICE_UNAVAILABLE');
+  if (r.auth === 'admin' || r.auth === 'metrics' || r.auth === 'customer' || r.auth === 'console')
+    codes.add('UNAUTHORIZED').add('RATE_LIMITED').add('SERVICE_UNAVAILABLE');
+  // A console session's request from anywhere but the console itself (admin routes take sessions too).
+  if (r.auth === 'admin' || r.auth === 'metrics' || r.auth === 'console') codes.add('FORBIDDEN');
   if (r.auth === 'stripe') codes.add('INVALID_SIGNATURE').add('RATE_LIMITED').add('SERVICE_UNAVAILABLE');
   if (r.request.query || r.request.body || r.request.headers) codes.add('VALIDATION_FAILED');
   if (r.request.body && !r.rawBody) codes.add('INVALID_JSON').add('BAD_REQUEST').add('PAYLOAD_TOO_LARGE').add('UNSUPPORTED_MEDIA_TYPE');

@@ -3,6 +3,7 @@ import type { RequestHandler } from 'express';
 import type { AuditService } from '../modules/audit/audit-service';
 import { addressName, type AuthFailureGuard } from '../security/auth-failure-guard';
 import { contextOf } from './context';
+import { hasSessionCookie, type ConsoleSessions } from '../modules/console/console-sessions';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
@@ -13,6 +14,8 @@ export interface AdminTokenVerifier {
   replace(tokens: readonly string[]): void;
   /** How many tokens are accepted. */
   readonly size: number;
+  /** Whether a token with this fingerprint is still accepted (a console session's token, after a SIGHUP). */
+  knows(fingerprint: string): boolean;
 }
 
 /**
@@ -36,6 +39,9 @@ export function createAdminTokenVerifier(tokens: readonly string[], label = 'adm
     get size() {
       return known.length;
     },
+    knows(fingerprint) {
+      return known.some((k) => k.fingerprint === fingerprint);
+    },
   };
 }
 
@@ -52,9 +58,18 @@ export function bearerToken(header: string | undefined): string | undefined {
  * `res.locals.adminFingerprint`. A wrong or missing one is counted, then refused: 401, or 429
  * once the address is past the limit.
  */
-export function adminAuth(verifier: AdminTokenVerifier, guard: AuthFailureGuard, audit: AuditService, onFailure?: (reason: string) => void): RequestHandler {
+export function adminAuth(
+  verifier: AdminTokenVerifier,
+  guard: AuthFailureGuard,
+  audit: AuditService,
+  onFailure?: (reason: string) => void,
+  sessions?: ConsoleSessions | null,
+): RequestHandler {
+  const viaSession = sessions ? consoleAuth(sessions) : null;
   return async (req, res, next) => {
     const token = bearerToken(req.get('authorization'));
+    // The console calls the admin routes with its session cookie instead of a token.
+    if (!token && viaSession && hasSessionCookie(req, sessions!.cookieName)) return viaSession(req, res, next);
     const matched = res.locals.adminFingerprint as string | null | undefined;
     const fingerprint = matched !== undefined ? matched : token ? verifier.match(token) : null;
     if (!fingerprint) {
@@ -73,6 +88,20 @@ export function adminAuth(verifier: AdminTokenVerifier, guard: AuthFailureGuard,
     }
     res.locals.principal = { actorId: fingerprint };
     res.locals.actor = { actor: 'admin', actorId: fingerprint };
+    next();
+  };
+}
+
+/**
+ * A console session (src/modules/console): the cookie, from this origin. The session's token is the
+ * actor, as if the admin had sent it.
+ */
+export function consoleAuth(sessions: ConsoleSessions): RequestHandler {
+  return async (req, res, next) => {
+    const session = await sessions.authenticate(req, contextOf(req));
+    res.locals.principal = { actorId: session.actorId };
+    res.locals.actor = { actor: 'admin', actorId: session.actorId };
+    res.locals.consoleSession = session;
     next();
   };
 }

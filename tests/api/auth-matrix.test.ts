@@ -9,6 +9,7 @@ import { expectError } from '../helpers/envelope';
 import { CreatedCustomer, createCustomer, deleteCustomer, issueKey, revokeKey, wrongSecretKey } from '../helpers/factories';
 import { routeName as name, samples, stripeOnly } from '../helpers/route-samples';
 import { createTestApp, newAdminToken, TestApp } from '../helpers/test-app';
+import { consoleHeaders, SAME_ORIGIN } from '../helpers/console-session';
 
 let t: TestApp;
 let skewMs = 0;
@@ -74,6 +75,45 @@ describe('admin routes', () => {
       expectError(await request(two.app).get('/api/customers').set('Authorization', `Bearer ${t.adminToken}`), 401, 'UNAUTHORIZED');
     } finally {
       await two.close();
+    }
+  });
+});
+
+describe('console sessions', () => {
+  const adminRoutes = () => routes().filter((r) => r.auth === 'admin' || r.auth === 'metrics');
+  const consoleRoutes = () => routes().filter((r) => r.auth === 'console');
+
+  test('when admin routes get a console session from the console, then every one succeeds; from another site, every one is 403', async () => {
+    const session = await consoleHeaders(t);
+    for (const r of adminRoutes()) {
+      const s = await samples[name(r)]!(t);
+      const res = await send(r, s.path, s.body, session);
+      expect([name(r), successStatuses(r).includes(res.status)]).toEqual([name(r), true]);
+      for (const site of [{ 'Sec-Fetch-Site': 'cross-site' }, { Origin: 'https://evil.example' }, {}]) {
+        expectError(await send(r, s.path, s.body, { Cookie: session.Cookie!, ...site }), 403, 'FORBIDDEN');
+      }
+    }
+  });
+
+  test('when admin routes get a console session that has ended, then every one is 401', async () => {
+    const session = await consoleHeaders(t);
+    await request(t.app).delete('/api/console/session').set(session).expect(204);
+    for (const r of adminRoutes()) {
+      const s = await samples[name(r)]!(t);
+      expectError(await send(r, s.path, s.body, session), 401, 'UNAUTHORIZED');
+    }
+  });
+
+  test('when console routes get no session, the admin token, or a session from another site, then they refuse; a session from the console succeeds', async () => {
+    expect(consoleRoutes().length).toBeGreaterThan(0);
+    for (const r of consoleRoutes()) {
+      const s = await samples[name(r)]!(t);
+      expectError(await send(r, s.path, s.body, { ...SAME_ORIGIN }), 401, 'UNAUTHORIZED');
+      expectError(await send(r, s.path, s.body, { Authorization: `Bearer ${t.adminToken}`, ...SAME_ORIGIN }), 401, 'UNAUTHORIZED');
+      const session = await consoleHeaders(t);
+      expectError(await send(r, s.path, s.body, { Cookie: session.Cookie!, 'Sec-Fetch-Site': 'cross-site' }), 403, 'FORBIDDEN');
+      const res = await send(r, s.path, s.body, session);
+      expect([name(r), successStatuses(r).includes(res.status)]).toEqual([name(r), true]);
     }
   });
 });

@@ -9,6 +9,7 @@ import { routeTable } from '../../src/app';
 import { type RouteDef, successStatuses } from '../../src/http/route';
 import { createCustomer, type CreatedCustomer } from '../helpers/factories';
 import { routeName as name, samples, stripeOnly } from '../helpers/route-samples';
+import { consoleHeaders } from '../helpers/console-session';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 
 let t: TestApp;
@@ -33,7 +34,9 @@ function carriesSecret(text: string, body: unknown): boolean {
 
 async function answer(r: RouteDef, caller: CreatedCustomer) {
   const sample = await samples[name(r)]!(t, caller);
-  let req = request(t.app)[r.method](sample.path);
+  let req = request(t.app)
+    [r.method](sample.path)
+    .set(r.auth === 'console' ? await consoleHeaders(t) : (sample.headers ?? {}));
   if (r.auth === 'admin' || r.auth === 'metrics') req = req.set('Authorization', `Bearer ${t.adminToken}`);
   if (r.auth === 'customer') req = req.set('X-API-Key', caller.apiKey);
   return sample.body !== undefined ? req.send(sample.body) : req;

@@ -27,10 +27,11 @@ test('when the document is fetched, then every route of the table is in it, with
     ids.add(op.operationId);
     const expectedSecurity = {
       public: [],
-      admin: [{ adminToken: [] }],
+      admin: [{ adminToken: [] }, { consoleSession: [] }],
       customer: [{ customerKey: [] }],
       stripe: [{ stripeSignature: [] }],
-      metrics: [{ metricsToken: [] }, { adminToken: [] }],
+      metrics: [{ metricsToken: [] }, { adminToken: [] }, { consoleSession: [] }],
+      console: [{ consoleSession: [] }],
     }[r.auth];
     expect(op.security).toEqual(expectedSecurity);
     for (const p of r.path.match(/:(\w+)/g) ?? []) {

@@ -16,6 +16,7 @@ import { insertEndpoint } from './delivery-fixtures';
 import { bundleEvents, Instance } from './usage-bundles';
 import { archivedEvent } from './usage-retention';
 import type { TestApp } from './test-app';
+import { SAME_ORIGIN } from './console-session';
 import { writeArchive } from '../../src/modules/usage-retention/archive-files';
 
 export const routeName = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
@@ -73,7 +74,7 @@ async function archivedMonth(t: TestApp, month: string): Promise<string> {
  * customer whose key will call a customer route, for the routes that need its own rows (a license
  * needs a subscription, a release an activation).
  */
-export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => Promise<{ path: string; body?: object }>> = {
+export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => Promise<{ path: string; body?: object; headers?: Record<string, string> }>> = {
   'GET /health': async () => ({ path: '/health' }),
   'GET /ready': async () => ({ path: '/ready' }),
   'POST /api/customers': async () => ({ path: '/api/customers', body: { email: `m-${Date.now()}-${Math.random()}@example.com`, company_name: 'M' } }),
@@ -130,6 +131,10 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
   'GET /api/reports/webhooks': async () => ({ path: '/api/reports/webhooks' }),
   'POST /api/stripe/reconcile': async () => ({ path: '/api/stripe/reconcile' }),
   'GET /metrics': async () => ({ path: '/metrics' }),
+  // Sign-in is public, but only from the console's own origin.
+  'POST /api/console/session': async (t) => ({ path: '/api/console/session', body: { token: t.adminToken }, headers: { ...SAME_ORIGIN } }),
+  'GET /api/console/session': async () => ({ path: '/api/console/session' }),
+  'DELETE /api/console/session': async () => ({ path: '/api/console/session' }),
   'GET /openapi.json': async () => ({ path: '/openapi.json' }),
   'GET /docs': async () => ({ path: '/docs' }),
   'GET /docs/assets/:file': async () => ({ path: '/docs/assets/docs-init.js' }),

@@ -10,12 +10,16 @@ import type { RouteDef } from '../../src/http/route';
 import { createCustomer, type CreatedCustomer } from '../helpers/factories';
 import { routeName, samples } from '../helpers/route-samples';
 import { createTestApp, TestApp } from '../helpers/test-app';
+import { consoleHeaders } from '../helpers/console-session';
 
 let t: TestApp;
 let customer: CreatedCustomer;
+/** A console session's headers (DELETE /api/console/session ends it; its later answers are 401s, which is fine here). */
+let consoleSession: Record<string, string>;
 beforeAll(async () => {
   t = await createTestApp();
   customer = await createCustomer(t);
+  consoleSession = await consoleHeaders(t);
 });
 afterAll(() => t.close());
 
@@ -69,6 +73,7 @@ const value = fc.letrec<{ v: unknown }>((tie) => ({
 function auth(r: RouteDef): Record<string, string> {
   if (r.auth === 'admin' || r.auth === 'metrics') return { Authorization: `Bearer ${t.adminToken}` };
   if (r.auth === 'customer') return { 'X-API-Key': customer.apiKey };
+  if (r.auth === 'console') return consoleSession;
   return {};
 }
 
