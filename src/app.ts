@@ -7,6 +7,7 @@ import { compose } from './http/compose';
 import { registerRoutes } from './http/register-routes';
 import { adminAuth, consoleAuth, metricsAuth } from './middleware/admin-auth';
 import { consoleSessionHandlers, consoleSessionRouteSpecs } from './modules/console/console-routes';
+import { consolePageHandlers, consolePageRouteSpecs } from './modules/console/console-page';
 import { customerAuth } from './middleware/customer-auth';
 import { errorHandler, notFound } from './middleware/error-handler';
 import { requestObserver } from './middleware/http-logger';
@@ -105,6 +106,7 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     usageRetention: usageRetentionRouteSpecs(),
     service: serviceRouteSpecs(),
     consoleSession: config.console.enabled ? consoleSessionRouteSpecs() : null,
+    consolePage: config.console.enabled ? consolePageRouteSpecs() : null,
     docs: config.apiDocs === 'off' ? null : docsRouteSpecs(config.apiDocs === 'admin' ? 'admin' : 'public'),
   };
 }
@@ -142,6 +144,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.trueUps, trueUpsHandlers(c.trueUps)),
     ...bindRoutes(specs.usageRetention, usageRetentionHandlers(c.usageRetention)),
     ...(specs.consoleSession && c.consoleSessions ? bindRoutes(specs.consoleSession, consoleSessionHandlers(c.consoleSessions)) : []),
+    ...(specs.consolePage ? bindRoutes(specs.consolePage, consolePageHandlers()) : []),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),

@@ -89,7 +89,8 @@ describe('console sessions', () => {
       const s = await samples[name(r)]!(t);
       const res = await send(r, s.path, s.body, session);
       expect([name(r), successStatuses(r).includes(res.status)]).toEqual([name(r), true]);
-      for (const site of [{ 'Sec-Fetch-Site': 'cross-site' }, { Origin: 'https://evil.example' }, {}]) {
+      const sites: Record<string, string>[] = [{ 'Sec-Fetch-Site': 'cross-site' }, { Origin: 'https://evil.example' }, {}];
+      for (const site of sites) {
         expectError(await send(r, s.path, s.body, { Cookie: session.Cookie!, ...site }), 403, 'FORBIDDEN');
       }
     }

@@ -17,7 +17,18 @@ import { bundleEvents, Instance } from './usage-bundles';
 import { archivedEvent } from './usage-retention';
 import type { TestApp } from './test-app';
 import { SAME_ORIGIN } from './console-session';
+import { CONSOLE_PAGES, consoleDistDir } from '../../src/modules/console/console-page';
+import fs from 'node:fs';
+import path from 'node:path';
 import { writeArchive } from '../../src/modules/usage-retention/archive-files';
+
+/** A file of the console's build, by extension. */
+export function consoleAsset(ext: string): string {
+  const dir = path.join(consoleDistDir()!, 'assets');
+  const name = fs.readdirSync(dir).find((f) => f.endsWith(ext));
+  if (!name) throw new Error(`no ${ext} file in ${dir}: build the console (npm run build -w console)`);
+  return name;
+}
 
 export const routeName = (r: RouteDef) => `${r.method.toUpperCase()} ${r.path}`;
 
@@ -135,6 +146,9 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
   'POST /api/console/session': async (t) => ({ path: '/api/console/session', body: { token: t.adminToken }, headers: { ...SAME_ORIGIN } }),
   'GET /api/console/session': async () => ({ path: '/api/console/session' }),
   'DELETE /api/console/session': async () => ({ path: '/api/console/session' }),
+  // The console's pages (one page for every console URL) and a file of its build (npm test builds it first).
+  ...Object.fromEntries(CONSOLE_PAGES.map(([p]) => [`GET ${p}`, async () => ({ path: p.replace(':id', '01900000-0000-7000-8000-000000000000') })])),
+  'GET /console/assets/:file': async () => ({ path: `/console/assets/${consoleAsset('.js')}` }),
   'GET /openapi.json': async () => ({ path: '/openapi.json' }),
   'GET /docs': async () => ({ path: '/docs' }),
   'GET /docs/assets/:file': async () => ({ path: '/docs/assets/docs-init.js' }),

@@ -1,0 +1,359 @@
+import { useLocation, useRoute } from 'preact-iso';
+import { useState } from 'preact/hooks';
+import { call, csvUrl, type Answer } from '../api';
+import { UsageChart } from '../components/usage-chart';
+import { ConfirmButton, date, ErrorNote, Field, Loading, SecretOnce, TableWrap, useLoad } from '../components/ui';
+import { lastDays } from './overview';
+
+type Customer = Answer<'/api/customers/{id}', 'get'>['customer'];
+
+export function Customer() {
+  const { params } = useRoute();
+  const id = params.id!;
+  const customer = useLoad(() => call('get', '/api/customers/{id}', { params: { id } }), [id]);
+  if (customer.error) return <ErrorNote error={customer.error} />;
+  if (!customer.data) return <Loading what="the customer" />;
+  const c = customer.data.customer;
+  return (
+    <>
+      <h1>{c.company_name}</h1>
+      <p class="muted">
+        {c.email} · {c.status} · <code>{c.id}</code>
+      </p>
+      <Profile c={c} reload={customer.reload} />
+      <Keys id={id} deleted={c.status === 'deleted'} />
+      <Subscriptions id={id} deleted={c.status === 'deleted'} />
+      <Usage id={id} />
+      <License id={id} />
+      <Trail id={id} />
+    </>
+  );
+}
+
+function Profile({ c, reload }: { c: Customer; reload: () => void }) {
+  const loc = useLocation();
+  const [email, setEmail] = useState(c.email);
+  const [company, setCompany] = useState(c.company_name);
+  const [error, setError] = useState<unknown>(null);
+  const [saved, setSaved] = useState(false);
+  const save = async (e: Event) => {
+    e.preventDefault();
+    setError(null);
+    setSaved(false);
+    try {
+      await call('patch', '/api/customers/{id}', { params: { id: c.id }, body: { email: email.trim(), company_name: company.trim() } });
+      setSaved(true);
+      reload();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  return (
+    <section aria-labelledby="profile-h">
+      <h2 id="profile-h">Profile</h2>
+      <form onSubmit={(e) => void save(e)}>
+        <Field label="Email" name="email" type="email" required value={email} onInput={setEmail} />
+        <Field label="Company name" name="company" required value={company} onInput={setCompany} />
+        <ErrorNote error={error} />
+        <button type="submit" disabled={c.status === 'deleted'}>
+          Save
+        </button>
+        <span role="status">{saved ? ' Saved.' : ''}</span>
+      </form>
+      {c.status !== 'deleted' && (
+        <ConfirmButton
+          label="Delete customer"
+          title={`Delete ${c.company_name}?`}
+          body={<p>Every API key of {c.company_name} is revoked at once, on every instance. Usage and the audit trail are kept. This cannot be undone.</p>}
+          confirm="Delete customer and revoke its keys"
+          danger
+          onConfirm={async () => {
+            await call('delete', '/api/customers/{id}', { params: { id: c.id } });
+            loc.route('/console/customers');
+          }}
+        />
+      )}
+    </section>
+  );
+}
+
+function Keys({ id, deleted }: { id: string; deleted: boolean }) {
+  const keys = useLoad(() => call('get', '/api/customers/{id}/keys', { params: { id } }), [id]);
+  const [issued, setIssued] = useState<Answer<'/api/customers/{id}/keys', 'post'> | null>(null);
+  const [grace, setGrace] = useState('0');
+  const active = keys.data?.data.filter((k) => k.status === 'active') ?? [];
+  const rotate = async () => {
+    setIssued(await call('post', '/api/customers/{id}/keys', { params: { id }, body: { grace_period_seconds: Number(grace) } }));
+    keys.reload();
+  };
+  return (
+    <section aria-labelledby="keys-h">
+      <h2 id="keys-h">API keys</h2>
+      <ErrorNote error={keys.error} />
+      {issued && <SecretOnce label="New API key" value={issued.api_key} />}
+      {keys.data && (
+        <TableWrap label="API keys">
+          <thead>
+            <tr>
+              <th scope="col">Starts with</th>
+              <th scope="col">Status</th>
+              <th scope="col">Created</th>
+              <th scope="col">Last used</th>
+              <th scope="col">Ends</th>
+              <th scope="col">
+                <span class="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {keys.data.data.map((k) => (
+              <tr key={k.id} data-key-id={k.id}>
+                <td>
+                  <code>{k.start}…</code>
+                </td>
+                <td>{k.status}</td>
+                <td>{date(k.created_at)}</td>
+                <td>{date(k.last_used_at)}</td>
+                <td>{date(k.expires_at ?? k.revoked_at)}</td>
+                <td>
+                  {k.status === 'active' && (
+                    <ConfirmButton
+                      label={`Revoke ${k.start}…`}
+                      title={`Revoke the key ${k.start}…?`}
+                      body={<p>Instances using the key {k.start}… are refused from now on, on every instance of the service.</p>}
+                      confirm="Revoke the key"
+                      danger
+                      onConfirm={async () => {
+                        await call('delete', '/api/customers/{id}/keys/{keyId}', { params: { id, keyId: k.id } });
+                        keys.reload();
+                      }}
+                    />
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </TableWrap>
+      )}
+      {!deleted && (
+        <div class="row">
+          <label class="field">
+            <span>Old keys keep working for</span>
+            <select name="grace" value={grace} onChange={(e) => setGrace(e.currentTarget.value)}>
+              <option value="0">no time (revoked at once)</option>
+              <option value="3600">1 hour</option>
+              <option value="86400">1 day</option>
+              <option value="604800">7 days</option>
+            </select>
+          </label>
+          <ConfirmButton
+            label="Rotate key"
+            title="Rotate the API key?"
+            body={
+              <p>
+                A new key is made and shown once. {active.length} active key{active.length === 1 ? '' : 's'}{' '}
+                {grace === '0' ? 'are revoked at once.' : `keep working for ${Number(grace) / 3600} hours, then end.`}
+              </p>
+            }
+            confirm="Rotate"
+            onConfirm={rotate}
+          />
+        </div>
+      )}
+    </section>
+  );
+}
+
+function Subscriptions({ id, deleted }: { id: string; deleted: boolean }) {
+  const subs = useLoad(() => call('get', '/api/customers/{id}/subscriptions', { params: { id } }), [id]);
+  const plans = useLoad(() => call('get', '/api/plans', { query: { status: 'active' } }), []);
+  const [plan, setPlan] = useState('');
+  const [error, setError] = useState<unknown>(null);
+  const live = subs.data?.data.find((s) => !['canceled', 'incomplete_expired'].includes(s.status));
+  const choose = async (e: Event) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      if (live) await call('patch', '/api/customers/{id}/subscriptions/{subscriptionId}', { params: { id, subscriptionId: live.id }, body: { plan } });
+      else await call('post', '/api/customers/{id}/subscriptions', { params: { id }, body: { plan } });
+      subs.reload();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  return (
+    <section aria-labelledby="subs-h">
+      <h2 id="subs-h">Subscription</h2>
+      <ErrorNote error={subs.error ?? plans.error} />
+      {subs.data && subs.data.data.length === 0 && <p>No subscription.</p>}
+      {subs.data && subs.data.data.length > 0 && (
+        <TableWrap label="Subscriptions">
+          <thead>
+            <tr>
+              <th scope="col">Plan</th>
+              <th scope="col">Status</th>
+              <th scope="col">Period</th>
+              <th scope="col">Cancels</th>
+            </tr>
+          </thead>
+          <tbody>
+            {subs.data.data.map((s) => (
+              <tr key={s.id}>
+                <td data-plan={s.plan.code}>{s.plan.name}</td>
+                <td>{s.status}</td>
+                <td>
+                  {date(s.current_period_start)} – {date(s.current_period_end)}
+                </td>
+                <td>{s.cancel_at_period_end ? 'at period end' : s.canceled_at ? date(s.canceled_at) : 'no'}</td>
+              </tr>
+            ))}
+          </tbody>
+        </TableWrap>
+      )}
+      {!deleted && plans.data && (
+        <form class="row" onSubmit={(e) => void choose(e)}>
+          <label class="field">
+            <span>{live ? 'Change plan to' : 'Subscribe to'}</span>
+            <select name="plan" required value={plan} onChange={(e) => setPlan(e.currentTarget.value)}>
+              <option value="">Choose a plan</option>
+              {plans.data.data
+                .filter((p) => p.code !== live?.plan.code)
+                .map((p) => (
+                  <option key={p.code} value={p.code}>
+                    {p.name} ({p.code})
+                  </option>
+                ))}
+            </select>
+          </label>
+          <button type="submit">{live ? 'Change plan' : 'Subscribe'}</button>
+        </form>
+      )}
+      <ErrorNote error={error} />
+      {live && !live.cancel_at_period_end && (
+        <ConfirmButton
+          label="Cancel at period end"
+          title="Cancel the subscription at the end of its period?"
+          body={
+            <p>
+              {live.plan.name} stays active until {date(live.current_period_end)}, then ends. Its license follows.
+            </p>
+          }
+          confirm="Cancel at period end"
+          danger
+          onConfirm={async () => {
+            await call('delete', '/api/customers/{id}/subscriptions/{subscriptionId}', { params: { id, subscriptionId: live.id } });
+            subs.reload();
+          }}
+        />
+      )}
+    </section>
+  );
+}
+
+function Usage({ id }: { id: string }) {
+  const { from, to } = lastDays(30);
+  const usage = useLoad(() => call('get', '/api/customers/{id}/usage', { params: { id }, query: { from, to, group_by: 'day' } }), [id]);
+  return (
+    <section aria-labelledby="usage-h">
+      <h2 id="usage-h">Usage, last 30 days</h2>
+      <ErrorNote error={usage.error} />
+      {usage.data ? <UsageChart rows={usage.data.totals} from={from} to={to} label="Usage per day and metric" /> : !usage.error && <Loading what="usage" />}
+      <p>
+        <a href={csvUrl('/api/reports/usage', {}, { customer_id: id, from, to, group_by: 'day' })} download>
+          Download as CSV
+        </a>{' '}
+        <button type="button" onClick={usage.reload}>
+          Refresh
+        </button>
+      </p>
+    </section>
+  );
+}
+
+function License({ id }: { id: string }) {
+  const acts = useLoad(() => call('get', '/api/customers/{id}/activations', { params: { id } }), [id]);
+  return (
+    <section aria-labelledby="lic-h">
+      <h2 id="lic-h">License: activated instances</h2>
+      <ErrorNote error={acts.error} />
+      {acts.data && acts.data.data.length === 0 && <p>No instance holds a seat.</p>}
+      {acts.data && acts.data.data.length > 0 && (
+        <TableWrap label="Activated instances">
+          <thead>
+            <tr>
+              <th scope="col">Instance</th>
+              <th scope="col">Host</th>
+              <th scope="col">Last seen</th>
+              <th scope="col">State</th>
+              <th scope="col">
+                <span class="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {acts.data.data.map((a) => (
+              <tr key={a.id} data-fingerprint={a.fingerprint}>
+                <td>
+                  <code>{a.fingerprint}</code> {a.name}
+                </td>
+                <td>{a.hostname ?? '—'}</td>
+                <td>{date(a.last_seen_at)}</td>
+                <td>{a.released_at ? `released (${a.release_reason ?? ''})` : 'active'}</td>
+                <td>
+                  {!a.released_at && (
+                    <ConfirmButton
+                      label={`Release ${a.fingerprint}`}
+                      title={`Release the instance ${a.fingerprint}?`}
+                      body={<p>Its seat is freed now. The instance keeps its current license until it expires, and may activate again if a seat is free.</p>}
+                      confirm="Release the instance"
+                      danger
+                      onConfirm={async () => {
+                        await call('delete', '/api/customers/{id}/activations/{fingerprint}', { params: { id, fingerprint: a.fingerprint } });
+                        acts.reload();
+                      }}
+                    />
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </TableWrap>
+      )}
+    </section>
+  );
+}
+
+function Trail({ id }: { id: string }) {
+  const trail = useLoad(() => call('get', '/api/audit', { query: { customer_id: id, limit: 20 } }), [id]);
+  return (
+    <section aria-labelledby="trail-h">
+      <h2 id="trail-h">Audit trail</h2>
+      <ErrorNote error={trail.error} />
+      {trail.data && (
+        <TableWrap label="Audit trail">
+          <thead>
+            <tr>
+              <th scope="col">When</th>
+              <th scope="col">Who</th>
+              <th scope="col">Action</th>
+              <th scope="col">Outcome</th>
+            </tr>
+          </thead>
+          <tbody>
+            {trail.data.data.map((a) => (
+              <tr key={a.id}>
+                <td>{date(a.at)}</td>
+                <td>{a.actor_id ?? a.actor}</td>
+                <td>{a.action}</td>
+                <td>{a.outcome}</td>
+              </tr>
+            ))}
+          </tbody>
+        </TableWrap>
+      )}
+      <p>
+        <a href={`/console/audit?customer_id=${id}`}>The whole trail</a>
+      </p>
+    </section>
+  );
+}

@@ -1,0 +1,147 @@
+import { useLocation } from 'preact-iso';
+import { useState } from 'preact/hooks';
+import { call, type Answer } from '../api';
+import { date, ErrorNote, Field, Loading, SecretOnce, TableWrap, useLoad } from '../components/ui';
+
+type Created = Answer<'/api/customers', 'post'>;
+
+/** The list's state lives in the URL (?email=&status=&cursor=), so a filtered page can be bookmarked and shared. */
+export function Customers() {
+  const loc = useLocation();
+  const q = new URLSearchParams(loc.url.split('?')[1] ?? '');
+  const email = q.get('email') ?? '';
+  const status = (q.get('status') ?? '') as '' | 'active' | 'deleted';
+  const cursor = q.get('cursor') ?? '';
+  const list = useLoad(
+    () => call('get', '/api/customers', { query: { email: email || undefined, status: status || undefined, cursor: cursor || undefined, limit: 50 } }),
+    [email, status, cursor],
+  );
+  const go = (next: Record<string, string>) => {
+    const p = new URLSearchParams({ email, status, ...next });
+    for (const [k, v] of [...p.entries()]) if (!v) p.delete(k);
+    const s = p.toString();
+    loc.route(`/console/customers${s ? `?${s}` : ''}`);
+  };
+  const [search, setSearch] = useState(email);
+  const [created, setCreated] = useState<Created | null>(null);
+
+  return (
+    <>
+      <h1>Customers</h1>
+      <form
+        class="filters"
+        role="search"
+        onSubmit={(e) => {
+          e.preventDefault();
+          go({ email: search.trim(), cursor: '' });
+        }}
+      >
+        <Field label="Email" name="email" value={search} placeholder="ada@example.com" onInput={setSearch} />
+        <label class="field">
+          <span>Status</span>
+          <select name="status" value={status} onChange={(e) => go({ status: e.currentTarget.value, cursor: '' })}>
+            <option value="">Any</option>
+            <option value="active">Active</option>
+            <option value="deleted">Deleted</option>
+          </select>
+        </label>
+        <button type="submit">Search</button>
+      </form>
+      <ErrorNote error={list.error} />
+      {list.loading && !list.data && <Loading what="customers" />}
+      {list.data && (
+        <>
+          <TableWrap label="Customers">
+            <thead>
+              <tr>
+                <th scope="col">Company</th>
+                <th scope="col">Email</th>
+                <th scope="col">Status</th>
+                <th scope="col">Created</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.data.data.map((c) => (
+                <tr key={c.id}>
+                  <td>
+                    <a href={`/console/customers/${c.id}`}>{c.company_name}</a>
+                  </td>
+                  <td>{c.email}</td>
+                  <td>{c.status}</td>
+                  <td>{date(c.created_at)}</td>
+                </tr>
+              ))}
+              {list.data.data.length === 0 && (
+                <tr>
+                  <td colSpan={4}>No customers match.</td>
+                </tr>
+              )}
+            </tbody>
+          </TableWrap>
+          <nav class="pager" aria-label="Pages of customers">
+            {cursor && (
+              <button type="button" onClick={() => history.back()}>
+                Previous page
+              </button>
+            )}
+            {list.data.next_cursor && (
+              <button type="button" onClick={() => go({ cursor: list.data!.next_cursor! })}>
+                Next page
+              </button>
+            )}
+          </nav>
+        </>
+      )}
+      <section aria-labelledby="new-h">
+        <h2 id="new-h">New customer</h2>
+        {created ? (
+          <div>
+            <p>
+              Created <a href={`/console/customers/${created.customer.id}`}>{created.customer.company_name}</a> with its first API key.
+            </p>
+            <SecretOnce label="API key" value={created.api_key} />
+            <button type="button" onClick={() => setCreated(null)}>
+              Create another
+            </button>
+          </div>
+        ) : (
+          <CreateCustomer
+            onCreated={(c) => {
+              setCreated(c);
+              list.reload();
+            }}
+          />
+        )}
+      </section>
+    </>
+  );
+}
+
+function CreateCustomer({ onCreated }: { onCreated: (c: Created) => void }) {
+  const [email, setEmail] = useState('');
+  const [company, setCompany] = useState('');
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      onCreated(await call('post', '/api/customers', { body: { email: email.trim(), company_name: company.trim() } }));
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form onSubmit={(e) => void submit(e)}>
+      <Field label="Email" name="new-email" type="email" required value={email} onInput={setEmail} />
+      <Field label="Company name" name="new-company" required value={company} onInput={setCompany} />
+      <ErrorNote error={error} />
+      <button type="submit" class="primary" disabled={busy}>
+        Create customer
+      </button>
+    </form>
+  );
+}

@@ -1,0 +1,108 @@
+import { call } from '../api';
+import { UsageChart } from '../components/usage-chart';
+import { date, ErrorNote, Loading, TableWrap, useLoad } from '../components/ui';
+
+export const lastDays = (n: number) => {
+  const to = new Date().toISOString().slice(0, 10);
+  const from = new Date(Date.now() - (n - 1) * 86_400_000).toISOString().slice(0, 10);
+  return { from, to };
+};
+
+export function Overview() {
+  const { from, to } = lastDays(30);
+  const usage = useLoad(() => call('get', '/api/reports/usage', { query: { from, to, group_by: 'day' } }), []);
+  const forwarding = useLoad(() => call('get', '/api/reports/forwarding'), []);
+  const webhooks = useLoad(() => call('get', '/api/reports/webhooks'), []);
+  return (
+    <>
+      <h1>Overview</h1>
+      <section aria-labelledby="usage-h">
+        <h2 id="usage-h">Usage, last 30 days</h2>
+        <ErrorNote error={usage.error} />
+        {usage.data ? (
+          <UsageChart rows={sumByDay(usage.data.rows)} from={from} to={to} label="All customers, per day and metric" />
+        ) : (
+          !usage.error && <Loading what="usage" />
+        )}
+      </section>
+      <div class="cards">
+        <section class="card" aria-labelledby="fwd-h">
+          <h2 id="fwd-h">Forwarding to Stripe</h2>
+          <ErrorNote error={forwarding.error} />
+          {forwarding.data && (
+            <dl>
+              <dt>Stripe</dt>
+              <dd>{forwarding.data.stripe_enabled ? 'on' : 'off (usage is kept locally)'}</dd>
+              <dt>Backlog</dt>
+              <dd data-testid="backlog">{forwarding.data.pending.toLocaleString('en')} events</dd>
+              <dt>Oldest waiting</dt>
+              <dd>
+                {forwarding.data.oldest_pending_at
+                  ? `${date(forwarding.data.oldest_pending_at)} (${Math.round(forwarding.data.oldest_pending_age_seconds)} s)`
+                  : 'none'}
+              </dd>
+              <dt>Parked (failed)</dt>
+              <dd>
+                {forwarding.data.failed.toLocaleString('en')} {forwarding.data.failed > 0 && <a href="/console/forwarding">review and retry</a>}
+              </dd>
+            </dl>
+          )}
+        </section>
+        <section class="card" aria-labelledby="wh-h">
+          <h2 id="wh-h">Stripe webhooks</h2>
+          <ErrorNote error={webhooks.error} />
+          {webhooks.data && (
+            <dl>
+              <dt>Processed</dt>
+              <dd>{webhooks.data.processed.toLocaleString('en')}</dd>
+              <dt>Failing</dt>
+              <dd>
+                {webhooks.data.failing.toLocaleString('en')} {webhooks.data.failing > 0 && <a href="/console/webhooks">see them</a>}
+              </dd>
+            </dl>
+          )}
+        </section>
+      </div>
+      {forwarding.data && forwarding.data.recent_failures.length > 0 && (
+        <section aria-labelledby="fail-h">
+          <h2 id="fail-h">Latest forwarding failures</h2>
+          <TableWrap label="Latest forwarding failures">
+            <thead>
+              <tr>
+                <th scope="col">Customer</th>
+                <th scope="col">Metric</th>
+                <th scope="col">Attempts</th>
+                <th scope="col">Error</th>
+              </tr>
+            </thead>
+            <tbody>
+              {forwarding.data.recent_failures.slice(0, 5).map((f) => (
+                <tr key={f.id}>
+                  <td>
+                    <a href={`/console/customers/${f.customer_id}`}>{f.customer_id.slice(0, 8)}</a>
+                  </td>
+                  <td>{f.metric}</td>
+                  <td>{f.attempts}</td>
+                  <td>{f.last_error ?? '—'}</td>
+                </tr>
+              ))}
+            </tbody>
+          </TableWrap>
+        </section>
+      )}
+    </>
+  );
+}
+
+/** The report by day has a row per customer, day and metric; the overview shows the sum per day and metric. */
+function sumByDay(rows: { day?: string; metric?: string; quantity: string }[]) {
+  const sums = new Map<string, { day: string; metric: string; quantity: number }>();
+  for (const r of rows) {
+    const day = (r.day ?? '').slice(0, 10);
+    const k = `${day} ${r.metric ?? ''}`;
+    const s = sums.get(k) ?? { day, metric: r.metric ?? '', quantity: 0 };
+    s.quantity += Number(r.quantity);
+    sums.set(k, s);
+  }
+  return [...sums.values()].map((s) => ({ ...s, quantity: String(s.quantity) }));
+}

@@ -1,0 +1,45 @@
+import { useState } from 'preact/hooks';
+import { call, type Answer } from '../api';
+import { ErrorNote } from '../components/ui';
+
+/**
+ * The admin token is sent once, in the body, and exchanged for a session cookie the page's scripts
+ * cannot read. It is never put in localStorage, sessionStorage or the URL; the field is cleared.
+ */
+export function SignIn({ onSignedIn }: { onSignedIn: (s: Answer<'/api/console/session', 'get'>) => void }) {
+  const [token, setToken] = useState('');
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const session = await call('post', '/api/console/session', { body: { token: token.trim() } });
+      setToken('');
+      onSignedIn(session);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <>
+      <h1>Sign in to the billing console</h1>
+      <p>
+        Paste an admin token (one of ADMIN_API_TOKEN). It is exchanged for a session that ends after a while without use, and it is not kept in this browser.
+      </p>
+      <form onSubmit={(e) => void submit(e)}>
+        <label class="field">
+          <span>Admin token</span>
+          <input name="token" type="password" autoComplete="off" required value={token} onInput={(e) => setToken(e.currentTarget.value)} autoFocus />
+        </label>
+        <ErrorNote error={error} />
+        <button type="submit" class="primary" disabled={busy}>
+          Sign in
+        </button>
+      </form>
+    </>
+  );
+}
