@@ -44,7 +44,8 @@ function expectDeclared(r: RouteDef, res: request.Response): string | null {
     // Set-Cookie may come more than once: Node hands its values over as a list; each is checked.
     const raw = res.headers[name.toLowerCase()] as unknown;
     const values = raw === undefined ? [] : Array.isArray(raw) ? (raw as unknown[]) : [raw];
-    for (const value of values) if (!h.schema.safeParse(value).success) throw new Error(`${routeName(r)}: header ${name}=${value} does not match its schema`);
+    for (const value of values)
+      if (!h.schema.safeParse(value).success) throw new Error(`${routeName(r)}: header ${name}=${String(value)} does not match its schema`);
   }
   if (!spec.content) {
     expect([routeName(r), res.text ?? '']).toEqual([routeName(r), '']);

@@ -4,29 +4,12 @@
  * origin is refused and recorded, as a network without internet access would; CSP violations and
  * console errors are recorded too. Skipped only when no chromium is installed (.ci/run installs it).
  */
-import fs from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { findChromium, launchChromium } from '../helpers/browser';
 import { DOCS_CSP } from '../../src/http/docs-page';
 import { createTestApp, TestApp } from '../helpers/test-app';
-
-function findChromium(): string | null {
-  const candidates = process.env.CHROMIUM_PATH
-    ? [process.env.CHROMIUM_PATH]
-    : (process.env.PATH ?? '').split(path.delimiter).flatMap((dir) => ['chromium', 'chromium-browser'].map((name) => path.join(dir, name)));
-  return (
-    candidates.find((file) => {
-      try {
-        fs.accessSync(file, fs.constants.X_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    }) ?? null
-  );
-}
 
 const executablePath = findChromium();
 if (!executablePath) {
@@ -114,18 +97,7 @@ async function waitForOperations(page: Page, count: number): Promise<void> {
 suite('the reference page in headless Chromium', () => {
   let browser: Browser;
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: executablePath!,
-      args: [
-        `--host-resolver-rules=MAP ${HOST} 127.0.0.1`,
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium(executablePath!, [HOST]);
   });
   afterAll(async () => {
     await browser?.close();

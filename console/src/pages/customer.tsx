@@ -77,6 +77,9 @@ function Profile({ c, reload }: { c: Customer; reload: () => void }) {
   );
 }
 
+/** A key's short handle for buttons: the first characters of its secret (its start is cust_<customer id>_<those>). */
+const handle = (start: string) => `${start.slice(start.lastIndexOf('_') + 1)}…`;
+
 function Keys({ id, deleted }: { id: string; deleted: boolean }) {
   const keys = useLoad(() => call('get', '/api/customers/{id}/keys', { params: { id } }), [id]);
   const [issued, setIssued] = useState<Answer<'/api/customers/{id}/keys', 'post'> | null>(null);
@@ -118,8 +121,8 @@ function Keys({ id, deleted }: { id: string; deleted: boolean }) {
                 <td>
                   {k.status === 'active' && (
                     <ConfirmButton
-                      label={`Revoke ${k.start}…`}
-                      title={`Revoke the key ${k.start}…?`}
+                      label={`Revoke ${handle(k.start)}`}
+                      title={`Revoke the key ${handle(k.start)}?`}
                       body={<p>Instances using the key {k.start}… are refused from now on, on every instance of the service.</p>}
                       confirm="Revoke the key"
                       danger
@@ -251,15 +254,15 @@ function Subscriptions({ id, deleted }: { id: string; deleted: boolean }) {
 }
 
 function Usage({ id }: { id: string }) {
-  const { from, to } = lastDays(30);
-  const usage = useLoad(() => call('get', '/api/customers/{id}/usage', { params: { id }, query: { from, to, group_by: 'day' } }), [id]);
+  const { from, to, end } = lastDays(30);
+  const usage = useLoad(() => call('get', '/api/customers/{id}/usage', { params: { id }, query: { from, to: end, group_by: 'day' } }), [id]);
   return (
     <section aria-labelledby="usage-h">
       <h2 id="usage-h">Usage, last 30 days</h2>
       <ErrorNote error={usage.error} />
       {usage.data ? <UsageChart rows={usage.data.totals} from={from} to={to} label="Usage per day and metric" /> : !usage.error && <Loading what="usage" />}
       <p>
-        <a href={csvUrl('/api/reports/usage', {}, { customer_id: id, from, to, group_by: 'day' })} download>
+        <a href={csvUrl('/api/reports/usage', {}, { customer_id: id, from, to: end, group_by: 'day' })} download>
           Download as CSV
         </a>{' '}
         <button type="button" onClick={usage.reload}>

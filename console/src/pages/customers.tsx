@@ -28,6 +28,27 @@ export function Customers() {
   return (
     <>
       <h1>Customers</h1>
+      <section aria-labelledby="new-h">
+        <h2 id="new-h">New customer</h2>
+        {created ? (
+          <div>
+            <p>
+              Created <a href={`/console/customers/${created.customer.id}`}>{created.customer.company_name}</a> with its first API key.
+            </p>
+            <SecretOnce label="API key" value={created.api_key} />
+            <button type="button" onClick={() => setCreated(null)}>
+              Create another
+            </button>
+          </div>
+        ) : (
+          <CreateCustomer
+            onCreated={(c) => {
+              setCreated(c);
+              list.reload();
+            }}
+          />
+        )}
+      </section>
       <form
         class="filters"
         role="search"
@@ -92,27 +113,6 @@ export function Customers() {
           </nav>
         </>
       )}
-      <section aria-labelledby="new-h">
-        <h2 id="new-h">New customer</h2>
-        {created ? (
-          <div>
-            <p>
-              Created <a href={`/console/customers/${created.customer.id}`}>{created.customer.company_name}</a> with its first API key.
-            </p>
-            <SecretOnce label="API key" value={created.api_key} />
-            <button type="button" onClick={() => setCreated(null)}>
-              Create another
-            </button>
-          </div>
-        ) : (
-          <CreateCustomer
-            onCreated={(c) => {
-              setCreated(c);
-              list.reload();
-            }}
-          />
-        )}
-      </section>
     </>
   );
 }

@@ -2,15 +2,15 @@ import { call } from '../api';
 import { UsageChart } from '../components/usage-chart';
 import { date, ErrorNote, Loading, TableWrap, useLoad } from '../components/ui';
 
+/** The last `n` UTC days, today included: `to` is the last day shown, `end` the API's exclusive end (tomorrow). */
 export const lastDays = (n: number) => {
-  const to = new Date().toISOString().slice(0, 10);
-  const from = new Date(Date.now() - (n - 1) * 86_400_000).toISOString().slice(0, 10);
-  return { from, to };
+  const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+  return { from: day(-(n - 1)), to: day(0), end: day(1) };
 };
 
 export function Overview() {
-  const { from, to } = lastDays(30);
-  const usage = useLoad(() => call('get', '/api/reports/usage', { query: { from, to, group_by: 'day' } }), []);
+  const { from, to, end } = lastDays(30);
+  const usage = useLoad(() => call('get', '/api/reports/usage', { query: { from, to: end, group_by: 'day' } }), []);
   const forwarding = useLoad(() => call('get', '/api/reports/forwarding'), []);
   const webhooks = useLoad(() => call('get', '/api/reports/webhooks'), []);
   return (

@@ -146,5 +146,5 @@ export function consolePageHandlers(dir = consoleDistDir()): HandlersFor<ReturnT
         headers: { 'Cache-Control': 'public, max-age=31536000, immutable' },
       };
     },
-  } as HandlersFor<ReturnType<typeof consolePageRouteSpecs>>;
+  };
 }
