@@ -8,6 +8,7 @@ import { registerRoutes } from './http/register-routes';
 import { adminAuth, consoleAuth, metricsAuth } from './middleware/admin-auth';
 import { consoleSessionHandlers, consoleSessionRouteSpecs } from './modules/console/console-routes';
 import { consolePageHandlers, consolePageRouteSpecs } from './modules/console/console-page';
+import { overviewHandlers, overviewRouteSpecs } from './modules/overview/overview';
 import { customerAuth } from './middleware/customer-auth';
 import { errorHandler, notFound } from './middleware/error-handler';
 import { requestObserver } from './middleware/http-logger';
@@ -104,6 +105,7 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     trueUps: trueUpsRouteSpecs(),
     // Usage archives (retention of raw usage events): GET /api/usage/archives, verify, restore.
     usageRetention: usageRetentionRouteSpecs(),
+    overview: overviewRouteSpecs(),
     service: serviceRouteSpecs(),
     consoleSession: config.console.enabled ? consoleSessionRouteSpecs() : null,
     consolePage: config.console.enabled ? consolePageRouteSpecs() : null,
@@ -145,6 +147,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.usageRetention, usageRetentionHandlers(c.usageRetention)),
     ...(specs.consoleSession && c.consoleSessions ? bindRoutes(specs.consoleSession, consoleSessionHandlers(c.consoleSessions)) : []),
     ...(specs.consolePage ? bindRoutes(specs.consolePage, consolePageHandlers()) : []),
+    ...bindRoutes(specs.overview, overviewHandlers({ db: c.db, graceDays: c.config.license.graceDays, now: c.now })),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),

@@ -213,3 +213,59 @@ describe('GET, PATCH, DELETE /api/customers/:id', () => {
     expect(again.body.customer.id).not.toBe(c.id);
   });
 });
+
+describe('searching customers (q): the console’s search box', () => {
+  const tag = `srch${Date.now().toString(36)}`;
+  const made: Record<string, string> = {};
+  beforeAll(async () => {
+    for (const [key, email, company] of [
+      ['acme', `ops@${tag}-acme.example`, `Acme ${tag} GmbH`],
+      ['globex', `billing@${tag}-globex.example`, `Globex ${tag}`],
+      ['percent', `x@${tag}-pct.example`, `100% ${tag} Ltd`],
+      ['under', `y@${tag}-under.example`, `a_b ${tag}`],
+    ] as const) {
+      const res = await request(t.app).post('/api/customers').set(admin).send({ email, company_name: company });
+      made[key] = res.body.customer.id;
+    }
+  });
+  const search = async (q: string, extra: Record<string, string> = {}) => {
+    const res = await request(t.app).get('/api/customers').query({ q, ...extra }).set(admin);
+    expect(res.status).toBe(200);
+    return res.body as { data: { id: string }[]; next_cursor: string | null };
+  };
+  const ids = async (q: string) => (await search(q)).data.map((c) => c.id);
+
+  test('when q is part of a company name or an email, in any case, then those customers, newest first', async () => {
+    expect(await ids(`ACME ${tag.toUpperCase()}`)).toEqual([made.acme]);
+    expect(await ids(`${tag}-GLOBEX`)).toEqual([made.globex]);
+    expect(await ids(tag)).toEqual([made.under, made.percent, made.globex, made.acme]);
+  });
+
+  test('when q is a customer id, then that customer alone; an id of nobody finds nothing', async () => {
+    expect(await ids(made.globex!)).toEqual([made.globex]);
+    expect(await ids(made.globex!.toUpperCase())).toEqual([made.globex]);
+    expect(await ids('01900000-0000-7000-8000-000000000000')).toEqual([]);
+  });
+
+  test('when q holds % or _, then they match themselves, not anything', async () => {
+    expect(await ids(`100% ${tag}`)).toEqual([made.percent]);
+    expect(await ids(`a_b ${tag}`)).toEqual([made.under]);
+    expect(await ids(`%${tag}`)).toEqual([]);
+    // Unescaped, _ would match the b of "a_b".
+    expect(await ids(`_ ${tag}`)).toEqual([]);
+    expect(await ids(`_b ${tag}`)).toEqual([made.under]);
+  });
+
+  test('when the matches span pages, then the cursor walks them all once', async () => {
+    const first = await search(tag, { limit: '3' });
+    expect(first.data).toHaveLength(3);
+    const second = await search(tag, { limit: '3', cursor: first.next_cursor! });
+    expect([...first.data, ...second.data].map((c) => c.id)).toEqual([made.under, made.percent, made.globex, made.acme]);
+    expect(second.next_cursor).toBeNull();
+  });
+
+  test('when q holds a control character, then 422; an empty q lists everyone', async () => {
+    expectError(await request(t.app).get('/api/customers').query({ q: 'a\u0000b' }).set(admin), 422, 'VALIDATION_FAILED');
+    expect((await search('')).data.length).toBeGreaterThan(0);
+  });
+});

@@ -85,7 +85,7 @@ test('when a request schema is documented, then it is the one that validates the
   expect(create.required.sort()).toEqual(['company_name', 'email']);
   expect(create.additionalProperties).toBe(false);
   const list = spec.paths['/api/customers'].get.parameters.map((p: { name: string }) => p.name).sort();
-  expect(list).toEqual(['cursor', 'email', 'limit', 'status']);
+  expect(list).toEqual(['cursor', 'email', 'limit', 'q', 'status']);
   const error = spec.components.schemas.Error;
   expect(error.properties.error.required).toEqual(['code', 'message', 'requestId']);
   // A real error response has exactly the documented shape.

@@ -132,6 +132,8 @@ suite('the admin console in headless Chromium', () => {
       await o.page.keyboard.press('Enter');
       await o.page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
       expect(new URL(o.page.url()).pathname).toBe('/console');
+      // The counts came through the session (at least the customers this run made).
+      expect(Number((await o.page.getByTestId('customers-active').textContent())!.replace(/,/g, ''))).toBeGreaterThan(0);
       const stored = await o.page.evaluate<string>(
         'JSON.stringify([document.cookie, Object.entries(localStorage), Object.entries(sessionStorage), location.href, document.body.innerHTML.includes(' +
           JSON.stringify(t.adminToken) +

@@ -142,6 +142,7 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
   'GET /api/reports/webhooks': async () => ({ path: '/api/reports/webhooks' }),
   'POST /api/stripe/reconcile': async () => ({ path: '/api/stripe/reconcile' }),
   'GET /metrics': async () => ({ path: '/metrics' }),
+  'GET /api/reports/overview': async () => ({ path: '/api/reports/overview' }),
   // Sign-in is public, but only from the console's own origin.
   'POST /api/console/session': async (t) => ({ path: '/api/console/session', body: { token: t.adminToken }, headers: { ...SAME_ORIGIN } }),
   'GET /api/console/session': async () => ({ path: '/api/console/session' }),

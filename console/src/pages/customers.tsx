@@ -5,24 +5,24 @@ import { date, ErrorNote, Field, Loading, SecretOnce, TableWrap, useLoad } from 
 
 type Created = Answer<'/api/customers', 'post'>;
 
-/** The list's state lives in the URL (?email=&status=&cursor=), so a filtered page can be bookmarked and shared. */
+/** The list's state lives in the URL (?q=&status=&cursor=), so a filtered page can be bookmarked and shared. */
 export function Customers() {
   const loc = useLocation();
   const q = new URLSearchParams(loc.url.split('?')[1] ?? '');
-  const email = q.get('email') ?? '';
+  const text = q.get('q') ?? '';
   const status = (q.get('status') ?? '') as '' | 'active' | 'deleted';
   const cursor = q.get('cursor') ?? '';
   const list = useLoad(
-    () => call('get', '/api/customers', { query: { email: email || undefined, status: status || undefined, cursor: cursor || undefined, limit: 50 } }),
-    [email, status, cursor],
+    () => call('get', '/api/customers', { query: { q: text || undefined, status: status || undefined, cursor: cursor || undefined, limit: 50 } }),
+    [text, status, cursor],
   );
   const go = (next: Record<string, string>) => {
-    const p = new URLSearchParams({ email, status, ...next });
+    const p = new URLSearchParams({ q: text, status, ...next });
     for (const [k, v] of [...p.entries()]) if (!v) p.delete(k);
     const s = p.toString();
     loc.route(`/console/customers${s ? `?${s}` : ''}`);
   };
-  const [search, setSearch] = useState(email);
+  const [search, setSearch] = useState(text);
   const [created, setCreated] = useState<Created | null>(null);
 
   return (
@@ -54,10 +54,10 @@ export function Customers() {
         role="search"
         onSubmit={(e) => {
           e.preventDefault();
-          go({ email: search.trim(), cursor: '' });
+          go({ q: search.trim(), cursor: '' });
         }}
       >
-        <Field label="Email" name="email" value={search} placeholder="ada@example.com" onInput={setSearch} />
+        <Field label="Search: email, company or id" name="q" value={search} placeholder="acme" onInput={setSearch} />
         <label class="field">
           <span>Status</span>
           <select name="status" value={status} onChange={(e) => go({ status: e.currentTarget.value, cursor: '' })}>

@@ -13,9 +13,52 @@ export function Overview() {
   const usage = useLoad(() => call('get', '/api/reports/usage', { query: { from, to: end, group_by: 'day' } }), []);
   const forwarding = useLoad(() => call('get', '/api/reports/forwarding'), []);
   const webhooks = useLoad(() => call('get', '/api/reports/webhooks'), []);
+  const counts = useLoad(() => call('get', '/api/reports/overview'), []);
+  const n = (v: number) => v.toLocaleString('en');
   return (
     <>
       <h1>Overview</h1>
+      <ErrorNote error={counts.error} />
+      {counts.data && (
+        <div class="cards">
+          <section class="card" aria-labelledby="cust-h">
+            <h2 id="cust-h">Customers</h2>
+            <dl>
+              <dt>Active</dt>
+              <dd data-testid="customers-active">{n(counts.data.customers.active)}</dd>
+              <dt>Deleted</dt>
+              <dd>{n(counts.data.customers.deleted)}</dd>
+            </dl>
+            <a href="/console/customers">All customers</a>
+          </section>
+          <section class="card" aria-labelledby="subs-h">
+            <h2 id="subs-h">Subscriptions</h2>
+            <dl>
+              {Object.entries(counts.data.subscriptions)
+                .filter(([, v]) => v > 0)
+                .map(([k, v]) => (
+                  <>
+                    <dt key={`t-${k}`}>{k.replace('_', ' ')}</dt>
+                    <dd key={`d-${k}`}>{n(v)}</dd>
+                  </>
+                ))}
+            </dl>
+          </section>
+          <section class="card" aria-labelledby="lic-h">
+            <h2 id="lic-h">Licenses</h2>
+            <dl>
+              <dt>Valid</dt>
+              <dd>{n(counts.data.licenses.active + counts.data.licenses.trialing)}</dd>
+              <dt>In grace</dt>
+              <dd data-testid="licenses-grace">{n(counts.data.licenses.grace)}</dd>
+              <dt>Expired</dt>
+              <dd>{n(counts.data.licenses.expired)}</dd>
+              <dt>No subscription</dt>
+              <dd>{n(counts.data.licenses.none)}</dd>
+            </dl>
+          </section>
+        </div>
+      )}
       <section aria-labelledby="usage-h">
         <h2 id="usage-h">Usage, last 30 days</h2>
         <ErrorNote error={usage.error} />

@@ -90,6 +90,7 @@ export function customersHandlers(customers: CustomersService, deals: { dealFor:
       const rows = await customers.list({
         status: query.status,
         email: query.email,
+        q: query.q || undefined,
         beforeId: decodeCursor(query.cursor, (id) => UUID_RE.test(id)),
         limit: query.limit + 1,
       });
