@@ -229,7 +229,10 @@ describe('searching customers (q): the console’s search box', () => {
     }
   });
   const search = async (q: string, extra: Record<string, string> = {}) => {
-    const res = await request(t.app).get('/api/customers').query({ q, ...extra }).set(admin);
+    const res = await request(t.app)
+      .get('/api/customers')
+      .query({ q, ...extra })
+      .set(admin);
     expect(res.status).toBe(200);
     return res.body as { data: { id: string }[]; next_cursor: string | null };
   };

@@ -42,7 +42,9 @@ test('when customers have subscriptions in every state, then the overview counts
     expect(res.body.customers).toEqual({ active: 7, deleted: 1 });
     // The deleted customer's subscription is canceled with it.
     const subs = await t.db('subscriptions').select('status').count({ n: '*' }).groupBy('status');
-    const expectedSubs = Object.fromEntries(['incomplete', 'incomplete_expired', 'trialing', 'active', 'past_due', 'canceled', 'unpaid', 'paused'].map((s) => [s, 0]));
+    const expectedSubs = Object.fromEntries(
+      ['incomplete', 'incomplete_expired', 'trialing', 'active', 'past_due', 'canceled', 'unpaid', 'paused'].map((s) => [s, 0]),
+    );
     for (const r of subs) expectedSubs[r.status as string] = Number(r.n);
     expect(res.body.subscriptions).toEqual(expectedSubs);
     expect(res.body.subscriptions).toMatchObject({ trialing: 1, past_due: 1, unpaid: 1 });

@@ -77,7 +77,9 @@ export function createCustomersRepository() {
         // LIKE's own characters are matched as themselves. Newest first by the primary key, so a common
         // word stops at the first page; a rare one reads the table (tens of ms at 100,000 customers).
         const pattern = `%${f.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-        q.where((w) => w.whereILike('email', pattern).orWhereILike('company_name', pattern));
+        q.where((w) => {
+          void w.whereILike('email', pattern).orWhereILike('company_name', pattern);
+        });
       }
       if (f.beforeId) q.where('id', '<', f.beforeId);
       return (await q).map(toCustomer);

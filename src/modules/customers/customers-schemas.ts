@@ -23,9 +23,7 @@ export const updateCustomerBody = z
 export const listCustomersQuery = z.strictObject({
   status: z.enum(['active', 'deleted']).optional(),
   email: searchText(254).optional(),
-  q: searchText(200)
-    .optional()
-    .describe('A customer id, or part of an email or company name (case-insensitive): what the console’s search box sends'),
+  q: searchText(200).optional().describe('A customer id, or part of an email or company name (case-insensitive): what the console’s search box sends'),
   ...paginationQuery,
 });
 

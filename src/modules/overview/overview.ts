@@ -64,13 +64,21 @@ export function overviewHandlers(deps: { db: Knex; graceDays: number; now: () =>
             { column: 's.customer_id', order: 'asc' },
             { column: 's.id', order: 'desc' },
           ])
-          .select<Row[]>('s.customer_id', 's.status', 's.current_period_start', 's.current_period_end', 's.trial_end', 's.payment_failing_since', 's.updated_at'),
+          .select<Row[]>(
+            's.customer_id',
+            's.status',
+            's.current_period_start',
+            's.current_period_end',
+            's.trial_end',
+            's.payment_failing_since',
+            's.updated_at',
+          ),
       ]);
       const count = (list: { status: string; n: string }[], status: string) => Number(list.find((r) => r.status === status)?.n ?? 0);
       const licenses: Record<LicenseStatus | 'none', number> = { active: 0, trialing: 0, grace: 0, expired: 0, none: 0 };
       const nowSec = Math.floor(now() / 1000);
       // Rows come grouped by customer, newest first: each group is one customer's subscriptions.
-      for (let i = 0; i < rows.length; ) {
+      for (let i = 0; i < rows.length;) {
         let j = i;
         while (j < rows.length && rows[j]!.customer_id === rows[i]!.customer_id) j++;
         const subs = rows.slice(i, j).map(
