@@ -30,30 +30,22 @@ import { pooledConnections } from '../src/db/named-statement';
 import { createForwardingRepository } from '../src/modules/usage/forwarding-repository';
 import { normalizeQuantity } from '../src/modules/usage/quantity';
 import { createUsageRepository } from '../src/modules/usage/usage-repository';
-import { createCustomer, createPlan, subscribe, type CreatedCustomer } from '../tests/helpers/factories';
+import { createCustomer, createPlan, subscribe } from '../tests/helpers/factories';
 import { createTestApp, type TestApp } from '../tests/helpers/test-app';
 import { benchDatabase } from './bench-database';
+import { keyOf, loadEvents, METRICS, send, type Load } from './usage-load';
 
 const STEPS = (process.env.BENCH_SCALE_STEPS ?? '2000000').split(',').map(Number);
 const CUSTOMERS = Number(process.env.BENCH_SCALE_CUSTOMERS ?? 100);
 const CONCURRENCY = Number(process.env.BENCH_SCALE_CONCURRENCY ?? 8);
 const READS = Number(process.env.BENCH_SCALE_READS ?? 50);
 const RANDOM_TIMES = process.env.BENCH_SCALE_OCCURRED === 'random';
-const METRICS = ['api_calls', 'storage_gb', 'seats'];
 const DAY = 86_400_000;
 const SPAN = 30 * DAY;
-const LATENESS = 5 * 60_000;
 const MAINTENANCE = path.resolve(__dirname, '../src/modules/usage-partitions/maintenance.ts');
 const MAINTENANCE_AHEAD = 2;
 
 type MaintainUsagePartitions = (db: Knex, opts: { now: Date; ahead: number; audit: TestApp['c']['audit']; logger?: unknown }) => Promise<unknown>;
-
-interface Event {
-  metric: string;
-  quantity: number;
-  occurred_at: string;
-  idempotency_key: string;
-}
 
 const mb = (bytes: number) => (bytes / 1048576).toFixed(1);
 const round1 = (x: number) => Math.round(x * 10) / 10;
@@ -61,79 +53,6 @@ const fmt = (n: number) => n.toLocaleString('en-US');
 const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 const log = (line: string) => process.stderr.write(`${line}\n`);
-
-/** A customer's nth key: 20 characters, as a client's own counter would make them. */
-const keyOf = (c: CreatedCustomer, n: number) => `${c.id.slice(-8)}-${String(n).padStart(11, '0')}`;
-
-async function send(base: string, apiKey: string, events: Event[]): Promise<{ status: number; ms: number }> {
-  const started = performance.now();
-  const res = await fetch(`${base}/api/usage`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', 'X-API-Key': apiKey },
-    body: JSON.stringify({ events }),
-  });
-  const text = await res.text();
-  if (res.status !== 201 && res.status !== 200) throw new Error(`POST /api/usage: ${res.status} ${text.slice(0, 300)}`);
-  return { status: res.status, ms: performance.now() - started };
-}
-
-interface Load {
-  customers: CreatedCustomer[];
-  /** The last key number used, per customer. */
-  counters: number[];
-  batch: number;
-  /** The first batch sent, kept to be replayed. */
-  sample?: { customer: CreatedCustomer; events: Event[] };
-}
-
-/** Sends events from..to (batches of load.batch, CONCURRENCY in flight); the wall-clock ms and the retries. */
-async function loadEvents(base: string, load: Load, from: number, to: number): Promise<{ ms: number; retries: number }> {
-  const n = to - from;
-  const batches = Math.ceil(n / load.batch);
-  const windowStart = Date.now() - SPAN;
-  let next = 0;
-  let retries = 0;
-  let done = 0;
-  let reported = 0;
-  const started = performance.now();
-  const worker = async () => {
-    for (let b = next++; b < batches; b = next++) {
-      const ci = b % load.customers.length;
-      const customer = load.customers[ci]!;
-      const first = b * load.batch;
-      const size = Math.min(load.batch, n - first);
-      const events = new Array<Event>(size);
-      for (let k = 0; k < size; k++) {
-        const at = RANDOM_TIMES ? windowStart + Math.random() * SPAN : Math.max(windowStart, windowStart + ((first + k) / n) * SPAN - Math.random() * LATENESS);
-        events[k] = {
-          metric: METRICS[Math.floor(Math.random() * METRICS.length)]!,
-          quantity: 1 + Math.floor(Math.random() * 100),
-          occurred_at: new Date(at).toISOString(),
-          idempotency_key: keyOf(customer, (load.counters[ci] = (load.counters[ci] ?? 0) + 1)),
-        };
-      }
-      load.sample ??= { customer, events };
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await send(base, customer.apiKey, events); // a retry of a stored batch is a replay (200)
-          break;
-        } catch (err) {
-          if (attempt >= 3) throw err;
-          retries++;
-          log(`  retrying a batch in 1 s: ${(err as Error).message.slice(0, 300)}`);
-          await new Promise((r) => setTimeout(r, 1000));
-        }
-      }
-      done += size;
-      if (done - reported >= n / 10) {
-        reported = done;
-        log(`  ${fmt(from + done)} events, ${fmt(Math.round(done / ((performance.now() - started) / 1000)))} events/s`);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  return { ms: performance.now() - started, retries };
-}
 
 /** usage_events and every partition under it (none while it is a plain table). */
 const TREE = `with recursive tree(relid) as (
@@ -482,7 +401,7 @@ async function main(): Promise<void> {
       console.log(`\n## ${fmt(target)} events`);
       const stepEvents = target - loaded;
       log(`loading ${fmt(stepEvents)} events`);
-      const ingest = await loadEvents(base, load, loaded, target);
+      const ingest = await loadEvents(base, load, loaded, target, { concurrency: CONCURRENCY, randomTimes: RANDOM_TIMES, log });
       loaded = target;
       const eventsPerS = Math.round(stepEvents / (ingest.ms / 1000));
       log('vacuum analyze');

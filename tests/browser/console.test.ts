@@ -106,7 +106,7 @@ async function tabTo(page: Page, selector: string, max = 60): Promise<void> {
 
 suite('the admin console in headless Chromium', () => {
   beforeAll(async () => {
-    t = await createTestApp({ CONSOLE_SESSION_IDLE: '30m' }, { now: () => Date.now() + skewMs });
+    t = await createTestApp({ CONSOLE_SESSION_IDLE: '30m', USAGE_METRICS: 'api_calls,storage_gb' }, { now: () => Date.now() + skewMs });
     server = t.app.listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     port = (server.address() as AddressInfo).port;
@@ -373,6 +373,14 @@ fetch('${origin}/api/customers', { method: 'POST', credentials: 'include', heade
     async (width) => {
       const customer = await createCustomer(t);
       await subscribe(t, { customer });
+      // Usage over the last ten days, so the charts and their tables are on the pages axe reads.
+      const events = Array.from({ length: 20 }, (_v, i) => ({
+        metric: i % 2 ? 'api_calls' : 'storage_gb',
+        quantity: 50 + ((i * 37) % 90),
+        occurred_at: new Date(Date.now() - Math.floor(i / 2) * 86_400_000 - 60_000).toISOString(),
+        idempotency_key: `axe-${width}-${i}`,
+      }));
+      expect((await request(t.app).post('/api/usage').set('X-API-Key', customer.apiKey).send({ events })).status).toBe(201);
       const o = await open(width);
       try {
         await signIn(o.page);

@@ -77,8 +77,8 @@ function Profile({ c, reload }: { c: Customer; reload: () => void }) {
   );
 }
 
-/** A key's short handle for buttons: the first characters of its secret (its start is cust_<customer id>_<those>). */
-const handle = (start: string) => `${start.slice(start.lastIndexOf('_') + 1)}…`;
+/** A key's short handle for buttons: the first characters of its secret (its start is cust_<customer id>_<those>; a secret may hold _ too). */
+const handle = (start: string) => `${start.replace(/^cust_[0-9a-f-]{36}_/, '')}…`;
 
 function Keys({ id, deleted }: { id: string; deleted: boolean }) {
   const keys = useLoad(() => call('get', '/api/customers/{id}/keys', { params: { id } }), [id]);
