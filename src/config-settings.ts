@@ -443,6 +443,9 @@ export const settings = z.object({
   RATE_LIMIT_USAGE_ADDRESS: limit('600/1m').describe('POST /api/usage, per client address, before authentication (a whole fleet behind one NAT shares it).'),
   RATE_LIMIT_WEBHOOKS: limit('100/1m').describe('POST /api/webhooks/stripe, per client address.'),
   RATE_LIMIT_ADMIN: limit('10/1h').describe('Admin routes, per client address (requests with METRICS_TOKEN are not counted).'),
+  RATE_LIMIT_CONSOLE: limit('600/1m').describe(
+    'Admin routes called by the admin console (with its session cookie and no bearer token), per client address, instead of RATE_LIMIT_ADMIN: a page makes several requests.',
+  ),
   RATE_LIMIT_AUTH_FAILURES: limit('20/15m').describe(
     'Failed authentications, per client address, per customer id named in a key, and per key. ' +
       'Each attempt that needs a key check is counted before the check (a success gives it back), so hung-up and concurrent attempts count too. ' +

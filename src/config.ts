@@ -223,6 +223,7 @@ function toConfig(s: Settings) {
       usageAddress: s.RATE_LIMIT_USAGE_ADDRESS,
       webhooks: s.RATE_LIMIT_WEBHOOKS,
       admin: s.RATE_LIMIT_ADMIN,
+      console: s.RATE_LIMIT_CONSOLE,
       authFailures: s.RATE_LIMIT_AUTH_FAILURES,
     }),
     /** Unset: rate limits are counted in each instance's memory. */

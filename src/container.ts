@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { Config } from './config';
 import { createAdminTokenVerifier } from './middleware/admin-auth';
-import { createConsoleSessions } from './modules/console/console-sessions';
+import { consoleCookieName, createConsoleSessions } from './modules/console/console-sessions';
 import { createApiKeysRepository } from './modules/api-keys/api-keys-repository';
 import { createApiKeysService } from './modules/api-keys/api-keys-service';
 import { createKeyInvalidation } from './modules/api-keys/key-invalidation';
@@ -110,6 +110,7 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     config,
     metricsTokens,
     adminTokens,
+    consoleCookie: config.console.enabled ? consoleCookieName(config.console.secureCookie) : null,
     // Read at request time: the verifier is built below, with the limiters' failure guard.
     rememberedCustomer: (presented) => verifier.rememberedCustomer(presented),
     redis,

@@ -53,12 +53,12 @@ export function registerRoutes(app: Express, routes: readonly RouteDef[], deps: 
       },
     ];
     const { limiters } = deps;
-    if (r.auth === 'admin') chain.push(limiters.admin, deps.adminAuth);
+    if (r.auth === 'admin') chain.push(limiters.admin, limiters.console, deps.adminAuth);
     // Usage has a roomier per-address limit (fleets behind one NAT) and its own per-customer one.
     if (r.auth === 'customer') chain.push(r.rateLimit === 'usage' ? limiters.usageAddress : limiters.api, deps.customerAuth);
     if (r.auth === 'stripe') chain.push(limiters.webhooks);
-    if (r.auth === 'metrics') chain.push(limiters.admin, deps.metricsAuth);
-    if (r.auth === 'console') chain.push(limiters.admin, deps.consoleAuth);
+    if (r.auth === 'metrics') chain.push(limiters.admin, limiters.console, deps.metricsAuth);
+    if (r.auth === 'console') chain.push(limiters.admin, limiters.console, deps.consoleAuth);
     if (r.rateLimit === 'usage') chain.push(limiters.usage);
     if (r.rawBody) chain.push(express.raw({ type: 'application/json', limit: r.bodyLimit ?? deps.jsonBodyLimit }));
     else if (request.body) chain.push(jsonBody(r.bodyLimit ?? deps.jsonBodyLimit));

@@ -5,12 +5,13 @@ import { RedisStore } from 'rate-limit-redis';
 import type { Config } from '../config';
 import { AppError } from '../errors/app-error';
 import { bearerToken, type AdminTokenVerifier } from './admin-auth';
+import { hasSessionCookie } from '../modules/console/console-sessions';
 import { createAuthFailureGuard, type AuthFailureGuard } from '../security/auth-failure-guard';
 import { FallbackStore } from '../security/fallback-store';
 import { MemoryCounter, rateLimiter } from '../security/rate-limiter';
 import { withRedisBreaker, type RedisCommander } from '../security/redis-breaker';
 
-export type LimiterName = 'api' | 'usage' | 'usageAddress' | 'webhooks' | 'admin' | 'authFailures';
+export type LimiterName = 'api' | 'usage' | 'usageAddress' | 'webhooks' | 'admin' | 'console' | 'authFailures';
 
 export type { RedisCommander } from '../security/redis-breaker';
 
@@ -20,6 +21,8 @@ export interface Limiters {
   usageAddress: RequestHandler;
   webhooks: RequestHandler;
   admin: RequestHandler;
+  /** Admin routes called with a console session instead of a token (the admin limiter skips those). */
+  console: RequestHandler;
   /** Failed authentications, counted before the check (see auth-failure-guard.ts). */
   authFailures: AuthFailureGuard;
   /** Counted refusals, for metrics and tests. */
@@ -53,6 +56,8 @@ export interface LimiterDeps {
   metricsTokens: AdminTokenVerifier;
   /** A request with a correct admin token is counted by that token, not by its address. */
   adminTokens?: AdminTokenVerifier;
+  /** The console's session cookie (null: ADMIN_CONSOLE=off): its requests spend RATE_LIMIT_CONSOLE, not RATE_LIMIT_ADMIN. */
+  consoleCookie?: string | null;
   /** The customer of a key this instance has verified already (no bcrypt, no query), else null. */
   rememberedCustomer?: (presented: string | undefined) => string | null;
   redis: RedisCommander | null;
@@ -67,7 +72,9 @@ export interface LimiterDeps {
  * Retry-After (src/security/rate-limiter.ts). With Redis, counters are shared by all instances; if Redis goes away each
  * limiter keeps counting in memory (per instance) instead of letting everything through.
  */
-export function createLimiters({ config, metricsTokens, adminTokens, rememberedCustomer, redis, logger, onLimited, onRedisFallback }: LimiterDeps): Limiters {
+export function createLimiters({ config, metricsTokens, adminTokens, consoleCookie, rememberedCustomer, redis, logger, onLimited, onRedisFallback }: LimiterDeps): Limiters {
+  // What adminAuth takes for a console session: the cookie and no bearer token.
+  const viaConsole = (req: Request) => !!consoleCookie && !req.get('authorization') && hasSessionCookie(req, consoleCookie);
   // One breaker for the connection: every limiter learns of an outage from the first failure.
   const guarded =
     redis && withRedisBreaker(redis, { timeoutMs: config.redisCommandTimeoutMs, openMs: config.redisBreakerMs, logger, onFallback: onRedisFallback });
@@ -112,9 +119,11 @@ export function createLimiters({ config, metricsTokens, adminTokens, rememberedC
       // Prometheus scrapes with METRICS_TOKEN every 15-60 s: that must not spend the admin budget.
       skip: (req) => {
         const token = bearerToken(req.get('authorization'));
-        return !!token && metricsTokens.match(token) !== null;
+        return (!!token && metricsTokens.match(token) !== null) || viaConsole(req);
       },
     }),
+    // By address, not by session: a made-up cookie per request must not buy a budget of its own.
+    console: make('console', { key: ipKey, skip: (req) => !viaConsole(req) }),
     authFailures: createAuthFailureGuard({
       store: store('authFailures'),
       ...config.rateLimits.authFailures,

@@ -313,3 +313,30 @@ describe('in production', () => {
     expect(sessions.clearCookie()).toBe('__Host-billing_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure');
   });
 });
+
+describe('rate limits', () => {
+  test('when the console calls admin routes, then it spends RATE_LIMIT_CONSOLE by address, and tokens keep RATE_LIMIT_ADMIN to themselves', async () => {
+    const f = await createTestApp({ RATE_LIMIT_ADMIN: '2/1h', RATE_LIMIT_CONSOLE: '5/1m' });
+    try {
+      const h = await consoleHeaders(f);
+      for (let i = 0; i < 5; i++) expect([i, (await request(f.app).get('/api/customers').set(h)).status]).toEqual([i, 200]);
+      expectError(await request(f.app).get('/api/customers').set(h), 429, 'RATE_LIMITED');
+      // A made-up session cookie from the same address gets no budget of its own.
+      expectError(
+        await request(f.app)
+          .get('/api/customers')
+          .set({ Cookie: `billing_console=${'Z'.repeat(43)}`, ...SAME_ORIGIN }),
+        429,
+        'RATE_LIMITED',
+      );
+      // The token's budget was not spent by the console, nor the console's by the token.
+      const bearer = { Authorization: `Bearer ${f.adminToken}` };
+      expect((await request(f.app).get('/api/customers').set(bearer)).status).toBe(200);
+      expect((await request(f.app).get('/api/customers').set(bearer)).status).toBe(200);
+      expectError(await request(f.app).get('/api/customers').set(bearer), 429, 'RATE_LIMITED');
+      expect(f.limited).toEqual(['console', 'console', 'admin']);
+    } finally {
+      await f.close();
+    }
+  });
+});
