@@ -72,7 +72,17 @@ export interface LimiterDeps {
  * Retry-After (src/security/rate-limiter.ts). With Redis, counters are shared by all instances; if Redis goes away each
  * limiter keeps counting in memory (per instance) instead of letting everything through.
  */
-export function createLimiters({ config, metricsTokens, adminTokens, consoleCookie, rememberedCustomer, redis, logger, onLimited, onRedisFallback }: LimiterDeps): Limiters {
+export function createLimiters({
+  config,
+  metricsTokens,
+  adminTokens,
+  consoleCookie,
+  rememberedCustomer,
+  redis,
+  logger,
+  onLimited,
+  onRedisFallback,
+}: LimiterDeps): Limiters {
   // What adminAuth takes for a console session: the cookie and no bearer token.
   const viaConsole = (req: Request) => !!consoleCookie && !req.get('authorization') && hasSessionCookie(req, consoleCookie);
   // One breaker for the connection: every limiter learns of an outage from the first failure.

@@ -24,7 +24,9 @@ export function Customer() {
       <Keys id={id} deleted={c.status === 'deleted'} />
       <Subscriptions id={id} deleted={c.status === 'deleted'} />
       <Usage id={id} />
+      <Deal id={id} />
       <License id={id} />
+      <Invoices id={id} />
       <Trail id={id} />
     </>
   );
@@ -316,6 +318,89 @@ function License({ id }: { id: string }) {
                       }}
                     />
                   )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </TableWrap>
+      )}
+    </section>
+  );
+}
+
+const money = (cents: number, currency: string) => `${(cents / 100).toLocaleString('en', { minimumFractionDigits: 2 })} ${currency.toUpperCase()}`;
+
+/** What the customer is entitled to now: its plan with its own overrides (edited with the API or billing-admin). */
+function Deal({ id }: { id: string }) {
+  const deal = useLoad(() => call('get', '/api/customers/{id}/entitlements', { params: { id } }), [id]);
+  const d = deal.data;
+  return (
+    <section aria-labelledby="deal-h">
+      <h2 id="deal-h">Entitlements</h2>
+      <ErrorNote error={deal.error} />
+      {d && (
+        <dl>
+          <dt>Plan</dt>
+          <dd>{d.plan ? `${d.plan.name} (${d.plan.code})` : 'none'}</dd>
+          <dt>Features</dt>
+          <dd>{d.effective.features.join(', ') || '—'}</dd>
+          <dt>Limits</dt>
+          <dd>
+            {Object.entries(d.effective.limits)
+              .map(([k, v]) => `${k}: ${v === null ? 'unlimited' : v.toLocaleString('en')}`)
+              .join(', ') || '—'}
+          </dd>
+          <dt>Own overrides</dt>
+          <dd>
+            {d.overrides
+              ? `${d.overrides.applies ? 'in force' : 'not in force'}${d.overrides.expires_at ? `, until ${date(d.overrides.expires_at)}` : ''}${d.overrides.note ? ` — ${d.overrides.note}` : ''}`
+              : 'none'}
+          </dd>
+          <dt>Period</dt>
+          <dd>
+            {date(d.period.start)} – {date(d.period.end)}
+          </dd>
+        </dl>
+      )}
+    </section>
+  );
+}
+
+function Invoices({ id }: { id: string }) {
+  const invoices = useLoad(() => call('get', '/api/customers/{id}/invoices', { params: { id }, query: { limit: 12 } }), [id]);
+  return (
+    <section aria-labelledby="inv-h">
+      <h2 id="inv-h">Invoices</h2>
+      <ErrorNote error={invoices.error} />
+      {invoices.data && invoices.data.data.length === 0 && <p>No invoice (with Stripe off, or before the first period ends).</p>}
+      {invoices.data && invoices.data.data.length > 0 && (
+        <TableWrap label="Invoices">
+          <thead>
+            <tr>
+              <th scope="col">Number</th>
+              <th scope="col">Status</th>
+              <th scope="col">Total</th>
+              <th scope="col">Due</th>
+              <th scope="col">Period</th>
+            </tr>
+          </thead>
+          <tbody>
+            {invoices.data.data.map((i) => (
+              <tr key={i.id}>
+                <td>
+                  {i.hosted_invoice_url ? (
+                    <a href={i.hosted_invoice_url} rel="noreferrer noopener" target="_blank">
+                      {i.number ?? i.stripe_invoice_id}
+                    </a>
+                  ) : (
+                    (i.number ?? i.stripe_invoice_id)
+                  )}
+                </td>
+                <td>{i.status}</td>
+                <td>{money(i.total, i.currency)}</td>
+                <td>{money(i.amount_remaining, i.currency)}</td>
+                <td>
+                  {date(i.period.start)} – {date(i.period.end)}
                 </td>
               </tr>
             ))}

@@ -1,3 +1,4 @@
+import { useState } from 'preact/hooks';
 import { call } from '../api';
 import { date, ErrorNote, Loading, TableWrap, useLoad } from '../components/ui';
 
@@ -5,6 +6,7 @@ import { date, ErrorNote, Loading, TableWrap, useLoad } from '../components/ui';
 export function EventsOut() {
   const endpoints = useLoad(() => call('get', '/api/webhook-endpoints', { query: { limit: 50 } }), []);
   const events = useLoad(() => call('get', '/api/events', { query: { limit: 25 } }), []);
+  const [shown, setShown] = useState<string | null>(null);
   return (
     <>
       <h1>Events out</h1>
@@ -20,6 +22,10 @@ export function EventsOut() {
                 <th scope="col">URL</th>
                 <th scope="col">Events</th>
                 <th scope="col">Status</th>
+                <th scope="col">Last success</th>
+                <th scope="col">
+                  <span class="visually-hidden">Deliveries</span>
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -27,13 +33,20 @@ export function EventsOut() {
                 <tr key={e.id}>
                   <td>{e.url}</td>
                   <td>{e.events.join(', ')}</td>
-                  <td>{e.disabled ? `disabled (${e.disabled_reason ?? ''})` : 'enabled'}</td>
+                  <td>{e.disabled ? `disabled (${e.disabled_reason ?? ''})` : e.failing_since ? `failing since ${date(e.failing_since)}` : 'enabled'}</td>
+                  <td>{date(e.last_success_at)}</td>
+                  <td>
+                    <button type="button" onClick={() => setShown(shown === e.id ? null : e.id)} aria-expanded={shown === e.id}>
+                      Deliveries
+                    </button>
+                  </td>
                 </tr>
               ))}
             </tbody>
           </TableWrap>
         )}
       </section>
+      {shown && <Deliveries endpoint={shown} url={endpoints.data?.data.find((e) => e.id === shown)?.url ?? ''} />}
       <section aria-labelledby="ev-h">
         <h2 id="ev-h">Latest events</h2>
         <ErrorNote error={events.error} />
@@ -59,5 +72,43 @@ export function EventsOut() {
         )}
       </section>
     </>
+  );
+}
+
+/** An endpoint's latest delivery attempts: what was sent, what came back. */
+function Deliveries({ endpoint, url }: { endpoint: string; url: string }) {
+  const list = useLoad(() => call('get', '/api/webhook-endpoints/{id}/deliveries', { params: { id: endpoint }, query: { limit: 25 } }), [endpoint]);
+  return (
+    <section aria-labelledby="del-h">
+      <h2 id="del-h">Deliveries to {url}</h2>
+      <ErrorNote error={list.error} />
+      {list.data && list.data.data.length === 0 && <p>No delivery yet.</p>}
+      {list.data && list.data.data.length > 0 && (
+        <TableWrap label={`Deliveries to ${url}`}>
+          <thead>
+            <tr>
+              <th scope="col">When</th>
+              <th scope="col">Event</th>
+              <th scope="col">Outcome</th>
+              <th scope="col">Status</th>
+              <th scope="col">Time</th>
+              <th scope="col">Error</th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.data.data.map((d) => (
+              <tr key={d.id}>
+                <td>{date(d.attempted_at)}</td>
+                <td>{d.event_type}</td>
+                <td>{d.outcome}</td>
+                <td>{d.status ?? '—'}</td>
+                <td>{d.duration_ms} ms</td>
+                <td>{d.error ?? '—'}</td>
+              </tr>
+            ))}
+          </tbody>
+        </TableWrap>
+      )}
+    </section>
   );
 }
