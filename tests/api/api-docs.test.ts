@@ -92,9 +92,9 @@ describe('when API_DOCS=admin', () => {
   test('then the route table says admin, and the document says so of them', async () => {
     expect(docsRoutes(t).map((r) => r.auth)).toEqual(['admin', 'admin', 'admin']);
     const spec = (await request(t.app).get('/openapi.json').set('Authorization', `Bearer ${t.adminToken}`)).body;
-    expect(spec.paths['/openapi.json'].get.security).toEqual([{ adminToken: [] }]);
-    expect(spec.paths['/docs'].get.security).toEqual([{ adminToken: [] }]);
-    expect(spec.paths['/docs/assets/{file}'].get.security).toEqual([{ adminToken: [] }]);
+    expect(spec.paths['/openapi.json'].get.security).toEqual([{ adminToken: [] }, { consoleSession: [] }]);
+    expect(spec.paths['/docs'].get.security).toEqual([{ adminToken: [] }, { consoleSession: [] }]);
+    expect(spec.paths['/docs/assets/{file}'].get.security).toEqual([{ adminToken: [] }, { consoleSession: [] }]);
   });
 
   test('then without an admin token, or with a customer key, each is a 401 that reveals nothing, and the failure is audited', async () => {
