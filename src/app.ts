@@ -8,7 +8,7 @@ import { registerRoutes } from './http/register-routes';
 import { adminAuth, consoleAuth, metricsAuth } from './middleware/admin-auth';
 import { consoleSessionHandlers, consoleSessionRouteSpecs } from './modules/console/console-routes';
 import { consolePageHandlers, consolePageRouteSpecs } from './modules/console/console-page';
-import { overviewHandlers, overviewRouteSpecs } from './modules/overview/overview';
+import { overviewHandlers, overviewRouteSpecs, preflightHandlers, preflightRouteSpecs } from './modules/overview/overview';
 import { customerAuth } from './middleware/customer-auth';
 import { errorHandler, notFound } from './middleware/error-handler';
 import { requestObserver } from './middleware/http-logger';
@@ -106,6 +106,7 @@ export function routeSpecs(config: Config, now: () => number = Date.now) {
     // Usage archives (retention of raw usage events): GET /api/usage/archives, verify, restore.
     usageRetention: usageRetentionRouteSpecs(),
     overview: overviewRouteSpecs(),
+    preflight: preflightRouteSpecs(),
     service: serviceRouteSpecs(),
     consoleSession: config.console.enabled ? consoleSessionRouteSpecs() : null,
     consolePage: config.console.enabled ? consolePageRouteSpecs() : null,
@@ -148,6 +149,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...(specs.consoleSession && c.consoleSessions ? bindRoutes(specs.consoleSession, consoleSessionHandlers(c.consoleSessions)) : []),
     ...(specs.consolePage ? bindRoutes(specs.consolePage, consolePageHandlers()) : []),
     ...bindRoutes(specs.overview, overviewHandlers({ db: c.db, graceDays: c.config.license.graceDays, now: c.now })),
+    ...bindRoutes(specs.preflight, preflightHandlers({ env: c.env, db: c.db, redis: c.redis })),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),
     }),

@@ -76,10 +76,22 @@ export interface ContainerOptions {
   /** Shared rate-limit counters; null: each instance counts in memory. */
   redis?: RedisCommander | null;
   onLimited?: (name: LimiterName) => void;
+  /** The settings the configuration was read from (process.env after .env): the preflight judges them. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Builds every service from its dependencies. server.ts and the tests both call this. */
-export function buildContainer({ config, db, logger, now, onBcrypt, stripe = createStripeClient(config), redis = null, onLimited }: ContainerOptions) {
+export function buildContainer({
+  config,
+  db,
+  logger,
+  now,
+  onBcrypt,
+  stripe = createStripeClient(config),
+  redis = null,
+  onLimited,
+  env = process.env,
+}: ContainerOptions) {
   const metrics = createMetrics();
   const auditRepo = createAuditRepository();
   const keysRepo = createApiKeysRepository();
@@ -416,6 +428,9 @@ export function buildContainer({ config, db, logger, now, onBcrypt, stripe = cre
     readiness: createReadinessCheck({ db, now }),
     adminTokens,
     metricsTokens,
+    /** What the configuration was read from, and Redis: GET /api/reports/preflight runs the production checklist on them. */
+    env,
+    redis,
     /** Admin console sessions; null with ADMIN_CONSOLE=off. */
     consoleSessions,
     replaceWebhookSecret(secret: string | undefined): void {

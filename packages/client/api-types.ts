@@ -511,6 +511,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/customers/{id}/license": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A customer’s license as it would be issued now (status, plan, entitlements, validity, usage) and its seats; nothing is signed or issued */
+        get: operations["get_api_customers_id_license"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/customers/{id}/activations": {
         parameters: {
             query?: never;
@@ -928,6 +945,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/reports/preflight": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The production checklist (npm run preflight) on the settings this service runs with, its database and Redis
+         * @description Each check passes or fails with the fix. npm audit is not run here (it needs the npm registry): that item says so; run `npm run preflight` where the registry is reachable for it.
+         */
+        get: operations["get_api_reports_preflight"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -1284,6 +1321,74 @@ export interface components {
             grace_until: number | null;
             /** @description The instance fingerprint, only when the license is bound to an activated instance */
             instance?: string;
+        };
+        LicensePreview: {
+            claims: {
+                iss: string;
+                /** @description The customer id */
+                sub: string;
+                iat: number;
+                nbf: number;
+                exp: number;
+                plan: {
+                    code: string;
+                    name: string;
+                };
+                entitlements: {
+                    features: string[];
+                    /** @description null: unlimited; `instances` is the activation limit the service enforces */
+                    limits: {
+                        [key: string]: number | null;
+                    };
+                };
+                usage: {
+                    period_start: number;
+                    period_end: number;
+                    quantities: {
+                        [key: string]: string;
+                    };
+                } | null;
+                /** @description Per metered limit (a limit named after a usage metric with a number: an allowance for the period), its figures and state as of issue; {} when none */
+                metered: {
+                    [key: string]: {
+                        /** @description The allowance for the period (the effective limit of that name) */
+                        allowance: number;
+                        /** @description The period’s usage when the license was issued (a decimal string) */
+                        used: string;
+                        /** @description used / allowance in percent, two decimals, rounded down; null when the allowance is 0 */
+                        percent: number | null;
+                        /** @description The percentages of the allowance at which the customer is told */
+                        thresholds: number[];
+                        /** @description Those reached by `used` */
+                        thresholds_crossed: number[];
+                        /** @description Past the allowance: `block` (stop at 100%), `allow` (never stop), or a tolerance (a multiple, 1.1-3: stop there) */
+                        overage: ("block" | "allow") | number;
+                        /** @description The quantity at which the policy stops the metered action (allowance × tolerance); null for `allow` */
+                        blocks_at: string | null;
+                        /**
+                         * @description `ok`; `warn`: a threshold crossed; `over_tolerated`: over the allowance, the policy allows more; `blocked`: the policy allows nothing more
+                         * @enum {string}
+                         */
+                        state: "ok" | "warn" | "over_tolerated" | "blocked";
+                    };
+                };
+                /** @enum {string} */
+                status: "active" | "trialing" | "grace" | "expired";
+                subscription: {
+                    id: string;
+                    status: string;
+                    current_period_end: number | null;
+                    cancel_at_period_end: boolean;
+                } | null;
+                valid_until: number | null;
+                grace_until: number | null;
+            };
+            seats: {
+                /** @description The instance limit (null: none) */
+                limit: number | null;
+                /** @description Seats held now: live activations, and released ones whose bound license has not expired */
+                held: number;
+            };
         };
         Error: {
             error: {
@@ -7063,6 +7168,112 @@ export interface operations {
             };
         };
     };
+    get_api_customers_id_license: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What a license issued now would say, and the instance seats allowed and held */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LicensePreview"];
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description FORBIDDEN */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "FORBIDDEN";
+                        };
+                    };
+                };
+            };
+            /** @description NOT_FOUND, LICENSE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "NOT_FOUND" | "LICENSE_NOT_FOUND";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
     get_api_customers_id_activations: {
         parameters: {
             query?: never;
@@ -11345,6 +11556,121 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "FORBIDDEN";
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "RATE_LIMITED";
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "INTERNAL_ERROR";
+                        };
+                    };
+                };
+            };
+            /** @description SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "SERVICE_UNAVAILABLE";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    get_api_reports_preflight: {
+        parameters: {
+            query?: {
+                /** @description How many instances will run (Redis is needed above one) */
+                instances?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every check, in order */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        passed: number;
+                        failed: number;
+                        checks: {
+                            name: string;
+                            ok: boolean;
+                            detail: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "UNAUTHORIZED";
+                        };
+                    };
+                };
+            };
+            /** @description FORBIDDEN */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "FORBIDDEN";
+                        };
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "VALIDATION_FAILED";
                         };
                     };
                 };

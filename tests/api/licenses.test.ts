@@ -259,3 +259,33 @@ describe('keys and cost', () => {
     expect(text).toMatch(/^license_activations_active \d+$/m);
   });
 });
+
+describe('GET /api/customers/:id/license (what the console shows of a license)', () => {
+  test('when a customer is subscribed, then the claims a license issued now would carry, and its seats; nothing is issued', async () => {
+    const { customer, plan } = await subscribe(t);
+    const admin = { Authorization: `Bearer ${t.adminToken}` };
+    const issuedBefore = await t.db('audit_log').where({ action: 'license.issue' }).whereRaw("details->>'customer_id' = ?", [customer.id]).count({ n: '*' });
+    const res = await request(t.app).get(`/api/customers/${customer.id}/license`).set(admin);
+    expect(res.status).toBe(200);
+    expect(res.body.claims).toMatchObject({ sub: customer.id, status: 'active', plan: { code: plan } });
+    expect(res.body.claims.jti).toBeUndefined();
+    expect(res.body.seats).toEqual({ limit: null, held: 0 });
+    // The same claims the customer's own license carries (its id, times and instance aside).
+    const own = await request(t.app).get('/api/licenses').set('X-API-Key', customer.apiKey);
+    expect(own.status).toBe(200);
+    const { jti: _jti, iat: _iat, nbf: _nbf, exp: _exp, ...ownRest } = own.body.claims;
+    const { iat: _i, nbf: _n, exp: _e, ...previewRest } = res.body.claims;
+    expect(previewRest).toEqual(ownRest);
+    // Nothing issued by the preview: only the customer's own fetch is in the audit log.
+    expect(await t.db('audit_log').where({ action: 'license.issue' }).whereRaw("details->>'customer_id' = ?", [customer.id]).count({ n: '*' })).toEqual([
+      { n: String(Number((issuedBefore[0] as { n: string }).n) + 1) },
+    ]);
+  });
+
+  test('when the customer has no subscription, then 404 LICENSE_NOT_FOUND; an unknown customer, 404 NOT_FOUND', async () => {
+    const c = await createCustomer(t);
+    const admin = { Authorization: `Bearer ${t.adminToken}` };
+    expectError(await request(t.app).get(`/api/customers/${c.id}/license`).set(admin), 404, 'LICENSE_NOT_FOUND');
+    expectError(await request(t.app).get('/api/customers/01900000-0000-7000-8000-000000000000/license').set(admin), 404, 'NOT_FOUND');
+  });
+});

@@ -133,6 +133,11 @@ suite('the admin console in headless Chromium', () => {
       await o.page.keyboard.press('Enter');
       await o.page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
       expect(new URL(o.page.url()).pathname).toBe('/console');
+      // The preflight ran on the service's settings (test settings: some checks fail, each with its fix).
+      await o.page
+        .getByTestId('preflight')
+        .getByText(/^\d+ of \d+ production checks pass\.$/)
+        .waitFor();
       // The counts came through the session.
       expect(Number((await o.page.getByTestId('customers-active').textContent())!.replace(/,/g, ''))).toBeGreaterThan(0);
       const stored = await o.page.evaluate<string>(
@@ -277,6 +282,30 @@ suite('the admin console in headless Chromium', () => {
       await o.page.locator(`tr[data-fingerprint="${fp}"]`).waitFor({ state: 'detached' });
       const row = await t.db('license_activations').where({ customer_id: customer.id, fingerprint: fp }).first();
       expect(row?.released_at).not.toBeNull();
+    });
+
+    test('when the license is shown, then it is the status and the seats the service computes', async () => {
+      await o.page.getByTestId('license-status').getByText('active').waitFor();
+      await o.page.getByText('Claims a license issued now would carry').click();
+      expect(await o.page.locator('pre').textContent()).toContain(`"sub": "${customer.id}"`);
+    });
+
+    test('when a plan is edited, then its name and features change, and its limits stay', async () => {
+      const code = await createPlan(t, { name: 'Edit me' });
+      await o.page.goto(`${origin}/console/plans`);
+      await o.page.getByRole('button', { name: `Edit ${code}` }).click();
+      await o.page.getByLabel(`Name of ${code}`).fill('Edited');
+      await o.page.getByLabel(`Features of ${code}`).fill('sso, reports');
+      await o.page.getByRole('button', { name: 'Save' }).click();
+      await o.page.getByRole('cell', { name: 'sso, reports' }).waitFor();
+      const plan = await request(t.app).get(`/api/plans/${code}`).set('Authorization', `Bearer ${t.adminToken}`);
+      expect([plan.body.plan.name, plan.body.plan.entitlements.features, plan.body.plan.entitlements.limits]).toEqual([
+        'Edited',
+        ['sso', 'reports'],
+        { projects: 10, api_calls: null },
+      ]);
+      await o.page.goto(`${origin}/console/customers/${customer.id}`);
+      await o.page.getByRole('heading', { name: 'API keys' }).waitFor();
     });
 
     test('when the plan is changed, then the subscription is on the new plan', async () => {

@@ -143,6 +143,7 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
   'POST /api/stripe/reconcile': async () => ({ path: '/api/stripe/reconcile' }),
   'GET /metrics': async () => ({ path: '/metrics' }),
   'GET /api/reports/overview': async () => ({ path: '/api/reports/overview' }),
+  'GET /api/reports/preflight': async () => ({ path: '/api/reports/preflight' }),
   // Sign-in is public, but only from the console's own origin.
   'POST /api/console/session': async (t) => ({ path: '/api/console/session', body: { token: t.adminToken }, headers: { ...SAME_ORIGIN } }),
   'GET /api/console/session': async () => ({ path: '/api/console/session' }),
@@ -169,6 +170,7 @@ export const samples: Record<string, (t: TestApp, caller?: CreatedCustomer) => P
     return { path: `/api/licenses/activations/${(await activated(t, caller)).fp}` };
   },
   'GET /api/customers/:id/activations': async (t) => ({ path: `/api/customers/${(await createCustomer(t)).id}/activations` }),
+  'GET /api/customers/:id/license': async (t) => ({ path: `/api/customers/${(await withLicense(t)).id}/license` }),
   'DELETE /api/customers/:id/activations/:fingerprint': async (t) => {
     const { c, fp } = await activated(t);
     return { path: `/api/customers/${c.id}/activations/${fp}` };

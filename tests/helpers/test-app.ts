@@ -54,7 +54,7 @@ export async function createTestApp(
   const adminToken = newAdminToken();
   // A folder of its own for usage archives (removed on close), so the archive routes can answer.
   const archiveDir = env.USAGE_ARCHIVE_DIR === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), 'test-usage-archives-')) : null;
-  const config = loadConfig({
+  const settings = {
     NODE_ENV: 'test',
     DATABASE_URL: databaseUrl,
     ADMIN_API_TOKEN: adminToken,
@@ -68,7 +68,8 @@ export async function createTestApp(
     RATE_LIMIT_AUTH_FAILURES: '1000000/1m',
     ...(archiveDir ? { USAGE_ARCHIVE_DIR: archiveDir } : {}),
     ...env,
-  });
+  };
+  const config = loadConfig(settings);
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -88,6 +89,7 @@ export async function createTestApp(
     onBcrypt: () => void bcrypt++,
     redis: opts.redis ?? null,
     onLimited: (n) => void limited.push(n),
+    env: settings,
   });
   const undeclared: string[] = [];
   const app = createApp(c, { onUndeclaredError: (route, code) => void undeclared.push(`${route} answered ${code}`) });

@@ -1,6 +1,6 @@
 import { useLocation, useRoute } from 'preact-iso';
 import { useState } from 'preact/hooks';
-import { call, csvUrl, type Answer } from '../api';
+import { ApiError, call, csvUrl, type Answer } from '../api';
 import { UsageChart } from '../components/usage-chart';
 import { ConfirmButton, date, ErrorNote, Field, Loading, SecretOnce, TableWrap, useLoad } from '../components/ui';
 import { lastDays } from './overview';
@@ -275,11 +275,40 @@ function Usage({ id }: { id: string }) {
   );
 }
 
+const at = (seconds: number | null) => (seconds === null ? '—' : date(new Date(seconds * 1000).toISOString()));
+
 function License({ id }: { id: string }) {
   const acts = useLoad(() => call('get', '/api/customers/{id}/activations', { params: { id } }), [id]);
+  const lic = useLoad(() => call('get', '/api/customers/{id}/license', { params: { id } }), [id]);
+  const none = lic.error instanceof ApiError && lic.error.code === 'LICENSE_NOT_FOUND';
+  const c = lic.data?.claims;
   return (
     <section aria-labelledby="lic-h">
-      <h2 id="lic-h">License: activated instances</h2>
+      <h2 id="lic-h">License</h2>
+      {none ? <p>No license: the customer has no subscription.</p> : <ErrorNote error={lic.error} />}
+      {c && lic.data && (
+        <>
+          <dl>
+            <dt>Status</dt>
+            <dd data-testid="license-status">{c.status}</dd>
+            <dt>Valid until</dt>
+            <dd>{at(c.valid_until)}</dd>
+            <dt>Grace until</dt>
+            <dd>{at(c.grace_until)}</dd>
+            <dt>A license issued now expires</dt>
+            <dd>{at(c.exp)}</dd>
+            <dt>Instances</dt>
+            <dd>
+              {lic.data.seats.held} held{lic.data.seats.limit === null ? ', no limit' : ` of ${lic.data.seats.limit}`}
+            </dd>
+          </dl>
+          <details>
+            <summary>Claims a license issued now would carry</summary>
+            <pre tabIndex={0}>{JSON.stringify(c, null, 2)}</pre>
+          </details>
+        </>
+      )}
+      <h3>Activated instances</h3>
       <ErrorNote error={acts.error} />
       {acts.data && acts.data.data.length === 0 && <p>No instance holds a seat.</p>}
       {acts.data && acts.data.data.length > 0 && (

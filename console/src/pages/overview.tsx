@@ -14,6 +14,7 @@ export function Overview() {
   const forwarding = useLoad(() => call('get', '/api/reports/forwarding'), []);
   const webhooks = useLoad(() => call('get', '/api/reports/webhooks'), []);
   const counts = useLoad(() => call('get', '/api/reports/overview'), []);
+  const preflight = useLoad(() => call('get', '/api/reports/preflight'), []);
   const n = (v: number) => v.toLocaleString('en');
   return (
     <>
@@ -89,6 +90,31 @@ export function Overview() {
                 {forwarding.data.failed.toLocaleString('en')} {forwarding.data.failed > 0 && <a href="/console/forwarding">review and retry</a>}
               </dd>
             </dl>
+          )}
+        </section>
+        <section class="card" aria-labelledby="pre-h">
+          <h2 id="pre-h">Preflight</h2>
+          <ErrorNote error={preflight.error} />
+          {preflight.data && (
+            <>
+              <p data-testid="preflight">
+                {preflight.data.passed} of {preflight.data.passed + preflight.data.failed} production checks pass.
+              </p>
+              {preflight.data.failed > 0 && (
+                <details>
+                  <summary>What fails, and the fix</summary>
+                  <ul>
+                    {preflight.data.checks
+                      .filter((c) => !c.ok)
+                      .map((c, i) => (
+                        <li key={i}>
+                          <strong>{c.name}</strong>: {c.detail}
+                        </li>
+                      ))}
+                  </ul>
+                </details>
+              )}
+            </>
           )}
         </section>
         <section class="card" aria-labelledby="wh-h">

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { call } from '../api';
+import { call, type Answer } from '../api';
 import { ConfirmButton, ErrorNote, Field, Loading, TableWrap, useLoad } from '../components/ui';
 
 export function Plans() {
@@ -29,7 +29,7 @@ export function Plans() {
                   <code>{p.code}</code>
                 </td>
                 <td>
-                  <PlanName code={p.code} name={p.name} reload={plans.reload} />
+                  <PlanName plan={p} reload={plans.reload} />
                 </td>
                 <td>{p.entitlements.features.join(', ') || '—'}</td>
                 <td>{p.status}</td>
@@ -58,16 +58,20 @@ export function Plans() {
   );
 }
 
-function PlanName({ code, name, reload }: { code: string; name: string; reload: () => void }) {
+type Plan = Answer<'/api/plans', 'get'>['data'][number];
+
+/** Edits a plan's name and features; its limits, overage and thresholds are sent back as they are. */
+function PlanName({ plan, reload }: { plan: Plan; reload: () => void }) {
   const [editing, setEditing] = useState(false);
-  const [value, setValue] = useState(name);
+  const [name, setName] = useState(plan.name);
+  const [features, setFeatures] = useState(plan.entitlements.features.join(', '));
   const [error, setError] = useState<unknown>(null);
   if (!editing)
     return (
       <>
-        {name}{' '}
-        <button type="button" class="link" onClick={() => setEditing(true)} aria-label={`Rename ${code}`}>
-          Rename
+        {plan.name}{' '}
+        <button type="button" class="link" onClick={() => setEditing(true)} aria-label={`Edit ${plan.code}`}>
+          Edit
         </button>
       </>
     );
@@ -76,14 +80,25 @@ function PlanName({ code, name, reload }: { code: string; name: string; reload: 
       class="inline"
       onSubmit={(e) => {
         e.preventDefault();
-        call('patch', '/api/plans/{code}', { params: { code }, body: { name: value.trim() } }).then(() => {
+        const list = features
+          .split(',')
+          .map((f) => f.trim())
+          .filter(Boolean);
+        call('patch', '/api/plans/{code}', {
+          params: { code: plan.code },
+          body: { name: name.trim(), entitlements: { ...plan.entitlements, features: list } },
+        }).then(() => {
           setEditing(false);
           reload();
         }, setError);
       }}
     >
-      <Field label={`Name of ${code}`} name="name" value={value} required onInput={setValue} />
+      <Field label={`Name of ${plan.code}`} name="name" value={name} required onInput={setName} />
+      <Field label={`Features of ${plan.code}`} name="plan-features" value={features} onInput={setFeatures} />
       <button type="submit">Save</button>
+      <button type="button" onClick={() => setEditing(false)}>
+        Cancel
+      </button>
       <ErrorNote error={error} />
     </form>
   );

@@ -13,6 +13,7 @@ import {
   activationsResponse,
   jwksResponse,
   keySetResponse,
+  licensePreviewResponse,
   licenseQuery,
   licenseResponse,
   offlineLicenseBody,
@@ -99,6 +100,15 @@ export function licensesRouteSpecs() {
       responses: { 200: json(activationResponse, 'The activation, released') },
       errors: ['FORBIDDEN'],
     }),
+    getCustomersByIdLicense: defineRoute({
+      method: 'get',
+      path: '/api/customers/:id/license',
+      auth: 'admin',
+      summary: 'A customer’s license as it would be issued now (status, plan, entitlements, validity, usage) and its seats; nothing is signed or issued',
+      request: { params: customerParams },
+      responses: { 200: json(licensePreviewResponse, 'What a license issued now would say, and the instance seats allowed and held') },
+      errors: ['LICENSE_NOT_FOUND'],
+    }),
     getCustomersByIdActivations: defineRoute({
       method: 'get',
       path: '/api/customers/:id/activations',
@@ -173,6 +183,7 @@ export function licensesHandlers(licenses: LicensesService, jwksUrl: string, bun
       status: 200,
       body: { activation: activationJson(await licenses.release(ctx, principal.customerId, params.fingerprint, 'customer')) },
     }),
+    getCustomersByIdLicense: async ({ params }) => ({ status: 200, body: await licenses.preview(params.id) }),
     getCustomersByIdActivations: async ({ params, ctx }) => ({
       status: 200,
       body: await listJson(params.id, await licenses.listForAdmin(params.id, ctx.requestId)),

@@ -102,6 +102,17 @@ export const licenseClaims = z
 
 export type LicenseClaims = z.output<typeof licenseClaims>;
 
+/** GET /api/customers/:id/license: the claims a license issued now would carry (no id, no instance), and the seats. */
+export const licensePreviewResponse = z
+  .strictObject({
+    claims: licenseClaims.omit({ jti: true, instance: true }),
+    seats: z.strictObject({
+      limit: z.number().int().nullable().describe('The instance limit (null: none)'),
+      held: z.number().int().describe('Seats held now: live activations, and released ones whose bound license has not expired'),
+    }),
+  })
+  .meta({ id: 'LicensePreview' });
+
 export const licenseResponse = z.strictObject({ license: z.string(), claims: licenseClaims, jwks_url: z.string() });
 
 const activation = z.strictObject({

@@ -138,12 +138,26 @@ export function createLicensesService(deps: LicensesServiceDeps) {
     instance: string | undefined,
     offline = false,
   ): Promise<IssuedLicense> {
+    const claims: LicenseClaims = { ...(await claimsOf(customerId, b, iat, exp)), jti: randomUUID(), ...(instance !== undefined ? { instance } : {}) };
+    const license = await signer.sign({ ...claims });
+    deps.onIssued?.(claims.status);
+    await audit.recordDetached(ctx, {
+      action: offline ? 'license.issue_offline' : 'license.issue',
+      outcome: 'success',
+      targetType: 'license',
+      targetId: claims.jti,
+      details: { customer_id: customerId, jti: claims.jti, status: claims.status, fingerprint: instance ?? null, exp, kid: signer.kid() },
+    });
+    return { license, claims };
+  }
+
+  /** What a license issued now says (its id and instance aside): signed by sign(), shown to admins by preview(). */
+  async function claimsOf(customerId: string, b: Basis, iat: number, exp: number): Promise<Omit<LicenseClaims, 'jti' | 'instance'>> {
     const { features, limits } = b.deal.effective;
     const sub = b.deal.subscription;
-    const claims: LicenseClaims = {
+    return {
       iss: settings.issuer,
       sub: customerId,
-      jti: randomUUID(),
       iat,
       nbf: iat,
       exp,
@@ -156,18 +170,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
         : null,
       valid_until: b.state.validUntil,
       grace_until: b.state.graceUntil,
-      ...(instance !== undefined ? { instance } : {}),
     };
-    const license = await signer.sign({ ...claims });
-    deps.onIssued?.(claims.status);
-    await audit.recordDetached(ctx, {
-      action: offline ? 'license.issue_offline' : 'license.issue',
-      outcome: 'success',
-      targetType: 'license',
-      targetId: claims.jti,
-      details: { customer_id: customerId, jti: claims.jti, status: claims.status, fingerprint: instance ?? null, exp, kid: signer.kid() },
-    });
-    return { license, claims };
   }
 
   /** Releases stale activations (of one customer, or all), one audit row each, in the caller's transaction. */
@@ -332,6 +335,20 @@ export function createLicensesService(deps: LicensesServiceDeps) {
      */
     instanceKeyActivations: (db: Knex, customerId: string, fingerprint: string, thumbprint: string): Promise<Activation[]> =>
       repo.findByInstanceKey(db, customerId, fingerprint, thumbprint),
+
+    /**
+     * For admins (the console's customer page): what a license issued now would say, and the seats its
+     * instance limit allows and holds. Nothing is signed, issued or counted as a heartbeat.
+     */
+    async preview(customerId: string) {
+      if (!(await customers.findById(db, customerId))) throw new NotFoundError('Customer');
+      const nowMs = now();
+      const iat = sec(nowMs);
+      const b = await basis(customerId, nowMs);
+      const claims = await claimsOf(customerId, b, iat, expiryOf(b, iat, settings.ttlSeconds));
+      const held = (await repo.seatHolders(db, customerId, clockAt(nowMs))).length;
+      return { claims, seats: { limit: b.instances, held } };
+    },
 
     async listForAdmin(customerId: string, requestId: string | null) {
       if (!(await customers.findById(db, customerId))) throw new NotFoundError('Customer');

@@ -1,4 +1,7 @@
 import type { Knex } from 'knex';
+import { runChecks } from '../../cli/preflight-checks';
+import { pendingMigrations } from '../../db/migration-source';
+import type { RedisCommander } from '../../security/redis-breaker';
 import { z } from 'zod';
 import { json, obj, timestamp } from '../../http/response-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
@@ -106,6 +109,65 @@ export function overviewHandlers(deps: { db: Knex; graceDays: number; now: () =>
           licenses,
         },
       };
+    },
+  };
+}
+
+const checkJson = obj({ name: z.string(), ok: z.boolean(), detail: z.string() });
+
+export function preflightRouteSpecs() {
+  return {
+    getReportsPreflight: defineRoute({
+      method: 'get',
+      path: '/api/reports/preflight',
+      auth: 'admin',
+      summary: 'The production checklist (npm run preflight) on the settings this service runs with, its database and Redis',
+      description:
+        'Each check passes or fails with the fix. npm audit is not run here (it needs the npm registry): that item says so; run ' +
+        '`npm run preflight` where the registry is reachable for it.',
+      request: {
+        query: z.strictObject({
+          instances: z.coerce.number().int().min(1).max(1000).default(1).describe('How many instances will run (Redis is needed above one)'),
+        }),
+      },
+      responses: { 200: json(obj({ passed: z.number().int(), failed: z.number().int(), checks: z.array(checkJson) }), 'Every check, in order') },
+    }),
+  };
+}
+
+export function preflightHandlers(deps: {
+  env: NodeJS.ProcessEnv;
+  db: Knex;
+  redis: RedisCommander | null;
+}): HandlersFor<ReturnType<typeof preflightRouteSpecs>> {
+  return {
+    getReportsPreflight: async ({ query }) => {
+      const checks = await runChecks(
+        deps.env,
+        {
+          // This service's own database: the one it runs on, whatever URL the checklist reads.
+          async migrations() {
+            try {
+              return { pending: await pendingMigrations(deps.db) };
+            } catch (err) {
+              return { error: err instanceof Error ? err.message : String(err) };
+            }
+          },
+          async redis() {
+            if (!deps.redis) return 'this instance has no Redis connection';
+            try {
+              await deps.redis.sendCommand(['PING']);
+              return null;
+            } catch (err) {
+              return err instanceof Error ? err.message : String(err);
+            }
+          },
+          audit: () => Promise.resolve({ error: 'not run by the service (it needs the npm registry): run `npm run preflight`' }),
+        },
+        query.instances,
+      );
+      const passed = checks.filter((c) => c.ok).length;
+      return { status: 200, body: { passed, failed: checks.length - passed, checks } };
     },
   };
 }
