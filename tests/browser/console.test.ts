@@ -297,7 +297,9 @@ suite('the admin console in headless Chromium', () => {
       await o.page.getByLabel(`Name of ${code}`).fill('Edited');
       await o.page.getByLabel(`Features of ${code}`).fill('sso, reports');
       await o.page.getByRole('button', { name: 'Save' }).click();
-      await o.page.getByRole('cell', { name: 'sso, reports' }).waitFor();
+      // The form closes once the service has answered, and the list is read again.
+      await o.page.getByRole('button', { name: `Edit ${code}` }).waitFor();
+      await o.page.getByRole('cell', { name: 'sso, reports', exact: true }).waitFor();
       const plan = await request(t.app).get(`/api/plans/${code}`).set('Authorization', `Bearer ${t.adminToken}`);
       expect([plan.body.plan.name, plan.body.plan.entitlements.features, plan.body.plan.entitlements.limits]).toEqual([
         'Edited',

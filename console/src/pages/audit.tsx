@@ -1,7 +1,8 @@
 import { useLocation } from 'preact-iso';
 import { useState } from 'preact/hooks';
 import { call } from '../api';
-import { date, ErrorNote, Field, Loading, TableWrap, useLoad } from '../components/ui';
+import { AuditTable } from '../components/audit-table';
+import { ErrorNote, Field, Loading, useLoad } from '../components/ui';
 
 const FILTERS = ['action', 'outcome', 'actor', 'actor_id', 'customer_id', 'target_id', 'request_id'] as const;
 
@@ -52,32 +53,7 @@ export function Audit() {
       {!log.data && !log.error && <Loading what="the audit log" />}
       {log.data && (
         <>
-          <TableWrap label="Audit log">
-            <thead>
-              <tr>
-                <th scope="col">When</th>
-                <th scope="col">Who</th>
-                <th scope="col">Action</th>
-                <th scope="col">Outcome</th>
-                <th scope="col">Target</th>
-                <th scope="col">Request</th>
-              </tr>
-            </thead>
-            <tbody>
-              {log.data.data.map((a) => (
-                <tr key={a.id}>
-                  <td>{date(a.at)}</td>
-                  <td>{a.actor_id ?? a.actor}</td>
-                  <td>{a.action}</td>
-                  <td>{a.outcome}</td>
-                  <td>{a.target_id ? <code>{a.target_id.slice(0, 13)}</code> : '—'}</td>
-                  <td>
-                    <code>{a.request_id ?? '—'}</code>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </TableWrap>
+          <AuditTable label="Audit log" rows={log.data.data} full />
           <nav class="pager" aria-label="Pages of the audit log">
             {log.data.next_cursor && (
               <button type="button" onClick={() => go({ ...current, cursor: log.data!.next_cursor! })}>

@@ -1,6 +1,7 @@
 import { useLocation, useRoute } from 'preact-iso';
 import { useState } from 'preact/hooks';
 import { ApiError, call, csvUrl, type Answer } from '../api';
+import { AuditTable } from '../components/audit-table';
 import { UsageChart } from '../components/usage-chart';
 import { ConfirmButton, date, ErrorNote, Field, Loading, SecretOnce, TableWrap, useLoad } from '../components/ui';
 import { lastDays } from './overview';
@@ -446,28 +447,7 @@ function Trail({ id }: { id: string }) {
     <section aria-labelledby="trail-h">
       <h2 id="trail-h">Audit trail</h2>
       <ErrorNote error={trail.error} />
-      {trail.data && (
-        <TableWrap label="Audit trail">
-          <thead>
-            <tr>
-              <th scope="col">When</th>
-              <th scope="col">Who</th>
-              <th scope="col">Action</th>
-              <th scope="col">Outcome</th>
-            </tr>
-          </thead>
-          <tbody>
-            {trail.data.data.map((a) => (
-              <tr key={a.id}>
-                <td>{date(a.at)}</td>
-                <td>{a.actor_id ?? a.actor}</td>
-                <td>{a.action}</td>
-                <td>{a.outcome}</td>
-              </tr>
-            ))}
-          </tbody>
-        </TableWrap>
-      )}
+      {trail.data && <AuditTable label="Audit trail" rows={trail.data.data} />}
       <p>
         <a href={`/console/audit?customer_id=${id}`}>The whole trail</a>
       </p>
