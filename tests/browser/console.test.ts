@@ -95,6 +95,17 @@ async function axeViolations(page: Page): Promise<string[]> {
   );
 }
 
+/**
+ * Polls an expression from here (page.evaluate runs over CDP; waitForFunction with a string would need
+ * the eval the page's policy forbids).
+ */
+async function waitUntil(page: Page, expression: string, timeoutMs = 10_000): Promise<void> {
+  for (const end = Date.now() + timeoutMs; !(await page.evaluate<boolean>(`!!(${expression})`));) {
+    if (Date.now() > end) throw new Error(`waited ${timeoutMs} ms for ${expression}`);
+    await page.waitForTimeout(50);
+  }
+}
+
 /** Presses Tab until the focused element matches (the keyboard is the only way in). */
 async function tabTo(page: Page, selector: string, max = 60): Promise<void> {
   for (let i = 0; i < max; i++) {
@@ -128,7 +139,8 @@ suite('the admin console in headless Chromium', () => {
     try {
       await o.page.goto(`${origin}/console`);
       await o.page.waitForURL(/\/console\/sign-in\?next=%2Fconsole$/);
-      // The token field has the focus; type, Enter.
+      // The token field takes the focus when the page shows; type, Enter.
+      await waitUntil(o.page, "document.activeElement && document.activeElement.getAttribute('name') === 'token'");
       await o.page.keyboard.type(t.adminToken);
       await o.page.keyboard.press('Enter');
       await o.page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();

@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { call, type Answer } from '../api';
 import { ErrorNote } from '../components/ui';
 
@@ -10,6 +10,10 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Answer<'/api/console/se
   const [token, setToken] = useState('');
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  // The field takes the focus when the page shows, as a keyboard user expects (autofocus alone is not
+  // applied to a field a script adds after the document has loaded, in every browser).
+  const field = useRef<HTMLInputElement>(null);
+  useEffect(() => field.current?.focus(), []);
   const submit = async (e: Event) => {
     e.preventDefault();
     setBusy(true);
@@ -33,7 +37,16 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Answer<'/api/console/se
       <form onSubmit={(e) => void submit(e)}>
         <label class="field">
           <span>Admin token</span>
-          <input name="token" type="password" autoComplete="off" required value={token} onInput={(e) => setToken(e.currentTarget.value)} autoFocus />
+          <input
+            ref={field}
+            name="token"
+            type="password"
+            autoComplete="off"
+            required
+            value={token}
+            onInput={(e) => setToken(e.currentTarget.value)}
+            autoFocus
+          />
         </label>
         <ErrorNote error={error} />
         <button type="submit" class="primary" disabled={busy}>
