@@ -311,7 +311,8 @@ suite('the admin console in headless Chromium', () => {
       await o.page.getByRole('button', { name: 'Save' }).click();
       // The form closes once the service has answered, and the list is read again.
       await o.page.getByRole('button', { name: `Edit ${code}` }).waitFor();
-      await o.page.getByRole('cell', { name: 'sso, reports', exact: true }).waitFor();
+      // In this plan's row: the database may hold other plans with the same features.
+      await o.page.getByRole('row').filter({ hasText: code }).getByRole('cell', { name: 'sso, reports', exact: true }).waitFor();
       const plan = await request(t.app).get(`/api/plans/${code}`).set('Authorization', `Bearer ${t.adminToken}`);
       expect([plan.body.plan.name, plan.body.plan.entitlements.features, plan.body.plan.entitlements.limits]).toEqual([
         'Edited',
