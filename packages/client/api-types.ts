@@ -1383,7 +1383,7 @@ export interface components {
                 valid_until: number | null;
                 grace_until: number | null;
             };
-            seats: {
+            instances: {
                 /** @description The instance limit (null: none) */
                 limit: number | null;
                 /** @description Seats held now: live activations, and released ones whose bound license has not expired */

@@ -261,7 +261,7 @@ describe('keys and cost', () => {
 });
 
 describe('GET /api/customers/:id/license (what the console shows of a license)', () => {
-  test('when a customer is subscribed, then the claims a license issued now would carry, and its seats; nothing is issued', async () => {
+  test('when a customer is subscribed, then the claims a license issued now would carry, and its instances; nothing is issued', async () => {
     const { customer, plan } = await subscribe(t);
     const admin = { Authorization: `Bearer ${t.adminToken}` };
     const issuedBefore = await t.db('audit_log').where({ action: 'license.issue' }).whereRaw("details->>'customer_id' = ?", [customer.id]).count({ n: '*' });
@@ -269,7 +269,7 @@ describe('GET /api/customers/:id/license (what the console shows of a license)',
     expect(res.status).toBe(200);
     expect(res.body.claims).toMatchObject({ sub: customer.id, status: 'active', plan: { code: plan } });
     expect(res.body.claims.jti).toBeUndefined();
-    expect(res.body.seats).toEqual({ limit: null, held: 0 });
+    expect(res.body.instances).toEqual({ limit: null, held: 0 });
     // The same claims the customer's own license carries (its id, times and instance aside).
     const own = await request(t.app).get('/api/licenses').set('X-API-Key', customer.apiKey);
     expect(own.status).toBe(200);

@@ -300,7 +300,7 @@ function License({ id }: { id: string }) {
             <dd>{at(c.exp)}</dd>
             <dt>Instances</dt>
             <dd>
-              {lic.data.seats.held} held{lic.data.seats.limit === null ? ', no limit' : ` of ${lic.data.seats.limit}`}
+              {lic.data.instances.held} held{lic.data.instances.limit === null ? ', no limit' : ` of ${lic.data.instances.limit}`}
             </dd>
           </dl>
           <details>

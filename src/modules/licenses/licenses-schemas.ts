@@ -102,11 +102,11 @@ export const licenseClaims = z
 
 export type LicenseClaims = z.output<typeof licenseClaims>;
 
-/** GET /api/customers/:id/license: the claims a license issued now would carry (no id, no instance), and the seats. */
+/** GET /api/customers/:id/license: the claims a license issued now would carry (no id, no instance), and its instances. */
 export const licensePreviewResponse = z
   .strictObject({
     claims: licenseClaims.omit({ jti: true, instance: true }),
-    seats: z.strictObject({
+    instances: z.strictObject({
       limit: z.number().int().nullable().describe('The instance limit (null: none)'),
       held: z.number().int().describe('Seats held now: live activations, and released ones whose bound license has not expired'),
     }),

@@ -337,7 +337,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       repo.findByInstanceKey(db, customerId, fingerprint, thumbprint),
 
     /**
-     * For admins (the console's customer page): what a license issued now would say, and the seats its
+     * For admins (the console's customer page): what a license issued now would say, and the instance seats its
      * instance limit allows and holds. Nothing is signed, issued or counted as a heartbeat.
      */
     async preview(customerId: string) {
@@ -347,7 +347,7 @@ export function createLicensesService(deps: LicensesServiceDeps) {
       const b = await basis(customerId, nowMs);
       const claims = await claimsOf(customerId, b, iat, expiryOf(b, iat, settings.ttlSeconds));
       const held = (await repo.seatHolders(db, customerId, clockAt(nowMs))).length;
-      return { claims, seats: { limit: b.instances, held } };
+      return { claims, instances: { limit: b.instances, held } };
     },
 
     async listForAdmin(customerId: string, requestId: string | null) {
