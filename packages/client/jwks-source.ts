@@ -272,13 +272,15 @@ export function trustAnchor(options: TrustAnchorOptions): TrustAnchor {
       await initial;
       const own = (await builtIn).get(kid) ?? held?.keys.get(kid);
       if (own) return own;
-      if (fetchAllowed()) {
-        if (answered) lastMissFetchAt = now();
-        inflight ??= load().finally(() => (inflight = null));
+      if (inflight) {
+        // A fetch under way answers this miss too: joining it never spends the cooldown, or a lookup
+        // made while the first fetch was being checked would block the next rotated-in key.
         await inflight;
         const fetched = held?.keys.get(kid);
         if (fetched) return fetched;
-      } else if (inflight) {
+      } else if (fetchAllowed()) {
+        if (answered) lastMissFetchAt = now();
+        inflight = load().finally(() => (inflight = null));
         await inflight;
         const fetched = held?.keys.get(kid);
         if (fetched) return fetched;

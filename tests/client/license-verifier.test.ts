@@ -416,6 +416,38 @@ describe('verifyLicense: the trust anchor', () => {
     expect(requests - before).toBe(2);
   });
 
+  test('when a lookup arrives while the first key set is being checked, then it joins that fetch and the next rotated-in key is still fetched', async () => {
+    // The window CI once hit under load: the first fetch has answered but its key set is not yet
+    // verified and held. A lookup made then must not spend the unknown-kid cooldown.
+    const before = requests;
+    let answeredFetch = false;
+    let second: Promise<unknown> | null = null;
+    const k1Token = await sign(k1, claims());
+    const now = () => {
+      if (answeredFetch && !second) second = verifyLicense(k1Token, opts({ keys: source }));
+      return NOW_MS;
+    };
+    const source = trustAnchor({
+      trustedRoots: jwksOf(root),
+      keySetUrl: url,
+      issuer: ISSUER,
+      now,
+      fetch: async (...args: Parameters<typeof fetch>) => {
+        const res = await fetch(...args);
+        answeredFetch = true;
+        return res;
+      },
+    });
+    await expect(verifyLicense(k1Token, opts({ keys: source }))).resolves.toMatchObject({ kid: 'k1' });
+    expect(second).not.toBeNull(); // the second lookup did start inside the window
+    await expect(second).resolves.toMatchObject({ kid: 'k1' });
+    expect(requests - before).toBe(1);
+
+    served = { key_set: await signKeySet(root, [k1, k2], { iat: T0 + 10 }) };
+    await expect(verifyLicense(await sign(k2, claims()), opts({ keys: source }))).resolves.toMatchObject({ kid: 'k2' });
+    expect(requests - before).toBe(2);
+  });
+
   test('when the key set is signed by anything but the root, then it is refused (UNTRUSTED_KEY_SET) and none of its keys verify', async () => {
     const forged = await sign(outsider, claims());
     for (const bad of [
