@@ -323,6 +323,26 @@ suite('the admin console in headless Chromium', () => {
       await o.page.getByRole('heading', { name: 'API keys' }).waitFor();
     });
 
+    test('when a form is submitted twice before the service answers, then it is sent once', async () => {
+      await o.page.goto(`${origin}/console/plans`);
+      const code = `twice-${Date.now().toString(36)}`;
+      await o.page.getByLabel('Code (a-z, 0-9, - and _)').fill(code);
+      await o.page.getByLabel('Name', { exact: true }).fill('Twice');
+      let posts = 0;
+      const count = (r: { method(): string; url(): string }) => void (r.method() === 'POST' && new URL(r.url()).pathname === '/api/plans' && (posts += 1));
+      o.page.on('request', count);
+      // Two submits in one task: the button is not yet disabled for the second (no render in between).
+      await o.page.evaluate("(() => { const f = document.querySelector('input[name=code]').form; f.requestSubmit(); f.requestSubmit(); })()");
+      await o.page.getByRole('row').filter({ hasText: code }).waitFor(); // the control: the plan was made
+      o.page.off('request', count);
+      expect(posts).toBe(1);
+      expect(await o.page.getByRole('alert').count()).toBe(0); // no "already exists" from a second request
+      const plan = await request(t.app).get(`/api/plans/${code}`).set('Authorization', `Bearer ${t.adminToken}`);
+      expect(plan.body.plan.name).toBe('Twice');
+      await o.page.goto(`${origin}/console/customers/${customer.id}`);
+      await o.page.getByRole('heading', { name: 'API keys' }).waitFor();
+    });
+
     test('when the plan is changed, then the subscription is on the new plan', async () => {
       await o.page.getByLabel('Change plan to').selectOption(planB);
       await o.page.getByRole('button', { name: 'Change plan' }).click();

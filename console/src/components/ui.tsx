@@ -53,6 +53,97 @@ export function TableWrap({ label, children }: { label: string; children: Compon
   );
 }
 
+/** A column of a DataTable: its header, its cell, and any attributes the cell carries (data-* for tests). */
+export interface Column<T> {
+  head: string;
+  /** The header is read by screen readers only (an actions column). */
+  hideHead?: boolean;
+  /** The cell heads its row (`<th scope="row">`). */
+  rowHeader?: boolean;
+  cell: (row: T) => ComponentChildren;
+  attrs?: (row: T) => Record<string, string>;
+}
+
+/**
+ * Every table of the console: column headers with their scope, one row per item, inside a TableWrap.
+ * A column given as `false` is left out (a column shown only in one view); `empty` is the row shown
+ * when there is none.
+ */
+export function DataTable<T>(props: {
+  label: string;
+  columns: (Column<T> | false)[];
+  rows: T[];
+  rowKey: (row: T) => string;
+  rowAttrs?: (row: T) => Record<string, string>;
+  empty?: string;
+}) {
+  const columns = props.columns.filter((c): c is Column<T> => c !== false);
+  return (
+    <TableWrap label={props.label}>
+      <thead>
+        <tr>
+          {columns.map((c) => (
+            <th scope="col" key={c.head}>
+              {c.hideHead ? <span class="visually-hidden">{c.head}</span> : c.head}
+            </th>
+          ))}
+        </tr>
+      </thead>
+      <tbody>
+        {props.rows.map((row) => (
+          <tr key={props.rowKey(row)} {...props.rowAttrs?.(row)}>
+            {columns.map((c) =>
+              c.rowHeader ? (
+                <th scope="row" key={c.head} {...c.attrs?.(row)}>
+                  {c.cell(row)}
+                </th>
+              ) : (
+                <td key={c.head} {...c.attrs?.(row)}>
+                  {c.cell(row)}
+                </td>
+              ),
+            )}
+          </tr>
+        ))}
+        {props.rows.length === 0 && props.empty && (
+          <tr>
+            <td colSpan={columns.length}>{props.empty}</td>
+          </tr>
+        )}
+      </tbody>
+    </TableWrap>
+  );
+}
+
+/**
+ * A form's action: `busy` while it runs (its button disabled, and a second submit before the first
+ * ends is ignored, so a double click sends once), the API's error kept to show. `run` resolves true
+ * when the action succeeded.
+ */
+export function useSubmit(action: () => Promise<unknown>) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const running = useRef(false);
+  const run = async (e?: Event): Promise<boolean> => {
+    e?.preventDefault();
+    if (running.current) return false;
+    running.current = true;
+    setBusy(true);
+    setError(null);
+    try {
+      await action();
+      return true;
+    } catch (err) {
+      setError(err);
+      return false;
+    } finally {
+      running.current = false;
+      setBusy(false);
+    }
+  };
+  return { busy, error, setError, run, onSubmit: (e: Event) => void run(e) };
+}
+
 /**
  * A destructive action: the button opens a modal dialog that says what will happen; only its
  * confirm button acts. The dialog is the browser's own (focus is kept inside, Escape cancels).
@@ -66,23 +157,13 @@ export function ConfirmButton(props: {
   danger?: boolean;
 }) {
   const dialog = useRef<HTMLDialogElement>(null);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, setError, run } = useSubmit(async () => {
+    await props.onConfirm();
+    dialog.current?.close();
+  });
   const open = () => {
     setError(null);
     dialog.current?.showModal();
-  };
-  const act = async () => {
-    setBusy(true);
-    setError(null);
-    try {
-      await props.onConfirm();
-      dialog.current?.close();
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
-    }
   };
   return (
     <>
@@ -97,7 +178,7 @@ export function ConfirmButton(props: {
           <button type="button" onClick={() => dialog.current?.close()}>
             Cancel
           </button>
-          <button type="button" class={props.danger ? 'danger' : 'primary'} disabled={busy} onClick={() => void act()}>
+          <button type="button" class={props.danger ? 'danger' : 'primary'} disabled={busy} onClick={() => void run()}>
             {props.confirm}
           </button>
         </div>
@@ -128,6 +209,11 @@ export function SecretOnce({ label, value }: { label: string; value: string }) {
       <span role="status">{copied ? ' Copied.' : ''}</span>
     </div>
   );
+}
+
+/** A link to a customer's page, shown by the first characters of its id. */
+export function CustomerLink({ id }: { id: string }) {
+  return <a href={`/console/customers/${id}`}>{id.slice(0, 8)}</a>;
 }
 
 export const date = (iso: string | null | undefined) => (iso ? new Date(iso).toISOString().slice(0, 16).replace('T', ' ') + ' UTC' : '—');

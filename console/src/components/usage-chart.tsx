@@ -1,7 +1,7 @@
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import { TableWrap } from './ui';
+import { DataTable } from './ui';
 
 export interface DayRow {
   day?: string;
@@ -64,24 +64,16 @@ export function UsageChart({ rows, from, to, label }: { rows: DayRow[]; from: st
       ) : (
         <>
           <div ref={box} class="chart-box" aria-hidden="true" data-testid="usage-chart" />
-          <TableWrap label={`${label}: totals by metric`}>
-            <thead>
-              <tr>
-                <th scope="col">Metric</th>
-                <th scope="col">Total</th>
-                <th scope="col">Last day</th>
-              </tr>
-            </thead>
-            <tbody>
-              {totals.map(([m, total], i) => (
-                <tr key={m}>
-                  <th scope="row">{m}</th>
-                  <td data-metric-total={m}>{total.toLocaleString('en')}</td>
-                  <td>{(series[i]![series[i]!.length - 1] ?? 0).toLocaleString('en')}</td>
-                </tr>
-              ))}
-            </tbody>
-          </TableWrap>
+          <DataTable
+            label={`${label}: totals by metric`}
+            rows={totals.map(([metric, total], i) => ({ metric, total, last: series[i]![series[i]!.length - 1] ?? 0 }))}
+            rowKey={(t) => t.metric}
+            columns={[
+              { head: 'Metric', rowHeader: true, cell: (t) => t.metric },
+              { head: 'Total', cell: (t) => t.total.toLocaleString('en'), attrs: (t) => ({ 'data-metric-total': t.metric }) },
+              { head: 'Last day', cell: (t) => t.last.toLocaleString('en') },
+            ]}
+          />
         </>
       )}
     </figure>

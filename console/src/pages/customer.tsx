@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import { ApiError, call, csvUrl, type Answer } from '../api';
 import { AuditTable } from '../components/audit-table';
 import { UsageChart } from '../components/usage-chart';
-import { ConfirmButton, date, ErrorNote, Field, Loading, SecretOnce, TableWrap, useLoad } from '../components/ui';
+import { ConfirmButton, DataTable, date, ErrorNote, Field, Loading, SecretOnce, useLoad, useSubmit } from '../components/ui';
 import { lastDays } from './overview';
 
 type Customer = Answer<'/api/customers/{id}', 'get'>['customer'];
@@ -37,28 +37,21 @@ function Profile({ c, reload }: { c: Customer; reload: () => void }) {
   const loc = useLocation();
   const [email, setEmail] = useState(c.email);
   const [company, setCompany] = useState(c.company_name);
-  const [error, setError] = useState<unknown>(null);
   const [saved, setSaved] = useState(false);
-  const save = async (e: Event) => {
-    e.preventDefault();
-    setError(null);
+  const save = useSubmit(async () => {
     setSaved(false);
-    try {
-      await call('patch', '/api/customers/{id}', { params: { id: c.id }, body: { email: email.trim(), company_name: company.trim() } });
-      setSaved(true);
-      reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
+    await call('patch', '/api/customers/{id}', { params: { id: c.id }, body: { email: email.trim(), company_name: company.trim() } });
+    setSaved(true);
+    reload();
+  });
   return (
     <section aria-labelledby="profile-h">
       <h2 id="profile-h">Profile</h2>
-      <form onSubmit={(e) => void save(e)}>
+      <form onSubmit={save.onSubmit}>
         <Field label="Email" name="email" type="email" required value={email} onInput={setEmail} />
         <Field label="Company name" name="company" required value={company} onInput={setCompany} />
-        <ErrorNote error={error} />
-        <button type="submit" disabled={c.status === 'deleted'}>
+        <ErrorNote error={save.error} />
+        <button type="submit" disabled={c.status === 'deleted' || save.busy}>
           Save
         </button>
         <span role="status">{saved ? ' Saved.' : ''}</span>
@@ -98,48 +91,37 @@ function Keys({ id, deleted }: { id: string; deleted: boolean }) {
       <ErrorNote error={keys.error} />
       {issued && <SecretOnce label="New API key" value={issued.api_key} />}
       {keys.data && (
-        <TableWrap label="API keys">
-          <thead>
-            <tr>
-              <th scope="col">Starts with</th>
-              <th scope="col">Status</th>
-              <th scope="col">Created</th>
-              <th scope="col">Last used</th>
-              <th scope="col">Ends</th>
-              <th scope="col">
-                <span class="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {keys.data.data.map((k) => (
-              <tr key={k.id} data-key-id={k.id}>
-                <td>
-                  <code>{k.start}…</code>
-                </td>
-                <td>{k.status}</td>
-                <td>{date(k.created_at)}</td>
-                <td>{date(k.last_used_at)}</td>
-                <td>{date(k.expires_at ?? k.revoked_at)}</td>
-                <td>
-                  {k.status === 'active' && (
-                    <ConfirmButton
-                      label={`Revoke ${handle(k.start)}`}
-                      title={`Revoke the key ${handle(k.start)}?`}
-                      body={<p>Instances using the key {k.start}… are refused from now on, on every instance of the service.</p>}
-                      confirm="Revoke the key"
-                      danger
-                      onConfirm={async () => {
-                        await call('delete', '/api/customers/{id}/keys/{keyId}', { params: { id, keyId: k.id } });
-                        keys.reload();
-                      }}
-                    />
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </TableWrap>
+        <DataTable
+          label="API keys"
+          rows={keys.data.data}
+          rowKey={(k) => k.id}
+          rowAttrs={(k) => ({ 'data-key-id': k.id })}
+          columns={[
+            { head: 'Starts with', cell: (k) => <code>{k.start}…</code> },
+            { head: 'Status', cell: (k) => k.status },
+            { head: 'Created', cell: (k) => date(k.created_at) },
+            { head: 'Last used', cell: (k) => date(k.last_used_at) },
+            { head: 'Ends', cell: (k) => date(k.expires_at ?? k.revoked_at) },
+            {
+              head: 'Actions',
+              hideHead: true,
+              cell: (k) =>
+                k.status === 'active' && (
+                  <ConfirmButton
+                    label={`Revoke ${handle(k.start)}`}
+                    title={`Revoke the key ${handle(k.start)}?`}
+                    body={<p>Instances using the key {k.start}… are refused from now on, on every instance of the service.</p>}
+                    confirm="Revoke the key"
+                    danger
+                    onConfirm={async () => {
+                      await call('delete', '/api/customers/{id}/keys/{keyId}', { params: { id, keyId: k.id } });
+                      keys.reload();
+                    }}
+                  />
+                ),
+            },
+          ]}
+        />
       )}
       {!deleted && (
         <div class="row">
@@ -174,50 +156,32 @@ function Subscriptions({ id, deleted }: { id: string; deleted: boolean }) {
   const subs = useLoad(() => call('get', '/api/customers/{id}/subscriptions', { params: { id } }), [id]);
   const plans = useLoad(() => call('get', '/api/plans', { query: { status: 'active' } }), []);
   const [plan, setPlan] = useState('');
-  const [error, setError] = useState<unknown>(null);
   const live = subs.data?.data.find((s) => !['canceled', 'incomplete_expired'].includes(s.status));
-  const choose = async (e: Event) => {
-    e.preventDefault();
-    setError(null);
-    try {
-      if (live) await call('patch', '/api/customers/{id}/subscriptions/{subscriptionId}', { params: { id, subscriptionId: live.id }, body: { plan } });
-      else await call('post', '/api/customers/{id}/subscriptions', { params: { id }, body: { plan } });
-      subs.reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const choose = useSubmit(async () => {
+    if (live) await call('patch', '/api/customers/{id}/subscriptions/{subscriptionId}', { params: { id, subscriptionId: live.id }, body: { plan } });
+    else await call('post', '/api/customers/{id}/subscriptions', { params: { id }, body: { plan } });
+    subs.reload();
+  });
   return (
     <section aria-labelledby="subs-h">
       <h2 id="subs-h">Subscription</h2>
       <ErrorNote error={subs.error ?? plans.error} />
       {subs.data && subs.data.data.length === 0 && <p>No subscription.</p>}
       {subs.data && subs.data.data.length > 0 && (
-        <TableWrap label="Subscriptions">
-          <thead>
-            <tr>
-              <th scope="col">Plan</th>
-              <th scope="col">Status</th>
-              <th scope="col">Period</th>
-              <th scope="col">Cancels</th>
-            </tr>
-          </thead>
-          <tbody>
-            {subs.data.data.map((s) => (
-              <tr key={s.id}>
-                <td data-plan={s.plan.code}>{s.plan.name}</td>
-                <td>{s.status}</td>
-                <td>
-                  {date(s.current_period_start)} – {date(s.current_period_end)}
-                </td>
-                <td>{s.cancel_at_period_end ? 'at period end' : s.canceled_at ? date(s.canceled_at) : 'no'}</td>
-              </tr>
-            ))}
-          </tbody>
-        </TableWrap>
+        <DataTable
+          label="Subscriptions"
+          rows={subs.data.data}
+          rowKey={(s) => s.id}
+          columns={[
+            { head: 'Plan', cell: (s) => s.plan.name, attrs: (s) => ({ 'data-plan': s.plan.code }) },
+            { head: 'Status', cell: (s) => s.status },
+            { head: 'Period', cell: (s) => `${date(s.current_period_start)} – ${date(s.current_period_end)}` },
+            { head: 'Cancels', cell: (s) => (s.cancel_at_period_end ? 'at period end' : s.canceled_at ? date(s.canceled_at) : 'no') },
+          ]}
+        />
       )}
       {!deleted && plans.data && (
-        <form class="row" onSubmit={(e) => void choose(e)}>
+        <form class="row" onSubmit={choose.onSubmit}>
           <label class="field">
             <span>{live ? 'Change plan to' : 'Subscribe to'}</span>
             <select name="plan" required value={plan} onChange={(e) => setPlan(e.currentTarget.value)}>
@@ -231,10 +195,12 @@ function Subscriptions({ id, deleted }: { id: string; deleted: boolean }) {
                 ))}
             </select>
           </label>
-          <button type="submit">{live ? 'Change plan' : 'Subscribe'}</button>
+          <button type="submit" disabled={choose.busy}>
+            {live ? 'Change plan' : 'Subscribe'}
+          </button>
         </form>
       )}
-      <ErrorNote error={error} />
+      <ErrorNote error={choose.error} />
       {live && !live.cancel_at_period_end && (
         <ConfirmButton
           label="Cancel at period end"
@@ -313,46 +279,43 @@ function License({ id }: { id: string }) {
       <ErrorNote error={acts.error} />
       {acts.data && acts.data.data.length === 0 && <p>No instance holds a seat.</p>}
       {acts.data && acts.data.data.length > 0 && (
-        <TableWrap label="Activated instances">
-          <thead>
-            <tr>
-              <th scope="col">Instance</th>
-              <th scope="col">Host</th>
-              <th scope="col">Last seen</th>
-              <th scope="col">State</th>
-              <th scope="col">
-                <span class="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {acts.data.data.map((a) => (
-              <tr key={a.id} data-fingerprint={a.fingerprint}>
-                <td>
+        <DataTable
+          label="Activated instances"
+          rows={acts.data.data}
+          rowKey={(a) => a.id}
+          rowAttrs={(a) => ({ 'data-fingerprint': a.fingerprint })}
+          columns={[
+            {
+              head: 'Instance',
+              cell: (a) => (
+                <>
                   <code>{a.fingerprint}</code> {a.name}
-                </td>
-                <td>{a.hostname ?? '—'}</td>
-                <td>{date(a.last_seen_at)}</td>
-                <td>{a.released_at ? `released (${a.release_reason ?? ''})` : 'active'}</td>
-                <td>
-                  {!a.released_at && (
-                    <ConfirmButton
-                      label={`Release ${a.fingerprint}`}
-                      title={`Release the instance ${a.fingerprint}?`}
-                      body={<p>Its seat is freed now. The instance keeps its current license until it expires, and may activate again if a seat is free.</p>}
-                      confirm="Release the instance"
-                      danger
-                      onConfirm={async () => {
-                        await call('delete', '/api/customers/{id}/activations/{fingerprint}', { params: { id, fingerprint: a.fingerprint } });
-                        acts.reload();
-                      }}
-                    />
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </TableWrap>
+                </>
+              ),
+            },
+            { head: 'Host', cell: (a) => a.hostname ?? '—' },
+            { head: 'Last seen', cell: (a) => date(a.last_seen_at) },
+            { head: 'State', cell: (a) => (a.released_at ? `released (${a.release_reason ?? ''})` : 'active') },
+            {
+              head: 'Actions',
+              hideHead: true,
+              cell: (a) =>
+                !a.released_at && (
+                  <ConfirmButton
+                    label={`Release ${a.fingerprint}`}
+                    title={`Release the instance ${a.fingerprint}?`}
+                    body={<p>Its seat is freed now. The instance keeps its current license until it expires, and may activate again if a seat is free.</p>}
+                    confirm="Release the instance"
+                    danger
+                    onConfirm={async () => {
+                      await call('delete', '/api/customers/{id}/activations/{fingerprint}', { params: { id, fingerprint: a.fingerprint } });
+                      acts.reload();
+                    }}
+                  />
+                ),
+            },
+          ]}
+        />
       )}
     </section>
   );
@@ -404,38 +367,28 @@ function Invoices({ id }: { id: string }) {
       <ErrorNote error={invoices.error} />
       {invoices.data && invoices.data.data.length === 0 && <p>No invoice (with Stripe off, or before the first period ends).</p>}
       {invoices.data && invoices.data.data.length > 0 && (
-        <TableWrap label="Invoices">
-          <thead>
-            <tr>
-              <th scope="col">Number</th>
-              <th scope="col">Status</th>
-              <th scope="col">Total</th>
-              <th scope="col">Due</th>
-              <th scope="col">Period</th>
-            </tr>
-          </thead>
-          <tbody>
-            {invoices.data.data.map((i) => (
-              <tr key={i.id}>
-                <td>
-                  {i.hosted_invoice_url ? (
-                    <a href={i.hosted_invoice_url} rel="noreferrer noopener" target="_blank">
-                      {i.number ?? i.stripe_invoice_id}
-                    </a>
-                  ) : (
-                    (i.number ?? i.stripe_invoice_id)
-                  )}
-                </td>
-                <td>{i.status}</td>
-                <td>{money(i.total, i.currency)}</td>
-                <td>{money(i.amount_remaining, i.currency)}</td>
-                <td>
-                  {date(i.period.start)} – {date(i.period.end)}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </TableWrap>
+        <DataTable
+          label="Invoices"
+          rows={invoices.data.data}
+          rowKey={(i) => i.id}
+          columns={[
+            {
+              head: 'Number',
+              cell: (i) =>
+                i.hosted_invoice_url ? (
+                  <a href={i.hosted_invoice_url} rel="noreferrer noopener" target="_blank">
+                    {i.number ?? i.stripe_invoice_id}
+                  </a>
+                ) : (
+                  (i.number ?? i.stripe_invoice_id)
+                ),
+            },
+            { head: 'Status', cell: (i) => i.status },
+            { head: 'Total', cell: (i) => money(i.total, i.currency) },
+            { head: 'Due', cell: (i) => money(i.amount_remaining, i.currency) },
+            { head: 'Period', cell: (i) => `${date(i.period.start)} – ${date(i.period.end)}` },
+          ]}
+        />
       )}
     </section>
   );

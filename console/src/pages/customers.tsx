@@ -1,7 +1,7 @@
 import { useLocation } from 'preact-iso';
 import { useState } from 'preact/hooks';
 import { call, type Answer } from '../api';
-import { date, ErrorNote, Field, Loading, SecretOnce, TableWrap, useLoad } from '../components/ui';
+import { DataTable, date, ErrorNote, Field, Loading, SecretOnce, useLoad, useSubmit } from '../components/ui';
 
 type Created = Answer<'/api/customers', 'post'>;
 
@@ -72,33 +72,18 @@ export function Customers() {
       {list.loading && !list.data && <Loading what="customers" />}
       {list.data && (
         <>
-          <TableWrap label="Customers">
-            <thead>
-              <tr>
-                <th scope="col">Company</th>
-                <th scope="col">Email</th>
-                <th scope="col">Status</th>
-                <th scope="col">Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.data.map((c) => (
-                <tr key={c.id}>
-                  <td>
-                    <a href={`/console/customers/${c.id}`}>{c.company_name}</a>
-                  </td>
-                  <td>{c.email}</td>
-                  <td>{c.status}</td>
-                  <td>{date(c.created_at)}</td>
-                </tr>
-              ))}
-              {list.data.data.length === 0 && (
-                <tr>
-                  <td colSpan={4}>No customers match.</td>
-                </tr>
-              )}
-            </tbody>
-          </TableWrap>
+          <DataTable
+            label="Customers"
+            rows={list.data.data}
+            rowKey={(c) => c.id}
+            empty="No customers match."
+            columns={[
+              { head: 'Company', cell: (c) => <a href={`/console/customers/${c.id}`}>{c.company_name}</a> },
+              { head: 'Email', cell: (c) => c.email },
+              { head: 'Status', cell: (c) => c.status },
+              { head: 'Created', cell: (c) => date(c.created_at) },
+            ]}
+          />
           <nav class="pager" aria-label="Pages of customers">
             {cursor && (
               <button type="button" onClick={() => history.back()}>
@@ -120,26 +105,13 @@ export function Customers() {
 function CreateCustomer({ onCreated }: { onCreated: (c: Created) => void }) {
   const [email, setEmail] = useState('');
   const [company, setCompany] = useState('');
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      onCreated(await call('post', '/api/customers', { body: { email: email.trim(), company_name: company.trim() } }));
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const submit = useSubmit(async () => onCreated(await call('post', '/api/customers', { body: { email: email.trim(), company_name: company.trim() } })));
   return (
-    <form onSubmit={(e) => void submit(e)}>
+    <form onSubmit={submit.onSubmit}>
       <Field label="Email" name="new-email" type="email" required value={email} onInput={setEmail} />
       <Field label="Company name" name="new-company" required value={company} onInput={setCompany} />
-      <ErrorNote error={error} />
-      <button type="submit" class="primary" disabled={busy}>
+      <ErrorNote error={submit.error} />
+      <button type="submit" class="primary" disabled={submit.busy}>
         Create customer
       </button>
     </form>

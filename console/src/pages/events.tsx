@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { call } from '../api';
-import { date, ErrorNote, Loading, TableWrap, useLoad } from '../components/ui';
+import { CustomerLink, DataTable, date, ErrorNote, Loading, useLoad } from '../components/ui';
 
 /** Events out: the vendor's endpoints and the latest events sent to them. */
 export function EventsOut() {
@@ -16,34 +16,29 @@ export function EventsOut() {
         {!endpoints.data && !endpoints.error && <Loading what="endpoints" />}
         {endpoints.data && endpoints.data.data.length === 0 && <p>No endpoint yet (create one with the API or billing-admin).</p>}
         {endpoints.data && endpoints.data.data.length > 0 && (
-          <TableWrap label="Webhook endpoints">
-            <thead>
-              <tr>
-                <th scope="col">URL</th>
-                <th scope="col">Events</th>
-                <th scope="col">Status</th>
-                <th scope="col">Last success</th>
-                <th scope="col">
-                  <span class="visually-hidden">Deliveries</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {endpoints.data.data.map((e) => (
-                <tr key={e.id}>
-                  <td>{e.url}</td>
-                  <td>{e.events.join(', ')}</td>
-                  <td>{e.disabled ? `disabled (${e.disabled_reason ?? ''})` : e.failing_since ? `failing since ${date(e.failing_since)}` : 'enabled'}</td>
-                  <td>{date(e.last_success_at)}</td>
-                  <td>
-                    <button type="button" onClick={() => setShown(shown === e.id ? null : e.id)} aria-expanded={shown === e.id}>
-                      Deliveries
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </TableWrap>
+          <DataTable
+            label="Webhook endpoints"
+            rows={endpoints.data.data}
+            rowKey={(e) => e.id}
+            columns={[
+              { head: 'URL', cell: (e) => e.url },
+              { head: 'Events', cell: (e) => e.events.join(', ') },
+              {
+                head: 'Status',
+                cell: (e) => (e.disabled ? `disabled (${e.disabled_reason ?? ''})` : e.failing_since ? `failing since ${date(e.failing_since)}` : 'enabled'),
+              },
+              { head: 'Last success', cell: (e) => date(e.last_success_at) },
+              {
+                head: 'Deliveries',
+                hideHead: true,
+                cell: (e) => (
+                  <button type="button" onClick={() => setShown(shown === e.id ? null : e.id)} aria-expanded={shown === e.id}>
+                    Deliveries
+                  </button>
+                ),
+              },
+            ]}
+          />
         )}
       </section>
       {shown && <Deliveries endpoint={shown} url={endpoints.data?.data.find((e) => e.id === shown)?.url ?? ''} />}
@@ -51,24 +46,16 @@ export function EventsOut() {
         <h2 id="ev-h">Latest events</h2>
         <ErrorNote error={events.error} />
         {events.data && (
-          <TableWrap label="Latest events">
-            <thead>
-              <tr>
-                <th scope="col">When</th>
-                <th scope="col">Type</th>
-                <th scope="col">Customer</th>
-              </tr>
-            </thead>
-            <tbody>
-              {events.data.data.map((e) => (
-                <tr key={e.id}>
-                  <td>{date(e.created_at)}</td>
-                  <td>{e.type}</td>
-                  <td>{e.customer_id ? <a href={`/console/customers/${e.customer_id}`}>{e.customer_id.slice(0, 8)}</a> : '—'}</td>
-                </tr>
-              ))}
-            </tbody>
-          </TableWrap>
+          <DataTable
+            label="Latest events"
+            rows={events.data.data}
+            rowKey={(e) => e.id}
+            columns={[
+              { head: 'When', cell: (e) => date(e.created_at) },
+              { head: 'Type', cell: (e) => e.type },
+              { head: 'Customer', cell: (e) => (e.customer_id ? <CustomerLink id={e.customer_id} /> : '—') },
+            ]}
+          />
         )}
       </section>
     </>
@@ -84,30 +71,19 @@ function Deliveries({ endpoint, url }: { endpoint: string; url: string }) {
       <ErrorNote error={list.error} />
       {list.data && list.data.data.length === 0 && <p>No delivery yet.</p>}
       {list.data && list.data.data.length > 0 && (
-        <TableWrap label={`Deliveries to ${url}`}>
-          <thead>
-            <tr>
-              <th scope="col">When</th>
-              <th scope="col">Event</th>
-              <th scope="col">Outcome</th>
-              <th scope="col">Status</th>
-              <th scope="col">Time</th>
-              <th scope="col">Error</th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.data.data.map((d) => (
-              <tr key={d.id}>
-                <td>{date(d.attempted_at)}</td>
-                <td>{d.event_type}</td>
-                <td>{d.outcome}</td>
-                <td>{d.status ?? '—'}</td>
-                <td>{d.duration_ms} ms</td>
-                <td>{d.error ?? '—'}</td>
-              </tr>
-            ))}
-          </tbody>
-        </TableWrap>
+        <DataTable
+          label={`Deliveries to ${url}`}
+          rows={list.data.data}
+          rowKey={(d) => d.id}
+          columns={[
+            { head: 'When', cell: (d) => date(d.attempted_at) },
+            { head: 'Event', cell: (d) => d.event_type },
+            { head: 'Outcome', cell: (d) => d.outcome },
+            { head: 'Status', cell: (d) => d.status ?? '—' },
+            { head: 'Time', cell: (d) => `${d.duration_ms} ms` },
+            { head: 'Error', cell: (d) => d.error ?? '—' },
+          ]}
+        />
       )}
     </section>
   );

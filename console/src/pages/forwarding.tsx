@@ -1,5 +1,5 @@
 import { call } from '../api';
-import { ConfirmButton, date, ErrorNote, Loading, TableWrap, useLoad } from '../components/ui';
+import { ConfirmButton, CustomerLink, DataTable, date, ErrorNote, Loading, useLoad } from '../components/ui';
 
 export function Forwarding() {
   const report = useLoad(() => call('get', '/api/reports/forwarding'), []);
@@ -50,34 +50,19 @@ export function Forwarding() {
           {r.recent_failures.length === 0 ? (
             <p>None.</p>
           ) : (
-            <TableWrap label="Latest failures">
-              <thead>
-                <tr>
-                  <th scope="col">Event</th>
-                  <th scope="col">Customer</th>
-                  <th scope="col">Metric</th>
-                  <th scope="col">Quantity</th>
-                  <th scope="col">Attempts</th>
-                  <th scope="col">Error</th>
-                </tr>
-              </thead>
-              <tbody>
-                {r.recent_failures.map((f) => (
-                  <tr key={f.id}>
-                    <td>
-                      <code>{f.id.slice(0, 8)}</code>
-                    </td>
-                    <td>
-                      <a href={`/console/customers/${f.customer_id}`}>{f.customer_id.slice(0, 8)}</a>
-                    </td>
-                    <td>{f.metric}</td>
-                    <td>{f.quantity}</td>
-                    <td>{f.attempts}</td>
-                    <td>{f.last_error ?? '—'}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </TableWrap>
+            <DataTable
+              label="Latest failures"
+              rows={r.recent_failures}
+              rowKey={(f) => f.id}
+              columns={[
+                { head: 'Event', cell: (f) => <code>{f.id.slice(0, 8)}</code> },
+                { head: 'Customer', cell: (f) => <CustomerLink id={f.customer_id} /> },
+                { head: 'Metric', cell: (f) => f.metric },
+                { head: 'Quantity', cell: (f) => f.quantity },
+                { head: 'Attempts', cell: (f) => f.attempts },
+                { head: 'Error', cell: (f) => f.last_error ?? '—' },
+              ]}
+            />
           )}
         </>
       )}

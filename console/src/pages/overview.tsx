@@ -1,6 +1,6 @@
 import { call } from '../api';
 import { UsageChart } from '../components/usage-chart';
-import { date, ErrorNote, Loading, TableWrap, useLoad } from '../components/ui';
+import { CustomerLink, DataTable, date, ErrorNote, Loading, useLoad } from '../components/ui';
 
 /** The last `n` UTC days, today included: `to` is the last day shown, `end` the API's exclusive end (tomorrow). */
 export const lastDays = (n: number) => {
@@ -135,28 +135,17 @@ export function Overview() {
       {forwarding.data && forwarding.data.recent_failures.length > 0 && (
         <section aria-labelledby="fail-h">
           <h2 id="fail-h">Latest forwarding failures</h2>
-          <TableWrap label="Latest forwarding failures">
-            <thead>
-              <tr>
-                <th scope="col">Customer</th>
-                <th scope="col">Metric</th>
-                <th scope="col">Attempts</th>
-                <th scope="col">Error</th>
-              </tr>
-            </thead>
-            <tbody>
-              {forwarding.data.recent_failures.slice(0, 5).map((f) => (
-                <tr key={f.id}>
-                  <td>
-                    <a href={`/console/customers/${f.customer_id}`}>{f.customer_id.slice(0, 8)}</a>
-                  </td>
-                  <td>{f.metric}</td>
-                  <td>{f.attempts}</td>
-                  <td>{f.last_error ?? '—'}</td>
-                </tr>
-              ))}
-            </tbody>
-          </TableWrap>
+          <DataTable
+            label="Latest forwarding failures"
+            rows={forwarding.data.recent_failures.slice(0, 5)}
+            rowKey={(f) => f.id}
+            columns={[
+              { head: 'Customer', cell: (f) => <CustomerLink id={f.customer_id} /> },
+              { head: 'Metric', cell: (f) => f.metric },
+              { head: 'Attempts', cell: (f) => f.attempts },
+              { head: 'Error', cell: (f) => f.last_error ?? '—' },
+            ]}
+          />
         </section>
       )}
     </>

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { call, type Answer } from '../api';
-import { ErrorNote } from '../components/ui';
+import { ErrorNote, useSubmit } from '../components/ui';
 
 /**
  * The admin token is sent once, in the body, and exchanged for a session cookie the page's scripts
@@ -8,33 +8,22 @@ import { ErrorNote } from '../components/ui';
  */
 export function SignIn({ onSignedIn }: { onSignedIn: (s: Answer<'/api/console/session', 'get'>) => void }) {
   const [token, setToken] = useState('');
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
   // The field takes the focus when the page shows, as a keyboard user expects (autofocus alone is not
   // applied to a field a script adds after the document has loaded, in every browser).
   const field = useRef<HTMLInputElement>(null);
   useEffect(() => field.current?.focus(), []);
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const session = await call('post', '/api/console/session', { body: { token: token.trim() } });
-      setToken('');
-      onSignedIn(session);
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const submit = useSubmit(async () => {
+    const session = await call('post', '/api/console/session', { body: { token: token.trim() } });
+    setToken('');
+    onSignedIn(session);
+  });
   return (
     <>
       <h1>Sign in to the billing console</h1>
       <p>
         Paste an admin token (one of ADMIN_API_TOKEN). It is exchanged for a session that ends after a while without use, and it is not kept in this browser.
       </p>
-      <form onSubmit={(e) => void submit(e)}>
+      <form onSubmit={submit.onSubmit}>
         <label class="field">
           <span>Admin token</span>
           <input
@@ -48,8 +37,8 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Answer<'/api/console/se
             autoFocus
           />
         </label>
-        <ErrorNote error={error} />
-        <button type="submit" class="primary" disabled={busy}>
+        <ErrorNote error={submit.error} />
+        <button type="submit" class="primary" disabled={submit.busy}>
           Sign in
         </button>
       </form>
