@@ -148,7 +148,7 @@ export function routeTable(c: Container): RouteDef[] {
     ...bindRoutes(specs.usageRetention, usageRetentionHandlers(c.usageRetention)),
     ...(specs.consoleSession && c.consoleSessions ? bindRoutes(specs.consoleSession, consoleSessionHandlers(c.consoleSessions)) : []),
     ...(specs.consolePage ? bindRoutes(specs.consolePage, consolePageHandlers()) : []),
-    ...bindRoutes(specs.overview, overviewHandlers({ db: c.db, graceDays: c.config.license.graceDays, now: c.now })),
+    ...bindRoutes(specs.overview, overviewHandlers({ db: c.db, forwarding: c.forwarding, graceDays: c.config.license.graceDays, now: c.now })),
     ...bindRoutes(specs.preflight, preflightHandlers({ env: c.env, db: c.db, redis: c.redis })),
     ...bindRoutes(specs.service, {
       getMetrics: async () => ({ status: 200, type: PROMETHEUS, body: await c.metrics.registry.metrics() }),

@@ -935,7 +935,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Counts for the overview: customers, subscriptions by status, licenses by status */
+        /** Counts for the overview: customers, subscriptions by status, licenses by status, the forwarding backlog */
         get: operations["get_api_reports_overview"];
         put?: never;
         post?: never;
@@ -11528,6 +11528,27 @@ export interface operations {
                             expired: number;
                             /** @description Active customers without any subscription */
                             none: number;
+                        };
+                        /** @description The usage outbox towards Stripe: its backlog, from the outbox alone. The totals of local and sent events, which count every event stored, are in GET /api/reports/forwarding */
+                        forwarding: {
+                            stripe_enabled: boolean;
+                            pending: number;
+                            due: number;
+                            failed: number;
+                            oldest_pending_at: string | null;
+                            oldest_pending_age_seconds: number;
+                            /** @description The latest 5; GET /api/reports/forwarding lists 50 */
+                            recent_failures: {
+                                id: string;
+                                customer_id: string;
+                                metric: string;
+                                quantity: string;
+                                /** Format: date-time */
+                                occurred_at: string;
+                                attempts: number;
+                                last_error: string | null;
+                                stripe_submission_id: string | null;
+                            }[];
                         };
                     };
                 };

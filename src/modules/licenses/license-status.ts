@@ -52,6 +52,47 @@ export function licenseState(s: Subscription, nowSec: number, graceDays: number)
   return { status: 'expired', validUntil: null, graceUntil: null };
 }
 
+const quoted = (set: ReadonlySet<string>) => [...set].map((v) => `'${v}'`).join(', ');
+
+/**
+ * licenseState(pickSubscription(...)) for every active customer at once, in SQL: rows of
+ * `{license, n}` (customers without a subscription are not counted). It is for counts over the whole
+ * fleet (GET /api/reports/overview), where reading every subscription into the process cost 0.9 s at
+ * 100,000 customers. The rule is the JavaScript above; this is its translation, built from the same
+ * PAID and FAILING sets and comparing whole seconds as licenseState does, and held equal to it by
+ * tests/api/overview.test.ts over generated subscriptions at and around every boundary. A change to
+ * the rule changes both, or that test fails.
+ */
+export function licenseCountsSql(nowSec: number, graceDays: number): { sql: string; bindings: number[] } {
+  const grace = graceDays * 86_400;
+  return {
+    sql: `with picked as (
+            select distinct on (s.customer_id) s.status,
+                   floor(extract(epoch from coalesce(s.current_period_end, s.trial_end)))::int8 as paid_end,
+                   floor(extract(epoch from coalesce(s.payment_failing_since, s.current_period_start, s.updated_at)))::int8 as failing_since
+              from subscriptions s
+              join customers c on c.id = s.customer_id
+             where c.status = 'active'
+             order by s.customer_id,
+                      case when s.status in (${quoted(PAID)}) then 0 when s.status in (${quoted(FAILING)}) then 1 else 2 end,
+                      s.id desc
+          )
+          select case
+                   when status in (${quoted(PAID)}) then
+                     case when paid_end is null or paid_end > ?::int8 then status
+                          when paid_end + ?::int8 > ?::int8 then 'grace'
+                          else 'expired' end
+                   when status in (${quoted(FAILING)}) then
+                     case when failing_since + ?::int8 > ?::int8 then 'grace' else 'expired' end
+                   else 'expired'
+                 end as license,
+                 count(*)::int as n
+            from picked
+           group by 1`,
+    bindings: [nowSec, grace, nowSec, grace, nowSec],
+  };
+}
+
 /** exp: iat + ttl, never past the end of validity (active, trialing) or of grace. */
 export function expiry(state: LicenseState, iat: number, ttlSeconds: number): number {
   const cap = state.status === 'grace' ? state.graceUntil : state.status === 'expired' ? null : state.validUntil;

@@ -3,17 +3,20 @@ import { runChecks } from '../../cli/preflight-checks';
 import { pendingMigrations } from '../../db/migration-source';
 import type { RedisCommander } from '../../security/redis-breaker';
 import { z } from 'zod';
-import { json, obj, timestamp } from '../../http/response-schemas';
+import { iso } from '../../http/common-schemas';
+import { json, nullableTimestamp, obj, timestamp } from '../../http/response-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
-import { licenseState, pickSubscription, type LicenseStatus } from '../licenses/license-status';
-import type { Subscription } from '../subscriptions/subscription-types';
+import { licenseCountsSql, type LicenseStatus } from '../licenses/license-status';
+import type { ForwardingService } from '../usage/forwarding-service';
+import { failedEventBody } from '../usage/forwarding-routes';
+import { failedEventResponse } from '../usage/usage-schemas';
 import { SUBSCRIPTION_STATUSES } from '../../stripe/stripe-port';
 
 /**
  * GET /api/reports/overview: what the console's overview shows first, in one answer: customers by
- * status, subscriptions by status, and active customers' licenses by status (the license rule itself,
- * src/modules/licenses/license-status.ts, applied to each customer's subscriptions: never a copy of it
- * in SQL). Usage, forwarding and webhooks have their own reports.
+ * status, subscriptions by status, and active customers' licenses by status (the license rule of
+ * src/modules/licenses/license-status.ts counted in PostgreSQL by its translation there, which a test
+ * holds equal to it). Usage, forwarding and webhooks have their own reports.
  */
 const SUB_STATUSES = SUBSCRIPTION_STATUSES;
 
@@ -28,6 +31,17 @@ const overviewJson = obj({
     expired: z.number().int().describe('Past the grace, canceled, or never paid: instances are refused a fresh license'),
     none: z.number().int().describe('Active customers without any subscription'),
   }),
+  forwarding: obj({
+    stripe_enabled: z.boolean(),
+    pending: z.number().int(),
+    due: z.number().int(),
+    failed: z.number().int(),
+    oldest_pending_at: nullableTimestamp,
+    oldest_pending_age_seconds: z.number().nonnegative(),
+    recent_failures: z.array(failedEventResponse).describe('The latest 5; GET /api/reports/forwarding lists 50'),
+  }).describe(
+    'The usage outbox towards Stripe: its backlog, from the outbox alone. The totals of local and sent events, which count every event stored, are in GET /api/reports/forwarding',
+  ),
 });
 
 export function overviewRouteSpecs() {
@@ -36,69 +50,32 @@ export function overviewRouteSpecs() {
       method: 'get',
       path: '/api/reports/overview',
       auth: 'admin',
-      summary: 'Counts for the overview: customers, subscriptions by status, licenses by status',
+      summary: 'Counts for the overview: customers, subscriptions by status, licenses by status, the forwarding backlog',
       responses: { 200: json(overviewJson, 'The counts, as of `at`') },
     }),
   };
 }
 
-/** Only the columns the license rule reads, for every active customer's subscriptions. */
-interface Row {
-  customer_id: string;
-  status: Subscription['status'];
-  current_period_start: Date | null;
-  current_period_end: Date | null;
-  trial_end: Date | null;
-  payment_failing_since: Date | null;
-  updated_at: Date;
-}
-
-export function overviewHandlers(deps: { db: Knex; graceDays: number; now: () => number }): HandlersFor<ReturnType<typeof overviewRouteSpecs>> {
-  const { db, graceDays, now } = deps;
+export function overviewHandlers(deps: {
+  db: Knex;
+  forwarding: ForwardingService;
+  graceDays: number;
+  now: () => number;
+}): HandlersFor<ReturnType<typeof overviewRouteSpecs>> {
+  const { db, forwarding, graceDays, now } = deps;
   return {
     getReportsOverview: async () => {
-      const [customers, subscriptions, rows] = await Promise.all([
+      const counted = licenseCountsSql(Math.floor(now() / 1000), graceDays);
+      const [customers, subscriptions, byLicense, outbox] = await Promise.all([
         db('customers').select('status').count<{ status: string; n: string }[]>({ n: '*' }).groupBy('status'),
         db('subscriptions').select('status').count<{ status: string; n: string }[]>({ n: '*' }).groupBy('status'),
-        db('subscriptions as s')
-          .join('customers as c', 'c.id', 's.customer_id')
-          .where('c.status', 'active')
-          .orderBy([
-            { column: 's.customer_id', order: 'asc' },
-            { column: 's.id', order: 'desc' },
-          ])
-          .select<Row[]>(
-            's.customer_id',
-            's.status',
-            's.current_period_start',
-            's.current_period_end',
-            's.trial_end',
-            's.payment_failing_since',
-            's.updated_at',
-          ),
+        db.raw<{ rows: { license: LicenseStatus; n: number }[] }>(counted.sql, counted.bindings),
+        forwarding.backlog(5),
       ]);
       const count = (list: { status: string; n: string }[], status: string) => Number(list.find((r) => r.status === status)?.n ?? 0);
       const licenses: Record<LicenseStatus | 'none', number> = { active: 0, trialing: 0, grace: 0, expired: 0, none: 0 };
-      const nowSec = Math.floor(now() / 1000);
-      // Rows come grouped by customer, newest first: each group is one customer's subscriptions.
-      for (let i = 0; i < rows.length;) {
-        let j = i;
-        while (j < rows.length && rows[j]!.customer_id === rows[i]!.customer_id) j++;
-        const subs = rows.slice(i, j).map(
-          (r) =>
-            ({
-              status: r.status,
-              currentPeriodStart: r.current_period_start,
-              currentPeriodEnd: r.current_period_end,
-              trialEnd: r.trial_end,
-              paymentFailingSince: r.payment_failing_since,
-              updatedAt: r.updated_at,
-            }) as Subscription,
-        );
-        licenses[licenseState(pickSubscription(subs)!, nowSec, graceDays).status]++;
-        i = j;
-      }
-      const withSubscription = new Set(rows.map((r) => r.customer_id)).size;
+      for (const r of byLicense.rows) licenses[r.license] = r.n;
+      const withSubscription = byLicense.rows.reduce((sum, r) => sum + r.n, 0);
       licenses.none = count(customers, 'active') - withSubscription;
       return {
         status: 200,
@@ -107,6 +84,15 @@ export function overviewHandlers(deps: { db: Knex; graceDays: number; now: () =>
           customers: { active: count(customers, 'active'), deleted: count(customers, 'deleted') },
           subscriptions: Object.fromEntries(SUB_STATUSES.map((s) => [s, count(subscriptions, s)])) as Record<(typeof SUB_STATUSES)[number], number>,
           licenses,
+          forwarding: {
+            stripe_enabled: outbox.stripeEnabled,
+            pending: outbox.backlog.pending,
+            due: outbox.backlog.due,
+            failed: outbox.backlog.failed,
+            oldest_pending_at: iso(outbox.backlog.oldestPendingAt),
+            oldest_pending_age_seconds: Math.round(outbox.backlog.oldestPendingSeconds * 1000) / 1000,
+            recent_failures: outbox.failures.map(failedEventBody),
+          },
         },
       };
     },

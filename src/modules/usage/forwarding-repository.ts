@@ -30,6 +30,7 @@ export interface Backlog {
   pending: number;
   due: number;
   failed: number;
+  oldestPendingAt: Date | null;
   oldestPendingSeconds: number;
 }
 
@@ -263,15 +264,23 @@ export function createForwardingRepository() {
     /** Only what the partial indexes answer cheaply: fit to run on every Prometheus scrape. */
     async backlog(db: Knex): Promise<Backlog> {
       // The pending count already visits every pending row: the oldest one's age comes with it.
-      const { rows }: { rows: [{ pending: number; due: number; failed: number; oldest_pending_seconds: number }] } = await db.raw(
-        `select p.pending, p.oldest_pending_seconds,
+      const { rows }: { rows: [{ pending: number; due: number; failed: number; oldest_pending_at: Date | null; oldest_pending_seconds: number }] } =
+        await db.raw(
+          `select p.pending, p.oldest_pending_at, p.oldest_pending_seconds,
            (select count(*)::int from usage_outbox where state = 'pending' and next_attempt_at <= now()) as due,
            (select count(*)::int from usage_outbox where state = 'failed') as failed
-         from (select count(*)::int as pending, coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as oldest_pending_seconds
+         from (select count(*)::int as pending, min(created_at) as oldest_pending_at,
+                      coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as oldest_pending_seconds
                  from usage_outbox where state = 'pending') p`,
-      );
+        );
       const r = rows[0];
-      return { pending: r.pending, due: r.due, failed: r.failed, oldestPendingSeconds: Math.max(0, r.oldest_pending_seconds) };
+      return {
+        pending: r.pending,
+        due: r.due,
+        failed: r.failed,
+        oldestPendingAt: r.oldest_pending_at,
+        oldestPendingSeconds: Math.max(0, r.oldest_pending_seconds),
+      };
     },
 
     async listFailed(db: Knex, limit: number): Promise<FailedEvent[]> {

@@ -4,6 +4,19 @@ import { json } from '../../http/response-schemas';
 import { forwardingResponse, retriedResponse } from './usage-schemas';
 import { defineRoute, type HandlersFor } from '../../http/route';
 import type { ForwardingService } from './forwarding-service';
+import type { FailedEvent } from './forwarding-repository';
+
+/** A parked event as the reports answer it (failedEventResponse). */
+export const failedEventBody = (f: FailedEvent) => ({
+  id: f.id,
+  customer_id: f.customerId,
+  metric: f.metric,
+  quantity: f.quantity,
+  occurred_at: iso(f.occurredAt),
+  attempts: f.attempts,
+  last_error: f.lastError,
+  stripe_submission_id: f.stripeSubmissionId,
+});
 
 const retryBody = z.strictObject({
   event_ids: z.array(uuid).min(1).max(1000).optional(),
@@ -49,16 +62,7 @@ export function forwardingHandlers(forwarding: ForwardingService): HandlersFor<R
           oldest_pending_age_seconds: Math.round(stats.oldestPendingAgeSeconds * 1000) / 1000,
           sent_last_minute: stats.sentLastMinute,
           events_per_second: Math.round((stats.sentLastMinute / 60) * 10) / 10,
-          recent_failures: failures.map((f) => ({
-            id: f.id,
-            customer_id: f.customerId,
-            metric: f.metric,
-            quantity: f.quantity,
-            occurred_at: iso(f.occurredAt),
-            attempts: f.attempts,
-            last_error: f.lastError,
-            stripe_submission_id: f.stripeSubmissionId,
-          })),
+          recent_failures: failures.map(failedEventBody),
         },
       };
     },

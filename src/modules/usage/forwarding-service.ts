@@ -15,6 +15,15 @@ export function createForwardingService(deps: { db: Knex; repo: ForwardingReposi
       return { stripeEnabled, stats, failures };
     },
 
+    /**
+     * The outbox's backlog and its latest failures only: what the partial indexes answer, without
+     * status()'s totals of local and sent events, which count every event stored (for the overview).
+     */
+    async backlog(failuresLimit: number) {
+      const [backlog, failures] = await Promise.all([repo.backlog(db), repo.listFailed(db, failuresLimit)]);
+      return { stripeEnabled, backlog, failures };
+    },
+
     async retry(ctx: ActorContext, ids: string[] | null): Promise<string[]> {
       return db.transaction(async (trx) => {
         const requeued = await repo.requeueFailed(trx, ids);

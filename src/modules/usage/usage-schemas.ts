@@ -188,6 +188,18 @@ export const totalsResponse = obj({
 });
 export const reportResponse = obj({ from: timestamp, to: timestamp, group_by: z.enum(['customer', 'day']), rows: z.array(total) });
 
+/** An event the outbox gave up on (parked), as the reports list it. */
+export const failedEventResponse = obj({
+  id,
+  customer_id: id,
+  metric: z.string(),
+  quantity: z.string(),
+  occurred_at: timestamp,
+  attempts: z.number().int(),
+  last_error: z.string().nullable(),
+  stripe_submission_id: id.nullable(),
+});
+
 export const forwardingResponse = obj({
   stripe_enabled: z.boolean(),
   pending: z.number().int(),
@@ -199,17 +211,6 @@ export const forwardingResponse = obj({
   oldest_pending_age_seconds: z.number().nonnegative(),
   sent_last_minute: z.number().int(),
   events_per_second: z.number().nonnegative(),
-  recent_failures: z.array(
-    obj({
-      id,
-      customer_id: id,
-      metric: z.string(),
-      quantity: z.string(),
-      occurred_at: timestamp,
-      attempts: z.number().int(),
-      last_error: z.string().nullable(),
-      stripe_submission_id: id.nullable(),
-    }),
-  ),
+  recent_failures: z.array(failedEventResponse),
 });
 export const retriedResponse = obj({ requeued: z.number().int(), event_ids: z.array(id) });
