@@ -297,7 +297,16 @@ suite('the admin console in headless Chromium', () => {
     });
 
     test('when the license is shown, then it is the status and the seats the service computes', async () => {
-      await o.page.getByTestId('license-status').getByText('active').waitFor();
+      // Read afresh after the release above, beside the service's own answer.
+      await o.page.goto(`${origin}/console/customers/${customer.id}`);
+      const preview = await request(t.app).get(`/api/customers/${customer.id}/license`).set('Authorization', `Bearer ${t.adminToken}`);
+      expect([preview.status, preview.body.claims.status]).toEqual([200, 'active']);
+      const { held, limit } = preview.body.instances as { held: number; limit: number | null };
+      await o.page.getByTestId('license-status').getByText(preview.body.claims.status, { exact: true }).waitFor();
+      await o.page
+        .locator('dd')
+        .getByText(`${held} held${limit === null ? ', no limit' : ` of ${limit}`}`, { exact: true })
+        .waitFor();
       await o.page.getByText('Claims a license issued now would carry').click();
       expect(await o.page.locator('pre').textContent()).toContain(`"sub": "${customer.id}"`);
     });
