@@ -27,6 +27,7 @@ import type { Knex } from 'knex';
 import { createKnex } from '../src/db/knex';
 import { migrateLatest } from '../src/db/migration-source';
 import { pooledConnections } from '../src/db/named-statement';
+import { maintainUsagePartitions } from '../src/modules/usage-partitions/maintenance';
 import { createForwardingRepository } from '../src/modules/usage/forwarding-repository';
 import { normalizeQuantity } from '../src/modules/usage/quantity';
 import { createUsageRepository } from '../src/modules/usage/usage-repository';
@@ -299,6 +300,78 @@ async function maintenance(db: Knex, t: TestApp): Promise<{ ms: number; result: 
   return { ms: round1(performance.now() - started), result: JSON.stringify(result ?? null).slice(0, 200) };
 }
 
+/** How far ahead the packing phase sets the maintenance's clock: every month loaded has settled by then. */
+const PACK_AHEAD_DAYS = 70;
+
+/**
+ * The loaded events as settled, packed months (src/modules/usage-partitions/packing.ts): the
+ * partition maintenance, its clock PACK_AHEAD_DAYS ahead, packs one month a run until none is left.
+ * Reports over the loaded days (ragged ends inside them, so they read the packs) are taken before and
+ * after and must be equal; then their latency over the packed months, and the bytes of both tables.
+ * Last, as it empties usage_events: no write follows (the service's own clock still calls these
+ * events recent, so it would not look in the packs).
+ */
+async function packedPhase(db: Knex, app: TestApp, admin: Record<string, string>, base: string, loaded: number) {
+  const now = Date.now();
+  const customers = (await db.raw<{ rows: { id: string }[] }>(`select id from customers order by id limit 3`)).rows.map((r) => r.id);
+  const ragged = `from=${new Date(now - SPAN + 3 * DAY + 1234567).toISOString()}&to=${new Date(now - 2 * DAY - 7654321).toISOString()}`;
+  const paths = [`/api/reports/usage?${ragged}`, `/api/reports/usage?${ragged}&group_by=day`, ...customers.map((c) => `/api/customers/${c}/usage?${ragged}`)];
+  const snapshot = async () => Promise.all(paths.map(async (p) => (await fetch(`${base}${p}`, { headers: admin })).text()));
+  const before = await snapshot();
+  const runs: { month: string; ms: number }[] = [];
+  const started = performance.now();
+  for (;;) {
+    const t0 = performance.now();
+    const r = await maintainUsagePartitions(db, { now: new Date(now + PACK_AHEAD_DAYS * DAY), ahead: MAINTENANCE_AHEAD, audit: app.c.audit, pack: true });
+    if (r.packed.length === 0) break;
+    runs.push({ month: r.packed[0]!.month.slice(0, 7), ms: performance.now() - t0 });
+  }
+  const packMs = performance.now() - started;
+  await db.raw('vacuum analyze usage_event_packs');
+  const after = await snapshot();
+  const s = await sizes(db);
+  const pk = (
+    await db.raw<{ rows: { heap: string; toast: string; indexes: string }[] }>(
+      `select pg_relation_size(c.oid) as heap, coalesce(pg_total_relation_size(c.reltoastrelid), 0) as toast, pg_indexes_size(c.oid) as indexes
+         from pg_class c where c.oid = 'usage_event_packs'::regclass`,
+    )
+  ).rows[0]!;
+  const reads: { key: string; label: string; p50: number; p95: number }[] = [];
+  let turn = 0;
+  reads.push({
+    key: 'customer_ragged',
+    label: 'GET /api/customers/:id/usage, 27 days, ragged ends in packed days',
+    ...(await latency(READS, () => fetch(`${base}/api/customers/${customers[turn++ % customers.length]}/usage?${ragged}`, { headers: admin }))),
+  });
+  reads.push({
+    key: 'report_ragged',
+    label: 'GET /api/reports/usage, all customers, 27 days, ragged ends in packed days',
+    ...(await latency(READS, () => fetch(`${base}/api/reports/usage?${ragged}`, { headers: admin }))),
+  });
+  reads.push({
+    key: 'forwarding_report',
+    label: 'GET /api/reports/forwarding (counts: the packs carry theirs)',
+    ...(await latency(Math.max(5, Math.round(READS / 5)), () => fetch(`${base}/api/reports/forwarding`, { headers: admin }))),
+  });
+  const packHeap = Number(pk.heap);
+  const packToast = Number(pk.toast);
+  const packIndexes = Number(pk.indexes);
+  const eventsBytes = s.tableBytes + s.indexBytes;
+  return {
+    months: runs.map((r) => r.month),
+    runs,
+    packMs,
+    sameReports: before.every((b, i) => b === after[i]),
+    eventsBytes,
+    packHeap,
+    packToast,
+    packIndexes,
+    totalBytes: eventsBytes + packHeap + packToast + packIndexes,
+    reads,
+    loaded,
+  };
+}
+
 async function main(): Promise<void> {
   if (STEPS.some((s, i) => !Number.isInteger(s) || s <= 0 || (i > 0 && s <= STEPS[i - 1]!))) {
     throw new Error(`BENCH_SCALE_STEPS must be increasing positive integers, not ${process.env.BENCH_SCALE_STEPS}`);
@@ -524,6 +597,24 @@ async function main(): Promise<void> {
       });
     }
 
+    const packed = await packedPhase(db, app, admin, base, loaded);
+    console.log(`\n## ${fmt(loaded)} events as packed months (the partition maintenance with its clock ${PACK_AHEAD_DAYS} days ahead, USAGE_PACK_SETTLED)`);
+    console.log(
+      `\npacked ${packed.months.join(', ')} in ${(packed.packMs / 1000).toFixed(1)} s (${packed.runs.map((r) => `${r.month}: ${(r.ms / 1000).toFixed(1)} s`).join(', ')})`,
+    );
+    console.log('\n| as packed months | MB | bytes/event |');
+    console.log('| --- | --- | --- |');
+    console.log(`| total (usage_events + usage_event_packs) | ${mb(packed.totalBytes)} | **${round1(packed.totalBytes / loaded)}** |`);
+    console.log(`| usage_events (emptied partitions: heap and indexes) | ${mb(packed.eventsBytes)} | ${round1(packed.eventsBytes / loaded)} |`);
+    console.log(`| usage_event_packs heap | ${mb(packed.packHeap)} | ${round1(packed.packHeap / loaded)} |`);
+    console.log(`| usage_event_packs TOAST | ${mb(packed.packToast)} | ${round1(packed.packToast / loaded)} |`);
+    console.log(`| usage_event_packs indexes | ${mb(packed.packIndexes)} | ${round1(packed.packIndexes / loaded)} |`);
+    console.log(`\nreports over the packed months equal the reports before packing: ${packed.sameReports}`);
+    console.log(`\n| request over packed months (${READS} each, one at a time, after 3 not counted) | p50 ms | p95 ms |`);
+    console.log('| --- | --- | --- |');
+    for (const r of packed.reads) console.log(`| ${r.label} | ${r.p50} | ${r.p95} |`);
+    if (!packed.sameReports) throw new Error('a report over the packed months differs from the same report before packing');
+
     if (summary.length > 1) {
       console.log('\n| events | events/s | bytes/event (table + indexes) | table | indexes | customer read p50 (ragged) | report p50 (ragged) |');
       console.log('| --- | --- | --- | --- | --- | --- | --- |');
@@ -543,6 +634,13 @@ async function main(): Promise<void> {
         machine: { ...machine, load_1m_end: loadEnd },
         settings: { steps: STEPS, customers: CUSTOMERS, concurrency: CONCURRENCY, batch, reads: READS, occurred: RANDOM_TIMES ? 'random' : 'arrival order' },
         steps: summary,
+        packed: {
+          events: loaded,
+          bytes_per_event: round1(packed.totalBytes / loaded),
+          pack_s: round1(packed.packMs / 1000),
+          same_reports: packed.sameReports,
+          latency_ms: Object.fromEntries(packed.reads.map((r) => [r.key, { p50: r.p50, p95: r.p95 }])),
+        },
       })}`,
     );
   } finally {

@@ -297,6 +297,12 @@ export const settings = z.object({
   USAGE_PARTITIONS_AHEAD: int(1, 24)
     .default(3)
     .describe('Months after the current UTC month that always have a usage_events partition (created hourly, without blocking writes).'),
+  USAGE_PACK_SETTLED: onOff
+    .default(true)
+    .describe(
+      'on/off. on: a month POST /api/usage can no longer write to (36 days after its end) is packed, its events moved into one row per ' +
+        'customer, day and metric (about 45 bytes an event instead of about 240). off: its indexes are only rebuilt.',
+    ),
   USAGE_RETENTION_MONTHS: int(2, 1200)
     .default(13)
     .describe(

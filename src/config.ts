@@ -193,6 +193,8 @@ function toConfig(s: Settings) {
       bundleMaxEvents: s.USAGE_BUNDLE_MAX_EVENTS,
       /** Months ahead of the current one that always have a usage_events partition. */
       partitionsAhead: s.USAGE_PARTITIONS_AHEAD,
+      /** Settled months packed into usage_event_packs (src/modules/usage-partitions/packing.ts). */
+      packSettled: s.USAGE_PACK_SETTLED,
       /** Raw events older than this many months are archived and dropped (src/modules/usage-retention). */
       retentionMonths: s.USAGE_RETENTION_MONTHS,
       /** Absolute; unset: no archives (months are kept unless retentionWithoutArchive). */

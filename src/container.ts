@@ -361,6 +361,7 @@ export function buildContainer({
     metrics,
     audit,
     ahead: config.usage.partitionsAhead,
+    pack: config.usage.packSettled,
     now,
   });
   const activationSweeper = createActivationSweeper({ licenses, logger: logger.child({ component: 'license-activations' }), intervalMs: 3_600_000 });

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { systemContext } from '../../lib/request-context';
 import type { AuditService } from '../audit/audit-service';
 import { MAX_AGE_MS } from '../usage/usage-schemas';
+import { firstUnsettledMonth, monthsWithRows, packMonth } from './packing';
 import { addMonths, monthOf, monthsAhead, partitionName, readPartitions, type Month } from './partition-months';
 
 /**
@@ -44,6 +45,11 @@ export interface MaintenanceOptions {
   metrics?: PartitionMetrics;
   /** lock_timeout of every statement that locks (default 5 s). */
   lockTimeoutMs?: number;
+  /**
+   * Pack settled months (USAGE_PACK_SETTLED, packing.ts): at most one a run, the oldest first; a
+   * run that packs nothing compacts a settled month's indexes instead. Off: compaction only.
+   */
+  pack?: boolean;
   /** Called inside the attach transaction, after ATTACH, before commit (tests observe the locks there). */
   beforeCommit?: (month: Month) => Promise<void>;
 }
@@ -55,6 +61,10 @@ export interface MaintenanceResult {
   movedFromDefault: number;
   /** The settled months whose indexes were rebuilt by this run ('YYYY-MM-01'; at most one a run). */
   compacted: Month[];
+  /** The settled month packed by this run (at most one), with its events moved and its partition's bytes. */
+  packed: { month: Month; events: number; bytesBefore: number; bytesAfter: number }[];
+  /** Settled months with rows left unpacked because an event of theirs still waits for Stripe. */
+  packWaiting: Month[];
   /** Rows left in the default partition afterwards (0 unless a stray came in meanwhile). */
   defaultRows: number;
   /** Partitions of usage_events afterwards, the default not counted. */
@@ -98,6 +108,8 @@ export async function maintainUsagePartitions(db: Knex, opts: MaintenanceOptions
       return {
         created: [],
         compacted: [],
+        packed: [],
+        packWaiting: [],
         movedFromDefault: 0,
         defaultRows: await countDefault(db),
         partitions: state.partitions,
@@ -165,12 +177,15 @@ export async function maintainUsagePartitions(db: Knex, opts: MaintenanceOptions
       }
     }
 
-    const compacted = await compactSettled(on, opts);
+    const { packed, packWaiting } = opts.pack ? await packSettled(db, on, inTransaction, opts) : { packed: [], packWaiting: [] };
+    const compacted = packed.length ? [] : await compactSettled(on, opts);
 
     const after = await readPartitions(db);
     const result: MaintenanceResult = {
       created,
       compacted,
+      packed,
+      packWaiting,
       movedFromDefault: moved,
       defaultRows: await countDefault(db),
       partitions: after.partitions,
@@ -195,6 +210,38 @@ export async function maintainUsagePartitions(db: Knex, opts: MaintenanceOptions
 }
 
 /**
+ * The oldest settled month whose partition holds rows and whose events all reached Stripe (or were
+ * given up) is packed (packing.ts) and audited; those still waiting are named.
+ */
+async function packSettled(
+  db: Knex,
+  on: (sql: string, bindings?: readonly Knex.RawBinding[]) => Knex.Raw,
+  inTransaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>,
+  opts: MaintenanceOptions,
+): Promise<Pick<MaintenanceResult, 'packed' | 'packWaiting'>> {
+  const candidates = await monthsWithRows(on, await settledPartitions(on, firstUnsettledMonth(opts.now)));
+  const packWaiting: Month[] = [];
+  for (const { month, table } of candidates) {
+    const started = Date.now();
+    const r = await packMonth(on, inTransaction, month, table);
+    if (r === 'unforwarded') {
+      packWaiting.push(month);
+      continue;
+    }
+    await opts.audit.record(db, systemContext(), {
+      action: 'usage.month_pack',
+      outcome: 'success',
+      targetType: 'usage_month',
+      targetId: month.slice(0, 7),
+      details: { partition: table, events: r.events, bytes_before: r.bytesBefore, bytes_after: r.bytesAfter },
+    });
+    opts.logger?.info({ month: month.slice(0, 7), partition: table, ...r, ms: Date.now() - started }, 'usage month packed');
+    return { packed: [{ month, ...r }], packWaiting };
+  }
+  return { packed: [], packWaiting };
+}
+
+/**
  * A month settles 35 days after its end: POST /api/usage takes nothing older (a usage bundle still may,
  * rarely). Its partition's B-tree indexes were filled in key order per customer, so their pages were
  * split half full and stay so (about half their size is air: docs/SCALING.md). Once settled, they are
@@ -204,8 +251,7 @@ export async function maintainUsagePartitions(db: Knex, opts: MaintenanceOptions
  * it is dropped before the month is tried again.
  */
 async function compactSettled(on: (sql: string, bindings?: readonly Knex.RawBinding[]) => Knex.Raw, opts: MaintenanceOptions): Promise<Month[]> {
-  // The first month not settled yet: every partition before it is.
-  const unsettled = monthOf(new Date(opts.now.getTime() - MAX_AGE_MS - 24 * 3600 * 1000));
+  const unsettled = firstUnsettledMonth(opts.now);
   const { rows } = (await on(
     `select to_char(b.lower_bound, 'YYYY-MM-DD') as month, c.relname as partition
        from pg_inherits i join pg_class c on c.oid = i.inhrelid,
@@ -240,6 +286,22 @@ async function compactSettled(on: (sql: string, bindings?: readonly Knex.RawBind
     'usage partition indexes compacted',
   );
   return [next.month];
+}
+
+/** The partitions of months before `unsettled`, oldest first, with their names from the catalog. */
+async function settledPartitions(
+  on: (sql: string, bindings?: readonly Knex.RawBinding[]) => Knex.Raw,
+  unsettled: Month,
+): Promise<{ month: Month; table: string }[]> {
+  const { rows } = (await on(
+    `select to_char(b.lower_bound, 'YYYY-MM-DD') as month, c.relname as "table"
+       from pg_inherits i join pg_class c on c.oid = i.inhrelid,
+            lateral (select (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([0-9-]+)''\\)'))[1]::date as lower_bound) b
+      where i.inhparent = 'usage_events'::regclass and b.lower_bound is not null and b.lower_bound < ?::date
+      order by b.lower_bound`,
+    [unsettled],
+  )) as { rows: { month: string; table: string }[] };
+  return rows;
 }
 
 /** Rows in the default partition: 0 when there is none (no month is then ever a stray). */

@@ -21,6 +21,7 @@ export function createUsagePartitionsJob({
   metrics,
   audit,
   ahead,
+  pack = false,
   now = Date.now,
   intervalMs = PARTITION_MAINTENANCE_INTERVAL_MS,
 }: {
@@ -29,6 +30,8 @@ export function createUsagePartitionsJob({
   metrics: Metrics;
   audit: Pick<AuditService, 'record'>;
   ahead: number;
+  /** USAGE_PACK_SETTLED. */
+  pack?: boolean;
   now?: () => number;
   intervalMs?: number;
 }) {
@@ -41,6 +44,7 @@ export function createUsagePartitionsJob({
       const result = await maintainUsagePartitions(db, {
         now: new Date(now()),
         ahead,
+        pack,
         audit,
         logger,
         metrics: { runs: metrics.usagePartitionRuns, duration: metrics.usagePartitionDuration, created: metrics.usagePartitionsCreated },

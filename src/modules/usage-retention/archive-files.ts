@@ -16,6 +16,8 @@ import { trimDecimal } from '../usage/quantity';
  * only, readable with zcat and jq, streamed both ways (see docs/USAGE.md, Retention and archives).
  */
 
+import { unnestPack } from '../usage-partitions/packing';
+
 export const ARCHIVE_FORMAT = 'usage-archive/1';
 
 /**
@@ -30,14 +32,25 @@ export const ARCHIVE_COLUMNS_SQL = `id::text as id, customer_id::text as custome
 
 /**
  * An archived batch of events back into usage_events ($1: a JSON array of ArchivedEvent); a key already
- * there is left alone. received_at is not stored (it is the time in the id, which comes back as it was).
+ * there, as a row or in its month's packs (a month restored while packed), is left alone. The caller
+ * holds the month's pack lock (usage-partitions/packing.ts). received_at is not stored (it is the time
+ * in the id, which comes back as it was).
  */
 export const RESTORE_SQL = `
+  with r as (
+    select * from jsonb_to_recordset(?::jsonb) as r(id uuid, customer_id uuid, metric text, quantity numeric, occurred_at timestamptz,
+                                                   idempotency_key text, request_hash text, state text)
+  ), packed as (
+    select p.customer_id, u.idempotency_key, m.month
+      from (select distinct customer_id, usage_month(occurred_at) as month from r) m
+      join usage_event_packs p on p.customer_id = m.customer_id and p.day >= m.month and p.day < (m.month + interval '1 month')::date
+      ${unnestPack('p')}
+  )
   insert into usage_events (occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key)
   select r.occurred_at, r.id, r.customer_id, usage_month(r.occurred_at), case r.state when 'local' then 'l' when 'late' then 't' else 's' end::char(1),
          decode(r.request_hash, 'hex'), r.metric, r.quantity, r.idempotency_key
-    from jsonb_to_recordset(?::jsonb) as r(id uuid, customer_id uuid, metric text, quantity numeric, occurred_at timestamptz,
-                                           idempotency_key text, request_hash text, state text)
+    from r
+   where not exists (select 1 from packed x where x.customer_id = r.customer_id and x.idempotency_key = r.idempotency_key and x.month = usage_month(r.occurred_at))
   on conflict on constraint usage_events_customer_idempotency_unique do nothing`;
 
 export interface ArchivedEvent {

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import QueryStream from 'pg-query-stream';
 import type { UsageArchiveRow, UsageArchiveUpdate } from '../../db/tables';
 import { trimDecimal } from '../usage/quantity';
+import { lockMonthsShared, monthEventsSql } from '../usage-partitions/packing';
 import { ARCHIVE_COLUMNS_SQL, RESTORE_SQL, type ArchiveTotal, type ArchivedEvent } from './archive-files';
 
 /** Why an old month is kept (the gauge's `reason`). */
@@ -55,6 +56,9 @@ function monthTable(table: string): string {
   if (monthOfPartition(table) === null) throw new Error(`not a month of usage_events: ${table}`);
   return `"${table}"`;
 }
+
+/** A month table's first day: 'usage_events_2024_01' -> '2024-01-01'. */
+const monthStart = (table: string) => `${monthOfPartition(table)!}-01`;
 
 /** knex's pool, for the two uses that need a connection of their own (a cursor, a session lock). */
 const pooled = (db: Knex) => db.client as { acquireConnection(): Promise<pg.PoolClient>; releaseConnection(conn: pg.PoolClient): Promise<void> };
@@ -121,8 +125,8 @@ export function createUsageRetentionRepository() {
     async tableTotals(db: Knex, table: string): Promise<{ rows: number; totals: ArchiveTotal[] }> {
       const { rows } = await db.raw<{ rows: { customer_id: string; metric: string; quantity: string; events: string }[] }>(
         `select customer_id::text as customer_id, metric, sum(quantity)::text as quantity, count(*)::text as events
-           from ?? group by customer_id, metric order by customer_id::text, metric`,
-        [table],
+           from (${monthEventsSql(monthTable(table), '?')}) e group by customer_id, metric order by customer_id::text, metric`,
+        [monthStart(table), monthStart(table)],
       );
       const totals = rows.map((r) => ({ customer_id: r.customer_id, metric: r.metric, quantity: trimDecimal(r.quantity), events: Number(r.events) }));
       return { rows: totals.reduce((n, t) => n + t.events, 0), totals };
@@ -132,8 +136,8 @@ export function createUsageRetentionRepository() {
     async *events(db: Knex, table: string): AsyncGenerator<ArchivedEvent> {
       const conn = await pooled(db).acquireConnection();
       try {
-        const sql = `select ${ARCHIVE_COLUMNS_SQL} from ${monthTable(table)} order by customer_id, occurred_at, id`;
-        const stream = conn.query(new QueryStream(sql, [], { batchSize: 1000 }));
+        const sql = `select ${ARCHIVE_COLUMNS_SQL} from (${monthEventsSql(monthTable(table), '$1')}) e order by customer_id, occurred_at, id`;
+        const stream = conn.query(new QueryStream(sql, [monthStart(table)], { batchSize: 1000 }));
         for await (const row of stream) yield row as ArchivedEvent;
       } finally {
         await pooled(db).releaseConnection(conn);
@@ -142,6 +146,7 @@ export function createUsageRetentionRepository() {
 
     /** A batch of archived events back in usage_events (in the caller's transaction); how many were not there. */
     async insertEvents(trx: Knex, events: readonly ArchivedEvent[]): Promise<number> {
+      await lockMonthsShared(trx, [...new Set(events.map((e) => `${e.occurred_at.slice(0, 7)}-01`))]);
       const r = await trx.raw<{ rowCount: number }>(RESTORE_SQL, [JSON.stringify(events)]);
       return r.rowCount;
     },
@@ -187,6 +192,8 @@ export function createUsageRetentionRepository() {
 
     async dropTable(db: Knex, table: string): Promise<void> {
       await db.raw('drop table if exists ??', [table]);
+      // The month's packed events go with it (the archive holds both).
+      await db.raw(`delete from usage_event_packs where day >= ?::date and day < (?::date + interval '1 month')::date`, [monthStart(table), monthStart(table)]);
     },
 
     /**

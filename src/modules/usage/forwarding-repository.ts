@@ -232,7 +232,7 @@ export function createForwardingRepository() {
     },
 
     async stats(db: Knex): Promise<ForwardingStats> {
-      // The queue from the outbox; local and sent are counts over the events (every partition).
+      // The queue from the outbox; local and sent are counts over the events (every partition, and the packs' counts).
       const { rows }: { rows: [StatsRow] } = await db.raw(
         `with q as (
            select count(*) filter (where state = 'pending')::int as pending,
@@ -242,9 +242,10 @@ export function createForwardingRepository() {
                   count(*) filter (where state = 'sent' and sent_at > now() - interval '1 minute')::int as sent_last_minute
              from usage_outbox
          ), e as (
-           select count(*) filter (where state = 'l')::int as local, count(*) filter (where state = 's')::int as routed from usage_events
+           select (select count(*) filter (where state = 'l') from usage_events) + (select coalesce(sum(local), 0) from usage_event_packs) as local,
+                  (select count(*) filter (where state = 's') from usage_events) + (select coalesce(sum(routed), 0) from usage_event_packs) as routed
          )
-         select q.pending, q.due, q.failed, e.local, e.routed - q.pending - q.failed as sent, q.oldest_pending_at,
+         select q.pending, q.due, q.failed, e.local::int, (e.routed - q.pending - q.failed)::int as sent, q.oldest_pending_at,
                 coalesce(extract(epoch from now() - q.oldest_pending_at), 0)::float8 as oldest_pending_age_seconds, q.sent_last_minute
            from q, e`,
       );

@@ -4,6 +4,8 @@ import type { ForwardingState, UsageDailyRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
 import { MAX_AGE_MS } from './usage-window';
 import { droppedMonths, monthOf } from '../usage-retention/dropped-months';
+import { lockMonthsShared, packedOccurredAt, packedRequestHash, unnestPack, writesUnderPackLock } from '../usage-partitions/packing';
+import { monthOf as monthOfPartition } from '../usage-partitions/partition-months';
 import {
   answerListSql,
   decodeOutcomes,
@@ -89,7 +91,7 @@ export const MONTH_TURN_WINDOW_MS = 10 * 60 * 1000;
  * Arrays through unnest keep the SQL text constant whatever the number of events. It runs as a
  * named statement (src/db/named-statement.ts); its answer is encoded and read in write-answer.ts.
  */
-export function writeSql({ lookIn, forward }: WriteShape): string {
+export function writeSql({ lookIn, forward, packed = false }: WriteShape): string {
   const lookup = lookIn.length > 0;
   return `
 with given as (
@@ -101,7 +103,7 @@ with given as (
 ), input as (
   select distinct on (customer_id, idempotency_key) usage_uuidv7() as id, g.*
     from given g order by customer_id, idempotency_key, ord
-${lookup ? `), earlier as (${earlierSql(lookIn)}` : ''}
+${lookup ? `), earlier as (${earlierSql(lookIn)}` : ''}${packed ? `), packed as (${packedSql}` : ''}
 ), ins as (
   insert into usage_events as e (occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key)
   select occurred_at, id, customer_id, usage_month(occurred_at), case when $7::text = 'pending' then 's' else 'l' end::char(1),
@@ -111,12 +113,17 @@ ${lookup ? `), earlier as (${earlierSql(lookIn)}` : ''}
         ? `
    where not exists (select 1 from earlier x where x.customer_id = i.customer_id and x.idempotency_key = i.idempotency_key)`
         : ''
+    }${
+      packed
+        ? `
+   ${lookup ? 'and' : 'where'} not exists (select 1 from packed x where x.customer_id = i.customer_id and x.idempotency_key = i.idempotency_key)`
+        : ''
     }
    order by customer_id, idempotency_key
   on conflict on constraint usage_events_customer_idempotency_unique do update set request_hash = e.request_hash
   returning e.id, e.customer_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.request_hash
 ), found as (
-  select * from ins${lookup ? ' union all select * from earlier' : ''}
+  select * from ins${lookup ? ' union all select * from earlier' : ''}${packed ? ' union all select * from packed' : ''}
 ), fresh as (
   select ins.* from ins join input i on i.id = ins.id${
     forward
@@ -164,6 +171,19 @@ const earlierSql = (lookIn: readonly string[]) => `
    order by e.customer_id, e.idempotency_key, e.occurred_month desc`;
 
 /**
+ * `packed` for a write with late events (older than LATE_WRITE_AGE_MS, written under their months'
+ * pack locks: usage-partitions/packing.ts): their keys in the packs of their months, unnested once per
+ * (customer, month) and matched to the events given. A packed month holds each key once, as its
+ * partition does, so a key found here is that event (a replay or a conflict), never a second.
+ */
+const packedSql = `
+  select u.id, p.customer_id, u.idempotency_key, p.metric, u.quantity, ${packedOccurredAt('p')} as occurred_at, ${packedRequestHash('p')} as request_hash
+    from (select distinct customer_id, usage_month(occurred_at) as month from input) m
+    join usage_event_packs p on p.customer_id = m.customer_id and p.day >= m.month and p.day < (m.month + interval '1 month')::date
+    ${unnestPack('p')}
+    join input i on i.customer_id = p.customer_id and i.idempotency_key = u.idempotency_key and usage_month(i.occurred_at) = m.month`;
+
+/**
  * The months other than `nowMs`'s own where a retry of an event stamped at `nowMs` may have its first
  * copy: those of the last 35 days (MAX_AGE_MS, what POST /api/usage takes) and, within
  * MONTH_TURN_WINDOW_MS of the turn, the next month. As usage_month() gives them: the first of a UTC
@@ -202,6 +222,8 @@ function lookbackAt(nowMs: number): readonly string[] {
 export interface WriteShape {
   lookIn: readonly string[];
   forward: boolean;
+  /** Some event is late enough for its month to be packed: look in the packs too (packedSql). */
+  packed?: boolean;
 }
 
 /**
@@ -211,11 +233,12 @@ export interface WriteShape {
  */
 const statements = new Map<string, NamedStatement>();
 function writeStatement(shape: WriteShape): NamedStatement {
-  const key = `${shape.forward ? 'f' : 'l'}:${shape.lookIn.join(',')}`;
+  const key = `${shape.forward ? 'f' : 'l'}${shape.packed ? 'p' : ''}:${shape.lookIn.join(',')}`;
   let statement = statements.get(key);
   if (!statement) {
     if (statements.size >= 8) statements.clear();
-    statement = namedStatement(shape.lookIn.length === 0 ? 'usage-write' : 'usage-lookback-write', writeSql(shape));
+    const label = shape.packed ? 'usage-late-write' : shape.lookIn.length === 0 ? 'usage-write' : 'usage-lookback-write';
+    statement = namedStatement(label, writeSql(shape));
     statements.set(key, statement);
   }
   return statement;
@@ -276,19 +299,18 @@ async function runWrite(
   allOrNothing: boolean,
   run: typeof runNamed = runNamed,
 ): Promise<WriteRow> {
-  if (needsTurnLock(events, nowMs)) {
+  const lateMonths = packLockMonths(events, nowMs);
+  if (needsTurnLock(events, nowMs) || lateMonths.length > 0) {
     if (db.isTransaction) {
-      await lockTurn(db, events);
+      if (needsTurnLock(events, nowMs)) await lockTurn(db, events);
+      if (lateMonths.length > 0) await lockMonthsShared(db, lateMonths);
     } else {
-      return db.transaction(async (trx) => {
-        await lockTurn(trx, events);
-        return runWrite(trx, events, state, nowMs, allOrNothing, runNamedInTransaction);
-      });
+      return db.transaction(async (trx) => runWrite(trx, events, state, nowMs, allOrNothing, runNamedInTransaction));
     }
   }
   try {
     const lookIn = events.some((e) => !e.occurredAt) ? lookbackAt(nowMs) : [];
-    const [row] = await run<WriteRow>(db, writeStatement({ lookIn, forward: state === 'pending' }), [
+    const [row] = await run<WriteRow>(db, writeStatement({ lookIn, forward: state === 'pending', packed: lateMonths.length > 0 }), [
       uuidArray(events.map((e) => e.customerId)),
       textArray(events.map((e) => e.metric)),
       textArray(events.map((e) => e.quantity)),
@@ -313,6 +335,16 @@ export function nearMonthTurn(ms: number): boolean {
   const next = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
   return ms - start < MONTH_TURN_WINDOW_MS || next - ms <= MONTH_TURN_WINDOW_MS;
 }
+
+/** The months of the write's late events (packing.ts: writesUnderPackLock), whose pack locks it takes. */
+function packLockMonths(events: readonly EventToWrite[], nowMs: number): string[] {
+  if (!events.some((e) => e.occurredAt && writesUnderPackLock(e.occurredAt.getTime(), nowMs))) return NO_MONTHS;
+  const months = new Set<string>();
+  for (const e of events) if (e.occurredAt && writesUnderPackLock(e.occurredAt.getTime(), nowMs)) months.add(monthOfPartition(e.occurredAt));
+  return [...months];
+}
+
+const NO_MONTHS: string[] = [];
 
 const needsTurnLock = (events: readonly EventToWrite[], nowMs: number) => nearMonthTurn(nowMs) && events.some((e) => !e.occurredAt);
 
@@ -460,6 +492,14 @@ export function createUsageRepository() {
         branches.push(`select e.customer_id, e.metric, (e.occurred_at at time zone 'UTC')::date, e.quantity, 1
              from usage_events e where e.occurred_at >= ? and e.occurred_at < ?${f.sql}`);
         bindings.push(a.toISOString(), b.toISOString(), ...f.bindings);
+        // A settled month holds its events in usage_event_packs (packing.ts), with any written since
+        // beside them as rows. Read whatever the clock says (the packer's may be ahead): an index range
+        // on the day, empty for a month not packed.
+        const fp = filters('p');
+        branches.push(`select p.customer_id, p.metric, p.day, u.quantity, 1
+             from usage_event_packs p ${unnestPack('p')}
+            where p.day >= ?::date and p.day < ?::date${fp.sql} and ${packedOccurredAt('p')} >= ? and ${packedOccurredAt('p')} < ?`);
+        bindings.push(isoDay(floorDay(a)), isoDay(ceilDay(b)), ...fp.bindings, a.toISOString(), b.toISOString());
       }
       const cols = q.groupBy.map((g) => GROUP_COLUMNS[g]);
       const select = cols.length ? `${cols.join(', ')}, ` : '';
