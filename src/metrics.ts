@@ -120,6 +120,16 @@ export function createMetrics() {
       help: 'Monthly partitions of usage_events created by this instance',
       registers: [registry],
     }),
+    usageMonthsPacked: new Counter({
+      name: 'usage_months_packed_total',
+      help: 'Settled months of usage_events packed into usage_event_packs by this instance (a month packed again after late events counts again)',
+      registers: [registry],
+    }),
+    usageMonthsPackWaiting: new Gauge({
+      name: 'usage_months_pack_waiting',
+      help: 'Settled months left as rows by the last partition maintenance round because an event of theirs still waits for Stripe',
+      registers: [registry],
+    }),
     usagePartitionGauges: usagePartitionGauges(registry),
 
     /** License activations holding a seat, read from the database when Prometheus scrapes. */

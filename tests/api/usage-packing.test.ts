@@ -11,13 +11,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import pino from 'pino';
 import request from 'supertest';
 import { createCustomer, type CreatedCustomer } from '../helpers/factories';
 import { createIsolatedTestApp } from '../helpers/fresh-database';
 import { retentionDeps, seedMonth } from '../helpers/usage-retention';
+import { createKnex } from '../../src/db/knex';
 import { migrationConfig } from '../../src/db/migration-source';
 import { maintainUsagePartitions } from '../../src/modules/usage-partitions/maintenance';
 import { monthEventsSql } from '../../src/modules/usage-partitions/packing';
+import { createUsagePartitionsJob } from '../../src/modules/usage-partitions/partitions-job';
 import { createUsageRepository, WriteRefusedError, type EventToWrite } from '../../src/modules/usage/usage-repository';
 import { runUsageRetention } from '../../src/modules/usage-retention/usage-retention-service';
 
@@ -39,6 +42,7 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+const gauge = async (name: string) => Number(/ (\d+)$/m.exec(await iso.t.c.metrics.registry.getSingleMetricAsString(name))?.[1] ?? 'NaN');
 const pack = () => maintainUsagePartitions(iso.t.db, { audit: iso.t.c.audit, now: new Date(), ahead: 1, pack: true });
 const table = (month: string) => `usage_events_${month.replace('-', '_')}`;
 
@@ -217,6 +221,29 @@ describe('packing and late writes at the same time', () => {
     });
   });
 
+  test('when a late write holds the month past lock_timeout, then the round leaves the month as it was and the next round packs it', async () => {
+    const month2 = '2024-08';
+    await partitionFor(month2);
+    await repo.write(iso.t.db, late(month2, 12, 'aug'), 'local', Date.now());
+    // Another instance's write (a pool of its own), not committed yet.
+    const other = createKnex({ url: iso.url, poolMax: 1 });
+    let commit!: () => void;
+    const held = new Promise<void>((r) => (commit = r));
+    const writing = other.transaction(async (trx) => {
+      await repo.writeInTransaction(trx, late(month2, 1, 'aug-held'), 'local', Date.now());
+      await held;
+    });
+    await until(async () => (await waitingAdvisory()) === 0 && (await placeOf(month2)).rows === 12);
+    const blocked = await maintainUsagePartitions(iso.t.db, { audit: iso.t.c.audit, now: new Date(), ahead: 1, pack: true, lockTimeoutMs: 300 });
+    expect(blocked.packed).toEqual([]);
+    expect(await placeOf(month2)).toEqual({ rows: 12, packed: 0 });
+    commit();
+    await writing;
+    await other.destroy();
+    // The control: with the write committed, the same round packs the month, its event too.
+    expect((await pack()).packed.map((p) => [p.month, p.events])).toEqual([[`${month2}-01`, 13]]);
+  });
+
   test('when retries and new keys race a packing, then every key is stored once, and each new key created once', async () => {
     const events = late(month, 30, 'race');
     const writes: Promise<{ created: boolean; key: string }[]>[] = [];
@@ -252,13 +279,26 @@ describe('a month with an event still owed to Stripe', () => {
        select occurred_at, id, customer_id, occurred_month, 'pending', metric, quantity, idempotency_key, now() from ?? where idempotency_key = 'seed-2024-06-3'`,
       [table(month)],
     );
-    const first = await pack();
+    // The app's hourly job: the waiting month in its result and in usage_months_pack_waiting.
+    const job = createUsagePartitionsJob({
+      db: iso.t.db,
+      logger: pino({ level: 'silent' }),
+      metrics: iso.t.c.metrics,
+      audit: iso.t.c.audit,
+      ahead: 1,
+      pack: true,
+    });
+    const first = (await job.run())!;
     expect(first.packed).toEqual([]);
     expect(first.packWaiting).toEqual([`${month}-01`]);
+    expect(await gauge('usage_months_pack_waiting')).toBe(1);
     expect(await placeOf(month)).toEqual({ rows: 10, packed: 0 });
     await iso.t.db.raw(`update usage_outbox set state = 'sent', sent_at = now(), next_attempt_at = null where idempotency_key = 'seed-2024-06-3'`);
-    const second = await pack();
+    const packedBefore = await gauge('usage_months_packed_total');
+    const second = (await job.run())!;
     expect(second.packed.map((p) => [p.month, p.events])).toEqual([[`${month}-01`, 10]]);
+    expect(await gauge('usage_months_pack_waiting')).toBe(0);
+    expect(await gauge('usage_months_packed_total')).toBe(packedBefore + 1);
     expect(await placeOf(month)).toEqual({ rows: 0, packed: 10 });
   });
 });

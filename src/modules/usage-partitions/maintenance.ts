@@ -46,8 +46,8 @@ export interface MaintenanceOptions {
   /** lock_timeout of every statement that locks (default 5 s). */
   lockTimeoutMs?: number;
   /**
-   * Pack settled months (USAGE_PACK_SETTLED, packing.ts): at most one a run, the oldest first; a
-   * run that packs nothing compacts a settled month's indexes instead. Off: compaction only.
+   * Pack settled months (USAGE_PACK_SETTLED, packing.ts): at most one a run, the oldest first. Off:
+   * a settled month's indexes are rebuilt instead (compactSettled).
    */
   pack?: boolean;
   /** Called inside the attach transaction, after ATTACH, before commit (tests observe the locks there). */
@@ -178,7 +178,8 @@ export async function maintainUsagePartitions(db: Knex, opts: MaintenanceOptions
     }
 
     const { packed, packWaiting } = opts.pack ? await packSettled(db, on, inTransaction, opts) : { packed: [], packWaiting: [] };
-    const compacted = packed.length ? [] : await compactSettled(on, opts);
+    // Packing rebuilds a packed partition's indexes itself; compaction is what a round does without it.
+    const compacted = opts.pack ? [] : await compactSettled(on, opts);
 
     const after = await readPartitions(db);
     const result: MaintenanceResult = {
@@ -228,6 +229,10 @@ async function packSettled(
       packWaiting.push(month);
       continue;
     }
+    if (r === 'busy') {
+      opts.logger?.info({ month: month.slice(0, 7) }, 'usage month not packed: its lock stayed taken by a late write; the next round tries again');
+      break;
+    }
     await opts.audit.record(db, systemContext(), {
       action: 'usage.month_pack',
       outcome: 'success',
@@ -238,6 +243,8 @@ async function packSettled(
     opts.logger?.info({ month: month.slice(0, 7), partition: table, ...r, ms: Date.now() - started }, 'usage month packed');
     return { packed: [{ month, ...r }], packWaiting };
   }
+  if (packWaiting.length)
+    opts.logger?.info({ months: packWaiting.map((m) => m.slice(0, 7)) }, 'settled usage months not packed: an event of theirs still waits for Stripe');
   return { packed: [], packWaiting };
 }
 

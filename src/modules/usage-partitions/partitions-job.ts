@@ -49,6 +49,10 @@ export function createUsagePartitionsJob({
         logger,
         metrics: { runs: metrics.usagePartitionRuns, duration: metrics.usagePartitionDuration, created: metrics.usagePartitionsCreated },
       });
+      if (pack && !result.skipped) {
+        metrics.usageMonthsPacked.inc(result.packed.length);
+        metrics.usageMonthsPackWaiting.set(result.packWaiting.length);
+      }
       if (result.movedFromDefault > 0) {
         logger.warn(
           { created: result.created, moved: result.movedFromDefault },

@@ -4,7 +4,7 @@ import type { ForwardingState, UsageDailyRow } from '../../db/tables';
 import { trimDecimal } from './quantity';
 import { MAX_AGE_MS } from './usage-window';
 import { droppedMonths, monthOf } from '../usage-retention/dropped-months';
-import { lockMonthsShared, packedOccurredAt, packedRequestHash, unnestPack, writesUnderPackLock } from '../usage-partitions/packing';
+import { lockMonthsShared, packedOccurredAt, packedRequestHash, unnestPack, unnestPackQuantities, writesUnderPackLock } from '../usage-partitions/packing';
 import { monthOf as monthOfPartition } from '../usage-partitions/partition-months';
 import {
   answerListSql,
@@ -497,7 +497,7 @@ export function createUsageRepository() {
         // on the day, empty for a month not packed.
         const fp = filters('p');
         branches.push(`select p.customer_id, p.metric, p.day, u.quantity, 1
-             from usage_event_packs p ${unnestPack('p')}
+             from usage_event_packs p ${unnestPackQuantities('p')}
             where p.day >= ?::date and p.day < ?::date${fp.sql} and ${packedOccurredAt('p')} >= ? and ${packedOccurredAt('p')} < ?`);
         bindings.push(isoDay(floorDay(a)), isoDay(ceilDay(b)), ...fp.bindings, a.toISOString(), b.toISOString());
       }
