@@ -201,7 +201,15 @@ test('when the schema is migrated, then every unique constraint and foreign key 
         and t.relname not in (${PER_MONTH.map((n) => `'${n}'`).join(', ')})`,
   );
   const tables = new Set(rows.map((r) => r.table));
-  expect([...tables].sort()).toEqual(['usage_bundles', 'usage_daily', 'usage_event_packs', 'usage_events', 'usage_outbox', 'usage_threshold_crossings', 'usage_true_ups']);
+  expect([...tables].sort()).toEqual([
+    'usage_bundles',
+    'usage_daily',
+    'usage_event_packs',
+    'usage_events',
+    'usage_outbox',
+    'usage_threshold_crossings',
+    'usage_true_ups',
+  ]);
   expect(rows.filter((r) => !r.columns.includes('customer_id'))).toEqual([]);
   // Control: the check reads real columns (usage_events' idempotency key names all three).
   expect(rows.find((r) => r.name === 'usage_events_customer_idempotency_unique')!.columns.sort()).toEqual(['customer_id', 'idempotency_key', 'occurred_month']);
