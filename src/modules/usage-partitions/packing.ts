@@ -9,7 +9,7 @@ import { addMonths, monthOf, type Month } from './partition-months';
  * customer, UTC day and metric, the events' fields as arrays in one order.
  *
  * Idempotency holds across the two forms through one lock per month:
- * - the packing takes it exclusively (pg_advisory_xact_lock) for its transaction;
+ * - the packing takes it exclusively (pg_advisory_xact_lock) in each of its transactions (a day each);
  * - a write of an event older than LATE_WRITE_AGE_MS (a usage bundle's late usage; nothing online
  *   is that old) takes its month's lock shared before its statement, and that statement looks the
  *   keys up in the month's packs as well as in its partition (usage-repository.ts, `packed`).
@@ -55,6 +55,8 @@ async function lockMonthExclusive(trx: Knex, month: Month): Promise<void> {
  */
 export const unnestPack = (p: string) =>
   `cross join lateral unnest(${p}.ids, ${p}.us, ${p}.quantities, ${p}.keys) with ordinality as u(id, us, quantity, idempotency_key, n)`;
+/** The keys alone (a restore's lookup: the other arrays are not decompressed). */
+export const unnestPackKeys = (p: string) => `cross join lateral unnest(${p}.keys) as u(idempotency_key)`;
 /** The times and quantities alone (a total reads no more: the other arrays are not even decompressed). */
 export const unnestPackQuantities = (p: string) => `cross join lateral unnest(${p}.us, ${p}.quantities) as u(us, quantity)`;
 export const packedOccurredAt = (p: string) => `((${p}.day::timestamp + u.us * interval '1 microsecond') at time zone 'UTC')`;
@@ -91,9 +93,9 @@ export type PackBlocked = 'unforwarded' | 'busy';
 type On = (sql: string, bindings?: readonly Knex.RawBinding[]) => Knex.Raw;
 
 /**
- * Packs one settled month: in one transaction under the month's lock, every row of its partition
- * moves into usage_event_packs (appended to a day's pack when one is there already) and leaves the
- * partition; then the partition's heap is vacuumed (its empty pages given back) and its indexes
+ * Packs one settled month: a day a transaction, each under the month's lock, every row of the day
+ * moves out of its partition into usage_event_packs (appended to a day's pack when one is there
+ * already); then the partition's heap is vacuumed (its empty pages given back) and its indexes
  * rebuilt concurrently (so they shrink to nothing). Not while an event of the month still waits for
  * Stripe (an outbox row pending or failed: the forwarder updates that event's row when it gives up).
  */

@@ -6,6 +6,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { trimDecimal } from '../usage/quantity';
+import { unnestPackKeys } from '../usage-partitions/packing';
 
 /*
  * A month's archive: usage_events_YYYY_MM.ndjson.gz (one JSON object per event, gzip) and
@@ -15,8 +16,6 @@ import { trimDecimal } from '../usage/quantity';
  * a manifest is an unfinished archive (written again). NDJSON in gzip rather than Parquet: node:zlib
  * only, readable with zcat and jq, streamed both ways (see docs/USAGE.md, Retention and archives).
  */
-
-import { unnestPack } from '../usage-partitions/packing';
 
 export const ARCHIVE_FORMAT = 'usage-archive/1';
 
@@ -44,7 +43,7 @@ export const RESTORE_SQL = `
     select p.customer_id, u.idempotency_key, m.month
       from (select distinct customer_id, usage_month(occurred_at) as month from r) m
       join usage_event_packs p on p.customer_id = m.customer_id and p.day >= m.month and p.day < (m.month + interval '1 month')::date
-      ${unnestPack('p')}
+      ${unnestPackKeys('p')}
   )
   insert into usage_events (occurred_at, id, customer_id, occurred_month, state, request_hash, metric, quantity, idempotency_key)
   select r.occurred_at, r.id, r.customer_id, usage_month(r.occurred_at), case r.state when 'local' then 'l' when 'late' then 't' else 's' end::char(1),
