@@ -4,7 +4,7 @@
  * for both), and after each step prints: ingestion events/s; bytes per event of the table and of
  * each index (after VACUUM ANALYZE; partitions summed into their parent, should the table be
  * partitioned); p50/p95 of a customer's reads and of the all-customer reports; what
- * maintainUsagePartitions takes, if src/modules/usage-partitions/maintenance.ts exists; and a compact
+ * maintainUsagePartitions takes; and a compact
  * EXPLAIN (ANALYZE, BUFFERS) of the statements that use the table's indexes.
  *
  * The load: BENCH_SCALE_CUSTOMERS (100) customers on one plan metering the three metrics, batches of
@@ -19,9 +19,7 @@
  * and dropped at the end, on error and on SIGINT. The service runs in this process (createTestApp),
  * Stripe off: every event is stored as local, so the forwarder's partial indexes stay empty.
  */
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Knex } from 'knex';
 import { createKnex } from '../src/db/knex';
@@ -43,10 +41,7 @@ const READS = Number(process.env.BENCH_SCALE_READS ?? 50);
 const RANDOM_TIMES = process.env.BENCH_SCALE_OCCURRED === 'random';
 const DAY = 86_400_000;
 const SPAN = 30 * DAY;
-const MAINTENANCE = path.resolve(__dirname, '../src/modules/usage-partitions/maintenance.ts');
 const MAINTENANCE_AHEAD = 2;
-
-type MaintainUsagePartitions = (db: Knex, opts: { now: Date; ahead: number; audit: TestApp['c']['audit']; logger?: unknown }) => Promise<unknown>;
 
 const mb = (bytes: number) => (bytes / 1048576).toFixed(1);
 const round1 = (x: number) => Math.round(x * 10) / 10;
@@ -291,12 +286,9 @@ async function explainAll(t: TestApp, db: Knex, load: Load, s: Sizes): Promise<R
   return out;
 }
 
-async function maintenance(db: Knex, t: TestApp): Promise<{ ms: number; result: string } | null> {
-  if (!fs.existsSync(MAINTENANCE)) return null;
-  const mod = (await import(MAINTENANCE)) as { maintainUsagePartitions?: MaintainUsagePartitions };
-  if (typeof mod.maintainUsagePartitions !== 'function') return null;
+async function maintenance(db: Knex, t: TestApp): Promise<{ ms: number; result: string }> {
   const started = performance.now();
-  const result = await mod.maintainUsagePartitions(db, { now: new Date(), ahead: MAINTENANCE_AHEAD, audit: t.c.audit, logger: t.c.logger });
+  const result = await maintainUsagePartitions(db, { now: new Date(), ahead: MAINTENANCE_AHEAD, audit: t.c.audit, logger: t.c.logger });
   return { ms: round1(performance.now() - started), result: JSON.stringify(result ?? null).slice(0, 200) };
 }
 
@@ -573,9 +565,7 @@ async function main(): Promise<void> {
 
       log('partition maintenance');
       const maint = await maintenance(db, app);
-      console.log(
-        `\npartition maintenance (maintainUsagePartitions, ahead ${MAINTENANCE_AHEAD}): ${maint ? `${maint.ms} ms, answered ${maint.result}` : 'n/a (src/modules/usage-partitions/maintenance.ts is absent)'}`,
-      );
+      console.log(`\npartition maintenance (maintainUsagePartitions, ahead ${MAINTENANCE_AHEAD}): ${maint.ms} ms, answered ${maint.result}`);
 
       summary.push({
         events: target,
@@ -593,7 +583,7 @@ async function main(): Promise<void> {
         index_bytes_per_event: Object.fromEntries(s.indexes.map((i) => [i.name, perEvent(i.bytes)])),
         latency_ms: Object.fromEntries(reads.map((r) => [r.key, { p50: r.p50, p95: r.p95 }])),
         explain: plans,
-        maintenance_ms: maint?.ms ?? null,
+        maintenance_ms: maint.ms,
       });
     }
 

@@ -300,9 +300,10 @@ async function runWrite(
   run: typeof runNamed = runNamed,
 ): Promise<WriteRow> {
   const lateMonths = packLockMonths(events, nowMs);
-  if (needsTurnLock(events, nowMs) || lateMonths.length > 0) {
+  const turn = needsTurnLock(events, nowMs);
+  if (turn || lateMonths.length > 0) {
     if (db.isTransaction) {
-      if (needsTurnLock(events, nowMs)) await lockTurn(db, events);
+      if (turn) await lockTurn(db, events);
       if (lateMonths.length > 0) await lockMonthsShared(db, lateMonths);
     } else {
       return db.transaction(async (trx) => runWrite(trx, events, state, nowMs, allOrNothing, runNamedInTransaction));
@@ -338,13 +339,10 @@ export function nearMonthTurn(ms: number): boolean {
 
 /** The months of the write's late events (packing.ts: writesUnderPackLock), whose pack locks it takes. */
 function packLockMonths(events: readonly EventToWrite[], nowMs: number): string[] {
-  if (!events.some((e) => e.occurredAt && writesUnderPackLock(e.occurredAt.getTime(), nowMs))) return NO_MONTHS;
-  const months = new Set<string>();
-  for (const e of events) if (e.occurredAt && writesUnderPackLock(e.occurredAt.getTime(), nowMs)) months.add(monthOfPartition(e.occurredAt));
-  return [...months];
+  let months: Set<string> | null = null;
+  for (const e of events) if (e.occurredAt && writesUnderPackLock(e.occurredAt.getTime(), nowMs)) (months ??= new Set()).add(monthOfPartition(e.occurredAt));
+  return months ? [...months] : [];
 }
-
-const NO_MONTHS: string[] = [];
 
 const needsTurnLock = (events: readonly EventToWrite[], nowMs: number) => nearMonthTurn(nowMs) && events.some((e) => !e.occurredAt);
 
